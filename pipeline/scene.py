@@ -1,0 +1,103 @@
+"""The one common form in which every source adapter hands a scene to the pipeline.
+
+A :class:`Scene` is a plain, JSON-serialisable record: paths to what was fetched plus the facts the
+pipeline needs (georeference when the file has none, licence, region hint).  Adapters produce scenes;
+the per-scene Luigi tasks consume them.  Nothing here reads pixels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+#: Class ids of the release (0 = unlabelled / nodata), names and palette as in OpenEarthMap.
+CLASS_NAMES: dict[int, str] = {
+    1: "bareland",
+    2: "rangeland",
+    3: "developed space",
+    4: "road",
+    5: "tree",
+    6: "water",
+    7: "agriculture land",
+    8: "building",
+}
+CLASS_COLORS: dict[int, tuple[int, int, int]] = {
+    1: (0x80, 0x00, 0x00),
+    2: (0x00, 0xFF, 0x24),
+    3: (0x94, 0x94, 0x94),
+    4: (0xFF, 0xFF, 0xFF),
+    5: (0x22, 0x61, 0x26),
+    6: (0x00, 0x45, 0xFF),
+    7: (0x4B, 0xB5, 0x49),
+    8: (0xDE, 0x1F, 0x07),
+}
+NUM_CLASSES = 8
+UNLABELLED = 0
+BUILDING = 8
+
+
+@dataclass(frozen=True)
+class Georef:
+    """A georeference supplied beside an image that carries none (e.g. an xBD PNG).
+
+    ``transform`` is the affine pixel->CRS mapping as rasterio's 6 coefficients (a, b, c, d, e, f).
+    ``origin`` says where it came from (e.g. ``"affine fit of 412 xy/lng_lat vertex pairs"``).
+    """
+
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Scene:
+    """One input scene as an adapter yields it.
+
+    Paths are absolute or relative to the working directory.  ``landcover`` is an 8-class index raster
+    (ids 0..8) on exactly the image's pixel grid; ``building_mask`` a raster on the image grid whose
+    non-zero pixels are buildings; ``footprints`` a vector file of building polygons in
+    ``footprints_crs``.  Any of the three may be absent.
+    """
+
+    source: str
+    scene_id: str
+    kind: str
+    image: str
+    license: str
+    attribution: str
+    georef: Optional[Georef] = None
+    landcover: Optional[str] = None
+    building_mask: Optional[str] = None
+    footprints: Optional[str] = None
+    footprints_crs: Optional[str] = None
+    region_hint: Optional[str] = None
+    acquired: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Unique, filesystem-safe key of the scene across sources: ``<source>/<scene_id>``."""
+        return f"{self.source}/{self.scene_id}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Scene":
+        data = dict(data)
+        if data.get("georef") is not None:
+            g = data["georef"]
+            data["georef"] = Georef(crs=g["crs"], transform=tuple(g["transform"]), origin=g.get("origin", ""))
+        return cls(**data)
+
+
+def write_catalog(scenes: Iterable[Scene], path: Path) -> None:
+    """Write scenes as a JSON list, sorted by scene id (callers handle atomicity)."""
+    items = sorted((s.to_dict() for s in scenes), key=lambda d: d["scene_id"])
+    Path(path).write_text(json.dumps(items, indent=1, sort_keys=True) + "\n")
+
+
+def read_catalog(path: Path) -> list[Scene]:
+    return [Scene.from_dict(d) for d in json.loads(Path(path).read_text())]

@@ -1,0 +1,176 @@
+"""Parse and validate ``sources.yaml`` into typed :class:`SourceConfig` objects.
+
+Every error names the file, the source and the key, e.g.
+``sources.yaml: source 'inria': unknown kind 'inira'``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlparse
+
+import yaml
+
+KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo")
+ALLOWED_SCHEMES = ("http", "https", "s3")
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
+#: Options each kind accepts, with their types and defaults.  Unknown options are errors.
+KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
+    "demo": {"seed": (int, 0), "size": (str, "full")},
+    "local": {"labels": (str, None), "footprints": (str, None), "region": (str, None), "pattern": (str, "*.tif")},
+    "xbd": {"split": (str, "train"), "geotransforms": (str, None), "regions": (dict, {})},
+    "inria": {"split": (str, "train"), "cities": (list, None)},
+    "spacenet": {"aois": (list, None), "endpoint_url": (str, None), "product": (str, "RGB-PanSharpen")},
+    "openaerialmap": {
+        "bbox": (list, None),
+        "gsd_from": ((int, float), None),
+        "gsd_to": ((int, float), 0.5),
+        "acquisition_from": (str, None),
+        "acquisition_to": (str, None),
+        "limit": (int, 100),
+        "max_items": (int, 50),
+        "region": (str, None),
+    },
+}
+#: Options every kind accepts.
+COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "sha256": (dict, {}),
+    "region_override": (str, None),
+}
+
+
+class SourcesError(ValueError):
+    """A problem in a sources file; the message names file, source and key."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str
+    location: str
+    license: str
+    attribution: str
+    enabled: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scheme(self) -> str:
+        """``http``, ``https``, ``s3`` or ``file`` (a local path)."""
+        parsed = urlparse(self.location)
+        return parsed.scheme if parsed.scheme in ALLOWED_SCHEMES else "file"
+
+    def option(self, key: str) -> Any:
+        return self.options[key]
+
+
+def _err(path: Path, source: Optional[str], msg: str) -> SourcesError:
+    where = f"{path.name}: source '{source}': " if source is not None else f"{path.name}: "
+    return SourcesError(where + msg)
+
+
+def _check_type(path: Path, name: str, key: str, value: Any, typ) -> None:
+    ok = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+    if not ok:
+        tname = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise _err(path, name, f"key '{key}' must be {tname}, got {type(value).__name__} {value!r}")
+
+
+def _check_location(path: Path, name: str, kind: str, location: str) -> None:
+    parsed = urlparse(location)
+    if parsed.scheme and len(parsed.scheme) > 1 and parsed.scheme not in ALLOWED_SCHEMES:
+        # a one-letter scheme is a Windows drive letter, i.e. a local path
+        raise _err(
+            path, name, f"key 'location': unsupported scheme '{parsed.scheme}' in {location!r} "
+            f"(allowed: {', '.join(ALLOWED_SCHEMES)} or a local path)"
+        )
+    if parsed.scheme in ("http", "https", "s3") and not parsed.netloc:
+        raise _err(path, name, f"key 'location': {location!r} has no host")
+    if kind == "spacenet" and parsed.scheme not in ("s3", "http", "https", ""):
+        raise _err(path, name, f"key 'location': spacenet needs an s3:// location or a local path")
+
+
+def parse_sources(data: Any, path: Path) -> list[SourceConfig]:
+    """Validate the loaded YAML document ``data`` (from ``path``) and return its sources."""
+    if not isinstance(data, dict) or "sources" not in data:
+        raise _err(path, None, "top level must be a mapping with a 'sources' list")
+    items = data["sources"]
+    if not isinstance(items, list):
+        raise _err(path, None, "key 'sources' must be a list")
+    out: list[SourceConfig] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise _err(path, None, f"entry {i + 1} of 'sources' must be a mapping")
+        name = item.get("name")
+        if not isinstance(name, str) or not name:
+            raise _err(path, None, f"entry {i + 1} of 'sources': missing key 'name'")
+        if not _NAME_RE.match(name):
+            raise _err(path, name, "key 'name' must be lower-case letters, digits, '_' or '-'")
+        if name in seen:
+            raise _err(path, name, "duplicate source name")
+        seen.add(name)
+        known = {"name", "kind", "location", "license", "attribution", "enabled", "options"}
+        for key in item:
+            if key not in known:
+                raise _err(path, name, f"unknown key '{key}'")
+        kind = item.get("kind")
+        if kind is None:
+            raise _err(path, name, "missing key 'kind'")
+        if kind not in KINDS:
+            raise _err(path, name, f"unknown kind '{kind}' (expected one of {', '.join(KINDS)})")
+        for key in ("license", "attribution"):
+            if key not in item:
+                raise _err(path, name, f"missing key '{key}'")
+            _check_type(path, name, key, item[key], str)
+            if not item[key].strip():
+                raise _err(path, name, f"key '{key}' is empty")
+        location = item.get("location", "")
+        if kind != "demo" and not location:
+            raise _err(path, name, "missing key 'location'")
+        _check_type(path, name, "location", location, str)
+        _check_location(path, name, kind, location)
+        enabled = item.get("enabled", True)
+        _check_type(path, name, "enabled", enabled, bool)
+        raw_opts = item.get("options") or {}
+        if not isinstance(raw_opts, dict):
+            raise _err(path, name, "key 'options' must be a mapping")
+        spec = {**COMMON_OPTIONS, **KIND_OPTIONS[kind]}
+        options: dict[str, Any] = {}
+        for key, value in raw_opts.items():
+            if key not in spec:
+                raise _err(path, name, f"unknown option 'options.{key}' for kind '{kind}'")
+            if value is not None:
+                _check_type(path, name, f"options.{key}", value, spec[key][0])
+            options[key] = value
+        for key, (_, default) in spec.items():
+            options.setdefault(key, default)
+        out.append(
+            SourceConfig(
+                name=name, kind=kind, location=location, license=item["license"],
+                attribution=item["attribution"], enabled=enabled, options=options,
+            )
+        )
+    return out
+
+
+def load_sources(path: str | Path) -> list[SourceConfig]:
+    """Read and validate a sources file; raises :class:`SourcesError` naming file, source and key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SourcesError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SourcesError(f"{path.name}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from exc
+    return parse_sources(data, path)
+
+
+def enabled_sources(path: str | Path) -> list[SourceConfig]:
+    return [s for s in load_sources(path) if s.enabled]
