@@ -1,0 +1,259 @@
+"""Reliable HTTP(S) downloads: resume, retry with backoff, checksum verification, atomic rename.
+
+:func:`download` streams into ``<dest>.part`` (kept between attempts), resumes an interrupted transfer
+with ``Range: bytes=<n>-`` and renames the part onto ``dest`` only after the size and the checksums
+have been verified, so a file under its final name is always complete.
+"""
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import requests
+import urllib3
+
+from pipeline.errors import FetchError
+
+#: Status codes in the 4xx range that are worth retrying (timeout, rate limit).
+RETRYABLE_4XX = (408, 429)
+#: Upper bound for one backoff pause, also for a server's ``Retry-After``.
+MAX_BACKOFF_S = 60.0
+
+ProgressFn = Callable[[int, Optional[int]], None]
+
+_CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
+_CONTENT_RANGE_UNSAT_RE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth another try; ``reason`` says why."""
+
+    def __init__(self, reason: str, delay: Optional[float] = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+
+def file_digests(path: Path, *, md5: bool = False, chunk_size: int = 1 << 20) -> dict[str, str]:
+    """Return ``{"sha256": hex}`` (plus ``"md5"`` when asked) of the file at ``path``."""
+    sha = hashlib.sha256()
+    m = hashlib.md5() if md5 else None
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk_size)
+            if not block:
+                break
+            sha.update(block)
+            if m is not None:
+                m.update(block)
+    out = {"sha256": sha.hexdigest()}
+    if m is not None:
+        out["md5"] = m.hexdigest()
+    return out
+
+
+def part_path(dest: Path) -> Path:
+    """The temporary file a download of ``dest`` is streamed into."""
+    dest = Path(dest)
+    return dest.with_name(dest.name + ".part")
+
+
+def _mismatch(digests: dict[str, str], sha256: Optional[str], md5: Optional[str]) -> Optional[str]:
+    """Describe the first checksum that does not match, or ``None`` when all match."""
+    if sha256 and digests["sha256"] != sha256.lower():
+        return f"sha256 mismatch: expected {sha256.lower()}, got {digests['sha256']}"
+    if md5 and digests.get("md5") != md5.lower():
+        return f"md5 mismatch: expected {md5.lower()}, got {digests.get('md5')}"
+    return None
+
+
+def _retry_after(resp: requests.Response) -> Optional[float]:
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _attempt(
+    url: str,
+    part: Path,
+    session: requests.Session,
+    timeout: float,
+    chunk_size: int,
+    progress: Optional[ProgressFn],
+) -> bool:
+    """Run one request, appending to or rewriting ``part``.
+
+    Returns ``True`` when the bytes were appended to an existing partial file (a resumed transfer).
+    Raises :class:`_Retry` for transient failures and :class:`FetchError` for permanent ones.
+    """
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Accept-Encoding": "identity"}
+    if offset > 0:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        resp = session.get(url, headers=headers, stream=True, timeout=(timeout, timeout), allow_redirects=True)
+    except requests.exceptions.RequestException as exc:
+        raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+    with resp:
+        status = resp.status_code
+        if status == 416 and offset > 0:
+            m = _CONTENT_RANGE_UNSAT_RE.match(resp.headers.get("Content-Range", ""))
+            if m is None or int(m.group(1)) == offset:
+                return False  # the part already holds the whole file; checksums decide
+            part.unlink()
+            raise _Retry(f"HTTP 416: partial file has {offset} bytes but the resource has {m.group(1)}")
+        if status in RETRYABLE_4XX or status >= 500:
+            raise _Retry(f"HTTP {status} {resp.reason}", delay=_retry_after(resp))
+        if status >= 400:
+            raise FetchError(url, f"HTTP {status} {resp.reason}")
+        if status not in (200, 206):
+            raise FetchError(url, f"unexpected HTTP {status} {resp.reason}")
+
+        length = resp.headers.get("Content-Length")
+        body_len = int(length) if length and length.isdigit() else None
+        resumed = False
+        if status == 206:
+            m = _CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", ""))
+            if m is None or int(m.group(1)) != offset:
+                part.unlink(missing_ok=True)
+                raise _Retry(f"HTTP 206 with unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+            total = int(m.group(3)) if m.group(3) != "*" else None
+            if body_len is None:
+                body_len = int(m.group(2)) - offset + 1
+            mode = "ab"
+            resumed = offset > 0
+        else:  # 200: the whole body; a server that ignored Range makes us start over
+            total = body_len
+            offset = 0
+            mode = "wb"
+        if progress is not None:
+            progress(offset, total)
+        received = 0
+        error: Optional[str] = None
+        with open(part, mode) as fh:
+            while True:
+                try:
+                    block = resp.raw.read(chunk_size, decode_content=False)
+                except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError) as exc:
+                    error = f"transfer interrupted after {offset + received} bytes: {type(exc).__name__}: {exc}"
+                    break
+                if not block:
+                    break
+                fh.write(block)
+                received += len(block)
+                if progress is not None:
+                    progress(offset + received, total)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if error is not None:
+            raise _Retry(error)
+        if body_len is not None and received != body_len:
+            raise _Retry(f"truncated body: got {received} of {body_len} bytes (Content-Length)")
+        return resumed
+
+
+def download(
+    url: str,
+    dest: Path,
+    *,
+    sha256: str | None = None,
+    md5: str | None = None,
+    session: requests.Session | None = None,
+    retries: int = 4,
+    backoff: float = 0.5,
+    timeout: float = 30.0,
+    chunk_size: int = 1 << 20,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> dict:
+    """Download ``url`` to ``dest`` reliably and return a record of what was fetched.
+
+    * Streams into ``<dest>.part``; an interrupted transfer is resumed on the next attempt with
+      ``Range: bytes=<n>-`` (206 appends, a 200 that ignores the range restarts, a 416 whose
+      ``Content-Range: bytes */N`` equals the part size means the part is already complete).
+    * Up to ``retries`` further attempts after the first, pausing ``backoff * 2**k`` seconds (capped at
+      60 s, or the server's ``Retry-After``), on connection errors, timeouts, 5xx, 408, 429 and bodies
+      shorter than their Content-Length.  Other 4xx fail at once: ``FetchError(url, "HTTP 404 Not Found")``.
+    * ``timeout`` bounds the connection and every single socket read (seconds).
+    * ``sha256`` / ``md5`` (hex) are verified before the rename; on a mismatch the part is deleted and
+      the download is retried once from scratch, then ``FetchError`` names url, expected and actual.
+    * If ``dest`` already exists (and matches the checksums, when given) no request is made.
+
+    Returns ``{"url", "path", "bytes", "sha256", "md5" (only when asked), "resumed", "attempts"}``
+    where ``attempts`` counts the HTTP requests made (0 when ``dest`` was already good).
+    """
+    dest = Path(dest)
+    want_md5 = md5 is not None
+    if sha256 is not None:
+        sha256 = sha256.strip().lower()
+    if md5 is not None:
+        md5 = md5.strip().lower()
+
+    def record(digests: dict[str, str], resumed: bool, attempts: int) -> dict:
+        rec = {
+            "url": url,
+            "path": str(dest),
+            "bytes": dest.stat().st_size,
+            "sha256": digests["sha256"],
+            "resumed": resumed,
+            "attempts": attempts,
+        }
+        if want_md5:
+            rec["md5"] = digests["md5"]
+        return rec
+
+    if dest.is_file():
+        digests = file_digests(dest, md5=want_md5)
+        if _mismatch(digests, sha256, md5) is None:
+            return record(digests, False, 0)
+        dest.unlink()  # stale or corrupt: fetch again
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(dest)
+    own_session = session is None
+    sess = session if session is not None else requests.Session()
+    attempts = 0
+    failures = 0
+    resumed = False
+    checksum_retry_used = False
+    last_reason = ""
+    try:
+        while True:
+            attempts += 1
+            try:
+                resumed = _attempt(url, part, sess, timeout, chunk_size, progress)
+            except _Retry as exc:
+                failures += 1
+                last_reason = exc.reason
+                if failures > retries:
+                    raise FetchError(url, f"giving up after {attempts} attempts: {last_reason}") from None
+                delay = exc.delay if exc.delay is not None else backoff * (2 ** (failures - 1))
+                time.sleep(min(max(delay, 0.0), MAX_BACKOFF_S))
+                continue
+            digests = file_digests(part, md5=want_md5)
+            bad = _mismatch(digests, sha256, md5)
+            if bad is not None:
+                part.unlink(missing_ok=True)
+                if checksum_retry_used:
+                    raise FetchError(url, bad)
+                checksum_retry_used = True
+                resumed = False
+                continue
+            os.replace(part, dest)
+            return record(digests, resumed, attempts)
+    finally:
+        if own_session:
+            sess.close()

@@ -1,0 +1,177 @@
+"""Building footprints of a scene as a GeoDataFrame, whatever the upstream format.
+
+Policies:
+
+* Result: a GeoDataFrame with only a ``geometry`` column of 2-D (Multi)Polygons, CRS =
+  ``scene.footprints_crs``; an empty frame with that CRS when the scene has no footprints.
+* ``scene.extra["footprints_format"] == "xbd-json"``: the file is an xBD label JSON; the polygons are
+  the WKT of ``features.lng_lat`` (lon/lat, EPSG:4326), features whose ``properties.feature_type`` is
+  present and not ``"building"`` are skipped.  Otherwise (``"vector"`` or unset) the file is read with
+  GDAL (GeoJSON, GPKG, ...).
+* A zero-byte file, a file with no features, and — for SpaceNet scenes, whose chips without buildings
+  come with empty or invalid GeoJSON — an unreadable file all mean "no buildings", not an error.
+  An unreadable file of any other kind raises :class:`~pipeline.errors.AnnotationRejected`.
+* Z coordinates are dropped; invalid polygons are repaired with ``shapely.make_valid`` and only their
+  polygonal parts kept; empty, null and non-polygonal geometries (points, lines) are dropped.
+* When the file declares a CRS different from ``scene.footprints_crs`` the polygons are reprojected
+  to ``scene.footprints_crs`` (OGC:CRS84 and EPSG:4326 count as the same: GeoJSON is lon/lat).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import geopandas as gpd
+import shapely
+from pyproj import CRS
+from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry.base import BaseGeometry
+
+from pipeline.errors import AnnotationRejected
+from pipeline.scene import Scene
+
+#: ``Scene.extra["footprints_format"]`` values.
+XBD_JSON = "xbd-json"
+VECTOR = "vector"
+
+
+def empty_footprints(crs: Optional[str]) -> gpd.GeoDataFrame:
+    """An empty footprint frame (geometry column only) in ``crs``."""
+    return gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=crs), crs=crs)
+
+
+def polygonal(geom: Optional[BaseGeometry]) -> Optional[BaseGeometry]:
+    """``geom`` as a valid 2-D Polygon/MultiPolygon, or ``None`` when nothing polygonal is left."""
+    if geom is None or geom.is_empty:
+        return None
+    geom = shapely.force_2d(geom)
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    if isinstance(geom, (Polygon, MultiPolygon)):
+        return None if geom.is_empty else geom
+    parts = [g for g in getattr(geom, "geoms", []) if isinstance(g, (Polygon, MultiPolygon)) and not g.is_empty]
+    if not parts:
+        return None
+    polys: list[Polygon] = []
+    for p in parts:
+        polys.extend(p.geoms if isinstance(p, MultiPolygon) else [p])
+    return polys[0] if len(polys) == 1 else MultiPolygon(polys)
+
+
+def read_xbd_label(path: str | Path) -> dict[str, Any]:
+    """Parse an xBD label JSON; raises AnnotationRejected when it is not ``{"features": {...}}``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise AnnotationRejected(str(path), f"unreadable xBD label JSON: {exc}") from exc
+    feats = data.get("features") if isinstance(data, dict) else None
+    if not isinstance(feats, dict) or not isinstance(feats.get("xy", []), list) or not isinstance(
+        feats.get("lng_lat", []), list
+    ):
+        raise AnnotationRejected(str(path), "xBD label JSON has no 'features' object with 'xy'/'lng_lat' lists")
+    return data
+
+
+def xbd_polygons(data: dict[str, Any], key: str, path: str | Path = "") -> list[tuple[str, BaseGeometry]]:
+    """``(uid, geometry)`` of the building features in ``data["features"][key]`` (``"xy"`` or ``"lng_lat"``).
+
+    Geometries are parsed from WKT as given (Z dropped, not repaired).  Features with a
+    ``feature_type`` other than ``"building"`` are skipped; a feature without uid gets ``"#<index>"``.
+    Unparsable WKT raises AnnotationRejected naming ``path``.
+    """
+    out: list[tuple[str, BaseGeometry]] = []
+    for i, feat in enumerate(data.get("features", {}).get(key, []) or []):
+        props = feat.get("properties") or {}
+        ftype = props.get("feature_type")
+        if ftype is not None and ftype != "building":
+            continue
+        wkt = feat.get("wkt")
+        if not wkt:
+            continue
+        try:
+            geom = shapely.from_wkt(wkt)
+        except shapely.errors.GEOSException as exc:
+            raise AnnotationRejected(str(path), f"bad WKT in features.{key}[{i}]: {exc}") from exc
+        if geom is None or geom.is_empty:
+            continue
+        out.append((str(props.get("uid", f"#{i}")), shapely.force_2d(geom)))
+    return out
+
+
+def _same_crs(a: Any, b: Any) -> bool:
+    ca, cb = CRS.from_user_input(a), CRS.from_user_input(b)
+    if ca.equals(cb, ignore_axis_order=True):
+        return True
+    geo = {"EPSG:4326", "OGC:CRS84"}
+    return {ca.to_string(), cb.to_string()} <= geo
+
+
+def crs_string(crs: Any) -> str:
+    """A compact string for a CRS: ``EPSG:<code>`` when it has one (CRS84 -> ``EPSG:4326``), else WKT."""
+    c = CRS.from_user_input(crs)
+    if c.to_string() == "OGC:CRS84":
+        return "EPSG:4326"
+    code = c.to_epsg()
+    return f"EPSG:{code}" if code is not None else c.to_wkt()
+
+
+def vector_crs(path: str | Path, default: Optional[str] = "EPSG:4326") -> Optional[str]:
+    """The CRS a vector file declares, as :func:`crs_string`; ``default`` when it declares none or
+    cannot be read (GeoJSON without a ``crs`` member is lon/lat by RFC 7946)."""
+    path = Path(path)
+    if path.suffix.lower() in (".geojson", ".json"):
+        try:
+            data = json.loads(path.read_text() or "null")
+        except (OSError, ValueError):
+            return default
+        name = ((data or {}).get("crs") or {}).get("properties", {}).get("name") if isinstance(data, dict) else None
+        return crs_string(name) if name else default
+    try:
+        import pyogrio
+
+        info = pyogrio.read_info(path)
+    except Exception:  # noqa: BLE001 - any GDAL failure means "cannot tell"
+        return default
+    return crs_string(info["crs"]) if info.get("crs") else default
+
+
+def _clean(geoms: list[Optional[BaseGeometry]], crs: Optional[str]) -> gpd.GeoDataFrame:
+    kept = [g for g in (polygonal(g) for g in geoms) if g is not None]
+    return gpd.GeoDataFrame(geometry=gpd.GeoSeries(kept, crs=crs), crs=crs)
+
+
+def _read_vector(path: Path, crs: Optional[str], lenient: bool) -> gpd.GeoDataFrame:
+    if path.stat().st_size == 0:
+        return empty_footprints(crs)
+    try:
+        gdf = gpd.read_file(path)
+    except Exception as exc:  # noqa: BLE001 - GDAL raises several types for a bad file
+        if lenient:
+            return empty_footprints(crs)
+        raise AnnotationRejected(str(path), f"unreadable footprint file: {exc}") from exc
+    if len(gdf) == 0:
+        return empty_footprints(crs)
+    out = _clean(list(gdf.geometry), gdf.crs if gdf.crs is not None else crs)
+    if crs is None:
+        return out
+    if out.crs is None:
+        return out.set_crs(crs)
+    if _same_crs(out.crs, crs):
+        return out.set_crs(crs, allow_override=True)
+    return out.to_crs(crs)
+
+
+def load_footprints(scene: Scene) -> gpd.GeoDataFrame:
+    """The building polygons of ``scene`` in ``scene.footprints_crs`` (see the module policies)."""
+    crs = scene.footprints_crs
+    if not scene.footprints:
+        return empty_footprints(crs)
+    path = Path(scene.footprints)
+    if not path.is_file():
+        raise AnnotationRejected(str(path), "footprint file does not exist")
+    if (scene.extra or {}).get("footprints_format") == XBD_JSON:
+        data = read_xbd_label(path)
+        return _clean([g for _, g in xbd_polygons(data, "lng_lat", path)], crs or "EPSG:4326")
+    return _read_vector(path, crs, lenient=scene.kind == "spacenet")

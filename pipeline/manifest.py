@@ -1,0 +1,220 @@
+"""The release manifest (``manifest.json``), split files and checksums.
+
+Policies
+--------
+* ``manifest.json`` follows ``pipeline/schemas/manifest.schema.json`` (JSON Schema 2020-12,
+  ``schema_version`` :data:`SCHEMA_VERSION`).  :func:`build_manifest` assembles it, normalises values to
+  plain JSON types (tuples -> lists, NumPy scalars -> Python numbers) and refuses to return a manifest
+  that does not validate (:class:`ManifestError` lists every schema problem).
+* Everything is sorted: images by id in natural order (``austin_2`` before ``austin_10``), sources by
+  name, files by path, split-file lines in natural order, so equal inputs give byte-identical output.
+* All paths inside the manifest are POSIX paths relative to the release folder.
+* Split files (``train.txt``, ``val.txt``, ``test.txt``) hold the bare image file names (``austin_1.tif``),
+  one per line, each line ``"\\n"``-terminated, no blank or comment lines, as the official OpenEarthMap
+  loader expects; an empty split gives an empty file.  They are written atomically.
+* Checksums are SHA-256 of the file bytes, lower-case hex, read in 1 MiB chunks.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from importlib import resources
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Any, Iterable, Sequence
+
+import jsonschema
+
+from .atomic import write_text
+from .scene import CLASS_COLORS, CLASS_NAMES
+
+SCHEMA_VERSION = "1.0"
+SPLITS: tuple[str, str, str] = ("train", "val", "test")
+SPLIT_FILES: dict[str, str] = {s: f"{s}.txt" for s in SPLITS}
+_CHUNK = 1 << 20
+
+#: Fields of one image record, all required by the schema (see ``$defs/image``).
+IMAGE_FIELDS: tuple[str, ...] = (
+    "id", "image", "label", "region", "country", "country_code", "continent", "source", "source_kind",
+    "source_scene_id", "tile", "license", "attribution", "native_gsd", "native_crs", "crs", "gsd",
+    "transform", "width", "height", "bounds", "bounds_lonlat", "split", "sha256_image", "sha256_label",
+    "class_pixels", "unlabelled_pixels", "segments", "edge_segments", "segments_total", "acquired",
+)
+#: Fields of one source entry.
+SOURCE_FIELDS: tuple[str, ...] = ("name", "kind", "license", "attribution", "location")
+
+
+class ManifestError(ValueError):
+    """A manifest that does not follow the schema; ``problems`` holds one line per schema error."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        head = "; ".join(self.problems[:5])
+        more = f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
+        super().__init__(f"manifest does not follow the schema: {head}{more}")
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key ordering digit runs numerically: ``austin_2`` < ``austin_10`` < ``b_1``."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Lower-case hex SHA-256 of a file, read in 1 MiB chunks (bounded memory)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_schema() -> dict[str, Any]:
+    """The manifest JSON Schema shipped as package data ``pipeline/schemas/manifest.schema.json``."""
+    text = resources.files("pipeline").joinpath("schemas", "manifest.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def format_json_path(path: Iterable[Any]) -> str:
+    """``["images", 3, "license"]`` -> ``images[3].license``; non-identifier keys as ``["1"]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.isidentifier():
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def schema_problems(manifest: Any, schema: dict[str, Any] | None = None) -> list[str]:
+    """Every JSON-Schema error of ``manifest`` as ``"<path>: <message>"`` (or ``"<message>"`` at the root).
+
+    Sorted by path (array indices numerically), then message, so the output is deterministic.
+    """
+    validator = jsonschema.Draft202012Validator(schema if schema is not None else load_schema())
+    errors = list(validator.iter_errors(manifest))
+
+    def key(err: jsonschema.ValidationError) -> tuple:
+        return tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in err.absolute_path), err.message
+
+    lines = []
+    for err in sorted(errors, key=key):
+        where = format_json_path(err.absolute_path)
+        lines.append(f"{where}: {err.message}" if where else err.message)
+    return lines
+
+
+def _plain(obj: Any) -> Any:
+    """Convert to plain JSON types: tuples -> lists, NumPy scalars/arrays -> Python values, Paths -> str."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, PurePath):
+        return obj.as_posix()
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # NumPy scalar or array
+        return _plain(obj.tolist())
+    return obj
+
+
+def class_table() -> list[dict[str, Any]]:
+    """The 8 classes as ``{"id", "name", "color"}`` with ``color`` lower-case ``rrggbb`` hex."""
+    return [
+        {"id": c, "name": CLASS_NAMES[c], "color": "".join(f"{v:02x}" for v in CLASS_COLORS[c])}
+        for c in sorted(CLASS_NAMES)
+    ]
+
+
+def build_manifest(
+    *,
+    release: str,
+    created_with: dict[str, Any],
+    sources: list[dict[str, Any]],
+    images: list[dict[str, Any]],
+    splits_info: list[dict[str, Any]],
+    files: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Assemble the manifest and check it against the schema.
+
+    ``created_with`` is copied as given (it must hold at least ``seed, target_gsds, tile_size,
+    max_nodata_fraction, resampling, code_version, split_ratios, split_trials``).  Each source is reduced
+    to ``name, kind, license, attribution, location`` (the last two default to ``""``); each image
+    record to :data:`IMAGE_FIELDS` (extra keys of the caller's records are dropped, missing ones are
+    schema errors).  ``splits`` counts images per split; ``splits.regions`` is ``splits_info`` sorted by
+    region.  ``files`` (optional, from :func:`file_entries`) lists other release files.
+
+    Raises :class:`ManifestError` when the result does not follow the schema.
+    """
+    recs = [_plain({k: img[k] for k in IMAGE_FIELDS if k in img}) for img in images]
+    recs.sort(key=lambda r: natural_key(str(r.get("id", ""))))
+    src = []
+    for s in sources:
+        entry = {k: s[k] for k in ("name", "kind", "license") if k in s}
+        entry.update({k: s.get(k, "") for k in ("attribution", "location")})
+        src.append(_plain(entry))
+    src.sort(key=lambda s: str(s.get("name", "")))
+    counts = {s: sum(1 for r in recs if r.get("split") == s) for s in SPLITS}
+    manifest: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "release": release,
+        "created_with": _plain(dict(created_with)),
+        "classes": class_table(),
+        "sources": src,
+        "splits": {**counts, "regions": _plain(sorted(splits_info, key=lambda d: str(d.get("region", ""))))},
+        "images": recs,
+    }
+    if files is not None:
+        manifest["files"] = _plain(sorted(files, key=lambda d: str(d.get("path", ""))))
+    problems = schema_problems(manifest)
+    if problems:
+        raise ManifestError(problems)
+    return manifest
+
+
+def split_lines(images: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """``{"train": [...], "val": [...], "test": [...]}``: image file basenames per split, natural order."""
+    out: dict[str, list[str]] = {s: [] for s in SPLITS}
+    for img in images:
+        split = img["split"]
+        if split not in out:
+            raise ValueError(f"image {img.get('id')!r}: unknown split {split!r}")
+        out[split].append(PurePosixPath(img["image"]).name)
+    for s in SPLITS:
+        names = out[s]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{SPLIT_FILES[s]}: duplicate file names")
+        names.sort(key=natural_key)
+    return out
+
+
+def write_split_files(release_dir: Path, images: list[dict[str, Any]]) -> None:
+    """Write ``train.txt``, ``val.txt``, ``test.txt`` in ``release_dir`` (atomically, one name a line).
+
+    Each line is the basename of the image path (``austin_1.tif``) terminated by ``"\\n"``; names are in
+    natural order; an empty split gives an empty file.
+    """
+    for split, names in split_lines(images).items():
+        write_text(Path(release_dir) / SPLIT_FILES[split], "".join(f"{n}\n" for n in names))
+
+
+def file_entries(release_dir: Path, rel_paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """``[{"path", "sha256", "bytes"}]`` for files inside ``release_dir``, sorted by path.
+
+    ``rel_paths`` are relative to ``release_dir``; absolute paths, ``..`` components and duplicates are
+    refused (ValueError), as are missing files (FileNotFoundError).
+    """
+    release_dir = Path(release_dir)
+    out: dict[str, dict[str, Any]] = {}
+    for rel in rel_paths:
+        p = PurePosixPath(Path(rel).as_posix())
+        if p.is_absolute() or any(part in ("..", ".") for part in p.parts) or not p.parts:
+            raise ValueError(f"{rel}: not a path inside the release folder")
+        key = p.as_posix()
+        if key in out:
+            raise ValueError(f"{rel}: listed twice")
+        full = release_dir / key
+        if not full.is_file():
+            raise FileNotFoundError(f"{full}: missing")
+        out[key] = {"path": key, "sha256": sha256_file(full), "bytes": full.stat().st_size}
+    return [out[k] for k in sorted(out)]

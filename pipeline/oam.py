@@ -1,0 +1,197 @@
+"""OpenAerialMap catalog client (``GET {api}/meta``, hotosm/oam-api).
+
+The API answers ``{"meta": {"provided_by", "license", "website", "page", "limit", "found"},
+"results": [<record>, ...]}``; a record's ``uuid`` is the URL of the image (a COG GeoTIFF), ``_id`` the
+catalog id.  Query parameters as the API takes them: ``bbox=minlon,minlat,maxlon,maxlat``,
+``gsd_from``/``gsd_to`` (metres), ``acquisition_from``/``acquisition_to`` (dates), ``limit``, ``page``
+(1-based).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Optional, Sequence
+
+import requests
+
+from pipeline.errors import FetchError
+
+#: Hard cap on pages requested in one search, whatever ``meta.found`` says.
+MAX_PAGES = 1000
+
+
+def item_id(item: dict[str, Any]) -> str:
+    """The catalog id of a record (``_id``), as a string."""
+    return str(item.get("_id", ""))
+
+
+def item_license(item: dict[str, Any], default: str) -> str:
+    """A record's own licence (``license``, else ``properties.license``), else ``default``."""
+    props = item.get("properties") or {}
+    for value in (item.get("license"), props.get("license") if isinstance(props, dict) else None):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return default
+
+
+def item_attribution(item: dict[str, Any], default: str) -> str:
+    """``"<provider> (<contact>)"`` from the record (either part alone when only one is set), else ``default``."""
+    provider = item.get("provider")
+    contact = item.get("contact")
+    provider = provider.strip() if isinstance(provider, str) else ""
+    contact = contact.strip() if isinstance(contact, str) else ""
+    if provider and contact:
+        return f"{provider} ({contact})"
+    return provider or contact or default
+
+
+def build_params(
+    *,
+    bbox: Optional[Sequence[float]] = None,
+    gsd_from: Optional[float] = None,
+    gsd_to: Optional[float] = None,
+    acquisition_from: Optional[str] = None,
+    acquisition_to: Optional[str] = None,
+    limit: int = 100,
+) -> dict[str, str]:
+    """The ``/meta`` query parameters (without ``page``) for the given filters."""
+    params: dict[str, str] = {}
+    if bbox is not None:
+        if len(bbox) != 4:
+            raise ValueError(f"bbox must be [west, south, east, north], got {list(bbox)!r}")
+        w, s, e, n = (float(v) for v in bbox)
+        if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
+            raise ValueError(f"bbox {list(bbox)!r} is not [west, south, east, north] in degrees")
+        params["bbox"] = ",".join(format(v, "g") for v in (w, s, e, n))
+    if gsd_from is not None:
+        params["gsd_from"] = format(float(gsd_from), "g")
+    if gsd_to is not None:
+        params["gsd_to"] = format(float(gsd_to), "g")
+    if acquisition_from:
+        params["acquisition_from"] = str(acquisition_from)
+    if acquisition_to:
+        params["acquisition_to"] = str(acquisition_to)
+    if int(limit) < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    params["limit"] = str(int(limit))
+    return params
+
+
+def _get_json(session: requests.Session, url: str, params: dict[str, str], timeout: float, retries: int) -> dict:
+    last = ""
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 10.0))
+        try:
+            resp = session.get(url, params=params, timeout=(timeout, timeout))
+        except requests.exceptions.RequestException as exc:
+            last = f"{type(exc).__name__}: {exc}"
+            continue
+        full = resp.url
+        if resp.status_code >= 500 or resp.status_code in (408, 429):
+            last = f"HTTP {resp.status_code} {resp.reason}"
+            continue
+        if resp.status_code != 200:
+            raise FetchError(full, f"HTTP {resp.status_code} {resp.reason}")
+        try:
+            data = resp.json()
+        except ValueError as exc:
+            raise FetchError(full, f"response is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("results"), list) or not isinstance(
+            data.get("meta"), dict
+        ):
+            raise FetchError(full, "unexpected response: expected an object with 'meta' and a 'results' list")
+        return data
+    raise FetchError(url, f"giving up after {retries + 1} attempts: {last}")
+
+
+def search_catalog_with_info(
+    api_url: str,
+    *,
+    bbox: Optional[Sequence[float]] = None,
+    gsd_from: Optional[float] = None,
+    gsd_to: Optional[float] = None,
+    acquisition_from: Optional[str] = None,
+    acquisition_to: Optional[str] = None,
+    limit: int = 100,
+    max_items: Optional[int] = None,
+    session: Optional[requests.Session] = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Like :func:`search_catalog`, also returning ``{"url", "params", "found", "pages", "meta"}``.
+
+    ``meta`` is the first page's envelope (``provided_by``, ``license``, ``website`` ...); the caller
+    records it with the crawl date because the catalogue changes over time.
+    """
+    url = api_url.rstrip("/") + "/meta"
+    params = build_params(bbox=bbox, gsd_from=gsd_from, gsd_to=gsd_to, acquisition_from=acquisition_from,
+                          acquisition_to=acquisition_to, limit=limit)
+    own = session is None
+    sess = session if session is not None else requests.Session()
+    items: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    found: Optional[int] = None
+    first_meta: dict[str, Any] = {}
+    page = 1
+    try:
+        while page <= MAX_PAGES:
+            data = _get_json(sess, url, {**params, "page": str(page)}, timeout, retries)
+            meta = data["meta"]
+            if page == 1:
+                first_meta = {k: v for k, v in meta.items() if k not in ("page",)}
+            try:
+                found = int(meta.get("found", 0))
+                page_limit = int(meta.get("limit") or limit)
+            except (TypeError, ValueError) as exc:
+                raise FetchError(url, f"unexpected 'meta' in response: {meta!r}") from exc
+            results = data["results"]
+            for item in results:
+                if not isinstance(item, dict):
+                    raise FetchError(url, f"unexpected record in 'results' on page {page}: {item!r}")
+                key = item_id(item) or str(item.get("uuid", ""))
+                if key in seen:  # the catalogue shifted between pages
+                    continue
+                seen.add(key)
+                items.append(item)
+                if max_items is not None and len(items) >= max_items:
+                    break
+            if max_items is not None and len(items) >= max_items:
+                break
+            if not results or len(results) < page_limit or page * page_limit >= found:
+                break
+            page += 1
+            if page > math.ceil(found / max(page_limit, 1)) + 1:
+                break
+    finally:
+        if own:
+            sess.close()
+    items.sort(key=lambda it: (item_id(it), str(it.get("uuid", ""))))
+    info = {"url": url, "params": params, "found": found, "pages": page, "meta": first_meta}
+    return items, info
+
+
+def search_catalog(
+    api_url: str,
+    *,
+    bbox: Optional[Sequence[float]] = None,
+    gsd_from: Optional[float] = None,
+    gsd_to: Optional[float] = None,
+    acquisition_from: Optional[str] = None,
+    acquisition_to: Optional[str] = None,
+    limit: int = 100,
+    max_items: Optional[int] = None,
+    session: Optional[requests.Session] = None,
+) -> list[dict[str, Any]]:
+    """Search the OAM catalog and return the matching records, sorted by ``_id`` (then ``uuid``).
+
+    Calls ``GET {api_url}/meta`` with the filters as the API takes them and ``page=1, 2, ...`` until
+    ``page * meta.limit >= meta.found``, a short or empty page, or ``max_items`` records (taken in the
+    API's order, i.e. finest GSD first, before sorting).  Records repeated across pages are dropped.
+    Raises ``FetchError`` (naming the request URL) on HTTP errors or a response of the wrong shape.
+    """
+    items, _ = search_catalog_with_info(
+        api_url, bbox=bbox, gsd_from=gsd_from, gsd_to=gsd_to, acquisition_from=acquisition_from,
+        acquisition_to=acquisition_to, limit=limit, max_items=max_items, session=session,
+    )
+    return items

@@ -1,0 +1,88 @@
+"""Global settings of a build (section ``[PipelineConfig]`` of ``luigi.cfg``) and the paths they imply."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import luigi
+
+from pipeline.params import ProcessingParams
+from pipeline.scene import Scene, read_catalog
+from pipeline.sources import SourceConfig, enabled_sources, load_sources
+
+
+class PipelineConfig(luigi.Config):
+    sources_file = luigi.Parameter(default="sources.yaml", description="the sources file to build from")
+    data_dir = luigi.Parameter(default="data", description="root of raw downloads, work files and releases")
+    seed = luigi.IntParameter(default=42, description="seed of every random choice (splits, sampling)")
+    release = luigi.Parameter(default="v0.1.0", description="release version: data/releases/<release>/")
+    target_gsds = luigi.ListParameter(default=[0.3, 0.5], description="GSDs (m) that finer sources go to")
+    tile_size = luigi.IntParameter(default=1024, description="tile width and height in pixels")
+    max_nodata_fraction = luigi.FloatParameter(default=0.05, description="tiles with more nodata are dropped")
+    split_trials = luigi.IntParameter(default=1000, description="seeded random split trials per region")
+
+
+def cfg() -> PipelineConfig:
+    return PipelineConfig()
+
+
+def processing_params() -> ProcessingParams:
+    c = cfg()
+    return ProcessingParams(
+        target_gsds=tuple(float(g) for g in c.target_gsds),
+        tile_size=int(c.tile_size),
+        max_nodata_fraction=float(c.max_nodata_fraction),
+    )
+
+
+def data_dir() -> Path:
+    return Path(cfg().data_dir)
+
+
+def raw_dir(source: str) -> Path:
+    return data_dir() / "raw" / source
+
+
+def catalog_path(source: str) -> Path:
+    return data_dir() / "catalog" / f"{source}.json"
+
+
+def work_dir() -> Path:
+    """Work files of the current processing parameters: ``<data>/work/<fingerprint>/``."""
+    return data_dir() / "work" / processing_params().fingerprint()
+
+
+def scene_dir(source: str, scene_id: str) -> Path:
+    return work_dir() / "scenes" / source / scene_id
+
+
+def release_dir() -> Path:
+    return data_dir() / "releases" / cfg().release
+
+
+def all_sources() -> list[SourceConfig]:
+    return load_sources(cfg().sources_file)
+
+
+def active_sources() -> list[SourceConfig]:
+    return enabled_sources(cfg().sources_file)
+
+
+def source_config(name: str) -> SourceConfig:
+    for s in all_sources():
+        if s.name == name:
+            return s
+    raise KeyError(f"{cfg().sources_file}: no source named '{name}'")
+
+
+@functools.lru_cache(maxsize=64)
+def _catalog(path: str, mtime_ns: int) -> dict[str, Scene]:
+    import json
+
+    data = json.loads(Path(path).read_text())
+    return {d["scene_id"]: Scene.from_dict(d) for d in data["scenes"]}
+
+
+def load_scene(source: str, scene_id: str) -> Scene:
+    p = catalog_path(source)
+    return _catalog(str(p), p.stat().st_mtime_ns)[scene_id]

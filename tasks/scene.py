@@ -1,0 +1,142 @@
+"""Per-scene tasks: prepare (grid plan or reject) -> tile -> label -> count segments.
+
+Each writes one JSON record last, atomically, under ``data/work/<fingerprint>/scenes/<source>/<scene>/``;
+the record's existence is the task's completion.  Heavy pixel work happens in :mod:`pipeline.raster` and
+:mod:`pipeline.tiling`, one output tile at a time.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import luigi
+import numpy as np
+import rasterio
+
+from pipeline import atomic
+from pipeline.errors import PipelineInputError
+from tasks.config import load_scene, processing_params, scene_dir
+from tasks.sources import CatalogSource
+
+
+def _read_json(target) -> dict | list:
+    return json.loads(Path(target.path).read_text())
+
+
+class SceneTask(luigi.Task):
+    source_name = luigi.Parameter()
+    scene_id = luigi.Parameter()
+
+    @property
+    def folder(self) -> Path:
+        return scene_dir(self.source_name, self.scene_id)
+
+    @property
+    def scene(self):
+        return load_scene(self.source_name, self.scene_id)
+
+
+class PrepareScene(SceneTask):
+    """Inspect the scene and plan its local-UTM grid (GSD rule, resampling, radiometry) or reject it."""
+
+    def requires(self):
+        return CatalogSource(source_name=self.source_name)
+
+    def output(self):
+        return luigi.LocalTarget(str(self.folder / "plan.json"))
+
+    def run(self):
+        from pipeline.raster import plan_scene
+
+        params = processing_params()
+        scene = self.scene
+        self.set_status_message(f"planning {scene.key}")
+        try:
+            plan = plan_scene(scene, targets=params.target_gsds, tile_size=params.tile_size)
+        except PipelineInputError as exc:
+            plan = {"status": "rejected", "file": exc.file, "reason": exc.reason, "stage": exc.stage}
+        atomic.write_json(self.output().path, plan)
+
+
+class TileScene(SceneTask):
+    """Warp the scene straight into 1024x1024 image tiles on its UTM grid (edge/nodata policy applied)."""
+
+    def requires(self):
+        return PrepareScene(source_name=self.source_name, scene_id=self.scene_id)
+
+    def output(self):
+        return luigi.LocalTarget(str(self.folder / "tiles.json"))
+
+    def run(self):
+        from pipeline.tiling import write_scene_tiles
+
+        plan = _read_json(self.input())
+        tiles: list[dict] = []
+        dropped: list[dict] = []
+        reject = None
+        if plan["status"] == "ok":
+            params = processing_params()
+            self.set_status_message(f"tiling {self.scene.key} onto {plan['grid']['crs']} at {plan['grid']['gsd']} m")
+            try:
+                tiles, dropped = write_scene_tiles(
+                    self.scene, plan, self.folder,
+                    tile_size=params.tile_size, max_nodata_fraction=params.max_nodata_fraction,
+                )
+            except PipelineInputError as exc:
+                reject = {"file": exc.file, "reason": exc.reason, "stage": "tile"}
+        self.set_progress_percentage(100)
+        atomic.write_json(self.output().path, {"tiles": tiles, "dropped": dropped, "reject": reject})
+
+
+class LabelScene(SceneTask):
+    """Warp the scene's 8-class labels onto each image tile's grid (mode/nearest, never interpolated)."""
+
+    def requires(self):
+        return TileScene(source_name=self.source_name, scene_id=self.scene_id)
+
+    def output(self):
+        return luigi.LocalTarget(str(self.folder / "labels.json"))
+
+    def run(self):
+        from pipeline.tiling import write_label_tiles
+
+        tiled = _read_json(self.input())
+        plan = _read_json(self.requires().input())
+        labels: list[dict] = []
+        reject = None
+        if tiled["tiles"]:
+            self.set_status_message(f"labelling {len(tiled['tiles'])} tiles of {self.scene.key}")
+            try:
+                labels = write_label_tiles(self.scene, plan, tiled["tiles"], self.folder)
+            except PipelineInputError as exc:
+                reject = {"file": exc.file, "reason": exc.reason, "stage": "annotation"}
+                labels = [
+                    {"tile_id": t["tile_id"], "status": "pending", "label": None, "class_pixels": {},
+                     "unlabelled_pixels": 0}
+                    for t in tiled["tiles"]
+                ]
+        atomic.write_json(self.output().path, {"labels": labels, "reject": reject})
+
+
+class CountSegments(SceneTask):
+    """Count segments (connected same-class pixels, OpenCV findContours) per class in each label tile."""
+
+    def requires(self):
+        return LabelScene(source_name=self.source_name, scene_id=self.scene_id)
+
+    def output(self):
+        return luigi.LocalTarget(str(self.folder / "segments.json"))
+
+    def run(self):
+        from pipeline.segments import count_segments
+
+        labels = _read_json(self.input())["labels"]
+        out = []
+        done = [r for r in labels if r["status"] == "labelled"]
+        for i, rec in enumerate(done):
+            with rasterio.open(self.folder / rec["label"]) as ds:
+                arr = ds.read(1)
+            counts = count_segments(np.asarray(arr))
+            out.append({"tile_id": rec["tile_id"], **counts})
+            self.set_progress_percentage(int(100 * (i + 1) / len(done)))
+        atomic.write_json(self.output().path, {"segments": out})

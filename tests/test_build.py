@@ -1,0 +1,136 @@
+"""End to end: a small demo release built with Luigi's local scheduler, validated, rebuilt, tampered."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import luigi
+import luigi.configuration
+import numpy as np
+import pytest
+import rasterio
+
+import pipeline  # noqa: F401  (registers the tasks)
+from pipeline.validate import validate_release
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SOURCES = """
+sources:
+  - name: demo
+    kind: demo
+    license: CC0-1.0 (synthetic)
+    attribution: oem-pipeline demo
+    options: {seed: 7, size: small}
+"""
+
+
+def build(data_dir: Path, sources: Path, release: str = "test") -> tuple[bool, Path]:
+    cfg = luigi.configuration.get_config()
+    cfg.set("PipelineConfig", "data_dir", str(data_dir))
+    cfg.set("PipelineConfig", "sources_file", str(sources))
+    cfg.set("PipelineConfig", "release", release)
+    cfg.set("PipelineConfig", "split_trials", "200")
+    from tasks import BuildRelease
+
+    ok = luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
+    return ok, data_dir / "releases" / release
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory):
+    base = tmp_path_factory.mktemp("build")
+    sources = base / "sources.yaml"
+    sources.write_text(SOURCES)
+    ok, rel = build(base / "data", sources)
+    assert ok, "the demo build failed"
+    return base, sources, rel
+
+
+def test_release_is_valid(release):
+    _, _, rel = release
+    assert validate_release(rel) == []
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert len(manifest["images"]) >= 12
+    assert {im["continent"] for im in manifest["images"]} >= {
+        "Africa", "Asia", "Europe", "North America", "South America", "Oceania"}
+
+
+def test_every_tile_is_1024_utm_at_03_or_05_with_label_on_same_grid(release):
+    _, _, rel = release
+    manifest = json.loads((rel / "manifest.json").read_text())
+    for im in manifest["images"]:
+        with rasterio.open(rel / im["image"]) as img, rasterio.open(rel / im["label"]) as lab:
+            assert (img.width, img.height) == (1024, 1024)
+            epsg = img.crs.to_epsg()
+            assert 32601 <= epsg <= 32660 or 32701 <= epsg <= 32760
+            assert round(img.res[0], 6) in (0.3, 0.5) and img.res[0] == img.res[1]
+            assert img.count == 3 and img.dtypes[0] == "uint8"
+            assert lab.count == 1 and lab.dtypes[0] == "uint8"
+            assert lab.crs == img.crs and lab.transform == img.transform and lab.shape == img.shape
+            assert int(lab.read(1).max()) <= 8
+
+
+def test_coarse_scene_is_rejected_with_reason(release):
+    _, _, rel = release
+    rows = list(csv.DictReader((rel / "rejects.csv").open()))
+    coarse = [r for r in rows if r["stage"] == "prepare" and "coarser than 0.5 m" in r["reason"]]
+    assert len(coarse) == 1, rows
+    assert "0.80" in coarse[0]["reason"]
+
+
+def test_split_files_follow_oem_format(release):
+    _, _, rel = release
+    manifest = json.loads((rel / "manifest.json").read_text())
+    listed = {}
+    for split in ("train", "val", "test"):
+        for line in (rel / f"{split}.txt").read_text().splitlines():
+            assert line.endswith(".tif") and "/" not in line
+            listed[line] = split
+    assert listed == {Path(im["image"]).name: im["split"] for im in manifest["images"]}
+
+
+STARTED: list[str] = []
+
+
+@luigi.Task.event_handler(luigi.Event.START)
+def _record_start(task):
+    STARTED.append(task.task_id)
+
+
+def test_rerun_after_success_runs_nothing(release):
+    base, sources, rel = release
+    before = (rel / "manifest.json").stat().st_mtime_ns
+    from tasks import BuildRelease
+
+    STARTED.clear()
+    assert luigi.build([BuildRelease()], local_scheduler=True, log_level="WARNING")
+    assert STARTED == []
+    assert (rel / "manifest.json").stat().st_mtime_ns == before
+
+
+def test_same_seed_gives_byte_identical_manifest(release, tmp_path):
+    base, sources, rel = release
+    ok, rel2 = build(tmp_path / "data", sources)
+    assert ok
+    assert (rel / "manifest.json").read_bytes() == (rel2 / "manifest.json").read_bytes()
+
+
+def test_flipping_one_byte_fails_validation_naming_the_file(release, tmp_path):
+    _, _, rel = release
+    copy = tmp_path / "rel"
+    shutil.copytree(rel, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    victim = manifest["images"][0]["image"]
+    path = copy / victim
+    path.unlink()  # the release hard-links work files: replace, never modify in place
+    data = bytearray((rel / victim).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(copy)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1
+    assert victim in proc.stdout
+    assert validate_release(rel) == []  # the original is untouched
