@@ -16,7 +16,7 @@ import tarfile
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO, Callable, Union
 
 from pipeline.errors import FetchError
 
@@ -80,7 +80,7 @@ def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[tuple[str, bool, Ca
     return out
 
 
-def _open_members(archive: Path) -> Iterator:
+def _open_members(archive: Path) -> Union[zipfile.ZipFile, tarfile.TarFile]:
     name = archive.name.lower()
     if name.endswith(".zip"):
         return zipfile.ZipFile(archive)
@@ -94,8 +94,9 @@ def extract_archive(archive: Path, target: Path) -> list[Path]:
 
     All members are validated first (see the module docstring); nothing is written if one is unsafe.
     Extraction goes to a temporary folder beside ``target``.  If ``target`` does not exist the
-    temporary folder is renamed onto it; if it exists (e.g. a source folder that also holds
-    ``downloads/``), each top-level entry of the archive replaces the same-named entry in ``target``.
+    temporary folder is renamed onto it in one step.  If it exists (e.g. a source folder that also
+    holds ``downloads/`` or another archive's files), the extracted files are moved in one by one,
+    replacing same-named files and keeping everything else (archives sharing a top folder merge).
     Raises ``FetchError(archive, reason)`` for unsafe members, unreadable or corrupt archives.
     """
     archive = Path(archive)
@@ -139,13 +140,23 @@ def extract_archive(archive: Path, target: Path) -> list[Path]:
         if not target.exists():
             os.replace(tmp, target)
         else:
-            for entry in sorted(tmp.iterdir()):
-                dst = target / entry.name
+            # merge: every extracted file replaces the same-named file, other files stay
+            for rel in written:
+                dst = target / rel
+                here = target
+                for part in Path(rel).parts[:-1]:
+                    here = here / part
+                    if here.is_symlink():
+                        raise FetchError(archive, f"cannot extract '{rel}': {here} is a symbolic link")
+                    if here.exists() and not here.is_dir():
+                        here.unlink()
+                dst.parent.mkdir(parents=True, exist_ok=True)
                 if dst.is_dir() and not dst.is_symlink():
                     shutil.rmtree(dst)
-                elif dst.exists() or dst.is_symlink():
-                    dst.unlink()
-                os.replace(entry, dst)
+                os.replace(tmp / rel, dst)
+            for rel, is_dir, _ in members:
+                if rel and is_dir:
+                    (target / rel).mkdir(parents=True, exist_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return sorted({target / rel for rel in written})

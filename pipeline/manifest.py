@@ -138,7 +138,8 @@ def build_manifest(
     """Assemble the manifest and check it against the schema.
 
     ``created_with`` is copied as given (it must hold at least ``seed, target_gsds, tile_size,
-    max_nodata_fraction, resampling, code_version, split_ratios, split_trials``).  Each source is reduced
+    max_nodata_fraction, resampling, code_version`` and ``split: {"ratios", "trials"[, "seed"]}``; other
+    keys, e.g. a parameter fingerprint, are allowed).  Each source is reduced
     to ``name, kind, license, attribution, location`` (the last two default to ``""``); each image
     record to :data:`IMAGE_FIELDS` (extra keys of the caller's records are dropped, missing ones are
     schema errors).  ``splits`` counts images per split; ``splits.regions`` is ``splits_info`` sorted by

@@ -17,20 +17,38 @@ from pipeline.scene import Scene
 REJECT_COLUMNS = ("source", "scene_id", "file", "stage", "reason")
 
 
-def _reject(scene: Scene, file: str, stage: str, reason: str) -> dict[str, str]:
-    return {"source": scene.source, "scene_id": scene.scene_id, "file": str(file), "stage": stage, "reason": reason}
+def relative_to_root(file: str, root: str | None) -> str:
+    """``file`` relative to its source's fetched root when it lies inside it, so reports do not depend on
+    where the data folder is (releases built in two places stay byte-identical)."""
+    if root:
+        try:
+            return str(Path(file).resolve().relative_to(Path(root).resolve()))
+        except ValueError:
+            pass
+    return str(file)
 
 
-def assemble_pool(scenes: list[dict[str, Any]], *, catalog_rejects: list[dict] = ()) -> dict[str, list]:
+def assemble_pool(
+    scenes: list[dict[str, Any]], *, catalog_rejects: list[dict] = (), source_roots: dict[str, str] | None = None
+) -> dict[str, list]:
     """``scenes``: one dict per scene with keys ``scene`` (Scene), ``region_override`` (str|None),
     ``folder`` (Path of its work files) and the loaded ``plan``, ``tiles``, ``labels``, ``segments`` records.
 
     Returns ``{"images": [...], "pending": [...], "rejects": [...]}``; images carry every manifest field
     except the release paths, split and checksums, plus ``_image_src``/``_label_src`` (work files).
+    Files named in rejects are made relative to ``source_roots[source]`` (the fetched folder).
     """
+    roots = source_roots or {}
+
+    def _reject(scene: Scene, file: str, stage: str, reason: str) -> dict[str, str]:
+        return {"source": scene.source, "scene_id": scene.scene_id,
+                "file": relative_to_root(file, roots.get(scene.source)), "stage": stage, "reason": reason}
+
     images: list[dict] = []
     pending: list[dict] = []
-    rejects: list[dict] = [dict(r) for r in catalog_rejects]
+    rejects: list[dict] = [
+        dict(r, file=relative_to_root(r["file"], roots.get(r["source"]))) for r in catalog_rejects
+    ]
     for item in sorted(scenes, key=lambda it: (it["scene"].source, it["scene"].scene_id)):
         scene: Scene = item["scene"]
         plan = item["plan"]

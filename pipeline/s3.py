@@ -6,6 +6,7 @@ Downloads go to ``<dest>.part`` and are renamed only after size and (single-part
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -34,8 +35,9 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
+@functools.lru_cache(maxsize=16)
 def s3_client(endpoint_url: Optional[str] = None, *, timeout: float = 30.0):
-    """An unsigned S3 client (anonymous), optionally for another endpoint."""
+    """An unsigned S3 client (anonymous), optionally for another endpoint (cached; clients are thread-safe)."""
     config = Config(
         signature_version=UNSIGNED,
         connect_timeout=timeout,
@@ -51,9 +53,13 @@ def _clean_etag(etag: Optional[str]) -> str:
     return (etag or "").strip().strip('"').lower()
 
 
-def list_keys(bucket: str, prefix: str, *, endpoint_url: str | None = None) -> list[dict[str, Any]]:
-    """All objects under ``prefix`` as ``[{"key", "size", "etag"}]`` sorted by key (follows pagination).
+def list_keys(
+    bucket: str, prefix: str, *, endpoint_url: str | None = None, page_size: int = 1000
+) -> list[dict[str, Any]]:
+    """All objects under ``prefix`` as ``[{"key", "size", "etag"}]`` sorted by key.
 
+    Follows the ``list_objects_v2`` continuation tokens (``page_size`` keys per request, S3's maximum
+    and default is 1000).
     Folder placeholder keys (ending in ``/``) are left out.  Raises ``FetchError`` naming the
     ``s3://`` URL when the bucket cannot be listed.
     """
@@ -61,7 +67,7 @@ def list_keys(bucket: str, prefix: str, *, endpoint_url: str | None = None) -> l
     out: list[dict[str, Any]] = []
     try:
         paginator = client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": page_size}):
             for obj in page.get("Contents", []):
                 if obj["Key"].endswith("/"):
                     continue

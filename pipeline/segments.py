@@ -18,10 +18,13 @@ Policies
 * The mask is padded with a 1-pixel zero border so that components touching the tile border are traced
   like any other (old OpenCV versions treated the outermost image rows/columns as zero).  The bounding
   box of a component's outer contour is the component's bounding box, so a component touches the tile
-  border exactly when that box touches it.
+  border exactly when that box touches it, i.e. when one of its outer contour's points lies on the
+  border (tested for all contours at once with NumPy).
 * Speed: ``cv2.boundingRect`` of the class mask both detects absent classes (skipped) and gives the crop
   that is padded and traced, and ``CHAIN_APPROX_SIMPLE`` keeps contours short (it keeps the extreme
-  points, so bounding boxes stay exact).  The cost is close to ``cv2.connectedComponents`` per class.
+  points, so bounding boxes stay exact).  On real label tiles (hundreds to a few thousand segments) the
+  cost is close to ``cv2.connectedComponents`` per class; it grows with the number of contours (OpenCV
+  builds one array per contour), so pathological rasters such as per-pixel noise are much slower.
 """
 from __future__ import annotations
 
@@ -65,19 +68,31 @@ def _count_class(mask: np.ndarray) -> tuple[int, int]:
     contours, hierarchy = _find_contours(crop)
     if hierarchy is None:  # cannot happen for a non-empty mask; kept for safety
         return 0, 0
-    top = np.flatnonzero(hierarchy.reshape(-1, 4)[:, 3] == -1)
-    n = int(top.size)
-    class_touches_edge = x == 0 or y == 0 or x + w == width or y + h == height
-    if not class_touches_edge:
+    outer = np.flatnonzero(hierarchy.reshape(-1, 4)[:, 3] == -1)  # no parent = a component
+    n = int(outer.size)
+    # which tile borders the class reaches, as lines in padded-crop coordinates (the 1-px pad shifts by 1)
+    left, top, right, bottom = x == 0, y == 0, x + w == width, y + h == height
+    if not (left or top or right or bottom):
         return n, 0
-    edge = 0
-    for i in top:
-        cx, cy, cw, ch = cv2.boundingRect(contours[i])
-        # padded-crop coordinates -> tile coordinates: subtract the 1-px pad, add the crop offset
-        col0, row0 = cx - 1 + x, cy - 1 + y
-        if col0 == 0 or row0 == 0 or col0 + cw == width or row0 + ch == height:
-            edge += 1
-    return n, edge
+    # A component touches a border exactly when its outer contour has a point on that border line: the
+    # contour's extreme points are its bounding box, and CHAIN_APPROX_SIMPLE only drops points inside
+    # straight runs, never extremes.  Vectorised over all contours (no Python loop per contour).
+    lengths = np.fromiter((len(c) for c in contours), dtype=np.intp, count=len(contours))
+    points = np.concatenate(contours).reshape(-1, 2)
+    px, py = points[:, 0], points[:, 1]
+    on_border = np.zeros(len(points), dtype=bool)
+    if left:
+        on_border |= px == 1
+    if right:
+        on_border |= px == w
+    if top:
+        on_border |= py == 1
+    if bottom:
+        on_border |= py == h
+    starts = np.zeros(len(contours), dtype=np.intp)
+    np.cumsum(lengths[:-1], out=starts[1:])
+    touches = np.logical_or.reduceat(on_border, starts)
+    return n, int(np.count_nonzero(touches[outer]))
 
 
 def count_segments(label: np.ndarray, classes: Iterable[int] = DEFAULT_CLASSES) -> dict:

@@ -55,7 +55,8 @@ class AssembleTiles(luigi.Task):
                 "segments": _load(folder / "segments.json"),
             })
         catalog_rejects = [r for cat in catalogs for r in cat.get("rejects", [])]
-        pool = assemble_pool(scenes, catalog_rejects=catalog_rejects)
+        roots = {cat["source"]: cat["root"] for cat in catalogs}
+        pool = assemble_pool(scenes, catalog_rejects=catalog_rejects, source_roots=roots)
         atomic.write_json(self.output().path, pool)
 
 

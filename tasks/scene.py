@@ -84,6 +84,11 @@ class TileScene(SceneTask):
                 )
             except PipelineInputError as exc:
                 reject = {"file": exc.file, "reason": exc.reason, "stage": "tile"}
+            if not tiles and not dropped and reject is None:
+                g = plan["grid"]
+                reject = {"file": plan["file"], "stage": "tile",
+                          "reason": f"grid {g['width']}x{g['height']} px at {g['gsd']} m is smaller than one "
+                                    f"{params.tile_size}x{params.tile_size} tile"}
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {"tiles": tiles, "dropped": dropped, "reject": reject})
 

@@ -81,17 +81,19 @@ class CatalogSource(luigi.Task):
         root = Path(fetched["root"])
         self.set_status_message(f"listing scenes of {src.name} under {root}")
         adapter = get_adapter(src.kind)
-        rejects: list[dict] = []
+        rejected: list[PipelineInputError] = []
         try:
-            scenes = adapter.scenes(root, src)
+            scenes = adapter.scenes(root, src, rejected=rejected)
         except PipelineInputError as exc:
             # the whole source is unusable (e.g. wrong layout): no scenes, one reject row
             scenes = []
-            rejects.append({"source": src.name, "scene_id": "", "file": exc.file, "stage": "catalog",
-                            "reason": exc.reason})
-        rejects.extend(getattr(adapter, "rejects", []))
+            rejected.append(exc)
+        rejects = [
+            {"source": src.name, "scene_id": "", "file": exc.file, "stage": "catalog", "reason": exc.reason}
+            for exc in rejected
+        ]
         atomic.write_json(self.output().path, {
-            "source": src.name, "kind": src.kind,
+            "source": src.name, "kind": src.kind, "root": str(root),
             "scenes": sorted((s.to_dict() for s in scenes), key=lambda d: d["scene_id"]),
             "rejects": rejects,
         })

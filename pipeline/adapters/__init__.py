@@ -1,0 +1,43 @@
+"""Source adapters: one per upstream layout, each turning a fetched folder into Scene records.
+
+``ADAPTERS`` maps a source ``kind`` to ``"module:Class"``; classes are imported lazily so that a kind
+whose module is missing or broken fails only when that kind is used.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Optional
+
+from pipeline.adapters.base import Adapter
+from pipeline.errors import SceneRejected
+from pipeline.scene import Scene
+from pipeline.sources import SourceConfig
+
+ADAPTERS: dict[str, str] = {
+    "xbd": "pipeline.adapters.xbd:XbdAdapter",
+    "inria": "pipeline.adapters.inria:InriaAdapter",
+    "spacenet": "pipeline.adapters.spacenet:SpaceNetAdapter",
+    "local": "pipeline.adapters.local:LocalAdapter",
+    "demo": "pipeline.adapters.demo:DemoAdapter",
+    "openaerialmap": "pipeline.adapters.openaerialmap:OpenAerialMapAdapter",
+}
+
+
+def get_adapter(kind: str) -> Adapter:
+    """A new adapter instance for ``kind``; ``KeyError`` naming the known kinds for an unknown one."""
+    try:
+        target = ADAPTERS[kind]
+    except KeyError:
+        raise KeyError(f"no adapter for kind '{kind}' (known: {', '.join(sorted(ADAPTERS))})") from None
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls()
+
+
+def scenes_for(source: SourceConfig, root: Path, rejected: Optional[list[SceneRejected]] = None) -> list[Scene]:
+    """The scenes of ``source`` fetched into ``root``, sorted by scene id (see ``Adapter.scenes``)."""
+    return get_adapter(source.kind).scenes(Path(root), source, rejected)
+
+
+__all__ = ["ADAPTERS", "Adapter", "get_adapter", "scenes_for"]

@@ -275,7 +275,10 @@ class XbdAdapter(Adapter):
         fit: Optional[tuple[tuple[float, ...], float, int]] = None
         fit_error: Optional[SceneRejected] = None
         if data is not None:
-            px, ll = vertex_pairs(data, label)
+            try:
+                px, ll = vertex_pairs(data, label)
+            except PipelineInputError as exc:
+                raise SceneRejected(exc.file, exc.reason) from exc
             if len(px):
                 try:
                     coeffs, rms = fit_affine(px, ll, image)

@@ -1,0 +1,73 @@
+"""OpenAerialMap adapter: one scene per fetched catalog record.
+
+Layout written by :func:`pipeline.fetching.fetch_source` for kind ``openaerialmap``::
+
+    <root>/<_id>.tif    the image (COG GeoTIFF downloaded from the record's ``uuid`` URL)
+    <root>/<_id>.json   the catalog record (provider, contact, license, title, acquisition dates,
+                        platform, gsd, uuid, properties, ...)
+
+JSON files that are not catalog records (no ``_id`` / ``uuid``, e.g. ``fetch.json``) are ignored.  A
+record whose image is missing is rejected (``SceneRejected(<json>, ...)``).  Licence and attribution are
+per record (``license`` or ``properties.license``; ``provider`` / ``contact``), falling back to the
+source's.  OAM has no annotations: scenes carry imagery only.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable
+
+from pipeline.adapters.base import Adapter, sorted_glob
+from pipeline.errors import SceneRejected
+from pipeline.oam import item_attribution, item_license
+from pipeline.scene import Scene
+from pipeline.sources import SourceConfig
+
+
+class OpenAerialMapAdapter(Adapter):
+    """Scenes from ``<_id>.tif`` + ``<_id>.json`` pairs fetched from the OAM catalog."""
+
+    kind: ClassVar[str] = "openaerialmap"
+    title: ClassVar[str] = "OpenAerialMap"
+    default_license: ClassVar[str] = "CC-BY 4.0"
+    citation: ClassVar[str] = (
+        "This orthophoto data is available through OpenAerialMap, provided by Contributors of Open Imagery "
+        "Network (https://openaerialmap.org)."
+    )
+    label_encoding: ClassVar[str] = "none (OpenAerialMap has imagery only)"
+
+    def _scan(self, root: Path, source: SourceConfig) -> Iterable[Callable[[], Scene]]:
+        for sidecar in sorted_glob(root, "*.json"):
+            try:
+                item = json.loads(sidecar.read_text())
+            except (OSError, ValueError):
+                item = None
+            if not isinstance(item, dict) or "_id" not in item or "uuid" not in item:
+                continue
+            yield lambda sidecar=sidecar, item=item: self._scene(sidecar, item, source)
+
+    def _scene(self, sidecar: Path, item: dict[str, Any], source: SourceConfig) -> Scene:
+        image = sidecar.with_suffix(".tif")
+        if not image.is_file():
+            raise SceneRejected(str(sidecar), f"OpenAerialMap record {item['_id']}: image {image.name} is missing")
+        return self.make_scene(
+            source,
+            f"oam-{item['_id']}",
+            image,
+            license=item_license(item, source.license),
+            attribution=item_attribution(item, source.attribution),
+            acquired=item.get("acquisition_start"),
+            region_hint=(source.options or {}).get("region"),
+            extra={
+                "oam_id": str(item["_id"]),
+                "oam_uuid": item.get("uuid"),
+                "platform": item.get("platform"),
+                "gsd": item.get("gsd"),
+                "title": item.get("title"),
+                "provider": item.get("provider"),
+                "acquisition_end": item.get("acquisition_end"),
+            },
+        )
+
+    def empty_reason(self, root: Path, source: SourceConfig) -> str:
+        return "no OpenAerialMap records found (expected <_id>.json catalog records beside <_id>.tif images)"

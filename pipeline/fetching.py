@@ -1,0 +1,302 @@
+"""Fetch one configured source into its raw folder and describe what was fetched.
+
+:func:`fetch_source` dispatches on the source's kind and location scheme and returns the *fetch record*
+the manifest later cites (URL, size, sha256, licence and attribution per file).  It writes nothing
+outside ``dest``; a local folder is not copied at all (adapters read it in place).
+
+On-disk layout per case (``dest`` = ``data/raw/<source>/``):
+
+* local folder or plain file: nothing written; ``record["root"]`` is its absolute path.
+* local archive (.zip/.tar/.tar.gz/.tgz/.tar.bz2, e.g. the registered xBD download): extracted into
+  ``dest/`` (archive layout kept); marker ``dest/downloads/<archive name>.extracted.json``.
+* http(s) archive: ``dest/downloads/<file name>`` then extracted into ``dest/`` (+ marker as above).
+* http(s) plain file: ``dest/<file name>``.
+* s3: every key below the prefix at ``dest/<key relative to prefix>``; keys that are archives go to
+  ``dest/downloads/<key relative to prefix>`` and are extracted into ``dest/``.
+* openaerialmap: ``dest/<_id>.tif`` (the image at the record's ``uuid`` URL) and ``dest/<_id>.json``
+  (the catalog record, written after the image).
+
+For every case except the local folder, ``record["root"] == str(dest)``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import posixpath
+import re
+from pathlib import Path
+from typing import Any, Callable, Optional
+from urllib.parse import unquote, urlparse
+
+from pipeline import atomic
+from pipeline.archive import extract_archive, is_archive
+from pipeline.download import download, file_digests
+from pipeline.errors import FetchError
+from pipeline.oam import item_attribution, item_id, item_license, search_catalog_with_info
+from pipeline.s3 import download_key, list_keys, parse_s3_url
+from pipeline.sources import SourceConfig
+
+#: ``progress(bytes_done, bytes_total_or_None)`` for the file being transferred (as ``download`` takes).
+FetchProgress = Callable[[int, Optional[int]], None]
+
+#: SpaceNet 2 product folders; keys under a product other than ``options.product`` are skipped.
+SPACENET_PRODUCTS = ("RGB-PanSharpen", "MUL-PanSharpen", "MUL", "PAN")
+_OAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+DOWNLOADS = "downloads"
+
+
+def _expected_sha(source: SourceConfig, *names: str) -> Optional[str]:
+    """The digest ``options.sha256`` gives for the first of ``names`` it has (relative path or name)."""
+    table = (source.options or {}).get("sha256") or {}
+    for name in names:
+        if name in table:
+            return str(table[name]).strip().lower()
+    return None
+
+
+def _safe_rel(origin: str, rel: str) -> str:
+    """``rel`` normalised; FetchError when it is absolute or climbs out with ``..``."""
+    rel = rel.replace("\\", "/")
+    norm = posixpath.normpath(rel)
+    if rel.startswith("/") or norm in (".", "..") or norm.startswith("../"):
+        raise FetchError(origin, f"path '{rel}' escapes the source folder")
+    return norm
+
+
+def _file_entry(path: str, url: str, nbytes: int, sha256: str, license: str, attribution: str) -> dict:
+    return {"path": path, "url": url, "bytes": nbytes, "sha256": sha256, "license": license,
+            "attribution": attribution}
+
+
+def _extract_into(
+    archive: Path, archive_url: str, archive_sha: str, dest: Path, source: SourceConfig
+) -> list[dict]:
+    """Extract ``archive`` into ``dest`` unless the marker says this exact archive already was.
+
+    Returns the file entries (paths relative to ``dest``) of what the archive holds.
+    """
+    marker = dest / DOWNLOADS / f"{archive.name}.extracted.json"
+    if marker.is_file():
+        try:
+            old = json.loads(marker.read_text())
+        except ValueError:
+            old = None
+        if (
+            isinstance(old, dict)
+            and old.get("sha256") == archive_sha
+            and all((dest / f["path"]).is_file() and (dest / f["path"]).stat().st_size == f["bytes"]
+                    for f in old.get("files", []))
+        ):
+            return old["files"]
+    extracted = extract_archive(archive, dest)
+    files = []
+    for path in extracted:
+        rel = path.relative_to(dest).as_posix()
+        files.append(_file_entry(rel, archive_url, path.stat().st_size, file_digests(path)["sha256"],
+                                 source.license, source.attribution))
+    atomic.write_json(marker, {"archive": archive.name, "url": archive_url, "sha256": archive_sha,
+                               "files": files})
+    return files
+
+
+def _record(source: SourceConfig, root: Path) -> dict[str, Any]:
+    return {
+        "source": source.name,
+        "kind": source.kind,
+        "location": source.location,
+        "license": source.license,
+        "attribution": source.attribution,
+        "root": str(root),
+        "files": [],
+        "archives": [],
+        "items": [],
+    }
+
+
+def _fetch_local(source: SourceConfig, dest: Path, progress: Optional[FetchProgress]) -> dict[str, Any]:
+    location = Path(os.path.expanduser(source.location)).absolute()
+    if not location.exists():
+        raise FetchError(str(location), f"local location of source '{source.name}' does not exist")
+    if location.is_file() and is_archive(location):
+        dest.mkdir(parents=True, exist_ok=True)
+        rec = _record(source, dest)
+        digests = file_digests(location)
+        want = _expected_sha(source, location.name)
+        if want and digests["sha256"] != want:
+            raise FetchError(str(location), f"sha256 mismatch: expected {want}, got {digests['sha256']}")
+        url = location.as_uri()
+        rec["archives"].append(_file_entry(str(location), url, location.stat().st_size, digests["sha256"],
+                                           source.license, source.attribution))
+        rec["files"] = _extract_into(location, url, digests["sha256"], dest, source)
+        return rec
+    if location.is_file():
+        if location.suffix.lower() in (".7z", ".rar") or location.name.lower().endswith(".7z.001"):
+            raise FetchError(str(location), "unsupported archive format: extract it first (e.g. with 7z) "
+                                            "and point 'location' at the extracted folder")
+        files = [location]
+        root = location
+    elif location.is_dir():
+        files = sorted(
+            p for p in location.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(location).parts)
+        )
+        root = location
+    else:
+        raise FetchError(str(location), "local location is neither a file nor a folder")
+    rec = _record(source, root)
+    for path in files:
+        rel = path.name if root == path else path.relative_to(root).as_posix()
+        digests = file_digests(path)
+        want = _expected_sha(source, rel, path.name)
+        if want and digests["sha256"] != want:
+            raise FetchError(str(path), f"sha256 mismatch: expected {want}, got {digests['sha256']}")
+        rec["files"].append(_file_entry(rel, path.as_uri(), path.stat().st_size, digests["sha256"],
+                                        source.license, source.attribution))
+    return rec
+
+
+def _fetch_http(source: SourceConfig, dest: Path, progress: Optional[FetchProgress]) -> dict[str, Any]:
+    url = source.location
+    name = posixpath.basename(unquote(urlparse(url).path)) or "download"
+    name = _safe_rel(url, name)
+    rec = _record(source, dest)
+    want = _expected_sha(source, name)
+    if is_archive(name):
+        target = dest / DOWNLOADS / name
+        got = download(url, target, sha256=want, progress=progress)
+        rec["archives"].append(_file_entry(f"{DOWNLOADS}/{name}", url, got["bytes"], got["sha256"],
+                                           source.license, source.attribution))
+        rec["files"] = _extract_into(target, url, got["sha256"], dest, source)
+    else:
+        got = download(url, dest / name, sha256=want, progress=progress)
+        rec["files"].append(_file_entry(name, url, got["bytes"], got["sha256"], source.license,
+                                        source.attribution))
+    return rec
+
+
+def _skip_product(rel: str, product: Optional[str]) -> bool:
+    """Whether ``rel`` lies under a SpaceNet product folder other than ``product``."""
+    if not product or product not in SPACENET_PRODUCTS:
+        return False
+    parts = rel.split("/")[:-1]
+    return any(p in SPACENET_PRODUCTS and p != product for p in parts)
+
+
+def _fetch_s3(source: SourceConfig, dest: Path, progress: Optional[FetchProgress]) -> dict[str, Any]:
+    bucket, prefix = parse_s3_url(source.location)
+    endpoint = (source.options or {}).get("endpoint_url")
+    folder = prefix.rstrip("/") + "/" if prefix else ""
+    keys = list_keys(bucket, folder, endpoint_url=endpoint)
+    base = folder
+    if not keys and prefix and not prefix.endswith("/"):  # the location may name one object
+        keys = [k for k in list_keys(bucket, prefix, endpoint_url=endpoint) if k["key"] == prefix]
+        base = posixpath.dirname(prefix) + "/" if "/" in prefix else ""
+    if not keys:
+        raise FetchError(source.location, "no objects under this prefix")
+    aois = (source.options or {}).get("aois")
+    product = (source.options or {}).get("product") if source.kind == "spacenet" else None
+    rec = _record(source, dest)
+    selected = 0
+    for obj in keys:
+        key = obj["key"]
+        rel = _safe_rel(f"s3://{bucket}/{key}", key[len(base):])
+        if aois and not any(a in key for a in aois):
+            continue
+        if _skip_product(rel, product):
+            continue
+        selected += 1
+        url = f"s3://{bucket}/{key}"
+        archive = is_archive(rel)
+        target = dest / DOWNLOADS / rel if archive else dest / rel
+        got = download_key(bucket, key, target, endpoint_url=endpoint, expected_size=obj["size"],
+                           expected_etag=obj["etag"] or None)
+        if progress is not None:
+            progress(got["bytes"], got["bytes"])
+        want = _expected_sha(source, rel, posixpath.basename(rel))
+        if want and got["sha256"] != want:
+            target.unlink(missing_ok=True)
+            raise FetchError(url, f"sha256 mismatch: expected {want}, got {got['sha256']}")
+        if archive:
+            rec["archives"].append(_file_entry(f"{DOWNLOADS}/{rel}", url, got["bytes"], got["sha256"],
+                                               source.license, source.attribution))
+            rec["files"].extend(_extract_into(target, url, got["sha256"], dest, source))
+        else:
+            rec["files"].append(_file_entry(rel, url, got["bytes"], got["sha256"], source.license,
+                                            source.attribution))
+    if selected == 0:
+        raise FetchError(source.location, f"no objects match options.aois {aois!r} / product {product!r}")
+    rec["files"].sort(key=lambda f: f["path"])
+    return rec
+
+
+#: Catalog record fields kept in the fetch record's ``items`` list.
+OAM_ITEM_FIELDS = ("_id", "uuid", "title", "provider", "contact", "license", "platform", "gsd",
+                   "acquisition_start", "acquisition_end", "bbox", "file_size")
+
+
+def _fetch_oam(source: SourceConfig, dest: Path, progress: Optional[FetchProgress]) -> dict[str, Any]:
+    opts = source.options or {}
+    items, info = search_catalog_with_info(
+        source.location,
+        bbox=opts.get("bbox"),
+        gsd_from=opts.get("gsd_from"),
+        gsd_to=opts.get("gsd_to"),
+        acquisition_from=opts.get("acquisition_from"),
+        acquisition_to=opts.get("acquisition_to"),
+        limit=opts.get("limit") or 100,
+        max_items=opts.get("max_items"),
+    )
+    rec = _record(source, dest)
+    rec["catalog"] = {**info, "accessed": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in items:
+        oid = item_id(item)
+        url = item.get("uuid")
+        if not oid or not _OAM_ID_RE.match(oid):
+            raise FetchError(info["url"], f"catalog record has an unusable _id {oid!r}")
+        if not isinstance(url, str) or urlparse(url).scheme not in ("http", "https"):
+            raise FetchError(info["url"], f"catalog record {oid} has no http(s) image URL in 'uuid': {url!r}")
+        name = f"{oid}.tif"
+        got = download(url, dest / name, sha256=_expected_sha(source, name),
+                       progress=progress)
+        atomic.write_json(dest / f"{oid}.json", item)
+        lic = item_license(item, source.license)
+        attr = item_attribution(item, source.attribution)
+        rec["files"].append(_file_entry(name, url, got["bytes"], got["sha256"], lic, attr))
+        rec["items"].append({k: item[k] for k in OAM_ITEM_FIELDS if k in item})
+    return rec
+
+
+def fetch_source(source: SourceConfig, dest: Path, *, progress: Optional[FetchProgress] = None) -> dict:
+    """Fetch ``source`` into ``dest`` and return its fetch record.
+
+    Record: ``{"source", "kind", "location", "license", "attribution", "root", "files", "archives",
+    "items"}`` (+ ``"catalog"`` for OpenAerialMap: API URL, query, ``found``, envelope, access time).
+    ``root`` is where adapters read (``dest``, or the local folder itself).  Each of ``files`` /
+    ``archives`` is ``{"path", "url", "bytes", "sha256", "license", "attribution"}`` with ``path``
+    relative to ``root`` (an archive's ``path`` is absolute when it is a local file outside ``dest``);
+    extracted files cite the archive's URL.  ``items`` are the OpenAerialMap catalog records (selected
+    fields), otherwise empty.  ``progress(done, total)`` is called as the bytes of each file arrive
+    (``total`` is that file's size, or None when unknown; it restarts at 0 for the next file).
+
+    Dispatch: kind ``openaerialmap`` -> catalog search at ``location`` + image downloads; otherwise by
+    scheme: local path, ``http``/``https``, ``s3`` (see the module docstring for the layouts).
+    ``options.sha256`` (file name or relative path -> hex digest) is verified where a file matches.
+    Raises ``FetchError`` for anything missing, unreachable or corrupt, ``ValueError`` for kind ``demo``
+    (generated by the caller, not fetched).
+    """
+    dest = Path(dest)
+    if source.kind == "demo":
+        raise ValueError(f"source '{source.name}': kind 'demo' is generated, not fetched")
+    if source.kind == "openaerialmap":
+        if source.scheme not in ("http", "https"):
+            raise FetchError(source.location, "openaerialmap needs the catalog API base URL (http/https)")
+        return _fetch_oam(source, dest, progress)
+    if source.scheme == "file":
+        return _fetch_local(source, dest, progress)
+    if source.scheme in ("http", "https"):
+        return _fetch_http(source, dest, progress)
+    if source.scheme == "s3":
+        return _fetch_s3(source, dest, progress)
+    raise FetchError(source.location, f"unsupported location scheme '{source.scheme}'")

@@ -1,0 +1,410 @@
+"""Scene inspection and the per-scene grid plan: native GSD, UTM zone, GSD rule, radiometry policy.
+
+Everything here is pure (no Luigi) and reads pixels only through bounded, decimated reads, so the
+memory used does not grow with the size of the scene.
+
+Policies implemented here (see docs/ARCHITECTURE.md, "Prepared plan", "GSD rule", "Resampling"):
+
+* **Georeference.** A scene needs a CRS and an affine geotransform, either in the image file or in
+  ``scene.georef`` (which then overrides the file's).  Rotated / skewed affines are accepted: the warper
+  (GDAL through :class:`rasterio.vrt.WarpedVRT`) handles any affine.  Images georeferenced only by GCPs
+  or RPCs are rejected.
+* **Native GSD** is measured in metres in the local UTM zone of the scene centre, as the mean of the
+  ground length of one pixel step along columns and along rows at the centre pixel (so EPSG:3857 pixels
+  shrink by cos(lat) and EPSG:4326 degrees are converted properly).
+* **GSD rule** (:func:`choose_target_gsd`): coarser than 0.5 m (+2 % tolerance) -> rejected; 0.25-0.5 m
+  -> kept at the native GSD rounded to 1 cm; finer -> 0.3 m or 0.5 m, whichever makes the downsampling
+  factor closest to an integer (ties to the finer).
+* **Grid.** Output CRS is the WGS 84 UTM zone of the scene centre (Norway / Svalbard exceptions
+  included).  The source footprint (all four edges densified) is transformed to UTM and its bounds are
+  snapped outward to multiples of the output GSD, so grids of overlapping scenes share one lattice.
+* **Resampling.** Images ``average`` when downsampling by more than 1.2x (native < gsd / 1.2), else
+  ``bilinear``; labels ``mode`` resp. ``nearest`` (labels never interpolate).
+* **Bands.** 1 band -> grey replicated to RGB; 2 bands with band 2 alpha -> grey + alpha; 3 bands ->
+  RGB; 4 bands with band 4 alpha (colour interpretation, or ``scene.extra["alpha_band"] == 4``) -> RGB +
+  alpha used as the nodata mask; 4 other bands -> the first three; anything else is rejected.
+* **Radiometry.** ``uint8`` is used as is.  Any other data type is stretched linearly per band from its
+  2nd to its 98th percentile of valid pixels to 0..255; the percentiles come from a decimated read of at
+  most about 1024x1024 samples and are recorded in the plan (``low`` / ``high``).
+* **Validity.** A decimated read of all bands and the dataset mask (nodata value, alpha or internal
+  mask) must succeed (else ``cannot read``) and must find at least one valid pixel (else ``all pixels
+  are nodata``).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+from xml.sax.saxutils import escape
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.warp import transform as warp_transform
+
+from pipeline.errors import SceneRejected
+from pipeline.scene import Georef, Scene
+
+#: GDAL settings used for every read in the pipeline: a bounded block cache, two threads.
+GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 192 * 1024 * 1024, "GDAL_NUM_THREADS": "2"}
+
+#: Decimated reads (statistics, validity) use at most this many samples along the longer axis.
+STATS_SAMPLES = 1024
+
+#: Largest output grid (pixels along either axis) a scene may produce; beyond it the georeference is
+#: taken to be broken rather than the scene to be huge (200 000 px = 60 km at 0.3 m).
+MAX_GRID_PIXELS = 200_000
+
+#: Downsampling factors above this use area-based resampling (average / mode).
+AREA_RESAMPLING_FACTOR = 1.2
+
+_GDAL_TYPES = {
+    "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+    "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32", "float64": "Float64",
+}
+_COLORINTERP_NAMES = {
+    ColorInterp.gray: "Gray", ColorInterp.red: "Red", ColorInterp.green: "Green",
+    ColorInterp.blue: "Blue", ColorInterp.alpha: "Alpha", ColorInterp.palette: "Palette",
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Opening
+# --------------------------------------------------------------------------------------------------
+
+def _vrt_wrapper_xml(path: str, src: rasterio.io.DatasetReader, crs: Optional[CRS],
+                     transform: Optional[Sequence[float]], bands: Optional[Sequence[int]] = None,
+                     alpha_band: Optional[int] = None, keep_nodata: bool = True) -> str:
+    """A small VRT document that points at ``path`` band by band, adding a georeference / alpha.
+
+    Nothing is read: GDAL opens the source lazily when pixels of the VRT are requested.  ``transform``
+    is rasterio's (a, b, c, d, e, f); the VRT stores GDAL's (c, a, b, f, d, e).
+    """
+    bands = list(bands) if bands is not None else list(range(1, src.count + 1))
+    parts = [f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}">']
+    if crs is not None:
+        parts.append(f"<SRS>{escape(crs.to_wkt())}</SRS>")
+    if transform is not None:
+        a, b, c, d, e, f = (float(v) for v in transform[:6])
+        parts.append("<GeoTransform>" + ", ".join(repr(v) for v in (c, a, b, f, d, e)) + "</GeoTransform>")
+    for out_idx, bidx in enumerate(bands, start=1):
+        dtype = _GDAL_TYPES.get(src.dtypes[bidx - 1])
+        if dtype is None:
+            raise ValueError(f"unsupported data type {src.dtypes[bidx - 1]}")
+        ci = ColorInterp.alpha if alpha_band == bidx else src.colorinterp[bidx - 1]
+        parts.append(f'<VRTRasterBand dataType="{dtype}" band="{out_idx}">')
+        if ci in _COLORINTERP_NAMES:
+            parts.append(f"<ColorInterp>{_COLORINTERP_NAMES[ci]}</ColorInterp>")
+        nodata = src.nodatavals[bidx - 1]
+        if nodata is not None and keep_nodata:
+            parts.append(f"<NoDataValue>{nodata!r}</NoDataValue>")
+        parts.append(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(Path(path).resolve()))}'
+            f"</SourceFilename><SourceBand>{bidx}</SourceBand></SimpleSource></VRTRasterBand>"
+        )
+    parts.append("</VRTDataset>")
+    return "".join(parts)
+
+
+def _open_raw(path: str, error: type = SceneRejected) -> rasterio.io.DatasetReader:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except (RasterioError, OSError) as exc:
+        raise error(path, f"cannot read: {exc}") from exc
+
+
+def _scene_alpha_override(scene: Scene) -> Optional[int]:
+    value = (scene.extra or {}).get("alpha_band")
+    return int(value) if value is not None else None
+
+
+@contextlib.contextmanager
+def open_raster(path: str, *, georef: Optional[Georef] = None, alpha_band: Optional[int] = None,
+                bands: Optional[Sequence[int]] = None, keep_nodata: bool = True,
+                error: type = SceneRejected) -> Iterator[rasterio.io.DatasetReader]:
+    """Open ``path`` for reading, applying ``georef`` / an alpha band override when given.
+
+    ``bands`` restricts the bands exposed; ``keep_nodata=False`` drops the file's nodata value (used
+    for label rasters, where 0 is a class to vote with, not a hole).
+    When any override is given the file is wrapped in a small VRT document (no pixels are read), so
+    the dataset yielded has the georeference of ``georef`` and band ``alpha_band`` marked as alpha.
+    An unreadable file raises ``error(path, "cannot read: ...")``.
+    """
+    src = _open_raw(path, error)
+    try:
+        if georef is None and alpha_band is None and bands is None and keep_nodata:
+            yield src
+            return
+        crs = CRS.from_user_input(georef.crs) if georef is not None else src.crs
+        transform = tuple(georef.transform) if georef is not None else (
+            tuple(src.transform)[:6] if not src.transform.is_identity else None)
+        try:
+            xml = _vrt_wrapper_xml(path, src, crs, transform, bands=bands, alpha_band=alpha_band,
+                                   keep_nodata=keep_nodata)
+            vrt = rasterio.open(xml)
+        except (RasterioError, ValueError) as exc:
+            raise error(path, f"cannot read: {exc}") from exc
+        with vrt:
+            yield vrt
+    finally:
+        src.close()
+
+
+@contextlib.contextmanager
+def open_scene(scene: Scene) -> Iterator[rasterio.io.DatasetReader]:
+    """Yield a rasterio dataset for ``scene.image`` with ``scene.georef`` applied when set.
+
+    The georeference (and an alpha override from ``scene.extra["alpha_band"]``) is applied through a
+    small VRT document pointing at the file, so nothing is loaded.  An unreadable file raises
+    ``SceneRejected(scene.image, "cannot read: ...")``.
+    """
+    with open_raster(scene.image, georef=scene.georef, alpha_band=_scene_alpha_override(scene)) as ds:
+        yield ds
+
+
+# --------------------------------------------------------------------------------------------------
+# Geodesy
+# --------------------------------------------------------------------------------------------------
+
+def utm_zone_for(lon: float, lat: float) -> int:
+    """Standard UTM zone number (1..60) of a WGS 84 position, with the Norway and Svalbard exceptions."""
+    lon = ((float(lon) + 180.0) % 360.0) - 180.0
+    zone = int(math.floor((lon + 180.0) / 6.0)) + 1
+    zone = min(max(zone, 1), 60)
+    if 56.0 <= lat < 64.0 and 3.0 <= lon < 12.0:
+        zone = 32
+    elif 72.0 <= lat < 84.0 and 0.0 <= lon < 42.0:
+        zone = 31 if lon < 9.0 else 33 if lon < 21.0 else 35 if lon < 33.0 else 37
+    return zone
+
+
+def utm_crs_for(lon: float, lat: float) -> str:
+    """The WGS 84 UTM CRS of a position: ``"EPSG:326zz"`` north of the equator (lat >= 0), else ``"EPSG:327zz"``."""
+    zone = utm_zone_for(lon, lat)
+    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
+
+
+def _as_crs(crs: Any) -> CRS:
+    return crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
+
+
+def native_gsd_m(crs: Any, transform: Any, width: int, height: int) -> tuple[float, tuple[float, float]]:
+    """Ground sample distance (metres) of a raster, measured in the UTM zone of its centre.
+
+    The centre pixel's neighbourhood (half a pixel either side along columns and along rows) is
+    projected to the local UTM zone; the GSD is the mean of the two step lengths.  Returns
+    ``(gsd, (lon, lat))`` with the centre in WGS 84 degrees.
+    """
+    crs = _as_crs(crs)
+    t = transform if isinstance(transform, Affine) else Affine(*tuple(transform)[:6])
+    cx, cy = width / 2.0, height / 2.0
+    cols = [cx, cx - 0.5, cx + 0.5, cx, cx]
+    rows = [cy, cy, cy, cy - 0.5, cy + 0.5]
+    xs, ys = zip(*(t @ (c, r) for c, r in zip(cols, rows)))
+    lons, lats = warp_transform(crs, "EPSG:4326", list(xs), list(ys))
+    lon, lat = float(lons[0]), float(lats[0])
+    if not (math.isfinite(lon) and math.isfinite(lat)) or abs(lat) > 90:
+        raise ValueError(f"scene centre does not transform to WGS 84 ({lon}, {lat})")
+    ux, uy = warp_transform(crs, utm_crs_for(lon, lat), list(xs), list(ys))
+    step_x = math.hypot(ux[2] - ux[1], uy[2] - uy[1])
+    step_y = math.hypot(ux[4] - ux[3], uy[4] - uy[3])
+    return (step_x + step_y) / 2.0, (lon, lat)
+
+
+def choose_target_gsd(native: float, *, targets: Sequence[float] = (0.3, 0.5),
+                      keep_range: tuple[float, float] = (0.25, 0.5), tolerance: float = 0.02,
+                      file: str = "") -> float:
+    """Output GSD for a scene of native GSD ``native`` (metres), or raise SceneRejected.
+
+    * ``native > keep_range[1] * (1 + tolerance)`` -> ``SceneRejected(file, "GSD 0.80 m is coarser than 0.5 m")``;
+    * ``keep_range[0] <= native <= keep_range[1]`` -> ``round(native, 2)``; up to ``tolerance`` above
+      ``keep_range[1]`` -> ``keep_range[1]``;
+    * ``native < keep_range[0]`` -> the target whose ratio target / native is closest to an integer
+      (the downsampling factor that is closest to exact box averaging); ties go to the finer target.
+    """
+    lo, hi = keep_range
+    if not (isinstance(native, (int, float)) and math.isfinite(native) and native > 0):
+        raise SceneRejected(file, f"GSD {native!r} is not a positive number")
+    if native > hi * (1 + tolerance):
+        raise SceneRejected(file, f"GSD {native:.2f} m is coarser than {hi:g} m")
+    if native > hi:
+        return float(hi)
+    if native >= lo:
+        return min(round(float(native), 2), float(hi))
+    best: Optional[float] = None
+    best_err = math.inf
+    for target in sorted(float(t) for t in targets):
+        ratio = target / native
+        err = abs(ratio - round(ratio))
+        if err < best_err - 1e-9:
+            best, best_err = target, err
+    assert best is not None, "targets must not be empty"
+    return best
+
+
+def crs_label(crs: CRS) -> str:
+    """``"EPSG:xxxx"`` when the CRS has an EPSG code, else its WKT."""
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg is not None else crs.to_wkt()
+
+
+# --------------------------------------------------------------------------------------------------
+# Plan
+# --------------------------------------------------------------------------------------------------
+
+def _band_policy(ds: rasterio.io.DatasetReader, file: str) -> tuple[list[int], Optional[int]]:
+    """(bands used as R, G, B; alpha band or None) following the band policy of the module doc."""
+    n = ds.count
+    ci = ds.colorinterp
+    if n == 1:
+        return [1, 1, 1], None
+    if n == 2 and ci[1] == ColorInterp.alpha:
+        return [1, 1, 1], 2
+    if n == 3:
+        return [1, 2, 3], None
+    if n == 4:
+        return [1, 2, 3], (4 if ci[3] == ColorInterp.alpha else None)
+    raise SceneRejected(file, f"expects 1, 3 or 4 bands, got {n}")
+
+
+def _decimated_shape(width: int, height: int, samples: int = STATS_SAMPLES) -> tuple[int, int]:
+    step = max(1, math.ceil(max(width, height) / samples))
+    return max(1, math.ceil(height / step)), max(1, math.ceil(width / step))
+
+
+def _footprint_bounds(crs: CRS, transform: Affine, width: int, height: int, dst_crs: str,
+                      densify: int = 64) -> tuple[float, float, float, float]:
+    """Bounds in ``dst_crs`` of the raster's footprint, with every edge densified to ``densify`` steps."""
+    t = np.linspace(0.0, 1.0, densify + 1)
+    cols = np.concatenate([t * width, np.full_like(t, width), (1 - t) * width, np.zeros_like(t)])
+    rows = np.concatenate([np.zeros_like(t), t * height, np.full_like(t, height), (1 - t) * height])
+    xs = transform.c + transform.a * cols + transform.b * rows
+    ys = transform.f + transform.d * cols + transform.e * rows
+    ux, uy = warp_transform(crs, dst_crs, xs.tolist(), ys.tolist())
+    ux, uy = np.asarray(ux), np.asarray(uy)
+    if not (np.all(np.isfinite(ux)) and np.all(np.isfinite(uy))):
+        raise ValueError("footprint does not transform to UTM")
+    return float(ux.min()), float(uy.min()), float(ux.max()), float(uy.max())
+
+
+def snap_grid(bounds: tuple[float, float, float, float], gsd: float) -> tuple[list[float], int, int]:
+    """Snap ``bounds`` outward to multiples of ``gsd``: (transform as 6 floats, width, height).
+
+    A bound within 1e-6 pixel of a multiple counts as on it (float noise does not add a pixel).  The
+    origin is ``k * gsd`` rounded to 1e-6 m, so grids of overlapping scenes coincide.
+    """
+    minx, miny, maxx, maxy = bounds
+    eps = 1e-6
+    kx0 = math.floor(minx / gsd + eps)
+    kx1 = math.ceil(maxx / gsd - eps)
+    ky0 = math.floor(miny / gsd + eps)
+    ky1 = math.ceil(maxy / gsd - eps)
+    width, height = max(1, kx1 - kx0), max(1, ky1 - ky0)
+    x0 = round(kx0 * gsd, 6) + 0.0
+    y0 = round(ky1 * gsd, 6) + 0.0
+    return [float(gsd), 0.0, x0, 0.0, -float(gsd), y0], width, height
+
+
+def _stretch_stats(ds: rasterio.io.DatasetReader, bands: list[int], file: str
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Decimated read of ``bands`` and the dataset mask: (data, valid mask, number of valid samples)."""
+    shape = _decimated_shape(ds.width, ds.height)
+    uniq = sorted(set(bands))
+    try:
+        data = ds.read(uniq, out_shape=(len(uniq),) + shape)
+        mask = ds.dataset_mask(out_shape=shape) > 0
+    except (RasterioError, OSError) as exc:
+        raise SceneRejected(file, f"cannot read: {exc}") from exc
+    if np.issubdtype(data.dtype, np.floating):
+        mask &= np.all(np.isfinite(data), axis=0)
+    return data, mask, int(mask.sum())
+
+
+def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size: int = 1024) -> dict:
+    """Inspect ``scene.image`` and return its "Prepared plan" record (``status == "ok"``).
+
+    Raises ``SceneRejected(scene.image, reason)`` for: unreadable / corrupt / truncated files, no CRS,
+    no geotransform (and no ``scene.georef``), unsupported band counts or data types, all pixels
+    nodata, a GSD coarser than 0.5 m, or a footprint that does not map to a sane UTM grid.
+    ``tile_size`` is accepted for the record's parameters and does not change the grid (the lattice is
+    made by :func:`pipeline.tiling.tile_lattice`).
+    """
+    file = scene.image
+    with rasterio.Env(**GDAL_ENV), open_scene(scene) as ds:
+        if ds.crs is None:
+            raise SceneRejected(file, "no CRS (and no georef supplied)")
+        if ds.transform.is_identity:
+            gcps, _ = ds.gcps
+            how = "GCPs only" if gcps else ("RPCs only" if ds.rpcs else "no geotransform")
+            raise SceneRejected(file, f"{how} (and no georef supplied): an affine geotransform is required")
+        if ds.transform.determinant == 0:
+            raise SceneRejected(file, "degenerate geotransform (zero determinant)")
+        dtype = ds.dtypes[0]
+        if len(set(ds.dtypes)) != 1:
+            raise SceneRejected(file, f"mixed band data types {sorted(set(ds.dtypes))}")
+        if dtype not in _GDAL_TYPES:
+            raise SceneRejected(file, f"unsupported data type {dtype}")
+        bands, alpha = _band_policy(ds, file)
+
+        try:
+            gsd_native, (lon, lat) = native_gsd_m(ds.crs, ds.transform, ds.width, ds.height)
+        except Exception as exc:  # noqa: BLE001 - any projection failure is a bad georeference
+            raise SceneRejected(file, f"cannot measure GSD: {exc}") from exc
+        gsd = choose_target_gsd(gsd_native, targets=targets, file=file)
+
+        data, mask, n_valid = _stretch_stats(ds, bands, file)
+        if n_valid == 0:
+            raise SceneRejected(file, "all pixels are nodata")
+        uniq = sorted(set(bands))
+        if dtype == "uint8":
+            scale, low, high = "none", [0.0, 0.0, 0.0], [255.0, 255.0, 255.0]
+        else:
+            per_band = {}
+            for i, b in enumerate(uniq):
+                values = data[i][mask].astype(np.float64)
+                lo_v, hi_v = (float(v) for v in np.percentile(values, [2.0, 98.0]))
+                if not hi_v > lo_v:
+                    hi_v = lo_v + 1.0
+                per_band[b] = (round(lo_v, 6), round(hi_v, 6))
+            scale = "linear"
+            low = [per_band[b][0] for b in bands]
+            high = [per_band[b][1] for b in bands]
+
+        utm = utm_crs_for(lon, lat)
+        try:
+            bounds = _footprint_bounds(ds.crs, ds.transform, ds.width, ds.height, utm)
+        except Exception as exc:  # noqa: BLE001
+            raise SceneRejected(file, f"cannot map footprint to {utm}: {exc}") from exc
+        transform, width, height = snap_grid(bounds, gsd)
+        if max(width, height) > MAX_GRID_PIXELS:
+            raise SceneRejected(file, f"output grid {width}x{height} px exceeds {MAX_GRID_PIXELS} px per axis")
+
+        downsampling = gsd_native < gsd / AREA_RESAMPLING_FACTOR
+        nodata = ds.nodata
+        return {
+            "status": "ok",
+            "reason": None,
+            "file": str(file),
+            "native": {
+                "crs": crs_label(ds.crs),
+                "gsd": round(gsd_native, 4),
+                "width": ds.width,
+                "height": ds.height,
+                "count": ds.count,
+                "dtype": dtype,
+                "nodata": None if nodata is None or (isinstance(nodata, float) and math.isnan(nodata))
+                else float(nodata),
+            },
+            "grid": {"crs": utm, "transform": transform, "width": width, "height": height, "gsd": gsd},
+            "resampling": {"image": "average" if downsampling else "bilinear",
+                           "label": "mode" if downsampling else "nearest"},
+            "radiometry": {"bands": bands, "alpha_band": alpha, "scale": scale, "low": low, "high": high},
+            "center_lonlat": [round(lon, 7), round(lat, 7)],
+        }

@@ -1,0 +1,334 @@
+"""Tile lattice and windowed warping of a scene (image and label) straight into 1024x1024 GeoTIFF tiles.
+
+Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Tile records", "Label records"):
+
+* **Lattice** (:func:`tile_lattice`): non-overlapping ``tile_size`` windows on the scene's UTM grid,
+  centred in the grid (equal margins, the odd pixel going to the right / bottom).  Per axis there are
+  ``floor(N / T)`` tiles, plus one more when the remainder is short of a full tile by at most
+  ``max_overhang * T`` pixels; the lattice then overhangs the grid equally on both sides (negative
+  offsets), and the overhang is nodata.
+* **Warping.** Every tile is warped on its own from the source through :class:`rasterio.vrt.WarpedVRT`
+  onto the tile's own grid (the plan's CRS and GSD, origin on the plan's lattice), with the plan's
+  resampling.  The scene is never read whole: memory is bounded by one tile, GDAL's block cache
+  (``pipeline.raster.GDAL_ENV``) and the warp memory limit, whatever the scene size.
+* **Nodata.** A tile pixel is nodata when its warped alpha is 0: the warper's alpha (outside the
+  source footprint, source nodata value, internal mask) or the source's own alpha band.  A tile with a
+  nodata fraction above ``max_nodata_fraction`` is dropped and listed with the reason
+  (``"nodata 37.2% > 5%"``); otherwise its nodata pixels are written as 0 in the image, recorded in an
+  internal mask of the image tile, and written as 0 (unlabelled) in the label tile.
+* **Radiometry** follows the plan: bands selected (grey replicated to RGB), non-uint8 data stretched
+  linearly from the plan's ``low`` to ``high`` onto 0..255 (``round(255 * (v - low) / (high - low))``
+  clipped to 0..255).
+* **Labels** are warped with ``nearest`` or ``mode`` only (never interpolated) and with no source
+  nodata, so 0 (unlabelled) votes like any class and every output value is an input value.  The label
+  raster uses the image's georeference (it must be on the image's pixel grid).
+* **Files.** Image tiles: 3-band uint8 GeoTIFF, 512x512 internal tiles, DEFLATE + PREDICTOR=2,
+  photometric RGB, nodata unset, plus an internal mask when any pixel is nodata.  Label tiles: 1-band
+  uint8, 512x512 tiles, DEFLATE, same CRS / transform / shape as the image tile, nodata unset.  Each
+  file is written atomically; outputs are byte-identical for identical inputs.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from pipeline.atomic import atomic_path
+from pipeline.errors import AnnotationRejected, SceneRejected
+from pipeline.raster import GDAL_ENV, open_raster, open_scene
+from pipeline.scene import NUM_CLASSES, Georef, Scene
+
+#: Warp memory limit per warped tile (MB).
+WARP_MEM_LIMIT_MB = 64
+
+#: A label raster's own georeference may differ from the image's by this much (see _check_label_georef).
+LABEL_GEOREF_REL_TOL = 1e-6
+
+Lattice = list[tuple[int, int, int, int, int, int]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Lattice
+# --------------------------------------------------------------------------------------------------
+
+def _axis_offsets(n: int, tile_size: int, max_overhang: float) -> list[int]:
+    count, remainder = divmod(n, tile_size)
+    if remainder and (tile_size - remainder) <= max_overhang * tile_size:
+        count += 1
+    if count == 0:
+        return []
+    margin = (n - count * tile_size) // 2
+    return [margin + i * tile_size for i in range(count)]
+
+
+def tile_lattice(width: int, height: int, tile_size: int = 1024, *,
+                 max_overhang: float = 0.05) -> Lattice:
+    """Windows ``(row, col, col_off, row_off, w, h)`` of the tile lattice of a ``width`` x ``height`` grid.
+
+    Non-overlapping ``tile_size`` windows, the lattice centred in the grid (margin
+    ``(N - k * T) // 2`` per axis).  ``k = floor(N / T)``, plus one when the remainder leaves at most
+    ``max_overhang * T`` pixels to overhang; offsets are then negative (a 1000-px axis gives one tile
+    at offset -12).  Sorted by row, then column.  Pure, no I/O.
+    """
+    if tile_size <= 0:
+        raise ValueError("tile_size must be positive")
+    cols = _axis_offsets(int(width), tile_size, max_overhang)
+    rows = _axis_offsets(int(height), tile_size, max_overhang)
+    return [(r, c, col_off, row_off, tile_size, tile_size)
+            for r, row_off in enumerate(rows) for c, col_off in enumerate(cols)]
+
+
+def tile_id(row: int, col: int) -> str:
+    """``"r{row:03d}_c{col:03d}"``."""
+    return f"r{row:03d}_c{col:03d}"
+
+
+def tile_transform(grid_transform: Sequence[float], col_off: int, row_off: int) -> list[float]:
+    """The 6 affine coefficients of a tile at (col_off, row_off) on a north-up grid, origin rounded to 1e-6 m."""
+    a, b, c, d, e, f = (float(v) for v in grid_transform[:6])
+    if b != 0.0 or d != 0.0:
+        raise ValueError("the output grid must be north-up")
+    return [a, 0.0, round(c + col_off * a, 6) + 0.0, 0.0, e, round(f + row_off * e, 6) + 0.0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Image tiles
+# --------------------------------------------------------------------------------------------------
+
+def _stretch(data: np.ndarray, low: Sequence[float], high: Sequence[float]) -> np.ndarray:
+    """Linear stretch of each band from [low, high] onto 0..255 (uint8, rounded half to even)."""
+    out = np.empty(data.shape, dtype=np.uint8)
+    for i in range(data.shape[0]):
+        lo, hi = float(low[i]), float(high[i])
+        scaled = (data[i].astype(np.float64) - lo) * (255.0 / (hi - lo))
+        out[i] = np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    return out
+
+
+def _write_tif(path: Path, data: np.ndarray, crs: CRS, transform: Affine, *,
+               mask: Optional[np.ndarray] = None, predictor: Optional[int] = None,
+               photometric: Optional[str] = None) -> None:
+    """Write ``data`` (bands, rows, cols) as a tiled DEFLATE GeoTIFF at ``path`` atomically."""
+    count, height, width = data.shape
+    profile: dict[str, Any] = dict(
+        driver="GTiff", width=width, height=height, count=count, dtype=data.dtype.name, crs=crs,
+        transform=transform, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
+        interleave="pixel",
+    )
+    if predictor:
+        profile["predictor"] = predictor
+    if photometric:
+        profile["photometric"] = photometric
+    with atomic_path(path) as tmp:
+        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write(data)
+                if mask is not None:
+                    dst.write_mask(mask)
+
+
+def _alpha_index(vrt: WarpedVRT) -> int:
+    for i, ci in enumerate(vrt.colorinterp, start=1):
+        if ci == ColorInterp.alpha:
+            return i
+    raise RuntimeError("warped dataset has no alpha band")
+
+
+def write_scene_tiles(scene: Scene, plan: dict, out_dir: Path, *, tile_size: int = 1024,
+                      max_nodata_fraction: float = 0.05) -> tuple[list[dict], list[dict]]:
+    """Warp ``scene.image`` tile by tile onto the plan's grid and write ``out_dir/images/<tile_id>.tif``.
+
+    Returns ``(tiles, dropped)``: the "Tile records" of the tiles written (sorted by tile id, paths
+    relative to ``out_dir``) and ``{"tile_id", "reason"}`` for tiles whose nodata fraction exceeds
+    ``max_nodata_fraction``.  A read failure raises ``SceneRejected(scene.image, "cannot read: ...")``.
+    """
+    out_dir = Path(out_dir)
+    grid = plan["grid"]
+    rad = plan["radiometry"]
+    dst_crs = CRS.from_user_input(grid["crs"])
+    gsd = float(grid["gsd"])
+    resampling = Resampling[plan["resampling"]["image"]]
+    bands: list[int] = list(rad["bands"])
+    linear = rad.get("scale") == "linear"
+    n_pixels = tile_size * tile_size
+    tiles: list[dict] = []
+    dropped: list[dict] = []
+    lattice = tile_lattice(grid["width"], grid["height"], tile_size)
+    with rasterio.Env(**GDAL_ENV), open_scene(scene) as src:
+        src_has_alpha = ColorInterp.alpha in src.colorinterp
+        for row, col, col_off, row_off, w, h in lattice:
+            tid = tile_id(row, col)
+            coeffs = tile_transform(grid["transform"], col_off, row_off)
+            transform = Affine(*coeffs)
+            try:
+                with WarpedVRT(src, crs=dst_crs, transform=transform, width=w, height=h,
+                               resampling=resampling, add_alpha=not src_has_alpha,
+                               warp_mem_limit=WARP_MEM_LIMIT_MB) as vrt:
+                    alpha_idx = _alpha_index(vrt)
+                    uniq = sorted(set(bands))
+                    data = vrt.read(uniq + [alpha_idx])
+            except RasterioError as exc:
+                raise SceneRejected(scene.image, f"cannot read: {exc}") from exc
+            pos = {b: i for i, b in enumerate(uniq)}
+            pixels = data[[pos[b] for b in bands]]
+            valid = data[-1] > 0
+            if np.issubdtype(pixels.dtype, np.floating):
+                valid &= np.all(np.isfinite(pixels), axis=0)
+            n_nodata = int(n_pixels - np.count_nonzero(valid))
+            fraction = n_nodata / n_pixels
+            if fraction > max_nodata_fraction:
+                dropped.append({"tile_id": tid,
+                                "reason": f"nodata {fraction * 100:.1f}% > {max_nodata_fraction * 100:g}%"})
+                continue
+            if linear:
+                rgb = _stretch(np.nan_to_num(pixels.astype(np.float64)), rad["low"], rad["high"])
+            else:
+                rgb = pixels.astype(np.uint8, copy=False)
+            rgb = np.ascontiguousarray(rgb)
+            rgb[:, ~valid] = 0
+            mask = valid.astype(np.uint8) * 255 if n_nodata else None
+            image_rel = f"images/{tid}.tif"
+            _write_tif(out_dir / image_rel, rgb, dst_crs, transform, mask=mask, predictor=2,
+                       photometric="RGB")
+            tiles.append({
+                "tile_id": tid, "row": row, "col": col, "window": [col_off, row_off, w, h],
+                "crs": grid["crs"], "transform": coeffs,
+                "bounds": [coeffs[2], round(coeffs[5] - h * gsd, 6) + 0.0,
+                           round(coeffs[2] + w * gsd, 6) + 0.0, coeffs[5]],
+                "gsd": gsd, "nodata_fraction": round(fraction, 6), "image": image_rel,
+            })
+    tiles.sort(key=lambda t: t["tile_id"])
+    dropped.sort(key=lambda t: t["tile_id"])
+    return tiles, dropped
+
+
+# --------------------------------------------------------------------------------------------------
+# Label tiles
+# --------------------------------------------------------------------------------------------------
+
+def _check_label_georef(file: str, label: rasterio.io.DatasetReader, ref_crs: CRS,
+                        ref_transform: Affine) -> None:
+    """Reject a label whose own georeference disagrees with the image's.
+
+    A label with no CRS and no geotransform is fine (it takes the image's).  Otherwise its CRS (when
+    set) must equal the image's, its pixel size / rotation terms must agree within 1e-6 relative, and
+    its four corners, mapped into the image's pixel space, must lie within 1e-6 x (image size) pixels
+    (at least 1e-3 px) of the image's corners.  Float noise such as 0.29999999999997673 vs 0.3 passes.
+    """
+    if label.crs is not None and ref_crs is not None and label.crs != ref_crs:
+        raise AnnotationRejected(file, f"label CRS {label.crs} differs from the image's {ref_crs}")
+    lt = label.transform
+    if lt.is_identity:
+        return
+    scale = max(abs(ref_transform.a), abs(ref_transform.b), abs(ref_transform.d), abs(ref_transform.e))
+    for name in "abde":
+        dv = abs(getattr(lt, name) - getattr(ref_transform, name))
+        if dv > LABEL_GEOREF_REL_TOL * scale:
+            raise AnnotationRejected(
+                file, f"label geotransform {tuple(lt)[:6]} differs from the image's {tuple(ref_transform)[:6]}")
+    w, h = label.width, label.height
+    inv = ~ref_transform
+    tol_px = max(1e-3, LABEL_GEOREF_REL_TOL * max(w, h))
+    for c, r in ((0, 0), (w, 0), (0, h), (w, h)):
+        ic, ir = inv @ (lt @ (c, r))
+        if abs(ic - c) > tol_px or abs(ir - r) > tol_px:
+            raise AnnotationRejected(
+                file, f"label geotransform {tuple(lt)[:6]} differs from the image's {tuple(ref_transform)[:6]}"
+                      f" (corner ({c}, {r}) off by ({ic - c:.3g}, {ir - r:.3g}) px)")
+
+
+def _check_label_values(file: str, label: rasterio.io.DatasetReader, chunk: int = 2048) -> None:
+    """Scan the label block by block (bounded memory); values outside 0..8 raise AnnotationRejected."""
+    bad: set = set()
+    for row_off in range(0, label.height, chunk):
+        for col_off in range(0, label.width, chunk):
+            win = Window(col_off, row_off, min(chunk, label.width - col_off), min(chunk, label.height - row_off))
+            try:
+                block = label.read(1, window=win)
+            except RasterioError as exc:
+                raise AnnotationRejected(file, f"cannot read: {exc}") from exc
+            if block.dtype == np.uint8:
+                counts = np.bincount(block.ravel(), minlength=256)
+                bad.update(int(v) for v in np.nonzero(counts[NUM_CLASSES + 1:])[0] + NUM_CLASSES + 1)
+            else:
+                values = np.unique(block)
+                ok = np.isfinite(values) & (values >= 0) & (values <= NUM_CLASSES) & (values == np.round(values)) \
+                    if np.issubdtype(values.dtype, np.floating) else (values >= 0) & (values <= NUM_CLASSES)
+                bad.update(v.item() for v in values[~ok][:50])
+            if len(bad) > 50:
+                break
+    if bad:
+        shown = sorted(bad, key=lambda v: (isinstance(v, float) and math.isnan(v), v))[:10]
+        raise AnnotationRejected(file, f"label values outside 0..{NUM_CLASSES}: {shown}")
+
+
+def _pending(tiles: list[dict]) -> list[dict]:
+    return [{"tile_id": t["tile_id"], "status": "pending", "label": None, "class_pixels": {},
+             "unlabelled_pixels": 0} for t in sorted(tiles, key=lambda t: t["tile_id"])]
+
+
+def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path) -> list[dict]:
+    """Warp ``scene.landcover`` onto every image tile's grid and write ``out_dir/labels/<tile_id>.tif``.
+
+    With no landcover every record is ``pending``.  Otherwise the label raster is validated (same
+    width / height as the image, one band, values 0..8, georeference consistent with the image's; else
+    ``AnnotationRejected``), warped with the plan's label resampling (nearest / mode, no source nodata)
+    using the image's georeference, set to 0 where the image tile is nodata (its internal mask), and
+    written with the image tile's CRS / transform / shape.  Returns "Label records" sorted by tile id.
+    """
+    if scene.landcover is None:
+        return _pending(tiles)
+    out_dir = Path(out_dir)
+    file = scene.landcover
+    resampling = Resampling[plan["resampling"]["label"]]
+    if resampling not in (Resampling.nearest, Resampling.mode):
+        raise ValueError(f"labels must not be interpolated (resampling {resampling.name})")
+    with rasterio.Env(**GDAL_ENV):
+        with open_scene(scene) as img:
+            ref_crs, ref_transform, width, height = img.crs, img.transform, img.width, img.height
+        with open_raster(file, error=AnnotationRejected) as raw:
+            if (raw.width, raw.height) != (width, height):
+                raise AnnotationRejected(
+                    file, f"label shape {raw.width}x{raw.height} differs from image {width}x{height}")
+            if raw.count != 1:
+                raise AnnotationRejected(file, f"expects a single-band class-index raster, got {raw.count} bands")
+            if raw.dtypes[0] not in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"):
+                raise AnnotationRejected(file, f"unsupported label data type {raw.dtypes[0]}")
+            _check_label_georef(file, raw, ref_crs, ref_transform)
+            _check_label_values(file, raw)
+        georef = Georef(crs=ref_crs.to_wkt(), transform=tuple(ref_transform)[:6])
+        records = []
+        with open_raster(file, georef=georef, bands=[1], keep_nodata=False, error=AnnotationRejected) as lbl:
+            for t in sorted(tiles, key=lambda t: t["tile_id"]):
+                tid = t["tile_id"]
+                with rasterio.open(out_dir / t["image"]) as image_tile:
+                    crs, transform = image_tile.crs, image_tile.transform
+                    w, h = image_tile.width, image_tile.height
+                    valid = image_tile.dataset_mask() > 0
+                try:
+                    with WarpedVRT(lbl, crs=crs, transform=transform, width=w, height=h,
+                                   resampling=resampling, src_nodata=None, nodata=None,
+                                   warp_mem_limit=WARP_MEM_LIMIT_MB) as vrt:
+                        data = vrt.read(1)
+                except RasterioError as exc:
+                    raise AnnotationRejected(file, f"cannot read: {exc}") from exc
+                data = data.astype(np.uint8)
+                data[~valid] = 0
+                label_rel = f"labels/{tid}.tif"
+                _write_tif(out_dir / label_rel, data[np.newaxis], crs, transform)
+                counts = np.bincount(data.ravel(), minlength=NUM_CLASSES + 1)
+                records.append({
+                    "tile_id": tid, "status": "labelled", "label": label_rel,
+                    "class_pixels": {str(k): int(counts[k]) for k in range(1, NUM_CLASSES + 1)},
+                    "unlabelled_pixels": int(counts[0]),
+                })
+    return records

@@ -1,0 +1,156 @@
+"""fetch_source for local paths, local archives and http(s) locations (loopback server)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import FetchError
+from pipeline.fetching import fetch_source
+from pipeline.sources import SourcesError, SourceConfig, load_sources
+from tests.loopback import LoopbackServer
+
+
+def _src(kind: str, location: str, **options) -> SourceConfig:
+    return SourceConfig(name=f"{kind}-test", kind=kind, location=location, license="CC BY-NC-SA 4.0",
+                        attribution="xView2 / Maxar", options={"sha256": {}, **options})
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _inria_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("AerialImageDataset/train/images/austin1.tif", b"image-bytes")
+        zf.writestr("AerialImageDataset/train/gt/austin1.tif", b"gt-bytes")
+    return buf.getvalue()
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def test_local_folder_is_read_in_place(tmp_path):
+    data = tmp_path / "mydata"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.tif").write_bytes(b"aaa")
+    (data / "sub" / "b.tif").write_bytes(b"bb")
+    (data / ".DS_Store").write_bytes(b"junk")
+    dest = tmp_path / "raw" / "local-test"
+    rec = fetch_source(_src("local", str(data)), dest)
+    assert not dest.exists()  # nothing copied, nothing written
+    assert rec["root"] == str(data.absolute())
+    assert rec["files"] == [
+        {"path": "a.tif", "url": (data / "a.tif").as_uri(), "bytes": 3, "sha256": _sha(b"aaa"),
+         "license": "CC BY-NC-SA 4.0", "attribution": "xView2 / Maxar"},
+        {"path": "sub/b.tif", "url": (data / "sub" / "b.tif").as_uri(), "bytes": 2, "sha256": _sha(b"bb"),
+         "license": "CC BY-NC-SA 4.0", "attribution": "xView2 / Maxar"},
+    ]
+    assert rec["source"] == "local-test" and rec["kind"] == "local" and rec["location"] == str(data)
+
+
+def test_local_sha256_option_is_checked(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.tif").write_bytes(b"aaa")
+    with pytest.raises(FetchError, match="sha256 mismatch"):
+        fetch_source(_src("local", str(tmp_path / "d"), sha256={"a.tif": "1" * 64}), tmp_path / "out")
+
+
+def test_local_missing_path_is_a_fetch_error(tmp_path):
+    missing = tmp_path / "does-not-exist"
+    with pytest.raises(FetchError) as info:
+        fetch_source(_src("xbd", str(missing)), tmp_path / "raw")
+    assert info.value.file == str(missing) and "does not exist" in info.value.reason
+
+
+def test_local_archive_is_extracted_into_dest(tmp_path):
+    archive = tmp_path / "train_images_labels_targets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for name, data in (("train/images/hurricane-michael_00000202_pre_disaster.png", b"png"),
+                           ("train/labels/hurricane-michael_00000202_pre_disaster.json", b"{}")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    dest = tmp_path / "raw" / "xbd"
+    rec = fetch_source(_src("xbd", str(archive), sha256={archive.name: _sha(archive.read_bytes())}), dest)
+    assert rec["root"] == str(dest)
+    assert (dest / "train/images/hurricane-michael_00000202_pre_disaster.png").read_bytes() == b"png"
+    assert [f["path"] for f in rec["files"]] == ["train/images/hurricane-michael_00000202_pre_disaster.png",
+                                                 "train/labels/hurricane-michael_00000202_pre_disaster.json"]
+    assert rec["archives"][0]["sha256"] == _sha(archive.read_bytes())
+    assert rec["files"][0]["url"] == archive.as_uri()
+    assert archive.exists()  # the local archive is left alone
+    with pytest.raises(FetchError, match="sha256 mismatch"):
+        fetch_source(_src("xbd", str(archive), sha256={archive.name: "2" * 64}), tmp_path / "other")
+
+
+def test_local_7z_is_refused_with_advice(tmp_path):
+    seven = tmp_path / "aerialimagelabeling.7z"
+    seven.write_bytes(b"7z\xbc\xaf\x27\x1c")
+    with pytest.raises(FetchError, match="extract it first"):
+        fetch_source(_src("inria", str(seven)), tmp_path / "raw")
+
+
+def test_http_archive_is_downloaded_verified_and_extracted(tmp_path):
+    payload = _inria_zip()
+    with LoopbackServer() as srv:
+        srv.files["/files/NEW2-AerialImageDataset.zip"] = payload
+        srv.queue("/files/NEW2-AerialImageDataset.zip", "cut")
+        url = srv.url("/files/NEW2-AerialImageDataset.zip")
+        src = _src("inria", url, sha256={"NEW2-AerialImageDataset.zip": _sha(payload)})
+        dest = tmp_path / "raw" / "inria"
+        seen: list[tuple[int, int | None]] = []
+        rec = fetch_source(src, dest, progress=lambda d, t: seen.append((d, t)))
+        assert _tree(dest) == ["AerialImageDataset/train/gt/austin1.tif",
+                               "AerialImageDataset/train/images/austin1.tif",
+                               "downloads/NEW2-AerialImageDataset.zip",
+                               "downloads/NEW2-AerialImageDataset.zip.extracted.json"]
+        assert rec["archives"] == [{"path": "downloads/NEW2-AerialImageDataset.zip", "url": url,
+                                    "bytes": len(payload), "sha256": _sha(payload),
+                                    "license": "CC BY-NC-SA 4.0", "attribution": "xView2 / Maxar"}]
+        assert {f["path"]: f["sha256"] for f in rec["files"]} == {
+            "AerialImageDataset/train/gt/austin1.tif": _sha(b"gt-bytes"),
+            "AerialImageDataset/train/images/austin1.tif": _sha(b"image-bytes")}
+        assert seen[-1] == (len(payload), len(payload))
+        assert srv.requests_for("/files/NEW2-AerialImageDataset.zip")[1]["headers"]["Range"]
+        # fetching again makes no request and gives the same record
+        n = len(srv.requests)
+        assert fetch_source(src, dest) == rec
+        assert len(srv.requests) == n
+
+
+def test_http_plain_file_and_checksum_option(tmp_path):
+    with LoopbackServer() as srv:
+        srv.files["/img/scene.tif"] = b"tiff-bytes"
+        rec = fetch_source(_src("local", srv.url("/img/scene.tif")), tmp_path / "d")
+        assert _tree(tmp_path / "d") == ["scene.tif"]
+        assert rec["files"][0]["path"] == "scene.tif" and rec["files"][0]["bytes"] == 10
+        bad = _src("local", srv.url("/img/scene.tif"), sha256={"scene.tif": "3" * 64})
+        with pytest.raises(FetchError, match="sha256 mismatch: expected 3{64}"):
+            fetch_source(bad, tmp_path / "e")
+        assert not (tmp_path / "e" / "scene.tif").exists()
+        with pytest.raises(FetchError, match="HTTP 404"):
+            fetch_source(_src("local", srv.url("/img/none.tif")), tmp_path / "f")
+
+
+def test_demo_is_not_fetched(tmp_path):
+    with pytest.raises(ValueError, match="demo"):
+        fetch_source(SourceConfig(name="demo", kind="demo", location="", license="CC0", attribution="us"),
+                     tmp_path)
+
+
+def test_load_sources_rejects_ftp(tmp_path):
+    path = tmp_path / "sources.yaml"
+    path.write_text(
+        "sources:\n"
+        "  - name: inria\n    kind: inria\n    location: ftp://files.inria.fr/aerial.zip\n"
+        "    license: see page\n    attribution: Inria\n"
+    )
+    with pytest.raises(SourcesError, match="unsupported scheme 'ftp'"):
+        load_sources(path)
