@@ -159,7 +159,7 @@ DEMO_SCENES: tuple[DemoScene, ...] = (
     DemoScene("sao_paulo", "South America", "BR", "local", -46.6361, -23.5475, "EPSG:32723", 0.3, "dense",
               "tropical", (1, 3, 3), (1, 1, 1), nodata="value", name="sao_paulo"),
     DemoScene("tokyo", "Asia", "JP", "local", 139.6917, 35.6895, "EPSG:3857", 0.5, "dense", "temperate",
-              (1, 4, 3), (1, 1, 1), name="tokyo"),
+              (6, 4, 3), (1, 1, 1), name="tokyo"),
     DemoScene("denver", "North America", "US", "local", -104.9847, 39.7392, "EPSG:32613", 0.8, "rural", "arid",
               (1, 1, 1), (1, 1, 1), name="denver_coarse"),
 )

@@ -40,6 +40,11 @@ IMAGE_FIELDS: tuple[str, ...] = (
     "transform", "width", "height", "bounds", "bounds_lonlat", "split", "sha256_image", "sha256_label",
     "class_pixels", "unlabelled_pixels", "segments", "edge_segments", "segments_total", "acquired",
 )
+#: Optional fields of one image record, kept when the caller's record has them: the stable key across
+#: releases (``<source>-<scene id>-<tile id>``) and the leakage group (see :mod:`pipeline.splits`).
+IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group")
+#: Optional top-level sections: the release this one follows, the tile selection record, UDA splits.
+OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda")
 #: Fields of one source entry.
 SOURCE_FIELDS: tuple[str, ...] = ("name", "kind", "license", "attribution", "location")
 
@@ -134,6 +139,9 @@ def build_manifest(
     images: list[dict[str, Any]],
     splits_info: list[dict[str, Any]],
     files: list[dict[str, Any]] | None = None,
+    previous_release: str | None = None,
+    selection: dict[str, Any] | None = None,
+    uda: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the manifest and check it against the schema.
 
@@ -141,13 +149,15 @@ def build_manifest(
     max_nodata_fraction, resampling, code_version`` and ``split: {"ratios", "trials"[, "seed"]}``; other
     keys, e.g. a parameter fingerprint, are allowed).  Each source is reduced
     to ``name, kind, license, attribution, location`` (the last two default to ``""``); each image
-    record to :data:`IMAGE_FIELDS` (extra keys of the caller's records are dropped, missing ones are
-    schema errors).  ``splits`` counts images per split; ``splits.regions`` is ``splits_info`` sorted by
+    record to :data:`IMAGE_FIELDS` plus the :data:`IMAGE_OPTIONAL_FIELDS` it has (other keys of the
+    caller's records are dropped, missing required ones are schema errors).  ``splits`` counts images per split; ``splits.regions`` is ``splits_info`` sorted by
     region.  ``files`` (optional, from :func:`file_entries`) lists other release files.
+    ``previous_release`` (the release this one keeps splits from), ``selection`` (free-form record of the
+    tile selection) and ``uda`` (:func:`pipeline.splits.uda_section`) are added when not None.
 
     Raises :class:`ManifestError` when the result does not follow the schema.
     """
-    recs = [_plain({k: img[k] for k in IMAGE_FIELDS if k in img}) for img in images]
+    recs = [_plain({k: img[k] for k in IMAGE_FIELDS + IMAGE_OPTIONAL_FIELDS if k in img}) for img in images]
     recs.sort(key=lambda r: natural_key(str(r.get("id", ""))))
     src = []
     for s in sources:
@@ -167,6 +177,9 @@ def build_manifest(
     }
     if files is not None:
         manifest["files"] = _plain(sorted(files, key=lambda d: str(d.get("path", ""))))
+    for name, value in (("previous_release", previous_release), ("selection", selection), ("uda", uda)):
+        if value is not None:
+            manifest[name] = _plain(value)
     problems = schema_problems(manifest)
     if problems:
         raise ManifestError(problems)

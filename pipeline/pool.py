@@ -1,7 +1,7 @@
 """Gather the per-scene records into the pool of releasable tiles, pending tiles and rejects.
 
-Naming policy (OpenEarthMap): a tile's id is ``<region>_<n>``; within a region, tiles are numbered from 1
-in the order (source, scene id, tile id), so the same inputs always give the same names.
+Every tile keeps a stable key (``<source>-<scene id>-<tile id>``); released images are named
+``<region>_<n>`` as in OpenEarthMap by :func:`name_images`.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 
 from rasterio.warp import transform_bounds
 
+from pipeline.labelling import tile_key
 from pipeline.regions import locate
 from pipeline.scene import Scene
 
@@ -34,8 +35,9 @@ def assemble_pool(
     """``scenes``: one dict per scene with keys ``scene`` (Scene), ``region_override`` (str|None),
     ``folder`` (Path of its work files) and the loaded ``plan``, ``tiles``, ``labels``, ``segments`` records.
 
-    Returns ``{"images": [...], "pending": [...], "rejects": [...]}``; images carry every manifest field
-    except the release paths, split and checksums, plus ``_image_src``/``_label_src`` (work files).
+    Returns ``{"tiles": [...], "rejects": [...]}``.  Every tile has its stable ``key``, ``status``
+    (``labelled`` or ``pending``), region / country / continent, grid (crs, transform, width, height,
+    bounds) and ``_image_src``; labelled tiles also carry the class and segment counts and ``_label_src``.
     Files named in rejects are made relative to ``source_roots[source]`` (the fetched folder).
     """
     roots = source_roots or {}
@@ -44,8 +46,7 @@ def assemble_pool(
         return {"source": scene.source, "scene_id": scene.scene_id,
                 "file": relative_to_root(file, roots.get(scene.source)), "stage": stage, "reason": reason}
 
-    images: list[dict] = []
-    pending: list[dict] = []
+    tiles_out: list[dict] = []
     rejects: list[dict] = [
         dict(r, file=relative_to_root(r["file"], roots.get(r["source"]))) for r in catalog_rejects
     ]
@@ -56,9 +57,9 @@ def assemble_pool(
             rejects.append(_reject(scene, plan.get("file", scene.image), plan.get("stage", "prepare"), plan["reason"]))
             continue
         tiled = item["tiles"]
-        for stage_rec in (tiled.get("reject"), item["labels"].get("reject")):
-            if stage_rec:
-                rejects.append(_reject(scene, stage_rec["file"], stage_rec["stage"], stage_rec["reason"]))
+        stage_rejects = ([tiled["reject"]] if tiled.get("reject") else []) + list(item["labels"].get("rejects", []))
+        for rec in stage_rejects:
+            rejects.append(_reject(scene, rec["file"], rec["stage"], rec["reason"]))
         for d in tiled["dropped"]:
             rejects.append(_reject(scene, f"{scene.image}#{d['tile_id']}", "tile", d["reason"]))
         if not tiled["tiles"]:
@@ -70,36 +71,45 @@ def assemble_pool(
         folder = Path(item["folder"])
         for tile in tiled["tiles"]:
             lab = labels.get(tile["tile_id"])
-            common = {
+            rec = {
+                "key": tile_key(scene.source, scene.scene_id, tile["tile_id"]),
+                "status": "labelled" if lab is not None and lab["status"] == "labelled" else "pending",
                 "region": loc.region, "country": loc.country, "country_code": loc.country_code,
                 "continent": loc.continent, "source": scene.source, "source_kind": scene.kind,
                 "source_scene_id": scene.scene_id, "tile": tile["tile_id"],
-            }
-            if lab is None or lab["status"] != "labelled":
-                pending.append({**common, "reason": "no completed 8-class annotation"})
-                continue
-            seg = segments[tile["tile_id"]]
-            images.append({
-                **common,
                 "license": scene.license, "attribution": scene.attribution,
                 "native_gsd": round(float(plan["native"]["gsd"]), 4), "native_crs": plan["native"]["crs"],
                 "crs": tile["crs"], "gsd": float(tile["gsd"]), "transform": list(tile["transform"]),
                 "width": int(tile["window"][2]), "height": int(tile["window"][3]),
                 "bounds": list(tile["bounds"]),
                 "bounds_lonlat": [round(v, 7) for v in transform_bounds(tile["crs"], "EPSG:4326", *tile["bounds"], densify_pts=21)],
-                "class_pixels": lab["class_pixels"], "unlabelled_pixels": int(lab["unlabelled_pixels"]),
-                "segments": seg["segments"], "edge_segments": seg["edge_segments"], "segments_total": int(seg["total"]),
                 "acquired": scene.acquired,
-                "_image_src": str(folder / tile["image"]), "_label_src": str(folder / lab["label"]),
-            })
+                "_image_src": str(folder / tile["image"]),
+            }
+            if rec["status"] == "labelled":
+                seg = segments[tile["tile_id"]]
+                rec.update({
+                    "class_pixels": lab["class_pixels"], "unlabelled_pixels": int(lab["unlabelled_pixels"]),
+                    "segments": seg["segments"], "edge_segments": seg["edge_segments"],
+                    "segments_total": int(seg["total"]), "label_origin": lab.get("origin", "source"),
+                    "_label_src": str(folder / lab["label"]),
+                })
+            tiles_out.append(rec)
+    tiles_out.sort(key=lambda t: t["key"])
+    rejects.sort(key=lambda r: (r["source"], r["scene_id"], r["stage"], r["file"]))
+    return {"tiles": tiles_out, "rejects": rejects}
+
+
+def name_images(tiles: list[dict]) -> list[dict]:
+    """Give each tile its release id ``<region>_<n>``: within a region, numbered from 1 in the order of
+    (source, scene id, tile id).  Returns new records sorted by (region, n)."""
     by_region: dict[str, list[dict]] = defaultdict(list)
-    for im in images:
-        by_region[im["region"]].append(im)
-    for region, ims in by_region.items():
-        ims.sort(key=lambda im: (im["source"], im["source_scene_id"], im["tile"]))
+    for t in tiles:
+        by_region[t["region"]].append(dict(t))
+    images: list[dict] = []
+    for region in sorted(by_region):
+        ims = sorted(by_region[region], key=lambda im: (im["source"], im["source_scene_id"], im["tile"]))
         for n, im in enumerate(ims, start=1):
             im["id"] = f"{region}_{n}"
-    images.sort(key=lambda im: (im["region"], int(im["id"].rsplit("_", 1)[1])))
-    pending.sort(key=lambda p: (p["source"], p["source_scene_id"], p["tile"]))
-    rejects.sort(key=lambda r: (r["source"], r["scene_id"], r["stage"], r["file"]))
-    return {"images": images, "pending": pending, "rejects": rejects}
+        images.extend(ims)
+    return images

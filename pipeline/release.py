@@ -12,7 +12,7 @@ from pipeline import atomic
 from pipeline.manifest import build_manifest, file_entries, sha256_file, write_split_files
 from pipeline.pool import REJECT_COLUMNS
 
-PENDING_COLUMNS = ("source", "source_scene_id", "tile", "region", "reason")
+PENDING_COLUMNS = ("key", "region", "source", "source_scene_id", "tile", "todo")
 
 
 def _place(src: Path, dst: Path) -> None:
@@ -35,34 +35,40 @@ def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
 
 
 def write_release(
-    out: Path, *, release: str, pool: dict[str, list], assignment: dict[str, str], split_infos: list[dict],
-    stats_dir: Path, created_with: dict[str, Any], sources: list[dict[str, Any]],
+    out: Path, *, release: str, images: list[dict], rejects: list[dict], pending: list[dict],
+    split_infos: list[dict], stats_dir: Path, created_with: dict[str, Any], sources: list[dict[str, Any]],
+    provenance: dict[str, dict], extra: dict[str, Any] | None = None,
 ) -> dict:
     """Fill the (empty or new) folder ``out`` with images, labels, split files, rejects, pending tiles,
-    statistics and ``manifest.json`` (written last). Returns the manifest."""
+    per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
+    ``manifest.json`` (written last).  ``images`` carry their id and split and ``_image_src`` /
+    ``_label_src`` work files; ``extra`` adds top-level manifest sections (e.g. the selection record).
+    Returns the manifest."""
     out.mkdir(parents=True, exist_ok=True)
-    images = []
-    for im in pool["images"]:
+    records = []
+    for im in images:
         rec = {k: v for k, v in im.items() if not k.startswith("_")}
         name = f"{rec['id']}.tif"
         rec["image"] = f"{rec['region']}/images/{name}"
         rec["label"] = f"{rec['region']}/labels/{name}"
-        rec["split"] = assignment[rec["id"]]
         _place(Path(im["_image_src"]), out / rec["image"])
         _place(Path(im["_label_src"]), out / rec["label"])
         rec["sha256_image"] = sha256_file(out / rec["image"])
         rec["sha256_label"] = sha256_file(out / rec["label"])
-        images.append(rec)
-    write_split_files(out, images)
-    atomic.write_text(out / "rejects.csv", _csv(pool["rejects"], REJECT_COLUMNS))
-    atomic.write_text(out / "pending.csv", _csv(pool["pending"], PENDING_COLUMNS))
+        records.append(rec)
+    write_split_files(out, records)
+    atomic.write_text(out / "rejects.csv", _csv(rejects, REJECT_COLUMNS))
+    atomic.write_text(out / "pending.csv", _csv(pending, PENDING_COLUMNS))
+    for name, record in sorted(provenance.items()):
+        atomic.write_json(out / "provenance" / f"{name}.json", {k: v for k, v in record.items() if k != "root"})
     shutil.copytree(stats_dir, out / "stats")
-    extra = ["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + sorted(
-        str(p.relative_to(out)) for p in (out / "stats").rglob("*") if p.is_file()
+    extra_files = ["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + sorted(
+        str(p.relative_to(out)) for d in ("stats", "provenance") for p in (out / d).rglob("*") if p.is_file()
     )
     manifest = build_manifest(
-        release=release, created_with=created_with, sources=sources, images=images, splits_info=split_infos
+        release=release, created_with=created_with, sources=sources, images=records, splits_info=split_infos
     )
-    manifest["files"] = file_entries(out, extra)
+    manifest.update(extra or {})
+    manifest["files"] = file_entries(out, extra_files)
     atomic.write_json(out / "manifest.json", manifest)
     return manifest

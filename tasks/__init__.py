@@ -1,11 +1,11 @@
 """Thin Luigi tasks over the pure functions in :mod:`pipeline` (see docs/ARCHITECTURE.md)."""
 from tasks.config import PipelineConfig
-from tasks.dataset import AssembleTiles, ComputeStats, SplitDataset
+from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
 from tasks.release import BuildRelease
 from tasks.scene import CountSegments, LabelScene, PrepareScene, TileScene
 from tasks.sources import CatalogSource, FetchSource
 
 __all__ = [
     "PipelineConfig", "FetchSource", "CatalogSource", "PrepareScene", "TileScene", "LabelScene",
-    "CountSegments", "AssembleTiles", "SplitDataset", "ComputeStats", "BuildRelease",
+    "CountSegments", "AssembleTiles", "SelectTiles", "ExportAnnotationTodo", "SplitDataset", "ComputeStats", "BuildRelease",
 ]

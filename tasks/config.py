@@ -20,6 +20,13 @@ class PipelineConfig(luigi.Config):
     tile_size = luigi.IntParameter(default=1024, description="tile width and height in pixels")
     max_nodata_fraction = luigi.FloatParameter(default=0.05, description="tiles with more nodata are dropped")
     split_trials = luigi.IntParameter(default=1000, description="seeded random split trials per region")
+    region_min = luigi.IntParameter(default=50, description="fewest images a sampled region keeps")
+    region_max = luigi.IntParameter(default=70, description="regions with more candidates are sampled")
+    label_every = luigi.IntParameter(default=10, description="hard-image selection labels every k-th tile")
+    selection_epochs = luigi.IntParameter(default=4, description="training epochs of the selection model")
+    random_fraction = luigi.FloatParameter(default=0.5, description="share of a region's quota drawn at random")
+    annotation_dir = luigi.OptionalParameter(
+        default=None, description="annotation folder (todo/ and done/); default <data_dir>/annotation")
 
 
 def cfg() -> PipelineConfig:
@@ -54,6 +61,38 @@ def work_dir() -> Path:
 
 def scene_dir(source: str, scene_id: str) -> Path:
     return work_dir() / "scenes" / source / scene_id
+
+
+def annotation_dir() -> Path:
+    c = cfg()
+    return Path(c.annotation_dir) if c.annotation_dir else data_dir() / "annotation"
+
+
+def done_dir() -> Path:
+    """Completed 8-class annotations, one file per tile named by its key."""
+    return annotation_dir() / "done"
+
+
+def todo_dir() -> Path:
+    """Pre-annotations of selected tiles still to be labelled."""
+    return annotation_dir() / "todo"
+
+
+def inputs_digest() -> str:
+    """12 hex digits over what the dataset-level work depends on besides the processing parameters:
+    the enabled sources' configuration and the completed annotations.  Adding a source or an annotation
+    gives new dataset-level outputs; per-scene outputs of unchanged scenes are reused."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from pipeline.labelling import annotation_digest
+
+    blob = json.dumps(
+        {"sources": [dataclasses.asdict(s) for s in active_sources()], "annotations": annotation_digest(done_dir())},
+        sort_keys=True, default=str,
+    ).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
 
 
 def release_dir() -> Path:

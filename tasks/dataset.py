@@ -1,34 +1,47 @@
-"""Dataset-level tasks: gather every scene's tiles into one pool, split it, compute statistics."""
+"""Dataset-level tasks: gather every scene's tiles into one pool, sample/select per region, export
+pre-annotations, split, compute statistics.
+
+Their outputs are named by ``inputs_digest()`` (enabled sources + completed annotations) and their own
+parameters, so adding a source or an annotation rebuilds these cheap tasks while the per-scene work of
+unchanged scenes is reused.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
+import logging
 from pathlib import Path
 
 import luigi
 
 from pipeline import atomic
-from pipeline.pool import assemble_pool
+from pipeline.pool import assemble_pool, name_images
 from tasks.config import (
-    active_sources, catalog_path, cfg, load_scene, processing_params, scene_dir, source_config, work_dir,
+    active_sources, cfg, inputs_digest, load_scene, scene_dir, source_config, todo_dir, work_dir,
 )
 from tasks.scene import CountSegments
 from tasks.sources import CatalogSource
+
+logger = logging.getLogger("luigi-interface")
 
 
 def _load(path: Path):
     return json.loads(Path(path).read_text())
 
 
+def _params_tag(**params) -> str:
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+
+
 class AssembleTiles(luigi.Task):
     """Run the per-scene chain for every scene of every enabled source (dynamic dependencies), then
-    gather all tiles with their region, country, continent and release name into ``pool.json``."""
+    gather all tiles with their stable key, region, country and continent into the pool."""
 
     def requires(self):
         return [CatalogSource(source_name=s.name) for s in active_sources()]
 
     def output(self):
-        return luigi.LocalTarget(str(work_dir() / "pool.json"))
+        return luigi.LocalTarget(str(work_dir() / f"pool-{inputs_digest()}.json"))
 
     def run(self):
         catalogs = [_load(t.path) for t in self.input()]
@@ -42,17 +55,17 @@ class AssembleTiles(luigi.Task):
         self.set_status_message("assembling the tile pool")
         scenes = []
         for task in scene_tasks:
-            folder = scene_dir(task.source_name, task.scene_id)
-            scene = load_scene(task.source_name, task.scene_id)
+            label_task = task.requires()
+            tile_task = label_task.requires()
             src = source_config(task.source_name)
             scenes.append({
-                "scene": scene,
+                "scene": load_scene(task.source_name, task.scene_id),
                 "region_override": src.options.get("region_override"),
-                "folder": folder,
-                "plan": _load(folder / "plan.json"),
-                "tiles": _load(folder / "tiles.json"),
-                "labels": _load(folder / "labels.json"),
-                "segments": _load(folder / "segments.json"),
+                "folder": scene_dir(task.source_name, task.scene_id),
+                "plan": _load(tile_task.input().path),
+                "tiles": _load(tile_task.output().path),
+                "labels": _load(label_task.output().path),
+                "segments": _load(task.output().path),
             })
         catalog_rejects = [r for cat in catalogs for r in cat.get("rejects", [])]
         roots = {cat["source"]: cat["root"] for cat in catalogs}
@@ -60,48 +73,140 @@ class AssembleTiles(luigi.Task):
         atomic.write_json(self.output().path, pool)
 
 
-class SplitDataset(luigi.Task):
-    """Per region 6:1:3 train/val/test: the best of ``split_trials`` seeded random trials."""
-
-    ratios = (6, 1, 3)
+class SelectTiles(luigi.Task):
+    """Per region: keep every tile when there are at most ``region_max``, else sample to the middle of
+    [region_min, region_max] by seeded random sampling plus hard-image selection (a small U-Net trained
+    on every k-th labelled tile, a regressor predicting each tile's loss, highest predicted loss first)."""
 
     def requires(self):
         return AssembleTiles()
 
+    def _params(self) -> dict:
+        c = cfg()
+        return {"seed": int(c.seed), "n_min": int(c.region_min), "n_max": int(c.region_max),
+                "k": int(c.label_every), "epochs": int(c.selection_epochs),
+                "random_fraction": float(c.random_fraction)}
+
+    def output(self):
+        return luigi.LocalTarget(str(work_dir() / f"selection-{inputs_digest()}-{_params_tag(**self._params())}.json"))
+
+    def run(self):
+        from pipeline.selection import sample_region
+
+        p = self._params()
+        pool = _load(self.input().path)
+        by_region: dict[str, list[dict]] = {}
+        for t in pool["tiles"]:
+            by_region.setdefault(t["region"], []).append(t)
+        regions = {}
+        selected: list[str] = []
+        for i, region in enumerate(sorted(by_region)):
+            tiles = sorted(by_region[region], key=lambda t: t["key"])
+            self.set_status_message(f"selecting images of {region} ({len(tiles)} candidates)")
+            candidates = [{"id": t["key"], "image": t["_image_src"], "label": t.get("_label_src")} for t in tiles]
+            result = sample_region(candidates, n_min=p["n_min"], n_max=p["n_max"], seed=p["seed"], region=region,
+                                   k=p["k"], epochs=p["epochs"], random_fraction=p["random_fraction"])
+            regions[region] = result
+            selected.extend(s["id"] for s in result["selected"])
+            self.set_progress_percentage(int(100 * (i + 1) / len(by_region)))
+        chosen = set(selected)
+        per_continent: dict[str, int] = {}
+        for t in pool["tiles"]:
+            if t["key"] in chosen:
+                per_continent[t["continent"]] = per_continent.get(t["continent"], 0) + 1
+        warnings = under_represented(per_continent)
+        for w in warnings:
+            logger.warning(w)
+        atomic.write_json(self.output().path, {
+            "params": p, "selected": sorted(chosen), "regions": regions,
+            "counts": {"regions": {r: len(v["selected"]) for r, v in regions.items()},
+                       "continents": dict(sorted(per_continent.items()))},
+            "warnings": warnings,
+        })
+
+
+def under_represented(per_continent: dict[str, int]) -> list[str]:
+    """Warn for each of the six inhabited continents with no images, or with fewer than half the mean."""
+    names = ("Africa", "Asia", "Europe", "North America", "Oceania", "South America")
+    mean = sum(per_continent.get(c, 0) for c in names) / len(names)
+    out = []
+    for c in names:
+        n = per_continent.get(c, 0)
+        if n == 0 or n < mean / 2:
+            out.append(f"continent {c} is under-represented: {n} images (mean {mean:.1f} per continent)")
+    return out
+
+
+class ExportAnnotationTodo(luigi.Task):
+    """For each selected tile that has no 8-class label yet, export its building pre-annotation
+    (GeoTIFF + GeoJSON + image) to ``<annotation>/todo/`` for annotators."""
+
+    def requires(self):
+        return {"pool": AssembleTiles(), "selection": SelectTiles()}
+
+    def output(self):
+        return luigi.LocalTarget(str(Path(self.input()["selection"].path).with_name(
+            Path(self.input()["selection"].path).stem.replace("selection", "todo", 1) + ".json")))
+
+    def run(self):
+        from pipeline.labelling import export_todo
+
+        pool = _load(self.input()["pool"].path)
+        chosen = set(_load(self.input()["selection"].path)["selected"])
+        pending = [t for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen]
+        exported = []
+        for i, t in enumerate(pending):
+            scene = load_scene(t["source"], t["source_scene_id"])
+            tile = {"tile_id": t["tile"], "crs": t["crs"], "transform": t["transform"],
+                    "window": [0, 0, t["width"], t["height"]]}
+            exported.append({"key": t["key"], **export_todo(scene, tile, Path(t["_image_src"]), todo_dir())})
+            self.set_progress_percentage(int(100 * (i + 1) / max(1, len(pending))))
+        atomic.write_json(self.output().path, {"todo_dir": str(todo_dir()), "exported": exported})
+
+
+class SplitDataset(luigi.Task):
+    """Name the released images (``<region>_<n>``) and split them per region 6:1:3 train/val/test: the
+    best of ``split_trials`` seeded random trials (least class mismatch between train and test)."""
+
+    ratios = (6, 1, 3)
+
+    def requires(self):
+        return {"pool": AssembleTiles(), "selection": SelectTiles()}
+
     def output(self):
         c = cfg()
-        return luigi.LocalTarget(str(work_dir() / f"split-seed{c.seed}-trials{c.split_trials}.json"))
+        sel = Path(self.input()["selection"].path).stem
+        return luigi.LocalTarget(str(work_dir() / f"split-{sel}-trials{c.split_trials}.json"))
 
     def run(self):
         from pipeline.splits import split_dataset
 
         c = cfg()
-        pool = _load(self.input().path)
-        assignment, infos = split_dataset(
-            pool["images"], ratios=self.ratios, trials=int(c.split_trials), seed=int(c.seed)
-        )
+        pool = _load(self.input()["pool"].path)
+        chosen = set(_load(self.input()["selection"].path)["selected"])
+        images = name_images([t for t in pool["tiles"] if t["status"] == "labelled" and t["key"] in chosen])
+        assignment, infos = split_dataset(images, ratios=self.ratios, trials=int(c.split_trials), seed=int(c.seed))
+        for im in images:
+            im["split"] = assignment[im["id"]]
         atomic.write_json(self.output().path, {
             "seed": int(c.seed), "trials": int(c.split_trials), "ratios": list(self.ratios),
-            "assignment": assignment, "regions": infos,
+            "images": images, "regions": infos,
         })
 
 
 class ComputeStats(luigi.Task):
-    """The paper's tables and figures for the split pool, as JSON, CSV, PNG and a README."""
+    """The paper's tables and figures for the released images, as JSON, CSV, PNG and a README."""
 
     def requires(self):
-        return {"pool": AssembleTiles(), "split": SplitDataset()}
+        return SplitDataset()
 
     def output(self):
-        c = cfg()
-        return luigi.LocalTarget(str(work_dir() / f"stats-seed{c.seed}-trials{c.split_trials}"))
+        return luigi.LocalTarget(str(Path(self.input().path).with_suffix("").as_posix().replace("/split-", "/stats-")))
 
     def run(self):
         from pipeline.stats import write_stats
 
-        pool = _load(self.input()["pool"].path)
-        split = _load(self.input()["split"].path)
-        images = [dict(im, split=split["assignment"][im["id"]]) for im in pool["images"]]
+        images = _load(self.input().path)["images"]
         self.set_status_message(f"statistics over {len(images)} images")
         with atomic.atomic_path(self.output().path) as tmp:
             tmp.mkdir()

@@ -9,14 +9,19 @@ import luigi
 from pipeline import __version__, atomic
 from pipeline.release import write_release
 from tasks.config import active_sources, cfg, processing_params, release_dir
-from tasks.dataset import AssembleTiles, ComputeStats, SplitDataset
+from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
+from tasks.sources import FetchSource
 
 
 class BuildRelease(luigi.Task):
     """Build, validate and publish a release (the folder appears only once it is complete and valid)."""
 
     def requires(self):
-        return {"pool": AssembleTiles(), "split": SplitDataset(), "stats": ComputeStats()}
+        return {
+            "pool": AssembleTiles(), "selection": SelectTiles(), "split": SplitDataset(), "stats": ComputeStats(),
+            "todo": ExportAnnotationTodo(),
+            "fetch": {s.name: FetchSource(source_name=s.name) for s in active_sources()},
+        }
 
     def output(self):
         return luigi.LocalTarget(str(release_dir() / "manifest.json"))
@@ -26,8 +31,17 @@ class BuildRelease(luigi.Task):
 
         c = cfg()
         params = processing_params()
-        pool = json.loads(Path(self.input()["pool"].path).read_text())
-        split = json.loads(Path(self.input()["split"].path).read_text())
+        load = lambda target: json.loads(Path(target.path).read_text())  # noqa: E731
+        pool = load(self.input()["pool"])
+        split = load(self.input()["split"])
+        selection = load(self.input()["selection"])
+        todo = {e["key"]: e for e in load(self.input()["todo"])["exported"]}
+        chosen = set(selection["selected"])
+        pending = [
+            {**t, "todo": f"{todo[t['key']]['tile']}.tif" if t["key"] in todo else ""}
+            for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen
+        ]
+        provenance = {name: load(target) for name, target in self.input()["fetch"].items()}
         created_with = {
             **params.as_dict(),
             "seed": int(c.seed),
@@ -37,6 +51,7 @@ class BuildRelease(luigi.Task):
                 "label": "mode when downsampling by more than 1.2x, else nearest (never interpolated)",
             },
             "split": {"ratios": split["ratios"], "trials": split["trials"], "seed": split["seed"]},
+            "selection": selection["params"],
         }
         sources = [
             {"name": s.name, "kind": s.kind, "location": s.location or "builtin:demo", "license": s.license,
@@ -44,18 +59,19 @@ class BuildRelease(luigi.Task):
             for s in active_sources()
         ]
         target = release_dir()
-        self.set_status_message(f"writing release {c.release} ({len(pool['images'])} images)")
+        images = split["images"]
+        self.set_status_message(f"writing release {c.release} ({len(images)} images)")
         with atomic.atomic_path(target) as tmp:
             write_release(
-                tmp, release=str(c.release), pool=pool, assignment=split["assignment"],
+                tmp, release=str(c.release), images=images, rejects=pool["rejects"], pending=pending,
                 split_infos=split["regions"], stats_dir=Path(self.input()["stats"].path),
-                created_with=created_with, sources=sources,
+                created_with=created_with, sources=sources, provenance=provenance,
+                extra={"selection": {k: selection[k] for k in ("params", "counts", "warnings", "regions")}},
             )
             problems = validate_release(tmp)
             if problems:
                 raise RuntimeError(f"release {c.release} failed validation:\n" + "\n".join(problems))
         self.set_progress_percentage(100)
-        n = len(pool["images"])
-        print(f"\nRelease {c.release}: {n} images, {len(pool['pending'])} pending, "
+        print(f"\nRelease {c.release}: {len(images)} images, {len(pending)} pending annotation, "
               f"{len(pool['rejects'])} rejects -> {target.resolve()}\n"
               f"Validate with: python -m pipeline validate {target}\n", flush=True)

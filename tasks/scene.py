@@ -15,7 +15,7 @@ import rasterio
 
 from pipeline import atomic
 from pipeline.errors import PipelineInputError
-from tasks.config import load_scene, processing_params, scene_dir
+from tasks.config import done_dir, load_scene, processing_params, scene_dir
 from tasks.sources import CatalogSource
 
 
@@ -94,33 +94,45 @@ class TileScene(SceneTask):
 
 
 class LabelScene(SceneTask):
-    """Warp the scene's 8-class labels onto each image tile's grid (mode/nearest, never interpolated)."""
+    """Each tile's 8-class label: a completed annotation (``done`` folder) wins, else the source's own
+    labels warped onto the tile grid (mode/nearest, never interpolated), else the tile is pending.
+
+    The output name carries a digest of this scene's completed annotations, so adding or changing one
+    relabels the scene (and everything downstream) while untouched scenes are reused."""
 
     def requires(self):
         return TileScene(source_name=self.source_name, scene_id=self.scene_id)
 
     def output(self):
-        return luigi.LocalTarget(str(self.folder / "labels.json"))
+        from pipeline.labelling import annotation_digest, tile_key
+
+        digest = annotation_digest(done_dir(), prefix=tile_key(self.source_name, self.scene_id, ""))
+        name = f"labels-{digest[:12]}.json" if digest else "labels.json"
+        return luigi.LocalTarget(str(self.folder / name))
 
     def run(self):
+        from pipeline.labelling import apply_annotations
         from pipeline.tiling import write_label_tiles
 
         tiled = _read_json(self.input())
         plan = _read_json(self.requires().input())
+        tiles = tiled["tiles"]
         labels: list[dict] = []
-        reject = None
-        if tiled["tiles"]:
-            self.set_status_message(f"labelling {len(tiled['tiles'])} tiles of {self.scene.key}")
+        rejects: list[dict] = []
+        if tiles:
+            self.set_status_message(f"labelling {len(tiles)} tiles of {self.scene.key}")
             try:
-                labels = write_label_tiles(self.scene, plan, tiled["tiles"], self.folder)
+                labels = write_label_tiles(self.scene, plan, tiles, self.folder)
             except PipelineInputError as exc:
-                reject = {"file": exc.file, "reason": exc.reason, "stage": "annotation"}
+                rejects.append({"file": exc.file, "reason": exc.reason, "stage": "annotation"})
                 labels = [
                     {"tile_id": t["tile_id"], "status": "pending", "label": None, "class_pixels": {},
                      "unlabelled_pixels": 0}
-                    for t in tiled["tiles"]
+                    for t in tiles
                 ]
-        atomic.write_json(self.output().path, {"labels": labels, "reject": reject})
+            labels, more = apply_annotations(self.scene, tiles, labels, self.folder, done_dir())
+            rejects.extend(more)
+        atomic.write_json(self.output().path, {"labels": labels, "rejects": rejects})
 
 
 class CountSegments(SceneTask):
@@ -130,7 +142,8 @@ class CountSegments(SceneTask):
         return LabelScene(source_name=self.source_name, scene_id=self.scene_id)
 
     def output(self):
-        return luigi.LocalTarget(str(self.folder / "segments.json"))
+        name = Path(self.requires().output().path).name.replace("labels", "segments", 1)
+        return luigi.LocalTarget(str(self.folder / name))
 
     def run(self):
         from pipeline.segments import count_segments

@@ -80,11 +80,13 @@ def test_table_requirements():
             assert int(m.group(2)) == int((s.lon + 180) // 6) + 1, s.region
             assert (m.group(1) == "7") == (s.lat < 0), s.region
     full = sum(s.expected_tiles("full") for s in DEMO_SCENES)
-    assert 100 <= full <= 150
+    assert 150 <= full <= 200
     per_region: dict[str, int] = {}
     for s in DEMO_SCENES:
         per_region[s.region] = per_region.get(s.region, 0) + s.expected_tiles("full")
     assert sum(n >= 7 for n in per_region.values()) > len(per_region) / 2
+    # one region has more candidates than a region keeps (70), so the demo build runs hard-image selection
+    assert max(per_region.values()) > 70
     assert target_gsd(0.1) == 0.3 and target_gsd(0.15) == 0.3 and target_gsd(0.8) is None
 
 

@@ -1,0 +1,132 @@
+"""Cloud-Optimized GeoTIFFs for release tiles (GDAL's ``COG`` driver through rasterio; no Luigi here).
+
+Policies
+--------
+* Images: DEFLATE with the horizontal predictor (``PREDICTOR=STANDARD``, i.e. TIFF predictor 2), 512x512
+  internal tiles, overviews down to one tile (``OVERVIEWS=AUTO``) resampled by ``AVERAGE``.
+* Labels: DEFLATE without predictor (class ids are categorical), 512x512 tiles, overviews resampled by
+  ``MODE`` (the most frequent class id; labels are never interpolated).
+* The grid (CRS, transform, size), data type, nodata and an internal mask, when the source has one, are
+  kept.  Files are written atomically (temporary name, then rename) and are byte-identical for identical
+  inputs and GDAL version (single-threaded, no timestamps).
+* :func:`validate_cog` uses ``rio_cogeo.cogeo.cog_validate`` when rio-cogeo is installed, else a smaller
+  rasterio check (tiled, GDAL's ``LAYOUT=COG`` marker, overviews when larger than one block).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from .atomic import atomic_path
+
+BLOCKSIZE = 512
+#: Creation options of the COG driver per kind of raster.
+COG_OPTIONS: dict[str, dict[str, str]] = {
+    "image": {"COMPRESS": "DEFLATE", "PREDICTOR": "STANDARD", "BLOCKSIZE": str(BLOCKSIZE), "OVERVIEWS": "AUTO",
+              "OVERVIEW_RESAMPLING": "AVERAGE", "NUM_THREADS": "1"},
+    "label": {"COMPRESS": "DEFLATE", "PREDICTOR": "NO", "BLOCKSIZE": str(BLOCKSIZE), "OVERVIEWS": "AUTO",
+              "OVERVIEW_RESAMPLING": "MODE", "NUM_THREADS": "1"},
+}
+
+
+def _options(kind: str) -> dict[str, str]:
+    if kind not in COG_OPTIONS:
+        raise ValueError(f"kind must be one of {sorted(COG_OPTIONS)}, got {kind!r}")
+    return dict(COG_OPTIONS[kind])
+
+
+def to_cog(src_tif: str | Path, dst_tif: str | Path, *, kind: str = "image") -> Path:
+    """Copy the GeoTIFF ``src_tif`` to a COG at ``dst_tif`` (``kind`` ``"image"`` or ``"label"`` picks the
+    options in :data:`COG_OPTIONS`).  ``dst_tif`` must differ from ``src_tif``.  Returns ``dst_tif``."""
+    import rasterio
+    import rasterio.shutil
+
+    src, dst = Path(src_tif), Path(dst_tif)
+    if src.resolve() == dst.resolve():
+        raise ValueError(f"{dst}: the COG must not overwrite its source")
+    opts = _options(kind)
+    with rasterio.Env(GDAL_NUM_THREADS="1"), atomic_path(dst) as tmp:
+        rasterio.shutil.copy(str(src), str(tmp), driver="COG", **opts)
+    return dst
+
+
+def write_cog(
+    array: np.ndarray,
+    path: str | Path,
+    *,
+    crs: Any,
+    transform: Sequence[float] | Any,
+    kind: str = "image",
+    nodata: Optional[float] = None,
+    mask: Optional[np.ndarray] = None,
+) -> Path:
+    """Write ``array`` (``(bands, rows, cols)`` or ``(rows, cols)``) as a COG at ``path``.
+
+    ``crs`` is anything rasterio accepts (``"EPSG:32633"``); ``transform`` an ``Affine`` or its first six
+    coefficients ``[a, b, c, d, e, f]``; ``mask`` (``(rows, cols)``, non-zero = valid) becomes an internal
+    mask.  Returns ``path``."""
+    import rasterio
+    import rasterio.shutil
+    from rasterio.io import MemoryFile
+
+    arr = np.asarray(array)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or 0 in arr.shape:
+        raise ValueError(f"array must be (bands, rows, cols) or (rows, cols), got shape {np.shape(array)}")
+    affine = transform if isinstance(transform, rasterio.Affine) else rasterio.Affine(*list(transform)[:6])
+    opts = _options(kind)
+    profile = {"driver": "GTiff", "width": arr.shape[2], "height": arr.shape[1], "count": arr.shape[0],
+               "dtype": arr.dtype.name, "crs": crs, "transform": affine, "nodata": nodata}
+    if arr.shape[0] == 3 and arr.dtype == np.uint8 and kind == "image":
+        profile["photometric"] = "RGB"
+    with rasterio.Env(GDAL_NUM_THREADS="1", GDAL_TIFF_INTERNAL_MASK="YES"), MemoryFile() as mem:
+        with mem.open(**profile) as ds:
+            ds.write(arr)
+            if mask is not None:
+                m = np.asarray(mask)
+                if m.shape != arr.shape[1:]:
+                    raise ValueError(f"mask shape {m.shape} differs from the raster's {arr.shape[1:]}")
+                ds.write_mask(np.where(m != 0, 255, 0).astype(np.uint8))
+        with mem.open() as src, atomic_path(path) as tmp:
+            rasterio.shutil.copy(src, str(tmp), driver="COG", **opts)
+    return Path(path)
+
+
+def validate_cog(path: str | Path) -> list[str]:
+    """Problems that keep ``path`` from being a valid COG (``[]`` = valid), each ``"<file name>: ..."``.
+
+    With rio-cogeo: its errors, then its warnings prefixed ``warning:``; without: not tiled, no
+    ``LAYOUT=COG`` marker, or no overviews although larger than one block."""
+    p = Path(path)
+    name = p.name
+    if not p.is_file():
+        return [f"{name}: missing"]
+    try:
+        from rio_cogeo.cogeo import cog_validate
+    except ImportError:
+        cog_validate = None
+    if cog_validate is not None:
+        try:
+            _, errors, warnings = cog_validate(str(p), quiet=True)
+        except Exception as exc:  # unreadable file
+            return [f"{name}: cannot be read ({exc})"]
+        return [f"{name}: {e}" for e in errors] + [f"{name}: warning: {w}" for w in warnings]
+    import rasterio
+
+    out = []
+    try:
+        with rasterio.open(p) as ds:
+            if ds.driver != "GTiff":
+                out.append(f"{name}: driver {ds.driver}, not GTiff")
+            if not ds.profile.get("tiled"):
+                out.append(f"{name}: not internally tiled")
+            if ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG":
+                out.append(f"{name}: no LAYOUT=COG marker (not written by the COG driver)")
+            if max(ds.width, ds.height) > BLOCKSIZE and not ds.overviews(1):
+                out.append(f"{name}: {ds.width}x{ds.height} without overviews")
+    except Exception as exc:
+        return [f"{name}: cannot be read ({exc})"]
+    return out

@@ -1,0 +1,143 @@
+"""Where each tile's 8-class label comes from, and the building pre-annotation of tiles still to label.
+
+Policy, per tile, first match wins:
+
+1. a completed annotation in the ``done`` folder named after the tile's stable key
+   (``<source>-<scene id>-<tile id>``, any format :func:`pipeline.annotations.import_annotation` reads):
+   annotators' work overrides what a source shipped;
+2. the source's own 8-class raster (``Scene.landcover``), warped by :func:`pipeline.tiling.write_label_tiles`;
+3. otherwise the tile is *pending*: it is listed, never released with an empty label, and (when selected)
+   exported to the ``todo`` folder with its building footprints as the starting point.
+
+A bad annotation file is rejected with its reason and the tile falls back to 2 or 3; other tiles are
+unaffected.  Image nodata pixels (the tile's internal mask) are always label 0.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Optional
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.features import shapes
+from rasterio.vrt import WarpedVRT
+from shapely.geometry import shape
+
+from pipeline.annotations import TileGrid, export_preannotation, find_annotation, import_annotation, write_label
+from pipeline.errors import AnnotationRejected, PipelineInputError
+from pipeline.footprints import load_footprints
+from pipeline.scene import NUM_CLASSES, Georef, Scene
+
+ANNOTATION_SUFFIXES = (".geojson", ".gpkg", ".tif", ".tiff", ".png")
+
+
+def tile_key(source: str, scene_id: str, tile_id: str) -> str:
+    """Stable name of a tile across releases: ``<source>-<scene id>-<tile id>``."""
+    return f"{source}-{scene_id}-{tile_id}"
+
+
+def annotation_digest(done_dir: Optional[Path], prefix: str = "") -> str:
+    """sha256 over the names and contents of the annotation files in ``done_dir`` starting with
+    ``prefix`` ("" when there are none), so outputs that depend on them are rebuilt when they change."""
+    if done_dir is None or not Path(done_dir).is_dir():
+        return ""
+    files = sorted(
+        p for p in Path(done_dir).iterdir()
+        if p.is_file() and p.name.startswith(prefix) and p.suffix.lower() in ANNOTATION_SUFFIXES
+    )
+    if not files:
+        return ""
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def _label_record(tile_id: str, data: np.ndarray, rel: str, origin: str, **extra: Any) -> dict[str, Any]:
+    counts = np.bincount(data.ravel(), minlength=NUM_CLASSES + 1)
+    return {
+        "tile_id": tile_id, "status": "labelled", "label": rel, "origin": origin,
+        "class_pixels": {str(k): int(counts[k]) for k in range(1, NUM_CLASSES + 1)},
+        "unlabelled_pixels": int(counts[0]), **extra,
+    }
+
+
+def apply_annotations(
+    scene: Scene, tiles: list[dict], records: list[dict], out_dir: Path, done_dir: Optional[Path]
+) -> tuple[list[dict], list[dict]]:
+    """Replace the label of every tile that has a completed annotation in ``done_dir``.
+
+    ``records`` are the label records from the source's own labels (or pending ones).  Returns the new
+    records and reject rows ``{"file", "stage": "annotation", "reason"}`` for annotation files that could
+    not be imported (those tiles keep their previous record).
+    """
+    by_id = {r["tile_id"]: dict(r, origin=r.get("origin", "source") if r["status"] == "labelled" else None)
+             for r in records}
+    rejects: list[dict] = []
+    if done_dir is None or not Path(done_dir).is_dir():
+        return [by_id[t["tile_id"]] for t in sorted(tiles, key=lambda t: t["tile_id"])], rejects
+    for t in sorted(tiles, key=lambda t: t["tile_id"]):
+        tid = t["tile_id"]
+        key = tile_key(scene.source, scene.scene_id, tid)
+        try:
+            path = find_annotation(Path(done_dir), key)
+            if path is None:
+                continue
+            grid = TileGrid.from_tile_record(t)
+            data, report = import_annotation(path, grid)
+        except AnnotationRejected as exc:
+            rejects.append({"file": exc.file, "stage": "annotation", "reason": exc.reason})
+            continue
+        with rasterio.open(Path(out_dir) / t["image"]) as image_tile:
+            valid = image_tile.dataset_mask() > 0
+        data = data.astype(np.uint8)
+        data[~valid] = 0
+        rel = f"labels/{tid}.tif"
+        write_label(data, grid, Path(out_dir) / rel)
+        by_id[tid] = _label_record(tid, data, rel, "annotation", annotation=path.name,
+                                   repaired_polygons=int(report.get("repaired_polygons", 0)))
+    return [by_id[t["tile_id"]] for t in sorted(tiles, key=lambda t: t["tile_id"])], rejects
+
+
+def mask_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame:
+    """Building polygons of ``scene.building_mask`` (non-zero = building, on the image's pixel grid)
+    on ``grid``: the mask is warped with nearest neighbour onto the tile and vectorised."""
+    from pipeline.raster import open_raster, open_scene
+
+    with open_scene(scene) as img:
+        georef = Georef(crs=img.crs.to_wkt(), transform=tuple(img.transform)[:6])
+    with open_raster(scene.building_mask, georef=georef, bands=[1], keep_nodata=False,
+                     error=AnnotationRejected) as src:
+        with WarpedVRT(src, crs=grid.crs, transform=grid.affine, width=grid.width, height=grid.height,
+                       resampling=Resampling.nearest, src_nodata=None, nodata=None) as vrt:
+            mask = (vrt.read(1) > 0).astype(np.uint8)
+    geoms = [shape(g) for g, v in shapes(mask, mask=mask.astype(bool), transform=grid.affine) if v == 1]
+    return gpd.GeoDataFrame(geometry=geoms, crs=grid.crs)
+
+
+def building_footprints(scene: Scene, grid: TileGrid) -> Optional[gpd.GeoDataFrame]:
+    """The source's buildings for one tile: vector footprints when the source has them, else its mask."""
+    if scene.footprints:
+        return load_footprints(scene)
+    if scene.building_mask:
+        return mask_footprints(scene, grid)
+    return None
+
+
+def export_todo(scene: Scene, tile: dict, image_path: Path, todo_dir: Path) -> dict[str, Any]:
+    """Write the pre-annotation of one pending tile to ``todo_dir`` (GeoTIFF + GeoJSON + image)."""
+    grid = TileGrid.from_tile_record(tile)
+    key = tile_key(scene.source, scene.scene_id, tile["tile_id"])
+    try:
+        footprints = building_footprints(scene, grid)
+    except PipelineInputError as exc:
+        footprints = None
+        result = export_preannotation(key, grid, image_path, footprints, todo_dir)
+        return {**result, "footprints_error": f"{exc.file}: {exc.reason}"}
+    return export_preannotation(key, grid, image_path, footprints, todo_dir)
