@@ -2,8 +2,10 @@
 
 Policies
 --------
-* Images: DEFLATE with the horizontal predictor (``PREDICTOR=STANDARD``, i.e. TIFF predictor 2), 512x512
-  internal tiles, overviews down to one tile (``OVERVIEWS=AUTO``) resampled by ``AVERAGE``.
+* Images: DEFLATE level 3 with the horizontal predictor (``PREDICTOR=STANDARD``, i.e. TIFF predictor 2),
+  512x512 internal tiles, overviews down to one tile (``OVERVIEWS=AUTO``) resampled by ``AVERAGE``.  Level 3
+  instead of the default 6: about 3x faster to write (the conversion of every release tile is on the build's
+  critical path) for files about 2-3 % larger.
 * Labels: DEFLATE without predictor (class ids are categorical), 512x512 tiles, overviews resampled by
   ``MODE`` (the most frequent class id; labels are never interpolated).
 * The grid (CRS, transform, size), data type, nodata and an internal mask, when the source has one, are
@@ -24,8 +26,8 @@ from .atomic import atomic_path
 BLOCKSIZE = 512
 #: Creation options of the COG driver per kind of raster.
 COG_OPTIONS: dict[str, dict[str, str]] = {
-    "image": {"COMPRESS": "DEFLATE", "PREDICTOR": "STANDARD", "BLOCKSIZE": str(BLOCKSIZE), "OVERVIEWS": "AUTO",
-              "OVERVIEW_RESAMPLING": "AVERAGE", "NUM_THREADS": "1"},
+    "image": {"COMPRESS": "DEFLATE", "LEVEL": "3", "PREDICTOR": "STANDARD", "BLOCKSIZE": str(BLOCKSIZE),
+              "OVERVIEWS": "AUTO", "OVERVIEW_RESAMPLING": "AVERAGE", "NUM_THREADS": "1"},
     "label": {"COMPRESS": "DEFLATE", "PREDICTOR": "NO", "BLOCKSIZE": str(BLOCKSIZE), "OVERVIEWS": "AUTO",
               "OVERVIEW_RESAMPLING": "MODE", "NUM_THREADS": "1"},
 }
@@ -49,6 +51,45 @@ def to_cog(src_tif: str | Path, dst_tif: str | Path, *, kind: str = "image") -> 
     opts = _options(kind)
     with rasterio.Env(GDAL_NUM_THREADS="1"), atomic_path(dst) as tmp:
         rasterio.shutil.copy(str(src), str(tmp), driver="COG", **opts)
+    return dst
+
+
+def follows_policy(path: str | Path, *, kind: str = "image") -> bool:
+    """Whether ``path`` is already a COG written with the ``kind`` policy (COG driver layout, DEFLATE,
+    ``BLOCKSIZE`` blocks, the policy's predictor, overviews when larger than one block), so it can be
+    published as is.  Unreadable files are not."""
+    import rasterio
+
+    opts = _options(kind)
+    try:
+        with rasterio.open(path) as ds:
+            tags = ds.tags(ns="IMAGE_STRUCTURE")
+            return (
+                ds.driver == "GTiff" and tags.get("LAYOUT") == "COG" and tags.get("COMPRESSION") == opts["COMPRESS"]
+                and (tags.get("PREDICTOR") == "2") == (opts["PREDICTOR"] == "STANDARD")
+                and ds.block_shapes[0] == (BLOCKSIZE, BLOCKSIZE)
+                and (max(ds.width, ds.height) <= BLOCKSIZE or bool(ds.overviews(1)))
+            )
+    except Exception:  # noqa: BLE001  (anything unreadable gets converted, which then reports the error)
+        return False
+
+
+def place_cog(src_tif: str | Path, dst_tif: str | Path, *, kind: str = "image") -> Path:
+    """Put a COG of ``src_tif`` at ``dst_tif``: a hard link (a copy across file systems) when ``src_tif``
+    already :func:`follows_policy`, else :func:`to_cog`.  Source files must only ever be replaced by
+    rename, never rewritten in place (true of every pipeline output), so a link stays intact."""
+    import os
+    import shutil
+
+    src, dst = Path(src_tif), Path(dst_tif)
+    if not follows_policy(src, kind=kind):
+        return to_cog(src, dst, kind=kind)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
     return dst
 
 

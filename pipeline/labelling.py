@@ -112,8 +112,12 @@ def mask_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame:
 
     with open_scene(scene) as img:
         georef = Georef(crs=img.crs.to_wkt(), transform=tuple(img.transform)[:6])
+        size = (img.width, img.height)
     with open_raster(scene.building_mask, georef=georef, bands=[1], keep_nodata=False,
                      error=AnnotationRejected) as src:
+        if (src.width, src.height) != size:
+            raise AnnotationRejected(scene.building_mask, f"building mask shape {src.width}x{src.height} differs "
+                                                          f"from image {size[0]}x{size[1]}")
         with WarpedVRT(src, crs=grid.crs, transform=grid.affine, width=grid.width, height=grid.height,
                        resampling=Resampling.nearest, src_nodata=None, nodata=None) as vrt:
             mask = (vrt.read(1) > 0).astype(np.uint8)
@@ -131,7 +135,11 @@ def building_footprints(scene: Scene, grid: TileGrid) -> Optional[gpd.GeoDataFra
 
 
 def export_todo(scene: Scene, tile: dict, image_path: Path, todo_dir: Path) -> dict[str, Any]:
-    """Write the pre-annotation of one pending tile to ``todo_dir`` (GeoTIFF + GeoJSON + image)."""
+    """Write the pre-annotation of one pending tile to ``todo_dir`` (GeoTIFF + GeoJSON + image).
+
+    Unusable source footprints (unreadable file, mask of another shape, ...) do not stop the export: the
+    tile is exported without buildings and the record carries ``footprints_error`` (one line) and
+    ``reject`` (a :data:`pipeline.pool.REJECT_COLUMNS` row for ``rejects.csv``)."""
     grid = TileGrid.from_tile_record(tile)
     key = tile_key(scene.source, scene.scene_id, tile["tile_id"])
     try:
@@ -139,5 +147,7 @@ def export_todo(scene: Scene, tile: dict, image_path: Path, todo_dir: Path) -> d
     except PipelineInputError as exc:
         footprints = None
         result = export_preannotation(key, grid, image_path, footprints, todo_dir)
-        return {**result, "footprints_error": f"{exc.file}: {exc.reason}"}
+        return {**result, "footprints_error": f"{exc.file}: {exc.reason}",
+                "reject": {"source": scene.source, "scene_id": scene.scene_id, "file": exc.file,
+                           "stage": "footprints", "reason": exc.reason}}
     return export_preannotation(key, grid, image_path, footprints, todo_dir)

@@ -232,3 +232,46 @@ def file_entries(release_dir: Path, rel_paths: Iterable[str | Path]) -> list[dic
             raise FileNotFoundError(f"{full}: missing")
         out[key] = {"path": key, "sha256": sha256_file(full), "bytes": full.stat().st_size}
     return [out[k] for k in sorted(out)]
+
+
+#: Folder of the unsupervised-domain-adaptation split files in a release.
+UDA_DIR = "uda"
+
+
+def continent_slug(continent: str) -> str:
+    """``"North America"`` -> ``"north_america"`` (lower case, runs of other characters -> ``_``)."""
+    return re.sub(r"[^a-z0-9]+", "_", continent.lower()).strip("_")
+
+
+def uda_lines(images: Sequence[dict[str, Any]], uda: dict[str, Any]) -> dict[str, list[str]]:
+    """The UDA split files implied by a manifest's ``uda`` section, ``{release-relative path: names}``.
+
+    ``uda/regional_source.txt`` / ``uda/regional_target.txt`` list the images of the regions that
+    ``uda["regional"]`` puts in that domain; for every continent of ``uda["continent"]``,
+    ``uda/continent_<slug>_source.txt`` / ``_target.txt`` list the images of its ``source`` / ``target``
+    regions.  Every split (train, val, test) of a region is listed; names are bare image file names
+    (``austin_1.tif``) in natural order, as in the split files."""
+    by_region: dict[str, list[str]] = {}
+    for img in images:
+        by_region.setdefault(img["region"], []).append(PurePosixPath(img["image"]).name)
+
+    def names(regions: Iterable[str]) -> list[str]:
+        return sorted((n for r in set(regions) for n in by_region.get(r, [])), key=natural_key)
+
+    out: dict[str, list[str]] = {}
+    regional = uda.get("regional") or {}
+    for domain in ("source", "target"):
+        out[f"{UDA_DIR}/regional_{domain}.txt"] = names(r for r, d in regional.items() if d == domain)
+    for continent, sides in sorted((uda.get("continent") or {}).items()):
+        for domain in ("source", "target"):
+            out[f"{UDA_DIR}/continent_{continent_slug(continent)}_{domain}.txt"] = names(sides.get(domain, []))
+    return dict(sorted(out.items()))
+
+
+def write_uda_files(release_dir: Path, images: list[dict[str, Any]], uda: dict[str, Any]) -> list[str]:
+    """Write the files of :func:`uda_lines` in ``release_dir`` (atomically, one name a line, ``"\\n"``
+    after each, an empty domain gives an empty file); returns their release-relative paths."""
+    files = uda_lines(images, uda)
+    for rel, names in files.items():
+        write_text(Path(release_dir) / rel, "".join(f"{n}\n" for n in names))
+    return list(files)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from rasterio.warp import transform_bounds
 
@@ -27,6 +27,18 @@ def relative_to_root(file: str, root: str | None) -> str:
         except ValueError:
             pass
     return str(file)
+
+
+def footprint_rejects(exported: Iterable[dict], provenance: dict[str, dict]) -> list[dict]:
+    """``rejects.csv`` rows for the source footprints that the annotation export could not use (one per file
+    and reason), with file paths relative to the source's fetched root like the other rejects."""
+    rows = {}
+    for e in exported:
+        r = e.get("reject")
+        if r:
+            row = dict(r, file=relative_to_root(r["file"], provenance.get(r["source"], {}).get("root")))
+            rows[tuple(row[k] for k in REJECT_COLUMNS)] = row
+    return [rows[k] for k in sorted(rows)]
 
 
 def assemble_pool(
@@ -100,16 +112,41 @@ def assemble_pool(
     return {"tiles": tiles_out, "rejects": rejects}
 
 
-def name_images(tiles: list[dict]) -> list[dict]:
-    """Give each tile its release id ``<region>_<n>``: within a region, numbered from 1 in the order of
-    (source, scene id, tile id).  Returns new records sorted by (region, n)."""
+def name_images(tiles: list[dict], previous: Mapping[str, str] | None = None) -> list[dict]:
+    """Give each tile its release id ``<region>_<n>``.  Returns new records sorted by (region, n).
+
+    Without ``previous`` the tiles of a region are numbered from 1 in the order of (source, scene id, tile
+    id).  ``previous`` maps stable keys (:func:`pipeline.splits.image_key`) to the ids of an earlier
+    release: a tile whose key is there keeps that id when the id is ``<its region>_<n>``; the other tiles
+    of the region get the next numbers after the highest ``n`` the earlier release used in that region
+    (so an id never comes back for a different image), in (source, scene id, tile id) order."""
+    from pipeline.splits import image_key
+
+    previous = dict(previous or {})
+    used: dict[str, int] = defaultdict(int)
+    for pid in previous.values():
+        region, _, n = str(pid).rpartition("_")
+        if n.isdigit():
+            used[region] = max(used[region], int(n))
     by_region: dict[str, list[dict]] = defaultdict(list)
     for t in tiles:
         by_region[t["region"]].append(dict(t))
     images: list[dict] = []
     for region in sorted(by_region):
         ims = sorted(by_region[region], key=lambda im: (im["source"], im["source_scene_id"], im["tile"]))
-        for n, im in enumerate(ims, start=1):
-            im["id"] = f"{region}_{n}"
+        taken: set[int] = set()
+        fresh = []
+        for im in ims:
+            region_of, _, n = previous.get(image_key(im), "").rpartition("_")
+            if region_of == region and n.isdigit() and int(n) not in taken:
+                im["id"] = f"{region}_{int(n)}"
+                taken.add(int(n))
+            else:
+                fresh.append(im)
+        nxt = max([used.get(region, 0), *taken])
+        for im in fresh:
+            nxt += 1
+            im["id"] = f"{region}_{nxt}"
+        ims.sort(key=lambda im: int(im["id"].rpartition("_")[2]))
         images.extend(ims)
     return images

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
@@ -46,12 +47,16 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.warp import transform as warp_transform
+from rasterio.windows import Window
 
 from pipeline.errors import SceneRejected
 from pipeline.scene import Georef, Scene
 
-#: GDAL settings used for every read in the pipeline: a bounded block cache, two threads.
-GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 192 * 1024 * 1024, "GDAL_NUM_THREADS": "2"}
+#: GDAL settings used for every read in the pipeline: a bounded block cache, two threads.  The cache
+#: holds the source blocks shared by neighbouring tiles; 64 MB fills up already on modest scenes, so the
+#: peak RSS of tiling does not depend on the scene size (a larger cache only saves re-decoding the few
+#: blocks shared by two rows of tiles: a few % of the CPU time, measured with bench/run).
+GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 64 * 1024 * 1024, "GDAL_NUM_THREADS": "2"}
 
 #: Decimated reads (statistics, validity) use at most this many samples along the longer axis.
 STATS_SAMPLES = 1024
@@ -111,9 +116,14 @@ def _vrt_wrapper_xml(path: str, src: rasterio.io.DatasetReader, crs: Optional[CR
     return "".join(parts)
 
 
+#: ``warnings.catch_warnings`` swaps the process-wide filter list; the tiling opens datasets from several
+#: threads, so the swaps are serialised (else one thread's exit could restore another's filters).
+_WARNINGS_LOCK = threading.Lock()
+
+
 def _open_raw(path: str, error: type = SceneRejected) -> rasterio.io.DatasetReader:
     try:
-        with warnings.catch_warnings():
+        with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except (RasterioError, OSError) as exc:
@@ -312,14 +322,68 @@ def snap_grid(bounds: tuple[float, float, float, float], gsd: float) -> tuple[li
     return [float(gsd), 0.0, x0, 0.0, -float(gsd), y0], width, height
 
 
+#: The decimated read goes through windows of at most this many source rows / columns at full resolution.
+STATS_WINDOW = 2048
+
+
+def _sample_index(n_src: int, n_out: int) -> np.ndarray:
+    """Source rows (columns) that a nearest-neighbour decimation of ``n_src`` to ``n_out`` picks, as
+    GDAL's ``RasterIO`` does: ``floor((i + 0.5) * n_src / n_out + 1e-10)``, clipped to the raster."""
+    idx = ((np.arange(n_out, dtype=np.float64) + 0.5) * (n_src / n_out) + 1e-10).astype(np.int64)
+    return np.minimum(idx, n_src - 1)
+
+
+def _chunks(index: np.ndarray, n_src: int, block: int) -> Iterator[tuple[int, int]]:
+    """``(first, stop)`` positions in the sorted ``index`` grouped by source windows of about
+    :data:`STATS_WINDOW` pixels (a multiple of the block size when a block is smaller)."""
+    step = (STATS_WINDOW // block) * block if block <= STATS_WINDOW else STATS_WINDOW
+    bounds = np.searchsorted(index, np.arange(0, n_src + step, step))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if b > a:
+            yield int(a), int(b)
+
+
+def _decimated_read(ds: rasterio.io.DatasetReader, bands: list[int], shape: tuple[int, int]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``(ds.read(bands, out_shape=...), ds.dataset_mask(out_shape=shape))`` with nearest-neighbour
+    decimation, decoding every source block once.
+
+    GDAL decimates band by band, so a multi-band (pixel-interleaved) file whose decoded pixels do not
+    fit in the block cache (:data:`GDAL_ENV`) is decoded once per band (3x for RGB).  For such a file,
+    when every block holds at least one sampled row and column (block size >= sampling step, e.g.
+    512x512 tiles and any scene up to ~500k px), the source is instead read at full resolution through
+    bounded windows (all bands at once: one decode per block) and sampled at the very pixels GDAL picks.
+    Otherwise (small scenes, single bands, thin strips far apart) GDAL's own decimated read is used.
+    """
+    h_out, w_out = shape
+    block_h, block_w = ds.block_shapes[bands[0] - 1]
+    decoded = ds.width * ds.height * ds.count * np.dtype(ds.dtypes[bands[0] - 1]).itemsize
+    if ((h_out, w_out) == (ds.height, ds.width) or ds.count == 1 or decoded <= GDAL_ENV["GDAL_CACHEMAX"]
+            or block_h < ds.height / h_out or block_w < ds.width / w_out):
+        return ds.read(bands, out_shape=(len(bands),) + shape), ds.dataset_mask(out_shape=shape)
+    rows, cols = _sample_index(ds.height, h_out), _sample_index(ds.width, w_out)
+    data = np.empty((len(bands), h_out, w_out), dtype=ds.dtypes[bands[0] - 1])
+    mask = np.empty((h_out, w_out), dtype=np.uint8)
+    for ra, rb in _chunks(rows, ds.height, block_h):
+        r_src = rows[ra:rb] - rows[ra]
+        for ca, cb in _chunks(cols, ds.width, block_w):
+            c_src = cols[ca:cb] - cols[ca]
+            win = Window(int(cols[ca]), int(rows[ra]), int(c_src[-1]) + 1, int(r_src[-1]) + 1)
+            sel = np.ix_(r_src, c_src)
+            full = ds.read(bands, window=win)
+            data[:, ra:rb, ca:cb] = full[(slice(None),) + sel]
+            mask[ra:rb, ca:cb] = ds.dataset_mask(window=win)[sel]
+    return data, mask
+
+
 def _stretch_stats(ds: rasterio.io.DatasetReader, bands: list[int], file: str
                    ) -> tuple[np.ndarray, np.ndarray, int]:
     """Decimated read of ``bands`` and the dataset mask: (data, valid mask, number of valid samples)."""
     shape = _decimated_shape(ds.width, ds.height)
     uniq = sorted(set(bands))
     try:
-        data = ds.read(uniq, out_shape=(len(uniq),) + shape)
-        mask = ds.dataset_mask(out_shape=shape) > 0
+        data, mask = _decimated_read(ds, uniq, shape)
+        mask = mask > 0
     except (RasterioError, OSError) as exc:
         raise SceneRejected(file, f"cannot read: {exc}") from exc
     if np.issubdtype(data.dtype, np.floating):

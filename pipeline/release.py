@@ -9,10 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic
-from pipeline.manifest import build_manifest, file_entries, sha256_file, write_split_files
+from pipeline.cog import place_cog
+from pipeline.changes import changes_markdown, release_changes
+from pipeline.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
+from pipeline.geoparquet import write_index
 from pipeline.pool import REJECT_COLUMNS
+from pipeline.stac import write_stac
 
 PENDING_COLUMNS = ("key", "region", "source", "source_scene_id", "tile", "todo")
+#: Recorded as ``created_with.tile_format``: release tiles are Cloud-Optimized GeoTIFFs (pipeline.cog).
+TILE_FORMAT = "COG"
 
 
 def _place(src: Path, dst: Path) -> None:
@@ -38,12 +44,21 @@ def write_release(
     out: Path, *, release: str, images: list[dict], rejects: list[dict], pending: list[dict],
     split_infos: list[dict], stats_dir: Path, created_with: dict[str, Any], sources: list[dict[str, Any]],
     provenance: dict[str, dict], extra: dict[str, Any] | None = None,
+    previous_manifest: dict[str, Any] | None = None, uda: dict[str, Any] | None = None,
 ) -> dict:
     """Fill the (empty or new) folder ``out`` with images, labels, split files, rejects, pending tiles,
     per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
     ``manifest.json`` (written last).  ``images`` carry their id and split and ``_image_src`` /
     ``_label_src`` work files; ``extra`` adds top-level manifest sections (e.g. the selection record).
-    Returns the manifest."""
+    ``previous_manifest`` (the manifest of the release this one continues, or None) is recorded as
+    ``previous_release`` and compared in ``stats/changes.json`` / ``stats/changes.md``
+    (:mod:`pipeline.changes`; everything is *added* without one).  ``uda``
+    (:func:`pipeline.splits.uda_section`) becomes the manifest's ``uda`` section and its split files
+    ``uda/*.txt`` (:func:`pipeline.manifest.uda_lines`).  Images and labels are written as Cloud-Optimized
+    GeoTIFFs (:func:`pipeline.cog.place_cog`: converted, or linked when the work tile already is one;
+    ``created_with.tile_format`` ``COG``); a STAC catalog
+    (``stac/``, :mod:`pipeline.stac`) and a GeoParquet index (``index.parquet``,
+    :mod:`pipeline.geoparquet`) of the manifest's images are listed in ``files``.  Returns the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for im in images:
@@ -51,8 +66,8 @@ def write_release(
         name = f"{rec['id']}.tif"
         rec["image"] = f"{rec['region']}/images/{name}"
         rec["label"] = f"{rec['region']}/labels/{name}"
-        _place(Path(im["_image_src"]), out / rec["image"])
-        _place(Path(im["_label_src"]), out / rec["label"])
+        place_cog(Path(im["_image_src"]), out / rec["image"], kind="image")
+        place_cog(Path(im["_label_src"]), out / rec["label"], kind="label")
         rec["sha256_image"] = sha256_file(out / rec["image"])
         rec["sha256_label"] = sha256_file(out / rec["label"])
         records.append(rec)
@@ -62,11 +77,21 @@ def write_release(
     for name, record in sorted(provenance.items()):
         atomic.write_json(out / "provenance" / f"{name}.json", {k: v for k, v in record.items() if k != "root"})
     shutil.copytree(stats_dir, out / "stats")
-    extra_files = ["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + sorted(
-        str(p.relative_to(out)) for d in ("stats", "provenance") for p in (out / d).rglob("*") if p.is_file()
-    )
+    previous_release = (previous_manifest or {}).get("release") or None
     manifest = build_manifest(
-        release=release, created_with=created_with, sources=sources, images=records, splits_info=split_infos
+        release=release, created_with={**created_with, "tile_format": TILE_FORMAT}, sources=sources, images=records,
+        splits_info=split_infos,
+        previous_release=previous_release, uda=uda,
+    )
+    changes = release_changes(previous_manifest, manifest)
+    atomic.write_json(out / "stats" / "changes.json", changes)
+    atomic.write_text(out / "stats" / "changes.md", changes_markdown(changes))
+    uda_files = write_uda_files(out, records, uda) if uda is not None else []
+    catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"])
+    catalog_files.append(write_index(out, manifest["images"]))
+    extra_files = ["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + catalog_files
+    extra_files += sorted(
+        str(p.relative_to(out)) for d in ("stats", "provenance") for p in (out / d).rglob("*") if p.is_file()
     )
     manifest.update(extra or {})
     manifest["files"] = file_entries(out, extra_files)

@@ -36,13 +36,20 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=16)
-def s3_client(endpoint_url: Optional[str] = None, *, timeout: float = 30.0):
-    """An unsigned S3 client (anonymous), optionally for another endpoint (cached; clients are thread-safe)."""
+def s3_client(endpoint_url: Optional[str] = None, *, timeout: float = 30.0, signed: bool = False):
+    """An S3 client, optionally for another endpoint (cached; clients are thread-safe).
+
+    Unsigned (anonymous) by default, for public buckets.  ``signed=True`` signs requests with boto3's
+    default credential chain (environment, ``~/.aws``, instance role), as writes and private buckets
+    (the publish target and the raw cache, :mod:`pipeline.object_store`) need; with an ``endpoint_url``
+    (MinIO, moto) it then uses path-style addressing.
+    """
     config = Config(
-        signature_version=UNSIGNED,
+        signature_version=None if signed else UNSIGNED,
         connect_timeout=timeout,
         read_timeout=timeout,
         retries={"max_attempts": 4, "mode": "standard"},
+        s3={"addressing_style": "path"} if signed and endpoint_url else None,
     )
     return boto3.session.Session().client(
         "s3", endpoint_url=endpoint_url, region_name=DEFAULT_REGION, config=config
@@ -54,7 +61,7 @@ def _clean_etag(etag: Optional[str]) -> str:
 
 
 def list_keys(
-    bucket: str, prefix: str, *, endpoint_url: str | None = None, page_size: int = 1000
+    bucket: str, prefix: str, *, endpoint_url: str | None = None, page_size: int = 1000, signed: bool = False
 ) -> list[dict[str, Any]]:
     """All objects under ``prefix`` as ``[{"key", "size", "etag"}]`` sorted by key.
 
@@ -63,7 +70,7 @@ def list_keys(
     Folder placeholder keys (ending in ``/``) are left out.  Raises ``FetchError`` naming the
     ``s3://`` URL when the bucket cannot be listed.
     """
-    client = s3_client(endpoint_url)
+    client = s3_client(endpoint_url, signed=signed)
     out: list[dict[str, Any]] = []
     try:
         paginator = client.get_paginator("list_objects_v2")
@@ -97,6 +104,7 @@ def download_key(
     expected_etag: str | None = None,
     retries: int = 3,
     backoff: float = 0.5,
+    signed: bool = False,
 ) -> dict[str, Any]:
     """Download ``s3://bucket/key`` to ``dest`` atomically and verify it.
 
@@ -104,11 +112,11 @@ def download_key(
     size (``expected_size`` or the object's ContentLength) and, when the ETag is a plain md5 (single-part
     upload), the md5; only then renames onto ``dest``.  A ``dest`` that already has the expected size
     and md5 is kept without downloading.  Returns ``{"url", "path", "bytes", "sha256", "md5", "etag",
-    "skipped"}``.  Raises ``FetchError`` naming the ``s3://`` URL.
+    "skipped"}``.  Raises ``FetchError`` naming the ``s3://`` URL.  ``signed`` as for :func:`s3_client`.
     """
     url = f"s3://{bucket}/{key}"
     dest = Path(dest)
-    client = s3_client(endpoint_url)
+    client = s3_client(endpoint_url, signed=signed)
     try:
         head = client.head_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as exc:

@@ -15,25 +15,48 @@ Policies
   contours with no parent are exactly the 8-connected components**.  ``RETR_EXTERNAL`` is *not* used
   because it drops every contour inside an outer contour, i.e. it would miss a blob of class c inside
   the hole of a ring of class c (two segments, counted as one).
-* The mask is padded with a 1-pixel zero border so that components touching the tile border are traced
-  like any other (old OpenCV versions treated the outermost image rows/columns as zero).  The bounding
-  box of a component's outer contour is the component's bounding box, so a component touches the tile
-  border exactly when that box touches it, i.e. when one of its outer contour's points lies on the
-  border (tested for all contours at once with NumPy).
-* Speed: ``cv2.boundingRect`` of the class mask both detects absent classes (skipped) and gives the crop
-  that is padded and traced, and ``CHAIN_APPROX_SIMPLE`` keeps contours short (it keeps the extreme
-  points, so bounding boxes stay exact).  On real label tiles (hundreds to a few thousand segments) the
-  cost is close to ``cv2.connectedComponents`` per class; it grows with the number of contours (OpenCV
-  builds one array per contour), so pathological rasters such as per-pixel noise are much slower.
+* Components touching the tile border are traced like any other: OpenCV >= 3.x pads the image with a
+  zero border itself (checked once at import by tracing a 3x3 block of ones); with an OpenCV that
+  does not (old versions treated the outermost rows/columns as zero) the mask is padded here and the
+  contours shifted back.  The bounding box of a component's outer contour is the component's bounding
+  box, so a component touches the tile border exactly when one of its outer contour's points lies on
+  the border (tested for all contours at once with NumPy).
+* Speed (``bench/run``, row 2): one histogram of the tile finds the classes present (absent classes
+  cost nothing more), its four border lines the classes that can have edge segments; then one
+  comparison and one ``findContours`` per present class, :data:`SEGMENT_THREADS` classes at a time.  ``CHAIN_APPROX_SIMPLE`` keeps contours short
+  (it keeps the extreme points, so bounding boxes stay exact).  On real label tiles (hundreds to a few
+  thousand segments) this is faster than ``cv2.connectedComponents`` per class; the cost grows with the
+  number of contours (OpenCV builds one array per contour), so pathological rasters such as per-pixel
+  noise are slower.
 """
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Iterable
 
 import cv2
 import numpy as np
 
 from pipeline.scene import NUM_CLASSES
+
+#: Classes of one tile counted at the same time (threads: OpenCV and NumPy release the GIL), for
+#: rasters of at least ``_PARALLEL_MIN_PIXELS`` pixels.  ``OEM_SEGMENT_THREADS`` overrides; 1 = sequential.
+SEGMENT_THREADS = max(1, int(os.environ.get("OEM_SEGMENT_THREADS") or min(2, os.cpu_count() or 1)))
+_PARALLEL_MIN_PIXELS = 256 * 256
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The module's thread pool, created on first use and again in a forked child (whose copy of the
+    parent's pool has no threads)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(SEGMENT_THREADS, thread_name_prefix="segments"))
+        return _pool[1]
 
 #: The classes counted by default (0 = unlabelled is not a class).
 DEFAULT_CLASSES: tuple[int, ...] = tuple(range(1, NUM_CLASSES + 1))
@@ -48,51 +71,71 @@ def _check_label(label: np.ndarray) -> np.ndarray:
     return label
 
 
+def _traces_border_pixels() -> bool:
+    """True when ``cv2.findContours`` traces pixels on the image border (OpenCV pads internally)."""
+    probe = np.ones((3, 3), np.uint8)
+    contours = cv2.findContours(probe, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)[-2]
+    if len(contours) != 1:
+        return False
+    points = contours[0].reshape(-1, 2)
+    return int(points.min()) == 0 and int(points.max()) == 2
+
+
+#: Whether the mask must be padded with a zero border before tracing (old OpenCV only).
+_PAD = not _traces_border_pixels()
+
+
 def _find_contours(mask: np.ndarray) -> tuple[list, np.ndarray | None]:
-    """``cv2.findContours(..., RETR_CCOMP, CHAIN_APPROX_SIMPLE)`` across OpenCV versions.
+    """``cv2.findContours(mask, RETR_CCOMP, CHAIN_APPROX_SIMPLE)`` with contour points in ``mask``'s
+    pixel coordinates and border pixels traced, across OpenCV versions.
 
     OpenCV 3 returns ``(image, contours, hierarchy)``, OpenCV 2/4/5 ``(contours, hierarchy)``; the last
     two items are the same in both.
     """
-    result = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    if _PAD:
+        padded = cv2.copyMakeBorder(mask, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+        result = cv2.findContours(padded, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE, offset=(-1, -1))
+    else:
+        result = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     return result[-2], result[-1]
 
 
-def _count_class(mask: np.ndarray) -> tuple[int, int]:
-    """(segments, edge segments) of the non-zero pixels of a uint8 ``mask`` (8-connectivity)."""
+def _count_class(mask: np.ndarray, on_border: bool) -> tuple[int, int]:
+    """(segments, edge segments) of the non-zero pixels of a uint8 ``mask`` (8-connectivity).
+
+    ``on_border`` says whether any mask pixel lies on the mask's first/last row/column (else there are
+    no edge segments and the contours are not inspected)."""
     height, width = mask.shape
-    x, y, w, h = cv2.boundingRect(mask)
-    if w == 0 or h == 0:  # class absent
+    contours, hierarchy = _find_contours(mask)
+    if hierarchy is None:  # empty mask
         return 0, 0
-    crop = cv2.copyMakeBorder(mask[y:y + h, x:x + w], 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    contours, hierarchy = _find_contours(crop)
-    if hierarchy is None:  # cannot happen for a non-empty mask; kept for safety
-        return 0, 0
-    outer = np.flatnonzero(hierarchy.reshape(-1, 4)[:, 3] == -1)  # no parent = a component
+    outer = np.flatnonzero(hierarchy.reshape(-1, 4)[:, 3] < 0)  # no parent = a component
     n = int(outer.size)
-    # which tile borders the class reaches, as lines in padded-crop coordinates (the 1-px pad shifts by 1)
-    left, top, right, bottom = x == 0, y == 0, x + w == width, y + h == height
-    if not (left or top or right or bottom):
+    if not on_border:
         return n, 0
     # A component touches a border exactly when its outer contour has a point on that border line: the
     # contour's extreme points are its bounding box, and CHAIN_APPROX_SIMPLE only drops points inside
-    # straight runs, never extremes.  Vectorised over all contours (no Python loop per contour).
-    lengths = np.fromiter((len(c) for c in contours), dtype=np.intp, count=len(contours))
-    points = np.concatenate(contours).reshape(-1, 2)
+    # straight runs, never extremes.  Vectorised over the outer contours (no Python loop per point).
+    outer_contours = [contours[i] for i in outer]
+    lengths = np.fromiter((len(c) for c in outer_contours), dtype=np.intp, count=n)
+    points = np.concatenate(outer_contours).reshape(-1, 2)
     px, py = points[:, 0], points[:, 1]
-    on_border = np.zeros(len(points), dtype=bool)
-    if left:
-        on_border |= px == 1
-    if right:
-        on_border |= px == w
-    if top:
-        on_border |= py == 1
-    if bottom:
-        on_border |= py == h
-    starts = np.zeros(len(contours), dtype=np.intp)
+    hit = (px == 0) | (py == 0) | (px == width - 1) | (py == height - 1)
+    starts = np.zeros(n, dtype=np.intp)
     np.cumsum(lengths[:-1], out=starts[1:])
-    touches = np.logical_or.reduceat(on_border, starts)
-    return n, int(np.count_nonzero(touches[outer]))
+    return n, int(np.count_nonzero(np.logical_or.reduceat(hit, starts)))
+
+
+def _values_present(values: np.ndarray, classes: list[int]) -> set[int]:
+    """The entries of ``classes`` that occur in the integer array ``values``."""
+    if values.size == 0:
+        return set()
+    if values.dtype in (np.uint8, np.bool_):
+        flat = np.ascontiguousarray(values.reshape(-1).view(np.uint8))
+        counts = cv2.calcHist([flat], [0], None, [256], [0, 256]).ravel()  # ~4x faster than np.bincount
+        return {c for c in classes if 0 <= c < 256 and counts[c]}
+    found = set(np.unique(values).tolist())
+    return {c for c in classes if c in found}
 
 
 def count_segments(label: np.ndarray, classes: Iterable[int] = DEFAULT_CLASSES) -> dict:
@@ -107,12 +150,21 @@ def count_segments(label: np.ndarray, classes: Iterable[int] = DEFAULT_CLASSES) 
     classes = [int(c) for c in classes]
     segments = {str(c): 0 for c in classes}
     edge_segments = {str(c): 0 for c in classes}
-    if label.size:
-        for c in classes:
-            mask = np.equal(label, c).view(np.uint8)
-            n, e = _count_class(mask)
-            segments[str(c)] = n
-            edge_segments[str(c)] = e
+    present = _values_present(label, classes)
+    if present:
+        border = np.concatenate([label[0], label[-1], label[:, 0], label[:, -1]])
+        on_border = _values_present(border, sorted(present))
+        todo = [c for c in dict.fromkeys(classes) if c in present]
+
+        def one(c: int) -> tuple[int, int]:
+            return _count_class(np.equal(label, c).view(np.uint8), c in on_border)
+
+        if SEGMENT_THREADS > 1 and len(todo) > 1 and label.size >= _PARALLEL_MIN_PIXELS:
+            results = list(_executor().map(one, todo))
+        else:
+            results = [one(c) for c in todo]
+        for c, (n, e) in zip(todo, results):
+            segments[str(c)], edge_segments[str(c)] = n, e
     return {"segments": segments, "edge_segments": edge_segments, "total": int(sum(segments.values()))}
 
 

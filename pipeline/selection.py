@@ -54,7 +54,7 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -614,21 +614,36 @@ def select_hard_images(candidates: list[dict], *, quota: int, k: int = 10, seed:
 
 
 def sample_region(candidates: list[dict], *, n_min: int = 50, n_max: int = 70, target: int | None = None,
-                  seed: int, region: str, **selection_kwargs: Any) -> dict:
+                  seed: int, region: str, keep: Iterable[str] = (), **selection_kwargs: Any) -> dict:
     """Per-region sampling: keep every candidate when there are at most ``n_max``; otherwise select
     ``target`` (default: the middle of ``[n_min, n_max]``, 60) with :func:`select_hard_images`, seeded with
     ``derive_seed`` = SHA-256 of ``f"{seed}:{region}"`` (first 8 bytes, >> 1).  The result carries
-    ``"region"`` and ``"region_seed"`` in addition to :func:`select_hard_images`'s keys."""
+    ``"region"`` and ``"region_seed"`` in addition to :func:`select_hard_images`'s keys.
+
+    ``keep``: ids already released (by an earlier release).  Those among the candidates are always selected
+    (reason ``"released"``, so a rebuild never drops a released image) and count towards the quota;
+    :func:`select_hard_images` fills the rest of the quota from the other candidates.  ``"kept"`` lists them.
+    """
     if not 0 < n_min <= n_max:
         raise ValueError(f"need 0 < n_min <= n_max, got {n_min}, {n_max}")
     quota = target if target is not None else (n_min + n_max) // 2
     if not n_min <= quota <= n_max:
         raise ValueError(f"target {quota} outside [{n_min}, {n_max}]")
     region_seed = derive_seed(seed, region)
+    _check_candidates(candidates)
+    keep = set(keep)
+    kept = [c for c in candidates if c["id"] in keep]
     if len(candidates) <= n_max:
-        _check_candidates(candidates)
         result = _select_all(candidates, seed=region_seed, k=selection_kwargs.get("k", 10), quota=quota,
                              why=f"{len(candidates)} candidates <= n_max {n_max}: all kept")
-    else:
+    elif not kept:
         result = select_hard_images(candidates, quota=quota, seed=region_seed, **selection_kwargs)
-    return {"region": region, "region_seed": region_seed} | result
+    else:
+        rest = [c for c in candidates if c["id"] not in keep]
+        result = select_hard_images(rest, quota=max(0, quota - len(kept)), seed=region_seed, **selection_kwargs)
+        order = {c["id"]: i for i, c in enumerate(candidates)}
+        released = [{"id": c["id"], "reason": "released", "predicted_loss": None} for c in kept]
+        result["selected"] = sorted(released + result["selected"], key=lambda e: order[e["id"]])
+        result["quota"] = quota
+        result["n_candidates"] = len(candidates)
+    return {"region": region, "region_seed": region_seed, "kept": [c["id"] for c in kept]} | result

@@ -9,8 +9,11 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Tile records", "Label reco
   offsets), and the overhang is nodata.
 * **Warping.** Every tile is warped on its own from the source through :class:`rasterio.vrt.WarpedVRT`
   onto the tile's own grid (the plan's CRS and GSD, origin on the plan's lattice), with the plan's
-  resampling.  The scene is never read whole: memory is bounded by one tile, GDAL's block cache
-  (``pipeline.raster.GDAL_ENV``) and the warp memory limit, whatever the scene size.
+  resampling.  :data:`TILE_THREADS` tiles (2 on a 2-core machine) are warped and written at a time, one
+  thread each with its own dataset handle (GDAL releases the GIL while decoding, warping and
+  compressing), so both cores are busy.  The scene is never read whole: memory is bounded by the tiles
+  in flight, GDAL's block cache (``pipeline.raster.GDAL_ENV``) and the warp memory limit, whatever the
+  scene size.  Outputs do not depend on the number of threads.
 * **Nodata.** A tile pixel is nodata when its warped alpha is 0: the warper's alpha (outside the
   source footprint, source nodata value, internal mask) or the source's own alpha band.  A tile with a
   nodata fraction above ``max_nodata_fraction`` is dropped and listed with the reason
@@ -30,8 +33,10 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Tile records", "Label reco
 from __future__ import annotations
 
 import math
+import os
+import threading
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import numpy as np
 import rasterio
@@ -49,6 +54,13 @@ from pipeline.scene import NUM_CLASSES, Georef, Scene
 
 #: Warp memory limit per warped tile (MB).
 WARP_MEM_LIMIT_MB = 64
+
+#: Tiles warped at the same time (threads, each with its own dataset handle; GDAL releases the GIL while
+#: it decodes, warps and compresses).  ``OEM_TILE_THREADS`` overrides; 1 = sequential.
+TILE_THREADS = max(1, int(os.environ.get("OEM_TILE_THREADS") or min(2, os.cpu_count() or 1)))
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 #: A label raster's own georeference may differ from the image's by this much (see _check_label_georef).
 LABEL_GEOREF_REL_TOL = 1e-6
@@ -143,6 +155,49 @@ def _alpha_index(vrt: WarpedVRT) -> int:
     raise RuntimeError("warped dataset has no alpha band")
 
 
+def _map_tiles(opener: Callable[[], Any], fn: Callable[[Any, _T], _R], items: Sequence[_T],
+               threads: int = 0) -> list[_R]:
+    """``[fn(ds, item) for item in items]`` on up to ``threads`` (default :data:`TILE_THREADS`) threads.
+
+    Each thread opens its own dataset ``ds`` with the context manager ``opener()`` (rasterio datasets
+    must not be shared between threads, and are closed by the thread that opened them), then takes the
+    next item until none is left.  Results come back in the order of ``items``.  After a failure no new
+    item is started; the exception of the earliest failing item (an ``opener()`` failure first) is
+    raised, so errors do not depend on thread timing.
+    """
+    threads = min(threads or TILE_THREADS, len(items))
+    results: list[Any] = [None] * len(items)
+    errors: list[tuple[int, BaseException]] = []
+    lock = threading.Lock()
+    order = iter(range(len(items)))
+
+    def worker() -> None:
+        index = -1
+        try:
+            with opener() as ds:
+                while True:
+                    with lock:
+                        index = -1 if errors else next(order, -1)
+                    if index < 0:
+                        return
+                    results[index] = fn(ds, items[index])
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+            with lock:
+                errors.append((index, exc))
+
+    if threads <= 1:
+        worker()
+    else:
+        pool = [threading.Thread(target=worker, name=f"tile-{i}", daemon=True) for i in range(threads)]
+        for t in pool:
+            t.start()
+        for t in pool:
+            t.join()
+    if errors:
+        raise min(errors, key=lambda e: e[0])[1]
+    return results
+
+
 def write_scene_tiles(scene: Scene, plan: dict, out_dir: Path, *, tile_size: int = 1024,
                       max_nodata_fraction: float = 0.05) -> tuple[list[dict], list[dict]]:
     """Warp ``scene.image`` tile by tile onto the plan's grid and write ``out_dir/images/<tile_id>.tif``.
@@ -160,52 +215,55 @@ def write_scene_tiles(scene: Scene, plan: dict, out_dir: Path, *, tile_size: int
     bands: list[int] = list(rad["bands"])
     linear = rad.get("scale") == "linear"
     n_pixels = tile_size * tile_size
-    tiles: list[dict] = []
-    dropped: list[dict] = []
+    uniq = sorted(set(bands))
+    pos = {b: i for i, b in enumerate(uniq)}
     lattice = tile_lattice(grid["width"], grid["height"], tile_size)
-    with rasterio.Env(**GDAL_ENV), open_scene(scene) as src:
-        src_has_alpha = ColorInterp.alpha in src.colorinterp
-        for row, col, col_off, row_off, w, h in lattice:
-            tid = tile_id(row, col)
-            coeffs = tile_transform(grid["transform"], col_off, row_off)
-            transform = Affine(*coeffs)
-            try:
-                with WarpedVRT(src, crs=dst_crs, transform=transform, width=w, height=h,
-                               resampling=resampling, add_alpha=not src_has_alpha,
-                               warp_mem_limit=WARP_MEM_LIMIT_MB) as vrt:
-                    alpha_idx = _alpha_index(vrt)
-                    uniq = sorted(set(bands))
-                    data = vrt.read(uniq + [alpha_idx])
-            except RasterioError as exc:
-                raise SceneRejected(scene.image, f"cannot read: {exc}") from exc
-            pos = {b: i for i, b in enumerate(uniq)}
-            pixels = data[[pos[b] for b in bands]]
-            valid = data[-1] > 0
-            if np.issubdtype(pixels.dtype, np.floating):
-                valid &= np.all(np.isfinite(pixels), axis=0)
-            n_nodata = int(n_pixels - np.count_nonzero(valid))
-            fraction = n_nodata / n_pixels
-            if fraction > max_nodata_fraction:
-                dropped.append({"tile_id": tid,
-                                "reason": f"nodata {fraction * 100:.1f}% > {max_nodata_fraction * 100:g}%"})
-                continue
-            if linear:
-                rgb = _stretch(np.nan_to_num(pixels.astype(np.float64)), rad["low"], rad["high"])
-            else:
-                rgb = pixels.astype(np.uint8, copy=False)
-            rgb = np.ascontiguousarray(rgb)
+
+    def one_tile(src: Any, window: tuple) -> tuple[str, dict]:
+        row, col, col_off, row_off, w, h = window
+        tid = tile_id(row, col)
+        coeffs = tile_transform(grid["transform"], col_off, row_off)
+        transform = Affine(*coeffs)
+        try:
+            src_has_alpha = ColorInterp.alpha in src.colorinterp
+            with WarpedVRT(src, crs=dst_crs, transform=transform, width=w, height=h,
+                           resampling=resampling, add_alpha=not src_has_alpha,
+                           warp_mem_limit=WARP_MEM_LIMIT_MB) as vrt:
+                data = vrt.read(uniq + [_alpha_index(vrt)])
+        except RasterioError as exc:
+            raise SceneRejected(scene.image, f"cannot read: {exc}") from exc
+        pixels = data[[pos[b] for b in bands]]
+        valid = data[-1] > 0
+        if np.issubdtype(pixels.dtype, np.floating):
+            valid &= np.all(np.isfinite(pixels), axis=0)
+        n_nodata = int(n_pixels - np.count_nonzero(valid))
+        fraction = n_nodata / n_pixels
+        if fraction > max_nodata_fraction:
+            return "dropped", {"tile_id": tid,
+                               "reason": f"nodata {fraction * 100:.1f}% > {max_nodata_fraction * 100:g}%"}
+        if linear:
+            rgb = _stretch(np.nan_to_num(pixels.astype(np.float64)), rad["low"], rad["high"])
+        else:
+            rgb = pixels.astype(np.uint8, copy=False)
+        rgb = np.ascontiguousarray(rgb)
+        if n_nodata:
             rgb[:, ~valid] = 0
-            mask = valid.astype(np.uint8) * 255 if n_nodata else None
-            image_rel = f"images/{tid}.tif"
-            _write_tif(out_dir / image_rel, rgb, dst_crs, transform, mask=mask, predictor=2,
-                       photometric="RGB")
-            tiles.append({
-                "tile_id": tid, "row": row, "col": col, "window": [col_off, row_off, w, h],
-                "crs": grid["crs"], "transform": coeffs,
-                "bounds": [coeffs[2], round(coeffs[5] - h * gsd, 6) + 0.0,
-                           round(coeffs[2] + w * gsd, 6) + 0.0, coeffs[5]],
-                "gsd": gsd, "nodata_fraction": round(fraction, 6), "image": image_rel,
-            })
+        mask = valid.astype(np.uint8) * 255 if n_nodata else None
+        image_rel = f"images/{tid}.tif"
+        _write_tif(out_dir / image_rel, rgb, dst_crs, transform, mask=mask, predictor=2,
+                   photometric="RGB")
+        return "tile", {
+            "tile_id": tid, "row": row, "col": col, "window": [col_off, row_off, w, h],
+            "crs": grid["crs"], "transform": coeffs,
+            "bounds": [coeffs[2], round(coeffs[5] - h * gsd, 6) + 0.0,
+                       round(coeffs[2] + w * gsd, 6) + 0.0, coeffs[5]],
+            "gsd": gsd, "nodata_fraction": round(fraction, 6), "image": image_rel,
+        }
+
+    with rasterio.Env(**GDAL_ENV):
+        results = _map_tiles(lambda: open_scene(scene), one_tile, lattice)
+    tiles = [rec for kind, rec in results if kind == "tile"]
+    dropped = [rec for kind, rec in results if kind == "dropped"]
     tiles.sort(key=lambda t: t["tile_id"])
     dropped.sort(key=lambda t: t["tile_id"])
     return tiles, dropped
@@ -306,29 +364,33 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
             _check_label_georef(file, raw, ref_crs, ref_transform)
             _check_label_values(file, raw)
         georef = Georef(crs=ref_crs.to_wkt(), transform=tuple(ref_transform)[:6])
-        records = []
-        with open_raster(file, georef=georef, bands=[1], keep_nodata=False, error=AnnotationRejected) as lbl:
-            for t in sorted(tiles, key=lambda t: t["tile_id"]):
-                tid = t["tile_id"]
-                with rasterio.open(out_dir / t["image"]) as image_tile:
-                    crs, transform = image_tile.crs, image_tile.transform
-                    w, h = image_tile.width, image_tile.height
-                    valid = image_tile.dataset_mask() > 0
-                try:
-                    with WarpedVRT(lbl, crs=crs, transform=transform, width=w, height=h,
-                                   resampling=resampling, src_nodata=None, nodata=None,
-                                   warp_mem_limit=WARP_MEM_LIMIT_MB) as vrt:
-                        data = vrt.read(1)
-                except RasterioError as exc:
-                    raise AnnotationRejected(file, f"cannot read: {exc}") from exc
-                data = data.astype(np.uint8)
-                data[~valid] = 0
-                label_rel = f"labels/{tid}.tif"
-                _write_tif(out_dir / label_rel, data[np.newaxis], crs, transform)
-                counts = np.bincount(data.ravel(), minlength=NUM_CLASSES + 1)
-                records.append({
-                    "tile_id": tid, "status": "labelled", "label": label_rel,
-                    "class_pixels": {str(k): int(counts[k]) for k in range(1, NUM_CLASSES + 1)},
-                    "unlabelled_pixels": int(counts[0]),
-                })
+
+        def one_tile(lbl: Any, t: dict) -> dict:
+            tid = t["tile_id"]
+            with rasterio.open(out_dir / t["image"]) as image_tile:
+                crs, transform = image_tile.crs, image_tile.transform
+                w, h = image_tile.width, image_tile.height
+                valid = image_tile.dataset_mask() > 0
+            try:
+                with WarpedVRT(lbl, crs=crs, transform=transform, width=w, height=h,
+                               resampling=resampling, src_nodata=None, nodata=None,
+                               warp_mem_limit=WARP_MEM_LIMIT_MB) as vrt:
+                    data = vrt.read(1)
+            except RasterioError as exc:
+                raise AnnotationRejected(file, f"cannot read: {exc}") from exc
+            data = data.astype(np.uint8)
+            data[~valid] = 0
+            label_rel = f"labels/{tid}.tif"
+            _write_tif(out_dir / label_rel, data[np.newaxis], crs, transform)
+            counts = np.bincount(data.ravel(), minlength=NUM_CLASSES + 1)
+            return {
+                "tile_id": tid, "status": "labelled", "label": label_rel,
+                "class_pixels": {str(k): int(counts[k]) for k in range(1, NUM_CLASSES + 1)},
+                "unlabelled_pixels": int(counts[0]),
+            }
+
+        def opener():
+            return open_raster(file, georef=georef, bands=[1], keep_nodata=False, error=AnnotationRejected)
+
+        records = _map_tiles(opener, one_tile, sorted(tiles, key=lambda t: t["tile_id"]))
     return records

@@ -38,6 +38,19 @@ Checks
      the same split, else ``austin/images/austin_1.tif, austin/images/austin_2.tif: footprints overlap
      (12.5% of the smaller) but splits differ (train vs test)``, pairs in natural order;
    * **UDA**: when the manifest has ``uda.regional``, it names exactly the manifest's regions.
+9. UDA split files: with a ``uda`` section, every file of :func:`pipeline.manifest.uda_lines` exists and
+   lists exactly the image file names it implies, one a line in natural order
+   (``uda/regional_source.txt: differs from the manifest's uda section (missing austin_1.tif; extra
+   ghost_1.tif)``); ``uda.continent`` equals the continent-wise split of the images' regions; any other
+   file under ``uda/`` is reported.
+10. Changes report: when ``stats/changes.json`` exists it parses, names this release and the manifest's
+   ``previous_release``, its current split counts equal the manifest's, and it lists no split moves (a
+   release never moves an image it already released to another split).
+11. Outputs for users (releases whose ``created_with.tile_format`` is ``COG``): every image and label is a
+   valid Cloud-Optimized GeoTIFF (:func:`pipeline.cog.validate_cog`; rio-cogeo warnings are not problems),
+   ``austin/images/austin_1.tif: not a valid COG: ...``; the STAC catalog ``stac/collection.json`` follows
+   the STAC 1.1.0, projection and label schemas (validated offline) with one item per image and both
+   assets present (:func:`pipeline.stac.validate_stac`); ``index.parquet`` exists.
 """
 from __future__ import annotations
 
@@ -51,9 +64,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .manifest import SCHEMA_VERSION, SPLIT_FILES, SPLITS, natural_key, schema_problems, sha256_file
+from .manifest import (
+    SCHEMA_VERSION, SPLIT_FILES, SPLITS, UDA_DIR, natural_key, schema_problems, sha256_file, uda_lines,
+)
 from .scene import CLASS_NAMES
-from .splits import DEFAULT_RATIOS, overlapping_pairs, split_counts
+from .splits import DEFAULT_RATIOS, continent_splits, overlapping_pairs, split_counts
 
 MANIFEST = "manifest.json"
 TRANSFORM_TOLERANCE = 1e-9
@@ -409,6 +424,104 @@ def _check_split_audit(manifest: dict[str, Any], records: list[dict[str, Any]], 
             out.append(f"{MANIFEST}: uda.regional does not assign region {reg}")
 
 
+def _read_names(path: Path) -> Optional[list[str]]:
+    try:
+        return path.read_bytes().decode("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _check_uda_files(root: Path, manifest: dict[str, Any], records: list[dict[str, Any]], out: list[str]) -> None:
+    uda = manifest.get("uda")
+    usable = [r for r in records if isinstance(r.get("region"), str) and isinstance(r.get("image"), str)]
+    expected: dict[str, list[str]] = {}
+    if isinstance(uda, dict) and isinstance(uda.get("regional"), dict):
+        continent = uda.get("continent")
+        if isinstance(continent, dict):
+            with_continent = [r for r in usable if isinstance(r.get("continent"), str)]
+            if continent != continent_splits(with_continent, by="region"):
+                out.append(f"{MANIFEST}: uda.continent differs from the continent-wise split of the images' regions")
+        try:
+            expected = uda_lines(usable, uda)
+        except (AttributeError, TypeError):
+            expected = {}  # malformed section, reported by the schema
+    for rel, names in expected.items():
+        path = root / rel
+        if not path.is_file():
+            out.append(f"{rel}: missing")
+            continue
+        got = _read_names(path)
+        if got is None:
+            out.append(f"{rel}: not UTF-8 text")
+            continue
+        if got != names:
+            missing = sorted(set(names) - set(got), key=natural_key)
+            extra = sorted(set(got) - set(names), key=natural_key)
+            what = "; ".join(part for part in (
+                f"missing {', '.join(missing)}" if missing else "", f"extra {', '.join(extra)}" if extra else "",
+            ) if part) or "order or duplicate lines"
+            out.append(f"{rel}: differs from the manifest's uda section ({what})")
+    folder = root / UDA_DIR
+    if folder.is_dir():
+        for p in sorted(folder.rglob("*"), key=lambda q: natural_key(q.as_posix())):
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and rel not in expected:
+                out.append(f"{rel}: not implied by the manifest's uda section")
+
+
+CHANGES = "stats/changes.json"
+
+
+def _check_changes(root: Path, manifest: dict[str, Any], records: list[dict[str, Any]], out: list[str]) -> None:
+    path = root / CHANGES
+    if not path.is_file():
+        return
+    try:
+        changes = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        out.append(f"{CHANGES}: not valid JSON ({exc})")
+        return
+    if not isinstance(changes, dict):
+        out.append(f"{CHANGES}: not a JSON object")
+        return
+    if changes.get("release") != manifest.get("release"):
+        out.append(f"{CHANGES}: release is {changes.get('release')!r}, manifest says {manifest.get('release')!r}")
+    if changes.get("previous_release") != manifest.get("previous_release"):
+        out.append(f"{CHANGES}: previous_release is {changes.get('previous_release')!r}, manifest says "
+                   f"{manifest.get('previous_release')!r}")
+    current = (changes.get("splits") or {}).get("current") if isinstance(changes.get("splits"), dict) else None
+    have = Counter(r.get("split") for r in records)
+    if isinstance(current, dict) and {s: current.get(s) for s in SPLITS} != {s: have.get(s, 0) for s in SPLITS}:
+        out.append(f"{CHANGES}: current split counts {current} differ from the manifest's images "
+                   f"{ {s: have.get(s, 0) for s in SPLITS} }")
+    moves = changes.get("split_moves")
+    if isinstance(moves, list) and moves:
+        ids = ", ".join(str(m.get("id")) for m in moves[:5] if isinstance(m, dict)) + (" ..." if len(moves) > 5 else "")
+        out.append(f"{CHANGES}: {len(moves)} released image{'s' if len(moves) != 1 else ''} moved to another split "
+                   f"since {changes.get('previous_release')} ({ids})")
+
+
+def _check_user_outputs(root: Path, manifest: dict[str, Any], records: list[dict[str, Any]], out: list[str]) -> None:
+    created = manifest.get("created_with")
+    if not isinstance(created, dict) or created.get("tile_format") != "COG":
+        return
+    from .cog import validate_cog
+
+    for rec in records:
+        for key in ("image", "label"):
+            rel = _safe_rel(rec.get(key))
+            if rel and (root / rel).is_file():
+                errors = [p.split(": ", 1)[-1] for p in validate_cog(root / rel) if ": warning: " not in p]
+                if errors:
+                    out.append(f"{rel}: not a valid COG: {'; '.join(errors)}")
+    from .stac import validate_stac
+
+    ids = [r["id"] for r in records if isinstance(r.get("id"), str)]
+    out.extend(validate_stac(root, expected_ids=ids))
+    if not (root / "index.parquet").is_file():
+        out.append("index.parquet: missing")
+
+
 def validate_report(release_dir: str | Path) -> dict[str, Any]:
     """Validate a release folder; ``{"valid", "problems", "images", "release", "release_dir"}``.
 
@@ -449,6 +562,9 @@ def validate_report(release_dir: str | Path) -> dict[str, Any]:
     _check_files_entries(root, manifest, out)
     _check_split_files(root, records, out)
     _check_split_audit(manifest, records, out)
+    _check_uda_files(root, manifest, records, out)
+    _check_changes(root, manifest, records, out)
+    _check_user_outputs(root, manifest, records, out)
     report["valid"] = not out
     return report
 

@@ -27,6 +27,17 @@ class PipelineConfig(luigi.Config):
     random_fraction = luigi.FloatParameter(default=0.5, description="share of a region's quota drawn at random")
     annotation_dir = luigi.OptionalParameter(
         default=None, description="annotation folder (todo/ and done/); default <data_dir>/annotation")
+    publish_url = luigi.OptionalParameter(
+        default=None, description="PublishRelease copies the release to <publish_url>/<release>/ (s3://bucket/prefix)")
+    raw_cache_url = luigi.OptionalParameter(
+        default=None, description="FetchSource restores raw folders from / saves them to this s3:// prefix")
+    s3_endpoint_url = luigi.OptionalParameter(
+        default=None, description="S3-compatible endpoint of publish_url and raw_cache_url (MinIO, moto); "
+        "default AWS (or $AWS_ENDPOINT_URL)")
+    previous_release = luigi.OptionalParameter(
+        default=None, description="release whose image ids and splits this one keeps: a release name under "
+        "<data_dir>/releases/ or a release folder; default: the newest other release there (natural version "
+        "order) that has a manifest.json; 'none': start afresh")
 
 
 def cfg() -> PipelineConfig:
@@ -97,6 +108,31 @@ def inputs_digest() -> str:
 
 def release_dir() -> Path:
     return data_dir() / "releases" / cfg().release
+
+
+def releases_root() -> Path:
+    return data_dir() / "releases"
+
+
+def previous_release_dir() -> Path | None:
+    """The folder of the release this build continues (``previous_release``; see
+    :func:`pipeline.history.find_previous_release`), or None."""
+    from pipeline.history import find_previous_release
+
+    c = cfg()
+    return find_previous_release(releases_root(), str(c.release), c.previous_release)
+
+
+def publish_url() -> str | None:
+    """``<publish_url>/<release>`` when publishing is configured, else None."""
+    from pipeline.object_store import join_url
+
+    c = cfg()
+    return join_url(str(c.publish_url), str(c.release)) if c.publish_url else None
+
+
+def s3_endpoint() -> str | None:
+    return cfg().s3_endpoint_url or None
 
 
 def all_sources() -> list[SourceConfig]:

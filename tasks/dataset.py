@@ -17,7 +17,8 @@ import luigi
 from pipeline import atomic
 from pipeline.pool import assemble_pool, name_images
 from tasks.config import (
-    active_sources, cfg, inputs_digest, load_scene, scene_dir, source_config, todo_dir, work_dir,
+    active_sources, cfg, inputs_digest, load_scene, previous_release_dir, scene_dir, source_config, todo_dir,
+    work_dir,
 )
 from tasks.scene import CountSegments
 from tasks.sources import CatalogSource
@@ -31,6 +32,14 @@ def _load(path: Path):
 
 def _params_tag(**params) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _previous_release() -> tuple[Path | None, str]:
+    """The folder of the release this build continues (or None) and a digest of its manifest (``"none"``)."""
+    from pipeline.history import manifest_digest
+
+    folder = previous_release_dir()
+    return folder, (manifest_digest(folder) if folder is not None else "none")
 
 
 class AssembleTiles(luigi.Task):
@@ -70,13 +79,16 @@ class AssembleTiles(luigi.Task):
         catalog_rejects = [r for cat in catalogs for r in cat.get("rejects", [])]
         roots = {cat["source"]: cat["root"] for cat in catalogs}
         pool = assemble_pool(scenes, catalog_rejects=catalog_rejects, source_roots=roots)
+        self.set_progress_percentage(100)
         atomic.write_json(self.output().path, pool)
 
 
 class SelectTiles(luigi.Task):
     """Per region: keep every tile when there are at most ``region_max``, else sample to the middle of
     [region_min, region_max] by seeded random sampling plus hard-image selection (a small U-Net trained
-    on every k-th labelled tile, a regressor predicting each tile's loss, highest predicted loss first)."""
+    on every k-th labelled tile, a regressor predicting each tile's loss, highest predicted loss first).
+    Tiles released by the previous release are always kept (they count towards the quota), so a rebuild
+    never drops a released image."""
 
     def requires(self):
         return AssembleTiles()
@@ -88,12 +100,17 @@ class SelectTiles(luigi.Task):
                 "random_fraction": float(c.random_fraction)}
 
     def output(self):
-        return luigi.LocalTarget(str(work_dir() / f"selection-{inputs_digest()}-{_params_tag(**self._params())}.json"))
+        _, prev = _previous_release()
+        return luigi.LocalTarget(str(
+            work_dir() / f"selection-{inputs_digest()}-{_params_tag(**self._params())}-prev{prev}.json"))
 
     def run(self):
+        from pipeline.history import load_manifest, previous_maps
         from pipeline.selection import sample_region
 
         p = self._params()
+        folder, digest = _previous_release()
+        released = set(previous_maps(load_manifest(folder, digest))[0]) if folder is not None else set()
         pool = _load(self.input().path)
         by_region: dict[str, list[dict]] = {}
         for t in pool["tiles"]:
@@ -105,7 +122,8 @@ class SelectTiles(luigi.Task):
             self.set_status_message(f"selecting images of {region} ({len(tiles)} candidates)")
             candidates = [{"id": t["key"], "image": t["_image_src"], "label": t.get("_label_src")} for t in tiles]
             result = sample_region(candidates, n_min=p["n_min"], n_max=p["n_max"], seed=p["seed"], region=region,
-                                   k=p["k"], epochs=p["epochs"], random_fraction=p["random_fraction"])
+                                   k=p["k"], epochs=p["epochs"], random_fraction=p["random_fraction"],
+                                   keep=[t["key"] for t in tiles if t["key"] in released])
             regions[region] = result
             selected.extend(s["id"] for s in result["selected"])
             self.set_progress_percentage(int(100 * (i + 1) / len(by_region)))
@@ -161,12 +179,17 @@ class ExportAnnotationTodo(luigi.Task):
                     "window": [0, 0, t["width"], t["height"]]}
             exported.append({"key": t["key"], **export_todo(scene, tile, Path(t["_image_src"]), todo_dir())})
             self.set_progress_percentage(int(100 * (i + 1) / max(1, len(pending))))
+        self.set_status_message(f"exported {len(exported)} pre-annotations to {todo_dir()}")
+        self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {"todo_dir": str(todo_dir()), "exported": exported})
 
 
 class SplitDataset(luigi.Task):
     """Name the released images (``<region>_<n>``) and split them per region 6:1:3 train/val/test: the
-    best of ``split_trials`` seeded random trials (least class mismatch between train and test)."""
+    best of ``split_trials`` seeded random trials (least class mismatch between train and test), never
+    separating images whose footprints overlap (leakage groups).  Images of the previous release
+    (``[PipelineConfig] previous_release``) keep their id and split; the output name carries a digest of
+    that release's manifest, so a different previous release never reuses a stale split."""
 
     ratios = (6, 1, 3)
 
@@ -176,21 +199,34 @@ class SplitDataset(luigi.Task):
     def output(self):
         c = cfg()
         sel = Path(self.input()["selection"].path).stem
-        return luigi.LocalTarget(str(work_dir() / f"split-{sel}-trials{c.split_trials}.json"))
+        _, prev = _previous_release()
+        return luigi.LocalTarget(str(work_dir() / f"split-{sel}-trials{c.split_trials}-prev{prev}.json"))
 
     def run(self):
-        from pipeline.splits import split_dataset
+        from pipeline.history import load_manifest, previous_maps
+        from pipeline.splits import footprint, leakage_groups, split_dataset
 
         c = cfg()
+        folder, digest = _previous_release()
+        previous = load_manifest(folder, digest) if folder is not None else None
+        prev_splits, prev_ids = previous_maps(previous)
         pool = _load(self.input()["pool"].path)
         chosen = set(_load(self.input()["selection"].path)["selected"])
-        images = name_images([t for t in pool["tiles"] if t["status"] == "labelled" and t["key"] in chosen])
-        assignment, infos = split_dataset(images, ratios=self.ratios, trials=int(c.split_trials), seed=int(c.seed))
+        self.set_status_message(f"splitting {len(chosen)} selected tiles ({c.split_trials} trials per region)")
+        images = name_images([t for t in pool["tiles"] if t["status"] == "labelled" and t["key"] in chosen],
+                             previous=prev_ids)
+        groups = leakage_groups(images) if any(footprint(im) is not None for im in images) else {}
+        assignment, infos = split_dataset(images, ratios=self.ratios, trials=int(c.split_trials), seed=int(c.seed),
+                                          groups=groups, previous=prev_splits)
         for im in images:
             im["split"] = assignment[im["id"]]
+            im["group"] = groups.get(im["id"], im["id"])
+        self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {
             "seed": int(c.seed), "trials": int(c.split_trials), "ratios": list(self.ratios),
             "images": images, "regions": infos,
+            "previous_release": None if previous is None else {
+                "release": previous.get("release"), "folder": str(folder), "digest": digest},
         })
 
 
@@ -211,3 +247,4 @@ class ComputeStats(luigi.Task):
         with atomic.atomic_path(self.output().path) as tmp:
             tmp.mkdir()
             write_stats(images, tmp)
+        self.set_progress_percentage(100)

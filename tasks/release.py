@@ -7,7 +7,9 @@ from pathlib import Path
 import luigi
 
 from pipeline import __version__, atomic
+from pipeline.pool import footprint_rejects
 from pipeline.release import write_release
+from pipeline.splits import uda_section
 from tasks.config import active_sources, cfg, processing_params, release_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
 from tasks.sources import FetchSource
@@ -42,6 +44,7 @@ class BuildRelease(luigi.Task):
             for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen
         ]
         provenance = {name: load(target) for name, target in self.input()["fetch"].items()}
+        rejects = pool["rejects"] + footprint_rejects(todo.values(), provenance)
         created_with = {
             **params.as_dict(),
             "seed": int(c.seed),
@@ -60,18 +63,29 @@ class BuildRelease(luigi.Task):
         ]
         target = release_dir()
         images = split["images"]
+        previous = _previous_manifest(split.get("previous_release"))
+        uda = uda_section(images, seed=int(c.seed))
         self.set_status_message(f"writing release {c.release} ({len(images)} images)")
         with atomic.atomic_path(target) as tmp:
             write_release(
-                tmp, release=str(c.release), images=images, rejects=pool["rejects"], pending=pending,
+                tmp, release=str(c.release), images=images, rejects=rejects, pending=pending,
                 split_infos=split["regions"], stats_dir=Path(self.input()["stats"].path),
                 created_with=created_with, sources=sources, provenance=provenance,
                 extra={"selection": {k: selection[k] for k in ("params", "counts", "warnings", "regions")}},
+                previous_manifest=previous, uda=uda,
             )
             problems = validate_release(tmp)
             if problems:
                 raise RuntimeError(f"release {c.release} failed validation:\n" + "\n".join(problems))
         self.set_progress_percentage(100)
         print(f"\nRelease {c.release}: {len(images)} images, {len(pending)} pending annotation, "
-              f"{len(pool['rejects'])} rejects -> {target.resolve()}\n"
+              f"{len(rejects)} rejects -> {target.resolve()}\n"
               f"Validate with: python -m pipeline validate {target}\n", flush=True)
+
+
+def _previous_manifest(record: dict | None) -> dict | None:
+    """The manifest of the release that SplitDataset kept ids and splits from (``record`` is its
+    ``previous_release`` entry), checked against the digest SplitDataset saw."""
+    from pipeline.history import load_manifest
+
+    return load_manifest(record["folder"], record["digest"]) if record else None

@@ -55,6 +55,7 @@ class PrepareScene(SceneTask):
             plan = plan_scene(scene, targets=params.target_gsds, tile_size=params.tile_size)
         except PipelineInputError as exc:
             plan = {"status": "rejected", "file": exc.file, "reason": exc.reason, "stage": exc.stage}
+        self.set_progress_percentage(100)
         atomic.write_json(self.output().path, plan)
 
 
@@ -132,6 +133,7 @@ class LabelScene(SceneTask):
                 ]
             labels, more = apply_annotations(self.scene, tiles, labels, self.folder, done_dir())
             rejects.extend(more)
+        self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {"labels": labels, "rejects": rejects})
 
 
@@ -151,10 +153,12 @@ class CountSegments(SceneTask):
         labels = _read_json(self.input())["labels"]
         out = []
         done = [r for r in labels if r["status"] == "labelled"]
+        self.set_status_message(f"counting segments in {len(done)} label tiles of {self.source_name}/{self.scene_id}")
         for i, rec in enumerate(done):
             with rasterio.open(self.folder / rec["label"]) as ds:
                 arr = ds.read(1)
             counts = count_segments(np.asarray(arr))
             out.append({"tile_id": rec["tile_id"], **counts})
             self.set_progress_percentage(int(100 * (i + 1) / len(done)))
+        self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {"segments": out})

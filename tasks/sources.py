@@ -8,7 +8,7 @@ import luigi
 
 from pipeline import atomic
 from pipeline.errors import PipelineInputError
-from tasks.config import catalog_path, raw_dir, source_config
+from tasks.config import catalog_path, cfg, raw_dir, source_config
 
 
 def _sha256(path: Path) -> str:
@@ -30,6 +30,29 @@ class FetchSource(luigi.Task):
     def run(self):
         src = source_config(self.source_name)
         dest = raw_dir(self.source_name) / "files"
+        c = cfg()
+        cache_url, endpoint = c.raw_cache_url or None, c.s3_endpoint_url or None
+        if cache_url:
+            from pipeline.object_store import raw_cache_url, restore_raw, upload_raw
+
+            self.set_status_message(f"restoring {src.name} from the raw cache {raw_cache_url(cache_url, src)}")
+            record = restore_raw(src, dest, cache_url, endpoint_url=endpoint, progress=self._progress)
+            if record is not None:
+                self.set_progress_percentage(100)
+                atomic.write_json(self.output().path, record)
+                return
+        record = self._fetch(src, dest)
+        if cache_url:
+            self.set_status_message(f"saving {src.name} to the raw cache {raw_cache_url(cache_url, src)}")
+            upload_raw(src, dest, record, cache_url, endpoint_url=endpoint, progress=self._progress)
+        self.set_progress_percentage(100)
+        atomic.write_json(self.output().path, record)
+
+    def _progress(self, done: int, total: int | None) -> None:
+        if total:
+            self.set_progress_percentage(int(100 * done / total))
+
+    def _fetch(self, src, dest: Path) -> dict:
         self.set_status_message(f"fetching {src.name} ({src.kind}) from {src.location or 'built-in demo'}")
         if src.kind == "demo":
             from pipeline.demo import generate_demo
@@ -50,14 +73,9 @@ class FetchSource(luigi.Task):
         else:
             from pipeline.fetching import fetch_source
 
-            def progress(done: int, total: int | None) -> None:
-                if total:
-                    self.set_progress_percentage(int(100 * done / total))
-
-            record = fetch_source(src, dest, progress=progress)
+            record = fetch_source(src, dest, progress=self._progress)
             record.setdefault("root", str(dest))
-        self.set_progress_percentage(100)
-        atomic.write_json(self.output().path, record)
+        return record
 
 
 class CatalogSource(luigi.Task):
@@ -92,6 +110,7 @@ class CatalogSource(luigi.Task):
             {"source": src.name, "scene_id": "", "file": exc.file, "stage": "catalog", "reason": exc.reason}
             for exc in rejected
         ]
+        self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {
             "source": src.name, "kind": src.kind, "root": str(root),
             "scenes": sorted((s.to_dict() for s in scenes), key=lambda d: d["scene_id"]),

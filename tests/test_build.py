@@ -134,3 +134,29 @@ def test_flipping_one_byte_fails_validation_naming_the_file(release, tmp_path):
     assert proc.returncode == 1
     assert victim in proc.stdout
     assert validate_release(rel) == []  # the original is untouched
+
+
+def test_stats_hold_every_table_and_plot_and_equal_the_manifest_sums(release):
+    from pipeline.stats import STATS_FILES
+
+    _, _, rel = release
+    manifest = json.loads((rel / "manifest.json").read_text())
+    stats_dir = rel / "stats"
+    for name in STATS_FILES:
+        assert (stats_dir / name).is_file() and (stats_dir / name).stat().st_size > 0, name
+    table2 = json.loads((stats_dir / "table2.json").read_text())
+    images = manifest["images"]
+    for entry in table2["classes"]:
+        c = str(entry["class"])
+        assert entry["pixels"] == sum(im["class_pixels"][c] for im in images), entry["name"]
+        assert entry["segments"] == sum(im["segments"][c] for im in images), entry["name"]
+        for split, row in entry["splits"].items():
+            assert row["pixels"] == sum(im["class_pixels"][c] for im in images if im["split"] == split)
+    assert table2["total"]["images"] == len(images)
+    assert table2["total"]["segments"] == sum(im["segments_total"] for im in images)
+    table1 = json.loads((stats_dir / "table1.json").read_text())
+    assert table1["regions"] == len({im["region"] for im in images})
+    assert table1["countries"] == len({im["country"] for im in images})
+    readme = (stats_dir / "README.md").read_text()
+    for png in (n for n in STATS_FILES if n.endswith(".png")):
+        assert f"]({png})" in readme, png

@@ -76,7 +76,7 @@ PROBE = textwrap.dedent('''
 
 #: The config the README tells users to put on LUIGI_CONFIG_PATH for a central scheduler, plus a shorter
 #: worker wait so the test is quick.
-CENTRAL_CFG = (ROOT / "docs" / "luigi-central.cfg").read_text() + "\n[worker]\nwait_interval = 0.2\n"
+CENTRAL_CFG = (ROOT / "docs" / "luigi-central.cfg").read_text().replace("[worker]\n", "[worker]\nwait_interval = 0.2\n", 1)
 
 
 

@@ -59,15 +59,16 @@ def is_hard(i: int) -> bool:
     return i % 7 in (2, 5)
 
 
-def make_pool(folder: Path, n: int, px: int, seed: int = 1) -> list[dict]:
+def make_pool(folder: Path, n: int, px: int, seed: int = 1, prefix: str = "t") -> list[dict]:
     """``n`` candidates with a label each (the selection itself only uses the every-k-th ones)."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     pool = []
     for i in range(n):
         image, label = make_tile(rng, px, is_hard(i))
-        pool.append({"id": f"t{i:03d}", "image": write_tif(folder / f"t{i:03d}.tif", image),
-                     "label": write_tif(folder / f"t{i:03d}_label.tif", label)})
+        name = f"{prefix}{i:03d}"
+        pool.append({"id": name, "image": write_tif(folder / f"{name}.tif", image),
+                     "label": write_tif(folder / f"{name}_label.tif", label)})
     return pool
 
 
@@ -291,3 +292,24 @@ def test_sample_region_counts(tmp_path):
     assert len(small["selected"]) == 52
     with pytest.raises(ValueError):
         sample_region(pool, seed=1, region="x", target=80)
+
+
+def test_sample_region_keeps_released_images_and_fills_the_rest(tmp_path):
+    pool = make_pool(tmp_path, 75, 32, seed=4)
+    first = sample_region(pool, seed=1, region="eu_vienna", k=10, size=32, epochs=1, n_estimators=20)
+    released = [s["id"] for s in first["selected"]]
+    # later the region grows: the released images must all stay, the quota still holds
+    grown = pool + make_pool(tmp_path / "more", 20, 32, seed=9, prefix="new")
+    again = sample_region(grown, seed=1, region="eu_vienna", keep=released + ["not-a-candidate"], k=10, size=32,
+                          epochs=1, n_estimators=20)
+    ids = [s["id"] for s in again["selected"]]
+    assert len(ids) == 60 and set(released) <= set(ids)
+    assert again["kept"] == released
+    assert {s["reason"] for s in again["selected"] if s["id"] in released} == {"released"}
+    order = {c["id"]: i for i, c in enumerate(grown)}
+    assert ids == sorted(ids, key=order.get)
+    # fewer released than the quota: the rest comes from selection among the others
+    part = sample_region(grown, seed=1, region="eu_vienna", keep=released[:20], k=10, size=32, epochs=1,
+                         n_estimators=20)
+    assert len(part["selected"]) == 60 and set(released[:20]) <= {s["id"] for s in part["selected"]}
+    assert {s["reason"] for s in part["selected"]} - {"released"} <= {"labelled", "random", "hard"}

@@ -13,7 +13,7 @@ import rasterio
 from rasterio.transform import array_bounds
 
 from pipeline.atomic import write_json
-from pipeline.manifest import build_manifest, file_entries, sha256_file, write_split_files
+from pipeline.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
 from pipeline.splits import split_dataset
 from pipeline.validate import main as validate_main
 from pipeline.validate import validate_release
@@ -324,3 +324,72 @@ def test_cli_exit_codes(release):
 
     assert _cli("validate").returncode == 2
     assert _cli("frobnicate").returncode == 2
+
+
+def test_footprints_overlapping_across_splits(release):
+    m = load_manifest(release)
+    a = next(r for r in m["images"] if r["region"] == "austin" and r["split"] == "train")
+    b = next(r for r in m["images"] if r["region"] == "austin" and r["split"] != "train")
+    b["bounds"] = list(a["bounds"])
+    save_manifest(release, m)
+    first, second = sorted((a, b), key=lambda r: int(r["id"].rsplit("_", 1)[1]))
+    assert validate_release(release) == [
+        f"{first['image']}, {second['image']}: footprints overlap (100.0% of the smaller) but splits differ "
+        f"({first['split']} vs {second['split']})"
+    ]
+
+
+def _with_uda(root: Path) -> dict:
+    from pipeline.splits import uda_section
+
+    m = load_manifest(root)
+    m["uda"] = uda_section(m["images"], seed=7)
+    write_uda_files(root, m["images"], m["uda"])
+    save_manifest(root, m)
+    return m
+
+
+def test_uda_files_must_agree_with_the_manifest(release):
+    m = _with_uda(release)
+    assert validate_release(release) == []
+    assert sorted(p.name for p in (release / "uda").iterdir()) == [
+        "continent_europe_source.txt", "continent_europe_target.txt", "continent_north_america_source.txt",
+        "continent_north_america_target.txt", "regional_source.txt", "regional_target.txt"]
+    src = release / "uda" / "regional_source.txt"
+    names = src.read_text().splitlines()
+    src.write_text("".join(n + "\n" for n in names[1:]) + "ghost_1.tif\n")
+    assert validate_release(release) == [
+        f"uda/regional_source.txt: differs from the manifest's uda section (missing {names[0]}; extra ghost_1.tif)"]
+    src.unlink()
+    assert validate_release(release) == ["uda/regional_source.txt: missing"]
+    write_uda_files(release, m["images"], m["uda"])
+    (release / "uda" / "old.txt").write_text("austin_1.tif\n")
+    assert validate_release(release) == ["uda/old.txt: not implied by the manifest's uda section"]
+
+
+def test_uda_continent_section_must_match_the_images(release):
+    m = _with_uda(release)
+    m["uda"]["continent"]["Europe"]["source"], m["uda"]["continent"]["Europe"]["target"] = (
+        m["uda"]["continent"]["Europe"]["target"], m["uda"]["continent"]["Europe"]["source"])
+    save_manifest(release, m)
+    write_uda_files(release, m["images"], m["uda"])  # the files follow the (wrong) section
+    assert validate_release(release) == [
+        "manifest.json: uda.continent differs from the continent-wise split of the images' regions"]
+
+
+def test_changes_report_must_not_move_released_images(release):
+    from pipeline.changes import release_changes
+
+    m = load_manifest(release)
+    previous = json.loads(json.dumps(m))
+    previous["release"] = "test-0.0"
+    moved = next(r for r in previous["images"] if r["split"] == "test")
+    moved["split"] = "train"
+    m["previous_release"] = "test-0.0"
+    save_manifest(release, m)
+    write_json(release / "stats" / "changes.json", release_changes(previous, m))
+    assert validate_release(release) == [
+        f"stats/changes.json: 1 released image moved to another split since test-0.0 ({moved['id']})"]
+    write_json(release / "stats" / "changes.json", release_changes(None, m))
+    assert validate_release(release) == [
+        "stats/changes.json: previous_release is None, manifest says 'test-0.0'"]

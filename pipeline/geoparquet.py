@@ -1,0 +1,64 @@
+"""A GeoParquet index of a release (``index.parquet``; geopandas + pyarrow, no Luigi here).
+
+One row per image, in natural id order, geometry = the tile footprint in WGS 84 (EPSG:4326): the native
+UTM rectangle with its corners transformed to lon/lat (:func:`pipeline.stac.footprint_lonlat`, the same
+polygon as the STAC item), with a GeoParquet 1.1 ``bbox`` covering column for fast spatial filtering.
+
+Columns: ``id, split, region, country, country_code, continent, source, source_kind, license, gsd, crs,
+width, height, acquired, image, label, sha256_image, sha256_label, share_1 .. share_8, share_unlabelled,
+geometry, bbox``.  ``image``/``label`` are paths relative to the release folder; ``share_<c>`` is the
+fraction of the tile's pixels labelled with class ``c`` (``share_unlabelled`` those labelled 0), so the
+nine shares of a row sum to 1.  Read it with ``geopandas.read_parquet("index.parquet")``.
+
+The file is deterministic for identical inputs and library versions (no timestamps; geopandas records its
+version in the ``geo`` metadata).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from .manifest import natural_key
+from .scene import CLASS_NAMES
+from .stac import footprint_lonlat
+
+INDEX = "index.parquet"
+STRING_COLUMNS = ("id", "split", "region", "country", "country_code", "continent", "source", "source_kind",
+                  "license", "crs", "acquired", "image", "label", "sha256_image", "sha256_label")
+SHARE_COLUMNS = tuple(f"share_{c}" for c in sorted(CLASS_NAMES)) + ("share_unlabelled",)
+
+
+def index_frame(records: Sequence[dict[str, Any]]):
+    """The GeoDataFrame of the index for manifest image records (see the module docstring)."""
+    import geopandas as gpd
+    import pandas as pd
+    from shapely.geometry import Polygon
+
+    recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
+    rows, geoms = [], []
+    for r in recs:
+        total = int(r["width"]) * int(r["height"])
+        counts = r.get("class_pixels") or {}
+        row: dict[str, Any] = {k: (None if r.get(k) is None else str(r.get(k))) for k in STRING_COLUMNS}
+        row.update(gsd=float(r["gsd"]), width=int(r["width"]), height=int(r["height"]))
+        for c in sorted(CLASS_NAMES):
+            row[f"share_{c}"] = int(counts.get(str(c), 0)) / total if total else 0.0
+        row["share_unlabelled"] = int(r.get("unlabelled_pixels", 0)) / total if total else 0.0
+        rows.append(row)
+        geoms.append(Polygon(footprint_lonlat(r)))
+    columns = list(STRING_COLUMNS[:9]) + ["gsd", "crs", "width", "height", "acquired", "image", "label",
+                                          "sha256_image", "sha256_label", *SHARE_COLUMNS]
+    df = pd.DataFrame(rows, columns=columns)
+    for col in STRING_COLUMNS:
+        df[col] = df[col].astype("string")
+    return gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"))
+
+
+def write_index(out: Path, records: Sequence[dict[str, Any]], name: str = INDEX) -> str:
+    """Write the index of manifest image records to ``out / name`` (atomically); returns ``name``."""
+    from . import atomic
+
+    frame = index_frame(records)
+    with atomic.atomic_path(Path(out) / name) as tmp:
+        frame.to_parquet(tmp, index=False, compression="zstd", write_covering_bbox=True)
+    return name

@@ -1,0 +1,95 @@
+"""Release history: which earlier release a build continues, and what it fixed (no Luigi here).
+
+Policies
+--------
+* A release folder is a direct sub-folder of ``<data>/releases/`` that holds ``manifest.json``; names
+  starting with ``.`` (unfinished atomic writes) are never releases.
+* :func:`find_previous_release`: ``requested`` None or ``""`` means *auto*: the newest release other than
+  ``current`` in natural version order (``v0.10.0`` after ``v0.9.0``); ``"none"`` (any case) means no
+  previous release; anything else names a release folder under the releases root, or a path to a release
+  folder, which must hold ``manifest.json`` (else :class:`FileNotFoundError` naming it).
+* :func:`manifest_digest`: the first 12 hex digits of the SHA-256 of the manifest's bytes; dataset work
+  files that depend on the previous release carry it in their name, so a changed previous release is
+  never answered by a stale work file.
+* :func:`previous_maps`: stable key (:func:`pipeline.splits.image_key`) -> split and -> id of every
+  image of a manifest; the next build keeps both for images it releases again.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+from .manifest import natural_key
+from .splits import image_key
+
+MANIFEST = "manifest.json"
+NONE = "none"
+
+
+def release_names(releases_root: str | Path) -> list[str]:
+    """Names of the complete release folders under ``releases_root``, in natural order (oldest first)."""
+    root = Path(releases_root)
+    if not root.is_dir():
+        return []
+    names = [p.name for p in root.iterdir()
+             if p.is_dir() and not p.name.startswith(".") and (p / MANIFEST).is_file()]
+    return sorted(names, key=natural_key)
+
+
+def find_previous_release(releases_root: str | Path, current: str, requested: Optional[str] = None) -> Optional[Path]:
+    """The folder of the release that the release ``current`` continues, or None (module docstring)."""
+    root = Path(releases_root)
+    if requested is None or str(requested).strip() == "":
+        names = [n for n in release_names(root) if n != current]
+        return root / names[-1] if names else None
+    requested = str(requested).strip()
+    if requested.lower() == NONE:
+        return None
+    folder = root / requested
+    if not (folder / MANIFEST).is_file() and ("/" in requested or Path(requested).is_absolute()):
+        folder = Path(requested)
+    if not (folder / MANIFEST).is_file():
+        raise FileNotFoundError(f"previous_release {requested!r}: {folder / MANIFEST} does not exist")
+    if folder.resolve() == (root / current).resolve():
+        raise ValueError(f"previous_release {requested!r} is the release being built ({current})")
+    return folder
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def manifest_digest(release_folder: str | Path) -> str:
+    """12 hex digits of the SHA-256 of ``<release_folder>/manifest.json`` (cached per file version)."""
+    p = Path(release_folder) / MANIFEST
+    st = p.stat()
+    return _digest(str(p), st.st_mtime_ns, st.st_size)
+
+
+def load_manifest(release_folder: str | Path, digest: Optional[str] = None) -> dict[str, Any]:
+    """The parsed ``manifest.json`` of a release folder; with ``digest`` (:func:`manifest_digest` taken
+    earlier) a :class:`RuntimeError` when the file has changed since."""
+    path = Path(release_folder) / MANIFEST
+    raw = path.read_bytes()
+    if digest is not None and hashlib.sha256(raw).hexdigest()[:12] != digest:
+        raise RuntimeError(f"{path} changed while this build ran (digest {digest}); run the build again")
+    return json.loads(raw)
+
+
+def previous_maps(manifest: Optional[Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """``(key -> split, key -> id)`` over the images of ``manifest`` (both empty for None)."""
+    splits: dict[str, str] = {}
+    ids: dict[str, str] = {}
+    for img in (manifest or {}).get("images", []) or []:
+        key = image_key(img)
+        splits[key] = img["split"]
+        ids[key] = img["id"]
+    return splits, ids

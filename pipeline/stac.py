@@ -1,0 +1,437 @@
+"""A STAC catalog for a release (``stac/collection.json`` + one Item per image; pystac, no Luigi here).
+
+Layout (all links and asset hrefs relative, so the release folder can be moved or served as is)::
+
+    stac/collection.json         Collection of the release (root of a self-contained catalog)
+    stac/items/<id>.json         one Item per image, assets ``image`` and ``label``
+
+Policies
+--------
+* STAC 1.1.0 with the projection (v2.0.0) and label (v1.0.1) extensions.
+* **Collection**: id ``oem-<release>``; extent = union of the items' WGS 84 footprints and the range of
+  known acquisition dates (``[null, null]`` when none is known); ``license`` the single SPDX id shared by
+  every image, else ``other``; one provider per source (licensor + producer, its attribution and licence
+  text as description, its location as URL when that is http(s)) plus ``oem-pipeline`` as processor;
+  ``item_assets`` describes ``image``/``label``; summaries: ``gsd``, ``proj:code``, ``split``,
+  ``continent``, ``region``, ``country``, ``source``, ``label:type``, ``label:tasks``, ``label:classes``
+  and ``classes`` (``{"id", "name", "color"}`` of the 8 classes, as in the manifest).
+* **Item** (id = image id): geometry = the tile's UTM rectangle with its four corners transformed to
+  WGS 84 (lon/lat, 7 decimals), bbox its bounds; ``datetime`` = acquisition date (midnight UTC) when
+  known, else ``null`` with ``start_datetime``/``end_datetime`` ``1970-01-01``..``9999-12-31`` (unknown);
+  properties ``split, region, country, country_code, continent, source, source_kind, gsd, license,
+  attribution`` (and ``key`` when the record has one); projection ``proj:code, proj:transform,
+  proj:shape [height, width], proj:bbox`` (native CRS); label ``label:type raster, label:properties
+  null, label:classes [{"name": null, "classes": [1..8]}]`` (raster labels carry no class names in the
+  label extension; names are in the collection's ``classes`` summary and in ``label:overviews`` pixel
+  counts per class name), ``label:tasks ["segmentation"]``.
+  Assets ``image`` (COG, roles ``data``) and ``label`` (COG, roles ``labels, labels-raster``) point at
+  ``../../<region>/images|labels/<id>.tif``.
+* Output is deterministic: items in natural id order, no timestamps, canonical JSON.
+
+Offline validation
+------------------
+The JSON schemas needed to validate the catalog ship in ``pipeline/schemas/stac/``: the STAC 1.1.0 core
+(item, collection, catalog and their parts), GeoJSON ``Feature``/``Geometry``, the projection v2.0.0 and
+label v1.0.1 extension schemas and the JSON-Schema draft-07 meta-schema; ``schema-map.json`` maps each
+canonical URL to its file.  :func:`validate_stac` validates the collection and every item against them
+with ``jsonschema`` (no network), and checks that every item's assets exist.  The same map works with
+the ``stac-validator`` CLI::
+
+    stac-validator validate --recursive --schema-config pipeline/schemas/stac/schema-map.json \
+        data/releases/<version>/stac/collection.json
+
+and in Python ``StacValidate(path, recursive=True, schema_map=pipeline.stac.schema_map())``.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+from .manifest import class_table, natural_key
+from .scene import CLASS_NAMES
+
+STAC_DIR = "stac"
+COLLECTION = f"{STAC_DIR}/collection.json"
+ITEMS_DIR = f"{STAC_DIR}/items"
+STAC_VERSION = "1.1.0"
+PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+LABEL_SCHEMA = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
+COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
+#: Placeholders of an unknown acquisition time (STAC needs a datetime or a start/end pair).
+UNKNOWN_START, UNKNOWN_END = "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z"
+_SCHEMA_PACKAGE_DIR = ("schemas", "stac")
+_SPDX = re.compile(r"^[\w\-.+]+$")
+#: Common licence spellings in ``sources.yaml`` -> SPDX ids.
+_LICENSE_ALIASES = {
+    "cc0": "CC0-1.0", "cc0 1.0": "CC0-1.0", "cc by 4.0": "CC-BY-4.0", "cc-by 4.0": "CC-BY-4.0",
+    "cc by-sa 4.0": "CC-BY-SA-4.0", "cc by-nc 4.0": "CC-BY-NC-4.0", "cc by-nc-sa 4.0": "CC-BY-NC-SA-4.0",
+    "cc by-nd 4.0": "CC-BY-ND-4.0", "public domain": "other", "odbl": "ODbL-1.0", "mit": "MIT",
+}
+
+
+# --- licences and footprints ----------------------------------------------------------------------
+
+def spdx_license(text: Optional[str]) -> str:
+    """An SPDX-like licence id for STAC's ``license`` field: ``"CC0-1.0 (synthetic)"`` -> ``CC0-1.0``,
+    ``"CC BY-NC-SA 4.0"`` -> ``CC-BY-NC-SA-4.0``; anything else -> ``other``."""
+    if not text:
+        return "other"
+    base = re.sub(r"\s*\(.*?\)\s*", " ", str(text)).strip()
+    alias = _LICENSE_ALIASES.get(base.lower())
+    if alias:
+        return alias
+    if _SPDX.match(base):
+        return base
+    dashed = re.sub(r"\s+", "-", base)
+    if re.match(r"^CC[- ]BY", base, re.I) and _SPDX.match(dashed):
+        return dashed.upper()
+    return "other"
+
+
+@lru_cache(maxsize=64)
+def _to_lonlat(crs: str):
+    from pyproj import Transformer
+
+    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+
+
+def footprint_lonlat(rec: dict[str, Any], ndigits: int = 7) -> list[list[float]]:
+    """Closed counter-clockwise ring (lon, lat) of an image record: its native ``bounds`` rectangle with
+    the corners transformed from ``crs`` to WGS 84; ``bounds_lonlat`` as a box when that fails."""
+    try:
+        minx, miny, maxx, maxy = (float(v) for v in rec["bounds"])
+        t = _to_lonlat(str(rec["crs"]))
+        corners = [(minx, miny), (maxx, miny), (maxx, maxy), (minx, maxy)]
+        ring = [[round(float(x), ndigits), round(float(y), ndigits)] for x, y in (t.transform(cx, cy) for cx, cy in corners)]
+        if not all(map(lambda p: all(map(lambda v: v == v and abs(v) != float("inf"), p)), ring)):
+            raise ValueError("non-finite coordinates")
+    except Exception:  # noqa: BLE001  (unknown CRS, malformed bounds: fall back to the lon/lat box)
+        w, s, e, n = (round(float(v), ndigits) for v in rec["bounds_lonlat"])
+        ring = [[w, s], [e, s], [e, n], [w, n]]
+    return ring + [list(ring[0])]
+
+
+def _bbox(ring: Sequence[Sequence[float]]) -> list[float]:
+    xs, ys = [p[0] for p in ring], [p[1] for p in ring]
+    return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def _acquired(rec: dict[str, Any]) -> Optional[datetime]:
+    value = rec.get("acquired")
+    if not value:
+        return None
+    try:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+# --- building -------------------------------------------------------------------------------------
+
+def _label_fields(rec: dict[str, Any]) -> dict[str, Any]:
+    counts = rec.get("class_pixels") or {}
+    return {
+        "label:type": "raster",
+        "label:properties": None,
+        "label:classes": [{"name": None, "classes": sorted(CLASS_NAMES)}],
+        "label:tasks": ["segmentation"],
+        "label:description": "8-class land cover (OpenEarthMap classes; 0 = unlabelled), one uint8 class id "
+                             "per pixel on the image grid",
+        "label:overviews": [{"property_key": "class", "counts": [
+            {"name": CLASS_NAMES[c], "count": int(counts.get(str(c), 0))} for c in sorted(CLASS_NAMES)]}],
+    }
+
+
+def build_item(rec: dict[str, Any], collection_id: str):
+    """The pystac Item of one manifest image record (hrefs relative to ``stac/items/<id>.json``)."""
+    import pystac
+
+    ring = footprint_lonlat(rec)
+    when = _acquired(rec)
+    props: dict[str, Any] = {}
+    if when is None:
+        props.update(start_datetime=UNKNOWN_START, end_datetime=UNKNOWN_END)
+    props.update({
+        "split": rec["split"], "region": rec["region"], "country": rec.get("country"),
+        "country_code": rec.get("country_code"), "continent": rec.get("continent"), "source": rec.get("source"),
+        "source_kind": rec.get("source_kind"), "gsd": float(rec["gsd"]), "license": spdx_license(rec.get("license")),
+        "attribution": rec.get("attribution") or "",
+    })
+    if rec.get("key"):
+        props["key"] = rec["key"]
+    props.update({
+        "proj:code": str(rec["crs"]),
+        "proj:transform": [float(v) for v in rec["transform"]],
+        "proj:shape": [int(rec["height"]), int(rec["width"])],
+        "proj:bbox": [float(v) for v in rec["bounds"]],
+    })
+    props.update(_label_fields(rec))
+    item = pystac.Item(
+        id=str(rec["id"]), geometry={"type": "Polygon", "coordinates": [ring]}, bbox=_bbox(ring),
+        datetime=when, properties=props, stac_extensions=[PROJECTION_SCHEMA, LABEL_SCHEMA],
+        collection=collection_id,
+    )
+    up = "../.."
+    item.add_asset("image", pystac.Asset(
+        href=posixpath.join(up, rec["image"]), media_type=COG_MEDIA_TYPE, roles=["data"],
+        title="RGB image (3-band uint8 COG)"))
+    item.add_asset("label", pystac.Asset(
+        href=posixpath.join(up, rec["label"]), media_type=COG_MEDIA_TYPE, roles=["labels", "labels-raster"],
+        title="Land-cover labels (1-band uint8 COG, ids 0..8)"))
+    return item
+
+
+def _providers(sources: Iterable[dict[str, Any]]):
+    import pystac
+
+    out = []
+    for s in sorted(sources, key=lambda d: str(d.get("name", ""))):
+        desc = "; ".join(x for x in (s.get("attribution"), f"licence: {s['license']}" if s.get("license") else "") if x)
+        loc = str(s.get("location") or "")
+        out.append(pystac.Provider(
+            name=str(s["name"]), description=desc or None,
+            roles=[pystac.ProviderRole.LICENSOR, pystac.ProviderRole.PRODUCER],
+            url=loc if loc.startswith(("http://", "https://")) else None))
+    out.append(pystac.Provider(name="oem-pipeline", roles=[pystac.ProviderRole.PROCESSOR],
+                               description="tiled, resampled to 0.3-0.5 m in local UTM, labelled and split"))
+    return out
+
+
+def _summary(values: Iterable[Any]) -> list[Any]:
+    vals = {v for v in values if v is not None}
+    return sorted(vals, key=lambda v: natural_key(str(v)) if isinstance(v, str) else (0, v, ""))
+
+
+def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
+                     title: Optional[str] = None):
+    """The pystac Collection of a release with one Item per manifest image record (not yet saved)."""
+    import pystac
+
+    cid = f"oem-{release}"
+    recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
+    items = [build_item(r, cid) for r in recs]
+    bbox = [min(i.bbox[0] for i in items), min(i.bbox[1] for i in items),
+            max(i.bbox[2] for i in items), max(i.bbox[3] for i in items)] if items else [-180.0, -90.0, 180.0, 90.0]
+    times = sorted(t for t in (_acquired(r) for r in recs) if t is not None)
+    interval = [[times[0], times[-1]]] if times else [[None, None]]
+    licenses = {spdx_license(r.get("license")) for r in recs}
+    classes = class_table()
+    collection = pystac.Collection(
+        id=cid, title=title or f"OpenEarthMap-style land-cover release {release}",
+        description=(f"Release {release}: {len(recs)} image tiles (1024x1024 px, 3-band uint8, 0.3-0.5 m GSD "
+                     "in the local UTM zone) with 8-class raster labels on the same grid, split into train/val/test "
+                     "per region (6:1:3). Classes: " + ", ".join(f"{c['id']} {c['name']}" for c in classes)
+                     + "; 0 = unlabelled."),
+        extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent(interval)),
+        license=licenses.pop() if len(licenses) == 1 else "other",
+        providers=_providers(sources),
+        keywords=["land cover", "semantic segmentation", "OpenEarthMap", "benchmark"],
+        stac_extensions=[PROJECTION_SCHEMA, LABEL_SCHEMA],
+        summaries=pystac.Summaries({k: v for k, v in {
+            "gsd": _summary(float(r["gsd"]) for r in recs),
+            "proj:code": _summary(str(r["crs"]) for r in recs),
+            "split": [s for s in ("train", "val", "test") if any(r["split"] == s for r in recs)],
+            "continent": _summary(r.get("continent") for r in recs),
+            "country": _summary(r.get("country") for r in recs),
+            "region": _summary(r.get("region") for r in recs),
+            "source": _summary(r.get("source") for r in recs),
+            "label:type": ["raster"],
+            "label:tasks": ["segmentation"],
+            "label:classes": [{"name": None, "classes": sorted(CLASS_NAMES)}],
+            "classes": classes,
+        }.items() if v}),  # STAC forbids empty summaries (a release whose tiles all await annotation)
+    )
+    collection.item_assets = {
+        "image": pystac.ItemAssetDefinition.create(
+            title="RGB image (3-band uint8 COG)", description=None, media_type=COG_MEDIA_TYPE, roles=["data"]),
+        "label": pystac.ItemAssetDefinition.create(
+            title="Land-cover labels (1-band uint8 COG, ids 0..8)", description=None, media_type=COG_MEDIA_TYPE,
+            roles=["labels", "labels-raster"]),
+    }
+    collection.add_items(items)
+    return collection
+
+
+def _dump(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
+               title: Optional[str] = None) -> list[str]:
+    """Write ``stac/collection.json`` and ``stac/items/<id>.json`` into the release folder ``out`` for the
+    manifest image records (with ``image``/``label`` release paths).  Returns the written files relative
+    to ``out`` (collection first, then items in natural id order)."""
+    import pystac
+
+    from . import atomic
+
+    out = Path(out)
+    collection = build_collection(records, release=release, sources=sources, title=title)
+    root = out / COLLECTION
+    collection.set_self_href(str(root))
+    written = [COLLECTION]
+    for item in collection.get_items():
+        item.set_self_href(str(out / ITEMS_DIR / f"{item.id}.json"))
+    collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
+    atomic.write_text(root, _dump(collection.to_dict(include_self_link=False, transform_hrefs=True)))
+    for item in sorted(collection.get_items(), key=lambda i: natural_key(i.id)):
+        rel = f"{ITEMS_DIR}/{item.id}.json"
+        atomic.write_text(out / rel, _dump(item.to_dict(include_self_link=False, transform_hrefs=True)))
+        written.append(rel)
+    return written
+
+
+# --- offline validation ---------------------------------------------------------------------------
+
+def schema_dir() -> Path:
+    """The folder of the shipped STAC JSON schemas (``pipeline/schemas/stac``)."""
+    return Path(str(resources.files("pipeline").joinpath(*_SCHEMA_PACKAGE_DIR)))
+
+
+def schema_map() -> dict[str, str]:
+    """Canonical schema URL -> absolute path of the shipped copy (for ``stac-validator``'s ``schema_map``)."""
+    d = schema_dir()
+    raw = json.loads((d / "schema-map.json").read_text("utf-8"))["schemas"]
+    return {url: str((d / rel).resolve()) for url, rel in raw.items()}
+
+
+@lru_cache(maxsize=1)
+def _registry():
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
+
+    resources_ = []
+    for url, path in schema_map().items():
+        contents = json.loads(Path(path).read_text("utf-8"))
+        resources_.append((url, Resource.from_contents(contents, default_specification=DRAFT7)))
+
+    def missing(uri: str):
+        from referencing.exceptions import NoSuchResource
+
+        raise NoSuchResource(ref=uri)  # never fetch: offline by design
+
+    return Registry(retrieve=missing).with_resources(resources_)
+
+
+def _schema_problems(rel: str, obj: dict[str, Any], schema_url: str) -> list[str]:
+    import jsonschema
+
+    registry = _registry()
+    try:
+        schema = registry.contents(schema_url)
+    except Exception:  # noqa: BLE001
+        return [f"{rel}: schema {schema_url} is not available offline (not in pipeline/schemas/stac)"]
+    validator = jsonschema.Draft7Validator(schema, registry=registry)
+    try:
+        errors = sorted(validator.iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    except Exception as exc:  # noqa: BLE001  (an unresolvable $ref)
+        return [f"{rel}: cannot validate against {schema_url} ({exc})"]
+    name = schema_url.rsplit("/", 3)[-3] if "stac-extensions" in schema_url else "core"
+    out = []
+    for err in errors:
+        leaves = _leaf_errors(err)
+        for leaf in leaves:
+            where = "/".join(str(p) for p in leaf.absolute_path)
+            line = f"{rel}: {name}: {where + ': ' if where else ''}{leaf.message[:300]}"
+            if line not in out:
+                out.append(line)
+    return out
+
+
+def _leaf_errors(err) -> list:
+    """The most specific errors under ``err`` (through ``oneOf``/``anyOf``/``allOf`` contexts), leaving out
+    the branches meant for another kind of object (those failing on ``type``, e.g. the Collection branch
+    of an extension schema when an Item is checked), so messages name the offending fields."""
+    if not err.context:
+        return [err]
+    branches: dict[Any, list] = {}
+    for e in err.context:
+        branches.setdefault(e.relative_schema_path[0] if e.relative_schema_path else None, []).append(e)
+
+    def wrong_kind(errs: list) -> bool:
+        return any(e.validator == "const" and list(e.relative_path) == ["type"] for e in errs)
+
+    kept = [errs for errs in branches.values() if not wrong_kind(errs)] or list(branches.values())
+    out = []
+    for errs in kept:
+        for e in errs:
+            out.extend(_leaf_errors(e))
+    return out
+
+
+def _core_schema(obj: dict[str, Any]) -> str:
+    kind = {"Feature": "item", "Collection": "collection", "Catalog": "catalog"}.get(str(obj.get("type")), "item")
+    version = obj.get("stac_version", STAC_VERSION)
+    return f"https://schemas.stacspec.org/v{version}/{kind}-spec/json-schema/{kind}.json"
+
+
+def validate_stac_object(rel: str, obj: dict[str, Any]) -> list[str]:
+    """Schema problems of one STAC object (core schema + each of its ``stac_extensions``), offline."""
+    out = _schema_problems(rel, obj, _core_schema(obj))
+    for ext in obj.get("stac_extensions") or []:
+        out.extend(_schema_problems(rel, obj, str(ext)))
+    return out
+
+
+def validate_stac(release_dir: str | Path, *, expected_ids: Optional[Iterable[str]] = None) -> list[str]:
+    """Problems of the release's STAC catalog (``[]`` = valid), each ``"<release-relative file>: ..."``:
+    the collection and every item linked from it follow the STAC core and extension schemas (offline,
+    see the module docstring), every item's ``image`` and ``label`` assets exist, items belong to the
+    collection, and (with ``expected_ids``) there is exactly one item per expected image id."""
+    root = Path(release_dir)
+    path = root / COLLECTION
+    if not path.is_file():
+        return [f"{COLLECTION}: missing"]
+    try:
+        collection = json.loads(path.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"{COLLECTION}: not valid JSON ({exc})"]
+    out = validate_stac_object(COLLECTION, collection)
+    seen: list[str] = []
+    for link in collection.get("links", []):
+        if link.get("rel") != "item":
+            continue
+        href = str(link.get("href", ""))
+        if "://" in href or href.startswith("/"):
+            out.append(f"{COLLECTION}: item link {href} is not relative")
+            continue
+        rel = posixpath.normpath(posixpath.join(STAC_DIR, href))
+        ipath = root / rel
+        if not ipath.is_file():
+            out.append(f"{rel}: missing (linked from {COLLECTION})")
+            continue
+        try:
+            item = json.loads(ipath.read_text("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            out.append(f"{rel}: not valid JSON ({exc})")
+            continue
+        out.extend(validate_stac_object(rel, item))
+        seen.append(str(item.get("id")))
+        if item.get("collection") != collection.get("id"):
+            out.append(f"{rel}: collection {item.get('collection')!r}, expected {collection.get('id')!r}")
+        assets = item.get("assets") or {}
+        for key in ("image", "label"):
+            a = assets.get(key)
+            if not isinstance(a, dict):
+                out.append(f"{rel}: no {key} asset")
+                continue
+            ahref = str(a.get("href", ""))
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), ahref))
+            if "://" in ahref or ahref.startswith("/") or target.startswith("..") or not (root / target).is_file():
+                out.append(f"{rel}: {key} asset {ahref} does not name a file of the release")
+    if expected_ids is not None:
+        want = sorted(expected_ids, key=natural_key)
+        dup = sorted({i for i in seen if seen.count(i) > 1}, key=natural_key)
+        missing = sorted(set(want) - set(seen), key=natural_key)
+        extra = sorted(set(seen) - set(want), key=natural_key)
+        for what, ids in (("duplicate items", dup), ("no item for images", missing), ("items for unknown images", extra)):
+            if ids:
+                out.append(f"{COLLECTION}: {what}: {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}")
+    return out

@@ -1,0 +1,216 @@
+"""A short console summary at the end of a ``luigi`` command-line build.
+
+Luigi's own execution summary is logged at INFO, which ``luigi.cfg``'s ``log_level = WARNING`` hides, and
+``BuildRelease`` prints its line only when it runs.  This module tallies tasks with Luigi events and prints,
+when the ``luigi`` process exits::
+
+    Build summary: 23 tasks ran (FetchSource 1, PrepareScene 4, ...), 0 failed, 0 not run (...), 2 already done
+    Rejects: 5 (data/releases/v0.1.0/rejects.csv)
+    Release v0.1.0: 12 images -> /abs/data/releases/v0.1.0
+
+Scheduling events (a requirement discovered, a task found complete) fire in the main process;
+``SUCCESS`` / ``FAILURE`` fire in the process that ran the task (a forked child with ``workers > 1``), so
+each outcome is appended as one line to a small temporary file that the main process created before
+forking and reads at exit (a run killed with SIGKILL leaves that file behind in the temp folder).
+"""
+from __future__ import annotations
+
+import atexit
+import csv
+import json
+import os
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Optional
+
+import luigi
+from luigi.event import Event
+
+_MAIN_PID = os.getpid()
+_state: dict = {"tally": None, "present": {}, "scheduled": {}, "config": None}
+
+
+def _is_main() -> bool:
+    return os.getpid() == _MAIN_PID
+
+
+def _tally() -> Optional[str]:
+    if _state["tally"] is None and _is_main():
+        fd, path = tempfile.mkstemp(prefix="oem-build-summary-", suffix=".jsonl")
+        os.close(fd)
+        _state["tally"] = path
+        _state["config"] = _snapshot()
+    return _state["tally"]
+
+
+def _snapshot() -> dict:
+    """The release settings of this build, read while Luigi's command-line parameters still apply (they
+    do not at exit)."""
+    try:
+        from tasks.config import cfg, publish_url, release_dir
+
+        return {"release": str(cfg().release), "release_dir": release_dir(), "publish_url": publish_url()}
+    except Exception as exc:  # noqa: BLE001  (a summary must never turn a build into a failure)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def _append(status: str, task, detail: str = "") -> None:
+    path = _tally()
+    if path is None:
+        return
+    line = json.dumps({"status": status, "id": task.task_id, "family": task.task_family,
+                       "detail": detail[:300]}) + "\n"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, line.encode())  # one small O_APPEND write: lines of concurrent workers never mix
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+@luigi.Task.event_handler(Event.DEPENDENCY_PRESENT)
+def _on_present(task) -> None:
+    if _is_main():
+        _tally()
+        _state["present"][task.task_id] = task.task_family
+
+
+@luigi.Task.event_handler(Event.DEPENDENCY_DISCOVERED)
+def _on_discovered(task, dependency) -> None:
+    # fired (main process, while scheduling) for each requirement of a task that is not complete
+    if _is_main():
+        _tally()
+        _state["scheduled"][task.task_id] = task.task_family
+        _state["scheduled"][dependency.task_id] = dependency.task_family
+
+
+@luigi.Task.event_handler(Event.DEPENDENCY_MISSING)
+def _on_missing(task) -> None:
+    # fired for external tasks without data and for tasks whose complete() raised
+    if _is_main():
+        _tally()
+        _state["scheduled"][task.task_id] = task.task_family
+
+
+@luigi.Task.event_handler(Event.SUCCESS)
+def _on_success(task) -> None:
+    _append("ok", task)
+
+
+@luigi.Task.event_handler(Event.FAILURE)
+def _on_failure(task, exc) -> None:
+    _append("failed", task, f"{type(exc).__name__}: {exc}")
+
+
+@luigi.Task.event_handler(Event.PROCESS_FAILURE)
+def _on_process_failure(task, msg) -> None:
+    _append("failed", task, str(msg))
+
+
+@luigi.Task.event_handler(Event.TIMEOUT)
+def _on_timeout(task, msg) -> None:
+    _append("failed", task, str(msg))
+
+
+@luigi.Task.event_handler(Event.BROKEN_TASK)
+def _on_broken(task, exc) -> None:
+    _append("failed", task, f"{type(exc).__name__}: {exc}")
+
+
+def _outcomes() -> dict[str, dict]:
+    path = _state["tally"]
+    out: dict[str, dict] = {}
+    if path and os.path.exists(path):
+        for line in Path(path).read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            out[rec["id"]] = rec  # the last outcome of a task wins
+    return out
+
+
+def _release_lines() -> list[str]:
+    conf = _state.get("config") or _snapshot()
+    if "error" in conf:
+        return [f"(release details unavailable: {conf['error']})"]
+    lines = []
+    release, rel = conf["release"], conf["release_dir"]
+    manifest = rel / "manifest.json"
+    if manifest.is_file():
+        rejects = rel / "rejects.csv"
+        if rejects.is_file():
+            with open(rejects, newline="") as fh:
+                n = max(0, sum(1 for _ in csv.reader(fh)) - 1)
+            lines.append(f"Rejects: {n} ({rejects})")
+        try:
+            images = len(json.loads(manifest.read_text()).get("images", []))
+            lines.append(f"Release {release}: {images} images -> {rel.resolve()}")
+        except ValueError:
+            lines.append(f"Release {release} -> {rel.resolve()}")
+    else:
+        lines.append(f"Release {release}: not built ({rel} has no manifest.json)")
+    url = conf["publish_url"]
+    if url:
+        lines.append(f"Publish target: {url}/manifest.json")
+    return lines
+
+
+def summary_text() -> Optional[str]:
+    """The summary of what this process scheduled since the last :func:`reset`, or None if nothing was."""
+    present, scheduled = _state["present"], _state["scheduled"]
+    if not present and not scheduled:
+        return None
+    outcomes = _outcomes()
+    ok = {k: v for k, v in outcomes.items() if v["status"] == "ok"}
+    failed = {k: v for k, v in outcomes.items() if v["status"] == "failed"}
+    not_run = [k for k in scheduled if k not in ok and k not in failed and k not in present]
+    done_before = [k for k in present if k not in ok and k not in failed]
+    fams = Counter(v["family"] for v in ok.values())
+    ran = ", ".join(f"{f} {n}" for f, n in sorted(fams.items()))
+    lines = [f"Build summary: {len(ok)} tasks ran" + (f" ({ran})" if ran else "")
+             + f", {len(failed)} failed, {len(not_run)} not run"
+             " (failed dependency, scheduling error or another worker),"
+             f" {len(done_before)} already done"]
+    for rec in sorted(failed.values(), key=lambda r: r["id"])[:10]:
+        lines.append(f"  FAILED {rec['id']}: {rec['detail']}")
+    if len(failed) > 10:
+        lines.append(f"  ... and {len(failed) - 10} more failed tasks")
+    try:
+        lines += _release_lines()
+    except Exception as exc:  # noqa: BLE001  (a summary must never turn a build into a failure)
+        lines.append(f"(release details unavailable: {type(exc).__name__}: {exc})")
+    return "\n".join(lines)
+
+
+def reset() -> None:
+    path = _state["tally"]
+    if path and _is_main():
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    _state.update(tally=None, present={}, scheduled={}, config=None)
+
+
+def _is_luigi_cli() -> bool:
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("")
+    return argv0.name == "luigi" or (argv0.name == "__main__.py" and argv0.parent.name == "luigi")
+
+
+def _at_exit() -> None:
+    if not _is_main():
+        return
+    try:
+        text = summary_text() if _is_luigi_cli() else None
+        if text:
+            print("\n" + text + "\n", flush=True)
+    finally:
+        reset()
+
+
+atexit.register(_at_exit)

@@ -1,0 +1,78 @@
+"""The release's GeoParquet index (pipeline/geoparquet.py)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from pyproj import Transformer
+from shapely.geometry import Point, box
+
+from pipeline.geoparquet import INDEX, SHARE_COLUMNS, index_frame, write_index
+from tests.helpers_outputs import demo_release, manifest_of, synthetic_records
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    return demo_release(tmp_path_factory)
+
+
+def test_index_has_one_row_per_manifest_image(release):
+    manifest = manifest_of(release)
+    frame = gpd.read_parquet(release / INDEX)
+    assert frame.crs.to_epsg() == 4326
+    assert list(frame["id"]) == [im["id"] for im in manifest["images"]]  # manifest (natural) order
+    by_id = {im["id"]: im for im in manifest["images"]}
+    for row in frame.itertuples():
+        im = by_id[row.id]
+        assert (row.split, row.region, row.country, row.continent, row.source) == (
+            im["split"], im["region"], im["country"], im["continent"], im["source"])
+        assert row.gsd == im["gsd"]
+        assert (row.image, row.label, row.sha256_image) == (im["image"], im["label"], im["sha256_image"])
+        assert (release / row.image).is_file() and (release / row.label).is_file()
+        shares = [getattr(row, c) for c in SHARE_COLUMNS]
+        assert sum(shares) == pytest.approx(1.0)
+        assert row.share_8 == pytest.approx(im["class_pixels"]["8"] / (im["width"] * im["height"]))
+        # the footprint lies in the manifest's lon/lat box and covers its centre
+        w, s, e, n = im["bounds_lonlat"]
+        assert box(w, s, e, n).buffer(1e-6).contains(row.geometry)
+        assert row.geometry.contains(Point((w + e) / 2, (s + n) / 2))
+        assert row.geometry.is_valid and row.geometry.exterior.is_ccw
+
+
+def test_index_is_geoparquet_with_a_covering_bbox(release):
+    meta = json.loads(pq.read_metadata(release / INDEX).metadata[b"geo"])
+    assert meta["primary_column"] == "geometry"
+    col = meta["columns"]["geometry"]
+    assert col["encoding"] == "WKB" and col["geometry_types"] == ["Polygon"]
+    assert "covering" in col  # GeoParquet 1.1 bbox column for spatial filtering
+    assert INDEX in {f["path"] for f in manifest_of(release)["files"]}
+
+
+def test_footprint_is_the_transformed_utm_rectangle(tmp_path):
+    records = synthetic_records(tmp_path, size=64)
+    frame = index_frame(records)
+    rec = records[0]
+    minx, miny, maxx, maxy = rec["bounds"]
+    t = Transformer.from_crs(rec["crs"], "EPSG:4326", always_xy=True)
+    expected = [t.transform(x, y) for x, y in ((minx, miny), (maxx, miny), (maxx, maxy), (minx, maxy))]
+    got = list(frame.loc[frame["id"] == rec["id"], "geometry"].iloc[0].exterior.coords)[:4]
+    assert np.allclose(got, expected, atol=1e-7)
+    # a record whose CRS cannot be used falls back to its lon/lat box
+    broken = dict(rec, crs="EPSG:999999")
+    geom = index_frame([broken]).geometry.iloc[0]
+    assert geom.equals(box(*rec["bounds_lonlat"]))
+
+
+def test_index_is_deterministic_and_ordered(tmp_path):
+    records = synthetic_records(tmp_path / "r", size=64)
+    a, b = tmp_path / "a", tmp_path / "b"
+    write_index(a, records)
+    write_index(b, list(reversed(records)))
+    assert (a / INDEX).read_bytes() == (b / INDEX).read_bytes()
+    frame = gpd.read_parquet(a / INDEX)
+    assert list(frame["id"]) == ["lima_1", "vienna_1", "vienna_2"]
+    assert frame["acquired"].isna().tolist() == [False, False, True]

@@ -1,0 +1,198 @@
+"""The release's STAC catalog (pipeline/stac.py): structure, content and offline schema validation."""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pystac
+import pytest
+
+from pipeline.stac import (
+    COLLECTION, LABEL_SCHEMA, PROJECTION_SCHEMA, schema_dir, schema_map, spdx_license, validate_stac,
+    validate_stac_object, write_stac,
+)
+from pipeline.validate import validate_release
+from tests.helpers_outputs import SOURCES, demo_release, manifest_of, no_network, synthetic_records  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    return demo_release(tmp_path_factory)
+
+
+@pytest.fixture
+def synthetic(tmp_path):
+    records = synthetic_records(tmp_path)
+    write_stac(tmp_path, records, release="t1", sources=SOURCES)
+    return tmp_path, records
+
+
+def test_release_catalog_validates_offline(release, no_network):
+    ids = [im["id"] for im in manifest_of(release)["images"]]
+    assert validate_stac(release, expected_ids=ids) == []
+
+
+def test_release_catalog_passes_stac_validator_recursively(release, no_network):
+    stac_validator = pytest.importorskip("stac_validator.validate")
+    v = stac_validator.StacValidate(str(release / COLLECTION), recursive=True, schema_map=schema_map())
+    assert v.run(), v.message
+    n = len(manifest_of(release)["images"])
+    assert len(v.message) == 1 + n
+    assert all(m["valid_stac"] for m in v.message)
+    kinds = sorted(m["asset_type"] for m in v.message)
+    assert kinds == ["COLLECTION"] + ["ITEM"] * n
+    # the extension schemas were checked, from the shipped copies
+    used = {s for m in v.message for s in m["schema"]}
+    assert any(s.endswith("projection-v2.0.0.json") for s in used)
+    assert any(s.endswith("label-v1.0.1.json") for s in used)
+
+
+def test_stac_validator_cli_with_the_shipped_schema_config(release):
+    exe = shutil.which("stac-validator")
+    if exe is None:
+        pytest.skip("stac-validator CLI not installed")
+    proc = subprocess.run(
+        [exe, "validate", "--recursive", "--schema-config", str(schema_dir() / "schema-map.json"),
+         str(release / COLLECTION)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_every_image_has_an_item_with_both_assets(release):
+    manifest = manifest_of(release)
+    collection = pystac.Collection.from_file(str(release / COLLECTION))
+    items = {i.id: i for i in collection.get_items()}
+    assert sorted(items) == sorted(im["id"] for im in manifest["images"])
+    for im in manifest["images"]:
+        item = items[im["id"]]
+        assert set(item.assets) == {"image", "label"}
+        for key in ("image", "label"):
+            href = Path(item.assets[key].get_absolute_href())
+            assert href.is_file()
+            assert href.resolve() == (release / im[key]).resolve()
+            assert not Path(item.assets[key].href).is_absolute()  # relative in the JSON
+            assert "cloud-optimized" in item.assets[key].media_type
+        p = item.properties
+        assert (p["split"], p["region"], p["country"], p["continent"], p["source"]) == (
+            im["split"], im["region"], im["country"], im["continent"], im["source"])
+        assert p["gsd"] == im["gsd"]
+        assert p["proj:code"] == im["crs"]
+        assert p["proj:transform"] == im["transform"]
+        assert p["proj:shape"] == [im["height"], im["width"]]
+        assert p["proj:bbox"] == im["bounds"]
+        assert p["label:type"] == "raster" and p["label:tasks"] == ["segmentation"]
+        assert p["label:classes"] == [{"name": None, "classes": [1, 2, 3, 4, 5, 6, 7, 8]}]
+        counts = {c["name"]: c["count"] for c in p["label:overviews"][0]["counts"]}
+        assert sum(counts.values()) + im["unlabelled_pixels"] == im["width"] * im["height"]
+        assert set(item.stac_extensions) == {PROJECTION_SCHEMA, LABEL_SCHEMA}
+        # footprint: the lon/lat box of the manifest encloses the item geometry's bbox (within rounding)
+        w, s, e, n = im["bounds_lonlat"]
+        assert item.bbox[0] >= w - 1e-6 and item.bbox[2] <= e + 1e-6
+        assert item.bbox[1] >= s - 1e-6 and item.bbox[3] <= n + 1e-6
+
+
+def test_collection_metadata(release):
+    manifest = manifest_of(release)
+    data = json.loads((release / COLLECTION).read_text())
+    assert data["type"] == "Collection" and data["stac_version"] == "1.1.0"
+    assert data["license"] == "CC0-1.0"
+    names = [p["name"] for p in data["providers"]]
+    assert {s["name"] for s in manifest["sources"]} <= set(names) and "oem-pipeline" in names
+    (bbox,) = data["extent"]["spatial"]["bbox"]
+    for im in manifest["images"]:
+        w, s, e, n = im["bounds_lonlat"]
+        assert bbox[0] <= w + 1e-6 and bbox[1] <= s + 1e-6 and bbox[2] >= e - 1e-6 and bbox[3] >= n - 1e-6
+    summaries = data["summaries"]
+    assert [c["name"] for c in summaries["classes"]] == [c["name"] for c in manifest["classes"]]
+    assert summaries["label:classes"] == [{"name": None, "classes": list(range(1, 9))}]
+    assert set(summaries["split"]) == {im["split"] for im in manifest["images"]}
+    assert set(data["item_assets"]) == {"image", "label"}
+    # self-contained: no absolute hrefs anywhere, no self links
+    text = (release / COLLECTION).read_text()
+    assert str(release) not in text and '"rel": "self"' not in text
+
+
+def test_stac_files_are_in_the_manifest_files(release):
+    manifest = manifest_of(release)
+    paths = {f["path"] for f in manifest["files"]}
+    assert COLLECTION in paths
+    assert {f"stac/items/{im['id']}.json" for im in manifest["images"]} <= paths
+
+
+def test_synthetic_catalog_is_valid_and_deterministic(synthetic, tmp_path_factory, no_network):
+    root, records = synthetic
+    assert validate_stac(root, expected_ids=[r["id"] for r in records]) == []
+    other = tmp_path_factory.mktemp("again")
+    shutil.copytree(root, other, dirs_exist_ok=True)
+    shutil.rmtree(other / "stac")
+    write_stac(other, list(reversed(records)), release="t1", sources=SOURCES)
+    for p in sorted((root / "stac").rglob("*.json")):
+        assert p.read_bytes() == (other / p.relative_to(root)).read_bytes(), p
+    item = json.loads((root / "stac/items/vienna_1.json").read_text())
+    assert item["properties"]["datetime"] == "2019-06-01T00:00:00Z"
+    unknown = json.loads((root / "stac/items/vienna_2.json").read_text())["properties"]
+    assert unknown["datetime"] is None and unknown["start_datetime"] < unknown["end_datetime"]
+    coll = json.loads((root / COLLECTION).read_text())
+    assert coll["extent"]["temporal"]["interval"] == [["2019-06-01T00:00:00Z", "2021-02-03T00:00:00Z"]]
+    assert coll["license"] == "CC-BY-4.0"
+    assert coll["providers"][0]["url"] == "https://example.org/data"
+
+
+def test_schema_problems_are_reported(synthetic, no_network):
+    root, records = synthetic
+    item = json.loads((root / "stac/items/vienna_1.json").read_text())
+    bad = copy.deepcopy(item)
+    bad["properties"]["proj:epsg"] = 32633          # not a projection v2.0.0 field
+    bad["properties"]["label:type"] = "mask"       # not raster/vector
+    del bad["properties"]["datetime"]              # core: datetime required
+    problems = validate_stac_object("stac/items/vienna_1.json", bad)
+    text = "\n".join(problems)
+    assert "proj:epsg" in text and "label:type" in text and "datetime" in text
+    assert all(p.startswith("stac/items/vienna_1.json: ") for p in problems)
+
+
+def test_missing_asset_and_missing_item_are_reported(synthetic):
+    root, records = synthetic
+    (root / records[0]["label"]).unlink()
+    (root / "stac/items/lima_1.json").unlink()
+    problems = validate_stac(root, expected_ids=[r["id"] for r in records])
+    assert "stac/items/vienna_1.json: label asset ../../vienna/labels/vienna_1.tif does not name a file of the release" in problems
+    assert "stac/items/lima_1.json: missing (linked from stac/collection.json)" in problems
+    assert f"{COLLECTION}: no item for images: lima_1" in problems
+
+
+def test_release_validation_reports_a_broken_catalog(release, tmp_path):
+    copy_ = tmp_path / "rel"
+    shutil.copytree(release, copy_)
+    victim = copy_ / "stac/items" / f"{manifest_of(release)['images'][0]['id']}.json"
+    data = json.loads(victim.read_text())
+    data["properties"]["label:type"] = "mask"
+    victim.unlink()
+    victim.write_text(json.dumps(data))
+    problems = validate_release(copy_)
+    rel = victim.relative_to(copy_).as_posix()
+    assert any(p.startswith(f"{rel}: sha256 mismatch") for p in problems)
+    assert any(p.startswith(f"{rel}: label: ") and "mask" in p for p in problems)
+
+
+@pytest.mark.parametrize("text, spdx", [
+    ("CC0-1.0 (synthetic)", "CC0-1.0"), ("CC BY-NC-SA 4.0", "CC-BY-NC-SA-4.0"), ("CC BY-SA 4.0", "CC-BY-SA-4.0"),
+    ("CC-BY-4.0", "CC-BY-4.0"), ("public-domain imagery; cite Maggiori et al. 2017", "other"), ("", "other"),
+    (None, "other"), ("per image, mostly CC BY 4.0", "other"),
+])
+def test_spdx_license(text, spdx):
+    assert spdx_license(text) == spdx
+
+
+def test_schema_map_points_at_shipped_files():
+    mapping = schema_map()
+    assert PROJECTION_SCHEMA in mapping and LABEL_SCHEMA in mapping
+    for url, path in mapping.items():
+        data = json.loads(Path(path).read_text())
+        assert data.get("$id", "").rstrip("#").replace("commonjson", "common.json") == url.rstrip("#") or \
+            url.startswith("http://json-schema.org/"), (url, data.get("$id"))
