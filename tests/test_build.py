@@ -14,17 +14,11 @@ import rasterio
 
 import pipeline  # noqa: F401  (registers the tasks)
 from pipeline.validate import validate_release
+from tests.helpers_build import DEMO_SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SOURCES = """
-sources:
-  - name: demo
-    kind: demo
-    license: CC0-1.0 (synthetic)
-    attribution: oem-pipeline demo
-    options: {seed: 7, size: small}
-"""
+SOURCES = DEMO_SOURCES  # one small demo source, 13 regions of one tile each
 
 
 def build(data_dir: Path, sources: Path, release: str = "test") -> tuple[bool, Path]:

@@ -3,22 +3,15 @@
 How users run this (what the test does, on 127.0.0.1 and a free port)::
 
     luigid --port 8082 --state-path /tmp/luigid/state --logdir /tmp/luigid    # or --background --pidfile ...
-    cat > central.cfg <<'EOF'
-    [core]
-    local_scheduler = false   # luigi.cfg says true; Luigi 3 has no --no-local-scheduler flag to undo it
-    [worker]
-    keep_alive = true         # a process whose tasks another one is running waits for them, and helps
-    [retcode]
-    already_running = 0       # "run by another worker" is the point here, not an error (luigi.cfg: 10)
-    not_run = 0               # ... and so is a root task that this process did not run itself (luigi.cfg: 25)
-    EOF
+    # docs/luigi-central.cfg (shipped): local_scheduler = false, worker keep_alive = true,
+    # retcode already_running = 0 and not_run = 0
     # on each machine / in each terminal, same data folder (a shared file system):
-    LUIGI_CONFIG_PATH=central.cfg luigi --module pipeline BuildRelease \
+    LUIGI_CONFIG_PATH=docs/luigi-central.cfg luigi --module pipeline BuildRelease \
         --scheduler-host <luigid host> --scheduler-port 8082 --workers 2 --no-lock
 
 Exit codes: ``luigi.cfg`` maps "tasks were run by another worker" to 10 and "the root task was not run by this
 process" to 25, so with it a process whose work the other one did exits non-zero although the release was
-built; ``central.cfg`` sets both to 0.  A failing task still makes the process that ran it exit 30
+built; ``docs/luigi-central.cfg`` sets both to 0.  A failing task still makes the process that ran it exit 30
 (``task_failed``), and ``python -m pipeline validate`` checks the result.  ``--no-lock`` is needed only when
 two identical command lines run on the same machine (Luigi's pid lock would make the second exit at once).  The scheduler hands every task to one worker; the outputs are written
 atomically, so the release is the same as a single local-scheduler build.  Per-scene tasks are dynamic
