@@ -22,6 +22,7 @@ Policies shared by every adapter (implemented here, in :meth:`Adapter.scenes`):
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, ClassVar, Iterable, Optional
@@ -68,7 +69,7 @@ def sibling_raster(folder: Path, stem: str, suffixes: tuple[str, ...] = RASTER_S
     return first_existing(folder / f"{stem}{s}" for s in suffixes)
 
 
-class Adapter:
+class Adapter(ABC):
     """Base class: turn a fetched folder of one upstream layout into sorted, unique scenes.
 
     Subclasses set the class attributes and implement :meth:`_scan`, which yields one *thunk* per
@@ -123,9 +124,9 @@ class Adapter:
         return [by_id[k] for k in sorted(by_id)]
 
     # -- to implement -------------------------------------------------------------------------
+    @abstractmethod
     def _scan(self, root: Path, source: SourceConfig) -> Iterable[Callable[[], Scene]]:
         """Yield one zero-argument callable per candidate scene, in sorted file order."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _scan")
 
     def empty_reason(self, root: Path, source: SourceConfig) -> str:
         """Why ``root`` gave no scene: the layout that was looked for (subclasses refine)."""
