@@ -3,8 +3,8 @@
 Generates a 20000x20000 3-band uint8 GeoTIFF (DEFLATE level 1, 512x512 internal tiles; content is a cheap
 repeated pattern so generation takes seconds) at 0.15 m in UTM zone 33N, then, in a child process, runs
 the pipeline's prepare + tiling on it exactly as ``PrepareScene`` / ``TileScene`` do:
-``pipeline.raster.plan_scene`` (0.15 m -> 0.3 m grid, 10000x10000 px) and
-``pipeline.tiling.write_scene_tiles`` (windowed warp straight into 1024x1024 tiles) on a
+``pipeline.raster.plan.plan_scene`` (0.15 m -> 0.3 m grid, 10000x10000 px) and
+``pipeline.raster.tiling.write_scene_tiles`` (windowed warp straight into 1024x1024 tiles) on a
 ``pipeline.scene.Scene``.  The child's peak RSS is read with ``resource.getrusage(RUSAGE_CHILDREN)``
 (``ru_maxrss``) once it has exited.  The source image alone is 1.1 GiB of pixels, so a peak below
 ``--limit-gib`` (1.5 GiB) shows nothing loads the scene whole.  Exit 1 when the peak is above the limit or
@@ -62,9 +62,9 @@ def make_scene_file(path: Path, size: int) -> float:
 def _child(image: str, out_dir: str, result_file: str) -> None:
     """Runs in the measured child process: prepare + tile the scene, write a small JSON result."""
     from pipeline.params import ProcessingParams
-    from pipeline.raster import plan_scene
+    from pipeline.raster.plan import plan_scene
     from pipeline.scene import Scene
-    from pipeline.tiling import write_scene_tiles
+    from pipeline.raster.tiling import write_scene_tiles
 
     params = ProcessingParams()
     scene = Scene(source="bench", scene_id="big", kind="local", image=image, license="CC0-1.0",

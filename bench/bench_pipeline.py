@@ -64,8 +64,8 @@ def _scene(a: dict):
 
 
 def w_pipeline_tile(a: dict) -> dict:
-    from pipeline.raster import plan_scene
-    from pipeline.tiling import write_label_tiles, write_scene_tiles
+    from pipeline.raster.plan import plan_scene
+    from pipeline.raster.tiling import write_label_tiles, write_scene_tiles
     out = Path(a["out"])
     shutil.rmtree(out, ignore_errors=True)
     t0, c0 = time.perf_counter(), _cpu()
@@ -129,7 +129,7 @@ def _timed_passes(fn, arrays) -> tuple[float, float, list]:
 
 
 def w_seg_pipeline(a: dict) -> dict:
-    from pipeline.segments import count_segments
+    from pipeline.labels.segments import count_segments
     arrays = _read_labels(a["files"])
 
     def fn(x):
@@ -165,10 +165,10 @@ def _read_tiles(src: Path) -> list[dict]:
 
 
 def _release_ops():
-    """(cog function, sha256_file, name) as ``pipeline.release`` uses them, so the row follows the release
-    code: ``place_cog`` or ``to_cog`` and the checksum are taken from ``pipeline.release``'s own namespace
-    when it imports them, else from ``pipeline.cog`` / ``pipeline.manifest``; the name says which."""
-    import pipeline.release as rel
+    """(cog function, sha256_file, name) as ``pipeline.release.writer`` uses them, so the row follows the release
+    code: ``place_cog`` or ``to_cog`` and the checksum are taken from ``pipeline.release.writer``'s own namespace
+    when it imports them, else from ``pipeline.raster.cog`` / ``pipeline.release.manifest``; the name says which."""
+    import pipeline.release.writer as rel
     for name in ("place_cog", "to_cog"):  # place_cog: link when already a COG, else to_cog
         to_cog, where = getattr(rel, name, None), f"release.{name}"
         if to_cog is not None:
@@ -178,18 +178,18 @@ def _release_ops():
         to_cog = getattr(cog_mod, "to_cog", None)
         where = "release.cog.to_cog"
     if to_cog is None:
-        from pipeline.cog import to_cog
+        from pipeline.raster.cog import to_cog
         where = "cog.to_cog"
     sha = getattr(rel, "sha256_file", None)
     if sha is None:
-        from pipeline.manifest import sha256_file as sha
+        from pipeline.release.manifest import sha256_file as sha
     return to_cog, sha, where
 
 
 def w_release_pipeline(a: dict) -> dict:
     """The release's per-tile write path: the work tiles written by TileScene / LabelScene (on disk, not
     timed) converted to COG (``kind="image"`` / ``"label"``) into <region>/images|labels, and the SHA-256
-    of both files, as ``pipeline.release.write_release`` does per image."""
+    of both files, as ``pipeline.release.writer.write_release`` does per image."""
     to_cog, sha256_file, where = _release_ops()
     src = Path(a["src"])
     tiles = json.loads((src / "tiles.json").read_text())
@@ -386,8 +386,8 @@ def main() -> int:
     gdal_setup()
     from scene_gen import generate
 
-    from pipeline.raster import plan_scene
-    from pipeline.tiling import tile_lattice, tile_id
+    from pipeline.raster.plan import plan_scene
+    from pipeline.raster.tiling import tile_lattice, tile_id
 
     cache = Path(a.cache)
     img, lbl = generate(cache, a.size)
@@ -468,8 +468,8 @@ def main() -> int:
         rows.append(("3 release writing (image+label)", f"{ntiles} tiles -> COG ({res['pipe'][0]['via']})",
                      f"{res['pipe'][0]['via'].split('.')[-1]}+sha256", sp3, sp3["mpxs"] / sl3["mpxs"]))
         rows.append(("", "", "plain rasterio GTiff write", sl3, 1.0))
-        from pipeline.cog import validate_cog
-        from pipeline.manifest import sha256_file
+        from pipeline.raster.cog import validate_cog
+        from pipeline.release.manifest import sha256_file
         det = all(r["sha256"] == res["pipe"][0]["sha256"] for r in res["pipe"])
         relb = work / "rel" / "release" / "bench"
         ok = det and all(sha256_file(relb / "images" / f"bench_{n}.tif") == s[0] and

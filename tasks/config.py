@@ -8,7 +8,7 @@ import luigi
 
 from pipeline.params import ProcessingParams
 from pipeline.scene import Scene, read_catalog
-from pipeline.sources import SourceConfig, enabled_sources, load_sources
+from pipeline.sources.config import SourceConfig, enabled_sources, load_sources
 
 
 class PipelineConfig(luigi.Config):
@@ -97,7 +97,7 @@ def inputs_digest() -> str:
     import hashlib
     import json
 
-    from pipeline.labelling import annotation_digest
+    from pipeline.labels.labelling import annotation_digest
 
     blob = json.dumps(
         {"sources": [dataclasses.asdict(s) for s in active_sources()], "annotations": annotation_digest(done_dir())},
@@ -116,8 +116,8 @@ def releases_root() -> Path:
 
 def previous_release_dir() -> Path | None:
     """The folder of the release this build continues (``previous_release``; see
-    :func:`pipeline.history.find_previous_release`), or None."""
-    from pipeline.history import find_previous_release
+    :func:`pipeline.dataset.history.find_previous_release`), or None."""
+    from pipeline.dataset.history import find_previous_release
 
     c = cfg()
     return find_previous_release(releases_root(), str(c.release), c.previous_release)
@@ -125,7 +125,7 @@ def previous_release_dir() -> Path | None:
 
 def publish_url() -> str | None:
     """``<publish_url>/<release>`` when publishing is configured, else None."""
-    from pipeline.object_store import join_url
+    from pipeline.sources.object_store import join_url
 
     c = cfg()
     return join_url(str(c.publish_url), str(c.release)) if c.publish_url else None

@@ -15,7 +15,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import atomic
-from pipeline.pool import assemble_pool, name_images
+from pipeline.dataset.pool import assemble_pool, name_images
 from tasks.config import (
     active_sources, cfg, inputs_digest, load_scene, previous_release_dir, scene_dir, source_config, todo_dir,
     work_dir,
@@ -36,7 +36,7 @@ def _params_tag(**params) -> str:
 
 def _previous_release() -> tuple[Path | None, str]:
     """The folder of the release this build continues (or None) and a digest of its manifest (``"none"``)."""
-    from pipeline.history import manifest_digest
+    from pipeline.dataset.history import manifest_digest
 
     folder = previous_release_dir()
     return folder, (manifest_digest(folder) if folder is not None else "none")
@@ -105,8 +105,8 @@ class SelectTiles(luigi.Task):
             work_dir() / f"selection-{inputs_digest()}-{_params_tag(**self._params())}-prev{prev}.json"))
 
     def run(self):
-        from pipeline.history import load_manifest, previous_maps
-        from pipeline.selection import sample_region
+        from pipeline.dataset.history import load_manifest, previous_maps
+        from pipeline.dataset.selection import sample_region
 
         p = self._params()
         folder, digest = _previous_release()
@@ -167,7 +167,7 @@ class ExportAnnotationTodo(luigi.Task):
             Path(self.input()["selection"].path).stem.replace("selection", "todo", 1) + ".json")))
 
     def run(self):
-        from pipeline.labelling import export_todo
+        from pipeline.labels.labelling import export_todo
 
         pool = _load(self.input()["pool"].path)
         chosen = set(_load(self.input()["selection"].path)["selected"])
@@ -203,8 +203,8 @@ class SplitDataset(luigi.Task):
         return luigi.LocalTarget(str(work_dir() / f"split-{sel}-trials{c.split_trials}-prev{prev}.json"))
 
     def run(self):
-        from pipeline.history import load_manifest, previous_maps
-        from pipeline.splits import footprint, leakage_groups, split_dataset
+        from pipeline.dataset.history import load_manifest, previous_maps
+        from pipeline.dataset.splits import footprint, leakage_groups, split_dataset
 
         c = cfg()
         folder, digest = _previous_release()
@@ -240,7 +240,7 @@ class ComputeStats(luigi.Task):
         return luigi.LocalTarget(str(Path(self.input().path).with_suffix("").as_posix().replace("/split-", "/stats-")))
 
     def run(self):
-        from pipeline.stats import write_stats
+        from pipeline.dataset.stats import write_stats
 
         images = _load(self.input().path)["images"]
         self.set_status_message(f"statistics over {len(images)} images")

@@ -1,5 +1,5 @@
 """Publish a built release to S3: ``luigi --module pipeline PublishRelease --PipelineConfig-publish-url
-s3://bucket/prefix`` (the work is :func:`pipeline.object_store.publish_release`)."""
+s3://bucket/prefix`` (the work is :func:`pipeline.sources.object_store.publish_release`)."""
 from __future__ import annotations
 
 import luigi
@@ -17,7 +17,7 @@ class S3ObjectTarget(luigi.Target):
         self.endpoint_url = endpoint_url
 
     def exists(self) -> bool:
-        from pipeline.object_store import exists
+        from pipeline.sources.object_store import exists
 
         return exists(self.url, endpoint_url=self.endpoint_url)
 
@@ -37,7 +37,7 @@ class PublishRelease(luigi.Task):
         return S3ObjectTarget(f"{url}/manifest.json", endpoint_url=s3_endpoint())
 
     def run(self):
-        from pipeline.object_store import publish_release
+        from pipeline.sources.object_store import publish_release
 
         url = publish_url()
         self.set_status_message(f"publishing release {cfg().release} to {url}")

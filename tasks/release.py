@@ -7,9 +7,9 @@ from pathlib import Path
 import luigi
 
 from pipeline import __version__, atomic
-from pipeline.pool import footprint_rejects
-from pipeline.release import write_release
-from pipeline.splits import uda_section
+from pipeline.dataset.pool import footprint_rejects
+from pipeline.release.writer import write_release
+from pipeline.dataset.splits import uda_section
 from tasks.config import active_sources, cfg, processing_params, release_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
 from tasks.sources import FetchSource
@@ -29,7 +29,7 @@ class BuildRelease(luigi.Task):
         return luigi.LocalTarget(str(release_dir() / "manifest.json"))
 
     def run(self):
-        from pipeline.validate import validate_release
+        from pipeline.release.validate import validate_release
 
         c = cfg()
         params = processing_params()
@@ -86,6 +86,6 @@ class BuildRelease(luigi.Task):
 def _previous_manifest(record: dict | None) -> dict | None:
     """The manifest of the release that SplitDataset kept ids and splits from (``record`` is its
     ``previous_release`` entry), checked against the digest SplitDataset saw."""
-    from pipeline.history import load_manifest
+    from pipeline.dataset.history import load_manifest
 
     return load_manifest(record["folder"], record["digest"]) if record else None

@@ -1,8 +1,8 @@
 """Per-scene tasks: prepare (grid plan or reject) -> tile -> label -> count segments.
 
 Each writes one JSON record last, atomically, under ``data/work/<fingerprint>/scenes/<source>/<scene>/``;
-the record's existence is the task's completion.  Heavy pixel work happens in :mod:`pipeline.raster` and
-:mod:`pipeline.tiling`, one output tile at a time.
+the record's existence is the task's completion.  Heavy pixel work happens in :mod:`pipeline.raster.plan` and
+:mod:`pipeline.raster.tiling`, one output tile at a time.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class PrepareScene(SceneTask):
         return luigi.LocalTarget(str(self.folder / "plan.json"))
 
     def run(self):
-        from pipeline.raster import plan_scene
+        from pipeline.raster.plan import plan_scene
 
         params = processing_params()
         scene = self.scene
@@ -69,7 +69,7 @@ class TileScene(SceneTask):
         return luigi.LocalTarget(str(self.folder / "tiles.json"))
 
     def run(self):
-        from pipeline.tiling import write_scene_tiles
+        from pipeline.raster.tiling import write_scene_tiles
 
         plan = _read_json(self.input())
         tiles: list[dict] = []
@@ -105,15 +105,15 @@ class LabelScene(SceneTask):
         return TileScene(source_name=self.source_name, scene_id=self.scene_id)
 
     def output(self):
-        from pipeline.labelling import annotation_digest, tile_key
+        from pipeline.labels.labelling import annotation_digest, tile_key
 
         digest = annotation_digest(done_dir(), prefix=tile_key(self.source_name, self.scene_id, ""))
         name = f"labels-{digest[:12]}.json" if digest else "labels.json"
         return luigi.LocalTarget(str(self.folder / name))
 
     def run(self):
-        from pipeline.labelling import apply_annotations
-        from pipeline.tiling import write_label_tiles
+        from pipeline.labels.labelling import apply_annotations
+        from pipeline.raster.tiling import write_label_tiles
 
         tiled = _read_json(self.input())
         plan = _read_json(self.requires().input())
@@ -148,7 +148,7 @@ class CountSegments(SceneTask):
         return luigi.LocalTarget(str(self.folder / name))
 
     def run(self):
-        from pipeline.segments import count_segments
+        from pipeline.labels.segments import count_segments
 
         labels = _read_json(self.input())["labels"]
         out = []

@@ -33,7 +33,7 @@ class FetchSource(luigi.Task):
         c = cfg()
         cache_url, endpoint = c.raw_cache_url or None, c.s3_endpoint_url or None
         if cache_url:
-            from pipeline.object_store import raw_cache_url, restore_raw, upload_raw
+            from pipeline.sources.object_store import raw_cache_url, restore_raw, upload_raw
 
             self.set_status_message(f"restoring {src.name} from the raw cache {raw_cache_url(cache_url, src)}")
             record = restore_raw(src, dest, cache_url, endpoint_url=endpoint, progress=self._progress)
@@ -55,7 +55,7 @@ class FetchSource(luigi.Task):
     def _fetch(self, src, dest: Path) -> dict:
         self.set_status_message(f"fetching {src.name} ({src.kind}) from {src.location or 'built-in demo'}")
         if src.kind == "demo":
-            from pipeline.demo import generate_demo
+            from oem_demo.generate import generate_demo
 
             with atomic.atomic_path(dest) as tmp:
                 summary = generate_demo(tmp, seed=int(src.options["seed"]), size=str(src.options["size"]))
@@ -71,7 +71,7 @@ class FetchSource(luigi.Task):
                 "items": summary.get("scenes", []),
             }
         else:
-            from pipeline.fetching import fetch_source
+            from pipeline.sources.fetch import fetch_source
 
             record = fetch_source(src, dest, progress=self._progress)
             record.setdefault("root", str(dest))
@@ -92,7 +92,7 @@ class CatalogSource(luigi.Task):
     def run(self):
         import json
 
-        from pipeline.adapters import get_adapter
+        from pipeline.sources.adapters import get_adapter
 
         src = source_config(self.source_name)
         fetched = json.loads(Path(self.input().path).read_text())

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from rasterio.transform import Affine, array_bounds
 
-from pipeline.cog import write_cog
+from pipeline.raster.cog import write_cog
 from tests.helpers_build import reference_build, release_dir
 
 #: (id, region, split, crs, origin x, origin y, lon/lat box, acquired)

@@ -16,16 +16,16 @@ from rasterio.transform import Affine
 from scipy import ndimage
 from shapely.geometry import box
 
-from pipeline.adapters import ADAPTERS, get_adapter, scenes_for
-from pipeline.adapters.demo import DemoAdapter
-from pipeline.adapters.inria import InriaAdapter, inria_region
-from pipeline.adapters.local import LocalAdapter
-from pipeline.adapters.spacenet import SpaceNetAdapter, spacenet_scene_from_files
-from pipeline.adapters.xbd import XbdAdapter, disaster_region, fit_affine, vertex_pairs
+from pipeline.sources.adapters import ADAPTERS, get_adapter, scenes_for
+from pipeline.sources.adapters.demo import DemoAdapter
+from pipeline.sources.adapters.inria import InriaAdapter, inria_region
+from pipeline.sources.adapters.local import LocalAdapter
+from pipeline.sources.adapters.spacenet import SpaceNetAdapter, spacenet_scene_from_files
+from pipeline.sources.adapters.xbd import XbdAdapter, disaster_region, fit_affine, vertex_pairs
 from pipeline.errors import AnnotationRejected, SceneRejected
-from pipeline.footprints import load_footprints, read_xbd_label, xbd_polygons
+from pipeline.sources.footprints import load_footprints, read_xbd_label, xbd_polygons
 from pipeline.scene import Scene
-from pipeline.sources import COMMON_OPTIONS, KIND_OPTIONS, SourceConfig
+from pipeline.sources.config import COMMON_OPTIONS, KIND_OPTIONS, SourceConfig
 from tests.conftest import shared_file
 
 def from_origin(west: float, north: float, xsize: float, ysize: float) -> Affine:
@@ -414,7 +414,7 @@ def test_demo_delegates_and_registry(tmp_path):
     with pytest.raises(SceneRejected, match="none of the sub-folders"):
         DemoAdapter().scenes(tmp_path / "xbd", src)
     assert set(ADAPTERS) == {"xbd", "inria", "spacenet", "local", "demo", "openaerialmap"}
-    assert ADAPTERS["openaerialmap"] == "pipeline.adapters.openaerialmap:OpenAerialMapAdapter"
+    assert ADAPTERS["openaerialmap"] == "pipeline.sources.adapters.openaerialmap:OpenAerialMapAdapter"
     for kind in ("xbd", "inria", "spacenet", "local"):
         assert get_adapter(kind).kind == kind
     with pytest.raises(KeyError, match="no adapter for kind 'inira'"):

@@ -18,7 +18,7 @@ from shapely.geometry import Polygon, box
 
 import pipeline  # noqa: F401  (registers the tasks)
 from pipeline.scene import CLASS_COLORS
-from pipeline.validate import validate_release
+from pipeline.release.validate import validate_release
 
 CRS = "EPSG:32633"
 X0, Y0, GSD, SIZE = 500000.0, 5000000.0, 0.5, 3100  # 3x3 tiles of 1024 px at 0.5 m

@@ -1,4 +1,4 @@
-"""Pre-annotation export and annotation import (pipeline/annotations.py), on small real files."""
+"""Pre-annotation export and annotation import (pipeline/labels/annotations.py), on small real files."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 from shapely.geometry import Polygon, box
 
-from pipeline.annotations import (
+from pipeline.labels.annotations import (
     TileGrid,
     export_preannotation,
     find_annotation,

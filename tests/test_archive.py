@@ -1,4 +1,4 @@
-"""pipeline.archive with real zip / tar archives, including hostile ones."""
+"""pipeline.sources.archive with real zip / tar archives, including hostile ones."""
 from __future__ import annotations
 
 import io
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.archive import extract_archive, is_archive
+from pipeline.sources.archive import extract_archive, is_archive
 from pipeline.errors import FetchError
 
 

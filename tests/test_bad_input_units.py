@@ -1,11 +1,11 @@
 """Bad-input cases that tests/test_bad_input.py does not drive through a whole build, at the level of the
 function the pipeline calls for them (same code path as the Luigi task):
 
-* a skewed (sheared, not only rotated) source affine: ``PrepareScene`` -> :func:`pipeline.raster.plan_scene`
-  accepts it and plans a north-up UTM grid, ``TileScene`` -> :func:`pipeline.tiling.write_scene_tiles`
+* a skewed (sheared, not only rotated) source affine: ``PrepareScene`` -> :func:`pipeline.raster.plan.plan_scene`
+  accepts it and plans a north-up UTM grid, ``TileScene`` -> :func:`pipeline.raster.tiling.write_scene_tiles`
   warps it;
 * a source's building footprints (the pre-annotation of pending tiles, ``ExportAnnotationTodo`` ->
-  :func:`pipeline.labelling.export_todo`): footprints outside the tile, footprints whose file declares
+  :func:`pipeline.labels.labelling.export_todo`): footprints outside the tile, footprints whose file declares
   another CRS, invalid (self-intersecting) polygons and an unreadable footprint file.  None of them loses
   the tile: it stays pending with its image exported, and an unreadable file is named in the export's
   ``footprints_error``.
@@ -23,10 +23,10 @@ from affine import Affine
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
 
-from pipeline.labelling import export_todo
-from pipeline.raster import plan_scene
+from pipeline.labels.labelling import export_todo
+from pipeline.raster.plan import plan_scene
 from pipeline.scene import Scene
-from pipeline.tiling import write_scene_tiles
+from pipeline.raster.tiling import write_scene_tiles
 
 UTM = "EPSG:32633"
 GSD = 0.3
@@ -146,7 +146,7 @@ def test_building_mask_of_another_shape_is_named_and_the_tile_still_exported(tmp
                                       f"image {N}x{N}"
     assert (tmp_path / "half" / f"{rec['tile']}_image.tif").is_file() and rec["buildings"] == 0
     # ... and it becomes one rejects.csv row (one per file and reason, however many tiles used the mask)
-    from pipeline.pool import REJECT_COLUMNS, footprint_rejects
+    from pipeline.dataset.pool import REJECT_COLUMNS, footprint_rejects
 
     rows = footprint_rejects([rec, dict(rec, key="other"), {"key": "fine"}], {"src": {"root": str(tmp_path)}})
     assert rows == [{"source": rec["reject"]["source"], "scene_id": rec["reject"]["scene_id"],

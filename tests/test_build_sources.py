@@ -15,8 +15,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 import pipeline  # noqa: F401  (registers the tasks)
-from pipeline.demo import generate_demo
-from pipeline.validate import validate_release
+from oem_demo.generate import generate_demo
+from pipeline.release.validate import validate_release
 from tests.loopback import LoopbackServer
 
 BUCKET = "spacenet-dataset"

@@ -1,4 +1,4 @@
-"""Release tiles are Cloud-Optimized GeoTIFFs (pipeline/cog.py, written by pipeline.release.write_release)."""
+"""Release tiles are Cloud-Optimized GeoTIFFs (pipeline/raster/cog.py, written by pipeline.release.writer.write_release)."""
 from __future__ import annotations
 
 import shutil
@@ -11,8 +11,8 @@ import pytest
 import rasterio
 from rasterio.transform import Affine
 
-from pipeline.cog import COG_OPTIONS, follows_policy, place_cog, to_cog, validate_cog, write_cog
-from pipeline.validate import validate_release
+from pipeline.raster.cog import COG_OPTIONS, follows_policy, place_cog, to_cog, validate_cog, write_cog
+from pipeline.release.validate import validate_release
 from tests.helpers_outputs import demo_release, manifest_of
 
 ROOT = Path(__file__).resolve().parents[1]

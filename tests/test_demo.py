@@ -1,4 +1,4 @@
-"""Tests of the built-in DEMO source (pipeline/demo.py), on size="small" in a temporary folder."""
+"""Tests of the built-in DEMO source (oem_demo/generate.py), on size="small" in a temporary folder."""
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +16,7 @@ from pyproj import Geod
 from shapely import wkt as shapely_wkt
 from shapely.geometry import shape
 
-from pipeline.demo import CONTINENTS, DEMO_SCENES, LAYOUTS, generate_demo, metres_per_degree, target_gsd
+from oem_demo.generate import CONTINENTS, DEMO_SCENES, LAYOUTS, generate_demo, metres_per_degree, target_gsd
 
 GEOD = Geod(ellps="WGS84")
 

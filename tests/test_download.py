@@ -1,4 +1,4 @@
-"""pipeline.download against a real loopback HTTP server."""
+"""pipeline.sources.download against a real loopback HTTP server."""
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from pipeline.download import download, part_path
+from pipeline.sources.download import download, part_path
 from pipeline.errors import FetchError
 from tests.loopback import LoopbackServer
 

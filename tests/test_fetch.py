@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import FetchError
-from pipeline.fetching import fetch_source
-from pipeline.sources import SourcesError, SourceConfig, load_sources
+from pipeline.sources.fetch import fetch_source
+from pipeline.sources.config import SourcesError, SourceConfig, load_sources
 from tests.loopback import LoopbackServer
 
 

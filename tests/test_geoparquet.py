@@ -1,4 +1,4 @@
-"""The release's GeoParquet index (pipeline/geoparquet.py)."""
+"""The release's GeoParquet index (pipeline/release/geoparquet.py)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 from pyproj import Transformer
 from shapely.geometry import Point, box
 
-from pipeline.geoparquet import INDEX, SHARE_COLUMNS, index_frame, write_index
+from pipeline.release.geoparquet import INDEX, SHARE_COLUMNS, index_frame, write_index
 from tests.helpers_outputs import demo_release, manifest_of, synthetic_records
 
 

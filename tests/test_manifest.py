@@ -10,7 +10,7 @@ import jsonschema
 import numpy as np
 import pytest
 
-from pipeline.manifest import (
+from pipeline.release.manifest import (
     SCHEMA_VERSION,
     ManifestError,
     build_manifest,

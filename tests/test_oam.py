@@ -16,11 +16,11 @@ import pytest
 import rasterio
 from affine import Affine
 
-from pipeline.adapters.openaerialmap import OpenAerialMapAdapter
+from pipeline.sources.adapters.openaerialmap import OpenAerialMapAdapter
 from pipeline.errors import FetchError
-from pipeline.fetching import fetch_source
-from pipeline.oam import build_params, search_catalog
-from pipeline.sources import SourceConfig
+from pipeline.sources.fetch import fetch_source
+from pipeline.sources.oam import build_params, search_catalog
+from pipeline.sources.config import SourceConfig
 from tests.loopback import LoopbackServer
 
 BBOX = [39.2, -6.9, 39.4, -6.7]  # Dar es Salaam

@@ -1,4 +1,4 @@
-"""Releases and raw caches on S3 (pipeline.object_store, tasks.publish, FetchSource's raw cache) against
+"""Releases and raw caches on S3 (pipeline.sources.object_store, tasks.publish, FetchSource's raw cache) against
 moto's real S3 server on loopback, started by the test."""
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import luigi.configuration
 import pytest
 from moto.server import ThreadedMotoServer
 
-from pipeline.object_store import (
+from pipeline.sources.object_store import (
     ObjectStoreError, join_url, manifest_checksums, publish_release, put_file, raw_cache_url, restore_raw,
     upload_raw,
 )
-from pipeline.sources import SourceConfig
+from pipeline.sources.config import SourceConfig
 from tests.helpers_build import DEMO_SOURCES, RELEASE, luigi_cmd, pipeline_env, release_dir, run_luigi
 
 BUCKET = "oem-releases"
@@ -244,12 +244,12 @@ def test_fetch_source_uses_the_raw_cache(moto_endpoint, tmp_path, monkeypatch):
         assert luigi.build([FetchSource(source_name="demo")], local_scheduler=True, workers=1, log_level="WARNING")
         rec_a = json.loads((tmp_path / "a" / "raw" / "demo" / "fetch.json").read_text())
 
-        import pipeline.demo
+        import oem_demo.generate
 
         def no_generation(*a, **k):
             raise AssertionError("the demo was generated again instead of being restored from the cache")
 
-        monkeypatch.setattr(pipeline.demo, "generate_demo", no_generation)
+        monkeypatch.setattr(oem_demo.generate, "generate_demo", no_generation)
         conf.set("PipelineConfig", "data_dir", str(tmp_path / "b"))
         assert luigi.build([FetchSource(source_name="demo")], local_scheduler=True, workers=1, log_level="WARNING")
         rec_b = json.loads((tmp_path / "b" / "raw" / "demo" / "fetch.json").read_text())

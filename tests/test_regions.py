@@ -1,7 +1,7 @@
 """Offline region / country / continent lookup."""
 import pytest
 
-from pipeline.regions import locate, slugify
+from pipeline.dataset.regions import locate, slugify
 
 
 @pytest.mark.parametrize(

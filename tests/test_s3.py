@@ -1,4 +1,4 @@
-"""pipeline.s3 and fetch_source for s3:// sources against moto's real S3 server on loopback."""
+"""pipeline.sources.s3 and fetch_source for s3:// sources against moto's real S3 server on loopback."""
 from __future__ import annotations
 
 import hashlib
@@ -11,9 +11,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from pipeline.errors import FetchError
-from pipeline.fetching import fetch_source
-from pipeline.s3 import download_key, list_keys, parse_s3_url
-from pipeline.sources import SourceConfig
+from pipeline.sources.fetch import fetch_source
+from pipeline.sources.s3 import download_key, list_keys, parse_s3_url
+from pipeline.sources.config import SourceConfig
 
 BUCKET = "spacenet-dataset"
 AOI = "spacenet/SN2_buildings/train/AOI_2_Vegas_Train"

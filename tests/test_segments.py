@@ -1,4 +1,4 @@
-"""Segment counting (pipeline/segments.py): hand-built rasters with known counts, a property test against
+"""Segment counting (pipeline/labels/segments.py): hand-built rasters with known counts, a property test against
 cv2.connectedComponents, and the real Palu label."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.segments import class_pixel_counts, count_segments
+from pipeline.labels.segments import class_pixel_counts, count_segments
 from tests.conftest import shared_file
 
 KEYS = [str(c) for c in range(1, 9)]

@@ -1,4 +1,4 @@
-"""Tests of pipeline.selection (OpenEarthMap's loss-driven hard-image sampling) on synthetic GeoTIFF pools.
+"""Tests of pipeline.dataset.selection (OpenEarthMap's loss-driven hard-image sampling) on synthetic GeoTIFF pools.
 
 Easy tiles: 2-4 large Voronoi regions of common classes, each in its class-typical colour with little
 noise.  Hard tiles: 40-80 small Voronoi segments of all classes (rare ones included), half of them painted
@@ -16,7 +16,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from pipeline.selection import (
+from pipeline.dataset.selection import (
     IMAGE_FEATURE_NAMES,
     MODEL_FEATURE_NAMES,
     SmallUNet,

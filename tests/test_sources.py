@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sources import SourcesError, load_sources
+from pipeline.sources.config import SourcesError, load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 

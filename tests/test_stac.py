@@ -1,4 +1,4 @@
-"""The release's STAC catalog (pipeline/stac.py): structure, content and offline schema validation."""
+"""The release's STAC catalog (pipeline/release/stac.py): structure, content and offline schema validation."""
 from __future__ import annotations
 
 import copy
@@ -11,11 +11,11 @@ from pathlib import Path
 import pystac
 import pytest
 
-from pipeline.stac import (
+from pipeline.release.stac import (
     COLLECTION, LABEL_SCHEMA, PROJECTION_SCHEMA, schema_dir, schema_map, spdx_license, validate_stac,
     validate_stac_object, write_stac,
 )
-from pipeline.validate import validate_release
+from pipeline.release.validate import validate_release
 from tests.helpers_outputs import SOURCES, demo_release, manifest_of, no_network, synthetic_records  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]

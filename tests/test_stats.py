@@ -1,4 +1,4 @@
-"""Release statistics (pipeline/stats.py): exact tables for a small hand-made release, invariants on random
+"""Release statistics (pipeline/dataset/stats.py): exact tables for a small hand-made release, invariants on random
 records, the written files and their byte-for-byte determinism."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stats import HIST_EDGES, PNG_FILES, STATS_FILES, compute_stats, write_stats
+from pipeline.dataset.stats import HIST_EDGES, PNG_FILES, STATS_FILES, compute_stats, write_stats
 
 
 def rec(iid, region, country, continent, source, split, gsd, size_m, lonlat, pixels, segments, unlabelled=0):

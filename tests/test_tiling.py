@@ -1,4 +1,4 @@
-"""Tests for pipeline.tiling: lattice, warped image / label tiles, nodata policy, determinism, memory."""
+"""Tests for pipeline.raster.tiling: lattice, warped image / label tiles, nodata policy, determinism, memory."""
 from __future__ import annotations
 
 import json
@@ -16,8 +16,8 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from pipeline.errors import AnnotationRejected
-from pipeline.raster import plan_scene
-from pipeline.tiling import tile_lattice, write_label_tiles, write_scene_tiles
+from pipeline.raster.plan import plan_scene
+from pipeline.raster.tiling import tile_lattice, write_label_tiles, write_scene_tiles
 from tests.conftest import ROOT, shared_file
 from tests.test_raster import deg_transform, make_scene, rgb, write_tif
 
@@ -374,9 +374,9 @@ MEMORY_SCRIPT = textwrap.dedent("""
     import numpy as np, rasterio
     from rasterio.transform import from_origin
     from rasterio.windows import Window
-    from pipeline.raster import plan_scene
+    from pipeline.raster.plan import plan_scene
     from pipeline.scene import Scene
-    from pipeline.tiling import write_scene_tiles
+    from pipeline.raster.tiling import write_scene_tiles
 
     tmp, n = Path(sys.argv[1]), int(sys.argv[2])
     path = tmp / "big.tif"
@@ -412,5 +412,5 @@ def test_bounded_memory_big_scene(tmp_path):
     assert out["tiles"] == 9 and out["dropped"] == 0
     growth_mb = (out["peak_kb"] - out["base_kb"]) / 1024
     # planning + tiling must not hold the scene (432 MB decoded) in memory: only GDAL's bounded block
-    # cache (pipeline.raster.GDAL_ENV, 64 MB), the tiles in flight and the warp buffers
+    # cache (pipeline.raster.plan.GDAL_ENV, 64 MB), the tiles in flight and the warp buffers
     assert growth_mb < 400, f"peak RSS grew by {growth_mb:.0f} MB"

@@ -13,10 +13,10 @@ import rasterio
 from rasterio.transform import array_bounds
 
 from pipeline.atomic import write_json
-from pipeline.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
-from pipeline.splits import split_dataset
-from pipeline.validate import main as validate_main
-from pipeline.validate import validate_release
+from pipeline.release.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
+from pipeline.dataset.splits import split_dataset
+from pipeline.release.validate import main as validate_main
+from pipeline.release.validate import validate_release
 
 ROOT = Path(__file__).resolve().parents[1]
 GSD = 0.5
@@ -340,7 +340,7 @@ def test_footprints_overlapping_across_splits(release):
 
 
 def _with_uda(root: Path) -> dict:
-    from pipeline.splits import uda_section
+    from pipeline.dataset.splits import uda_section
 
     m = load_manifest(root)
     m["uda"] = uda_section(m["images"], seed=7)
@@ -378,7 +378,7 @@ def test_uda_continent_section_must_match_the_images(release):
 
 
 def test_changes_report_must_not_move_released_images(release):
-    from pipeline.changes import release_changes
+    from pipeline.release.changes import release_changes
 
     m = load_manifest(release)
     previous = json.loads(json.dumps(m))

@@ -49,11 +49,11 @@ from pyproj import CRS, Transformer
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.adapters.base import Adapter, sibling_raster
+from pipeline.sources.adapters.base import Adapter, sibling_raster
 from pipeline.errors import PipelineInputError, SceneRejected
-from pipeline.footprints import XBD_JSON, crs_string, read_xbd_label, xbd_polygons
+from pipeline.sources.footprints import XBD_JSON, crs_string, read_xbd_label, xbd_polygons
 from pipeline.scene import Georef, Scene
-from pipeline.sources import SourceConfig
+from pipeline.sources.config import SourceConfig
 
 #: Words naming the disaster type in xBD disaster names (dropped to get the place).
 DISASTER_WORDS: frozenset[str] = frozenset(

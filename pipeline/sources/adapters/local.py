@@ -23,10 +23,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, ClassVar, Iterable, Optional
 
-from pipeline.adapters.base import Adapter, first_existing, sorted_glob
-from pipeline.footprints import VECTOR, vector_crs
+from pipeline.sources.adapters.base import Adapter, first_existing, sorted_glob
+from pipeline.sources.footprints import VECTOR, vector_crs
 from pipeline.scene import Scene
-from pipeline.sources import SourceConfig
+from pipeline.sources.config import SourceConfig
 
 
 class LocalAdapter(Adapter):

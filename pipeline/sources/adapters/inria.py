@@ -19,9 +19,9 @@ import re
 from pathlib import Path
 from typing import Callable, ClassVar, Iterable, Optional
 
-from pipeline.adapters.base import Adapter, sibling_raster
+from pipeline.sources.adapters.base import Adapter, sibling_raster
 from pipeline.scene import Scene
-from pipeline.sources import SourceConfig
+from pipeline.sources.config import SourceConfig
 
 
 def inria_city(stem: str) -> str:

@@ -1,7 +1,7 @@
 """A GeoParquet index of a release (``index.parquet``; geopandas + pyarrow, no Luigi here).
 
 One row per image, in natural id order, geometry = the tile footprint in WGS 84 (EPSG:4326): the native
-UTM rectangle with its corners transformed to lon/lat (:func:`pipeline.stac.footprint_lonlat`, the same
+UTM rectangle with its corners transformed to lon/lat (:func:`pipeline.release.stac.footprint_lonlat`, the same
 polygon as the STAC item), with a GeoParquet 1.1 ``bbox`` covering column for fast spatial filtering.
 
 Columns: ``id, split, region, country, country_code, continent, source, source_kind, license, gsd, crs,
@@ -18,9 +18,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .manifest import natural_key
-from .scene import CLASS_NAMES
-from .stac import footprint_lonlat
+from pipeline.release.manifest import natural_key
+from pipeline.scene import CLASS_NAMES
+from pipeline.release.stac import footprint_lonlat
 
 INDEX = "index.parquet"
 STRING_COLUMNS = ("id", "split", "region", "country", "country_code", "continent", "source", "source_kind",
@@ -56,7 +56,7 @@ def index_frame(records: Sequence[dict[str, Any]]):
 
 def write_index(out: Path, records: Sequence[dict[str, Any]], name: str = INDEX) -> str:
     """Write the index of manifest image records to ``out / name`` (atomically); returns ``name``."""
-    from . import atomic
+    from pipeline import atomic
 
     frame = index_frame(records)
     with atomic.atomic_path(Path(out) / name) as tmp:

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic
-from pipeline.cog import place_cog
-from pipeline.changes import changes_markdown, release_changes
-from pipeline.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
-from pipeline.geoparquet import write_index
-from pipeline.pool import REJECT_COLUMNS
-from pipeline.stac import write_stac
+from pipeline.raster.cog import place_cog
+from pipeline.release.changes import changes_markdown, release_changes
+from pipeline.release.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
+from pipeline.release.geoparquet import write_index
+from pipeline.dataset.pool import REJECT_COLUMNS
+from pipeline.release.stac import write_stac
 
 PENDING_COLUMNS = ("key", "region", "source", "source_scene_id", "tile", "todo")
-#: Recorded as ``created_with.tile_format``: release tiles are Cloud-Optimized GeoTIFFs (pipeline.cog).
+#: Recorded as ``created_with.tile_format``: release tiles are Cloud-Optimized GeoTIFFs (pipeline.raster.cog).
 TILE_FORMAT = "COG"
 
 
@@ -52,13 +52,13 @@ def write_release(
     ``_label_src`` work files; ``extra`` adds top-level manifest sections (e.g. the selection record).
     ``previous_manifest`` (the manifest of the release this one continues, or None) is recorded as
     ``previous_release`` and compared in ``stats/changes.json`` / ``stats/changes.md``
-    (:mod:`pipeline.changes`; everything is *added* without one).  ``uda``
-    (:func:`pipeline.splits.uda_section`) becomes the manifest's ``uda`` section and its split files
-    ``uda/*.txt`` (:func:`pipeline.manifest.uda_lines`).  Images and labels are written as Cloud-Optimized
-    GeoTIFFs (:func:`pipeline.cog.place_cog`: converted, or linked when the work tile already is one;
+    (:mod:`pipeline.release.changes`; everything is *added* without one).  ``uda``
+    (:func:`pipeline.dataset.splits.uda_section`) becomes the manifest's ``uda`` section and its split files
+    ``uda/*.txt`` (:func:`pipeline.release.manifest.uda_lines`).  Images and labels are written as Cloud-Optimized
+    GeoTIFFs (:func:`pipeline.raster.cog.place_cog`: converted, or linked when the work tile already is one;
     ``created_with.tile_format`` ``COG``); a STAC catalog
-    (``stac/``, :mod:`pipeline.stac`) and a GeoParquet index (``index.parquet``,
-    :mod:`pipeline.geoparquet`) of the manifest's images are listed in ``files``.  Returns the manifest."""
+    (``stac/``, :mod:`pipeline.release.stac`) and a GeoParquet index (``index.parquet``,
+    :mod:`pipeline.release.geoparquet`) of the manifest's images are listed in ``files``.  Returns the manifest."""
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for im in images:

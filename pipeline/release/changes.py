@@ -3,7 +3,7 @@ renders the result for a changelog or a pull-request comment.
 
 Policies
 --------
-* Images are matched by their stable key (:func:`pipeline.splits.image_key`: the manifest's ``key``, else
+* Images are matched by their stable key (:func:`pipeline.dataset.splits.image_key`: the manifest's ``key``, else
   ``<source>-<source_scene_id>-<tile>``), never by id, because ids (``<region>_<n>``) are renumbered when
   a scene is inserted before others.
 * ``changed``: matched images whose ``sha256_image`` or ``sha256_label`` differ (``what`` names which);
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from .manifest import SPLITS
-from .scene import CLASS_NAMES
-from .splits import image_key
+from pipeline.release.manifest import SPLITS
+from pipeline.scene import CLASS_NAMES
+from pipeline.dataset.splits import image_key
 
 CLASS_KEYS: tuple[str, ...] = tuple(str(c) for c in sorted(CLASS_NAMES))
 

@@ -398,7 +398,7 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
     no geotransform (and no ``scene.georef``), unsupported band counts or data types, all pixels
     nodata, a GSD coarser than 0.5 m, or a footprint that does not map to a sane UTM grid.
     ``tile_size`` is accepted for the record's parameters and does not change the grid (the lattice is
-    made by :func:`pipeline.tiling.tile_lattice`).
+    made by :func:`pipeline.raster.tiling.tile_lattice`).
     """
     file = scene.image
     with rasterio.Env(**GDAL_ENV), open_scene(scene) as ds:

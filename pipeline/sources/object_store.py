@@ -15,7 +15,7 @@ every object it lists, each checked against the sha256 it lists.
   against the index and the fetch record; a cache that does not verify is ignored (the source is fetched
   again and the cache rewritten).
 
-Requests are signed with boto3's default credential chain (:func:`pipeline.s3.s3_client` ``signed=True``).
+Requests are signed with boto3's default credential chain (:func:`pipeline.sources.s3.s3_client` ``signed=True``).
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from typing import Any, Callable, Iterable, Optional
 import botocore.exceptions
 
 from pipeline.errors import FetchError, PipelineInputError
-from pipeline.s3 import _PLAIN_MD5_RE, _clean_etag, _digests, download_key, list_keys, parse_s3_url, s3_client
-from pipeline.sources import SourceConfig
+from pipeline.sources.s3 import _PLAIN_MD5_RE, _clean_etag, _digests, download_key, list_keys, parse_s3_url, s3_client
+from pipeline.sources.config import SourceConfig
 
 log = logging.getLogger(__name__)
 

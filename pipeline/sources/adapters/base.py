@@ -3,12 +3,12 @@
 An adapter knows one upstream layout as *class-level facts* (folder names, file-name patterns, label
 encoding, citation) and turns an already-fetched folder into :class:`pipeline.scene.Scene` records.
 It reads file names and small side-car files (JSON labels, GeoJSON headers) only, never pixels: the
-raster checks (GSD, CRS, size) happen later in ``pipeline.raster.plan_scene``.
+raster checks (GSD, CRS, size) happen later in ``pipeline.raster.plan.plan_scene``.
 
 Policies shared by every adapter (implemented here, in :meth:`Adapter.scenes`):
 
 * ``Scene.source`` is the source's name; ``Scene.license`` / ``Scene.attribution`` come from the
-  :class:`~pipeline.sources.SourceConfig` (an adapter may override per item, as OpenAerialMap does).
+  :class:`~pipeline.sources.config.SourceConfig` (an adapter may override per item, as OpenAerialMap does).
 * ``scene_id`` is unique within the source and filesystem-safe (``[a-z0-9_.-]``, see :func:`safe_id`);
   a duplicate raises :class:`~pipeline.errors.SceneRejected` naming both files.
 * The list is sorted by ``scene_id`` (file listings are sorted too), so two runs give the same catalog.
@@ -29,7 +29,7 @@ from typing import Callable, ClassVar, Iterable, Optional
 
 from pipeline.errors import SceneRejected
 from pipeline.scene import Scene
-from pipeline.sources import SourceConfig
+from pipeline.sources.config import SourceConfig
 
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 #: Raster file suffixes adapters accept for label / mask side-cars, in order of preference.

@@ -3,9 +3,9 @@
 Policy, per tile, first match wins:
 
 1. a completed annotation in the ``done`` folder named after the tile's stable key
-   (``<source>-<scene id>-<tile id>``, any format :func:`pipeline.annotations.import_annotation` reads):
+   (``<source>-<scene id>-<tile id>``, any format :func:`pipeline.labels.annotations.import_annotation` reads):
    annotators' work overrides what a source shipped;
-2. the source's own 8-class raster (``Scene.landcover``), warped by :func:`pipeline.tiling.write_label_tiles`;
+2. the source's own 8-class raster (``Scene.landcover``), warped by :func:`pipeline.raster.tiling.write_label_tiles`;
 3. otherwise the tile is *pending*: it is listed, never released with an empty label, and (when selected)
    exported to the ``todo`` folder with its building footprints as the starting point.
 
@@ -26,9 +26,9 @@ from rasterio.features import shapes
 from rasterio.vrt import WarpedVRT
 from shapely.geometry import shape
 
-from pipeline.annotations import TileGrid, export_preannotation, find_annotation, import_annotation, write_label
+from pipeline.labels.annotations import TileGrid, export_preannotation, find_annotation, import_annotation, write_label
 from pipeline.errors import AnnotationRejected, PipelineInputError
-from pipeline.footprints import load_footprints
+from pipeline.sources.footprints import load_footprints
 from pipeline.scene import NUM_CLASSES, Georef, Scene
 
 ANNOTATION_SUFFIXES = (".geojson", ".gpkg", ".tif", ".tiff", ".png")
@@ -108,7 +108,7 @@ def apply_annotations(
 def mask_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame:
     """Building polygons of ``scene.building_mask`` (non-zero = building, on the image's pixel grid)
     on ``grid``: the mask is warped with nearest neighbour onto the tile and vectorised."""
-    from pipeline.raster import open_raster, open_scene
+    from pipeline.raster.plan import open_raster, open_scene
 
     with open_scene(scene) as img:
         georef = Georef(crs=img.crs.to_wkt(), transform=tuple(img.transform)[:6])
@@ -139,7 +139,7 @@ def export_todo(scene: Scene, tile: dict, image_path: Path, todo_dir: Path) -> d
 
     Unusable source footprints (unreadable file, mask of another shape, ...) do not stop the export: the
     tile is exported without buildings and the record carries ``footprints_error`` (one line) and
-    ``reject`` (a :data:`pipeline.pool.REJECT_COLUMNS` row for ``rejects.csv``)."""
+    ``reject`` (a :data:`pipeline.dataset.pool.REJECT_COLUMNS` row for ``rejects.csv``)."""
     grid = TileGrid.from_tile_record(tile)
     key = tile_key(scene.source, scene.scene_id, tile["tile_id"])
     try:

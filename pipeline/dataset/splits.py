@@ -58,7 +58,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .manifest import natural_key
+from pipeline.release.manifest import natural_key
 
 #: The three splits, in the order used for counts, ratios and tie-breaking.
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
@@ -169,7 +169,7 @@ def score_assignments(class_pixels: np.ndarray, train: np.ndarray, test: np.ndar
 
 def image_key(image: Mapping[str, Any]) -> str:
     """Stable key of an image across releases: ``image["key"]`` when present, else the pool's tile key
-    ``f"{source}-{source_scene_id}-{tile}"`` (the format of :func:`pipeline.labelling.tile_key`)."""
+    ``f"{source}-{source_scene_id}-{tile}"`` (the format of :func:`pipeline.labels.labelling.tile_key`)."""
     key = image.get("key")
     if key:
         return str(key)

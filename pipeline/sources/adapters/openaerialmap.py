@@ -1,6 +1,6 @@
 """OpenAerialMap adapter: one scene per fetched catalog record.
 
-Layout written by :func:`pipeline.fetching.fetch_source` for kind ``openaerialmap``::
+Layout written by :func:`pipeline.sources.fetch.fetch_source` for kind ``openaerialmap``::
 
     <root>/<_id>.tif    the image (COG GeoTIFF downloaded from the record's ``uuid`` URL)
     <root>/<_id>.json   the catalog record (provider, contact, license, title, acquisition dates,
@@ -17,11 +17,11 @@ import json
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
 
-from pipeline.adapters.base import Adapter, sorted_glob
+from pipeline.sources.adapters.base import Adapter, sorted_glob
 from pipeline.errors import SceneRejected
-from pipeline.oam import item_attribution, item_license
+from pipeline.sources.oam import item_attribution, item_license
 from pipeline.scene import Scene
-from pipeline.sources import SourceConfig
+from pipeline.sources.config import SourceConfig
 
 
 class OpenAerialMapAdapter(Adapter):

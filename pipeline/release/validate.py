@@ -9,7 +9,7 @@ stray rasters, then ``files`` entries, then split files.
 Checks
 ------
 1. ``manifest.json`` exists and parses as JSON (else that single problem is returned).
-2. ``schema_version`` is :data:`pipeline.manifest.SCHEMA_VERSION` (else that single problem is returned,
+2. ``schema_version`` is :data:`pipeline.release.manifest.SCHEMA_VERSION` (else that single problem is returned,
    because the rest cannot be interpreted); then full JSON-Schema validation, one line per error as
    ``manifest.json: schema: <path>: <message>`` (e.g. ``images[3].license``).
 3. Manifest consistency: ids and image file names unique; ``image``/``label`` equal
@@ -30,15 +30,15 @@ Checks
 
    * **ratios**: per region (sorted), each split's image count is within
      :func:`split_tolerance` ``= max(1, 10 % of the region's images)`` of
-     :func:`pipeline.splits.split_counts` for the ``created_with.split.ratios`` (default 6:1:3):
+     :func:`pipeline.dataset.splits.split_counts` for the ``created_with.split.ratios`` (default 6:1:3):
      ``manifest.json: region austin: 2 train images, expected 6 ± 1 (ratios 6:1:3 of 10 images)``;
    * **class coverage**: every class with pixels in a region has pixels in that region's train images:
      ``manifest.json: region austin: class 6 (water) has pixels in the region but none in train``;
-   * **leakage**: two images whose footprints overlap (:func:`pipeline.splits.overlapping_pairs`) are in
+   * **leakage**: two images whose footprints overlap (:func:`pipeline.dataset.splits.overlapping_pairs`) are in
      the same split, else ``austin/images/austin_1.tif, austin/images/austin_2.tif: footprints overlap
      (12.5% of the smaller) but splits differ (train vs test)``, pairs in natural order;
    * **UDA**: when the manifest has ``uda.regional``, it names exactly the manifest's regions.
-9. UDA split files: with a ``uda`` section, every file of :func:`pipeline.manifest.uda_lines` exists and
+9. UDA split files: with a ``uda`` section, every file of :func:`pipeline.release.manifest.uda_lines` exists and
    lists exactly the image file names it implies, one a line in natural order
    (``uda/regional_source.txt: differs from the manifest's uda section (missing austin_1.tif; extra
    ghost_1.tif)``); ``uda.continent`` equals the continent-wise split of the images' regions; any other
@@ -47,10 +47,10 @@ Checks
    ``previous_release``, its current split counts equal the manifest's, and it lists no split moves (a
    release never moves an image it already released to another split).
 11. Outputs for users (releases whose ``created_with.tile_format`` is ``COG``): every image and label is a
-   valid Cloud-Optimized GeoTIFF (:func:`pipeline.cog.validate_cog`; rio-cogeo warnings are not problems),
+   valid Cloud-Optimized GeoTIFF (:func:`pipeline.raster.cog.validate_cog`; rio-cogeo warnings are not problems),
    ``austin/images/austin_1.tif: not a valid COG: ...``; the STAC catalog ``stac/collection.json`` follows
    the STAC 1.1.0, projection and label schemas (validated offline) with one item per image and both
-   assets present (:func:`pipeline.stac.validate_stac`); ``index.parquet`` exists.
+   assets present (:func:`pipeline.release.stac.validate_stac`); ``index.parquet`` exists.
 """
 from __future__ import annotations
 
@@ -64,11 +64,11 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .manifest import (
+from pipeline.release.manifest import (
     SCHEMA_VERSION, SPLIT_FILES, SPLITS, UDA_DIR, natural_key, schema_problems, sha256_file, uda_lines,
 )
-from .scene import CLASS_NAMES
-from .splits import DEFAULT_RATIOS, continent_splits, overlapping_pairs, split_counts
+from pipeline.scene import CLASS_NAMES
+from pipeline.dataset.splits import DEFAULT_RATIOS, continent_splits, overlapping_pairs, split_counts
 
 MANIFEST = "manifest.json"
 TRANSFORM_TOLERANCE = 1e-9
@@ -505,7 +505,7 @@ def _check_user_outputs(root: Path, manifest: dict[str, Any], records: list[dict
     created = manifest.get("created_with")
     if not isinstance(created, dict) or created.get("tile_format") != "COG":
         return
-    from .cog import validate_cog
+    from pipeline.raster.cog import validate_cog
 
     for rec in records:
         for key in ("image", "label"):
@@ -514,7 +514,7 @@ def _check_user_outputs(root: Path, manifest: dict[str, Any], records: list[dict
                 errors = [p.split(": ", 1)[-1] for p in validate_cog(root / rel) if ": warning: " not in p]
                 if errors:
                     out.append(f"{rel}: not a valid COG: {'; '.join(errors)}")
-    from .stac import validate_stac
+    from pipeline.release.stac import validate_stac
 
     ids = [r["id"] for r in records if isinstance(r.get("id"), str)]
     out.extend(validate_stac(root, expected_ids=ids))

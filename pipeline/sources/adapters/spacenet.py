@@ -21,7 +21,7 @@ Layouts recognised anywhere below ``root`` (sorted, recursive):
 Facts: images carry their own georeference (``georef=None``); footprints are GeoJSON in lon/lat
 (``footprints_crs`` ``EPSG:4326`` for SN1/SN2; read from the file for flat folders),
 ``extra["footprints_format"] = "vector"``; chips without buildings have empty or invalid GeoJSON,
-which :func:`pipeline.footprints.load_footprints` reads as "no buildings".  RGB-PanSharpen pixels are
+which :func:`pipeline.sources.footprints.load_footprints` reads as "no buildings".  RGB-PanSharpen pixels are
 uint16 (11-bit) and must be stretched by the raster stage.  ``scene_id`` = ``aoi_<k>_<city>_img<N>``
 (flat: the file stem); ``region_hint`` = the city, lower-case (``Vegas`` -> ``vegas``, ``RIO`` ->
 ``rio``; flat: none).  ``options.aois`` keeps only AOIs named by any of ``AOI_2_Vegas``, ``Vegas``,
@@ -33,10 +33,10 @@ import re
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable, Optional
 
-from pipeline.adapters.base import Adapter, sorted_glob
-from pipeline.footprints import VECTOR, vector_crs
+from pipeline.sources.adapters.base import Adapter, sorted_glob
+from pipeline.sources.footprints import VECTOR, vector_crs
 from pipeline.scene import Scene
-from pipeline.sources import SourceConfig
+from pipeline.sources.config import SourceConfig
 
 _CHIP = r"AOI_(?P<k>\d+)_(?P<city>[A-Za-z]+)_img(?P<n>\d+)"
 

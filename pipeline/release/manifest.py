@@ -25,8 +25,8 @@ from typing import Any, Iterable, Sequence
 
 import jsonschema
 
-from .atomic import write_text
-from .scene import CLASS_COLORS, CLASS_NAMES
+from pipeline.atomic import write_text
+from pipeline.scene import CLASS_COLORS, CLASS_NAMES
 
 SCHEMA_VERSION = "1.0"
 SPLITS: tuple[str, str, str] = ("train", "val", "test")
@@ -41,7 +41,7 @@ IMAGE_FIELDS: tuple[str, ...] = (
     "class_pixels", "unlabelled_pixels", "segments", "edge_segments", "segments_total", "acquired",
 )
 #: Optional fields of one image record, kept when the caller's record has them: the stable key across
-#: releases (``<source>-<scene id>-<tile id>``) and the leakage group (see :mod:`pipeline.splits`).
+#: releases (``<source>-<scene id>-<tile id>``) and the leakage group (see :mod:`pipeline.dataset.splits`).
 IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group")
 #: Optional top-level sections: the release this one follows, the tile selection record, UDA splits.
 OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda")
@@ -153,7 +153,7 @@ def build_manifest(
     caller's records are dropped, missing required ones are schema errors).  ``splits`` counts images per split; ``splits.regions`` is ``splits_info`` sorted by
     region.  ``files`` (optional, from :func:`file_entries`) lists other release files.
     ``previous_release`` (the release this one keeps splits from), ``selection`` (free-form record of the
-    tile selection) and ``uda`` (:func:`pipeline.splits.uda_section`) are added when not None.
+    tile selection) and ``uda`` (:func:`pipeline.dataset.splits.uda_section`) are added when not None.
 
     Raises :class:`ManifestError` when the result does not follow the schema.
     """

@@ -41,7 +41,7 @@ def s3_client(endpoint_url: Optional[str] = None, *, timeout: float = 30.0, sign
 
     Unsigned (anonymous) by default, for public buckets.  ``signed=True`` signs requests with boto3's
     default credential chain (environment, ``~/.aws``, instance role), as writes and private buckets
-    (the publish target and the raw cache, :mod:`pipeline.object_store`) need; with an ``endpoint_url``
+    (the publish target and the raw cache, :mod:`pipeline.sources.object_store`) need; with an ``endpoint_url``
     (MinIO, moto) it then uses path-style addressing.
     """
     config = Config(

@@ -1,6 +1,6 @@
 """Demo adapter: a fetched demo folder holding one small example of every real layout.
 
-``pipeline/demo.py`` writes, under the demo source's folder::
+``oem_demo/generate.py`` writes, under the demo source's folder::
 
     xbd/       the xBD layout      (xbd/train/images, labels, landcover/<stem>.png)
     inria/     the Inria layout    (inria/train/images, gt, landcover/<stem>.tif)
@@ -19,14 +19,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, ClassVar, Iterable, Optional
 
-from pipeline.adapters.base import Adapter
-from pipeline.adapters.inria import InriaAdapter
-from pipeline.adapters.local import LocalAdapter
-from pipeline.adapters.spacenet import SpaceNetAdapter
-from pipeline.adapters.xbd import XbdAdapter
+from pipeline.sources.adapters.base import Adapter
+from pipeline.sources.adapters.inria import InriaAdapter
+from pipeline.sources.adapters.local import LocalAdapter
+from pipeline.sources.adapters.spacenet import SpaceNetAdapter
+from pipeline.sources.adapters.xbd import XbdAdapter
 from pipeline.errors import SceneRejected
 from pipeline.scene import Scene
-from pipeline.sources import COMMON_OPTIONS, KIND_OPTIONS, SourceConfig
+from pipeline.sources.config import COMMON_OPTIONS, KIND_OPTIONS, SourceConfig
 
 
 class DemoAdapter(Adapter):

@@ -30,12 +30,12 @@ from typing import Any, Callable, Optional
 from urllib.parse import unquote, urlparse
 
 from pipeline import atomic
-from pipeline.archive import extract_archive, is_archive
-from pipeline.download import download, file_digests
+from pipeline.sources.archive import extract_archive, is_archive
+from pipeline.sources.download import download, file_digests
 from pipeline.errors import FetchError
-from pipeline.oam import item_attribution, item_id, item_license, search_catalog_with_info
-from pipeline.s3 import download_key, list_keys, parse_s3_url
-from pipeline.sources import SourceConfig
+from pipeline.sources.oam import item_attribution, item_id, item_license, search_catalog_with_info
+from pipeline.sources.s3 import download_key, list_keys, parse_s3_url
+from pipeline.sources.config import SourceConfig
 
 #: ``progress(bytes_done, bytes_total_or_None)`` for the file being transferred (as ``download`` takes).
 FetchProgress = Callable[[int, Optional[int]], None]

@@ -90,7 +90,7 @@ from shapely.geometry.base import BaseGeometry
 
 from pipeline.atomic import atomic_path
 from pipeline.errors import AnnotationRejected
-from pipeline.footprints import crs_string, polygonal
+from pipeline.sources.footprints import crs_string, polygonal
 from pipeline.scene import BUILDING, CLASS_COLORS, CLASS_NAMES, NUM_CLASSES, UNLABELLED
 
 #: Relative tolerance on the scale/rotation coefficients when comparing a raster's grid to the tile's.

@@ -40,7 +40,7 @@ the ``stac-validator`` CLI::
     stac-validator validate --recursive --schema-config pipeline/schemas/stac/schema-map.json \
         data/releases/<version>/stac/collection.json
 
-and in Python ``StacValidate(path, recursive=True, schema_map=pipeline.stac.schema_map())``.
+and in Python ``StacValidate(path, recursive=True, schema_map=pipeline.release.stac.schema_map())``.
 """
 from __future__ import annotations
 
@@ -53,8 +53,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from .manifest import class_table, natural_key
-from .scene import CLASS_NAMES
+from pipeline.release.manifest import class_table, natural_key
+from pipeline.scene import CLASS_NAMES
 
 STAC_DIR = "stac"
 COLLECTION = f"{STAC_DIR}/collection.json"
@@ -270,7 +270,7 @@ def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, so
     to ``out`` (collection first, then items in natural id order)."""
     import pystac
 
-    from . import atomic
+    from pipeline import atomic
 
     out = Path(out)
     collection = build_collection(records, release=release, sources=sources, title=title)

@@ -9,18 +9,18 @@ import importlib
 from pathlib import Path
 from typing import Optional
 
-from pipeline.adapters.base import Adapter
+from pipeline.sources.adapters.base import Adapter
 from pipeline.errors import SceneRejected
 from pipeline.scene import Scene
-from pipeline.sources import SourceConfig
+from pipeline.sources.config import SourceConfig
 
 ADAPTERS: dict[str, str] = {
-    "xbd": "pipeline.adapters.xbd:XbdAdapter",
-    "inria": "pipeline.adapters.inria:InriaAdapter",
-    "spacenet": "pipeline.adapters.spacenet:SpaceNetAdapter",
-    "local": "pipeline.adapters.local:LocalAdapter",
-    "demo": "pipeline.adapters.demo:DemoAdapter",
-    "openaerialmap": "pipeline.adapters.openaerialmap:OpenAerialMapAdapter",
+    "xbd": "pipeline.sources.adapters.xbd:XbdAdapter",
+    "inria": "pipeline.sources.adapters.inria:InriaAdapter",
+    "spacenet": "pipeline.sources.adapters.spacenet:SpaceNetAdapter",
+    "local": "pipeline.sources.adapters.local:LocalAdapter",
+    "demo": "pipeline.sources.adapters.demo:DemoAdapter",
+    "openaerialmap": "pipeline.sources.adapters.openaerialmap:OpenAerialMapAdapter",
 }
 
 

@@ -12,7 +12,7 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Tile records", "Label reco
   resampling.  :data:`TILE_THREADS` tiles (2 on a 2-core machine) are warped and written at a time, one
   thread each with its own dataset handle (GDAL releases the GIL while decoding, warping and
   compressing), so both cores are busy.  The scene is never read whole: memory is bounded by the tiles
-  in flight, GDAL's block cache (``pipeline.raster.GDAL_ENV``) and the warp memory limit, whatever the
+  in flight, GDAL's block cache (``pipeline.raster.plan.GDAL_ENV``) and the warp memory limit, whatever the
   scene size.  Outputs do not depend on the number of threads.
 * **Nodata.** A tile pixel is nodata when its warped alpha is 0: the warper's alpha (outside the
   source footprint, source nodata value, internal mask) or the source's own alpha band.  A tile with a
@@ -49,7 +49,7 @@ from rasterio.windows import Window
 
 from pipeline.atomic import atomic_path
 from pipeline.errors import AnnotationRejected, SceneRejected
-from pipeline.raster import GDAL_ENV, open_raster, open_scene
+from pipeline.raster.plan import GDAL_ENV, open_raster, open_scene
 from pipeline.scene import NUM_CLASSES, Georef, Scene
 
 #: Warp memory limit per warped tile (MB).

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .atomic import atomic_path
+from pipeline.atomic import atomic_path
 
 BLOCKSIZE = 512
 #: Creation options of the COG driver per kind of raster.
