@@ -65,7 +65,8 @@ def _scene(a: dict):
 
 def w_pipeline_tile(a: dict) -> dict:
     from pipeline.raster.plan import plan_scene
-    from pipeline.raster.tiling import write_label_tiles, write_scene_tiles
+    from pipeline.labels.landcover import write_label_tiles
+    from pipeline.raster.tiling import write_scene_tiles
     out = Path(a["out"])
     shutil.rmtree(out, ignore_errors=True)
     t0, c0 = time.perf_counter(), _cpu()
@@ -387,7 +388,7 @@ def main() -> int:
     from scene_gen import generate
 
     from pipeline.raster.plan import plan_scene
-    from pipeline.raster.tiling import tile_lattice, tile_id
+    from pipeline.raster.tiling import tile_id, tile_lattice
 
     cache = Path(a.cache)
     img, lbl = generate(cache, a.size)

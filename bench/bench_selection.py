@@ -1,4 +1,4 @@
-"""Benchmark of pipeline.dataset.selection.select_hard_images on synthetic 1024x1024 candidate tiles.
+"""Benchmark of pipeline.dataset.selection.sampling.select_hard_images on synthetic 1024x1024 candidate tiles.
 
 Generates ``--n`` candidate tiles (3-band uint8 image + 1-band label GeoTIFF, 1024x1024, uncompressed) in a
 temporary folder: class maps are Voronoi partitions drawn at 256x256 and upscaled (nearest) to 1024, each
@@ -25,7 +25,7 @@ from affine import Affine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.dataset.selection import select_hard_images  # noqa: E402
+from pipeline.dataset.selection.sampling import select_hard_images
 
 TYPICAL = {1: (150, 120, 90), 2: (150, 165, 95), 3: (165, 165, 160), 4: (95, 95, 100),
            5: (40, 90, 45), 6: (35, 65, 110), 7: (115, 175, 80), 8: (200, 95, 75)}

@@ -12,7 +12,7 @@ import sys
 from typing import Optional
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "validate": ("pipeline.release.validate", "check a release folder against its manifest.json"),
+    "validate": ("pipeline.release.validate.report", "check a release folder against its manifest.json"),
 }
 
 

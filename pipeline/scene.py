@@ -12,31 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-#: Class ids of the release (0 = unlabelled / nodata), names and palette as in OpenEarthMap.
-CLASS_NAMES: dict[int, str] = {
-    1: "bareland",
-    2: "rangeland",
-    3: "developed space",
-    4: "road",
-    5: "tree",
-    6: "water",
-    7: "agriculture land",
-    8: "building",
-}
-CLASS_COLORS: dict[int, tuple[int, int, int]] = {
-    1: (0x80, 0x00, 0x00),
-    2: (0x00, 0xFF, 0x24),
-    3: (0x94, 0x94, 0x94),
-    4: (0xFF, 0xFF, 0xFF),
-    5: (0x22, 0x61, 0x26),
-    6: (0x00, 0x45, 0xFF),
-    7: (0x4B, 0xB5, 0x49),
-    8: (0xDE, 0x1F, 0x07),
-}
-NUM_CLASSES = 8
-UNLABELLED = 0
-BUILDING = 8
-
 
 @dataclass(frozen=True)
 class Georef:

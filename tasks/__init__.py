@@ -1,13 +1,21 @@
-"""Thin Luigi tasks over the pure functions in :mod:`pipeline` (see docs/ARCHITECTURE.md)."""
+"""Thin Luigi tasks over the pure functions in :mod:`pipeline` (see docs/ARCHITECTURE.md).
+
+Importing this package starts a build: it registers the tasks with Luigi and installs the console summary
+(:func:`tasks.summary.install`: Luigi event handlers and an ``atexit`` hook).  ``luigi --module pipeline``
+imports it through ``pipeline/__init__.py``; code that drives builds itself imports it directly.
+"""
+from tasks import summary
 from tasks.config import PipelineConfig
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
-from tasks.release import BuildRelease
 from tasks.publish import PublishRelease
-from tasks import summary as _summary  # noqa: F401  (console summary at the end of a build)
+from tasks.release import BuildRelease
 from tasks.scene import CountSegments, LabelScene, PrepareScene, TileScene
 from tasks.sources import CatalogSource, FetchSource
 
+summary.install()
+
 __all__ = [
-    "PipelineConfig", "FetchSource", "CatalogSource", "PrepareScene", "TileScene", "LabelScene",
-    "CountSegments", "AssembleTiles", "SelectTiles", "ExportAnnotationTodo", "SplitDataset", "ComputeStats", "BuildRelease", "PublishRelease",
+    "PipelineConfig", "FetchSource", "CatalogSource", "PrepareScene", "TileScene", "LabelScene", "CountSegments",
+    "AssembleTiles", "SelectTiles", "ExportAnnotationTodo", "SplitDataset", "ComputeStats", "BuildRelease",
+    "PublishRelease",
 ]

@@ -15,6 +15,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import atomic
+from pipeline.constants import CONTINENTS
 from pipeline.dataset.pool import assemble_pool, name_images
 from tasks.config import (
     active_sources, cfg, inputs_digest, load_scene, previous_release_dir, scene_dir, source_config, todo_dir,
@@ -106,7 +107,7 @@ class SelectTiles(luigi.Task):
 
     def run(self):
         from pipeline.dataset.history import load_manifest, previous_maps
-        from pipeline.dataset.selection import sample_region
+        from pipeline.dataset.selection.sampling import sample_region
 
         p = self._params()
         folder, digest = _previous_release()
@@ -145,7 +146,7 @@ class SelectTiles(luigi.Task):
 
 def under_represented(per_continent: dict[str, int]) -> list[str]:
     """Warn for each of the six inhabited continents with no images, or with fewer than half the mean."""
-    names = ("Africa", "Asia", "Europe", "North America", "Oceania", "South America")
+    names = sorted(CONTINENTS)
     mean = sum(per_continent.get(c, 0) for c in names) / len(names)
     out = []
     for c in names:
@@ -204,7 +205,8 @@ class SplitDataset(luigi.Task):
 
     def run(self):
         from pipeline.dataset.history import load_manifest, previous_maps
-        from pipeline.dataset.splits import footprint, leakage_groups, split_dataset
+        from pipeline.dataset.splits.leakage import footprint, leakage_groups
+        from pipeline.dataset.splits.trials import split_dataset
 
         c = cfg()
         folder, digest = _previous_release()
@@ -240,7 +242,7 @@ class ComputeStats(luigi.Task):
         return luigi.LocalTarget(str(Path(self.input().path).with_suffix("").as_posix().replace("/split-", "/stats-")))
 
     def run(self):
-        from pipeline.dataset.stats import write_stats
+        from pipeline.dataset.stats.write import write_stats
 
         images = _load(self.input().path)["images"]
         self.set_status_message(f"statistics over {len(images)} images")

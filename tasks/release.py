@@ -9,7 +9,7 @@ import luigi
 from pipeline import __version__, atomic
 from pipeline.dataset.pool import footprint_rejects
 from pipeline.release.writer import write_release
-from pipeline.dataset.splits import uda_section
+from pipeline.dataset.splits.uda import uda_section
 from tasks.config import active_sources, cfg, processing_params, release_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
 from tasks.sources import FetchSource
@@ -29,7 +29,7 @@ class BuildRelease(luigi.Task):
         return luigi.LocalTarget(str(release_dir() / "manifest.json"))
 
     def run(self):
-        from pipeline.release.validate import validate_release
+        from pipeline.release.validate.report import validate_release
 
         c = cfg()
         params = processing_params()

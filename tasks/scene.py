@@ -113,7 +113,7 @@ class LabelScene(SceneTask):
 
     def run(self):
         from pipeline.labels.labelling import apply_annotations
-        from pipeline.raster.tiling import write_label_tiles
+        from pipeline.labels.landcover import write_label_tiles
 
         tiled = _read_json(self.input())
         plan = _read_json(self.requires().input())

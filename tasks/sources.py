@@ -1,7 +1,6 @@
 """Per-source tasks: fetch the raw data, then list its scenes through the source's adapter."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import luigi
@@ -9,14 +8,6 @@ import luigi
 from pipeline import atomic
 from pipeline.errors import PipelineInputError
 from tasks.config import catalog_path, cfg, raw_dir, source_config
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class FetchSource(luigi.Task):
@@ -55,21 +46,9 @@ class FetchSource(luigi.Task):
     def _fetch(self, src, dest: Path) -> dict:
         self.set_status_message(f"fetching {src.name} ({src.kind}) from {src.location or 'built-in demo'}")
         if src.kind == "demo":
-            from oem_demo.generate import generate_demo
+            from pipeline.sources.adapters.demo import fetch_demo
 
-            with atomic.atomic_path(dest) as tmp:
-                summary = generate_demo(tmp, seed=int(src.options["seed"]), size=str(src.options["size"]))
-            files = sorted(p for p in dest.rglob("*") if p.is_file())
-            record = {
-                "source": src.name, "kind": src.kind, "location": "builtin:demo",
-                "license": src.license, "attribution": src.attribution, "root": str(dest),
-                "files": [
-                    {"path": str(p.relative_to(dest)), "url": None, "bytes": p.stat().st_size,
-                     "sha256": _sha256(p), "license": src.license, "attribution": src.attribution}
-                    for p in files
-                ],
-                "items": summary.get("scenes", []),
-            }
+            record = fetch_demo(src, dest)
         else:
             from pipeline.sources.fetch import fetch_source
 

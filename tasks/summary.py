@@ -8,6 +8,9 @@ when the ``luigi`` process exits::
     Rejects: 5 (data/releases/v0.1.0/rejects.csv)
     Release v0.1.0: 12 images -> /abs/data/releases/v0.1.0
 
+Nothing is registered on import: :func:`install` (called by ``tasks/__init__.py``, i.e. when a build's tasks
+are loaded) adds the Luigi event handlers and the ``atexit`` hook, once per process.
+
 Scheduling events (a requirement discovered, a task found complete) fire in the main process;
 ``SUCCESS`` / ``FAILURE`` fire in the process that ran the task (a forked child with ``workers > 1``), so
 each outcome is appended as one line to a small temporary file that the main process created before
@@ -72,14 +75,12 @@ def _append(status: str, task, detail: str = "") -> None:
         pass
 
 
-@luigi.Task.event_handler(Event.DEPENDENCY_PRESENT)
 def _on_present(task) -> None:
     if _is_main():
         _tally()
         _state["present"][task.task_id] = task.task_family
 
 
-@luigi.Task.event_handler(Event.DEPENDENCY_DISCOVERED)
 def _on_discovered(task, dependency) -> None:
     # fired (main process, while scheduling) for each requirement of a task that is not complete
     if _is_main():
@@ -88,7 +89,6 @@ def _on_discovered(task, dependency) -> None:
         _state["scheduled"][dependency.task_id] = dependency.task_family
 
 
-@luigi.Task.event_handler(Event.DEPENDENCY_MISSING)
 def _on_missing(task) -> None:
     # fired for external tasks without data and for tasks whose complete() raised
     if _is_main():
@@ -96,27 +96,22 @@ def _on_missing(task) -> None:
         _state["scheduled"][task.task_id] = task.task_family
 
 
-@luigi.Task.event_handler(Event.SUCCESS)
 def _on_success(task) -> None:
     _append("ok", task)
 
 
-@luigi.Task.event_handler(Event.FAILURE)
 def _on_failure(task, exc) -> None:
     _append("failed", task, f"{type(exc).__name__}: {exc}")
 
 
-@luigi.Task.event_handler(Event.PROCESS_FAILURE)
 def _on_process_failure(task, msg) -> None:
     _append("failed", task, str(msg))
 
 
-@luigi.Task.event_handler(Event.TIMEOUT)
 def _on_timeout(task, msg) -> None:
     _append("failed", task, str(msg))
 
 
-@luigi.Task.event_handler(Event.BROKEN_TASK)
 def _on_broken(task, exc) -> None:
     _append("failed", task, f"{type(exc).__name__}: {exc}")
 
@@ -213,4 +208,27 @@ def _at_exit() -> None:
         reset()
 
 
-atexit.register(_at_exit)
+#: Luigi event -> handler, registered by :func:`install`.
+HANDLERS = (
+    (Event.DEPENDENCY_PRESENT, _on_present),
+    (Event.DEPENDENCY_DISCOVERED, _on_discovered),
+    (Event.DEPENDENCY_MISSING, _on_missing),
+    (Event.SUCCESS, _on_success),
+    (Event.FAILURE, _on_failure),
+    (Event.PROCESS_FAILURE, _on_process_failure),
+    (Event.TIMEOUT, _on_timeout),
+    (Event.BROKEN_TASK, _on_broken),
+)
+_installed = False
+
+
+def install() -> None:
+    """Register the summary's Luigi event handlers and its ``atexit`` hook (once per process; idempotent)."""
+    global _installed, _MAIN_PID
+    if _installed:
+        return
+    _MAIN_PID = os.getpid()
+    for event, handler in HANDLERS:
+        luigi.Task.event_handler(event)(handler)
+    atexit.register(_at_exit)
+    _installed = True

@@ -16,9 +16,9 @@ import rasterio
 from rasterio.transform import from_origin
 from shapely.geometry import Polygon, box
 
-import pipeline  # noqa: F401  (registers the tasks)
-from pipeline.scene import CLASS_COLORS
-from pipeline.release.validate import validate_release
+import tasks  # noqa: F401  (registers the tasks)
+from pipeline.constants import CLASS_COLORS
+from pipeline.release.validate.report import validate_release
 
 CRS = "EPSG:32633"
 X0, Y0, GSD, SIZE = 500000.0, 5000000.0, 0.5, 3100  # 3x3 tiles of 1024 px at 0.5 m

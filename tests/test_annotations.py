@@ -1,4 +1,4 @@
-"""Pre-annotation export and annotation import (pipeline/labels/annotations.py), on small real files."""
+"""Pre-annotation export and annotation import (pipeline/labels/annotations/), on small real files."""
 from __future__ import annotations
 
 import json
@@ -13,16 +13,11 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 from shapely.geometry import Polygon, box
 
-from pipeline.labels.annotations import (
-    TileGrid,
-    export_preannotation,
-    find_annotation,
-    import_annotation,
-    rasterize_footprints,
-    write_label,
-)
+from pipeline.labels.annotations.export import export_preannotation, rasterize_footprints, write_label
+from pipeline.labels.annotations.grid import TileGrid
+from pipeline.labels.annotations.importer import find_annotation, import_annotation
 from pipeline.errors import AnnotationRejected
-from pipeline.scene import CLASS_COLORS
+from pipeline.constants import CLASS_COLORS
 from tests.conftest import shared_file
 
 UTM = "EPSG:32633"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import rasterio
 
-import pipeline  # noqa: F401  (registers the tasks)
-from pipeline.release.validate import validate_release
+import tasks  # noqa: F401  (registers the tasks)
+from pipeline.release.validate.report import validate_release
 from tests.helpers_build import DEMO_SOURCES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,7 +131,7 @@ def test_flipping_one_byte_fails_validation_naming_the_file(release, tmp_path):
 
 
 def test_stats_hold_every_table_and_plot_and_equal_the_manifest_sums(release):
-    from pipeline.dataset.stats import STATS_FILES
+    from pipeline.dataset.stats.write import STATS_FILES
 
     _, _, rel = release
     manifest = json.loads((rel / "manifest.json").read_text())

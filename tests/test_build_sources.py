@@ -14,9 +14,9 @@ import luigi.configuration
 import pytest
 from moto.server import ThreadedMotoServer
 
-import pipeline  # noqa: F401  (registers the tasks)
+import tasks  # noqa: F401  (registers the tasks)
 from oem_demo.generate import generate_demo
-from pipeline.release.validate import validate_release
+from pipeline.release.validate.report import validate_release
 from tests.loopback import LoopbackServer
 
 BUCKET = "spacenet-dataset"

@@ -12,7 +12,7 @@ import rasterio
 from rasterio.transform import Affine
 
 from pipeline.raster.cog import COG_OPTIONS, follows_policy, place_cog, to_cog, validate_cog, write_cog
-from pipeline.release.validate import validate_release
+from pipeline.release.validate.report import validate_release
 from tests.helpers_outputs import demo_release, manifest_of
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,10 @@ from pyproj import Geod
 from shapely import wkt as shapely_wkt
 from shapely.geometry import shape
 
-from oem_demo.generate import CONTINENTS, DEMO_SCENES, LAYOUTS, generate_demo, metres_per_degree, target_gsd
+from pipeline.constants import CONTINENTS
+from oem_demo.generate import generate_demo
+from oem_demo.geodesy import metres_per_degree
+from oem_demo.scenes import DEMO_SCENES, LAYOUTS, target_gsd
 
 GEOD = Geod(ellps="WGS84")
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.raster.plan: UTM zones, native GSD, the GSD rule, scene plans and rejections."""
+"""Tests for pipeline.raster (gsd, plan, reading): UTM zones, native GSD, the GSD rule, scene plans and rejections."""
 from __future__ import annotations
 
 import math
@@ -12,7 +12,9 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from pipeline.errors import SceneRejected
-from pipeline.raster.plan import choose_target_gsd, native_gsd_m, open_scene, plan_scene, snap_grid, utm_crs_for
+from pipeline.raster.gsd import choose_target_gsd, native_gsd_m, utm_crs_for
+from pipeline.raster.plan import plan_scene, snap_grid
+from pipeline.raster.reading import open_scene
 from pipeline.scene import Georef, Scene
 from tests.conftest import shared_file
 

@@ -18,7 +18,7 @@ atomically, so the release is the same as a single local-scheduler build.  Per-s
 dependencies of ``AssembleTiles`` (one per catalogued scene), so only the process that runs
 ``AssembleTiles`` can run them; the other one waits (keep-alive) and takes whatever static tasks are left.
 
-Task starts are recorded by a wrapper module (``--module oem_probe``) that imports ``pipeline`` and
+Task starts are recorded by a wrapper module (``--module oem_probe``) that imports ``tasks`` and
 registers Luigi START / SUCCESS event handlers appending ``event, process tag, pid, task id`` to a file.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ PROBE = textwrap.dedent('''
 
     import luigi
 
-    import pipeline  # noqa: F401  (registers the tasks)
+    import tasks  # noqa: F401  (registers the tasks)
 
 
     def _log(event, task):
@@ -177,7 +177,7 @@ def test_readme_central_scheduler_command_line_is_accepted():
     import luigi.interface
     from luigi.cmdline_parser import CmdlineParser
 
-    import pipeline  # noqa: F401  (registers BuildRelease)
+    import tasks  # noqa: F401  (registers BuildRelease)
 
     env, argv = _readme_central_command()
     cfg = ROOT / env["LUIGI_CONFIG_PATH"]

@@ -16,18 +16,10 @@ import pytest
 import rasterio
 from affine import Affine
 
-from pipeline.dataset.selection import (
-    IMAGE_FEATURE_NAMES,
-    MODEL_FEATURE_NAMES,
-    SmallUNet,
-    derive_seed,
-    image_features,
-    read_image,
-    read_label,
-    sample_region,
-    select_hard_images,
-    weights_sha256,
-)
+from pipeline.dataset.selection.features import IMAGE_FEATURE_NAMES, image_features, read_image, read_label
+from pipeline.dataset.selection.model import MODEL_FEATURE_NAMES, SmallUNet, weights_sha256
+from pipeline.dataset.selection.sampling import sample_region, select_hard_images
+from pipeline.rng import derive_seed
 
 TYPICAL = {1: (150, 120, 90), 2: (150, 165, 95), 3: (165, 165, 160), 4: (95, 95, 100),
            5: (40, 90, 45), 6: (35, 65, 110), 7: (115, 175, 80), 8: (200, 95, 75)}

@@ -6,7 +6,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from pipeline.dataset.splits import split_counts, split_dataset, split_region
+from pipeline.dataset.splits.trials import split_counts, split_dataset, split_region
 
 
 def _images(n: int, seed: int, region: str = "r", classes=range(1, 9)) -> list[dict]:

@@ -11,11 +11,9 @@ from pathlib import Path
 import pystac
 import pytest
 
-from pipeline.release.stac import (
-    COLLECTION, LABEL_SCHEMA, PROJECTION_SCHEMA, schema_dir, schema_map, spdx_license, validate_stac,
-    validate_stac_object, write_stac,
-)
-from pipeline.release.validate import validate_release
+from pipeline.release.stac import COLLECTION, LABEL_SCHEMA, PROJECTION_SCHEMA, spdx_license, write_stac
+from pipeline.release.validate.stac import schema_dir, schema_map, validate_stac, validate_stac_object
+from pipeline.release.validate.report import validate_release
 from tests.helpers_outputs import SOURCES, demo_release, manifest_of, no_network, synthetic_records  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]

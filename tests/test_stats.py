@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.dataset.stats import HIST_EDGES, PNG_FILES, STATS_FILES, compute_stats, write_stats
+from pipeline.dataset.stats.plots import PNG_FILES
+from pipeline.dataset.stats.tables import HIST_EDGES, compute_stats
+from pipeline.dataset.stats.write import STATS_FILES, write_stats
 
 
 def rec(iid, region, country, continent, source, split, gsd, size_m, lonlat, pixels, segments, unlabelled=0):

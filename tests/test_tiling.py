@@ -17,7 +17,8 @@ from rasterio.transform import from_origin
 
 from pipeline.errors import AnnotationRejected
 from pipeline.raster.plan import plan_scene
-from pipeline.raster.tiling import tile_lattice, write_label_tiles, write_scene_tiles
+from pipeline.labels.landcover import write_label_tiles
+from pipeline.raster.tiling import tile_lattice, write_scene_tiles
 from tests.conftest import ROOT, shared_file
 from tests.test_raster import deg_transform, make_scene, rgb, write_tif
 
@@ -412,5 +413,5 @@ def test_bounded_memory_big_scene(tmp_path):
     assert out["tiles"] == 9 and out["dropped"] == 0
     growth_mb = (out["peak_kb"] - out["base_kb"]) / 1024
     # planning + tiling must not hold the scene (432 MB decoded) in memory: only GDAL's bounded block
-    # cache (pipeline.raster.plan.GDAL_ENV, 64 MB), the tiles in flight and the warp buffers
+    # cache (pipeline.raster.reading.GDAL_ENV, 64 MB), the tiles in flight and the warp buffers
     assert growth_mb < 400, f"peak RSS grew by {growth_mb:.0f} MB"

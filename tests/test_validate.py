@@ -14,9 +14,9 @@ from rasterio.transform import array_bounds
 
 from pipeline.atomic import write_json
 from pipeline.release.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
-from pipeline.dataset.splits import split_dataset
-from pipeline.release.validate import main as validate_main
-from pipeline.release.validate import validate_release
+from pipeline.dataset.splits.trials import split_dataset
+from pipeline.release.validate.report import main as validate_main
+from pipeline.release.validate.report import validate_release
 
 ROOT = Path(__file__).resolve().parents[1]
 GSD = 0.5
@@ -340,7 +340,7 @@ def test_footprints_overlapping_across_splits(release):
 
 
 def _with_uda(root: Path) -> dict:
-    from pipeline.dataset.splits import uda_section
+    from pipeline.dataset.splits.uda import uda_section
 
     m = load_manifest(root)
     m["uda"] = uda_section(m["images"], seed=7)

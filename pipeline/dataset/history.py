@@ -11,7 +11,7 @@ Policies
 * :func:`manifest_digest`: the first 12 hex digits of the SHA-256 of the manifest's bytes; dataset work
   files that depend on the previous release carry it in their name, so a changed previous release is
   never answered by a stale work file.
-* :func:`previous_maps`: stable key (:func:`pipeline.dataset.splits.image_key`) -> split and -> id of every
+* :func:`previous_maps`: stable key (:func:`pipeline.dataset.ids.image_key`) -> split and -> id of every
   image of a manifest; the next build keeps both for images it releases again.
 """
 from __future__ import annotations
@@ -22,8 +22,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from pipeline.release.manifest import natural_key
-from pipeline.dataset.splits import image_key
+from pipeline.dataset.ids import image_key, natural_key
 
 MANIFEST = "manifest.json"
 NONE = "none"

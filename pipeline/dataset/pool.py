@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping
 
 from rasterio.warp import transform_bounds
 
+from pipeline.dataset.ids import image_key
 from pipeline.labels.labelling import tile_key
 from pipeline.dataset.regions import locate
 from pipeline.scene import Scene
@@ -116,12 +117,10 @@ def name_images(tiles: list[dict], previous: Mapping[str, str] | None = None) ->
     """Give each tile its release id ``<region>_<n>``.  Returns new records sorted by (region, n).
 
     Without ``previous`` the tiles of a region are numbered from 1 in the order of (source, scene id, tile
-    id).  ``previous`` maps stable keys (:func:`pipeline.dataset.splits.image_key`) to the ids of an earlier
+    id).  ``previous`` maps stable keys (:func:`pipeline.dataset.ids.image_key`) to the ids of an earlier
     release: a tile whose key is there keeps that id when the id is ``<its region>_<n>``; the other tiles
     of the region get the next numbers after the highest ``n`` the earlier release used in that region
     (so an id never comes back for a different image), in (source, scene id, tile id) order."""
-    from pipeline.dataset.splits import image_key
-
     previous = dict(previous or {})
     used: dict[str, int] = defaultdict(int)
     for pid in previous.values():

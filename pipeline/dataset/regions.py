@@ -23,15 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CONTINENTS = {
-    "AF": "Africa",
-    "AS": "Asia",
-    "EU": "Europe",
-    "NA": "North America",
-    "SA": "South America",
-    "OC": "Oceania",
-    "AN": "Antarctica",
-}
+from pipeline.constants import CONTINENT_CODES
+
 MIN_CITY_POPULATION = 100_000
 MAX_CITY_DISTANCE_KM = 60.0
 
@@ -99,7 +92,7 @@ def locate(lon: float, lat: float, region_hint: str | None = None) -> Location:
     place = _geocoder().query([(lat, lon)])[0]
     cc = place["cc"]
     country = _countries().get(cc, {})
-    continent = CONTINENTS.get(country.get("continentcode", ""), "Unknown")
+    continent = CONTINENT_CODES.get(country.get("continentcode", ""), "Unknown")
     if region_hint:
         region = slugify(region_hint)
     else:

@@ -3,9 +3,9 @@
 Policy, per tile, first match wins:
 
 1. a completed annotation in the ``done`` folder named after the tile's stable key
-   (``<source>-<scene id>-<tile id>``, any format :func:`pipeline.labels.annotations.import_annotation` reads):
+   (``<source>-<scene id>-<tile id>``, any format :func:`pipeline.labels.annotations.importer.import_annotation` reads):
    annotators' work overrides what a source shipped;
-2. the source's own 8-class raster (``Scene.landcover``), warped by :func:`pipeline.raster.tiling.write_label_tiles`;
+2. the source's own 8-class raster (``Scene.landcover``), warped by :func:`pipeline.labels.landcover.write_label_tiles`;
 3. otherwise the tile is *pending*: it is listed, never released with an empty label, and (when selected)
    exported to the ``todo`` folder with its building footprints as the starting point.
 
@@ -26,13 +26,13 @@ from rasterio.features import shapes
 from rasterio.vrt import WarpedVRT
 from shapely.geometry import shape
 
-from pipeline.labels.annotations import TileGrid, export_preannotation, find_annotation, import_annotation, write_label
+from pipeline.labels.annotations.export import export_preannotation, write_label
+from pipeline.labels.annotations.grid import TileGrid
+from pipeline.labels.annotations.importer import ANNOTATION_SUFFIXES, find_annotation, import_annotation
 from pipeline.errors import AnnotationRejected, PipelineInputError
 from pipeline.sources.footprints import load_footprints
-from pipeline.scene import NUM_CLASSES, Georef, Scene
-
-ANNOTATION_SUFFIXES = (".geojson", ".gpkg", ".tif", ".tiff", ".png")
-
+from pipeline.constants import NUM_CLASSES
+from pipeline.scene import Georef, Scene
 
 def tile_key(source: str, scene_id: str, tile_id: str) -> str:
     """Stable name of a tile across releases: ``<source>-<scene id>-<tile id>``."""
@@ -108,7 +108,7 @@ def apply_annotations(
 def mask_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame:
     """Building polygons of ``scene.building_mask`` (non-zero = building, on the image's pixel grid)
     on ``grid``: the mask is warped with nearest neighbour onto the tile and vectorised."""
-    from pipeline.raster.plan import open_raster, open_scene
+    from pipeline.raster.reading import open_raster, open_scene
 
     with open_scene(scene) as img:
         georef = Georef(crs=img.crs.to_wkt(), transform=tuple(img.transform)[:6])

@@ -39,7 +39,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from pipeline.scene import NUM_CLASSES
+from pipeline.constants import CLASS_IDS, NUM_CLASSES
 
 #: Classes of one tile counted at the same time (threads: OpenCV and NumPy release the GIL), for
 #: rasters of at least ``_PARALLEL_MIN_PIXELS`` pixels.  ``OEM_SEGMENT_THREADS`` overrides; 1 = sequential.
@@ -59,7 +59,7 @@ def _executor() -> ThreadPoolExecutor:
         return _pool[1]
 
 #: The classes counted by default (0 = unlabelled is not a class).
-DEFAULT_CLASSES: tuple[int, ...] = tuple(range(1, NUM_CLASSES + 1))
+DEFAULT_CLASSES: tuple[int, ...] = CLASS_IDS
 
 
 def _check_label(label: np.ndarray) -> np.ndarray:

@@ -32,31 +32,23 @@ Policies implemented here (see docs/ARCHITECTURE.md, "Prepared plan", "GSD rule"
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
-import warnings
-from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
-from xml.sax.saxutils import escape
+from collections.abc import Iterator, Sequence
+from typing import Optional
 
 import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
-from rasterio.errors import NotGeoreferencedWarning, RasterioError
+from rasterio.errors import RasterioError
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from pipeline.errors import SceneRejected
-from pipeline.scene import Georef, Scene
-
-#: GDAL settings used for every read in the pipeline: a bounded block cache, two threads.  The cache
-#: holds the source blocks shared by neighbouring tiles; 64 MB fills up already on modest scenes, so the
-#: peak RSS of tiling does not depend on the scene size (a larger cache only saves re-decoding the few
-#: blocks shared by two rows of tiles: a few % of the CPU time, measured with bench/run).
-GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 64 * 1024 * 1024, "GDAL_NUM_THREADS": "2"}
+from pipeline.raster.gsd import choose_target_gsd, crs_label, native_gsd_m, utm_crs_for
+from pipeline.raster.reading import GDAL_ENV, GDAL_TYPES, open_scene
+from pipeline.scene import Scene
 
 #: Decimated reads (statistics, validity) use at most this many samples along the longer axis.
 STATS_SAMPLES = 1024
@@ -68,206 +60,6 @@ MAX_GRID_PIXELS = 200_000
 #: Downsampling factors above this use area-based resampling (average / mode).
 AREA_RESAMPLING_FACTOR = 1.2
 
-_GDAL_TYPES = {
-    "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
-    "int32": "Int32", "uint64": "UInt64", "int64": "Int64", "float32": "Float32", "float64": "Float64",
-}
-_COLORINTERP_NAMES = {
-    ColorInterp.gray: "Gray", ColorInterp.red: "Red", ColorInterp.green: "Green",
-    ColorInterp.blue: "Blue", ColorInterp.alpha: "Alpha", ColorInterp.palette: "Palette",
-}
-
-
-# --------------------------------------------------------------------------------------------------
-# Opening
-# --------------------------------------------------------------------------------------------------
-
-def _vrt_wrapper_xml(path: str, src: rasterio.io.DatasetReader, crs: Optional[CRS],
-                     transform: Optional[Sequence[float]], bands: Optional[Sequence[int]] = None,
-                     alpha_band: Optional[int] = None, keep_nodata: bool = True) -> str:
-    """A small VRT document that points at ``path`` band by band, adding a georeference / alpha.
-
-    Nothing is read: GDAL opens the source lazily when pixels of the VRT are requested.  ``transform``
-    is rasterio's (a, b, c, d, e, f); the VRT stores GDAL's (c, a, b, f, d, e).
-    """
-    bands = list(bands) if bands is not None else list(range(1, src.count + 1))
-    parts = [f'<VRTDataset rasterXSize="{src.width}" rasterYSize="{src.height}">']
-    if crs is not None:
-        parts.append(f"<SRS>{escape(crs.to_wkt())}</SRS>")
-    if transform is not None:
-        a, b, c, d, e, f = (float(v) for v in transform[:6])
-        parts.append("<GeoTransform>" + ", ".join(repr(v) for v in (c, a, b, f, d, e)) + "</GeoTransform>")
-    for out_idx, bidx in enumerate(bands, start=1):
-        dtype = _GDAL_TYPES.get(src.dtypes[bidx - 1])
-        if dtype is None:
-            raise ValueError(f"unsupported data type {src.dtypes[bidx - 1]}")
-        ci = ColorInterp.alpha if alpha_band == bidx else src.colorinterp[bidx - 1]
-        parts.append(f'<VRTRasterBand dataType="{dtype}" band="{out_idx}">')
-        if ci in _COLORINTERP_NAMES:
-            parts.append(f"<ColorInterp>{_COLORINTERP_NAMES[ci]}</ColorInterp>")
-        nodata = src.nodatavals[bidx - 1]
-        if nodata is not None and keep_nodata:
-            parts.append(f"<NoDataValue>{nodata!r}</NoDataValue>")
-        parts.append(
-            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(Path(path).resolve()))}'
-            f"</SourceFilename><SourceBand>{bidx}</SourceBand></SimpleSource></VRTRasterBand>"
-        )
-    parts.append("</VRTDataset>")
-    return "".join(parts)
-
-
-#: ``warnings.catch_warnings`` swaps the process-wide filter list; the tiling opens datasets from several
-#: threads, so the swaps are serialised (else one thread's exit could restore another's filters).
-_WARNINGS_LOCK = threading.Lock()
-
-
-def _open_raw(path: str, error: type = SceneRejected) -> rasterio.io.DatasetReader:
-    try:
-        with _WARNINGS_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except (RasterioError, OSError) as exc:
-        raise error(path, f"cannot read: {exc}") from exc
-
-
-def _scene_alpha_override(scene: Scene) -> Optional[int]:
-    value = (scene.extra or {}).get("alpha_band")
-    return int(value) if value is not None else None
-
-
-@contextlib.contextmanager
-def open_raster(path: str, *, georef: Optional[Georef] = None, alpha_band: Optional[int] = None,
-                bands: Optional[Sequence[int]] = None, keep_nodata: bool = True,
-                error: type = SceneRejected) -> Iterator[rasterio.io.DatasetReader]:
-    """Open ``path`` for reading, applying ``georef`` / an alpha band override when given.
-
-    ``bands`` restricts the bands exposed; ``keep_nodata=False`` drops the file's nodata value (used
-    for label rasters, where 0 is a class to vote with, not a hole).
-    When any override is given the file is wrapped in a small VRT document (no pixels are read), so
-    the dataset yielded has the georeference of ``georef`` and band ``alpha_band`` marked as alpha.
-    An unreadable file raises ``error(path, "cannot read: ...")``.
-    """
-    src = _open_raw(path, error)
-    try:
-        if georef is None and alpha_band is None and bands is None and keep_nodata:
-            yield src
-            return
-        crs = CRS.from_user_input(georef.crs) if georef is not None else src.crs
-        transform = tuple(georef.transform) if georef is not None else (
-            tuple(src.transform)[:6] if not src.transform.is_identity else None)
-        try:
-            xml = _vrt_wrapper_xml(path, src, crs, transform, bands=bands, alpha_band=alpha_band,
-                                   keep_nodata=keep_nodata)
-            vrt = rasterio.open(xml)
-        except (RasterioError, ValueError) as exc:
-            raise error(path, f"cannot read: {exc}") from exc
-        with vrt:
-            yield vrt
-    finally:
-        src.close()
-
-
-@contextlib.contextmanager
-def open_scene(scene: Scene) -> Iterator[rasterio.io.DatasetReader]:
-    """Yield a rasterio dataset for ``scene.image`` with ``scene.georef`` applied when set.
-
-    The georeference (and an alpha override from ``scene.extra["alpha_band"]``) is applied through a
-    small VRT document pointing at the file, so nothing is loaded.  An unreadable file raises
-    ``SceneRejected(scene.image, "cannot read: ...")``.
-    """
-    with open_raster(scene.image, georef=scene.georef, alpha_band=_scene_alpha_override(scene)) as ds:
-        yield ds
-
-
-# --------------------------------------------------------------------------------------------------
-# Geodesy
-# --------------------------------------------------------------------------------------------------
-
-def utm_zone_for(lon: float, lat: float) -> int:
-    """Standard UTM zone number (1..60) of a WGS 84 position, with the Norway and Svalbard exceptions."""
-    lon = ((float(lon) + 180.0) % 360.0) - 180.0
-    zone = int(math.floor((lon + 180.0) / 6.0)) + 1
-    zone = min(max(zone, 1), 60)
-    if 56.0 <= lat < 64.0 and 3.0 <= lon < 12.0:
-        zone = 32
-    elif 72.0 <= lat < 84.0 and 0.0 <= lon < 42.0:
-        zone = 31 if lon < 9.0 else 33 if lon < 21.0 else 35 if lon < 33.0 else 37
-    return zone
-
-
-def utm_crs_for(lon: float, lat: float) -> str:
-    """The WGS 84 UTM CRS of a position: ``"EPSG:326zz"`` north of the equator (lat >= 0), else ``"EPSG:327zz"``."""
-    zone = utm_zone_for(lon, lat)
-    return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
-
-
-def _as_crs(crs: Any) -> CRS:
-    return crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
-
-
-def native_gsd_m(crs: Any, transform: Any, width: int, height: int) -> tuple[float, tuple[float, float]]:
-    """Ground sample distance (metres) of a raster, measured in the UTM zone of its centre.
-
-    The centre pixel's neighbourhood (half a pixel either side along columns and along rows) is
-    projected to the local UTM zone; the GSD is the mean of the two step lengths.  Returns
-    ``(gsd, (lon, lat))`` with the centre in WGS 84 degrees.
-    """
-    crs = _as_crs(crs)
-    t = transform if isinstance(transform, Affine) else Affine(*tuple(transform)[:6])
-    cx, cy = width / 2.0, height / 2.0
-    cols = [cx, cx - 0.5, cx + 0.5, cx, cx]
-    rows = [cy, cy, cy, cy - 0.5, cy + 0.5]
-    xs, ys = zip(*(t @ (c, r) for c, r in zip(cols, rows)))
-    lons, lats = warp_transform(crs, "EPSG:4326", list(xs), list(ys))
-    lon, lat = float(lons[0]), float(lats[0])
-    if not (math.isfinite(lon) and math.isfinite(lat)) or abs(lat) > 90:
-        raise ValueError(f"scene centre does not transform to WGS 84 ({lon}, {lat})")
-    ux, uy = warp_transform(crs, utm_crs_for(lon, lat), list(xs), list(ys))
-    step_x = math.hypot(ux[2] - ux[1], uy[2] - uy[1])
-    step_y = math.hypot(ux[4] - ux[3], uy[4] - uy[3])
-    return (step_x + step_y) / 2.0, (lon, lat)
-
-
-def choose_target_gsd(native: float, *, targets: Sequence[float] = (0.3, 0.5),
-                      keep_range: tuple[float, float] = (0.25, 0.5), tolerance: float = 0.02,
-                      file: str = "") -> float:
-    """Output GSD for a scene of native GSD ``native`` (metres), or raise SceneRejected.
-
-    * ``native > keep_range[1] * (1 + tolerance)`` -> ``SceneRejected(file, "GSD 0.80 m is coarser than 0.5 m")``;
-    * ``keep_range[0] <= native <= keep_range[1]`` -> ``round(native, 2)``; up to ``tolerance`` above
-      ``keep_range[1]`` -> ``keep_range[1]``;
-    * ``native < keep_range[0]`` -> the target whose ratio target / native is closest to an integer
-      (the downsampling factor that is closest to exact box averaging); ties go to the finer target.
-    """
-    lo, hi = keep_range
-    if not (isinstance(native, (int, float)) and math.isfinite(native) and native > 0):
-        raise SceneRejected(file, f"GSD {native!r} is not a positive number")
-    if native > hi * (1 + tolerance):
-        raise SceneRejected(file, f"GSD {native:.2f} m is coarser than {hi:g} m")
-    if native > hi:
-        return float(hi)
-    if native >= lo:
-        return min(round(float(native), 2), float(hi))
-    best: Optional[float] = None
-    best_err = math.inf
-    for target in sorted(float(t) for t in targets):
-        ratio = target / native
-        err = abs(ratio - round(ratio))
-        if err < best_err - 1e-9:
-            best, best_err = target, err
-    assert best is not None, "targets must not be empty"
-    return best
-
-
-def crs_label(crs: CRS) -> str:
-    """``"EPSG:xxxx"`` when the CRS has an EPSG code, else its WKT."""
-    epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg is not None else crs.to_wkt()
-
-
-# --------------------------------------------------------------------------------------------------
-# Plan
-# --------------------------------------------------------------------------------------------------
 
 def _band_policy(ds: rasterio.io.DatasetReader, file: str) -> tuple[list[int], Optional[int]]:
     """(bands used as R, G, B; alpha band or None) following the band policy of the module doc."""
@@ -391,6 +183,56 @@ def _stretch_stats(ds: rasterio.io.DatasetReader, bands: list[int], file: str
     return data, mask, int(mask.sum())
 
 
+def _check_georeference(ds: rasterio.io.DatasetReader, file: str) -> str:
+    """Reject a dataset without a usable CRS + affine, or with mixed / unsupported data types; returns
+    the data type of its bands."""
+    if ds.crs is None:
+        raise SceneRejected(file, "no CRS (and no georef supplied)")
+    if ds.transform.is_identity:
+        gcps, _ = ds.gcps
+        how = "GCPs only" if gcps else ("RPCs only" if ds.rpcs else "no geotransform")
+        raise SceneRejected(file, f"{how} (and no georef supplied): an affine geotransform is required")
+    if ds.transform.determinant == 0:
+        raise SceneRejected(file, "degenerate geotransform (zero determinant)")
+    dtype = ds.dtypes[0]
+    if len(set(ds.dtypes)) != 1:
+        raise SceneRejected(file, f"mixed band data types {sorted(set(ds.dtypes))}")
+    if dtype not in GDAL_TYPES:
+        raise SceneRejected(file, f"unsupported data type {dtype}")
+    return dtype
+
+
+def _radiometry(ds: rasterio.io.DatasetReader, bands: list[int], dtype: str, file: str
+                ) -> tuple[str, list[float], list[float]]:
+    """``(scale, low, high)`` of the plan: uint8 as is, else a linear stretch between the 2nd and 98th
+    percentiles of the valid pixels of a decimated read (per band).  Rejects a scene with no valid pixel."""
+    data, mask, n_valid = _stretch_stats(ds, bands, file)
+    if n_valid == 0:
+        raise SceneRejected(file, "all pixels are nodata")
+    if dtype == "uint8":
+        return "none", [0.0, 0.0, 0.0], [255.0, 255.0, 255.0]
+    per_band = {}
+    for i, b in enumerate(sorted(set(bands))):
+        values = data[i][mask].astype(np.float64)
+        lo_v, hi_v = (float(v) for v in np.percentile(values, [2.0, 98.0]))
+        if not hi_v > lo_v:
+            hi_v = lo_v + 1.0
+        per_band[b] = (round(lo_v, 6), round(hi_v, 6))
+    return "linear", [per_band[b][0] for b in bands], [per_band[b][1] for b in bands]
+
+
+def _utm_grid(ds: rasterio.io.DatasetReader, utm: str, gsd: float, file: str) -> tuple[list[float], int, int]:
+    """The scene's output grid in ``utm`` at ``gsd``: its footprint's bounds snapped outward (:func:`snap_grid`)."""
+    try:
+        bounds = _footprint_bounds(ds.crs, ds.transform, ds.width, ds.height, utm)
+    except Exception as exc:  # noqa: BLE001
+        raise SceneRejected(file, f"cannot map footprint to {utm}: {exc}") from exc
+    transform, width, height = snap_grid(bounds, gsd)
+    if max(width, height) > MAX_GRID_PIXELS:
+        raise SceneRejected(file, f"output grid {width}x{height} px exceeds {MAX_GRID_PIXELS} px per axis")
+    return transform, width, height
+
+
 def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size: int = 1024) -> dict:
     """Inspect ``scene.image`` and return its "Prepared plan" record (``status == "ok"``).
 
@@ -402,54 +244,16 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
     """
     file = scene.image
     with rasterio.Env(**GDAL_ENV), open_scene(scene) as ds:
-        if ds.crs is None:
-            raise SceneRejected(file, "no CRS (and no georef supplied)")
-        if ds.transform.is_identity:
-            gcps, _ = ds.gcps
-            how = "GCPs only" if gcps else ("RPCs only" if ds.rpcs else "no geotransform")
-            raise SceneRejected(file, f"{how} (and no georef supplied): an affine geotransform is required")
-        if ds.transform.determinant == 0:
-            raise SceneRejected(file, "degenerate geotransform (zero determinant)")
-        dtype = ds.dtypes[0]
-        if len(set(ds.dtypes)) != 1:
-            raise SceneRejected(file, f"mixed band data types {sorted(set(ds.dtypes))}")
-        if dtype not in _GDAL_TYPES:
-            raise SceneRejected(file, f"unsupported data type {dtype}")
+        dtype = _check_georeference(ds, file)
         bands, alpha = _band_policy(ds, file)
-
         try:
             gsd_native, (lon, lat) = native_gsd_m(ds.crs, ds.transform, ds.width, ds.height)
         except Exception as exc:  # noqa: BLE001 - any projection failure is a bad georeference
             raise SceneRejected(file, f"cannot measure GSD: {exc}") from exc
         gsd = choose_target_gsd(gsd_native, targets=targets, file=file)
-
-        data, mask, n_valid = _stretch_stats(ds, bands, file)
-        if n_valid == 0:
-            raise SceneRejected(file, "all pixels are nodata")
-        uniq = sorted(set(bands))
-        if dtype == "uint8":
-            scale, low, high = "none", [0.0, 0.0, 0.0], [255.0, 255.0, 255.0]
-        else:
-            per_band = {}
-            for i, b in enumerate(uniq):
-                values = data[i][mask].astype(np.float64)
-                lo_v, hi_v = (float(v) for v in np.percentile(values, [2.0, 98.0]))
-                if not hi_v > lo_v:
-                    hi_v = lo_v + 1.0
-                per_band[b] = (round(lo_v, 6), round(hi_v, 6))
-            scale = "linear"
-            low = [per_band[b][0] for b in bands]
-            high = [per_band[b][1] for b in bands]
-
+        scale, low, high = _radiometry(ds, bands, dtype, file)
         utm = utm_crs_for(lon, lat)
-        try:
-            bounds = _footprint_bounds(ds.crs, ds.transform, ds.width, ds.height, utm)
-        except Exception as exc:  # noqa: BLE001
-            raise SceneRejected(file, f"cannot map footprint to {utm}: {exc}") from exc
-        transform, width, height = snap_grid(bounds, gsd)
-        if max(width, height) > MAX_GRID_PIXELS:
-            raise SceneRejected(file, f"output grid {width}x{height} px exceeds {MAX_GRID_PIXELS} px per axis")
-
+        transform, width, height = _utm_grid(ds, utm, gsd, file)
         downsampling = gsd_native < gsd / AREA_RESAMPLING_FACTOR
         nodata = ds.nodata
         return {

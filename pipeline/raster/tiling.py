@@ -1,4 +1,4 @@
-"""Tile lattice and windowed warping of a scene (image and label) straight into 1024x1024 GeoTIFF tiles.
+"""Tile lattice and windowed warping of a scene straight into 1024x1024 GeoTIFF image tiles.
 
 Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Tile records", "Label records"):
 
@@ -12,7 +12,7 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Tile records", "Label reco
   resampling.  :data:`TILE_THREADS` tiles (2 on a 2-core machine) are warped and written at a time, one
   thread each with its own dataset handle (GDAL releases the GIL while decoding, warping and
   compressing), so both cores are busy.  The scene is never read whole: memory is bounded by the tiles
-  in flight, GDAL's block cache (``pipeline.raster.plan.GDAL_ENV``) and the warp memory limit, whatever the
+  in flight, GDAL's block cache (``pipeline.raster.reading.GDAL_ENV``) and the warp memory limit, whatever the
   scene size.  Outputs do not depend on the number of threads.
 * **Nodata.** A tile pixel is nodata when its warped alpha is 0: the warper's alpha (outside the
   source footprint, source nodata value, internal mask) or the source's own alpha band.  A tile with a
@@ -22,9 +22,8 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Tile records", "Label reco
 * **Radiometry** follows the plan: bands selected (grey replicated to RGB), non-uint8 data stretched
   linearly from the plan's ``low`` to ``high`` onto 0..255 (``round(255 * (v - low) / (high - low))``
   clipped to 0..255).
-* **Labels** are warped with ``nearest`` or ``mode`` only (never interpolated) and with no source
-  nodata, so 0 (unlabelled) votes like any class and every output value is an input value.  The label
-  raster uses the image's georeference (it must be on the image's pixel grid).
+* **Labels** are warped onto the same tile grids by :mod:`pipeline.labels.landcover` (with the
+  helpers here: :func:`map_tiles`, :func:`write_tif`).
 * **Files.** Image tiles: 3-band uint8 GeoTIFF, 512x512 internal tiles, DEFLATE + PREDICTOR=2,
   photometric RGB, nodata unset, plus an internal mask when any pixel is nodata.  Label tiles: 1-band
   uint8, 512x512 tiles, DEFLATE, same CRS / transform / shape as the image tile, nodata unset.  Each
@@ -48,9 +47,9 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from pipeline.atomic import atomic_path
-from pipeline.errors import AnnotationRejected, SceneRejected
-from pipeline.raster.plan import GDAL_ENV, open_raster, open_scene
-from pipeline.scene import NUM_CLASSES, Georef, Scene
+from pipeline.errors import SceneRejected
+from pipeline.raster.reading import GDAL_ENV, open_scene
+from pipeline.scene import Scene
 
 #: Warp memory limit per warped tile (MB).
 WARP_MEM_LIMIT_MB = 64
@@ -61,9 +60,6 @@ TILE_THREADS = max(1, int(os.environ.get("OEM_TILE_THREADS") or min(2, os.cpu_co
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-
-#: A label raster's own georeference may differ from the image's by this much (see _check_label_georef).
-LABEL_GEOREF_REL_TOL = 1e-6
 
 Lattice = list[tuple[int, int, int, int, int, int]]
 
@@ -126,7 +122,7 @@ def _stretch(data: np.ndarray, low: Sequence[float], high: Sequence[float]) -> n
     return out
 
 
-def _write_tif(path: Path, data: np.ndarray, crs: CRS, transform: Affine, *,
+def write_tif(path: Path, data: np.ndarray, crs: CRS, transform: Affine, *,
                mask: Optional[np.ndarray] = None, predictor: Optional[int] = None,
                photometric: Optional[str] = None) -> None:
     """Write ``data`` (bands, rows, cols) as a tiled DEFLATE GeoTIFF at ``path`` atomically."""
@@ -155,7 +151,7 @@ def _alpha_index(vrt: WarpedVRT) -> int:
     raise RuntimeError("warped dataset has no alpha band")
 
 
-def _map_tiles(opener: Callable[[], Any], fn: Callable[[Any, _T], _R], items: Sequence[_T],
+def map_tiles(opener: Callable[[], Any], fn: Callable[[Any, _T], _R], items: Sequence[_T],
                threads: int = 0) -> list[_R]:
     """``[fn(ds, item) for item in items]`` on up to ``threads`` (default :data:`TILE_THREADS`) threads.
 
@@ -250,7 +246,7 @@ def write_scene_tiles(scene: Scene, plan: dict, out_dir: Path, *, tile_size: int
             rgb[:, ~valid] = 0
         mask = valid.astype(np.uint8) * 255 if n_nodata else None
         image_rel = f"images/{tid}.tif"
-        _write_tif(out_dir / image_rel, rgb, dst_crs, transform, mask=mask, predictor=2,
+        write_tif(out_dir / image_rel, rgb, dst_crs, transform, mask=mask, predictor=2,
                    photometric="RGB")
         return "tile", {
             "tile_id": tid, "row": row, "col": col, "window": [col_off, row_off, w, h],
@@ -261,136 +257,9 @@ def write_scene_tiles(scene: Scene, plan: dict, out_dir: Path, *, tile_size: int
         }
 
     with rasterio.Env(**GDAL_ENV):
-        results = _map_tiles(lambda: open_scene(scene), one_tile, lattice)
+        results = map_tiles(lambda: open_scene(scene), one_tile, lattice)
     tiles = [rec for kind, rec in results if kind == "tile"]
     dropped = [rec for kind, rec in results if kind == "dropped"]
     tiles.sort(key=lambda t: t["tile_id"])
     dropped.sort(key=lambda t: t["tile_id"])
     return tiles, dropped
-
-
-# --------------------------------------------------------------------------------------------------
-# Label tiles
-# --------------------------------------------------------------------------------------------------
-
-def _check_label_georef(file: str, label: rasterio.io.DatasetReader, ref_crs: CRS,
-                        ref_transform: Affine) -> None:
-    """Reject a label whose own georeference disagrees with the image's.
-
-    A label with no CRS and no geotransform is fine (it takes the image's).  Otherwise its CRS (when
-    set) must equal the image's, its pixel size / rotation terms must agree within 1e-6 relative, and
-    its four corners, mapped into the image's pixel space, must lie within 1e-6 x (image size) pixels
-    (at least 1e-3 px) of the image's corners.  Float noise such as 0.29999999999997673 vs 0.3 passes.
-    """
-    if label.crs is not None and ref_crs is not None and label.crs != ref_crs:
-        raise AnnotationRejected(file, f"label CRS {label.crs} differs from the image's {ref_crs}")
-    lt = label.transform
-    if lt.is_identity:
-        return
-    scale = max(abs(ref_transform.a), abs(ref_transform.b), abs(ref_transform.d), abs(ref_transform.e))
-    for name in "abde":
-        dv = abs(getattr(lt, name) - getattr(ref_transform, name))
-        if dv > LABEL_GEOREF_REL_TOL * scale:
-            raise AnnotationRejected(
-                file, f"label geotransform {tuple(lt)[:6]} differs from the image's {tuple(ref_transform)[:6]}")
-    w, h = label.width, label.height
-    inv = ~ref_transform
-    tol_px = max(1e-3, LABEL_GEOREF_REL_TOL * max(w, h))
-    for c, r in ((0, 0), (w, 0), (0, h), (w, h)):
-        ic, ir = inv @ (lt @ (c, r))
-        if abs(ic - c) > tol_px or abs(ir - r) > tol_px:
-            raise AnnotationRejected(
-                file, f"label geotransform {tuple(lt)[:6]} differs from the image's {tuple(ref_transform)[:6]}"
-                      f" (corner ({c}, {r}) off by ({ic - c:.3g}, {ir - r:.3g}) px)")
-
-
-def _check_label_values(file: str, label: rasterio.io.DatasetReader, chunk: int = 2048) -> None:
-    """Scan the label block by block (bounded memory); values outside 0..8 raise AnnotationRejected."""
-    bad: set = set()
-    for row_off in range(0, label.height, chunk):
-        for col_off in range(0, label.width, chunk):
-            win = Window(col_off, row_off, min(chunk, label.width - col_off), min(chunk, label.height - row_off))
-            try:
-                block = label.read(1, window=win)
-            except RasterioError as exc:
-                raise AnnotationRejected(file, f"cannot read: {exc}") from exc
-            if block.dtype == np.uint8:
-                counts = np.bincount(block.ravel(), minlength=256)
-                bad.update(int(v) for v in np.nonzero(counts[NUM_CLASSES + 1:])[0] + NUM_CLASSES + 1)
-            else:
-                values = np.unique(block)
-                ok = np.isfinite(values) & (values >= 0) & (values <= NUM_CLASSES) & (values == np.round(values)) \
-                    if np.issubdtype(values.dtype, np.floating) else (values >= 0) & (values <= NUM_CLASSES)
-                bad.update(v.item() for v in values[~ok][:50])
-            if len(bad) > 50:
-                break
-    if bad:
-        shown = sorted(bad, key=lambda v: (isinstance(v, float) and math.isnan(v), v))[:10]
-        raise AnnotationRejected(file, f"label values outside 0..{NUM_CLASSES}: {shown}")
-
-
-def _pending(tiles: list[dict]) -> list[dict]:
-    return [{"tile_id": t["tile_id"], "status": "pending", "label": None, "class_pixels": {},
-             "unlabelled_pixels": 0} for t in sorted(tiles, key=lambda t: t["tile_id"])]
-
-
-def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path) -> list[dict]:
-    """Warp ``scene.landcover`` onto every image tile's grid and write ``out_dir/labels/<tile_id>.tif``.
-
-    With no landcover every record is ``pending``.  Otherwise the label raster is validated (same
-    width / height as the image, one band, values 0..8, georeference consistent with the image's; else
-    ``AnnotationRejected``), warped with the plan's label resampling (nearest / mode, no source nodata)
-    using the image's georeference, set to 0 where the image tile is nodata (its internal mask), and
-    written with the image tile's CRS / transform / shape.  Returns "Label records" sorted by tile id.
-    """
-    if scene.landcover is None:
-        return _pending(tiles)
-    out_dir = Path(out_dir)
-    file = scene.landcover
-    resampling = Resampling[plan["resampling"]["label"]]
-    if resampling not in (Resampling.nearest, Resampling.mode):
-        raise ValueError(f"labels must not be interpolated (resampling {resampling.name})")
-    with rasterio.Env(**GDAL_ENV):
-        with open_scene(scene) as img:
-            ref_crs, ref_transform, width, height = img.crs, img.transform, img.width, img.height
-        with open_raster(file, error=AnnotationRejected) as raw:
-            if (raw.width, raw.height) != (width, height):
-                raise AnnotationRejected(
-                    file, f"label shape {raw.width}x{raw.height} differs from image {width}x{height}")
-            if raw.count != 1:
-                raise AnnotationRejected(file, f"expects a single-band class-index raster, got {raw.count} bands")
-            if raw.dtypes[0] not in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"):
-                raise AnnotationRejected(file, f"unsupported label data type {raw.dtypes[0]}")
-            _check_label_georef(file, raw, ref_crs, ref_transform)
-            _check_label_values(file, raw)
-        georef = Georef(crs=ref_crs.to_wkt(), transform=tuple(ref_transform)[:6])
-
-        def one_tile(lbl: Any, t: dict) -> dict:
-            tid = t["tile_id"]
-            with rasterio.open(out_dir / t["image"]) as image_tile:
-                crs, transform = image_tile.crs, image_tile.transform
-                w, h = image_tile.width, image_tile.height
-                valid = image_tile.dataset_mask() > 0
-            try:
-                with WarpedVRT(lbl, crs=crs, transform=transform, width=w, height=h,
-                               resampling=resampling, src_nodata=None, nodata=None,
-                               warp_mem_limit=WARP_MEM_LIMIT_MB) as vrt:
-                    data = vrt.read(1)
-            except RasterioError as exc:
-                raise AnnotationRejected(file, f"cannot read: {exc}") from exc
-            data = data.astype(np.uint8)
-            data[~valid] = 0
-            label_rel = f"labels/{tid}.tif"
-            _write_tif(out_dir / label_rel, data[np.newaxis], crs, transform)
-            counts = np.bincount(data.ravel(), minlength=NUM_CLASSES + 1)
-            return {
-                "tile_id": tid, "status": "labelled", "label": label_rel,
-                "class_pixels": {str(k): int(counts[k]) for k in range(1, NUM_CLASSES + 1)},
-                "unlabelled_pixels": int(counts[0]),
-            }
-
-        def opener():
-            return open_raster(file, georef=georef, bands=[1], keep_nodata=False, error=AnnotationRejected)
-
-        records = _map_tiles(opener, one_tile, sorted(tiles, key=lambda t: t["tile_id"]))
-    return records

@@ -3,7 +3,7 @@ renders the result for a changelog or a pull-request comment.
 
 Policies
 --------
-* Images are matched by their stable key (:func:`pipeline.dataset.splits.image_key`: the manifest's ``key``, else
+* Images are matched by their stable key (:func:`pipeline.dataset.ids.image_key`: the manifest's ``key``, else
   ``<source>-<source_scene_id>-<tile>``), never by id, because ids (``<region>_<n>``) are renumbered when
   a scene is inserted before others.
 * ``changed``: matched images whose ``sha256_image`` or ``sha256_label`` differ (``what`` names which);
@@ -18,11 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from pipeline.release.manifest import SPLITS
-from pipeline.scene import CLASS_NAMES
-from pipeline.dataset.splits import image_key
-
-CLASS_KEYS: tuple[str, ...] = tuple(str(c) for c in sorted(CLASS_NAMES))
+from pipeline.constants import CLASS_KEYS, CLASS_NAMES, SPLITS
+from pipeline.dataset.ids import image_key
 
 
 def _index(manifest: Optional[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -18,14 +18,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from pipeline.release.manifest import natural_key
-from pipeline.scene import CLASS_NAMES
+from pipeline.dataset.ids import natural_key
+from pipeline.constants import CLASS_IDS
 from pipeline.release.stac import footprint_lonlat
 
 INDEX = "index.parquet"
 STRING_COLUMNS = ("id", "split", "region", "country", "country_code", "continent", "source", "source_kind",
                   "license", "crs", "acquired", "image", "label", "sha256_image", "sha256_label")
-SHARE_COLUMNS = tuple(f"share_{c}" for c in sorted(CLASS_NAMES)) + ("share_unlabelled",)
+SHARE_COLUMNS = tuple(f"share_{c}" for c in CLASS_IDS) + ("share_unlabelled",)
 
 
 def index_frame(records: Sequence[dict[str, Any]]):
@@ -41,7 +41,7 @@ def index_frame(records: Sequence[dict[str, Any]]):
         counts = r.get("class_pixels") or {}
         row: dict[str, Any] = {k: (None if r.get(k) is None else str(r.get(k))) for k in STRING_COLUMNS}
         row.update(gsd=float(r["gsd"]), width=int(r["width"]), height=int(r["height"]))
-        for c in sorted(CLASS_NAMES):
+        for c in CLASS_IDS:
             row[f"share_{c}"] = int(counts.get(str(c), 0)) / total if total else 0.0
         row["share_unlabelled"] = int(r.get("unlabelled_pixels", 0)) / total if total else 0.0
         rows.append(row)

@@ -26,10 +26,10 @@ from typing import Any, Iterable, Sequence
 import jsonschema
 
 from pipeline.atomic import write_text
-from pipeline.scene import CLASS_COLORS, CLASS_NAMES
+from pipeline.dataset.ids import natural_key
+from pipeline.constants import CLASS_COLORS, CLASS_NAMES, SPLITS
 
 SCHEMA_VERSION = "1.0"
-SPLITS: tuple[str, str, str] = ("train", "val", "test")
 SPLIT_FILES: dict[str, str] = {s: f"{s}.txt" for s in SPLITS}
 _CHUNK = 1 << 20
 
@@ -41,7 +41,7 @@ IMAGE_FIELDS: tuple[str, ...] = (
     "class_pixels", "unlabelled_pixels", "segments", "edge_segments", "segments_total", "acquired",
 )
 #: Optional fields of one image record, kept when the caller's record has them: the stable key across
-#: releases (``<source>-<scene id>-<tile id>``) and the leakage group (see :mod:`pipeline.dataset.splits`).
+#: releases (``<source>-<scene id>-<tile id>``) and the leakage group (see :mod:`pipeline.dataset.splits.leakage`).
 IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group")
 #: Optional top-level sections: the release this one follows, the tile selection record, UDA splits.
 OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda")
@@ -57,11 +57,6 @@ class ManifestError(ValueError):
         head = "; ".join(self.problems[:5])
         more = f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
         super().__init__(f"manifest does not follow the schema: {head}{more}")
-
-
-def natural_key(text: str) -> tuple:
-    """Sort key ordering digit runs numerically: ``austin_2`` < ``austin_10`` < ``b_1``."""
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -153,7 +148,7 @@ def build_manifest(
     caller's records are dropped, missing required ones are schema errors).  ``splits`` counts images per split; ``splits.regions`` is ``splits_info`` sorted by
     region.  ``files`` (optional, from :func:`file_entries`) lists other release files.
     ``previous_release`` (the release this one keeps splits from), ``selection`` (free-form record of the
-    tile selection) and ``uda`` (:func:`pipeline.dataset.splits.uda_section`) are added when not None.
+    tile selection) and ``uda`` (:func:`pipeline.dataset.splits.uda.uda_section`) are added when not None.
 
     Raises :class:`ManifestError` when the result does not follow the schema.
     """

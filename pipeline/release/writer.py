@@ -53,7 +53,7 @@ def write_release(
     ``previous_manifest`` (the manifest of the release this one continues, or None) is recorded as
     ``previous_release`` and compared in ``stats/changes.json`` / ``stats/changes.md``
     (:mod:`pipeline.release.changes`; everything is *added* without one).  ``uda``
-    (:func:`pipeline.dataset.splits.uda_section`) becomes the manifest's ``uda`` section and its split files
+    (:func:`pipeline.dataset.splits.uda.uda_section`) becomes the manifest's ``uda`` section and its split files
     ``uda/*.txt`` (:func:`pipeline.release.manifest.uda_lines`).  Images and labels are written as Cloud-Optimized
     GeoTIFFs (:func:`pipeline.raster.cog.place_cog`: converted, or linked when the work tile already is one;
     ``created_with.tile_format`` ``COG``); a STAC catalog

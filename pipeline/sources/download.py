@@ -201,59 +201,68 @@ def download(
         sha256 = sha256.strip().lower()
     if md5 is not None:
         md5 = md5.strip().lower()
-
-    def record(digests: dict[str, str], resumed: bool, attempts: int) -> dict:
-        rec = {
-            "url": url,
-            "path": str(dest),
-            "bytes": dest.stat().st_size,
-            "sha256": digests["sha256"],
-            "resumed": resumed,
-            "attempts": attempts,
-        }
-        if want_md5:
-            rec["md5"] = digests["md5"]
-        return rec
-
     if dest.is_file():
         digests = file_digests(dest, md5=want_md5)
         if _mismatch(digests, sha256, md5) is None:
-            return record(digests, False, 0)
+            return _record(url, dest, digests, False, 0, want_md5)
         dest.unlink()  # stale or corrupt: fetch again
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     own_session = session is None
     sess = session if session is not None else requests.Session()
+    try:
+        digests, resumed, attempts = _transfer(url, part, sess, sha256=sha256, md5=md5, retries=retries,
+                                               backoff=backoff, timeout=timeout, chunk_size=chunk_size,
+                                               progress=progress)
+        os.replace(part, dest)
+        return _record(url, dest, digests, resumed, attempts, want_md5)
+    finally:
+        if own_session:
+            sess.close()
+
+
+def _record(url: str, dest: Path, digests: dict[str, str], resumed: bool, attempts: int, want_md5: bool) -> dict:
+    rec = {
+        "url": url,
+        "path": str(dest),
+        "bytes": dest.stat().st_size,
+        "sha256": digests["sha256"],
+        "resumed": resumed,
+        "attempts": attempts,
+    }
+    if want_md5:
+        rec["md5"] = digests["md5"]
+    return rec
+
+
+def _transfer(url: str, part: Path, sess: requests.Session, *, sha256: Optional[str], md5: Optional[str],
+              retries: int, backoff: float, timeout: float, chunk_size: int, progress: Optional[ProgressFn]
+              ) -> tuple[dict[str, str], bool, int]:
+    """Attempt until ``part`` holds the whole body with the expected checksums (policies: :func:`download`);
+    returns ``(digests, resumed, attempts)``."""
     attempts = 0
     failures = 0
     resumed = False
     checksum_retry_used = False
-    last_reason = ""
-    try:
-        while True:
-            attempts += 1
-            try:
-                resumed = _attempt(url, part, sess, timeout, chunk_size, progress)
-            except _Retry as exc:
-                failures += 1
-                last_reason = exc.reason
-                if failures > retries:
-                    raise FetchError(url, f"giving up after {attempts} attempts: {last_reason}") from None
-                delay = exc.delay if exc.delay is not None else backoff * (2 ** (failures - 1))
-                time.sleep(min(max(delay, 0.0), MAX_BACKOFF_S))
-                continue
-            digests = file_digests(part, md5=want_md5)
-            bad = _mismatch(digests, sha256, md5)
-            if bad is not None:
-                part.unlink(missing_ok=True)
-                if checksum_retry_used:
-                    raise FetchError(url, bad)
-                checksum_retry_used = True
-                resumed = False
-                continue
-            os.replace(part, dest)
-            return record(digests, resumed, attempts)
-    finally:
-        if own_session:
-            sess.close()
+    while True:
+        attempts += 1
+        try:
+            resumed = _attempt(url, part, sess, timeout, chunk_size, progress)
+        except _Retry as exc:
+            failures += 1
+            if failures > retries:
+                raise FetchError(url, f"giving up after {attempts} attempts: {exc.reason}") from None
+            delay = exc.delay if exc.delay is not None else backoff * (2 ** (failures - 1))
+            time.sleep(min(max(delay, 0.0), MAX_BACKOFF_S))
+            continue
+        digests = file_digests(part, md5=md5 is not None)
+        bad = _mismatch(digests, sha256, md5)
+        if bad is not None:
+            part.unlink(missing_ok=True)
+            if checksum_retry_used:
+                raise FetchError(url, bad)
+            checksum_retry_used = True
+            resumed = False
+            continue
+        return digests, resumed, attempts

@@ -25,6 +25,7 @@ from typing import Any, Optional
 import geopandas as gpd
 import shapely
 from pyproj import CRS
+from rasterio.crs import CRS as RioCRS
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
@@ -100,12 +101,17 @@ def xbd_polygons(data: dict[str, Any], key: str, path: str | Path = "") -> list[
     return out
 
 
-def _same_crs(a: Any, b: Any) -> bool:
+def same_crs(a: Any, b: Any) -> bool:
+    """Whether two CRS definitions (strings, pyproj or rasterio CRS) are the same: axis order ignored,
+    OGC:CRS84 == EPSG:4326 (GeoJSON is lon/lat)."""
+    if isinstance(a, RioCRS):
+        a = a.to_wkt()
+    if isinstance(b, RioCRS):
+        b = b.to_wkt()
     ca, cb = CRS.from_user_input(a), CRS.from_user_input(b)
     if ca.equals(cb, ignore_axis_order=True):
         return True
-    geo = {"EPSG:4326", "OGC:CRS84"}
-    return {ca.to_string(), cb.to_string()} <= geo
+    return {ca.to_string(), cb.to_string()} <= {"EPSG:4326", "OGC:CRS84"}
 
 
 def crs_string(crs: Any) -> str:
@@ -158,7 +164,7 @@ def _read_vector(path: Path, crs: Optional[str], lenient: bool) -> gpd.GeoDataFr
         return out
     if out.crs is None:
         return out.set_crs(crs)
-    if _same_crs(out.crs, crs):
+    if same_crs(out.crs, crs):
         return out.set_crs(crs, allow_override=True)
     return out.to_crs(crs)
 

@@ -117,6 +117,30 @@ def download_key(
     url = f"s3://{bucket}/{key}"
     dest = Path(dest)
     client = s3_client(endpoint_url, signed=signed)
+    size, etag = _head(client, bucket, key, expected_size, expected_etag)
+    plain_md5 = etag if _PLAIN_MD5_RE.match(etag) else None
+
+    def record(sha: str, md5: str, skipped: bool) -> dict[str, Any]:
+        return {"url": url, "path": str(dest), "bytes": size, "sha256": sha, "md5": md5, "etag": etag,
+                "skipped": skipped}
+
+    if dest.is_file() and dest.stat().st_size == size:
+        sha, md5 = _digests(dest)
+        if plain_md5 is None or md5 == plain_md5:
+            return record(sha, md5, True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    if part.exists() and part.stat().st_size > size:
+        part.unlink()
+    sha, md5 = _transfer(client, bucket, key, part, size, plain_md5, retries=retries, backoff=backoff)
+    os.replace(part, dest)
+    return record(sha, md5, False)
+
+
+def _head(client: Any, bucket: str, key: str, expected_size: Optional[int], expected_etag: Optional[str]
+          ) -> tuple[int, str]:
+    """``(size, ETag)`` of the object; FetchError when it cannot be read or differs from the listing."""
+    url = f"s3://{bucket}/{key}"
     try:
         head = client.head_object(Bucket=bucket, Key=key)
     except botocore.exceptions.ClientError as exc:
@@ -130,37 +154,35 @@ def download_key(
         raise FetchError(url, f"size changed: listed {expected_size} bytes, object has {size}")
     if expected_etag is not None and _clean_etag(expected_etag) != etag:
         raise FetchError(url, f"ETag changed: listed {_clean_etag(expected_etag)}, object has {etag}")
-    plain_md5 = etag if _PLAIN_MD5_RE.match(etag) else None
+    return size, etag
 
-    def record(sha: str, md5: str, skipped: bool) -> dict[str, Any]:
-        return {"url": url, "path": str(dest), "bytes": size, "sha256": sha, "md5": md5, "etag": etag,
-                "skipped": skipped}
 
-    if dest.is_file() and dest.stat().st_size == size:
-        sha, md5 = _digests(dest)
-        if plain_md5 is None or md5 == plain_md5:
-            return record(sha, md5, True)
+def _append_body(client: Any, bucket: str, key: str, part: Path, offset: int) -> None:
+    """Append the object's bytes from ``offset`` on to ``part`` (a byte-range GET when resuming)."""
+    kwargs = {"Range": f"bytes={offset}-"} if offset else {}
+    body = client.get_object(Bucket=bucket, Key=key, **kwargs)["Body"]
+    with open(part, "ab" if offset else "wb") as fh:
+        try:
+            for block in body.iter_chunks(1 << 20):
+                fh.write(block)
+        finally:
+            fh.flush()
+            os.fsync(fh.fileno())
+            body.close()
 
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    if part.exists() and part.stat().st_size > size:
-        part.unlink()
+
+def _transfer(client: Any, bucket: str, key: str, part: Path, size: int, plain_md5: Optional[str], *,
+              retries: int, backoff: float) -> tuple[str, str]:
+    """Resume / retry until ``part`` holds the ``size`` bytes with the ETag's md5 (when it is one); returns
+    ``(sha256, md5)``.  Permanent S3 errors and exhausted retries raise FetchError."""
+    url = f"s3://{bucket}/{key}"
     failures = 0
     restarted = False
     while True:
         offset = part.stat().st_size if part.exists() else 0
         try:
             if offset < size:
-                kwargs = {"Range": f"bytes={offset}-"} if offset else {}
-                body = client.get_object(Bucket=bucket, Key=key, **kwargs)["Body"]
-                with open(part, "ab" if offset else "wb") as fh:
-                    try:
-                        for block in body.iter_chunks(1 << 20):
-                            fh.write(block)
-                    finally:
-                        fh.flush()
-                        os.fsync(fh.fileno())
-                        body.close()
+                _append_body(client, bucket, key, part, offset)
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "?")
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
@@ -176,8 +198,7 @@ def download_key(
             if got == size:
                 sha, md5 = _digests(part)
                 if plain_md5 is None or md5 == plain_md5:
-                    os.replace(part, dest)
-                    return record(sha, md5, False)
+                    return sha, md5
                 part.unlink()
                 if restarted:
                     raise FetchError(url, f"md5 mismatch: expected {plain_md5} (ETag), got {md5}")

@@ -1,6 +1,7 @@
 """Demo adapter: a fetched demo folder holding one small example of every real layout.
 
-``oem_demo/generate.py`` writes, under the demo source's folder::
+:func:`fetch_demo` generates it with :func:`oem_demo.generate.generate_demo` (imported only then: the
+generator is not part of the runtime library), writing, under the demo source's folder::
 
     xbd/       the xBD layout      (xbd/train/images, labels, landcover/<stem>.png)
     inria/     the Inria layout    (inria/train/images, gt, landcover/<stem>.tif)
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from typing import Callable, ClassVar, Iterable, Optional
 
 from pipeline.sources.adapters.base import Adapter
@@ -24,7 +26,9 @@ from pipeline.sources.adapters.inria import InriaAdapter
 from pipeline.sources.adapters.local import LocalAdapter
 from pipeline.sources.adapters.spacenet import SpaceNetAdapter
 from pipeline.sources.adapters.xbd import XbdAdapter
+from pipeline import atomic
 from pipeline.errors import SceneRejected
+from pipeline.sources.download import file_digests
 from pipeline.scene import Scene
 from pipeline.sources.config import COMMON_OPTIONS, KIND_OPTIONS, SourceConfig
 
@@ -79,3 +83,24 @@ class DemoAdapter(Adapter):
     def _scan(self, root: Path, source: SourceConfig) -> Iterable[Callable[[], Scene]]:
         """Unused: :meth:`scenes` delegates whole sub-folders."""
         return iter(())
+
+
+def fetch_demo(source: SourceConfig, dest: Path) -> dict[str, Any]:
+    """Generate the demo of ``source`` (``options.seed``, ``options.size``) into ``dest`` atomically and return
+    its fetch record (as :func:`pipeline.sources.fetch.fetch_source` does for the other kinds; location
+    ``builtin:demo``, every file with its size and sha256, the generator's scene records as ``items``)."""
+    from oem_demo import generate  # the synthetic-data generator, needed only here
+
+    with atomic.atomic_path(dest) as tmp:
+        summary = generate.generate_demo(tmp, seed=int(source.options["seed"]), size=str(source.options["size"]))
+    files = sorted(p for p in dest.rglob("*") if p.is_file())
+    return {
+        "source": source.name, "kind": source.kind, "location": "builtin:demo",
+        "license": source.license, "attribution": source.attribution, "root": str(dest),
+        "files": [
+            {"path": str(p.relative_to(dest)), "url": None, "bytes": p.stat().st_size,
+             "sha256": file_digests(p)["sha256"], "license": source.license, "attribution": source.attribution}
+            for p in files
+        ],
+        "items": summary.get("scenes", []),
+    }

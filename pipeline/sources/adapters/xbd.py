@@ -247,45 +247,40 @@ class XbdAdapter(Adapter):
             yield (lambda image=image, m=m, stem=stem: self.scene_for(image, m, stem, split_dir, gts, gt_path, source))
 
     # -- one scene ----------------------------------------------------------------------------
-    def scene_for(
-        self,
-        image: Path,
-        match: re.Match[str],
-        stem: str,
-        split_dir: Path,
-        geotransforms: dict[str, Any],
-        geotransforms_path: Path,
-        source: SourceConfig,
-    ) -> Scene:
-        disaster = match["disaster"]
-        label = split_dir / self.labels_dir / f"{stem}.json"
-        data: Optional[dict[str, Any]] = None
-        if label.is_file():
-            try:
-                data = read_xbd_label(label)
-            except PipelineInputError as exc:
-                raise SceneRejected(exc.file, exc.reason) from exc
-        meta = (data or {}).get("metadata") or {}
-        extra: dict[str, Any] = {"disaster": meta.get("disaster") or disaster, "split": split_dir.name}
-        if meta.get("gsd") is not None:
-            extra["gsd_metadata"] = float(meta["gsd"])
-        width = int(meta.get("width") or self.image_size)
-        height = int(meta.get("height") or self.image_size)
+    @staticmethod
+    def _label_json(label: Path) -> Optional[dict[str, Any]]:
+        """The parsed label JSON beside the image, None when there is none; unreadable -> SceneRejected."""
+        if not label.is_file():
+            return None
+        try:
+            return read_xbd_label(label)
+        except PipelineInputError as exc:
+            raise SceneRejected(exc.file, exc.reason) from exc
 
-        fit: Optional[tuple[tuple[float, ...], float, int]] = None
-        fit_error: Optional[SceneRejected] = None
-        if data is not None:
-            try:
-                px, ll = vertex_pairs(data, label)
-            except PipelineInputError as exc:
-                raise SceneRejected(exc.file, exc.reason) from exc
-            if len(px):
-                try:
-                    coeffs, rms = fit_affine(px, ll, image)
-                    fit = (coeffs, rms, len(px))
-                except SceneRejected as exc:
-                    fit_error = exc
+    @staticmethod
+    def _fit(data: Optional[dict[str, Any]], label: Path, image: Path
+             ) -> tuple[Optional[tuple[tuple[float, ...], float, int]], Optional[SceneRejected]]:
+        """``((coefficients, RMS in metres, vertex pairs) or None, why the fit failed or None)``: the affine fit
+        of the label's pixel (``xy``) to ``lng_lat`` vertices."""
+        if data is None:
+            return None, None
+        try:
+            px, ll = vertex_pairs(data, label)
+        except PipelineInputError as exc:
+            raise SceneRejected(exc.file, exc.reason) from exc
+        if not len(px):
+            return None, None
+        try:
+            coeffs, rms = fit_affine(px, ll, image)
+        except SceneRejected as exc:
+            return None, exc
+        return (coeffs, rms, len(px)), None
 
+    def _georef(self, image: Path, stem: str, fit: Optional[tuple[tuple[float, ...], float, int]],
+                fit_error: Optional[SceneRejected], geotransforms: dict[str, Any], geotransforms_path: Path
+                ) -> Optional[Georef]:
+        """The scene's georeference: its ``xview_geotransforms.json`` entry, else the affine fit (when its RMS
+        is small enough), else SceneRejected; None for a GeoTIFF that has its own."""
         georef: Optional[Georef] = None
         entry = geotransforms.get(image.name) or geotransforms.get(f"{stem}.png")
         if entry is not None:
@@ -306,7 +301,29 @@ class XbdAdapter(Adapter):
             )
         if image.suffix.lower() == ".tif" and self._has_own_georef(image):
             georef = None
+        return georef
 
+    def scene_for(
+        self,
+        image: Path,
+        match: re.Match[str],
+        stem: str,
+        split_dir: Path,
+        geotransforms: dict[str, Any],
+        geotransforms_path: Path,
+        source: SourceConfig,
+    ) -> Scene:
+        disaster = match["disaster"]
+        label = split_dir / self.labels_dir / f"{stem}.json"
+        data = self._label_json(label)
+        meta = (data or {}).get("metadata") or {}
+        extra: dict[str, Any] = {"disaster": meta.get("disaster") or disaster, "split": split_dir.name}
+        if meta.get("gsd") is not None:
+            extra["gsd_metadata"] = float(meta["gsd"])
+        width = int(meta.get("width") or self.image_size)
+        height = int(meta.get("height") or self.image_size)
+        fit, fit_error = self._fit(data, label, image)
+        georef = self._georef(image, stem, fit, fit_error, geotransforms, geotransforms_path)
         if fit is not None:
             extra["gsd_fit"] = affine_gsd(fit[0], width / 2.0, height / 2.0)
             extra["fit_rms_m"] = fit[1]

@@ -1,0 +1,105 @@
+"""Leakage groups: tiles whose footprints overlap are one group, and a group is never split (package
+docstring, *Leakage groups*)."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from pipeline.dataset.ids import natural_key
+
+#: Two footprints overlap when their intersection exceeds this fraction of the smaller one's area.
+OVERLAP_TOLERANCE = 1e-6
+#: Points per footprint edge when a UTM rectangle is transformed to EPSG:4326.
+_EDGE_POINTS = 8
+
+
+@lru_cache(maxsize=64)
+def _to_lonlat(crs: str):
+    from pyproj import Transformer
+
+    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+
+
+def footprint(image: Mapping[str, Any]):
+    """The tile footprint as a shapely polygon in EPSG:4326 lon/lat, or None when the record has none.
+
+    With ``crs`` and ``bounds`` (``[minx, miny, maxx, maxy]`` in that CRS) the rectangle, densified to
+    :data:`_EDGE_POINTS` points per edge, is transformed; otherwise the ``bounds_lonlat`` box is used."""
+    from shapely.geometry import Polygon, box
+
+    crs, b = image.get("crs"), image.get("bounds")
+    if isinstance(crs, str) and isinstance(b, (list, tuple)) and len(b) == 4:
+        x0, y0, x1, y1 = (float(v) for v in b)
+        t = np.arange(_EDGE_POINTS) / _EDGE_POINTS
+        xs = np.concatenate([x0 + (x1 - x0) * t, np.full(_EDGE_POINTS, x1), x1 - (x1 - x0) * t, np.full(_EDGE_POINTS, x0)])
+        ys = np.concatenate([np.full(_EDGE_POINTS, y0), y0 + (y1 - y0) * t, np.full(_EDGE_POINTS, y1), y1 - (y1 - y0) * t])
+        lon, lat = _to_lonlat(crs).transform(xs, ys)
+        poly = Polygon(zip(np.asarray(lon).tolist(), np.asarray(lat).tolist()))
+        if poly.is_valid and poly.area > 0:
+            return poly
+    bl = image.get("bounds_lonlat")
+    if isinstance(bl, (list, tuple)) and len(bl) == 4:
+        return box(*(float(v) for v in bl))
+    return None
+
+
+def overlapping_pairs(
+    images: Iterable[Mapping[str, Any]], *, tolerance: float = OVERLAP_TOLERANCE
+) -> list[tuple[str, str, float]]:
+    """Every pair of images whose footprints (:func:`footprint`) overlap by more than ``tolerance`` of the
+    smaller footprint's area, as ``(id_a, id_b, fraction)`` with ``id_a`` before ``id_b`` in natural order,
+    pairs sorted naturally; ``fraction`` is the intersection over the smaller area, rounded to 1e-6.
+    Images without a footprint overlap nothing."""
+    from shapely import STRtree
+
+    recs = sorted(images, key=lambda d: natural_key(str(d["id"])))
+    ids = [str(d["id"]) for d in recs]
+    geoms, idx = [], []
+    for i, d in enumerate(recs):
+        g = footprint(d)
+        if g is not None and not g.is_empty:
+            geoms.append(g)
+            idx.append(i)
+    if len(geoms) < 2:
+        return []
+    tree = STRtree(geoms)
+    left, right = tree.query(geoms, predicate="intersects")
+    out = []
+    for a, b in zip(left.tolist(), right.tolist()):
+        if a >= b:
+            continue
+        ga, gb = geoms[a], geoms[b]
+        smaller = min(ga.area, gb.area)
+        if smaller <= 0:
+            continue
+        frac = ga.intersection(gb).area / smaller
+        if frac > tolerance:
+            out.append((ids[idx[a]], ids[idx[b]], round(min(frac, 1.0), 6)))
+    return sorted(out, key=lambda t: (natural_key(t[0]), natural_key(t[1])))
+
+
+def leakage_groups(
+    images: Iterable[Mapping[str, Any]], *, tolerance: float = OVERLAP_TOLERANCE
+) -> dict[str, str]:
+    """``{image id: group id}`` for every image (keys in natural order): images connected by overlapping
+    footprints (:func:`overlapping_pairs`, transitively) share a group; the group id is the member id first
+    in natural order, so an image that overlaps nothing is its own group."""
+    recs = list(images)
+    parent = {str(d["id"]): str(d["id"]) for d in recs}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, _ in overlapping_pairs(recs, tolerance=tolerance):
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            # the root is always the naturally-smallest member
+            lo, hi = sorted((ra, rb), key=natural_key)
+            parent[hi] = lo
+    return {i: find(i) for i in sorted(parent, key=natural_key)}

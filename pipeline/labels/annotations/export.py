@@ -1,0 +1,167 @@
+"""Writing label GeoTIFFs and the building pre-annotation of a tile for the annotators.
+
+Rasterisation uses the pixel-centre rule (``all_touched=False``, see the package docstring): labels must
+not be inflated.  Footprints are repaired with ``make_valid`` and clipped to the tile; unusable ones are
+dropped (machine input), not rejected.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Optional
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+from pyproj import CRS
+from rasterio.crs import CRS as RioCRS
+from shapely.geometry import mapping
+from shapely.geometry.base import BaseGeometry
+
+from pipeline.atomic import atomic_path
+from pipeline.constants import BUILDING, CLASS_COLORS, CLASS_NAMES, NUM_CLASSES
+from pipeline.labels.annotations.grid import TileGrid, burn
+from pipeline.sources.footprints import polygonal, same_crs
+
+#: Building pre-annotation vector properties.
+BUILDING_PROPS = {"class": BUILDING, "class_name": CLASS_NAMES[BUILDING]}
+
+
+def clip_footprints(footprints: Optional[gpd.GeoDataFrame], grid: TileGrid) -> list[BaseGeometry]:
+    """The building polygons of ``footprints`` in ``grid.crs``, repaired and clipped to the tile.
+
+    Footprints without CRS are taken to be in ``grid.crs``.  Invalid polygons are repaired with
+    ``make_valid``; geometries with nothing polygonal left, and polygons that do not reach into the
+    tile (or only touch its edge), are dropped.  Order of the input rows is kept.
+    """
+    if footprints is None or len(footprints) == 0:
+        return []
+    gdf = footprints
+    if gdf.crs is not None and not same_crs(gdf.crs, grid.crs):
+        gdf = gdf.to_crs(grid.crs)
+    tile = grid.footprint
+    out: list[BaseGeometry] = []
+    for geom in gdf.geometry:
+        g = polygonal(geom)
+        if g is None or not g.intersects(tile):
+            continue
+        g = polygonal(g.intersection(tile))
+        if g is not None and g.area > 0:
+            out.append(g)
+    return out
+
+
+def rasterize_footprints(
+    footprints: Optional[gpd.GeoDataFrame], grid: TileGrid, *, all_touched: bool = False
+) -> np.ndarray:
+    """A ``uint8`` ``(height, width)`` mask of ``grid``: 1 where a building is, 0 elsewhere.
+
+    The footprints are reprojected to ``grid.crs`` (no CRS = already in it), repaired and clipped to
+    the tile (:func:`clip_footprints`), then burnt with ``rasterio.features.rasterize``.
+    ``all_touched=False`` (default): a pixel is building when its centre is inside a polygon --
+    unbiased in area for buildings several pixels wide, but sub-pixel buildings may vanish.
+    ``all_touched=True``: every pixel touched by an outline -- nothing vanishes but each building
+    grows by ~half a pixel on every side (area bias ~ perimeter x gsd / 2).
+    """
+    geoms = clip_footprints(footprints, grid)
+    return burn([(g, 1) for g in geoms], grid, all_touched=all_touched)
+
+
+def _colormap() -> dict[int, tuple[int, int, int, int]]:
+    cmap = {i: (0, 0, 0, 255) for i in range(256)}
+    for k, (r, g, b) in CLASS_COLORS.items():
+        cmap[k] = (r, g, b, 255)
+    return cmap
+
+
+def write_label(array: np.ndarray, grid: TileGrid, path: str | Path) -> None:
+    """Write a class-id array as a 1-band ``uint8`` GeoTIFF on ``grid``, atomically.
+
+    DEFLATE-compressed; tiled with 256 x 256 blocks when both sides are at least 256 pixels, striped
+    otherwise (small rasters gain nothing from tiling); no nodata value (0 is the class "unlabelled");
+    the class palette is stored as colour table for viewing.  ``array`` must have ``grid.shape`` and
+    integer values 0..8 (``ValueError`` otherwise).
+    """
+    arr = np.asarray(array)
+    if arr.shape != grid.shape:
+        raise ValueError(f"label array shape {arr.shape} differs from grid shape {grid.shape}")
+    if arr.dtype.kind not in "ub" and not (arr.dtype.kind == "i" and (arr.size == 0 or arr.min() >= 0)):
+        raise ValueError(f"label array dtype {arr.dtype} is not an unsigned integer type")
+    if arr.size and int(arr.max()) > NUM_CLASSES:
+        raise ValueError(f"label array has values above {NUM_CLASSES}: max {int(arr.max())}")
+    arr = arr.astype(np.uint8, copy=False)
+    profile: dict[str, Any] = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": RioCRS.from_user_input(grid.crs),
+        "transform": grid.affine,
+        "compress": "deflate",
+    }
+    if grid.width >= 256 and grid.height >= 256:
+        profile.update(tiled=True, blockxsize=256, blockysize=256)
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(arr, 1)
+            dst.write_colormap(1, _colormap())
+
+
+def _crs_member(crs: str) -> dict[str, Any]:
+    c = CRS.from_user_input(crs)
+    auth = c.to_authority()
+    name = f"urn:ogc:def:crs:{auth[0]}::{auth[1]}" if auth else c.to_wkt()
+    return {"type": "name", "properties": {"name": name}}
+
+
+def _write_geojson(geoms: Iterable[BaseGeometry], crs: str, props: dict[str, Any], path: Path) -> None:
+    """Write polygons as a GeoJSON FeatureCollection with a ``crs`` member, atomically, deterministic."""
+    feats = [
+        {"type": "Feature", "id": i, "properties": dict(props), "geometry": mapping(g)}
+        for i, g in enumerate(geoms)
+    ]
+    doc = {"type": "FeatureCollection", "crs": _crs_member(crs), "features": feats}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+
+
+def _link_or_copy(src: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def export_preannotation(
+    tile_name: str,
+    grid: TileGrid,
+    image_path: Path,
+    footprints: Optional[gpd.GeoDataFrame],
+    out_dir: Path,
+) -> dict[str, Any]:
+    """Write the building pre-annotation of one tile for the annotators, each file atomically:
+
+    * ``out_dir/<tile_name>.tif``: 1-band uint8 GeoTIFF on ``grid`` (:func:`write_label`), 8 (building)
+      where footprints cover the pixel centre, 0 elsewhere (= still to annotate);
+    * ``out_dir/<tile_name>.geojson``: the repaired building polygons clipped to the tile, in
+      ``grid.crs`` (declared in a ``crs`` member), properties ``class=8``, ``class_name="building"``;
+      importable as is with :func:`import_annotation`;
+    * ``out_dir/<tile_name>_image.tif``: a hard link to ``image_path`` (a copy across file systems).
+
+    ``footprints=None`` (or empty) writes an all-0 label and an empty collection.  Returns
+    ``{"tile": tile_name, "buildings": <clipped polygons>, "building_pixels": <pixels of class 8>}``.
+    Keep ``out_dir`` apart from the folder of finished annotations: :func:`find_annotation` refuses a
+    tile with two annotation files.
+    """
+    out_dir = Path(out_dir)
+    geoms = clip_footprints(footprints, grid)
+    mask = burn([(g, BUILDING) for g in geoms], grid)
+    write_label(mask, grid, out_dir / f"{tile_name}.tif")
+    _write_geojson(geoms, grid.crs, BUILDING_PROPS, out_dir / f"{tile_name}.geojson")
+    _link_or_copy(Path(image_path), out_dir / f"{tile_name}_image.tif")
+    return {"tile": tile_name, "buildings": len(geoms), "building_pixels": int((mask == BUILDING).sum())}

@@ -1,0 +1,161 @@
+"""The source's own 8-class landcover raster (``Scene.landcover``), warped onto every image tile's grid.
+
+Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Label records"):
+
+* The label raster must have the image's width and height, one band, values 0..8, and a georeference
+  that agrees with the image's (or none: it then takes the image's); anything else rejects the whole
+  label raster with :class:`~pipeline.errors.AnnotationRejected` (the scene's tiles become *pending*).
+* Labels are warped with ``nearest`` or ``mode`` only (never interpolated) and with no source nodata, so
+  0 (unlabelled) votes like any class and every output value is an input value.  The label raster uses
+  the image's georeference (it must be on the image's pixel grid).
+* Pixels where the image tile is nodata (its internal mask) are 0 (unlabelled).
+* Label tiles: 1-band uint8, 512x512 tiles, DEFLATE, the image tile's CRS / transform / shape, nodata
+  unset, written atomically and byte-identical for identical inputs (:func:`pipeline.raster.tiling.write_tif`),
+  :data:`pipeline.raster.tiling.TILE_THREADS` tiles at a time.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from pipeline.constants import NUM_CLASSES
+from pipeline.errors import AnnotationRejected
+from pipeline.raster.reading import GDAL_ENV, open_raster, open_scene
+from pipeline.raster.tiling import WARP_MEM_LIMIT_MB, map_tiles, write_tif
+from pipeline.scene import Georef, Scene
+
+#: A label raster's own georeference may differ from the image's by this much (see _check_label_georef).
+LABEL_GEOREF_REL_TOL = 1e-6
+
+
+def _check_label_georef(file: str, label: rasterio.io.DatasetReader, ref_crs: CRS,
+                        ref_transform: Affine) -> None:
+    """Reject a label whose own georeference disagrees with the image's.
+
+    A label with no CRS and no geotransform is fine (it takes the image's).  Otherwise its CRS (when
+    set) must equal the image's, its pixel size / rotation terms must agree within 1e-6 relative, and
+    its four corners, mapped into the image's pixel space, must lie within 1e-6 x (image size) pixels
+    (at least 1e-3 px) of the image's corners.  Float noise such as 0.29999999999997673 vs 0.3 passes.
+    """
+    if label.crs is not None and ref_crs is not None and label.crs != ref_crs:
+        raise AnnotationRejected(file, f"label CRS {label.crs} differs from the image's {ref_crs}")
+    lt = label.transform
+    if lt.is_identity:
+        return
+    scale = max(abs(ref_transform.a), abs(ref_transform.b), abs(ref_transform.d), abs(ref_transform.e))
+    for name in "abde":
+        dv = abs(getattr(lt, name) - getattr(ref_transform, name))
+        if dv > LABEL_GEOREF_REL_TOL * scale:
+            raise AnnotationRejected(
+                file, f"label geotransform {tuple(lt)[:6]} differs from the image's {tuple(ref_transform)[:6]}")
+    w, h = label.width, label.height
+    inv = ~ref_transform
+    tol_px = max(1e-3, LABEL_GEOREF_REL_TOL * max(w, h))
+    for c, r in ((0, 0), (w, 0), (0, h), (w, h)):
+        ic, ir = inv @ (lt @ (c, r))
+        if abs(ic - c) > tol_px or abs(ir - r) > tol_px:
+            raise AnnotationRejected(
+                file, f"label geotransform {tuple(lt)[:6]} differs from the image's {tuple(ref_transform)[:6]}"
+                      f" (corner ({c}, {r}) off by ({ic - c:.3g}, {ir - r:.3g}) px)")
+
+
+def _check_label_values(file: str, label: rasterio.io.DatasetReader, chunk: int = 2048) -> None:
+    """Scan the label block by block (bounded memory); values outside 0..8 raise AnnotationRejected."""
+    bad: set = set()
+    for row_off in range(0, label.height, chunk):
+        for col_off in range(0, label.width, chunk):
+            win = Window(col_off, row_off, min(chunk, label.width - col_off), min(chunk, label.height - row_off))
+            try:
+                block = label.read(1, window=win)
+            except RasterioError as exc:
+                raise AnnotationRejected(file, f"cannot read: {exc}") from exc
+            if block.dtype == np.uint8:
+                counts = np.bincount(block.ravel(), minlength=256)
+                bad.update(int(v) for v in np.nonzero(counts[NUM_CLASSES + 1:])[0] + NUM_CLASSES + 1)
+            else:
+                values = np.unique(block)
+                ok = np.isfinite(values) & (values >= 0) & (values <= NUM_CLASSES) & (values == np.round(values)) \
+                    if np.issubdtype(values.dtype, np.floating) else (values >= 0) & (values <= NUM_CLASSES)
+                bad.update(v.item() for v in values[~ok][:50])
+            if len(bad) > 50:
+                break
+    if bad:
+        shown = sorted(bad, key=lambda v: (isinstance(v, float) and math.isnan(v), v))[:10]
+        raise AnnotationRejected(file, f"label values outside 0..{NUM_CLASSES}: {shown}")
+
+
+def _pending(tiles: list[dict]) -> list[dict]:
+    return [{"tile_id": t["tile_id"], "status": "pending", "label": None, "class_pixels": {},
+             "unlabelled_pixels": 0} for t in sorted(tiles, key=lambda t: t["tile_id"])]
+
+
+def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path) -> list[dict]:
+    """Warp ``scene.landcover`` onto every image tile's grid and write ``out_dir/labels/<tile_id>.tif``.
+
+    With no landcover every record is ``pending``.  Otherwise the label raster is validated (same
+    width / height as the image, one band, values 0..8, georeference consistent with the image's; else
+    ``AnnotationRejected``), warped with the plan's label resampling (nearest / mode, no source nodata)
+    using the image's georeference, set to 0 where the image tile is nodata (its internal mask), and
+    written with the image tile's CRS / transform / shape.  Returns "Label records" sorted by tile id.
+    """
+    if scene.landcover is None:
+        return _pending(tiles)
+    out_dir = Path(out_dir)
+    file = scene.landcover
+    resampling = Resampling[plan["resampling"]["label"]]
+    if resampling not in (Resampling.nearest, Resampling.mode):
+        raise ValueError(f"labels must not be interpolated (resampling {resampling.name})")
+    with rasterio.Env(**GDAL_ENV):
+        with open_scene(scene) as img:
+            ref_crs, ref_transform, width, height = img.crs, img.transform, img.width, img.height
+        with open_raster(file, error=AnnotationRejected) as raw:
+            if (raw.width, raw.height) != (width, height):
+                raise AnnotationRejected(
+                    file, f"label shape {raw.width}x{raw.height} differs from image {width}x{height}")
+            if raw.count != 1:
+                raise AnnotationRejected(file, f"expects a single-band class-index raster, got {raw.count} bands")
+            if raw.dtypes[0] not in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"):
+                raise AnnotationRejected(file, f"unsupported label data type {raw.dtypes[0]}")
+            _check_label_georef(file, raw, ref_crs, ref_transform)
+            _check_label_values(file, raw)
+        georef = Georef(crs=ref_crs.to_wkt(), transform=tuple(ref_transform)[:6])
+
+        def one_tile(lbl: Any, t: dict) -> dict:
+            tid = t["tile_id"]
+            with rasterio.open(out_dir / t["image"]) as image_tile:
+                crs, transform = image_tile.crs, image_tile.transform
+                w, h = image_tile.width, image_tile.height
+                valid = image_tile.dataset_mask() > 0
+            try:
+                with WarpedVRT(lbl, crs=crs, transform=transform, width=w, height=h,
+                               resampling=resampling, src_nodata=None, nodata=None,
+                               warp_mem_limit=WARP_MEM_LIMIT_MB) as vrt:
+                    data = vrt.read(1)
+            except RasterioError as exc:
+                raise AnnotationRejected(file, f"cannot read: {exc}") from exc
+            data = data.astype(np.uint8)
+            data[~valid] = 0
+            label_rel = f"labels/{tid}.tif"
+            write_tif(out_dir / label_rel, data[np.newaxis], crs, transform)
+            counts = np.bincount(data.ravel(), minlength=NUM_CLASSES + 1)
+            return {
+                "tile_id": tid, "status": "labelled", "label": label_rel,
+                "class_pixels": {str(k): int(counts[k]) for k in range(1, NUM_CLASSES + 1)},
+                "unlabelled_pixels": int(counts[0]),
+            }
+
+        def opener():
+            return open_raster(file, georef=georef, bands=[1], keep_nodata=False, error=AnnotationRejected)
+
+        records = map_tiles(opener, one_tile, sorted(tiles, key=lambda t: t["tile_id"]))
+    return records

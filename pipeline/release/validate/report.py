@@ -1,0 +1,118 @@
+"""Checks 1-2 and the run of every checker: :func:`validate_release`, :func:`validate_report` and the
+``validate`` command line (``python -m pipeline validate <release-dir> [--json]``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from pipeline.release.manifest import SCHEMA_VERSION, schema_problems
+from pipeline.release.validate.audit import check_split_audit
+from pipeline.release.validate.changes import check_changes
+from pipeline.release.validate.common import MANIFEST
+from pipeline.release.validate.consistency import check_consistency
+from pipeline.release.validate.files import check_files_entries
+from pipeline.release.validate.outputs import check_user_outputs
+from pipeline.release.validate.rasters import check_record_files, check_stray_rasters
+from pipeline.release.validate.split_files import check_split_files
+from pipeline.release.validate.uda import check_uda_files
+
+
+def validate_report(release_dir: str | Path) -> dict[str, Any]:
+    """Validate a release folder; ``{"valid", "problems", "images", "release", "release_dir"}``.
+
+    ``images`` is the number of image records in the manifest (0 when it cannot be read) and
+    ``release`` the manifest's ``release`` (None when unknown).
+    """
+    root = Path(release_dir)
+    out: list[str] = []
+    report: dict[str, Any] = {"valid": False, "problems": out, "images": 0, "release": None,
+                              "release_dir": str(root)}
+    mpath = root / MANIFEST
+    if not mpath.is_file():
+        out.append(f"{MANIFEST}: missing")
+        return report
+    try:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        out.append(f"{MANIFEST}: not valid JSON ({exc})")
+        return report
+    if not isinstance(manifest, dict):
+        out.append(f"{MANIFEST}: not a JSON object")
+        return report
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        shown = "missing" if version is None else f"{version!r} is not supported"
+        out.append(f"{MANIFEST}: schema_version {shown} (expected {SCHEMA_VERSION})")
+        return report
+    report["release"] = manifest.get("release") if isinstance(manifest.get("release"), str) else None
+    out.extend(f"{MANIFEST}: schema: {line}" for line in schema_problems(manifest))
+
+    images = manifest.get("images")
+    records = [r for r in images if isinstance(r, dict)] if isinstance(images, list) else []
+    report["images"] = len(images) if isinstance(images, list) else 0
+    check_consistency(manifest, records, out)
+    for rec in records:
+        check_record_files(root, rec, out)
+    check_stray_rasters(root, records, out)
+    check_files_entries(root, manifest, out)
+    check_split_files(root, records, out)
+    check_split_audit(manifest, records, out)
+    check_uda_files(root, manifest, records, out)
+    check_changes(root, manifest, records, out)
+    check_user_outputs(root, manifest, records, out)
+    report["valid"] = not out
+    return report
+
+
+def validate_release(release_dir: Path) -> list[str]:
+    """Problem lines of the release in ``release_dir`` (module docstring); ``[]`` means valid."""
+    return validate_report(release_dir)["problems"]
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+#: The first line of the package docstring, for ``--help``.
+DESCRIPTION = "Check a built release folder against its ``manifest.json``: ``python -m pipeline validate <dir>``."
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of the ``validate`` sub-command."""
+    parser.add_argument("release_dir", metavar="release-dir", type=Path, help="release folder holding manifest.json")
+    parser.add_argument("--json", action="store_true", help="print a JSON report instead of problem lines")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the sub-command: 0 valid, 1 problems found, 2 when the release folder does not exist.
+
+    Problem lines go to stdout, one per line, then a summary to stderr; with ``--json`` a report
+    ``{"valid", "problems", "images", "release", "release_dir"}`` goes to stdout.  A valid release
+    prints ``valid: <dir> (<n> images)``.
+    """
+    root: Path = args.release_dir
+    if not root.is_dir():
+        print(f"{root}: not a directory", file=sys.stderr)
+        return 2
+    report = validate_report(root)
+    if args.json:
+        print(json.dumps(report, indent=1, ensure_ascii=False))
+    else:
+        for line in report["problems"]:
+            print(line)
+        if report["valid"]:
+            print(f"valid: {root} ({report['images']} images)")
+        else:
+            print(f"invalid: {root} ({len(report['problems'])} problems)", file=sys.stderr)
+    return 0 if report["valid"] else 1
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``validate <release-dir> [--json]`` as a stand-alone command (usage errors return 2)."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline validate", description=DESCRIPTION)
+    add_arguments(parser)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return run(args)

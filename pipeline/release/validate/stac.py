@@ -1,0 +1,175 @@
+"""Offline validation of a release's STAC catalog.
+
+The JSON schemas needed to validate the catalog ship in ``pipeline/schemas/stac/``: the STAC 1.1.0 core
+(item, collection, catalog and their parts), GeoJSON ``Feature``/``Geometry``, the projection v2.0.0 and
+label v1.0.1 extension schemas and the JSON-Schema draft-07 meta-schema; ``schema-map.json`` maps each
+canonical URL to its file.  :func:`validate_stac` validates the collection and every item against them
+with ``jsonschema`` (no network), and checks that every item's assets exist.  The same map works with
+the ``stac-validator`` CLI::
+
+    stac-validator validate --recursive --schema-config pipeline/schemas/stac/schema-map.json \
+        data/releases/<version>/stac/collection.json
+
+and in Python ``StacValidate(path, recursive=True, schema_map=pipeline.release.validate.stac.schema_map())``.
+"""
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Iterable
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+from pipeline.dataset.ids import natural_key
+from pipeline.release.stac import COLLECTION, STAC_DIR, STAC_VERSION
+
+_SCHEMA_PACKAGE_DIR = ("schemas", "stac")
+
+
+def schema_dir() -> Path:
+    """The folder of the shipped STAC JSON schemas (``pipeline/schemas/stac``)."""
+    return Path(str(resources.files("pipeline").joinpath(*_SCHEMA_PACKAGE_DIR)))
+
+
+def schema_map() -> dict[str, str]:
+    """Canonical schema URL -> absolute path of the shipped copy (for ``stac-validator``'s ``schema_map``)."""
+    d = schema_dir()
+    raw = json.loads((d / "schema-map.json").read_text("utf-8"))["schemas"]
+    return {url: str((d / rel).resolve()) for url, rel in raw.items()}
+
+
+@lru_cache(maxsize=1)
+def _registry():
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT7
+
+    resources_ = []
+    for url, path in schema_map().items():
+        contents = json.loads(Path(path).read_text("utf-8"))
+        resources_.append((url, Resource.from_contents(contents, default_specification=DRAFT7)))
+
+    def missing(uri: str):
+        from referencing.exceptions import NoSuchResource
+
+        raise NoSuchResource(ref=uri)  # never fetch: offline by design
+
+    return Registry(retrieve=missing).with_resources(resources_)
+
+
+def _schema_problems(rel: str, obj: dict[str, Any], schema_url: str) -> list[str]:
+    import jsonschema
+
+    registry = _registry()
+    try:
+        schema = registry.contents(schema_url)
+    except Exception:  # noqa: BLE001
+        return [f"{rel}: schema {schema_url} is not available offline (not in pipeline/schemas/stac)"]
+    validator = jsonschema.Draft7Validator(schema, registry=registry)
+    try:
+        errors = sorted(validator.iter_errors(obj), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    except Exception as exc:  # noqa: BLE001  (an unresolvable $ref)
+        return [f"{rel}: cannot validate against {schema_url} ({exc})"]
+    name = schema_url.rsplit("/", 3)[-3] if "stac-extensions" in schema_url else "core"
+    out = []
+    for err in errors:
+        leaves = _leaf_errors(err)
+        for leaf in leaves:
+            where = "/".join(str(p) for p in leaf.absolute_path)
+            line = f"{rel}: {name}: {where + ': ' if where else ''}{leaf.message[:300]}"
+            if line not in out:
+                out.append(line)
+    return out
+
+
+def _leaf_errors(err) -> list:
+    """The most specific errors under ``err`` (through ``oneOf``/``anyOf``/``allOf`` contexts), leaving out
+    the branches meant for another kind of object (those failing on ``type``, e.g. the Collection branch
+    of an extension schema when an Item is checked), so messages name the offending fields."""
+    if not err.context:
+        return [err]
+    branches: dict[Any, list] = {}
+    for e in err.context:
+        branches.setdefault(e.relative_schema_path[0] if e.relative_schema_path else None, []).append(e)
+
+    def wrong_kind(errs: list) -> bool:
+        return any(e.validator == "const" and list(e.relative_path) == ["type"] for e in errs)
+
+    kept = [errs for errs in branches.values() if not wrong_kind(errs)] or list(branches.values())
+    out = []
+    for errs in kept:
+        for e in errs:
+            out.extend(_leaf_errors(e))
+    return out
+
+
+def _core_schema(obj: dict[str, Any]) -> str:
+    kind = {"Feature": "item", "Collection": "collection", "Catalog": "catalog"}.get(str(obj.get("type")), "item")
+    version = obj.get("stac_version", STAC_VERSION)
+    return f"https://schemas.stacspec.org/v{version}/{kind}-spec/json-schema/{kind}.json"
+
+
+def validate_stac_object(rel: str, obj: dict[str, Any]) -> list[str]:
+    """Schema problems of one STAC object (core schema + each of its ``stac_extensions``), offline."""
+    out = _schema_problems(rel, obj, _core_schema(obj))
+    for ext in obj.get("stac_extensions") or []:
+        out.extend(_schema_problems(rel, obj, str(ext)))
+    return out
+
+
+def validate_stac(release_dir: str | Path, *, expected_ids: Optional[Iterable[str]] = None) -> list[str]:
+    """Problems of the release's STAC catalog (``[]`` = valid), each ``"<release-relative file>: ..."``:
+    the collection and every item linked from it follow the STAC core and extension schemas (offline,
+    see the module docstring), every item's ``image`` and ``label`` assets exist, items belong to the
+    collection, and (with ``expected_ids``) there is exactly one item per expected image id."""
+    root = Path(release_dir)
+    path = root / COLLECTION
+    if not path.is_file():
+        return [f"{COLLECTION}: missing"]
+    try:
+        collection = json.loads(path.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return [f"{COLLECTION}: not valid JSON ({exc})"]
+    out = validate_stac_object(COLLECTION, collection)
+    seen: list[str] = []
+    for link in collection.get("links", []):
+        if link.get("rel") != "item":
+            continue
+        href = str(link.get("href", ""))
+        if "://" in href or href.startswith("/"):
+            out.append(f"{COLLECTION}: item link {href} is not relative")
+            continue
+        rel = posixpath.normpath(posixpath.join(STAC_DIR, href))
+        ipath = root / rel
+        if not ipath.is_file():
+            out.append(f"{rel}: missing (linked from {COLLECTION})")
+            continue
+        try:
+            item = json.loads(ipath.read_text("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            out.append(f"{rel}: not valid JSON ({exc})")
+            continue
+        out.extend(validate_stac_object(rel, item))
+        seen.append(str(item.get("id")))
+        if item.get("collection") != collection.get("id"):
+            out.append(f"{rel}: collection {item.get('collection')!r}, expected {collection.get('id')!r}")
+        assets = item.get("assets") or {}
+        for key in ("image", "label"):
+            a = assets.get(key)
+            if not isinstance(a, dict):
+                out.append(f"{rel}: no {key} asset")
+                continue
+            ahref = str(a.get("href", ""))
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), ahref))
+            if "://" in ahref or ahref.startswith("/") or target.startswith("..") or not (root / target).is_file():
+                out.append(f"{rel}: {key} asset {ahref} does not name a file of the release")
+    if expected_ids is not None:
+        want = sorted(expected_ids, key=natural_key)
+        dup = sorted({i for i in seen if seen.count(i) > 1}, key=natural_key)
+        missing = sorted(set(want) - set(seen), key=natural_key)
+        extra = sorted(set(seen) - set(want), key=natural_key)
+        for what, ids in (("duplicate items", dup), ("no item for images", missing), ("items for unknown images", extra)):
+            if ids:
+                out.append(f"{COLLECTION}: {what}: {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}")
+    return out
