@@ -1,8 +1,36 @@
-"""Errors that carry the offending file and a reason, so every report can name both."""
+"""The pipeline's errors: one root class, :class:`PipelineError`, and one subclass per kind of expected failure.
+
+::
+
+    PipelineError                      anything the pipeline raises on purpose
+    ├── PipelineInputError (InputError)  bad input: ``file`` is what was read, ``reason`` what is wrong with it
+    │   ├── FetchError                     a download or extraction that failed for good (after retries)
+    │   ├── ObjectStoreError               an upload / download / check against S3 (publish, raw cache)
+    │   ├── SceneRejected                  a scene the pipeline will not use (too coarse, no georeference, ...)
+    │   └── AnnotationRejected             an annotation or label file that cannot be imported
+    ├── ConfigError                      bad configuration (also a ``ValueError``)
+    │   ├── SourcesError                   a problem in a sources file; names file, source and key
+    │   └── PreviousReleaseNotFound        ``previous_release`` names no release (also a ``FileNotFoundError``)
+    ├── ValidationError                  records, a manifest or a release that fail their checks (also a ``ValueError``)
+    │   ├── ManifestError                  a manifest that does not follow its JSON schema
+    │   └── ReleaseInvalid                 a built release that ``validate_release`` finds problems in
+    └── BuildError                       a build that cannot go on (also a ``RuntimeError``)
+
+Input errors are *per item*: the tasks turn them into ``rejects.csv`` rows (``stage`` says where) and go on
+with the other items.  The others stop the build (or the command) with their message.  Classes that replace
+a built-in exception also derive from it, so ``except ValueError`` still catches a :class:`ConfigError`.
+A bare ``ValueError`` / ``TypeError`` left in the library means a programming error: a bad argument.
+"""
 from __future__ import annotations
 
+from collections.abc import Sequence
 
-class PipelineInputError(Exception):
+
+class PipelineError(Exception):
+    """Root of every error the pipeline raises on purpose."""
+
+
+class PipelineInputError(PipelineError):
     """Bad input: ``file`` is what was being read, ``reason`` says what is wrong with it."""
 
     stage = "input"
@@ -11,6 +39,22 @@ class PipelineInputError(Exception):
         self.file = str(file)
         self.reason = reason
         super().__init__(f"{self.file}: {reason}")
+
+
+#: The short name of :class:`PipelineInputError`.
+InputError = PipelineInputError
+
+
+class FetchError(PipelineInputError):
+    """A download or extraction that failed for good (after retries)."""
+
+    stage = "fetch"
+
+
+class ObjectStoreError(PipelineInputError):
+    """An upload, download or check against the object store that failed; names the ``s3://`` URL."""
+
+    stage = "publish"
 
 
 class SceneRejected(PipelineInputError):
@@ -25,7 +69,42 @@ class AnnotationRejected(PipelineInputError):
     stage = "annotation"
 
 
-class FetchError(PipelineInputError):
-    """A download or extraction that failed for good (after retries)."""
+class ConfigError(PipelineError, ValueError):
+    """A configuration the pipeline cannot build from (``sources.yaml``, ``[PipelineConfig]``, source options)."""
 
-    stage = "fetch"
+
+class SourcesError(ConfigError):
+    """A problem in a sources file; the message names file, source and key."""
+
+
+class PreviousReleaseNotFound(ConfigError, FileNotFoundError):
+    """``previous_release`` names a release folder that has no ``manifest.json``."""
+
+
+class ValidationError(PipelineError, ValueError):
+    """Records, a manifest or a release that fail their checks; ``problems`` holds one line per problem."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        self.problems = list(problems)
+        super().__init__(message)
+
+
+class ManifestError(ValidationError):
+    """A manifest that does not follow the schema; ``problems`` holds one line per schema error."""
+
+    def __init__(self, problems: Sequence[str]):
+        problems = list(problems)
+        head = "; ".join(problems[:5])
+        more = f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""
+        super().__init__(f"manifest does not follow the schema: {head}{more}", problems)
+
+
+class ReleaseInvalid(ValidationError):
+    """A release that :func:`pipeline.release.validate.report.validate_release` finds problems in."""
+
+    def __init__(self, release: str, problems: Sequence[str]):
+        super().__init__(f"release {release} failed validation:\n" + "\n".join(problems), problems)
+
+
+class BuildError(PipelineError, RuntimeError):
+    """A build that cannot go on, e.g. because an input changed while it ran; running it again helps."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import luigi
 
+from pipeline.errors import SourcesError
 from pipeline.params import ProcessingParams
 from pipeline.scene import Scene, read_catalog
 from pipeline.sources.config import SourceConfig, enabled_sources, load_sources
@@ -147,7 +148,7 @@ def source_config(name: str) -> SourceConfig:
     for s in all_sources():
         if s.name == name:
             return s
-    raise KeyError(f"{cfg().sources_file}: no source named '{name}'")
+    raise SourcesError(f"{cfg().sources_file}: no source named '{name}'")
 
 
 @functools.lru_cache(maxsize=64)

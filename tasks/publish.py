@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import luigi
 
+from pipeline.errors import ConfigError
+
 from tasks.config import cfg, publish_url, release_dir, s3_endpoint
 from tasks.release import BuildRelease
 
@@ -32,7 +34,7 @@ class PublishRelease(luigi.Task):
     def output(self):
         url = publish_url()
         if url is None:
-            raise ValueError("PublishRelease needs [PipelineConfig] publish_url, e.g. "
+            raise ConfigError("PublishRelease needs [PipelineConfig] publish_url, e.g. "
                              "--PipelineConfig-publish-url s3://bucket/prefix")
         return S3ObjectTarget(f"{url}/manifest.json", endpoint_url=s3_endpoint())
 

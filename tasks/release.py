@@ -7,6 +7,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import __version__, atomic
+from pipeline.errors import ReleaseInvalid
 from pipeline.dataset.pool import footprint_rejects
 from pipeline.release.writer import write_release
 from pipeline.dataset.splits.uda import uda_section
@@ -76,7 +77,7 @@ class BuildRelease(luigi.Task):
             )
             problems = validate_release(tmp)
             if problems:
-                raise RuntimeError(f"release {c.release} failed validation:\n" + "\n".join(problems))
+                raise ReleaseInvalid(str(c.release), problems)
         self.set_progress_percentage(100)
         print(f"\nRelease {c.release}: {len(images)} images, {len(pending)} pending annotation, "
               f"{len(rejects)} rejects -> {target.resolve()}\n"

@@ -11,7 +11,8 @@ import pytest
 
 from pipeline.errors import FetchError
 from pipeline.sources.fetch import fetch_source
-from pipeline.sources.config import SourcesError, SourceConfig, load_sources
+from pipeline.errors import SourcesError
+from pipeline.sources.config import SourceConfig, load_sources
 from tests.loopback import LoopbackServer
 
 

@@ -10,13 +10,13 @@ import jsonschema
 import numpy as np
 import pytest
 
+from pipeline.dataset.ids import natural_key
+from pipeline.errors import ManifestError
 from pipeline.release.manifest import (
     SCHEMA_VERSION,
-    ManifestError,
     build_manifest,
     file_entries,
     load_schema,
-    natural_key,
     schema_problems,
     sha256_file,
     write_split_files,

@@ -15,8 +15,14 @@ import luigi.configuration
 import pytest
 from moto.server import ThreadedMotoServer
 
+from pipeline.errors import ObjectStoreError
 from pipeline.sources.object_store import (
-    ObjectStoreError, join_url, manifest_checksums, publish_release, put_file, raw_cache_url, restore_raw,
+    join_url,
+    manifest_checksums,
+    publish_release,
+    put_file,
+    raw_cache_url,
+    restore_raw,
     upload_raw,
 )
 from pipeline.sources.config import SourceConfig

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sources.config import SourcesError, load_sources
+from pipeline.errors import SourcesError
+from pipeline.sources.config import load_sources
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ Policies
 * :func:`find_previous_release`: ``requested`` None or ``""`` means *auto*: the newest release other than
   ``current`` in natural version order (``v0.10.0`` after ``v0.9.0``); ``"none"`` (any case) means no
   previous release; anything else names a release folder under the releases root, or a path to a release
-  folder, which must hold ``manifest.json`` (else :class:`FileNotFoundError` naming it).
+  folder, which must hold ``manifest.json`` (else :class:`~pipeline.errors.PreviousReleaseNotFound` naming it).
 * :func:`manifest_digest`: the first 12 hex digits of the SHA-256 of the manifest's bytes; dataset work
   files that depend on the previous release carry it in their name, so a changed previous release is
   never answered by a stale work file.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from pipeline.dataset.ids import image_key, natural_key
+from pipeline.errors import BuildError, ConfigError, PreviousReleaseNotFound
 
 MANIFEST = "manifest.json"
 NONE = "none"
@@ -51,9 +52,9 @@ def find_previous_release(releases_root: str | Path, current: str, requested: Op
     if not (folder / MANIFEST).is_file() and ("/" in requested or Path(requested).is_absolute()):
         folder = Path(requested)
     if not (folder / MANIFEST).is_file():
-        raise FileNotFoundError(f"previous_release {requested!r}: {folder / MANIFEST} does not exist")
+        raise PreviousReleaseNotFound(f"previous_release {requested!r}: {folder / MANIFEST} does not exist")
     if folder.resolve() == (root / current).resolve():
-        raise ValueError(f"previous_release {requested!r} is the release being built ({current})")
+        raise ConfigError(f"previous_release {requested!r} is the release being built ({current})")
     return folder
 
 
@@ -75,11 +76,11 @@ def manifest_digest(release_folder: str | Path) -> str:
 
 def load_manifest(release_folder: str | Path, digest: Optional[str] = None) -> dict[str, Any]:
     """The parsed ``manifest.json`` of a release folder; with ``digest`` (:func:`manifest_digest` taken
-    earlier) a :class:`RuntimeError` when the file has changed since."""
+    earlier) a :class:`~pipeline.errors.BuildError` when the file has changed since."""
     path = Path(release_folder) / MANIFEST
     raw = path.read_bytes()
     if digest is not None and hashlib.sha256(raw).hexdigest()[:12] != digest:
-        raise RuntimeError(f"{path} changed while this build ran (digest {digest}); run the build again")
+        raise BuildError(f"{path} changed while this build ran (digest {digest}); run the build again")
     return json.loads(raw)
 
 

@@ -148,7 +148,7 @@ def _alpha_index(vrt: WarpedVRT) -> int:
     for i, ci in enumerate(vrt.colorinterp, start=1):
         if ci == ColorInterp.alpha:
             return i
-    raise RuntimeError("warped dataset has no alpha band")
+    raise RuntimeError("warped dataset has no alpha band")  # cannot happen: WarpedVRT adds one (a bug, not input)
 
 
 def map_tiles(opener: Callable[[], Any], fn: Callable[[Any, _T], _R], items: Sequence[_T],

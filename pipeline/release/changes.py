@@ -20,6 +20,7 @@ from typing import Any, Mapping, Optional
 
 from pipeline.constants import CLASS_KEYS, CLASS_NAMES, SPLITS
 from pipeline.dataset.ids import image_key
+from pipeline.errors import ValidationError
 
 
 def _index(manifest: Optional[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -27,7 +28,7 @@ def _index(manifest: Optional[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     for img in (manifest or {}).get("images", []) or []:
         key = image_key(img)
         if key in out:
-            raise ValueError(f"release {manifest.get('release')!r}: key {key!r} is used by {out[key]['id']!r} "
+            raise ValidationError(f"release {manifest.get('release')!r}: key {key!r} is used by {out[key]['id']!r} "
                              f"and {img.get('id')!r}")
         out[key] = img
     return out

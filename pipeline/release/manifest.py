@@ -27,6 +27,7 @@ import jsonschema
 
 from pipeline.atomic import write_text
 from pipeline.dataset.ids import natural_key
+from pipeline.errors import ManifestError
 from pipeline.constants import CLASS_COLORS, CLASS_NAMES, SPLITS
 
 SCHEMA_VERSION = "1.0"
@@ -47,16 +48,6 @@ IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group")
 OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda")
 #: Fields of one source entry.
 SOURCE_FIELDS: tuple[str, ...] = ("name", "kind", "license", "attribution", "location")
-
-
-class ManifestError(ValueError):
-    """A manifest that does not follow the schema; ``problems`` holds one line per schema error."""
-
-    def __init__(self, problems: list[str]):
-        self.problems = list(problems)
-        head = "; ".join(self.problems[:5])
-        more = f" (+{len(self.problems) - 5} more)" if len(self.problems) > 5 else ""
-        super().__init__(f"manifest does not follow the schema: {head}{more}")
 
 
 def sha256_file(path: str | Path) -> str:

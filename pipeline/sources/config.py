@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 
 import yaml
 
+from pipeline.errors import SourcesError
+
 KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo")
 ALLOWED_SCHEMES = ("http", "https", "s3")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -40,10 +42,6 @@ COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "sha256": (dict, {}),
     "region_override": (str, None),
 }
-
-
-class SourcesError(ValueError):
-    """A problem in a sources file; the message names file, source and key."""
 
 
 @dataclass(frozen=True)

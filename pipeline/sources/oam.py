@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 
 import requests
 
-from pipeline.errors import FetchError
+from pipeline.errors import ConfigError, FetchError
 
 #: Hard cap on pages requested in one search, whatever ``meta.found`` says.
 MAX_PAGES = 1000
@@ -58,10 +58,10 @@ def build_params(
     params: dict[str, str] = {}
     if bbox is not None:
         if len(bbox) != 4:
-            raise ValueError(f"bbox must be [west, south, east, north], got {list(bbox)!r}")
+            raise ConfigError(f"bbox must be [west, south, east, north], got {list(bbox)!r}")
         w, s, e, n = (float(v) for v in bbox)
         if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= n <= 90):
-            raise ValueError(f"bbox {list(bbox)!r} is not [west, south, east, north] in degrees")
+            raise ConfigError(f"bbox {list(bbox)!r} is not [west, south, east, north] in degrees")
         params["bbox"] = ",".join(format(v, "g") for v in (w, s, e, n))
     if gsd_from is not None:
         params["gsd_from"] = format(float(gsd_from), "g")
@@ -72,7 +72,7 @@ def build_params(
     if acquisition_to:
         params["acquisition_to"] = str(acquisition_to)
     if int(limit) < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
+        raise ConfigError(f"limit must be >= 1, got {limit}")
     params["limit"] = str(int(limit))
     return params
 

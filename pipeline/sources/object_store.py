@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable, Optional
 
 import botocore.exceptions
 
-from pipeline.errors import FetchError, PipelineInputError
+from pipeline.errors import FetchError, ObjectStoreError
 from pipeline.sources.s3 import _PLAIN_MD5_RE, _clean_etag, _digests, download_key, list_keys, parse_s3_url, s3_client
 from pipeline.sources.config import SourceConfig
 
@@ -44,12 +44,6 @@ UPLOAD_THREADS = 8
 
 #: ``progress(done, total)`` over the files of one publish or cache upload.
 Progress = Callable[[int, int], None]
-
-
-class ObjectStoreError(PipelineInputError):
-    """An upload, download or check against the object store that failed; names the ``s3://`` URL."""
-
-    stage = "publish"
 
 
 def join_url(base: str, *parts: str) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.errors import ValidationError
 from pipeline.constants import CLASS_COLORS, CLASS_IDS, CLASS_NAMES, CONTINENTS, NUM_CLASSES, SPLITS, URBAN_CLASSES
 
 HIST_BIN_WIDTH = 100
@@ -40,13 +41,13 @@ REGION_COLUMNS: tuple[str, ...] = (
 def _class_counts(rec: dict, field: str) -> list[int]:
     counts = rec.get(field)
     if not isinstance(counts, dict):
-        raise ValueError(f"image {rec.get('id')!r}: {field!r} must be an object of per-class counts")
+        raise ValidationError(f"image {rec.get('id')!r}: {field!r} must be an object of per-class counts")
     unknown = sorted(set(counts) - {str(c) for c in CLASS_IDS})
     if unknown:
-        raise ValueError(f"image {rec['id']!r}: {field!r} has keys {unknown} outside the classes 1..8")
+        raise ValidationError(f"image {rec['id']!r}: {field!r} has keys {unknown} outside the classes 1..8")
     values = [int(counts.get(str(c), 0)) for c in CLASS_IDS]
     if min(values) < 0:
-        raise ValueError(f"image {rec['id']!r}: negative count in {field!r}")
+        raise ValidationError(f"image {rec['id']!r}: negative count in {field!r}")
     return values
 
 
@@ -59,25 +60,25 @@ def _prepare(images: Iterable[dict]) -> list[dict]:
     for rec in images:
         missing = [k for k in required if k not in rec]
         if missing:
-            raise ValueError(f"image {rec.get('id')!r}: missing fields {missing}")
+            raise ValidationError(f"image {rec.get('id')!r}: missing fields {missing}")
         iid = str(rec["id"])
         if iid in seen:
-            raise ValueError(f"duplicate image id {iid!r}")
+            raise ValidationError(f"duplicate image id {iid!r}")
         seen.add(iid)
         if rec["split"] not in SPLITS:
-            raise ValueError(f"image {iid!r}: split {rec['split']!r} is not one of {list(SPLITS)}")
+            raise ValidationError(f"image {iid!r}: split {rec['split']!r} is not one of {list(SPLITS)}")
         minx, miny, maxx, maxy = (float(v) for v in rec["bounds"])
         if not (maxx > minx and maxy > miny):
-            raise ValueError(f"image {iid!r}: empty or inverted bounds {rec['bounds']}")
+            raise ValidationError(f"image {iid!r}: empty or inverted bounds {rec['bounds']}")
         pixels = _class_counts(rec, "class_pixels")
         segments = _class_counts(rec, "segments")
         if int(rec["segments_total"]) != sum(segments):
-            raise ValueError(
+            raise ValidationError(
                 f"image {iid!r}: segments_total {rec['segments_total']} != sum of segments {sum(segments)}"
             )
         unlabelled = int(rec["unlabelled_pixels"])
         if unlabelled < 0:
-            raise ValueError(f"image {iid!r}: negative unlabelled_pixels")
+            raise ValidationError(f"image {iid!r}: negative unlabelled_pixels")
         out.append({
             "id": iid, "region": str(rec["region"]), "country": str(rec["country"]),
             "continent": str(rec["continent"]), "source": str(rec["source"]), "split": rec["split"],
@@ -235,7 +236,7 @@ def compute_stats(images: list[dict]) -> dict[str, Any]:
     ``total``: the same sums), ``images_per_continent`` (continent x source counts), ``segments_histogram``
     (fixed bins of segments per image, fractions) and ``regions`` (one row per region, see
     :data:`REGION_COLUMNS`, plus exact ``class_pixels`` and ``centre_per_source``).
-    Policies are in the module docstring.  Raises ``ValueError`` on malformed records.
+    Policies are in the package docstring.  Raises :class:`~pipeline.errors.ValidationError` on malformed records.
     """
     recs = _prepare(images)
     return {
