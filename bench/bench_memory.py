@@ -63,8 +63,8 @@ def _child(image: str, out_dir: str, result_file: str) -> None:
     """Runs in the measured child process: prepare + tile the scene, write a small JSON result."""
     from pipeline.params import ProcessingParams
     from pipeline.raster.plan import plan_scene
-    from pipeline.scene import Scene
     from pipeline.raster.tiling import write_scene_tiles
+    from pipeline.scene import Scene
 
     params = ProcessingParams()
     scene = Scene(source="bench", scene_id="big", kind="local", image=image, license="CC0-1.0",

@@ -64,8 +64,8 @@ def _scene(a: dict):
 
 
 def w_pipeline_tile(a: dict) -> dict:
-    from pipeline.raster.plan import plan_scene
     from pipeline.labels.landcover import write_label_tiles
+    from pipeline.raster.plan import plan_scene
     from pipeline.raster.tiling import write_scene_tiles
     out = Path(a["out"])
     shutil.rmtree(out, ignore_errors=True)

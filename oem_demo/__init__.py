@@ -6,8 +6,8 @@ imports it only when a demo source is fetched.  Modules: :mod:`.scenes` (the dem
 :mod:`.render` (label and image rasters), :mod:`.writers` (one module per upstream layout) and
 :mod:`.generate` (:func:`~.generate.generate_demo`).
 
-``oem_demo.generate.generate_demo(root, seed, size)`` writes, deterministically from ``seed``, a set of land-cover scenes
-under ``root`` in exactly the layouts the real adapters read (see ``docs/ARCHITECTURE.md`` and
+``oem_demo.generate.generate_demo(root, seed, size)`` writes, deterministically from ``seed``, a set of land-cover
+scenes under ``root`` in exactly the layouts the real adapters read (see ``docs/ARCHITECTURE.md`` and
 ``shared/docs/source-formats.md`` sections 1-3):
 
 ``xbd/train/{images,labels,landcover}/``

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -40,7 +39,7 @@ BUILDING_RULES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[
 
 Box = tuple[float, float, float, float]  # (umin, vmin, umax, vmax) in block (street) coordinates
 #: A building candidate: (corners 4x2, roof colour, gable, height, driveway corners or None).
-Candidate = tuple[np.ndarray, tuple[int, int, int], bool, float, Optional[np.ndarray]]
+Candidate = tuple[np.ndarray, tuple[int, int, int], bool, float, np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -201,7 +200,7 @@ def _buildings(rng: np.random.Generator, frame: Frame, use: str, roofs: list, u0
 
 
 def lay_out_blocks(rng: np.random.Generator, frame: Frame, style: str, roofs: list,
-                   edges_u: list[Optional[tuple[float, float]]], edges_v: list[Optional[tuple[float, float]]],
+                   edges_u: list[tuple[float, float] | None], edges_v: list[tuple[float, float] | None],
                    water: list) -> BlockLayers:
     """Every block between the kept streets (``edges_*``: the kerb lines of each street, None = not kept), plus
     the land beyond the outermost streets; park lakes are appended to ``water``."""
@@ -225,7 +224,8 @@ def lay_out_blocks(rng: np.random.Generator, frame: Frame, style: str, roofs: li
             lu, lv = u1 - u0, v1 - v0
             _ground(rng, frame, use, u0, u1, v0, v1, layers)
             if use == "park" and rng.random() < 0.3 and min(lu, lv) > 50:
-                water.append(blob(rng, *frame.at((u0 + u1) / 2, (v0 + v1) / 2), min(lu, lv) * 0.2, 48))
+                cx, cy = frame.at((u0 + u1) / 2, (v0 + v1) / 2)
+                water.append(blob(rng, cx, cy, min(lu, lv) * 0.2, 48))
             if use in BUILDING_RULES:
                 _buildings(rng, frame, use, roofs, u0, u1, v0, v1, layers.cands)
     return layers

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Any, Optional
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -120,8 +120,8 @@ def _paint_vegetation(rng: np.random.Generator, cv: _Canvas, world: World, sc: D
     for poly, dens in world.tree_density:
         cv2.fillPoly(density, [np.round((poly / gsd) * scale * 16).astype(np.int32)], float(dens),
                      lineType=cv2.LINE_8, shift=4)
-    density = cv2.GaussianBlur(density, (0, 0), 1.5)
-    thr = cv2.resize(_upper_quantile(density), (w, h), interpolation=cv2.INTER_LINEAR)
+    blurred = cv2.GaussianBlur(density, (0, 0), 1.5)
+    thr = cv2.resize(_upper_quantile(blurred), (w, h), interpolation=cv2.INTER_LINEAR)
     tn = _smooth_noise(rng, w, h, 6.0 / gsd) * 0.8 + _smooth_noise(rng, w, h, 2.5 / gsd) * 0.6
     tn *= np.float32(1.0 / max(float(tn.std()), 1e-6))  # unit variance so thresholds give the wanted fractions
     trees = (tn > thr) & (label == 2)
@@ -169,13 +169,13 @@ def _paint_buildings(rng: np.random.Generator, cv: _Canvas, world: World) -> np.
     shadow = np.zeros((cv.h, cv.w), np.uint8)
     sdx, sdy = world.shadow_dir
     hulls = []
-    for rect, (colour, gable, height) in zip(world.buildings, world.roofs):
+    for rect, (_colour, _gable, height) in zip(world.buildings, world.roofs):
         off = np.array([sdx, sdy]) * height * 0.45
         hulls.append(cv2.convexHull(_pts(np.concatenate([rect, rect + off]), gsd)))
     if hulls:
         cv2.fillPoly(shadow, hulls, 1, lineType=cv2.LINE_8, shift=_SHIFT)
     _fill(cv.label, list(world.buildings), 8, gsd)
-    for rect, (colour, gable, height) in zip(world.buildings, world.roofs):
+    for rect, (colour, gable, _height) in zip(world.buildings, world.roofs):
         _fill(cv.col, [rect], cv.tone(colour), gsd)
         long01 = np.linalg.norm(rect[1] - rect[0]) >= np.linalg.norm(rect[3] - rect[0])
         if gable:
@@ -210,8 +210,8 @@ def _brightness(rng: np.random.Generator, cv: _Canvas, shade: np.ndarray, stripe
     w, h, gsd, label = cv.w, cv.h, cv.gsd, cv.label
     ga = np.array([TEXTURE.get(k, (0, 0))[0] for k in range(256)], np.float32)
     ma = np.array([TEXTURE.get(k, (0, 0))[1] for k in range(256)], np.float32)
-    fac = cv2.multiply(cv2.LUT(label, ga), rng.standard_normal((h, w), dtype=np.float32))
-    fac = cv2.add(fac, cv2.multiply(cv2.LUT(label, ma), _smooth_noise(rng, w, h, 1.2 / gsd)))
+    fac: np.ndarray = cv2.multiply(cv2.LUT(label, ga), rng.standard_normal((h, w), dtype=np.float32))
+    fac = cast(np.ndarray, cv2.add(fac, cv2.multiply(cv2.LUT(label, ma), _smooth_noise(rng, w, h, 1.2 / gsd))))
     fac += np.float32(1.0)
     illum = _smooth_noise(rng, w, h, 90.0 / gsd)
     illum *= np.float32(0.07)
@@ -240,7 +240,7 @@ def _image(cv: _Canvas, fac: np.ndarray, satellite: bool) -> np.ndarray:
 
 
 def render(rng: np.random.Generator, world: World, sc: DemoScene, w: int, h: int, gsd: float,
-           satellite: bool) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+           satellite: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Rasterise ``world``: returns (label uint8 (h,w), image float32 (h,w,3) in 0..255, valid mask or None)."""
     pal = PALETTES[sc.biome]
     cv = _Canvas(w, h, gsd, pal[2])

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 TILE = 1024
 #: Scene extent = tiles * (1 + margin): room for reprojection rotation (~1-2 degrees) and lattice centring.
@@ -45,7 +44,7 @@ class DemoScene:
     capture_date: str = ""
 
     @property
-    def target_gsd(self) -> Optional[float]:
+    def target_gsd(self) -> float | None:
         """The pipeline's target GSD for this scene (ARCHITECTURE.md GSD rule), ``None`` when it is rejected."""
         return target_gsd(self.gsd)
 
@@ -58,7 +57,7 @@ class DemoScene:
         return 0 if self.target_gsd is None else files * cols * rows
 
 
-def target_gsd(gsd: float) -> Optional[float]:
+def target_gsd(gsd: float) -> float | None:
     """The ARCHITECTURE.md rule: > 0.51 m rejected (None); 0.25-0.5 m kept (rounded to 1 cm); finer -> 0.3 or
     0.5 m, whichever makes the downsampling factor closest to an integer, ties to 0.3 m."""
     if gsd > MAX_GSD:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import shapely
@@ -39,7 +38,7 @@ class World:
     buildings: np.ndarray    # (K, 4, 2) metres
     roofs: list              # (colour, gable, height)
     tree_density: list       # (Nx2 metres, density)
-    valid: Optional[np.ndarray]  # Nx2 metres of the valid-area polygon, None = whole frame
+    valid: np.ndarray | None  # Nx2 metres of the valid-area polygon, None = whole frame
     shadow_dir: tuple[float, float]
 
 
@@ -144,7 +143,7 @@ def _valid_area(rng: np.random.Generator, wm: float, hm: float, gsd: float) -> n
     return valid
 
 
-def _keep_buildings(cands: list, roads: list, water: list, valid: Optional[np.ndarray], wm: float, hm: float,
+def _keep_buildings(cands: list, roads: list, water: list, valid: np.ndarray | None, wm: float, hm: float,
                     gsd: float) -> tuple[np.ndarray, list, list]:
     """``(buildings, roofs, driveways)`` of the candidates wholly inside the image and its valid area and
     clear of roads (1 m) and water (2 m)."""

@@ -24,6 +24,7 @@ A bare ``ValueError`` / ``TypeError`` left in the library means a programming er
 from __future__ import annotations
 
 from collections.abc import Sequence
+from os import PathLike
 
 
 class PipelineError(Exception):
@@ -35,7 +36,7 @@ class PipelineInputError(PipelineError):
 
     stage = "input"
 
-    def __init__(self, file: str, reason: str):
+    def __init__(self, file: str | PathLike[str], reason: str):
         self.file = str(file)
         self.reason = reason
         super().__init__(f"{self.file}: {reason}")

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any
+
+#: An affine pixel -> CRS transform as rasterio's 6 coefficients (a, b, c, d, e, f).
+Affine6 = tuple[float, float, float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class Georef:
     """
 
     crs: str
-    transform: tuple[float, float, float, float, float, float]
+    transform: Affine6
     origin: str = ""
 
 
@@ -42,13 +46,13 @@ class Scene:
     image: str
     license: str
     attribution: str
-    georef: Optional[Georef] = None
-    landcover: Optional[str] = None
-    building_mask: Optional[str] = None
-    footprints: Optional[str] = None
-    footprints_crs: Optional[str] = None
-    region_hint: Optional[str] = None
-    acquired: Optional[str] = None
+    georef: Georef | None = None
+    landcover: str | None = None
+    building_mask: str | None = None
+    footprints: str | None = None
+    footprints_crs: str | None = None
+    region_hint: str | None = None
+    acquired: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -60,7 +64,7 @@ class Scene:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Scene":
+    def from_dict(cls, data: dict[str, Any]) -> Scene:
         data = dict(data)
         if data.get("georef") is not None:
             g = data["georef"]

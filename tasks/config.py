@@ -8,7 +8,7 @@ import luigi
 
 from pipeline.errors import SourcesError
 from pipeline.params import ProcessingParams
-from pipeline.scene import Scene, read_catalog
+from pipeline.scene import Scene
 from pipeline.sources.config import SourceConfig, enabled_sources, load_sources
 
 
@@ -17,7 +17,7 @@ class PipelineConfig(luigi.Config):
     data_dir = luigi.Parameter(default="data", description="root of raw downloads, work files and releases")
     seed = luigi.IntParameter(default=42, description="seed of every random choice (splits, sampling)")
     release = luigi.Parameter(default="v0.1.0", description="release version: data/releases/<release>/")
-    target_gsds = luigi.ListParameter(default=[0.3, 0.5], description="GSDs (m) that finer sources go to")
+    target_gsds = luigi.ListParameter(default=(0.3, 0.5), description="GSDs (m) that finer sources go to")
     tile_size = luigi.IntParameter(default=1024, description="tile width and height in pixels")
     max_nodata_fraction = luigi.FloatParameter(default=0.05, description="tiles with more nodata are dropped")
     split_trials = luigi.IntParameter(default=1000, description="seeded random split trials per region")

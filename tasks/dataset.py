@@ -17,8 +17,16 @@ import luigi
 from pipeline import atomic
 from pipeline.constants import CONTINENTS
 from pipeline.dataset.pool import assemble_pool, name_images
+from tasks.base import PipelineTask
 from tasks.config import (
-    active_sources, cfg, inputs_digest, load_scene, previous_release_dir, scene_dir, source_config, todo_dir,
+    active_sources,
+    cfg,
+    inputs_digest,
+    load_scene,
+    previous_release_dir,
+    scene_dir,
+    source_config,
+    todo_dir,
     work_dir,
 )
 from tasks.scene import CountSegments
@@ -43,7 +51,7 @@ def _previous_release() -> tuple[Path | None, str]:
     return folder, (manifest_digest(folder) if folder is not None else "none")
 
 
-class AssembleTiles(luigi.Task):
+class AssembleTiles(PipelineTask):
     """Run the per-scene chain for every scene of every enabled source (dynamic dependencies), then
     gather all tiles with their stable key, region, country and continent into the pool."""
 
@@ -84,7 +92,7 @@ class AssembleTiles(luigi.Task):
         atomic.write_json(self.output().path, pool)
 
 
-class SelectTiles(luigi.Task):
+class SelectTiles(PipelineTask):
     """Per region: keep every tile when there are at most ``region_max``, else sample to the middle of
     [region_min, region_max] by seeded random sampling plus hard-image selection (a small U-Net trained
     on every k-th labelled tile, a regressor predicting each tile's loss, highest predicted loss first).
@@ -156,7 +164,7 @@ def under_represented(per_continent: dict[str, int]) -> list[str]:
     return out
 
 
-class ExportAnnotationTodo(luigi.Task):
+class ExportAnnotationTodo(PipelineTask):
     """For each selected tile that has no 8-class label yet, export its building pre-annotation
     (GeoTIFF + GeoJSON + image) to ``<annotation>/todo/`` for annotators."""
 
@@ -185,7 +193,7 @@ class ExportAnnotationTodo(luigi.Task):
         atomic.write_json(self.output().path, {"todo_dir": str(todo_dir()), "exported": exported})
 
 
-class SplitDataset(luigi.Task):
+class SplitDataset(PipelineTask):
     """Name the released images (``<region>_<n>``) and split them per region 6:1:3 train/val/test: the
     best of ``split_trials`` seeded random trials (least class mismatch between train and test), never
     separating images whose footprints overlap (leakage groups).  Images of the previous release
@@ -232,7 +240,7 @@ class SplitDataset(luigi.Task):
         })
 
 
-class ComputeStats(luigi.Task):
+class ComputeStats(PipelineTask):
     """The paper's tables and figures for the released images, as JSON, CSV, PNG and a README."""
 
     def requires(self):

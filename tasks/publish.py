@@ -5,7 +5,7 @@ from __future__ import annotations
 import luigi
 
 from pipeline.errors import ConfigError
-
+from tasks.base import PipelineTask
 from tasks.config import cfg, publish_url, release_dir, s3_endpoint
 from tasks.release import BuildRelease
 
@@ -24,7 +24,7 @@ class S3ObjectTarget(luigi.Target):
         return exists(self.url, endpoint_url=self.endpoint_url)
 
 
-class PublishRelease(luigi.Task):
+class PublishRelease(PipelineTask):
     """Upload every file of the release, each checked against the manifest's sha256, ``manifest.json``
     last: the release is published (this task complete) exactly when its manifest is in the bucket."""
 
@@ -42,6 +42,8 @@ class PublishRelease(luigi.Task):
         from pipeline.sources.object_store import publish_release
 
         url = publish_url()
+        if url is None:  # output() refused already; this keeps the type checker informed
+            raise ConfigError("PublishRelease needs [PipelineConfig] publish_url")
         self.set_status_message(f"publishing release {cfg().release} to {url}")
 
         def progress(done: int, total: int) -> None:

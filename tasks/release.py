@@ -6,17 +6,18 @@ from pathlib import Path
 
 import luigi
 
-from pipeline import __version__, atomic
-from pipeline.errors import ReleaseInvalid
+from pipeline import atomic
 from pipeline.dataset.pool import footprint_rejects
-from pipeline.release.writer import write_release
 from pipeline.dataset.splits.uda import uda_section
+from pipeline.errors import ReleaseInvalid
+from pipeline.release.writer import write_release
+from tasks.base import PipelineTask
 from tasks.config import active_sources, cfg, processing_params, release_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
 from tasks.sources import FetchSource
 
 
-class BuildRelease(luigi.Task):
+class BuildRelease(PipelineTask):
     """Build, validate and publish a release (the folder appears only once it is complete and valid)."""
 
     def requires(self):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import luigi
 import numpy as np
@@ -15,15 +16,16 @@ import rasterio
 
 from pipeline import atomic
 from pipeline.errors import PipelineInputError
+from tasks.base import PipelineTask
 from tasks.config import done_dir, load_scene, processing_params, scene_dir
 from tasks.sources import CatalogSource
 
 
-def _read_json(target) -> dict | list:
+def _read_json(target: luigi.LocalTarget) -> Any:
     return json.loads(Path(target.path).read_text())
 
 
-class SceneTask(luigi.Task):
+class SceneTask(PipelineTask):
     source_name = luigi.Parameter()
     scene_id = luigi.Parameter()
 

@@ -7,10 +7,11 @@ import luigi
 
 from pipeline import atomic
 from pipeline.errors import PipelineInputError
+from tasks.base import PipelineTask
 from tasks.config import catalog_path, cfg, raw_dir, source_config
 
 
-class FetchSource(luigi.Task):
+class FetchSource(PipelineTask):
     """Fetch one source into ``data/raw/<source>/`` and record every file (URL, size, sha256, licence)."""
 
     source_name = luigi.Parameter()
@@ -57,7 +58,7 @@ class FetchSource(luigi.Task):
         return record
 
 
-class CatalogSource(luigi.Task):
+class CatalogSource(PipelineTask):
     """List the scenes of a fetched source (``data/catalog/<source>.json``) with the kind's adapter."""
 
     source_name = luigi.Parameter()

@@ -26,7 +26,6 @@ import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Optional
 
 import luigi
 from luigi.event import Event
@@ -39,7 +38,7 @@ def _is_main() -> bool:
     return os.getpid() == _MAIN_PID
 
 
-def _tally() -> Optional[str]:
+def _tally() -> str | None:
     if _state["tally"] is None and _is_main():
         fd, path = tempfile.mkstemp(prefix="oem-build-summary-", suffix=".jsonl")
         os.close(fd)
@@ -155,7 +154,7 @@ def _release_lines() -> list[str]:
     return lines
 
 
-def summary_text() -> Optional[str]:
+def summary_text() -> str | None:
     """The summary of what this process scheduled since the last :func:`reset`, or None if nothing was."""
     present, scheduled = _state["present"], _state["scheduled"]
     if not present and not scheduled:

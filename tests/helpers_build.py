@@ -14,8 +14,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ SPLIT_TRIALS = 200
 BUILD_TIMEOUT = 240
 
 
-def pipeline_env(*, pythonpath: Sequence[Path] = (), config: Optional[Path] = None, **extra: str) -> dict:
+def pipeline_env(*, pythonpath: Sequence[Path] = (), config: Path | None = None, **extra: str) -> dict:
     """The environment of a ``luigi`` subprocess: repository (and ``pythonpath``) importable, optionally an
     extra Luigi config file (``LUIGI_CONFIG_PATH`` is read after ``luigi.cfg``, so it overrides it)."""
     env = dict(os.environ)
@@ -62,13 +62,13 @@ def luigi_cmd(data_dir: Path, sources: Path, *extra: str, release: str = RELEASE
     ]
 
 
-def run_luigi(cmd: list[str], *, env: Optional[dict] = None, timeout: float = BUILD_TIMEOUT
+def run_luigi(cmd: list[str], *, env: dict | None = None, timeout: float = BUILD_TIMEOUT
               ) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, env=env or pipeline_env(), capture_output=True, text=True,
                           timeout=timeout)
 
 
-def spawn(cmd: list[str], *, env: Optional[dict] = None, log: Path) -> subprocess.Popen:
+def spawn(cmd: list[str], *, env: dict | None = None, log: Path) -> subprocess.Popen:
     """Start ``cmd`` in its own process group (so it and its forked Luigi workers can be killed at once),
     stdout and stderr to ``log``."""
     fh = open(log, "wb")
@@ -108,7 +108,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(port: int, proc: Optional[subprocess.Popen] = None, timeout: float = 30.0) -> None:
+def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -152,7 +152,7 @@ def is_tmp(path: Path, root: Path) -> bool:
     return any(part.startswith(".tmp-") for part in path.relative_to(root).parts)
 
 
-def incomplete_final_files(data_dir: Path, reference: Optional[Path] = None) -> list[str]:
+def incomplete_final_files(data_dir: Path, reference: Path | None = None) -> list[str]:
     """Files under their final name (outside ``.tmp-*`` entries) that look partial: empty (unless the same
     file of ``reference`` is empty too), JSON that does not parse, rasters that cannot be read in full."""
     import rasterio

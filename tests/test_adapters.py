@@ -16,17 +16,18 @@ from rasterio.transform import Affine
 from scipy import ndimage
 from shapely.geometry import box
 
+from pipeline.errors import AnnotationRejected, SceneRejected
+from pipeline.scene import Scene
 from pipeline.sources.adapters import ADAPTERS, get_adapter, scenes_for
 from pipeline.sources.adapters.demo import DemoAdapter
 from pipeline.sources.adapters.inria import InriaAdapter, inria_region
 from pipeline.sources.adapters.local import LocalAdapter
 from pipeline.sources.adapters.spacenet import SpaceNetAdapter, spacenet_scene_from_files
 from pipeline.sources.adapters.xbd import XbdAdapter, disaster_region, fit_affine, vertex_pairs
-from pipeline.errors import AnnotationRejected, SceneRejected
-from pipeline.sources.footprints import load_footprints, read_xbd_label, xbd_polygons
-from pipeline.scene import Scene
 from pipeline.sources.config import COMMON_OPTIONS, KIND_OPTIONS, SourceConfig
+from pipeline.sources.footprints import load_footprints, read_xbd_label, xbd_polygons
 from tests.conftest import shared_file
+
 
 def from_origin(west: float, north: float, xsize: float, ysize: float) -> Affine:
     return Affine(xsize, 0.0, west, 0.0, -ysize, north)
@@ -47,8 +48,10 @@ def source(kind: str, **options) -> SourceConfig:
                         attribution=f"ATTR-{kind}", options=opts)
 
 
-def write_tif(path: Path, data: np.ndarray, crs: str = "EPSG:32633",
-              transform: Affine = from_origin(500000.0, 5000000.0, 0.3, 0.3)) -> Path:
+UTM_ORIGIN = from_origin(500000.0, 5000000.0, 0.3, 0.3)
+
+
+def write_tif(path: Path, data: np.ndarray, crs: str = "EPSG:32633", transform: Affine = UTM_ORIGIN) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     data = data if data.ndim == 3 else data[None]
     with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],

@@ -13,11 +13,11 @@ from pyproj import Transformer
 from rasterio.transform import Affine
 from shapely.geometry import Polygon, box
 
+from pipeline.constants import CLASS_COLORS
+from pipeline.errors import AnnotationRejected
 from pipeline.labels.annotations.export import export_preannotation, rasterize_footprints, write_label
 from pipeline.labels.annotations.grid import TileGrid
 from pipeline.labels.annotations.importer import find_annotation, import_annotation
-from pipeline.errors import AnnotationRejected
-from pipeline.constants import CLASS_COLORS
 from tests.conftest import shared_file
 
 UTM = "EPSG:32633"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.sources.archive import extract_archive, is_archive
 from pipeline.errors import FetchError
+from pipeline.sources.archive import extract_archive, is_archive
 
 
 def _tree(root: Path) -> list[str]:

@@ -25,8 +25,8 @@ from shapely.geometry import Polygon, box
 
 from pipeline.labels.labelling import export_todo
 from pipeline.raster.plan import plan_scene
-from pipeline.scene import Scene
 from pipeline.raster.tiling import write_scene_tiles
+from pipeline.scene import Scene
 
 UTM = "EPSG:32633"
 GSD = 0.3

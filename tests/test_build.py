@@ -8,7 +8,6 @@ from pathlib import Path
 
 import luigi
 import luigi.configuration
-import numpy as np
 import pytest
 import rasterio
 

@@ -1,4 +1,5 @@
-"""Release tiles are Cloud-Optimized GeoTIFFs (pipeline/raster/cog.py, written by pipeline.release.writer.write_release)."""
+"""Release tiles are Cloud-Optimized GeoTIFFs (pipeline/raster/cog.py, written by
+pipeline.release.writer.write_release)."""
 from __future__ import annotations
 
 import shutil

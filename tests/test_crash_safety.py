@@ -24,12 +24,22 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from tests.helpers_build import (
-    BUILD_TIMEOUT, ROOT, incomplete_final_files, is_tmp, kill_group, luigi_cmd, pipeline_env, reference_build,
-    reference_sources, release_dir, spawn, wait_group_gone,
+    BUILD_TIMEOUT,
+    ROOT,
+    incomplete_final_files,
+    is_tmp,
+    kill_group,
+    luigi_cmd,
+    pipeline_env,
+    reference_build,
+    reference_sources,
+    release_dir,
+    spawn,
+    wait_group_gone,
 )
 
 POLL = 0.005
@@ -106,7 +116,8 @@ def test_build_killed_at_fetch_tiling_and_release_resumes_to_the_same_release(tm
             assert (release_dir(data) / "manifest.json").is_file(), log.read_text(errors="replace")[-3000:]
             shutil.rmtree(release_dir(data))
         problems = incomplete_final_files(data, reference=ref_data)
-        assert not problems, f"after a SIGKILL {point.__name__}: partial files under final names:\n" + "\n".join(problems)
+        assert not problems, (f"after a SIGKILL {point.__name__}: partial files under final names:\n"
+                              + "\n".join(problems))
         if point is not mid_release:
             assert not release_dir(data).exists(), f"a release was published by a build killed {point.__name__}"
         # (killed mid-release, the rename may just have happened while its .tmp-* shell was being removed:

@@ -16,10 +16,10 @@ from pyproj import Geod
 from shapely import wkt as shapely_wkt
 from shapely.geometry import shape
 
-from pipeline.constants import CONTINENTS
 from oem_demo.generate import generate_demo
 from oem_demo.geodesy import metres_per_degree
 from oem_demo.scenes import DEMO_SCENES, LAYOUTS, target_gsd
+from pipeline.constants import CONTINENTS
 
 GEOD = Geod(ellps="WGS84")
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from pipeline.sources.download import download, part_path
 from pipeline.errors import FetchError
+from pipeline.sources.download import download, part_path
 from tests.loopback import LoopbackServer
 
 PAYLOAD = os.urandom(300_000)

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import FetchError
-from pipeline.sources.fetch import fetch_source
-from pipeline.errors import SourcesError
+from pipeline.errors import FetchError, SourcesError
 from pipeline.sources.config import SourceConfig, load_sources
+from pipeline.sources.fetch import fetch_source
 from tests.loopback import LoopbackServer
 
 

@@ -16,9 +16,9 @@ import pytest
 import tasks  # noqa: F401  (registers the tasks)
 from oem_demo.generate import generate_demo
 from pipeline.dataset.history import find_previous_release, previous_maps, release_names
-from pipeline.release.manifest import uda_lines
 from pipeline.dataset.pool import name_images
 from pipeline.dataset.splits.trials import split_dataset
+from pipeline.release.manifest import uda_lines
 from pipeline.release.validate.report import validate_release
 from tests.helpers_build import DEMO_SOURCES, SPLIT_TRIALS
 

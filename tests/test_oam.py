@@ -16,11 +16,11 @@ import pytest
 import rasterio
 from affine import Affine
 
-from pipeline.sources.adapters.openaerialmap import OpenAerialMapAdapter
 from pipeline.errors import FetchError
+from pipeline.sources.adapters.openaerialmap import OpenAerialMapAdapter
+from pipeline.sources.config import SourceConfig
 from pipeline.sources.fetch import fetch_source
 from pipeline.sources.oam import build_params, search_catalog
-from pipeline.sources.config import SourceConfig
 from tests.loopback import LoopbackServer
 
 BBOX = [39.2, -6.9, 39.4, -6.7]  # Dar es Salaam
@@ -47,7 +47,8 @@ def _record(i: int, base: str, *, gsd: float, lon: float, lat: float, **fields) 
         "meta_uri": f"{base}/oin/upload{i}/0/{oid}_meta.json",
         "title": f"Scene {i}",
         "projection": 'PROJCS["WGS 84 / UTM zone 37S", ...]',
-        "footprint": f"POLYGON(({lon} {lat},{lon + 0.01} {lat},{lon + 0.01} {lat + 0.01},{lon} {lat + 0.01},{lon} {lat}))",
+        "footprint": (f"POLYGON(({lon} {lat},{lon + 0.01} {lat},{lon + 0.01} {lat + 0.01},"
+                      f"{lon} {lat + 0.01},{lon} {lat}))"),
         "gsd": gsd,
         "file_size": 1234,
         "acquisition_start": f"2019-0{1 + i % 9}-01T00:00:00.000Z",

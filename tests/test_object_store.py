@@ -16,6 +16,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from pipeline.errors import ObjectStoreError
+from pipeline.sources.config import SourceConfig
 from pipeline.sources.object_store import (
     join_url,
     manifest_checksums,
@@ -25,7 +26,6 @@ from pipeline.sources.object_store import (
     restore_raw,
     upload_raw,
 )
-from pipeline.sources.config import SourceConfig
 from tests.helpers_build import DEMO_SOURCES, RELEASE, luigi_cmd, pipeline_env, release_dir, run_luigi
 
 BUCKET = "oem-releases"

@@ -11,9 +11,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from pipeline.errors import FetchError
+from pipeline.sources.config import SourceConfig
 from pipeline.sources.fetch import fetch_source
 from pipeline.sources.s3 import download_key, list_keys, parse_s3_url
-from pipeline.sources.config import SourceConfig
 
 BUCKET = "spacenet-dataset"
 AOI = "spacenet/SN2_buildings/train/AOI_2_Vegas_Train"

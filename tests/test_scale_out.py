@@ -13,7 +13,8 @@ Exit codes: ``luigi.cfg`` maps "tasks were run by another worker" to 10 and "the
 process" to 25, so with it a process whose work the other one did exits non-zero although the release was
 built; ``docs/luigi-central.cfg`` sets both to 0.  A failing task still makes the process that ran it exit 30
 (``task_failed``), and ``python -m pipeline validate`` checks the result.  ``--no-lock`` is needed only when
-two identical command lines run on the same machine (Luigi's pid lock would make the second exit at once).  The scheduler hands every task to one worker; the outputs are written
+two identical command lines run on the same machine (Luigi's pid lock would make the second exit at once).  The
+scheduler hands every task to one worker; the outputs are written
 atomically, so the release is the same as a single local-scheduler build.  Per-scene tasks are dynamic
 dependencies of ``AssembleTiles`` (one per catalogued scene), so only the process that runs
 ``AssembleTiles`` can run them; the other one waits (keep-alive) and takes whatever static tasks are left.
@@ -35,8 +36,17 @@ from pathlib import Path
 import pytest
 
 from tests.helpers_build import (
-    BUILD_TIMEOUT, ROOT, free_port, luigi_cmd, pipeline_env, reference_build, reference_sources, release_dir,
-    run_luigi, spawn, wait_port,
+    BUILD_TIMEOUT,
+    ROOT,
+    free_port,
+    luigi_cmd,
+    pipeline_env,
+    reference_build,
+    reference_sources,
+    release_dir,
+    run_luigi,
+    spawn,
+    wait_port,
 )
 
 PROBE = textwrap.dedent('''
@@ -69,7 +79,8 @@ PROBE = textwrap.dedent('''
 
 #: The config the README tells users to put on LUIGI_CONFIG_PATH for a central scheduler, plus a shorter
 #: worker wait so the test is quick.
-CENTRAL_CFG = (ROOT / "docs" / "luigi-central.cfg").read_text().replace("[worker]\n", "[worker]\nwait_interval = 0.2\n", 1)
+CENTRAL_CFG = (ROOT / "docs" / "luigi-central.cfg").read_text().replace(
+    "[worker]\n", "[worker]\nwait_interval = 0.2\n", 1)
 
 
 

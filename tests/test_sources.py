@@ -50,7 +50,8 @@ def test_parses_typed_objects_with_defaults(tmp_path):
     [
         (("kind: inria", "kind: inira"), "sources.yaml: source 'inria': unknown kind 'inira'"),
         (("    location: /data/inria\n", ""), "sources.yaml: source 'inria': missing key 'location'"),
-        (("location: /data/inria", "location: ftp://host/x"), "source 'inria': key 'location': unsupported scheme 'ftp'"),
+        (("location: /data/inria", "location: ftp://host/x"),
+         "source 'inria': key 'location': unsupported scheme 'ftp'"),
         (("    license: x\n", ""), "source 'inria': missing key 'license'"),
         (("enabled: false", "enabled: maybe"), "source 'inria': key 'enabled' must be bool"),
         (("seed: 3", "seed: three"), "source 'demo': key 'options.seed' must be int"),

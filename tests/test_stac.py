@@ -12,8 +12,8 @@ import pystac
 import pytest
 
 from pipeline.release.stac import COLLECTION, LABEL_SCHEMA, PROJECTION_SCHEMA, spdx_license, write_stac
-from pipeline.release.validate.stac import schema_dir, schema_map, validate_stac, validate_stac_object
 from pipeline.release.validate.report import validate_release
+from pipeline.release.validate.stac import schema_dir, schema_map, validate_stac, validate_stac_object
 from tests.helpers_outputs import SOURCES, demo_release, manifest_of, no_network, synthetic_records  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,8 @@ def test_missing_asset_and_missing_item_are_reported(synthetic):
     (root / records[0]["label"]).unlink()
     (root / "stac/items/lima_1.json").unlink()
     problems = validate_stac(root, expected_ids=[r["id"] for r in records])
-    assert "stac/items/vienna_1.json: label asset ../../vienna/labels/vienna_1.tif does not name a file of the release" in problems
+    assert ("stac/items/vienna_1.json: label asset ../../vienna/labels/vienna_1.tif does not name a file of the release"
+            in problems)
     assert "stac/items/lima_1.json: missing (linked from stac/collection.json)" in problems
     assert f"{COLLECTION}: no item for images: lima_1" in problems
 

@@ -16,8 +16,8 @@ from pyproj import Transformer
 from rasterio.transform import from_origin
 
 from pipeline.errors import AnnotationRejected
-from pipeline.raster.plan import plan_scene
 from pipeline.labels.landcover import write_label_tiles
+from pipeline.raster.plan import plan_scene
 from pipeline.raster.tiling import tile_lattice, write_scene_tiles
 from tests.conftest import ROOT, shared_file
 from tests.test_raster import deg_transform, make_scene, rgb, write_tif
@@ -322,7 +322,8 @@ def test_real_inria_one_tile_with_aligned_label(tmp_path):
     # ... while the same mask as class 8 (its transform 0.3 vs the image's 0.29999999999997673) is used.
     with rasterio.open(gt) as ds:
         mask, profile = ds.read(1), ds.profile
-    lp = write_tif(tmp_path / "gt8.tif", np.where(mask > 0, 8, 2).astype(np.uint8), profile["crs"], profile["transform"])
+    lp = write_tif(tmp_path / "gt8.tif", np.where(mask > 0, 8, 2).astype(np.uint8), profile["crs"],
+                   profile["transform"])
     scene = make_scene(image, landcover=str(lp))
     assert len(tiles) == 1 and dropped == []
     t = tiles[0]

@@ -13,8 +13,8 @@ import rasterio
 from rasterio.transform import array_bounds
 
 from pipeline.atomic import write_json
-from pipeline.release.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
 from pipeline.dataset.splits.trials import split_dataset
+from pipeline.release.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
 from pipeline.release.validate.report import main as validate_main
 from pipeline.release.validate.report import validate_release
 
@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 GSD = 0.5
 #: region -> (crs, origin x, origin y, country, country code, continent, lon/lat box)
 REGIONS = {
-    "austin": ("EPSG:32614", 620000.0, 3350000.0, "United States", "US", "North America", [-97.76, 30.26, -97.75, 30.27]),
+    "austin": ("EPSG:32614", 620000.0, 3350000.0, "United States", "US", "North America",
+               [-97.76, 30.26, -97.75, 30.27]),
     "vienna": ("EPSG:32633", 600000.0, 5340000.0, "Austria", "AT", "Europe", [16.36, 48.2, 16.37, 48.21]),
 }
 DEFAULT_FILES = ("stats/summary.json", "test.txt", "train.txt", "val.txt")

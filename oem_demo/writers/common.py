@@ -6,7 +6,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,7 +30,7 @@ class SceneFile:
     tf: tuple[float, ...]
     img: np.ndarray
     label: np.ndarray
-    valid: Optional[np.ndarray]
+    valid: np.ndarray | None
     rects_px: list[np.ndarray]
     rng: np.random.Generator
     written: list[Path]
@@ -46,7 +46,7 @@ def apply_affine(tf: tuple[float, ...], pts_px: np.ndarray) -> np.ndarray:
     return np.stack([a * pts_px[:, 0] + b * pts_px[:, 1] + c, d * pts_px[:, 0] + e * pts_px[:, 1] + f], 1)
 
 
-def write_tif(path: Path, data: np.ndarray, crs: str, tf: tuple[float, ...], nodata: Optional[float] = None,
+def write_tif(path: Path, data: np.ndarray, crs: str, tf: tuple[float, ...], nodata: float | None = None,
                alpha: bool = False) -> None:
     """Tiled DEFLATE GeoTIFF; ``data`` (bands, h, w)."""
     count, h, w = data.shape
@@ -99,7 +99,8 @@ def uid(rng: np.random.Generator) -> str:
 
 
 def wkt(ring: np.ndarray, nd: int) -> str:
-    pts = [f"{coord(x, nd)!r} {coord(y, nd)!r}" for x, y in ring] + [f"{coord(ring[0][0], nd)!r} {coord(ring[0][1], nd)!r}"]
+    first = f"{coord(ring[0][0], nd)!r} {coord(ring[0][1], nd)!r}"
+    pts = [f"{coord(x, nd)!r} {coord(y, nd)!r}" for x, y in ring] + [first]
     return "POLYGON ((" + ", ".join(pts) + "))"
 
 

@@ -4,8 +4,6 @@ a nodata value or an alpha border), the label raster and building polygons in th
 ``crs`` member)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import cv2
 import numpy as np
 
@@ -17,13 +15,14 @@ def write(f: SceneFile) -> str:
     sc = f.sc
     stem = f"{sc.name}_{sc.number + f.index}"
     rgb = cv2.convertScaleAbs(f.img)
-    nodata: Optional[float] = None
+    nodata: float | None = None
     valid = f.valid
     if valid is not None:
         np.maximum(rgb, 1, out=rgb, where=valid[..., None])  # 0 is reserved for nodata
         rgb[~valid] = 0
     bands = rgb.transpose(2, 0, 1)
     if sc.nodata == "alpha":
+        assert valid is not None  # a scene with a nodata border has a valid-area mask
         bands = np.concatenate([bands, (valid * 255).astype(np.uint8)[None]])
     elif sc.nodata == "value":
         nodata = 0

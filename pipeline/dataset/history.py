@@ -19,8 +19,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from pipeline.dataset.ids import image_key, natural_key
 from pipeline.errors import BuildError, ConfigError, PreviousReleaseNotFound
@@ -39,7 +40,7 @@ def release_names(releases_root: str | Path) -> list[str]:
     return sorted(names, key=natural_key)
 
 
-def find_previous_release(releases_root: str | Path, current: str, requested: Optional[str] = None) -> Optional[Path]:
+def find_previous_release(releases_root: str | Path, current: str, requested: str | None = None) -> Path | None:
     """The folder of the release that the release ``current`` continues, or None (module docstring)."""
     root = Path(releases_root)
     if requested is None or str(requested).strip() == "":
@@ -74,7 +75,7 @@ def manifest_digest(release_folder: str | Path) -> str:
     return _digest(str(p), st.st_mtime_ns, st.st_size)
 
 
-def load_manifest(release_folder: str | Path, digest: Optional[str] = None) -> dict[str, Any]:
+def load_manifest(release_folder: str | Path, digest: str | None = None) -> dict[str, Any]:
     """The parsed ``manifest.json`` of a release folder; with ``digest`` (:func:`manifest_digest` taken
     earlier) a :class:`~pipeline.errors.BuildError` when the file has changed since."""
     path = Path(release_folder) / MANIFEST
@@ -84,7 +85,7 @@ def load_manifest(release_folder: str | Path, digest: Optional[str] = None) -> d
     return json.loads(raw)
 
 
-def previous_maps(manifest: Optional[Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+def previous_maps(manifest: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
     """``(key -> split, key -> id)`` over the images of ``manifest`` (both empty for None)."""
     splits: dict[str, str] = {}
     ids: dict[str, str] = {}

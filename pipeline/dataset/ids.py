@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def natural_key(text: str) -> tuple:

@@ -6,14 +6,15 @@ Every tile keeps a stable key (``<source>-<scene id>-<tile id>``); released imag
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from rasterio.warp import transform_bounds
 
 from pipeline.dataset.ids import image_key
-from pipeline.labels.labelling import tile_key
 from pipeline.dataset.regions import locate
+from pipeline.labels.labelling import tile_key
 from pipeline.scene import Scene
 
 REJECT_COLUMNS = ("source", "scene_id", "file", "stage", "reason")
@@ -43,7 +44,7 @@ def footprint_rejects(exported: Iterable[dict], provenance: dict[str, dict]) -> 
 
 
 def assemble_pool(
-    scenes: list[dict[str, Any]], *, catalog_rejects: list[dict] = (), source_roots: dict[str, str] | None = None
+    scenes: list[dict[str, Any]], *, catalog_rejects: Sequence[dict] = (), source_roots: dict[str, str] | None = None
 ) -> dict[str, list]:
     """``scenes``: one dict per scene with keys ``scene`` (Scene), ``region_override`` (str|None),
     ``folder`` (Path of its work files) and the loaded ``plan``, ``tiles``, ``labels``, ``segments`` records.
@@ -95,11 +96,12 @@ def assemble_pool(
                 "crs": tile["crs"], "gsd": float(tile["gsd"]), "transform": list(tile["transform"]),
                 "width": int(tile["window"][2]), "height": int(tile["window"][3]),
                 "bounds": list(tile["bounds"]),
-                "bounds_lonlat": [round(v, 7) for v in transform_bounds(tile["crs"], "EPSG:4326", *tile["bounds"], densify_pts=21)],
+                "bounds_lonlat": [round(v, 7) for v in
+                                  transform_bounds(tile["crs"], "EPSG:4326", *tile["bounds"], densify_pts=21)],
                 "acquired": scene.acquired,
                 "_image_src": str(folder / tile["image"]),
             }
-            if rec["status"] == "labelled":
+            if lab is not None and rec["status"] == "labelled":
                 seg = segments[tile["tile_id"]]
                 rec.update({
                     "class_pixels": lab["class_pixels"], "unlabelled_pixels": int(lab["unlabelled_pixels"]),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -26,20 +26,22 @@ from rasterio.features import shapes
 from rasterio.vrt import WarpedVRT
 from shapely.geometry import shape
 
+from pipeline.constants import NUM_CLASSES
+from pipeline.errors import AnnotationRejected, PipelineInputError
 from pipeline.labels.annotations.export import export_preannotation, write_label
 from pipeline.labels.annotations.grid import TileGrid
 from pipeline.labels.annotations.importer import ANNOTATION_SUFFIXES, find_annotation, import_annotation
-from pipeline.errors import AnnotationRejected, PipelineInputError
-from pipeline.sources.footprints import load_footprints
-from pipeline.constants import NUM_CLASSES
+from pipeline.raster.reading import open_raster, open_scene
 from pipeline.scene import Georef, Scene
+from pipeline.sources.footprints import load_footprints
+
 
 def tile_key(source: str, scene_id: str, tile_id: str) -> str:
     """Stable name of a tile across releases: ``<source>-<scene id>-<tile id>``."""
     return f"{source}-{scene_id}-{tile_id}"
 
 
-def annotation_digest(done_dir: Optional[Path], prefix: str = "") -> str:
+def annotation_digest(done_dir: Path | None, prefix: str = "") -> str:
     """sha256 over the names and contents of the annotation files in ``done_dir`` starting with
     ``prefix`` ("" when there are none), so outputs that depend on them are rebuilt when they change."""
     if done_dir is None or not Path(done_dir).is_dir():
@@ -69,7 +71,7 @@ def _label_record(tile_id: str, data: np.ndarray, rel: str, origin: str, **extra
 
 
 def apply_annotations(
-    scene: Scene, tiles: list[dict], records: list[dict], out_dir: Path, done_dir: Optional[Path]
+    scene: Scene, tiles: list[dict], records: list[dict], out_dir: Path, done_dir: Path | None
 ) -> tuple[list[dict], list[dict]]:
     """Replace the label of every tile that has a completed annotation in ``done_dir``.
 
@@ -108,15 +110,15 @@ def apply_annotations(
 def mask_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame:
     """Building polygons of ``scene.building_mask`` (non-zero = building, on the image's pixel grid)
     on ``grid``: the mask is warped with nearest neighbour onto the tile and vectorised."""
-    from pipeline.raster.reading import open_raster, open_scene
-
+    mask_file = scene.building_mask
+    if mask_file is None:
+        raise ValueError(f"scene {scene.key} has no building mask")
     with open_scene(scene) as img:
         georef = Georef(crs=img.crs.to_wkt(), transform=tuple(img.transform)[:6])
         size = (img.width, img.height)
-    with open_raster(scene.building_mask, georef=georef, bands=[1], keep_nodata=False,
-                     error=AnnotationRejected) as src:
+    with open_raster(mask_file, georef=georef, bands=[1], keep_nodata=False, error=AnnotationRejected) as src:
         if (src.width, src.height) != size:
-            raise AnnotationRejected(scene.building_mask, f"building mask shape {src.width}x{src.height} differs "
+            raise AnnotationRejected(mask_file, f"building mask shape {src.width}x{src.height} differs "
                                                           f"from image {size[0]}x{size[1]}")
         with WarpedVRT(src, crs=grid.crs, transform=grid.affine, width=grid.width, height=grid.height,
                        resampling=Resampling.nearest, src_nodata=None, nodata=None) as vrt:
@@ -125,7 +127,7 @@ def mask_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(geometry=geoms, crs=grid.crs)
 
 
-def building_footprints(scene: Scene, grid: TileGrid) -> Optional[gpd.GeoDataFrame]:
+def building_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame | None:
     """The source's buildings for one tile: vector footprints when the source has them, else its mask."""
     if scene.footprints:
         return load_footprints(scene)

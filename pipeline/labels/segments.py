@@ -23,7 +23,8 @@ Policies
   the border (tested for all contours at once with NumPy).
 * Speed (``bench/run``, row 2): one histogram of the tile finds the classes present (absent classes
   cost nothing more), its four border lines the classes that can have edge segments; then one
-  comparison and one ``findContours`` per present class, :data:`SEGMENT_THREADS` classes at a time.  ``CHAIN_APPROX_SIMPLE`` keeps contours short
+  comparison and one ``findContours`` per present class, :data:`SEGMENT_THREADS` classes at a time.
+  ``CHAIN_APPROX_SIMPLE`` keeps contours short
   (it keeps the extreme points, so bounding boxes stay exact).  On real label tiles (hundreds to a few
   thousand segments) this is faster than ``cv2.connectedComponents`` per class; the cost grows with the
   number of contours (OpenCV builds one array per contour), so pathological rasters such as per-pixel
@@ -33,8 +34,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
 
 import cv2
 import numpy as np
@@ -85,7 +86,7 @@ def _traces_border_pixels() -> bool:
 _PAD = not _traces_border_pixels()
 
 
-def _find_contours(mask: np.ndarray) -> tuple[list, np.ndarray | None]:
+def _find_contours(mask: np.ndarray) -> tuple[Sequence[np.ndarray], np.ndarray | None]:
     """``cv2.findContours(mask, RETR_CCOMP, CHAIN_APPROX_SIMPLE)`` with contour points in ``mask``'s
     pixel coordinates and border pixels traced, across OpenCV versions.
 
@@ -116,7 +117,7 @@ def _count_class(mask: np.ndarray, on_border: bool) -> tuple[int, int]:
     # A component touches a border exactly when its outer contour has a point on that border line: the
     # contour's extreme points are its bounding box, and CHAIN_APPROX_SIMPLE only drops points inside
     # straight runs, never extremes.  Vectorised over the outer contours (no Python loop per point).
-    outer_contours = [contours[i] for i in outer]
+    outer_contours = [contours[int(i)] for i in outer]
     lengths = np.fromiter((len(c) for c in outer_contours), dtype=np.intp, count=n)
     points = np.concatenate(outer_contours).reshape(-1, 2)
     px, py = points[:, 0], points[:, 1]

@@ -16,8 +16,9 @@ Policies
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -100,8 +101,8 @@ def write_cog(
     crs: Any,
     transform: Sequence[float] | Any,
     kind: str = "image",
-    nodata: Optional[float] = None,
-    mask: Optional[np.ndarray] = None,
+    nodata: float | None = None,
+    mask: np.ndarray | None = None,
 ) -> Path:
     """Write ``array`` (``(bands, rows, cols)`` or ``(rows, cols)``) as a COG at ``path``.
 
@@ -136,6 +137,15 @@ def write_cog(
     return Path(path)
 
 
+def _rio_cogeo_validate() -> Callable[..., Any] | None:
+    """``rio_cogeo.cogeo.cog_validate`` when rio-cogeo can be imported, else None."""
+    try:
+        from rio_cogeo.cogeo import cog_validate
+    except ImportError:
+        return None
+    return cog_validate
+
+
 def validate_cog(path: str | Path) -> list[str]:
     """Problems that keep ``path`` from being a valid COG (``[]`` = valid), each ``"<file name>: ..."``.
 
@@ -145,10 +155,7 @@ def validate_cog(path: str | Path) -> list[str]:
     name = p.name
     if not p.is_file():
         return [f"{name}: missing"]
-    try:
-        from rio_cogeo.cogeo import cog_validate
-    except ImportError:
-        cog_validate = None
+    cog_validate = _rio_cogeo_validate()
     if cog_validate is not None:
         try:
             _, errors, warnings = cog_validate(str(p), quiet=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 from affine import Affine
 from rasterio.crs import CRS
@@ -87,7 +87,7 @@ def choose_target_gsd(native: float, *, targets: Sequence[float] = (0.3, 0.5),
         return float(hi)
     if native >= lo:
         return min(round(float(native), 2), float(hi))
-    best: Optional[float] = None
+    best: float | None = None
     best_err = math.inf
     for target in sorted(float(t) for t in targets):
         ratio = target / native

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
-from typing import Optional
 
 import numpy as np
 import rasterio
@@ -61,7 +60,7 @@ MAX_GRID_PIXELS = 200_000
 AREA_RESAMPLING_FACTOR = 1.2
 
 
-def _band_policy(ds: rasterio.io.DatasetReader, file: str) -> tuple[list[int], Optional[int]]:
+def _band_policy(ds: rasterio.io.DatasetReader, file: str) -> tuple[list[int], int | None]:
     """(bands used as R, G, B; alpha band or None) following the band policy of the module doc."""
     n = ds.count
     ci = ds.colorinterp

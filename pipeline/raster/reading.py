@@ -12,7 +12,7 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from xml.sax.saxutils import escape
 
 import rasterio
@@ -40,9 +40,9 @@ _COLORINTERP_NAMES = {
 
 
 
-def _vrt_wrapper_xml(path: str, src: rasterio.io.DatasetReader, crs: Optional[CRS],
-                     transform: Optional[Sequence[float]], bands: Optional[Sequence[int]] = None,
-                     alpha_band: Optional[int] = None, keep_nodata: bool = True) -> str:
+def _vrt_wrapper_xml(path: str, src: rasterio.io.DatasetReader, crs: CRS | None,
+                     transform: Sequence[float] | None, bands: Sequence[int] | None = None,
+                     alpha_band: int | None = None, keep_nodata: bool = True) -> str:
     """A small VRT document that points at ``path`` band by band, adding a georeference / alpha.
 
     Nothing is read: GDAL opens the source lazily when pixels of the VRT are requested.  ``transform``
@@ -88,14 +88,14 @@ def _open_raw(path: str, error: type = SceneRejected) -> rasterio.io.DatasetRead
         raise error(path, f"cannot read: {exc}") from exc
 
 
-def _scene_alpha_override(scene: Scene) -> Optional[int]:
+def _scene_alpha_override(scene: Scene) -> int | None:
     value = (scene.extra or {}).get("alpha_band")
     return int(value) if value is not None else None
 
 
 @contextlib.contextmanager
-def open_raster(path: str, *, georef: Optional[Georef] = None, alpha_band: Optional[int] = None,
-                bands: Optional[Sequence[int]] = None, keep_nodata: bool = True,
+def open_raster(path: str, *, georef: Georef | None = None, alpha_band: int | None = None,
+                bands: Sequence[int] | None = None, keep_nodata: bool = True,
                 error: type = SceneRejected) -> Iterator[rasterio.io.DatasetReader]:
     """Open ``path`` for reading, applying ``georef`` / an alpha band override when given.
 

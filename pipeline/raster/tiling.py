@@ -31,11 +31,11 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Tile records", "Label reco
 """
 from __future__ import annotations
 
-import math
 import os
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import rasterio
@@ -44,7 +44,6 @@ from rasterio.crs import CRS
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
-from rasterio.windows import Window
 
 from pipeline.atomic import atomic_path
 from pipeline.errors import SceneRejected
@@ -123,8 +122,8 @@ def _stretch(data: np.ndarray, low: Sequence[float], high: Sequence[float]) -> n
 
 
 def write_tif(path: Path, data: np.ndarray, crs: CRS, transform: Affine, *,
-               mask: Optional[np.ndarray] = None, predictor: Optional[int] = None,
-               photometric: Optional[str] = None) -> None:
+               mask: np.ndarray | None = None, predictor: int | None = None,
+               photometric: str | None = None) -> None:
     """Write ``data`` (bands, rows, cols) as a tiled DEFLATE GeoTIFF at ``path`` atomically."""
     count, height, width = data.shape
     profile: dict[str, Any] = dict(

@@ -16,20 +16,22 @@ Policies
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from pipeline.constants import CLASS_KEYS, CLASS_NAMES, SPLITS
 from pipeline.dataset.ids import image_key
 from pipeline.errors import ValidationError
 
 
-def _index(manifest: Optional[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+def _index(manifest: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for img in (manifest or {}).get("images", []) or []:
         key = image_key(img)
         if key in out:
-            raise ValidationError(f"release {manifest.get('release')!r}: key {key!r} is used by {out[key]['id']!r} "
-                             f"and {img.get('id')!r}")
+            release = (manifest or {}).get("release")
+            raise ValidationError(f"release {release!r}: key {key!r} is used by {out[key]['id']!r} "
+                                  f"and {img.get('id')!r}")
         out[key] = img
     return out
 
@@ -51,7 +53,7 @@ def _brief(key: str, img: Mapping[str, Any]) -> dict[str, Any]:
     return {"key": key, "id": img.get("id"), "region": img.get("region"), "split": img.get("split")}
 
 
-def release_changes(previous_manifest: Optional[Mapping[str, Any]], manifest: Mapping[str, Any]) -> dict[str, Any]:
+def release_changes(previous_manifest: Mapping[str, Any] | None, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Compare two release manifests (``previous_manifest`` may be None: everything is added).
 
     Returns ``{"previous_release", "release", "summary": {"added", "removed", "changed", "renamed",
@@ -69,7 +71,8 @@ def release_changes(previous_manifest: Optional[Mapping[str, Any]], manifest: Ma
     unchanged = 0
     for k in sorted(set(cur) & set(prev)):
         a, b = prev[k], cur[k]
-        what = [name for name, field in (("image", "sha256_image"), ("label", "sha256_label")) if a.get(field) != b.get(field)]
+        what = [name for name, field in (("image", "sha256_image"), ("label", "sha256_label"))
+                if a.get(field) != b.get(field)]
         if what:
             changed.append({"key": k, "id": b.get("id"), "what": what})
         if a.get("id") != b.get("id"):
@@ -120,7 +123,8 @@ def changes_markdown(changes: Mapping[str, Any], *, limit: int = 50) -> str:
     lines.append("")
     if s["split_moves"]:
         lines += _listing("WARNING: images that moved between splits",
-                          [f"`{m['id']}` ({m['key']}): {m['previous']} -> {m['current']}" for m in changes["split_moves"]],
+                          [f"`{m['id']}` ({m['key']}): {m['previous']} -> {m['current']}"
+                           for m in changes["split_moves"]],
                           limit)
     lines += ["| split | previous | current | delta |", "|---|---:|---:|---:|"]
     sp = changes["splits"]
@@ -132,9 +136,12 @@ def changes_markdown(changes: Mapping[str, Any], *, limit: int = 50) -> str:
         lines.append(f"| {c} {CLASS_NAMES[int(c)]} | {cp['previous'][c]:,} | {cp['current'][c]:,} | "
                      f"{_signed(cp['delta'][c])} |")
     lines.append("")
-    lines += _listing("Added", [f"`{a['id']}` ({a['key']}, {a['region']}, {a['split']})" for a in changes["added"]], limit)
+    lines += _listing("Added", [f"`{a['id']}` ({a['key']}, {a['region']}, {a['split']})" for a in changes["added"]],
+                      limit)
     lines += _listing("Removed", [f"`{a['id']}` ({a['key']}, {a['region']}, {a['split']})" for a in changes["removed"]],
                       limit)
-    lines += _listing("Changed", [f"`{c['id']}` ({c['key']}): {', '.join(c['what'])}" for c in changes["changed"]], limit)
-    lines += _listing("Renamed", [f"`{r['previous_id']}` -> `{r['id']}` ({r['key']})" for r in changes["renamed"]], limit)
+    lines += _listing("Changed", [f"`{c['id']}` ({c['key']}): {', '.join(c['what'])}" for c in changes["changed"]],
+                      limit)
+    lines += _listing("Renamed", [f"`{r['previous_id']}` -> `{r['id']}` ({r['key']})" for r in changes["renamed"]],
+                      limit)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -15,11 +15,12 @@ version in the ``geo`` metadata).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from pipeline.dataset.ids import natural_key
 from pipeline.constants import CLASS_IDS
+from pipeline.dataset.ids import natural_key
 from pipeline.release.stac import footprint_lonlat
 
 INDEX = "index.parquet"

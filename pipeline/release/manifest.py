@@ -19,16 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path, PurePath, PurePosixPath
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import jsonschema
 
 from pipeline.atomic import write_text
+from pipeline.constants import CLASS_COLORS, CLASS_NAMES, SPLITS
 from pipeline.dataset.ids import natural_key
 from pipeline.errors import ManifestError
-from pipeline.constants import CLASS_COLORS, CLASS_NAMES, SPLITS
 
 SCHEMA_VERSION = "1.0"
 SPLIT_FILES: dict[str, str] = {s: f"{s}.txt" for s in SPLITS}
@@ -136,7 +137,8 @@ def build_manifest(
     keys, e.g. a parameter fingerprint, are allowed).  Each source is reduced
     to ``name, kind, license, attribution, location`` (the last two default to ``""``); each image
     record to :data:`IMAGE_FIELDS` plus the :data:`IMAGE_OPTIONAL_FIELDS` it has (other keys of the
-    caller's records are dropped, missing required ones are schema errors).  ``splits`` counts images per split; ``splits.regions`` is ``splits_info`` sorted by
+    caller's records are dropped, missing required ones are schema errors).  ``splits`` counts images per
+    split; ``splits.regions`` is ``splits_info`` sorted by
     region.  ``files`` (optional, from :func:`file_entries`) lists other release files.
     ``previous_release`` (the release this one keeps splits from), ``selection`` (free-form record of the
     tile selection) and ``uda`` (:func:`pipeline.dataset.splits.uda.uda_section`) are added when not None.
@@ -147,7 +149,7 @@ def build_manifest(
     recs.sort(key=lambda r: natural_key(str(r.get("id", ""))))
     src = []
     for s in sources:
-        entry = {k: s[k] for k in ("name", "kind", "license") if k in s}
+        entry: dict[str, Any] = {k: s[k] for k in ("name", "kind", "license") if k in s}
         entry.update({k: s.get(k, "") for k in ("attribution", "location")})
         src.append(_plain(entry))
     src.sort(key=lambda s: str(s.get("name", "")))

@@ -35,15 +35,15 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-from datetime import datetime, timezone
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 
+from pipeline.constants import CLASS_IDS, CLASS_NAMES, SPLITS
 from pipeline.dataset.ids import natural_key
 from pipeline.release.manifest import class_table
-from pipeline.constants import CLASS_IDS, CLASS_NAMES, SPLITS
 
 STAC_DIR = "stac"
 COLLECTION = f"{STAC_DIR}/collection.json"
@@ -65,7 +65,7 @@ _LICENSE_ALIASES = {
 
 # --- licences and footprints ----------------------------------------------------------------------
 
-def spdx_license(text: Optional[str]) -> str:
+def spdx_license(text: str | None) -> str:
     """An SPDX-like licence id for STAC's ``license`` field: ``"CC0-1.0 (synthetic)"`` -> ``CC0-1.0``,
     ``"CC BY-NC-SA 4.0"`` -> ``CC-BY-NC-SA-4.0``; anything else -> ``other``."""
     if not text:
@@ -96,7 +96,8 @@ def footprint_lonlat(rec: dict[str, Any], ndigits: int = 7) -> list[list[float]]
         minx, miny, maxx, maxy = (float(v) for v in rec["bounds"])
         t = _to_lonlat(str(rec["crs"]))
         corners = [(minx, miny), (maxx, miny), (maxx, maxy), (minx, maxy)]
-        ring = [[round(float(x), ndigits), round(float(y), ndigits)] for x, y in (t.transform(cx, cy) for cx, cy in corners)]
+        ring = [[round(float(x), ndigits), round(float(y), ndigits)]
+                for x, y in (t.transform(cx, cy) for cx, cy in corners)]
         if not all(map(lambda p: all(map(lambda v: v == v and abs(v) != float("inf"), p)), ring)):
             raise ValueError("non-finite coordinates")
     except Exception:  # noqa: BLE001  (unknown CRS, malformed bounds: fall back to the lon/lat box)
@@ -110,7 +111,7 @@ def _bbox(ring: Sequence[Sequence[float]]) -> list[float]:
     return [min(xs), min(ys), max(xs), max(ys)]
 
 
-def _acquired(rec: dict[str, Any]) -> Optional[datetime]:
+def _acquired(rec: dict[str, Any]) -> datetime | None:
     value = rec.get("acquired")
     if not value:
         return None
@@ -118,7 +119,7 @@ def _acquired(rec: dict[str, Any]) -> Optional[datetime]:
         dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -198,7 +199,7 @@ def _summary(values: Iterable[Any]) -> list[Any]:
 
 
 def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
-                     title: Optional[str] = None):
+                     title: str | None = None):
     """The pystac Collection of a release with one Item per manifest image record (not yet saved)."""
     import pystac
 
@@ -208,7 +209,7 @@ def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources
     bbox = [min(i.bbox[0] for i in items), min(i.bbox[1] for i in items),
             max(i.bbox[2] for i in items), max(i.bbox[3] for i in items)] if items else [-180.0, -90.0, 180.0, 90.0]
     times = sorted(t for t in (_acquired(r) for r in recs) if t is not None)
-    interval = [[times[0], times[-1]]] if times else [[None, None]]
+    interval: list[list[datetime | None]] = [[times[0], times[-1]]] if times else [[None, None]]
     licenses = {spdx_license(r.get("license")) for r in recs}
     classes = class_table()
     collection = pystac.Collection(
@@ -252,7 +253,7 @@ def _dump(obj: dict[str, Any]) -> str:
 
 
 def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
-               title: Optional[str] = None) -> list[str]:
+               title: str | None = None) -> list[str]:
     """Write ``stac/collection.json`` and ``stac/items/<id>.json`` into the release folder ``out`` for the
     manifest image records (with ``image``/``label`` release paths).  Returns the written files relative
     to ``out`` (collection first, then items in natural id order)."""

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic
+from pipeline.dataset.pool import REJECT_COLUMNS
 from pipeline.raster.cog import place_cog
 from pipeline.release.changes import changes_markdown, release_changes
-from pipeline.release.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
 from pipeline.release.geoparquet import write_index
-from pipeline.dataset.pool import REJECT_COLUMNS
+from pipeline.release.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
 from pipeline.release.stac import write_stac
 
 PENDING_COLUMNS = ("key", "region", "source", "source_scene_id", "tile", "todo")

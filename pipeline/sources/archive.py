@@ -8,6 +8,7 @@ the target, which is renamed into place at the end; a failed extraction leaves n
 """
 from __future__ import annotations
 
+import functools
 import os
 import posixpath
 import shutil
@@ -15,8 +16,9 @@ import stat
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Callable, Union
+from typing import IO
 
 from pipeline.errors import FetchError
 
@@ -45,8 +47,11 @@ def _safe_name(archive: Path, name: str) -> str:
     return norm
 
 
-def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[tuple[str, bool, Callable[[], IO[bytes]]]]:
-    out = []
+Member = tuple[str, bool, Callable[[], IO[bytes]]]  # (safe relative name, is a folder, opener)
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[Member]:
+    out: list[Member] = []
     for info in zf.infolist():
         mode = info.external_attr >> 16
         kind = stat.S_IFMT(mode)
@@ -55,12 +60,19 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[tuple[str, bool, Ca
         if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
             raise FetchError(archive, f"entry '{info.filename}' is a device, fifo or socket")
         rel = _safe_name(archive, info.filename)
-        out.append((rel, info.is_dir(), (lambda i=info: zf.open(i))))
+        out.append((rel, info.is_dir(), functools.partial(zf.open, info)))
     return out
 
 
-def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[tuple[str, bool, Callable[[], IO[bytes]]]]:
-    out = []
+def _tar_open(archive: Path, tf: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    fh = tf.extractfile(member)
+    if fh is None:
+        raise FetchError(archive, f"entry '{member.name}' cannot be read")
+    return fh
+
+
+def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[Member]:
+    out: list[Member] = []
     for member in tf.getmembers():
         if member.issym():
             raise FetchError(archive, f"entry '{member.name}' is a symbolic link")
@@ -70,17 +82,11 @@ def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[tuple[str, bool, Ca
             raise FetchError(archive, f"entry '{member.name}' is a device, fifo or other special file")
         rel = _safe_name(archive, member.name)
 
-        def opener(m: tarfile.TarInfo = member) -> IO[bytes]:
-            fh = tf.extractfile(m)
-            if fh is None:
-                raise FetchError(archive, f"entry '{m.name}' cannot be read")
-            return fh
-
-        out.append((rel, member.isdir(), opener))
+        out.append((rel, member.isdir(), functools.partial(_tar_open, archive, tf, member)))
     return out
 
 
-def _open_members(archive: Path) -> Union[zipfile.ZipFile, tarfile.TarFile]:
+def _open_members(archive: Path) -> zipfile.ZipFile | tarfile.TarFile:
     name = archive.name.lower()
     if name.endswith(".zip"):
         return zipfile.ZipFile(archive)
@@ -142,7 +148,7 @@ def extract_archive(archive: Path, target: Path) -> list[Path]:
         else:
             # merge: every extracted file replaces the same-named file, other files stay
             for rel in written:
-                dst = target / rel
+                dest_file = target / rel
                 here = target
                 for part in Path(rel).parts[:-1]:
                     here = here / part
@@ -150,10 +156,10 @@ def extract_archive(archive: Path, target: Path) -> list[Path]:
                         raise FetchError(archive, f"cannot extract '{rel}': {here} is a symbolic link")
                     if here.exists() and not here.is_dir():
                         here.unlink()
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                if dst.is_dir() and not dst.is_symlink():
-                    shutil.rmtree(dst)
-                os.replace(tmp / rel, dst)
+                dest_file.parent.mkdir(parents=True, exist_ok=True)
+                if dest_file.is_dir() and not dest_file.is_symlink():
+                    shutil.rmtree(dest_file)
+                os.replace(tmp / rel, dest_file)
             for rel, is_dir, _ in members:
                 if rel and is_dir:
                     (target / rel).mkdir(parents=True, exist_ok=True)

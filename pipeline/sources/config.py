@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlparse
 
 import yaml
@@ -64,7 +64,7 @@ class SourceConfig:
         return self.options[key]
 
 
-def _err(path: Path, source: Optional[str], msg: str) -> SourcesError:
+def _err(path: Path, source: str | None, msg: str) -> SourcesError:
     where = f"{path.name}: source '{source}': " if source is not None else f"{path.name}: "
     return SourcesError(where + msg)
 
@@ -87,7 +87,7 @@ def _check_location(path: Path, name: str, kind: str, location: str) -> None:
     if parsed.scheme in ("http", "https", "s3") and not parsed.netloc:
         raise _err(path, name, f"key 'location': {location!r} has no host")
     if kind == "spacenet" and parsed.scheme not in ("s3", "http", "https", ""):
-        raise _err(path, name, f"key 'location': spacenet needs an s3:// location or a local path")
+        raise _err(path, name, "key 'location': spacenet needs an s3:// location or a local path")
 
 
 def parse_sources(data: Any, path: Path) -> list[SourceConfig]:

@@ -11,8 +11,8 @@ import hashlib
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import requests
 import urllib3
@@ -24,7 +24,7 @@ RETRYABLE_4XX = (408, 429)
 #: Upper bound for one backoff pause, also for a server's ``Retry-After``.
 MAX_BACKOFF_S = 60.0
 
-ProgressFn = Callable[[int, Optional[int]], None]
+ProgressFn = Callable[[int, int | None], None]
 
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.I)
 _CONTENT_RANGE_UNSAT_RE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
@@ -33,7 +33,7 @@ _CONTENT_RANGE_UNSAT_RE = re.compile(r"^\s*bytes\s+\*/(\d+)\s*$", re.I)
 class _Retry(Exception):
     """One attempt failed in a way worth another try; ``reason`` says why."""
 
-    def __init__(self, reason: str, delay: Optional[float] = None):
+    def __init__(self, reason: str, delay: float | None = None):
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
@@ -63,7 +63,7 @@ def part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-def _mismatch(digests: dict[str, str], sha256: Optional[str], md5: Optional[str]) -> Optional[str]:
+def _mismatch(digests: dict[str, str], sha256: str | None, md5: str | None) -> str | None:
     """Describe the first checksum that does not match, or ``None`` when all match."""
     if sha256 and digests["sha256"] != sha256.lower():
         return f"sha256 mismatch: expected {sha256.lower()}, got {digests['sha256']}"
@@ -72,7 +72,7 @@ def _mismatch(digests: dict[str, str], sha256: Optional[str], md5: Optional[str]
     return None
 
 
-def _retry_after(resp: requests.Response) -> Optional[float]:
+def _retry_after(resp: requests.Response) -> float | None:
     value = resp.headers.get("Retry-After")
     if not value:
         return None
@@ -93,7 +93,7 @@ def _attempt(
     session: requests.Session,
     timeout: float,
     chunk_size: int,
-    progress: Optional[ProgressFn],
+    progress: ProgressFn | None,
 ) -> bool:
     """Run one request, appending to or rewriting ``part``.
 
@@ -143,7 +143,7 @@ def _attempt(
         if progress is not None:
             progress(offset, total)
         received = 0
-        error: Optional[str] = None
+        error: str | None = None
         with open(part, mode) as fh:
             while True:
                 try:
@@ -236,8 +236,8 @@ def _record(url: str, dest: Path, digests: dict[str, str], resumed: bool, attemp
     return rec
 
 
-def _transfer(url: str, part: Path, sess: requests.Session, *, sha256: Optional[str], md5: Optional[str],
-              retries: int, backoff: float, timeout: float, chunk_size: int, progress: Optional[ProgressFn]
+def _transfer(url: str, part: Path, sess: requests.Session, *, sha256: str | None, md5: str | None,
+              retries: int, backoff: float, timeout: float, chunk_size: int, progress: ProgressFn | None
               ) -> tuple[dict[str, str], bool, int]:
     """Attempt until ``part`` holds the whole body with the expected checksums (policies: :func:`download`);
     returns ``(digests, resumed, attempts)``."""

@@ -25,20 +25,21 @@ import json
 import os
 import posixpath
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from pipeline import atomic
-from pipeline.sources.archive import extract_archive, is_archive
-from pipeline.sources.download import download, file_digests
 from pipeline.errors import ConfigError, FetchError
+from pipeline.sources.archive import extract_archive, is_archive
+from pipeline.sources.config import SourceConfig
+from pipeline.sources.download import download, file_digests
 from pipeline.sources.oam import item_attribution, item_id, item_license, search_catalog_with_info
 from pipeline.sources.s3 import download_key, list_keys, parse_s3_url
-from pipeline.sources.config import SourceConfig
 
 #: ``progress(bytes_done, bytes_total_or_None)`` for the file being transferred (as ``download`` takes).
-FetchProgress = Callable[[int, Optional[int]], None]
+FetchProgress = Callable[[int, int | None], None]
 
 #: SpaceNet 2 product folders; keys under a product other than ``options.product`` are skipped.
 SPACENET_PRODUCTS = ("RGB-PanSharpen", "MUL-PanSharpen", "MUL", "PAN")
@@ -46,7 +47,7 @@ _OAM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DOWNLOADS = "downloads"
 
 
-def _expected_sha(source: SourceConfig, *names: str) -> Optional[str]:
+def _expected_sha(source: SourceConfig, *names: str) -> str | None:
     """The digest ``options.sha256`` gives for the first of ``names`` it has (relative path or name)."""
     table = (source.options or {}).get("sha256") or {}
     for name in names:
@@ -114,7 +115,7 @@ def _record(source: SourceConfig, root: Path) -> dict[str, Any]:
     }
 
 
-def _fetch_local(source: SourceConfig, dest: Path, progress: Optional[FetchProgress]) -> dict[str, Any]:
+def _fetch_local(source: SourceConfig, dest: Path, progress: FetchProgress | None) -> dict[str, Any]:
     location = Path(os.path.expanduser(source.location)).absolute()
     if not location.exists():
         raise FetchError(str(location), f"local location of source '{source.name}' does not exist")
@@ -156,7 +157,7 @@ def _fetch_local(source: SourceConfig, dest: Path, progress: Optional[FetchProgr
     return rec
 
 
-def _fetch_http(source: SourceConfig, dest: Path, progress: Optional[FetchProgress]) -> dict[str, Any]:
+def _fetch_http(source: SourceConfig, dest: Path, progress: FetchProgress | None) -> dict[str, Any]:
     url = source.location
     name = posixpath.basename(unquote(urlparse(url).path)) or "download"
     name = _safe_rel(url, name)
@@ -175,7 +176,7 @@ def _fetch_http(source: SourceConfig, dest: Path, progress: Optional[FetchProgre
     return rec
 
 
-def _skip_product(rel: str, product: Optional[str]) -> bool:
+def _skip_product(rel: str, product: str | None) -> bool:
     """Whether ``rel`` lies under a SpaceNet product folder other than ``product``."""
     if not product or product not in SPACENET_PRODUCTS:
         return False
@@ -183,7 +184,7 @@ def _skip_product(rel: str, product: Optional[str]) -> bool:
     return any(p in SPACENET_PRODUCTS and p != product for p in parts)
 
 
-def _fetch_s3(source: SourceConfig, dest: Path, progress: Optional[FetchProgress]) -> dict[str, Any]:
+def _fetch_s3(source: SourceConfig, dest: Path, progress: FetchProgress | None) -> dict[str, Any]:
     bucket, prefix = parse_s3_url(source.location)
     endpoint = (source.options or {}).get("endpoint_url")
     folder = prefix.rstrip("/") + "/" if prefix else ""
@@ -235,7 +236,7 @@ OAM_ITEM_FIELDS = ("_id", "uuid", "title", "provider", "contact", "license", "pl
                    "acquisition_start", "acquisition_end", "bbox", "file_size")
 
 
-def _fetch_oam(source: SourceConfig, dest: Path, progress: Optional[FetchProgress]) -> dict[str, Any]:
+def _fetch_oam(source: SourceConfig, dest: Path, progress: FetchProgress | None) -> dict[str, Any]:
     opts = source.options or {}
     items, info = search_catalog_with_info(
         source.location,
@@ -248,7 +249,7 @@ def _fetch_oam(source: SourceConfig, dest: Path, progress: Optional[FetchProgres
         max_items=opts.get("max_items"),
     )
     rec = _record(source, dest)
-    rec["catalog"] = {**info, "accessed": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    rec["catalog"] = {**info, "accessed": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     dest.mkdir(parents=True, exist_ok=True)
     for item in items:
         oid = item_id(item)
@@ -268,7 +269,7 @@ def _fetch_oam(source: SourceConfig, dest: Path, progress: Optional[FetchProgres
     return rec
 
 
-def fetch_source(source: SourceConfig, dest: Path, *, progress: Optional[FetchProgress] = None) -> dict:
+def fetch_source(source: SourceConfig, dest: Path, *, progress: FetchProgress | None = None) -> dict:
     """Fetch ``source`` into ``dest`` and return its fetch record.
 
     Record: ``{"source", "kind", "location", "license", "attribution", "root", "files", "archives",

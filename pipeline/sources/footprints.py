@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import geopandas as gpd
 import shapely
@@ -37,12 +37,12 @@ XBD_JSON = "xbd-json"
 VECTOR = "vector"
 
 
-def empty_footprints(crs: Optional[str]) -> gpd.GeoDataFrame:
+def empty_footprints(crs: str | None) -> gpd.GeoDataFrame:
     """An empty footprint frame (geometry column only) in ``crs``."""
     return gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=crs), crs=crs)
 
 
-def polygonal(geom: Optional[BaseGeometry]) -> Optional[BaseGeometry]:
+def polygonal(geom: BaseGeometry | None) -> BaseGeometry | None:
     """``geom`` as a valid 2-D Polygon/MultiPolygon, or ``None`` when nothing polygonal is left."""
     if geom is None or geom.is_empty:
         return None
@@ -123,7 +123,7 @@ def crs_string(crs: Any) -> str:
     return f"EPSG:{code}" if code is not None else c.to_wkt()
 
 
-def vector_crs(path: str | Path, default: Optional[str] = "EPSG:4326") -> Optional[str]:
+def vector_crs(path: str | Path, default: str | None = "EPSG:4326") -> str | None:
     """The CRS a vector file declares, as :func:`crs_string`; ``default`` when it declares none or
     cannot be read (GeoJSON without a ``crs`` member is lon/lat by RFC 7946)."""
     path = Path(path)
@@ -143,12 +143,12 @@ def vector_crs(path: str | Path, default: Optional[str] = "EPSG:4326") -> Option
     return crs_string(info["crs"]) if info.get("crs") else default
 
 
-def _clean(geoms: list[Optional[BaseGeometry]], crs: Optional[str]) -> gpd.GeoDataFrame:
+def _clean(geoms: list[BaseGeometry | None], crs: str | None) -> gpd.GeoDataFrame:
     kept = [g for g in (polygonal(g) for g in geoms) if g is not None]
     return gpd.GeoDataFrame(geometry=gpd.GeoSeries(kept, crs=crs), crs=crs)
 
 
-def _read_vector(path: Path, crs: Optional[str], lenient: bool) -> gpd.GeoDataFrame:
+def _read_vector(path: Path, crs: str | None, lenient: bool) -> gpd.GeoDataFrame:
     if path.stat().st_size == 0:
         return empty_footprints(crs)
     try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import requests
 
@@ -47,11 +48,11 @@ def item_attribution(item: dict[str, Any], default: str) -> str:
 
 def build_params(
     *,
-    bbox: Optional[Sequence[float]] = None,
-    gsd_from: Optional[float] = None,
-    gsd_to: Optional[float] = None,
-    acquisition_from: Optional[str] = None,
-    acquisition_to: Optional[str] = None,
+    bbox: Sequence[float] | None = None,
+    gsd_from: float | None = None,
+    gsd_to: float | None = None,
+    acquisition_from: str | None = None,
+    acquisition_to: str | None = None,
     limit: int = 100,
 ) -> dict[str, str]:
     """The ``/meta`` query parameters (without ``page``) for the given filters."""
@@ -108,14 +109,14 @@ def _get_json(session: requests.Session, url: str, params: dict[str, str], timeo
 def search_catalog_with_info(
     api_url: str,
     *,
-    bbox: Optional[Sequence[float]] = None,
-    gsd_from: Optional[float] = None,
-    gsd_to: Optional[float] = None,
-    acquisition_from: Optional[str] = None,
-    acquisition_to: Optional[str] = None,
+    bbox: Sequence[float] | None = None,
+    gsd_from: float | None = None,
+    gsd_to: float | None = None,
+    acquisition_from: str | None = None,
+    acquisition_to: str | None = None,
     limit: int = 100,
-    max_items: Optional[int] = None,
-    session: Optional[requests.Session] = None,
+    max_items: int | None = None,
+    session: requests.Session | None = None,
     timeout: float = 30.0,
     retries: int = 3,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -131,7 +132,7 @@ def search_catalog_with_info(
     sess = session if session is not None else requests.Session()
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
-    found: Optional[int] = None
+    found: int | None = None
     first_meta: dict[str, Any] = {}
     page = 1
     try:
@@ -174,14 +175,14 @@ def search_catalog_with_info(
 def search_catalog(
     api_url: str,
     *,
-    bbox: Optional[Sequence[float]] = None,
-    gsd_from: Optional[float] = None,
-    gsd_to: Optional[float] = None,
-    acquisition_from: Optional[str] = None,
-    acquisition_to: Optional[str] = None,
+    bbox: Sequence[float] | None = None,
+    gsd_from: float | None = None,
+    gsd_to: float | None = None,
+    acquisition_from: str | None = None,
+    acquisition_to: str | None = None,
     limit: int = 100,
-    max_items: Optional[int] = None,
-    session: Optional[requests.Session] = None,
+    max_items: int | None = None,
+    session: requests.Session | None = None,
 ) -> list[dict[str, Any]]:
     """Search the OAM catalog and return the matching records, sorted by ``_id`` (then ``uuid``).
 

@@ -24,15 +24,16 @@ import dataclasses
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Iterable, Optional
+from typing import Any
 
 import botocore.exceptions
 
 from pipeline.errors import FetchError, ObjectStoreError
-from pipeline.sources.s3 import _PLAIN_MD5_RE, _clean_etag, _digests, download_key, list_keys, parse_s3_url, s3_client
 from pipeline.sources.config import SourceConfig
+from pipeline.sources.s3 import _PLAIN_MD5_RE, _clean_etag, _digests, download_key, list_keys, parse_s3_url, s3_client
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,11 @@ def join_url(base: str, *parts: str) -> str:
     return f"s3://{bucket}/" + "/".join(keys)
 
 
-def _client(endpoint_url: Optional[str]):
+def _client(endpoint_url: str | None):
     return s3_client(endpoint_url or None, signed=True)
 
 
-def head(url: str, *, endpoint_url: Optional[str] = None) -> Optional[dict[str, Any]]:
+def head(url: str, *, endpoint_url: str | None = None) -> dict[str, Any] | None:
     """``{"bytes", "etag", "sha256"}`` of the object at ``url`` (``sha256`` from its metadata, may be
     None), or None when there is no such object."""
     bucket, key = parse_s3_url(url)
@@ -74,11 +75,11 @@ def head(url: str, *, endpoint_url: Optional[str] = None) -> Optional[dict[str, 
             "sha256": (h.get("Metadata") or {}).get("sha256")}
 
 
-def exists(url: str, *, endpoint_url: Optional[str] = None) -> bool:
+def exists(url: str, *, endpoint_url: str | None = None) -> bool:
     return head(url, endpoint_url=endpoint_url) is not None
 
 
-def get_bytes(url: str, *, endpoint_url: Optional[str] = None) -> Optional[bytes]:
+def get_bytes(url: str, *, endpoint_url: str | None = None) -> bytes | None:
     """The body of a (small) object, or None when it does not exist."""
     bucket, key = parse_s3_url(url)
     try:
@@ -91,7 +92,7 @@ def get_bytes(url: str, *, endpoint_url: Optional[str] = None) -> Optional[bytes
         raise ObjectStoreError(url, f"S3 request failed: {exc}") from exc
 
 
-def _listing(prefix_url: str, endpoint_url: Optional[str]) -> dict[str, dict[str, Any]]:
+def _listing(prefix_url: str, endpoint_url: str | None) -> dict[str, dict[str, Any]]:
     """Objects below ``prefix_url`` (a folder URL) by key relative to it."""
     bucket, prefix = parse_s3_url(prefix_url)
     folder = prefix.rstrip("/") + "/" if prefix else ""
@@ -102,7 +103,7 @@ def _listing(prefix_url: str, endpoint_url: Optional[str]) -> dict[str, dict[str
     return {k["key"][len(folder):]: k for k in keys}
 
 
-def _same(remote: Optional[dict], size: int, md5: str, sha256: str) -> bool:
+def _same(remote: dict | None, size: int, md5: str, sha256: str) -> bool:
     """Whether a listed/headed object already holds exactly this content."""
     if remote is None or int(remote.get("bytes", remote.get("size", -1))) != size:
         return False
@@ -112,7 +113,7 @@ def _same(remote: Optional[dict], size: int, md5: str, sha256: str) -> bool:
     return bool(_PLAIN_MD5_RE.match(etag)) and etag == md5
 
 
-def put_file(path: Path, url: str, *, sha256: str, md5: Optional[str] = None, endpoint_url: Optional[str] = None,
+def put_file(path: Path, url: str, *, sha256: str, md5: str | None = None, endpoint_url: str | None = None,
              multipart_threshold: int = MULTIPART_THRESHOLD) -> int:
     """Upload ``path`` to ``url`` and verify the stored object; returns its size.
 
@@ -154,7 +155,7 @@ def put_file(path: Path, url: str, *, sha256: str, md5: Optional[str] = None, en
     return size
 
 
-def _delete(url: str, endpoint_url: Optional[str]) -> None:
+def _delete(url: str, endpoint_url: str | None) -> None:
     bucket, key = parse_s3_url(url)
     try:
         _client(endpoint_url).delete_object(Bucket=bucket, Key=key)
@@ -162,8 +163,8 @@ def _delete(url: str, endpoint_url: Optional[str]) -> None:
         raise ObjectStoreError(url, f"cannot delete: {exc}") from exc
 
 
-def _sync(files: dict[str, tuple[Path, str]], prefix_url: str, *, endpoint_url: Optional[str],
-          keep: Iterable[str] = (), progress: Optional[Progress] = None,
+def _sync(files: dict[str, tuple[Path, str]], prefix_url: str, *, endpoint_url: str | None,
+          keep: Iterable[str] = (), progress: Progress | None = None,
           threads: int = UPLOAD_THREADS) -> dict[str, int]:
     """Make the objects below ``prefix_url`` exactly ``files`` (relative key -> (local path, sha256)):
     upload what is missing or different, delete strays (except keys in ``keep``)."""
@@ -229,8 +230,8 @@ def _release_files(release_dir: Path) -> list[str]:
     )
 
 
-def publish_release(release_dir: Path, url: str, *, endpoint_url: Optional[str] = None,
-                    progress: Optional[Progress] = None, threads: int = UPLOAD_THREADS) -> dict[str, Any]:
+def publish_release(release_dir: Path, url: str, *, endpoint_url: str | None = None,
+                    progress: Progress | None = None, threads: int = UPLOAD_THREADS) -> dict[str, Any]:
     """Copy the release folder to the S3 prefix ``url`` (``s3://bucket/prefix/<release>``), manifest last.
 
     Every file the manifest lists must hash to the manifest's sha256 (else :class:`ObjectStoreError`
@@ -306,7 +307,7 @@ def _cacheable(dest: Path) -> list[str]:
 
 
 def upload_raw(source: SourceConfig, dest: Path, record: dict[str, Any], cache_url: str, *,
-               endpoint_url: Optional[str] = None, progress: Optional[Progress] = None) -> Optional[dict]:
+               endpoint_url: str | None = None, progress: Progress | None = None) -> dict | None:
     """Upload the fetched raw folder ``dest`` and its fetch ``record`` to the cache, ``index.json`` last.
 
     Returns None without uploading when the source is read in place (its record's root is not ``dest``:
@@ -340,8 +341,8 @@ def upload_raw(source: SourceConfig, dest: Path, record: dict[str, Any], cache_u
     return {"url": prefix, **result, "files": len(entries)}
 
 
-def restore_raw(source: SourceConfig, dest: Path, cache_url: str, *, endpoint_url: Optional[str] = None,
-                progress: Optional[Progress] = None) -> Optional[dict[str, Any]]:
+def restore_raw(source: SourceConfig, dest: Path, cache_url: str, *, endpoint_url: str | None = None,
+                progress: Progress | None = None) -> dict[str, Any] | None:
     """Restore ``dest`` from the cache; returns the fetch record (``root`` = ``dest``), or None when the
     cache has no complete entry for this source configuration or an entry does not verify (then the
     caller fetches from the origin and :func:`upload_raw` rewrites the entry)."""

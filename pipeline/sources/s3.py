@@ -12,7 +12,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 from urllib.parse import urlparse
 
 import boto3
@@ -36,7 +36,7 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 @functools.lru_cache(maxsize=16)
-def s3_client(endpoint_url: Optional[str] = None, *, timeout: float = 30.0, signed: bool = False):
+def s3_client(endpoint_url: str | None = None, *, timeout: float = 30.0, signed: bool = False):
     """An S3 client, optionally for another endpoint (cached; clients are thread-safe).
 
     Unsigned (anonymous) by default, for public buckets.  ``signed=True`` signs requests with boto3's
@@ -56,7 +56,7 @@ def s3_client(endpoint_url: Optional[str] = None, *, timeout: float = 30.0, sign
     )
 
 
-def _clean_etag(etag: Optional[str]) -> str:
+def _clean_etag(etag: str | None) -> str:
     return (etag or "").strip().strip('"').lower()
 
 
@@ -137,7 +137,7 @@ def download_key(
     return record(sha, md5, False)
 
 
-def _head(client: Any, bucket: str, key: str, expected_size: Optional[int], expected_etag: Optional[str]
+def _head(client: Any, bucket: str, key: str, expected_size: int | None, expected_etag: str | None
           ) -> tuple[int, str]:
     """``(size, ETag)`` of the object; FetchError when it cannot be read or differs from the listing."""
     url = f"s3://{bucket}/{key}"
@@ -171,7 +171,7 @@ def _append_body(client: Any, bucket: str, key: str, part: Path, offset: int) ->
             body.close()
 
 
-def _transfer(client: Any, bucket: str, key: str, part: Path, size: int, plain_md5: Optional[str], *,
+def _transfer(client: Any, bucket: str, key: str, part: Path, size: int, plain_md5: str | None, *,
               retries: int, backoff: float) -> tuple[str, str]:
     """Resume / retry until ``part`` holds the ``size`` bytes with the ETag's md5 (when it is one); returns
     ``(sha256, md5)``.  Permanent S3 errors and exhausted retries raise FetchError."""

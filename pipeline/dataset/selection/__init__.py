@@ -45,6 +45,7 @@ labelled images -> labelled images plus seeded random filling, no model.  Both r
 
 Determinism: seeds are derived from ``seed`` with SHA-256 (never Python's ``hash()``); torch runs with
 ``torch.manual_seed`` inside a forked RNG state, ``torch.use_deterministic_algorithms(True)`` and a
-fixed thread count (default 1: the reference machine's 2 cores are shared; more threads oversubscribe), all restored afterwards.  The same inputs, seed and machine give an
+fixed thread count (default 1: the reference machine's 2 cores are shared; more threads oversubscribe), all
+restored afterwards.  The same inputs, seed and machine give an
 identical result dict (float reductions may differ between CPU instruction sets or torch builds).
 """

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,8 +95,8 @@ def _to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return (x / 255.0 - 0.5) / 0.25
 
 
-def model_outputs(model: SmallUNet, images: np.ndarray, labels: Optional[np.ndarray],
-                   device: torch.device) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def model_outputs(model: SmallUNet, images: np.ndarray, labels: np.ndarray | None,
+                   device: torch.device) -> tuple[np.ndarray, np.ndarray | None]:
     """Model features (``MODEL_FEATURE_NAMES``) and, given labels, the per-image mean cross-entropy over
     labelled pixels (NaN for an image without labelled pixels)."""
     model.eval()
@@ -114,14 +114,14 @@ def model_outputs(model: SmallUNet, images: np.ndarray, labels: Optional[np.ndar
         boundary = 0.5 * ((pred[:, :, 1:] != pred[:, :, :-1]).float().mean(dim=(1, 2))
                           + (pred[:, 1:, :] != pred[:, :-1, :]).float().mean(dim=(1, 2)))
         feats = torch.cat([emb_pooled, entropy[:, None], maxprob[:, None], fracs, boundary[:, None]], dim=1)
-        losses = None
+        losses: np.ndarray | None = None
         if labels is not None:
             y = torch.from_numpy(np.ascontiguousarray(labels)).to(device).long()
             ce = F.cross_entropy(logits, y, ignore_index=UNLABELLED, reduction="none")
             valid = (y != UNLABELLED).float()
             count = valid.sum(dim=(1, 2))
-            losses = ((ce * valid).sum(dim=(1, 2)) / count.clamp(min=1)).double()
-            losses = torch.where(count > 0, losses, torch.full_like(losses, float("nan"))).cpu().numpy()
+            mean_ce = ((ce * valid).sum(dim=(1, 2)) / count.clamp(min=1)).double()
+            losses = torch.where(count > 0, mean_ce, torch.full_like(mean_ce, float("nan"))).cpu().numpy()
     return feats.double().cpu().numpy(), losses
 
 
@@ -140,7 +140,7 @@ def train_model(model: SmallUNet, images: np.ndarray, labels: np.ndarray, *, epo
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
             x, y = x_all[idx], y_all[idx]
-            aug = torch.randint(0, 8, (1,), generator=generator).item()
+            aug = int(torch.randint(0, 8, (1,), generator=generator).item())
             if aug & 4:
                 x, y = torch.flip(x, dims=(3,)), torch.flip(y, dims=(2,))
             quarter = aug & 3

@@ -3,8 +3,7 @@ cross-validated Spearman rho (package docstring, step 6)."""
 from __future__ import annotations
 
 import math
-import time
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -12,13 +11,13 @@ from pipeline.dataset.selection.model import Tick
 from pipeline.rng import derive_seed
 
 
-def rounded(x: Optional[float]) -> Optional[float]:
+def rounded(x: float | None) -> float | None:
     """``x`` rounded to 6 digits; None for None, NaN and infinities (JSON has no NaN)."""
     return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
 
 def fit_loss_regressor(X_fit: np.ndarray, y_fit: np.ndarray, X: np.ndarray, *, seed: int, n_estimators: int,
-                       feature_names: list[str], tick: Tick, t0: float) -> tuple[list[Optional[float]], dict]:
+                       feature_names: list[str], tick: Tick, t0: float) -> tuple[list[float | None], dict]:
     """Fit ``RandomForestRegressor`` (fixed ``random_state`` from ``seed``) on ``(X_fit, y_fit)``, measure its
     ``cross_val_predict`` Spearman rho (``KFold``, up to 5 folds, shuffled), then predict every row of ``X``.
 

@@ -6,7 +6,7 @@ import hashlib
 import math
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any, Optional
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ def _random_fallback(candidates: Sequence[dict], labelled_idx: list[int], random
 
 
 def _fill_quota(n: int, labelled_idx: list[int], random_order: list[int], loss_of: dict[int, float],
-                pred_r: list[Optional[float]], *, quota: int, random_fraction: float) -> dict[int, str]:
+                pred_r: list[float | None], *, quota: int, random_fraction: float) -> dict[int, str]:
     """Step 7: candidate index -> reason (``labelled``, ``random`` or ``hard``) for the selected candidates."""
     reasons: dict[int, str] = {}
     lab_pos = set(labelled_idx)
@@ -106,7 +106,7 @@ def _fill_quota(n: int, labelled_idx: list[int], random_order: list[int], loss_o
     remaining = quota - len(reasons)
     if remaining > 0:
         pool_random = [i for i in random_order if i not in reasons]
-        pool_hard = sorted((i for i in range(n) if i not in reasons), key=lambda i: (-pred_r[i], i))
+        pool_hard = sorted((i for i in range(n) if i not in reasons), key=lambda i: (-cast(float, pred_r[i]), i))
         rand, hard = _fill(pool_random, pool_hard, int(round(random_fraction * remaining)), remaining)
         reasons.update({i: "random" for i in rand})
         reasons.update({i: "hard" for i in hard})

@@ -34,8 +34,10 @@ def footprint(image: Mapping[str, Any]):
     if isinstance(crs, str) and isinstance(b, (list, tuple)) and len(b) == 4:
         x0, y0, x1, y1 = (float(v) for v in b)
         t = np.arange(_EDGE_POINTS) / _EDGE_POINTS
-        xs = np.concatenate([x0 + (x1 - x0) * t, np.full(_EDGE_POINTS, x1), x1 - (x1 - x0) * t, np.full(_EDGE_POINTS, x0)])
-        ys = np.concatenate([np.full(_EDGE_POINTS, y0), y0 + (y1 - y0) * t, np.full(_EDGE_POINTS, y1), y1 - (y1 - y0) * t])
+        xs = np.concatenate([x0 + (x1 - x0) * t, np.full(_EDGE_POINTS, x1), x1 - (x1 - x0) * t,
+                             np.full(_EDGE_POINTS, x0)])
+        ys = np.concatenate([np.full(_EDGE_POINTS, y0), y0 + (y1 - y0) * t, np.full(_EDGE_POINTS, y1),
+                             y1 - (y1 - y0) * t])
         lon, lat = _to_lonlat(crs).transform(xs, ys)
         poly = Polygon(zip(np.asarray(lon).tolist(), np.asarray(lat).tolist()))
         if poly.is_valid and poly.area > 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from fractions import Fraction
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -189,8 +189,8 @@ def split_region(
     trials: int = DEFAULT_TRIALS,
     seed: int,
     region: str,
-    groups: Optional[Mapping[str, str]] = None,
-    fixed: Optional[Mapping[str, str]] = None,
+    groups: Mapping[str, str] | None = None,
+    fixed: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Split one region's images into train/val/test, balancing classes between train and test.
 
@@ -253,8 +253,8 @@ def split_dataset(
     ratios: Sequence[float] = DEFAULT_RATIOS,
     trials: int = DEFAULT_TRIALS,
     seed: int,
-    groups: Optional[Mapping[str, str]] = None,
-    previous: Optional[Mapping[str, str]] = None,
+    groups: Mapping[str, str] | None = None,
+    previous: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """Split every region (``image["region"]``) independently with :func:`split_region`.
 

@@ -128,9 +128,10 @@ def uda_split(
             if sum(1 for r in regions if prof[r]["urban"] != kind and side[r] == missing_side) < 2:
                 continue
             for c in conts:
-                give = sorted((r for r in by_cont[c] if prof[r]["urban"] == kind and side[r] == other), key=rank.get)
+                give = sorted((r for r in by_cont[c] if prof[r]["urban"] == kind and side[r] == other),
+                              key=rank.__getitem__)
                 take = sorted((r for r in by_cont[c] if prof[r]["urban"] != kind and side[r] == missing_side),
-                              key=rank.get)
+                              key=rank.__getitem__)
                 if give and take:
                     side[give[0]], side[take[0]] = missing_side, other
                     break

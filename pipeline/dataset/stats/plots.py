@@ -6,7 +6,7 @@ import importlib.util
 import io
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -22,7 +22,7 @@ PNG_FILES: tuple[str, ...] = (
     "region_classes.png",
 )
 
-def _natural_earth_shp() -> Optional[Path]:
+def _natural_earth_shp() -> Path | None:
     """Natural Earth 1:110m countries, if the installed pyogrio ships them (test fixtures); else None."""
     spec = importlib.util.find_spec("pyogrio")
     if spec is None or not spec.submodule_search_locations:
@@ -65,7 +65,8 @@ def _source_colors(sources: Sequence[str]) -> dict[str, Any]:
 
 
 def _class_color(c: int) -> tuple[float, float, float]:
-    return tuple(v / 255 for v in CLASS_COLORS[c])
+    r, g, b = CLASS_COLORS[c]
+    return (r / 255, g / 255, b / 255)
 
 
 def _png(fig) -> bytes:

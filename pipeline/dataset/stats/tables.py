@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import ValidationError
 from pipeline.constants import CLASS_COLORS, CLASS_IDS, CLASS_NAMES, CONTINENTS, NUM_CLASSES, SPLITS, URBAN_CLASSES
+from pipeline.errors import ValidationError
 
 HIST_BIN_WIDTH = 100
 #: Finite bin edges of the segments-per-image histogram; values >= the last edge go to an overflow bin.
@@ -132,7 +132,8 @@ def _table2(recs: list[dict]) -> dict[str, Any]:
     totals = {name: _class_totals(group) for name, group in groups.items()}
     classes = []
     for i, c in enumerate(CLASS_IDS):
-        entry: dict[str, Any] = {"class": c, "name": CLASS_NAMES[c], "color": "%02x%02x%02x" % CLASS_COLORS[c]}
+        color = "".join(f"{v:02x}" for v in CLASS_COLORS[c])
+        entry: dict[str, Any] = {"class": c, "name": CLASS_NAMES[c], "color": color}
         for name in groups:
             pixels, segments = totals[name]
             row = {"pixels": pixels[i], "share_pct": _share(pixels[i], sum(pixels)), "segments": segments[i]}

@@ -11,7 +11,7 @@ import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -30,7 +30,7 @@ from pipeline.sources.footprints import polygonal, same_crs
 BUILDING_PROPS = {"class": BUILDING, "class_name": CLASS_NAMES[BUILDING]}
 
 
-def clip_footprints(footprints: Optional[gpd.GeoDataFrame], grid: TileGrid) -> list[BaseGeometry]:
+def clip_footprints(footprints: gpd.GeoDataFrame | None, grid: TileGrid) -> list[BaseGeometry]:
     """The building polygons of ``footprints`` in ``grid.crs``, repaired and clipped to the tile.
 
     Footprints without CRS are taken to be in ``grid.crs``.  Invalid polygons are repaired with
@@ -55,7 +55,7 @@ def clip_footprints(footprints: Optional[gpd.GeoDataFrame], grid: TileGrid) -> l
 
 
 def rasterize_footprints(
-    footprints: Optional[gpd.GeoDataFrame], grid: TileGrid, *, all_touched: bool = False
+    footprints: gpd.GeoDataFrame | None, grid: TileGrid, *, all_touched: bool = False
 ) -> np.ndarray:
     """A ``uint8`` ``(height, width)`` mask of ``grid``: 1 where a building is, 0 elsewhere.
 
@@ -141,7 +141,7 @@ def export_preannotation(
     tile_name: str,
     grid: TileGrid,
     image_path: Path,
-    footprints: Optional[gpd.GeoDataFrame],
+    footprints: gpd.GeoDataFrame | None,
     out_dir: Path,
 ) -> dict[str, Any]:
     """Write the building pre-annotation of one tile for the annotators, each file atomically:

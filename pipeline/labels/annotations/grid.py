@@ -36,7 +36,7 @@ class TileGrid:
             raise ValueError(f"tile shape must be positive, got {self.width}x{self.height}")
 
     @classmethod
-    def from_tile_record(cls, rec: dict[str, Any]) -> "TileGrid":
+    def from_tile_record(cls, rec: dict[str, Any]) -> TileGrid:
         """The grid of a ``tiles.json`` record: ``crs``, ``transform`` (first 6 coefficients) and the
         width/height from ``window`` = ``[col_off, row_off, width, height]``."""
         t = tuple(float(v) for v in list(rec["transform"])[:6])
@@ -44,12 +44,12 @@ class TileGrid:
         return cls(crs=str(rec["crs"]), transform=t, width=int(w), height=int(h))  # type: ignore[arg-type]
 
     @classmethod
-    def from_raster(cls, path: str | Path) -> "TileGrid":
+    def from_raster(cls, path: str | Path) -> TileGrid:
         """The grid of an existing georeferenced raster (e.g. a tile image)."""
         with rasterio.open(path) as src:
             if src.crs is None:
                 raise ValueError(f"{path}: raster has no CRS")
-            return cls(crs=crs_string(src.crs.to_wkt()), transform=tuple(src.transform)[:6],  # type: ignore[arg-type]
+            return cls(crs=crs_string(src.crs.to_wkt()), transform=tuple(src.transform)[:6],
                        width=src.width, height=src.height)
 
     @property

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
-from pipeline.constants import CLASS_KEYS, NUM_CLASSES, UNLABELLED
+from pipeline.constants import NUM_CLASSES, UNLABELLED
 from pipeline.errors import AnnotationRejected
 from pipeline.labels.annotations.grid import TileGrid, apply_affine
 from pipeline.labels.annotations.index import index_to_ids
@@ -31,7 +31,7 @@ VECTOR_SUFFIXES = (".geojson", ".json", ".gpkg")
 RASTER_SUFFIXES = (".tif", ".tiff", ".png")
 
 
-def find_annotation(done_dir: Path, tile_name: str) -> Optional[Path]:
+def find_annotation(done_dir: Path, tile_name: str) -> Path | None:
     """The finished annotation of ``tile_name`` in ``done_dir``: ``<tile_name>`` + one of
     :data:`ANNOTATION_SUFFIXES` (suffix case-insensitive), or ``None`` when there is none (or no folder).
 
@@ -125,7 +125,7 @@ def _read_raster(path: Path, grid: TileGrid) -> tuple[np.ndarray, dict[str, Any]
             with rasterio.open(path) as src:
                 georef = src.crs is not None
                 if georef:
-                    window: Optional[Window] = _aligned_window(src, grid, f)
+                    window: Window | None = _aligned_window(src, grid, f)
                 else:
                     if (src.width, src.height) != (grid.width, grid.height):
                         raise AnnotationRejected(

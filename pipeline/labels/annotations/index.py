@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -10,7 +10,7 @@ from pipeline.constants import NUM_CLASSES
 from pipeline.errors import AnnotationRejected
 
 
-def index_to_ids(band: np.ndarray, nodata: Optional[float], f: str) -> np.ndarray:
+def index_to_ids(band: np.ndarray, nodata: float | None, f: str) -> np.ndarray:
     if band.dtype.kind not in "uif":
         raise AnnotationRejected(f, f"index raster has data type {band.dtype}, expected integers 0..{NUM_CLASSES}")
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):

@@ -2,8 +2,6 @@
 package docstring, "Raster annotations")."""
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
 from pipeline.constants import CLASS_COLORS, UNLABELLED
@@ -17,7 +15,7 @@ def _hexes(codes: np.ndarray, counts: np.ndarray, limit: int = 10) -> str:
     return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
-def palette_to_ids(rgb: np.ndarray, alpha: Optional[np.ndarray], f: str) -> np.ndarray:
+def palette_to_ids(rgb: np.ndarray, alpha: np.ndarray | None, f: str) -> np.ndarray:
     """Exact colour match of a ``(3, h, w)`` uint8 array to the class colours (black = 0)."""
     codes = (rgb[0].astype(np.uint32) << 16) | (rgb[1].astype(np.uint32) << 8) | rgb[2].astype(np.uint32)
     if alpha is not None:

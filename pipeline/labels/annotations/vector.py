@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -50,7 +50,7 @@ def _norm_name(name: str) -> str:
 NAME_TO_ID: dict[str, int] = {**{_norm_name(v): k for k, v in CLASS_NAMES.items()}, **OEM_CODE_NAMES}
 
 
-def _class_id(value: Any) -> tuple[Optional[int], Optional[str]]:
+def _class_id(value: Any) -> tuple[int | None, str | None]:
     """``(id, None)`` or ``(None, problem)`` for one class attribute value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None, "no class value"
@@ -83,7 +83,7 @@ def _summarise(problems: dict[str, list[int]], limit: int = 10) -> str:
     return "; ".join(parts) + (f"; and {more} more problems" if more > 0 else "")
 
 
-def _geojson_declares_crs(path: Path) -> Optional[bool]:
+def _geojson_declares_crs(path: Path) -> bool | None:
     """Whether a GeoJSON text has a top-level ``crs`` member (``None`` when it is not JSON)."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Optional
+from typing import Any
 
 from pipeline.constants import CLASS_NAMES, NUM_CLASSES, SPLITS
 from pipeline.dataset.splits.leakage import overlapping_pairs
@@ -20,7 +20,7 @@ def split_tolerance(n: int) -> float:
     return max(1.0, SPLIT_TOLERANCE_SHARE * n)
 
 
-def _ratios_of(manifest: dict[str, Any]) -> Optional[tuple]:
+def _ratios_of(manifest: dict[str, Any]) -> tuple | None:
     cw = manifest.get("created_with")
     split = cw.get("split") if isinstance(cw, dict) else None
     ratios = split.get("ratios") if isinstance(split, dict) else None
@@ -55,8 +55,8 @@ def check_split_audit(manifest: dict[str, Any], records: list[dict[str, Any]], o
                 if abs(have.get(s, 0) - t) > tol:
                     out.append(f"{MANIFEST}: region {region}: {have.get(s, 0)} {s} images, expected {t} ± "
                                f"{tol:g} (ratios {shown} of {n} images)")
-        region_px = Counter()
-        train_px = Counter()
+        region_px: Counter[int] = Counter()
+        train_px: Counter[int] = Counter()
         for r in recs:
             cp = r.get("class_pixels")
             if not isinstance(cp, dict):

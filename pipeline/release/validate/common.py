@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
-from typing import Any, Optional
+from typing import Any
 
 from pipeline.release.manifest import sha256_file
 
@@ -13,7 +13,7 @@ def short(digest: str) -> str:
     return f"{digest[:12]}…"
 
 
-def safe_rel(rel: Any) -> Optional[str]:
+def safe_rel(rel: Any) -> str | None:
     """``rel`` as a POSIX path when it is a string naming something inside the release, else None."""
     if not isinstance(rel, str) or not rel or "\\" in rel:
         return None
@@ -28,7 +28,7 @@ def exc_text(exc: Exception, root: Path) -> str:
     return str(exc).replace(f"{root}/", "")
 
 
-def check_file_hash(root: Path, rel: str, expected: Any, out: list[str]) -> Optional[bool]:
+def check_file_hash(root: Path, rel: str, expected: Any, out: list[str]) -> bool | None:
     """Report a missing file or a checksum mismatch: None when missing, else whether the hash matched."""
     path = root / rel
     if not path.is_file():

@@ -11,7 +11,7 @@ from pipeline.release.validate.common import MANIFEST
 
 
 def check_consistency(manifest: dict[str, Any], records: list[dict[str, Any]], out: list[str]) -> None:
-    ids = Counter(r.get("id") for r in records if isinstance(r.get("id"), str))
+    ids: Counter[str] = Counter(r["id"] for r in records if isinstance(r.get("id"), str))
     for i in sorted((i for i, n in ids.items() if n > 1), key=natural_key):
         out.append(f"{MANIFEST}: id {i} is used by {ids[i]} images")
     names = Counter(PurePosixPath(r["image"]).name for r in records if isinstance(r.get("image"), str))

@@ -31,7 +31,8 @@ def _transform_equal(a: Any, b: Any) -> bool:
         a, b = [float(v) for v in a], [float(v) for v in b]
     except (TypeError, ValueError):
         return False
-    return len(a) == len(b) == 6 and all(math.isclose(x, y, rel_tol=0, abs_tol=TRANSFORM_TOLERANCE) for x, y in zip(a, b))
+    return len(a) == len(b) == 6 and all(math.isclose(x, y, rel_tol=0, abs_tol=TRANSFORM_TOLERANCE)
+                                         for x, y in zip(a, b))
 
 
 def _read_raster(path: Path, read_band: bool) -> dict[str, Any]:
@@ -142,6 +143,7 @@ def check_record_files(root: Path, rec: dict[str, Any], out: list[str]) -> None:
 
 def check_stray_rasters(root: Path, records: list[dict[str, Any]], out: list[str]) -> None:
     referenced = {r.get(k) for r in records for k in ("image", "label")}
-    found = [p.relative_to(root).as_posix() for pattern in ("*/images/*.tif", "*/labels/*.tif") for p in root.glob(pattern)]
+    found = [p.relative_to(root).as_posix()
+             for pattern in ("*/images/*.tif", "*/labels/*.tif") for p in root.glob(pattern)]
     for rel in sorted((f for f in found if f not in referenced), key=natural_key):
         out.append(f"{rel}: not in the manifest")

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pipeline.release.manifest import SCHEMA_VERSION, schema_problems
 from pipeline.release.validate.audit import check_split_audit
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report["valid"] else 1
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """``validate <release-dir> [--json]`` as a stand-alone command (usage errors return 2)."""
     parser = argparse.ArgumentParser(prog="python -m pipeline validate", description=DESCRIPTION)
     add_arguments(parser)

@@ -43,7 +43,7 @@ def check_split_files(root: Path, records: list[dict[str, Any]], out: list[str])
                 out.append(f"{fname}: {name} is listed {n} times")
         listed[s] = names
 
-    by_name: dict[str, str] = {}
+    by_name: dict[str, Any] = {}
     for r in records:
         if isinstance(r.get("image"), str):
             by_name.setdefault(PurePosixPath(r["image"]).name, r.get("split"))

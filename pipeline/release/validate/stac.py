@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pipeline.dataset.ids import natural_key
 from pipeline.release.stac import COLLECTION, STAC_DIR, STAC_VERSION
@@ -53,9 +53,9 @@ def _registry():
     def missing(uri: str):
         from referencing.exceptions import NoSuchResource
 
-        raise NoSuchResource(ref=uri)  # never fetch: offline by design
+        raise NoSuchResource(ref=uri)  # type: ignore[call-arg]  # an attrs alias mypy does not see; offline by design
 
-    return Registry(retrieve=missing).with_resources(resources_)
+    return Registry(retrieve=missing).with_resources(resources_)  # type: ignore[call-arg]  # attrs alias
 
 
 def _schema_problems(rel: str, obj: dict[str, Any], schema_url: str) -> list[str]:
@@ -118,7 +118,7 @@ def validate_stac_object(rel: str, obj: dict[str, Any]) -> list[str]:
     return out
 
 
-def validate_stac(release_dir: str | Path, *, expected_ids: Optional[Iterable[str]] = None) -> list[str]:
+def validate_stac(release_dir: str | Path, *, expected_ids: Iterable[str] | None = None) -> list[str]:
     """Problems of the release's STAC catalog (``[]`` = valid), each ``"<release-relative file>: ..."``:
     the collection and every item linked from it follow the STAC core and extension schemas (offline,
     see the module docstring), every item's ``image`` and ``label`` assets exist, items belong to the
@@ -169,7 +169,8 @@ def validate_stac(release_dir: str | Path, *, expected_ids: Optional[Iterable[st
         dup = sorted({i for i in seen if seen.count(i) > 1}, key=natural_key)
         missing = sorted(set(want) - set(seen), key=natural_key)
         extra = sorted(set(seen) - set(want), key=natural_key)
-        for what, ids in (("duplicate items", dup), ("no item for images", missing), ("items for unknown images", extra)):
+        kinds = (("duplicate items", dup), ("no item for images", missing), ("items for unknown images", extra))
+        for what, ids in kinds:
             if ids:
                 out.append(f"{COLLECTION}: {what}: {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}")
     return out

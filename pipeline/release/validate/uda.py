@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from pipeline.dataset.ids import natural_key
 from pipeline.dataset.splits.uda import continent_splits
@@ -10,7 +10,7 @@ from pipeline.release.manifest import UDA_DIR, uda_lines
 from pipeline.release.validate.common import MANIFEST
 
 
-def _read_names(path: Path) -> Optional[list[str]]:
+def _read_names(path: Path) -> list[str] | None:
     try:
         return path.read_bytes().decode("utf-8").splitlines()
     except (OSError, UnicodeDecodeError):

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Optional
 
-from pipeline.sources.adapters.base import Adapter
-from pipeline.errors import SceneRejected
+from pipeline.errors import PipelineInputError
 from pipeline.scene import Scene
+from pipeline.sources.adapters.base import Adapter
 from pipeline.sources.config import SourceConfig
 
 ADAPTERS: dict[str, str] = {
@@ -35,7 +34,7 @@ def get_adapter(kind: str) -> Adapter:
     return cls()
 
 
-def scenes_for(source: SourceConfig, root: Path, rejected: Optional[list[SceneRejected]] = None) -> list[Scene]:
+def scenes_for(source: SourceConfig, root: Path, rejected: list[PipelineInputError] | None = None) -> list[Scene]:
     """The scenes of ``source`` fetched into ``root``, sorted by scene id (see ``Adapter.scenes``)."""
     return get_adapter(source.kind).scenes(Path(root), source, rejected)
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, ClassVar, Iterable, Optional
+from typing import ClassVar
 
-from pipeline.errors import SceneRejected
+from pipeline.errors import PipelineInputError, SceneRejected
 from pipeline.scene import Scene
 from pipeline.sources.config import SourceConfig
 
@@ -56,7 +57,7 @@ def sorted_glob(folder: Path, pattern: str, recursive: bool = False) -> list[Pat
     return sorted(p for p in it if p.is_file())
 
 
-def first_existing(candidates: Iterable[Path]) -> Optional[Path]:
+def first_existing(candidates: Iterable[Path]) -> Path | None:
     """The first candidate path that is an existing file, else ``None``."""
     for p in candidates:
         if p.is_file():
@@ -64,7 +65,7 @@ def first_existing(candidates: Iterable[Path]) -> Optional[Path]:
     return None
 
 
-def sibling_raster(folder: Path, stem: str, suffixes: tuple[str, ...] = RASTER_SUFFIXES) -> Optional[Path]:
+def sibling_raster(folder: Path, stem: str, suffixes: tuple[str, ...] = RASTER_SUFFIXES) -> Path | None:
     """``<folder>/<stem><suffix>`` for the first suffix that exists, else ``None``."""
     return first_existing(folder / f"{stem}{s}" for s in suffixes)
 
@@ -89,7 +90,7 @@ class Adapter(ABC):
     label_encoding: ClassVar[str] = ""
 
     def scenes(
-        self, root: Path, source: SourceConfig, rejected: Optional[list[SceneRejected]] = None
+        self, root: Path, source: SourceConfig, rejected: list[PipelineInputError] | None = None
     ) -> list[Scene]:
         """All scenes of ``source`` fetched into ``root``, sorted by ``scene_id``.
 

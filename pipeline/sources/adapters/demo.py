@@ -10,27 +10,28 @@ generator is not part of the runtime library), writing, under the demo source's 
 
 Each present sub-folder is read by the real adapter of that kind with that kind's default options
 (plus the demo source's common options such as ``region_override``).  The resulting scenes keep the
-demo source's name, licence and attribution (no upstream citation: the demo data is synthetic), take ``kind`` = the delegate's kind and ``scene_id`` =
+demo source's name, licence and attribution (no upstream citation: the demo data is synthetic), take ``kind`` =
+the delegate's kind and ``scene_id`` =
 ``<kind>-<delegate scene id>``.  Absent sub-folders are skipped; a folder with none of them yields no
 scene (``SceneRejected``).  Per-scene rejections follow :meth:`Adapter.scenes`' ``rejected`` policy.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
-from typing import Callable, ClassVar, Iterable, Optional
+from typing import Any, ClassVar
 
+from pipeline import atomic
+from pipeline.errors import PipelineInputError, SceneRejected
+from pipeline.scene import Scene
 from pipeline.sources.adapters.base import Adapter
 from pipeline.sources.adapters.inria import InriaAdapter
 from pipeline.sources.adapters.local import LocalAdapter
 from pipeline.sources.adapters.spacenet import SpaceNetAdapter
 from pipeline.sources.adapters.xbd import XbdAdapter
-from pipeline import atomic
-from pipeline.errors import SceneRejected
-from pipeline.sources.download import file_digests
-from pipeline.scene import Scene
 from pipeline.sources.config import COMMON_OPTIONS, KIND_OPTIONS, SourceConfig
+from pipeline.sources.download import file_digests
 
 
 class DemoAdapter(Adapter):
@@ -59,7 +60,7 @@ class DemoAdapter(Adapter):
         return replace(source, kind=kind, options=opts)
 
     def scenes(
-        self, root: Path, source: SourceConfig, rejected: Optional[list[SceneRejected]] = None
+        self, root: Path, source: SourceConfig, rejected: list[PipelineInputError] | None = None
     ) -> list[Scene]:
         """Scenes of every present delegate sub-folder, ids prefixed ``<kind>-``, sorted by id."""
         root = Path(root)

@@ -15,12 +15,14 @@ own CRS, so ``georef`` is ``None``.
 """
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, ClassVar, Iterable, Optional
+from typing import ClassVar
 
-from pipeline.sources.adapters.base import Adapter, sibling_raster
 from pipeline.scene import Scene
+from pipeline.sources.adapters.base import Adapter, sibling_raster
 from pipeline.sources.config import SourceConfig
 
 
@@ -66,7 +68,7 @@ class InriaAdapter(Adapter):
         return f"no Inria images <city><n>.tif{what} in {self.split_dir(root, source) / self.images_dir}"
 
     @staticmethod
-    def _wanted(cities: Optional[list[str]], stem: str) -> bool:
+    def _wanted(cities: list[str] | None, stem: str) -> bool:
         if not cities:
             return True
         keys = {str(c).lower() for c in cities} | {str(c).lower().replace("-", "") for c in cities}
@@ -79,7 +81,7 @@ class InriaAdapter(Adapter):
         for p in sorted(images.iterdir()) if images.is_dir() else []:
             if not p.is_file() or not self.image_re.match(p.name) or not self._wanted(cities, p.stem):
                 continue
-            yield (lambda p=p: self.scene_for(p, split_dir, source))
+            yield functools.partial(self.scene_for, p, split_dir, source)
 
     def scene_for(self, image: Path, split_dir: Path, source: SourceConfig) -> Scene:
         stem = image.stem

@@ -20,13 +20,15 @@ they really do is checked by the raster stage, not here.
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, ClassVar, Iterable, Optional
+from typing import ClassVar
 
-from pipeline.sources.adapters.base import Adapter, first_existing, sorted_glob
-from pipeline.sources.footprints import VECTOR, vector_crs
 from pipeline.scene import Scene
+from pipeline.sources.adapters.base import Adapter, first_existing, sorted_glob
 from pipeline.sources.config import SourceConfig
+from pipeline.sources.footprints import VECTOR, vector_crs
 
 
 class LocalAdapter(Adapter):
@@ -36,7 +38,8 @@ class LocalAdapter(Adapter):
     title: ClassVar[str] = "local folder"
     default_license: ClassVar[str] = ""
     citation: ClassVar[str] = ""
-    label_encoding: ClassVar[str] = "labels/<rel path>: class ids 0..8 (0 unlabelled); footprints/<rel>.geojson: buildings"
+    label_encoding: ClassVar[str] = ("labels/<rel path>: class ids 0..8 (0 unlabelled); "
+                                     "footprints/<rel>.geojson: buildings")
     default_pattern: ClassVar[str] = "*.tif"
     labels_dir: ClassVar[str] = "labels"
     footprints_dir: ClassVar[str] = "footprints"
@@ -44,7 +47,7 @@ class LocalAdapter(Adapter):
     footprint_suffixes: ClassVar[tuple[str, ...]] = (".geojson", ".gpkg")
 
     @staticmethod
-    def _folder(root: Path, value: Optional[str], default: str) -> Path:
+    def _folder(root: Path, value: str | None, default: str) -> Path:
         if not value:
             return root / default
         p = Path(value)
@@ -75,7 +78,7 @@ class LocalAdapter(Adapter):
             rimg = img.resolve()
             if any(rimg.is_relative_to(ex) for ex in excluded):
                 continue
-            yield (lambda img=img: self.scene_for(img, root, labels, footprints, source))
+            yield functools.partial(self.scene_for, img, root, labels, footprints, source)
 
     def scene_for(self, image: Path, root: Path, labels: Path, footprints: Path, source: SourceConfig) -> Scene:
         rel = image.relative_to(root)

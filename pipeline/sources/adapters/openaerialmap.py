@@ -13,15 +13,17 @@ source's.  OAM has no annotations: scenes carry imagery only.
 """
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable
+from typing import Any, ClassVar
 
-from pipeline.sources.adapters.base import Adapter, sorted_glob
 from pipeline.errors import SceneRejected
-from pipeline.sources.oam import item_attribution, item_license
 from pipeline.scene import Scene
+from pipeline.sources.adapters.base import Adapter, sorted_glob
 from pipeline.sources.config import SourceConfig
+from pipeline.sources.oam import item_attribution, item_license
 
 
 class OpenAerialMapAdapter(Adapter):
@@ -44,7 +46,7 @@ class OpenAerialMapAdapter(Adapter):
                 item = None
             if not isinstance(item, dict) or "_id" not in item or "uuid" not in item:
                 continue
-            yield lambda sidecar=sidecar, item=item: self._scene(sidecar, item, source)
+            yield functools.partial(self._scene, sidecar, item, source)
 
     def _scene(self, sidecar: Path, item: dict[str, Any], source: SourceConfig) -> Scene:
         image = sidecar.with_suffix(".tif")

@@ -29,14 +29,16 @@ uint16 (11-bit) and must be stretched by the raster stage.  ``scene_id`` = ``aoi
 """
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Optional
+from typing import Any, ClassVar
 
-from pipeline.sources.adapters.base import Adapter, sorted_glob
-from pipeline.sources.footprints import VECTOR, vector_crs
 from pipeline.scene import Scene
+from pipeline.sources.adapters.base import Adapter, sorted_glob
 from pipeline.sources.config import SourceConfig
+from pipeline.sources.footprints import VECTOR, vector_crs
 
 _CHIP = r"AOI_(?P<k>\d+)_(?P<city>[A-Za-z]+)_img(?P<n>\d+)"
 
@@ -64,7 +66,7 @@ class SpaceNetAdapter(Adapter):
 
     # -- filtering ----------------------------------------------------------------------------
     @staticmethod
-    def _aoi_wanted(aois: Optional[list[Any]], k: str, city: str) -> bool:
+    def _aoi_wanted(aois: list[Any] | None, k: str, city: str) -> bool:
         if not aois:
             return True
         names = {f"aoi_{int(k)}_{city}".lower(), city.lower(), f"aoi_{int(k)}", str(int(k))}
@@ -104,7 +106,7 @@ class SpaceNetAdapter(Adapter):
         if chips:
             for img, m, base, tmpl in chips:
                 if self._aoi_wanted(aois, m["k"], m["city"]):
-                    yield (lambda img=img, m=m, base=base, tmpl=tmpl: self.chip_scene(img, m, base, tmpl, source))
+                    yield functools.partial(self.chip_scene, img, m, base, tmpl, source)
             return
         yield from self._scan_flat(root, source)
 
@@ -112,10 +114,11 @@ class SpaceNetAdapter(Adapter):
         images = sorted({*sorted_glob(root, "*.tif"), *sorted_glob(root, "*.tiff")})
         geojsons = sorted_glob(root, "*.geojson")
         for img in images:
-            label: Optional[Path] = root / f"{img.stem}.geojson"
-            if not label.is_file():
+            own = root / f"{img.stem}.geojson"
+            label: Path | None = own
+            if not own.is_file():
                 label = geojsons[0] if len(images) == 1 and len(geojsons) == 1 else None
-            yield (lambda img=img, label=label: spacenet_scene_from_files(img, label, source, adapter=self))
+            yield functools.partial(spacenet_scene_from_files, img, label, source, adapter=self)
 
     def chip_scene(self, image: Path, m: re.Match[str], base: Path, template: str, source: SourceConfig) -> Scene:
         """Scene of one SN1/SN2 chip; ``base`` is the AOI folder, ``template`` the footprint path."""
@@ -142,9 +145,9 @@ class SpaceNetAdapter(Adapter):
 
 def spacenet_scene_from_files(
     image: str | Path,
-    geojson: Optional[str | Path],
+    geojson: str | Path | None,
     source: SourceConfig,
-    adapter: Optional[SpaceNetAdapter] = None,
+    adapter: SpaceNetAdapter | None = None,
 ) -> Scene:
     """A SpaceNet scene from an explicit chip and its building GeoJSON (``None``: no footprints).
 

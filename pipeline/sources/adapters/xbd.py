@@ -38,10 +38,12 @@ multispectral GSD, several times the pan-sharpened pixel size), ``gsd_fit`` / ``
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable, Optional
+from typing import Any, ClassVar
 
 import numpy as np
 import rasterio
@@ -49,11 +51,11 @@ from pyproj import CRS, Transformer
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.sources.adapters.base import Adapter, sibling_raster
 from pipeline.errors import PipelineInputError, SceneRejected
-from pipeline.sources.footprints import XBD_JSON, crs_string, read_xbd_label, xbd_polygons
-from pipeline.scene import Georef, Scene
+from pipeline.scene import Affine6, Georef, Scene
+from pipeline.sources.adapters.base import Adapter, sibling_raster
 from pipeline.sources.config import SourceConfig
+from pipeline.sources.footprints import XBD_JSON, crs_string, read_xbd_label, xbd_polygons
 
 #: Words naming the disaster type in xBD disaster names (dropped to get the place).
 DISASTER_WORDS: frozenset[str] = frozenset(
@@ -132,7 +134,7 @@ def affine_gsd(transform: tuple[float, ...], col: float, row: float, crs: str = 
     return float((np.hypot(x[1] - x[0], y[1] - y[0]) + np.hypot(x[2] - x[0], y[2] - y[0])) / 2.0)
 
 
-def fit_affine(px: np.ndarray, lonlat: np.ndarray, file: str | Path = "") -> tuple[tuple[float, ...], float]:
+def fit_affine(px: np.ndarray, lonlat: np.ndarray, file: str | Path = "") -> tuple[Affine6, float]:
     """Least-squares affine (a, b, c, d, e, f) with lon = a*col + b*row + c, lat = d*col + e*row + f.
 
     Returns the coefficients and the RMS residual in metres (local UTM).  Raises SceneRejected naming
@@ -162,7 +164,7 @@ def fit_affine(px: np.ndarray, lonlat: np.ndarray, file: str | Path = "") -> tup
     return (float(a), float(b), float(c), float(d), float(e), float(f)), rms
 
 
-def gdal_to_affine(gt: Iterable[float]) -> tuple[float, float, float, float, float, float]:
+def gdal_to_affine(gt: Iterable[float]) -> Affine6:
     """GDAL geotransform (c, a, b, f, d, e) -> rasterio affine coefficients (a, b, c, d, e, f)."""
     g = [float(v) for v in gt]
     if len(g) != 6:
@@ -224,7 +226,8 @@ class XbdAdapter(Adapter):
 
     def empty_reason(self, root: Path, source: SourceConfig) -> str:
         d = self.split_dir(root, source)
-        return f"no xBD pre-disaster images matching <disaster>_<8 digits>_pre_disaster.png|.tif in {d / self.images_dir}"
+        return (f"no xBD pre-disaster images matching <disaster>_<8 digits>_pre_disaster.png|.tif in "
+                f"{d / self.images_dir}")
 
     def _scan(self, root: Path, source: SourceConfig) -> Iterable[Callable[[], Scene]]:
         split_dir = self.split_dir(root, source)
@@ -244,11 +247,11 @@ class XbdAdapter(Adapter):
                 chosen[stem] = (p, m)
         for stem in sorted(chosen):
             image, m = chosen[stem]
-            yield (lambda image=image, m=m, stem=stem: self.scene_for(image, m, stem, split_dir, gts, gt_path, source))
+            yield functools.partial(self.scene_for, image, m, stem, split_dir, gts, gt_path, source)
 
     # -- one scene ----------------------------------------------------------------------------
     @staticmethod
-    def _label_json(label: Path) -> Optional[dict[str, Any]]:
+    def _label_json(label: Path) -> dict[str, Any] | None:
         """The parsed label JSON beside the image, None when there is none; unreadable -> SceneRejected."""
         if not label.is_file():
             return None
@@ -258,8 +261,8 @@ class XbdAdapter(Adapter):
             raise SceneRejected(exc.file, exc.reason) from exc
 
     @staticmethod
-    def _fit(data: Optional[dict[str, Any]], label: Path, image: Path
-             ) -> tuple[Optional[tuple[tuple[float, ...], float, int]], Optional[SceneRejected]]:
+    def _fit(data: dict[str, Any] | None, label: Path, image: Path
+             ) -> tuple[tuple[Affine6, float, int] | None, SceneRejected | None]:
         """``((coefficients, RMS in metres, vertex pairs) or None, why the fit failed or None)``: the affine fit
         of the label's pixel (``xy``) to ``lng_lat`` vertices."""
         if data is None:
@@ -276,12 +279,12 @@ class XbdAdapter(Adapter):
             return None, exc
         return (coeffs, rms, len(px)), None
 
-    def _georef(self, image: Path, stem: str, fit: Optional[tuple[tuple[float, ...], float, int]],
-                fit_error: Optional[SceneRejected], geotransforms: dict[str, Any], geotransforms_path: Path
-                ) -> Optional[Georef]:
+    def _georef(self, image: Path, stem: str, fit: tuple[Affine6, float, int] | None,
+                fit_error: SceneRejected | None, geotransforms: dict[str, Any], geotransforms_path: Path
+                ) -> Georef | None:
         """The scene's georeference: its ``xview_geotransforms.json`` entry, else the affine fit (when its RMS
         is small enough), else SceneRejected; None for a GeoTIFF that has its own."""
-        georef: Optional[Georef] = None
+        georef: Georef | None = None
         entry = geotransforms.get(image.name) or geotransforms.get(f"{stem}.png")
         if entry is not None:
             georef = self._georef_from_entry(entry, geotransforms_path, image.name)
