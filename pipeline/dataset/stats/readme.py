@@ -16,6 +16,7 @@ def readme_text(stats: dict, files: Sequence[str]) -> str:
     lines = [
         "# Release statistics",
         "",
+        # the module's old path, kept: this README is part of every release and its checksum in the manifest
         "Computed from `manifest.json` by `pipeline/stats.py`. Tables as CSV and JSON beside this file.",
         "",
         "## Table 1 – overview",
