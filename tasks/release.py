@@ -20,7 +20,7 @@ from pipeline.errors import ReleaseInvalid
 from pipeline.params import ProcessingParams
 from pipeline.release.writer import write_release
 from tasks.base import PipelineTask
-from tasks.config import cfg, release_dir
+from tasks.config import cfg, release_dir, work_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
 from tasks.params import RootParams, RootRegister
 from tasks.plan import verified_sources
@@ -96,7 +96,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                 split_infos=split["regions"], stats_dir=Path(self.input()["stats"].path),
                 created_with=self.created_with(split, selection), sources=sources, provenance=provenance,
                 extra={"selection": {k: selection[k] for k in ("params", "counts", "warnings", "regions")}},
-                previous_manifest=previous, uda=uda,
+                previous_manifest=previous, uda=uda, tile_cache=work_dir() / "release-tiles",
             )
             problems = validate_release(tmp)
             if problems:
