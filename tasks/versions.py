@@ -23,10 +23,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: Packages whose modules count as "this project" when following imports.
 PROJECT = ("pipeline", "oem_demo", "tasks")
+#: Modules never part of a version: the package's ``__init__`` holds only the package version and the guarded
+#: Luigi entry point (a new package version rebuilds nothing).
+IGNORED = ("pipeline",)
 
 #: stage -> (library modules or packages (a package means all of its modules), task classes "module:Class")
 STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "fetch": (("pipeline.sources", "oem_demo"), ("tasks.sources:FetchSource",)),
+    "fetch": (("pipeline.sources.fetch", "pipeline.sources.adapters.demo", "pipeline.sources.object_store",
+               "oem_demo"), ("tasks.sources:FetchSource",)),
     "catalog": (("pipeline.sources.adapters", "pipeline.scene"), ("tasks.sources:CatalogSource",)),
     "prepare": (("pipeline.raster.plan",), ("tasks.scene:SceneTask", "tasks.scene:PrepareScene")),
     "tile": (("pipeline.raster.tiling",), ("tasks.scene:SceneTask", "tasks.scene:TileScene")),
@@ -125,7 +129,7 @@ def closure(roots: tuple[str, ...]) -> list[str]:
     seen: set[str] = set()
     while todo:
         name = todo.pop()
-        if name in seen or name.split(".")[0] == "tasks":
+        if name in seen or name in IGNORED or name.split(".")[0] == "tasks":
             continue
         seen.add(name)
         todo.extend(_imports(name, _parsed(name)) - seen)
