@@ -6,6 +6,11 @@ processes started together; wall time is from the first start to the last exit. 
 task's start and end per process, so the table also shows how many per-scene tasks each process ran and how
 long each phase took (source phase, scene phase, dataset + release: only the scene phase can be spread).
 
+Both runs are repeated with each worker process confined to one thread (``OEM_TILE_THREADS=1``,
+``OMP_NUM_THREADS=1``, ...): with the defaults one process already keeps both cores of a 2-core machine busy
+while it tiles (two tiles at a time, GDAL threads), so a second process on the same cores can only fill the gaps;
+one thread per process is what one worker per core on more machines amounts to.
+
 Then the luigid overhead per task with the real task classes: the same build of a small synthetic source whose
 tasks do almost nothing (``bench/synthetic_source.py``, tile size 64) with the local scheduler and with luigid
 (plain ``luigi --module pipeline BuildRelease --workers 1``, one process each); (luigid - local) / tasks.
@@ -98,21 +103,26 @@ class Luigid:
             self.proc.wait()
 
 
-def _env(work: Path, log: Path, tag: str, central: bool) -> dict:
+#: ``--one-thread``: each worker process confined to one thread of its own (tiling threads, OpenMP / torch)
+ONE_THREAD = {"OEM_TILE_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def _env(work: Path, log: Path, tag: str, central: bool, extra: dict | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(work), str(ROOT)]), OEM_PROBE_LOG=str(log),
-               OEM_PROBE_TAG=tag)
+               OEM_PROBE_TAG=tag, **(extra or {}))
     env.pop("LUIGI_CONFIG_PATH", None)
     if central:
         env["LUIGI_CONFIG_PATH"] = str(CENTRAL)
     return env
 
 
-def run_processes(work: Path, label: str, cmds: list[list[str]], central: bool = True) -> dict:
+def run_processes(work: Path, label: str, cmds: list[list[str]], central: bool = True,
+                  extra_env: dict | None = None) -> dict:
     """Start ``cmds`` together (each its own process), wait for all; wall time and per-process task log."""
     log = work / f"events-{label}.tsv"
     load = _load()
     t0 = time.perf_counter()
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(work, log, chr(ord("A") + i), central),
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(work, log, chr(ord("A") + i), central, extra_env),
                               stdout=open(work / f"{label}-{i}.log", "wb"), stderr=subprocess.STDOUT)
              for i, cmd in enumerate(cmds)]
     codes = [p.wait() for p in procs]
@@ -124,13 +134,17 @@ def run_processes(work: Path, label: str, cmds: list[list[str]], central: bool =
     return {"wall": wall, "events": events, "load": load, "t0": t0 + time.time() - time.perf_counter()}
 
 
-def _phases(run: dict) -> str:
-    """Start-to-end span of the source phase, the scene phase and the dataset + release tasks."""
-    spans: dict[str, list[float]] = collections.defaultdict(list)
+def _spans(run: dict) -> dict[str, float]:
+    """Start-to-end span (s) of the source phase, the scene phase and the dataset + release tasks."""
+    stamps: dict[str, list[float]] = collections.defaultdict(list)
     for _ev, _tag, _pid, fam, t in run["events"]:
         phase = "source" if fam in SOURCE else "scene" if fam in SCENE else "dataset+release"
-        spans[phase].append(float(t))
-    return ", ".join(f"{p} {max(v) - min(v):.0f} s" for p, v in spans.items() if v)
+        stamps[phase].append(float(t))
+    return {p: max(v) - min(v) for p, v in stamps.items() if v}
+
+
+def _phases(run: dict) -> str:
+    return ", ".join(f"{p} {s:.0f} s" for p, s in _spans(run).items())
 
 
 def _per_process(run: dict) -> dict[str, int]:
@@ -138,7 +152,7 @@ def _per_process(run: dict) -> dict[str, int]:
                                            if ev == "SUCCESS" and fam in SCENE).items()))
 
 
-def demo_speedup(work: Path, size: str) -> tuple[dict, dict]:
+def demo_speedup(work: Path, size: str, label: str = "", extra_env: dict | None = None) -> tuple[dict, dict]:
     (work / "demo.yaml").write_text(textwrap.dedent(f"""\
         sources:
           - name: demo
@@ -153,9 +167,9 @@ def demo_speedup(work: Path, size: str) -> tuple[dict, dict]:
         try:
             cmd = [sys.executable, "-m", "tasks.worker", "--module", "oem_probe", "--scheduler-host", "127.0.0.1",
                    "--scheduler-port", str(luigid.port), "--workers", "1",
-                   "--PipelineConfig-data-dir", str(work / f"data-{n}"),
+                   "--PipelineConfig-data-dir", str(work / f"data-{n}{label}"),
                    "--PipelineConfig-sources-file", str(work / "demo.yaml")]
-            runs[n] = run_processes(work, f"{n}x1", [cmd] * n)
+            runs[n] = run_processes(work, f"{n}x1{label}", [cmd] * n, extra_env=extra_env)
         finally:
             luigid.stop()
     return runs[1], runs[2]
@@ -187,12 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="full", choices=("full", "small"), help="demo size")
     ap.add_argument("--overhead-scenes", type=int, default=60)
     ap.add_argument("--keep", help="work folder to use and keep (default: temporary, removed)")
+    ap.add_argument("--no-one-thread", action="store_true", help="skip the runs with one thread per process")
     args = ap.parse_args(argv)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-scaleout-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "oem_probe.py").write_text(PROBE)
     try:
         one, two = demo_speedup(work, args.size)
+        single = None if args.no_one_thread else demo_speedup(work, args.size, "-1t", ONE_THREAD)
         local, central, tiles = luigid_overhead(work, args.overhead_scenes)
     finally:
         if not args.keep:
@@ -202,10 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     per_task = (central["wall"] - local["wall"]) / max(1, n_tasks)
     print(f"\nbench_scaleout: {args.size} demo, luigid on 127.0.0.1, docs/luigi-central.cfg, python -m tasks.worker "
           f"--workers 1 per process; {os.cpu_count()} CPUs")
-    print(f"{'run':<24} {'wall s':>8}  load(1 min)  per-scene tasks per process   phases (first start to last end)")
-    for name, r in (("1 process x 1 worker", one), ("2 processes x 1 worker", two)):
-        print(f"{name:<24} {r['wall']:>8.1f}  {r['load']:>11}  {str(_per_process(r)):<28} {_phases(r)}")
-    print(f"speed-up 2 processes / 1 process: {speedup:.2f}x")
+    print(f"{'run':<34} {'wall s':>8}  load(1 min)  per-scene tasks per process   phases (first start to last end)")
+    rows = [("1 process x 1 worker", one), ("2 processes x 1 worker", two)]
+    if single is not None:
+        rows += [("1 process x 1 worker, 1 thread", single[0]), ("2 processes x 1 worker, 1 thread each", single[1])]
+    for name, r in rows:
+        print(f"{name:<34} {r['wall']:>8.1f}  {r['load']:>11}  {str(_per_process(r)):<28} {_phases(r)}")
+    scene = _spans(one)["scene"] / _spans(two)["scene"]
+    print(f"speed-up 2 processes / 1 process: {speedup:.2f}x (scene phase {scene:.2f}x)")
+    if single is not None:
+        s1 = single[0]["wall"] / single[1]["wall"]
+        scene1 = _spans(single[0])["scene"] / _spans(single[1])["scene"]
+        print(f"speed-up with one thread per process: {s1:.2f}x (scene phase {scene1:.2f}x)")
     print(f"\nluigid overhead, real task classes: {args.overhead_scenes} synthetic scenes ({tiles} tiles of 64 px), "
           f"{n_tasks} tasks, one process --workers 1")
     print(f"{'scheduler':<24} {'wall s':>8}  load(1 min)  ms/task")
