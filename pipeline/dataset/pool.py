@@ -1,7 +1,7 @@
 """Gather the per-scene records into the pool of releasable tiles, pending tiles and rejects.
 
-Every tile keeps a stable key (``<source>-<scene id>-<tile id>``); released images are named
-``<region>_<n>`` as in OpenEarthMap by :func:`name_images`.
+Every tile keeps a stable key (``<source>~<scene id>~<tile id>``, :mod:`pipeline.labels.keys`); released
+images are named ``<region>_<n>`` as in OpenEarthMap by :func:`name_images`.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rasterio.warp import transform_bounds
 
 from pipeline.dataset.ids import image_key
 from pipeline.dataset.regions import locate
-from pipeline.labels.labelling import tile_key
+from pipeline.labels.keys import tile_key
 from pipeline.scene import Scene
 
 REJECT_COLUMNS = ("source", "scene_id", "file", "stage", "reason")

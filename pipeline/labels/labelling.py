@@ -3,7 +3,9 @@
 Policy, per tile, first match wins:
 
 1. a completed annotation in the ``done`` folder named after the tile's stable key
-   (``<source>-<scene id>-<tile id>``, any format :func:`pipeline.labels.annotations.importer.import_annotation` reads):
+   (``<source>~<scene id>~<tile id>``, :mod:`pipeline.labels.keys`; the legacy
+   ``<source>-<scene id>-<tile id>`` name of the same tile is accepted too, both matched by the whole file
+   stem), any format :func:`pipeline.labels.annotations.importer.import_annotation` reads):
    annotators' work overrides what a source shipped;
 2. the source's own 8-class raster (``Scene.landcover``), warped by :func:`pipeline.labels.landcover.write_label_tiles`;
 3. otherwise the tile is *pending*: it is listed, never released with an empty label, and (when selected)
@@ -31,24 +33,36 @@ from pipeline.errors import AnnotationRejected, PipelineInputError
 from pipeline.labels.annotations.export import export_preannotation, write_label
 from pipeline.labels.annotations.grid import TileGrid
 from pipeline.labels.annotations.importer import ANNOTATION_SUFFIXES, find_annotation, import_annotation
+from pipeline.labels.keys import KEY_SEP, legacy_tile_key, scene_key_stem_matches, tile_key
 from pipeline.raster.reading import open_raster, open_scene
 from pipeline.scene import Georef, Scene
 from pipeline.sources.footprints import load_footprints
 
+__all__ = ["tile_key", "annotation_digest", "apply_annotations", "export_todo"]
 
-def tile_key(source: str, scene_id: str, tile_id: str) -> str:
-    """Stable name of a tile across releases: ``<source>-<scene id>-<tile id>``."""
-    return f"{source}-{scene_id}-{tile_id}"
+
+def _selector(prefix: str):
+    """File-stem predicate of :func:`annotation_digest`: every stem for ``""``, else exactly the tile keys (new
+    or legacy) of the scene that ``prefix`` = ``tile_key(source, scene_id, "")`` names."""
+    if not prefix:
+        return lambda stem: True
+    parts = prefix.split(KEY_SEP)
+    if len(parts) != 3 or parts[2] or not parts[0] or not parts[1]:
+        raise ValueError(f"prefix {prefix!r} is not tile_key(source, scene_id, '')")
+    return lambda stem: scene_key_stem_matches(stem, parts[0], parts[1])
 
 
 def annotation_digest(done_dir: Path | None, prefix: str = "") -> str:
-    """sha256 over the names and contents of the annotation files in ``done_dir`` starting with
-    ``prefix`` ("" when there are none), so outputs that depend on them are rebuilt when they change."""
+    """sha256 over the names and contents of the annotation files in ``done_dir`` ("" when there are none),
+    so outputs that depend on them are rebuilt when they change.  ``prefix`` ``""``: every annotation file;
+    ``tile_key(source, scene_id, "")``: exactly the files named by a key of one of that scene's tiles (whole
+    stem, :func:`pipeline.labels.keys.scene_key_stem_matches`), never another scene's whose id starts alike."""
     if done_dir is None or not Path(done_dir).is_dir():
         return ""
+    wanted = _selector(prefix)
     files = sorted(
         p for p in Path(done_dir).iterdir()
-        if p.is_file() and p.name.startswith(prefix) and p.suffix.lower() in ANNOTATION_SUFFIXES
+        if p.is_file() and p.suffix.lower() in ANNOTATION_SUFFIXES and wanted(p.stem)
     )
     if not files:
         return ""
@@ -89,6 +103,8 @@ def apply_annotations(
         key = tile_key(scene.source, scene.scene_id, tid)
         try:
             path = find_annotation(Path(done_dir), key)
+            if path is None:  # completed before keys used "~": the legacy name, also matched exactly
+                path = find_annotation(Path(done_dir), legacy_tile_key(scene.source, scene.scene_id, tid))
             if path is None:
                 continue
             grid = TileGrid.from_tile_record(t)

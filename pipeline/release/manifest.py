@@ -43,7 +43,8 @@ IMAGE_FIELDS: tuple[str, ...] = (
     "class_pixels", "unlabelled_pixels", "segments", "edge_segments", "segments_total", "acquired",
 )
 #: Optional fields of one image record, kept when the caller's record has them: the stable key across
-#: releases (``<source>-<scene id>-<tile id>``) and the leakage group (see :mod:`pipeline.dataset.splits.leakage`).
+#: releases (``<source>~<scene id>~<tile id>``, :mod:`pipeline.labels.keys`) and the leakage group (see
+#: :mod:`pipeline.dataset.splits.leakage`).
 IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group")
 #: Optional top-level sections: the release this one follows, the tile selection record, UDA splits.
 OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda")

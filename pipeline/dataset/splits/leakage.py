@@ -83,14 +83,10 @@ def overlapping_pairs(
     return sorted(out, key=lambda t: (natural_key(t[0]), natural_key(t[1])))
 
 
-def leakage_groups(
-    images: Iterable[Mapping[str, Any]], *, tolerance: float = OVERLAP_TOLERANCE
-) -> dict[str, str]:
-    """``{image id: group id}`` for every image (keys in natural order): images connected by overlapping
-    footprints (:func:`overlapping_pairs`, transitively) share a group; the group id is the member id first
-    in natural order, so an image that overlaps nothing is its own group."""
-    recs = list(images)
-    parent = {str(d["id"]): str(d["id"]) for d in recs}
+def groups_from_pairs(ids: Iterable[str], pairs: Iterable[tuple[str, str, float]]) -> dict[str, str]:
+    """``{id: group id}`` (keys in natural order) from :func:`overlapping_pairs`: connected ids share a group
+    whose id is the member first in natural order."""
+    parent = {str(i): str(i) for i in ids}
 
     def find(x: str) -> str:
         while parent[x] != x:
@@ -98,10 +94,20 @@ def leakage_groups(
             x = parent[x]
         return x
 
-    for a, b, _ in overlapping_pairs(recs, tolerance=tolerance):
+    for a, b, _ in pairs:
         ra, rb = find(a), find(b)
         if ra != rb:
             # the root is always the naturally-smallest member
             lo, hi = sorted((ra, rb), key=natural_key)
             parent[hi] = lo
     return {i: find(i) for i in sorted(parent, key=natural_key)}
+
+
+def leakage_groups(
+    images: Iterable[Mapping[str, Any]], *, tolerance: float = OVERLAP_TOLERANCE
+) -> dict[str, str]:
+    """``{image id: group id}`` for every image (keys in natural order): images connected by overlapping
+    footprints (:func:`overlapping_pairs`, transitively) share a group; the group id is the member id first
+    in natural order, so an image that overlaps nothing is its own group."""
+    recs = list(images)
+    return groups_from_pairs((str(d["id"]) for d in recs), overlapping_pairs(recs, tolerance=tolerance))
