@@ -42,7 +42,9 @@ class BuildRelease(PipelineTask):
         todo = {e["key"]: e for e in load(self.input()["todo"])["exported"]}
         chosen = set(selection["selected"])
         pending = [
-            {**t, "todo": f"{todo[t['key']]['tile']}.tif" if t["key"] in todo else ""}
+            {**t, "todo": f"{todo[t['key']]['tile']}.tif" if t["key"] in todo else "",
+             "footprints_repaired": todo.get(t["key"], {}).get("repaired_polygons", 0),
+             "footprints_dropped": todo.get(t["key"], {}).get("dropped_polygons", 0)}
             for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen
         ]
         provenance = {name: load(target) for name, target in self.input()["fetch"].items()}

@@ -18,6 +18,8 @@ from pipeline.labels.keys import tile_key
 from pipeline.scene import Scene
 
 REJECT_COLUMNS = ("source", "scene_id", "file", "stage", "reason")
+#: Why a tile is pending when its label record gives no reason: its source has no 8-class labels.
+PENDING_REASON = "awaiting annotation (the source has no 8-class labels)"
 
 
 def relative_to_root(file: str, root: str | None) -> str:
@@ -51,7 +53,9 @@ def assemble_pool(
 
     Returns ``{"tiles": [...], "rejects": [...]}``.  Every tile has its stable ``key``, ``status``
     (``labelled`` or ``pending``), region / country / continent, grid (crs, transform, width, height,
-    bounds) and ``_image_src``; labelled tiles also carry the class and segment counts and ``_label_src``.
+    bounds) and ``_image_src``; labelled tiles also carry the class and segment counts and ``_label_src``,
+    pending ones ``pending_reason`` (the label record's ``reason``, else :data:`PENDING_REASON`), tiles labelled
+    or held back by an annotation ``repaired_polygons``.
     Files named in rejects are made relative to ``source_roots[source]`` (the fetched folder).
     """
     roots = source_roots or {}
@@ -101,6 +105,10 @@ def assemble_pool(
                 "acquired": scene.acquired,
                 "_image_src": str(folder / tile["image"]),
             }
+            if rec["status"] == "pending":
+                rec["pending_reason"] = (lab or {}).get("reason") or PENDING_REASON
+            if lab is not None and lab.get("origin") == "annotation":
+                rec["repaired_polygons"] = int(lab.get("repaired_polygons", 0))
             if lab is not None and rec["status"] == "labelled":
                 seg = segments[tile["tile_id"]]
                 rec.update({

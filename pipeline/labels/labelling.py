@@ -13,6 +13,18 @@ Policy, per tile, first match wins:
 
 A bad annotation file is rejected with its reason and the tile falls back to 2 or 3; other tiles are
 unaffected.  Image nodata pixels (the tile's internal mask) are always label 0.
+
+An annotation that is not finished keeps the tile *pending*, with the reason in its record (and in the
+release's ``pending.csv``), instead of releasing it (:func:`unfinished_reason`):
+
+* it is the pre-annotation exported to ``todo/`` unchanged (the ``todo`` folder beside ``done``): a raster
+  whose pixels, read onto the tile grid, equal the todo raster's, or a vector file whose set of geometries
+  (normalised, coordinates rounded to 1 mm) equals the todo GeoJSON's -- compared by content, not bytes,
+  so a re-saved copy counts as unedited;
+* or more than :data:`MAX_UNLABELLED_SHARE` (50 %) of the tile's valid pixels are unlabelled (0).  OpenEarthMap
+  labels leave only small unknown areas; a tile more than half unlabelled is an unfinished annotation far more
+  often than a finished one (an unedited building pre-annotation is 82-97 % unlabelled), and holding it back
+  costs little: it stays listed with its reason until the annotator completes it.
 """
 from __future__ import annotations
 
@@ -75,6 +87,44 @@ def annotation_digest(done_dir: Path | None, prefix: str = "") -> str:
     return h.hexdigest()
 
 
+#: Annotations with a larger share of unlabelled (0) valid pixels stay pending (module docstring).
+MAX_UNLABELLED_SHARE = 0.5
+
+
+def _geometry_set(path: Path) -> set[bytes] | None:
+    import shapely
+
+    try:
+        gdf = gpd.read_file(path)
+    except Exception:  # noqa: BLE001  (an unreadable todo file cannot prove the annotation unedited)
+        return None
+    geoms = [shapely.normalize(shapely.set_precision(g, 1e-3)) for g in gdf.geometry if g is not None]
+    return {shapely.to_wkb(g) for g in geoms if not g.is_empty}
+
+
+def unfinished_reason(path: Path, data: np.ndarray, valid: np.ndarray, todo: list[Path]) -> str | None:
+    """Why the imported annotation ``path`` (``data`` on the tile grid, ``valid`` its image's valid pixels)
+    is not a finished label, or None (module docstring).  ``todo``: the tile's pre-annotation files that exist
+    (``<key>.tif``, ``<key>.geojson``)."""
+    suffix = path.suffix.lower()
+    for t in todo:
+        if suffix in (".geojson", ".json", ".gpkg") and t.suffix == ".geojson":
+            same = _geometry_set(path)
+            if same is not None and same == _geometry_set(t):
+                return f"{path.name}: same geometries as its pre-annotation todo/{t.name} (unedited)"
+        elif suffix in (".tif", ".tiff", ".png") and t.suffix == ".tif":
+            with rasterio.open(t) as ds:
+                pre = ds.read(1)
+            if pre.shape == data.shape and np.array_equal(np.where(valid, pre, 0), np.where(valid, data, 0)):
+                return f"{path.name}: same pixels as its pre-annotation todo/{t.name} (unedited)"
+    n_valid = int(valid.sum())
+    unlabelled = int(((data == 0) & valid).sum())
+    if n_valid and unlabelled / n_valid > MAX_UNLABELLED_SHARE:
+        return (f"{path.name}: {100 * unlabelled / n_valid:.1f} % of the tile unlabelled "
+                f"(more than {100 * MAX_UNLABELLED_SHARE:.0f} %)")
+    return None
+
+
 def _label_record(tile_id: str, data: np.ndarray, rel: str, origin: str, **extra: Any) -> dict[str, Any]:
     counts = np.bincount(data.ravel(), minlength=NUM_CLASSES + 1)
     return {
@@ -91,7 +141,8 @@ def apply_annotations(
 
     ``records`` are the label records from the source's own labels (or pending ones).  Returns the new
     records and reject rows ``{"file", "stage": "annotation", "reason"}`` for annotation files that could
-    not be imported (those tiles keep their previous record).
+    not be imported (those tiles keep their previous record).  An unfinished annotation
+    (:func:`unfinished_reason`) makes the tile pending with ``"reason"`` and ``"annotation"`` in its record.
     """
     by_id = {r["tile_id"]: dict(r, origin=r.get("origin", "source") if r["status"] == "labelled" else None)
              for r in records}
@@ -116,6 +167,13 @@ def apply_annotations(
             valid = image_tile.dataset_mask() > 0
         data = data.astype(np.uint8)
         data[~valid] = 0
+        todo_dir = Path(done_dir).parent / "todo"
+        todo = [todo_dir / f"{stem}{sfx}" for stem in (key, path.stem) for sfx in (".tif", ".geojson")]
+        reason = unfinished_reason(path, data, valid, [f for f in dict.fromkeys(todo) if f.is_file()])
+        if reason is not None:
+            by_id[tid] = {"tile_id": tid, "status": "pending", "label": None, "origin": None, "class_pixels": {},
+                          "unlabelled_pixels": 0, "annotation": path.name, "reason": reason}
+            continue
         rel = f"labels/{tid}.tif"
         write_label(data, grid, Path(out_dir) / rel)
         by_id[tid] = _label_record(tid, data, rel, "annotation", annotation=path.name,

@@ -47,7 +47,7 @@ IMAGE_FIELDS: tuple[str, ...] = (
 #: :mod:`pipeline.dataset.splits.leakage`).
 IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group")
 #: Optional top-level sections: the release this one follows, the tile selection record, UDA splits.
-OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda")
+OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda", "summary")
 #: Fields of one source entry.
 SOURCE_FIELDS: tuple[str, ...] = ("name", "kind", "license", "attribution", "location")
 
@@ -130,6 +130,7 @@ def build_manifest(
     previous_release: str | None = None,
     selection: dict[str, Any] | None = None,
     uda: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the manifest and check it against the schema.
 
@@ -142,7 +143,8 @@ def build_manifest(
     split; ``splits.regions`` is ``splits_info`` sorted by
     region.  ``files`` (optional, from :func:`file_entries`) lists other release files.
     ``previous_release`` (the release this one keeps splits from), ``selection`` (free-form record of the
-    tile selection) and ``uda`` (:func:`pipeline.dataset.splits.uda.uda_section`) are added when not None.
+    tile selection), ``uda`` (:func:`pipeline.dataset.splits.uda.uda_section`) and ``summary``
+    (:func:`pipeline.release.summary.release_summary`) are added when not None.
 
     Raises :class:`ManifestError` when the result does not follow the schema.
     """
@@ -166,7 +168,8 @@ def build_manifest(
     }
     if files is not None:
         manifest["files"] = _plain(sorted(files, key=lambda d: str(d.get("path", ""))))
-    for name, value in (("previous_release", previous_release), ("selection", selection), ("uda", uda)):
+    for name, value in (("previous_release", previous_release), ("selection", selection), ("uda", uda),
+                        ("summary", summary)):
         if value is not None:
             manifest[name] = _plain(value)
     problems = schema_problems(manifest)

@@ -9,14 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic
-from pipeline.dataset.pool import REJECT_COLUMNS
+from pipeline.dataset.pool import PENDING_REASON, REJECT_COLUMNS
 from pipeline.raster.cog import place_cog
 from pipeline.release.changes import changes_markdown, release_changes
 from pipeline.release.geoparquet import write_index
 from pipeline.release.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
 from pipeline.release.stac import write_stac
+from pipeline.release.summary import release_summary
 
-PENDING_COLUMNS = ("key", "region", "source", "source_scene_id", "tile", "todo")
+#: ``pending.csv``: one selected tile awaiting annotation per row; ``reason`` says why (no 8-class labels in
+#: its source, or an unfinished annotation in ``done/``).
+PENDING_COLUMNS = ("key", "region", "source", "source_scene_id", "tile", "todo", "reason")
 #: Recorded as ``created_with.tile_format``: release tiles are Cloud-Optimized GeoTIFFs (pipeline.raster.cog).
 TILE_FORMAT = "COG"
 
@@ -50,6 +53,9 @@ def write_release(
     per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
     ``manifest.json`` (written last).  ``images`` carry their id and split and ``_image_src`` /
     ``_label_src`` work files; ``extra`` adds top-level manifest sections (e.g. the selection record).
+    ``pending`` rows (pool tiles) may carry ``pending_reason`` (``pending.csv``'s ``reason``) and the
+    pre-annotation export's ``footprints_repaired`` / ``footprints_dropped``, counted in the manifest's
+    ``summary`` (:mod:`pipeline.release.summary`).
     ``previous_manifest`` (the manifest of the release this one continues, or None) is recorded as
     ``previous_release`` and compared in ``stats/changes.json`` / ``stats/changes.md``
     (:mod:`pipeline.release.changes`; everything is *added* without one).  ``uda``
@@ -73,6 +79,7 @@ def write_release(
         records.append(rec)
     write_split_files(out, records)
     atomic.write_text(out / "rejects.csv", _csv(rejects, REJECT_COLUMNS))
+    pending = [dict(p, reason=p.get("pending_reason") or PENDING_REASON) for p in pending]
     atomic.write_text(out / "pending.csv", _csv(pending, PENDING_COLUMNS))
     for name, record in sorted(provenance.items()):
         atomic.write_json(out / "provenance" / f"{name}.json", {k: v for k, v in record.items() if k != "root"})
@@ -82,6 +89,8 @@ def write_release(
         release=release, created_with={**created_with, "tile_format": TILE_FORMAT}, sources=sources, images=records,
         splits_info=split_infos,
         previous_release=previous_release, uda=uda,
+        summary=release_summary(records, pending=pending,
+                                annotation_repairs=sum(int(im.get("repaired_polygons", 0)) for im in images)),
     )
     changes = release_changes(previous_manifest, manifest)
     atomic.write_json(out / "stats" / "changes.json", changes)

@@ -30,15 +30,15 @@ from pipeline.sources.footprints import polygonal, same_crs
 BUILDING_PROPS = {"class": BUILDING, "class_name": CLASS_NAMES[BUILDING]}
 
 
-def clip_footprints(footprints: gpd.GeoDataFrame | None, grid: TileGrid) -> list[BaseGeometry]:
-    """The building polygons of ``footprints`` in ``grid.crs``, repaired and clipped to the tile.
-
-    Footprints without CRS are taken to be in ``grid.crs``.  Invalid polygons are repaired with
-    ``make_valid``; geometries with nothing polygonal left, and polygons that do not reach into the
-    tile (or only touch its edge), are dropped.  Order of the input rows is kept.
-    """
+def clip_footprints_counted(footprints: gpd.GeoDataFrame | None, grid: TileGrid
+                            ) -> tuple[list[BaseGeometry], dict[str, int]]:
+    """:func:`clip_footprints` and what it repaired and dropped for this tile: ``{"repaired_polygons": n,
+    "dropped_polygons": n}``, counting the footprints that reach into the tile (by their outline's bounding
+    box for unusable ones): invalid ones that ``make_valid`` repaired, and ones with nothing polygonal left
+    (dropped).  Empty or missing geometries have no place and are not counted."""
+    counts = {"repaired_polygons": 0, "dropped_polygons": 0}
     if footprints is None or len(footprints) == 0:
-        return []
+        return [], counts
     gdf = footprints
     if gdf.crs is not None and not same_crs(gdf.crs, grid.crs):
         gdf = gdf.to_crs(grid.crs)
@@ -46,12 +46,28 @@ def clip_footprints(footprints: gpd.GeoDataFrame | None, grid: TileGrid) -> list
     out: list[BaseGeometry] = []
     for geom in gdf.geometry:
         g = polygonal(geom)
-        if g is None or not g.intersects(tile):
+        if g is None:
+            if geom is not None and not geom.is_empty and geom.envelope.intersects(tile):
+                counts["dropped_polygons"] += 1
             continue
+        if not g.intersects(tile):
+            continue
+        if not geom.is_valid:
+            counts["repaired_polygons"] += 1
         g = polygonal(g.intersection(tile))
         if g is not None and g.area > 0:
             out.append(g)
-    return out
+    return out, counts
+
+
+def clip_footprints(footprints: gpd.GeoDataFrame | None, grid: TileGrid) -> list[BaseGeometry]:
+    """The building polygons of ``footprints`` in ``grid.crs``, repaired and clipped to the tile.
+
+    Footprints without CRS are taken to be in ``grid.crs``.  Invalid polygons are repaired with
+    ``make_valid``; geometries with nothing polygonal left, and polygons that do not reach into the
+    tile (or only touch its edge), are dropped.  Order of the input rows is kept.
+    """
+    return clip_footprints_counted(footprints, grid)[0]
 
 
 def rasterize_footprints(
@@ -154,14 +170,16 @@ def export_preannotation(
     * ``out_dir/<tile_name>_image.tif``: a hard link to ``image_path`` (a copy across file systems).
 
     ``footprints=None`` (or empty) writes an all-0 label and an empty collection.  Returns
-    ``{"tile": tile_name, "buildings": <clipped polygons>, "building_pixels": <pixels of class 8>}``.
+    ``{"tile": tile_name, "buildings": <clipped polygons>, "building_pixels": <pixels of class 8>,
+    "repaired_polygons": n, "dropped_polygons": n}`` (:func:`clip_footprints_counted`).
     Keep ``out_dir`` apart from the folder of finished annotations: :func:`find_annotation` refuses a
     tile with two annotation files.
     """
     out_dir = Path(out_dir)
-    geoms = clip_footprints(footprints, grid)
+    geoms, counts = clip_footprints_counted(footprints, grid)
     mask = burn([(g, BUILDING) for g in geoms], grid)
     write_label(mask, grid, out_dir / f"{tile_name}.tif")
     _write_geojson(geoms, grid.crs, BUILDING_PROPS, out_dir / f"{tile_name}.geojson")
     _link_or_copy(Path(image_path), out_dir / f"{tile_name}_image.tif")
-    return {"tile": tile_name, "buildings": len(geoms), "building_pixels": int((mask == BUILDING).sum())}
+    return {"tile": tile_name, "buildings": len(geoms), "building_pixels": int((mask == BUILDING).sum()),
+            **counts}
