@@ -22,8 +22,9 @@ from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.atomic import atomic_path
-from pipeline.constants import BUILDING, CLASS_COLORS, CLASS_NAMES, NUM_CLASSES
+from pipeline.constants import BUILDING, CLASS_NAMES, NUM_CLASSES
 from pipeline.labels.annotations.grid import TileGrid, burn
+from pipeline.raster.cog import apply_label_metadata
 from pipeline.sources.footprints import polygonal, same_crs
 
 #: Building pre-annotation vector properties.
@@ -86,19 +87,13 @@ def rasterize_footprints(
     return burn([(g, 1) for g in geoms], grid, all_touched=all_touched)
 
 
-def _colormap() -> dict[int, tuple[int, int, int, int]]:
-    cmap = {i: (0, 0, 0, 255) for i in range(256)}
-    for k, (r, g, b) in CLASS_COLORS.items():
-        cmap[k] = (r, g, b, 255)
-    return cmap
-
-
 def write_label(array: np.ndarray, grid: TileGrid, path: str | Path) -> None:
     """Write a class-id array as a 1-band ``uint8`` GeoTIFF on ``grid``, atomically.
 
     DEFLATE-compressed; tiled with 256 x 256 blocks when both sides are at least 256 pixels, striped
     otherwise (small rasters gain nothing from tiling); no nodata value (0 is the class "unlabelled");
-    the class palette is stored as colour table for viewing.  ``array`` must have ``grid.shape`` and
+    the class palette and names are stored as in release tiles
+    (:func:`pipeline.raster.cog.apply_label_metadata`) for viewing.  ``array`` must have ``grid.shape`` and
     integer values 0..8 (``ValueError`` otherwise).
     """
     arr = np.asarray(array)
@@ -124,7 +119,7 @@ def write_label(array: np.ndarray, grid: TileGrid, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(arr, 1)
-            dst.write_colormap(1, _colormap())
+            apply_label_metadata(dst)
 
 
 def _crs_member(crs: str) -> dict[str, Any]:
