@@ -11,6 +11,7 @@ from pipeline.dataset.pool import footprint_rejects
 from pipeline.dataset.splits.uda import uda_section
 from pipeline.errors import ReleaseInvalid
 from pipeline.release.writer import write_release
+from pipeline.sources.adapters import acquired_range
 from tasks.base import PipelineTask
 from tasks.config import active_sources, cfg, processing_params, release_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
@@ -62,7 +63,7 @@ class BuildRelease(PipelineTask):
         }
         sources = [
             {"name": s.name, "kind": s.kind, "location": s.location or "builtin:demo", "license": s.license,
-             "attribution": s.attribution}
+             "attribution": s.attribution, "acquired_range": acquired_range(s)}
             for s in active_sources()
         ]
         target = release_dir()

@@ -137,7 +137,8 @@ def build_manifest(
     ``created_with`` is copied as given (it must hold at least ``seed, target_gsds, tile_size,
     max_nodata_fraction, resampling, code_version`` and ``split: {"ratios", "trials"[, "seed"]}``; other
     keys, e.g. a parameter fingerprint, are allowed).  Each source is reduced
-    to ``name, kind, license, attribution, location`` (the last two default to ``""``); each image
+    to ``name, kind, license, attribution, location`` (the last two default to ``""``) and its
+    ``acquired_range`` when given (:func:`pipeline.sources.adapters.acquired_range`); each image
     record to :data:`IMAGE_FIELDS` plus the :data:`IMAGE_OPTIONAL_FIELDS` it has (other keys of the
     caller's records are dropped, missing required ones are schema errors).  ``splits`` counts images per
     split; ``splits.regions`` is ``splits_info`` sorted by
@@ -154,6 +155,8 @@ def build_manifest(
     for s in sources:
         entry: dict[str, Any] = {k: s[k] for k in ("name", "kind", "license") if k in s}
         entry.update({k: s.get(k, "") for k in ("attribution", "location")})
+        if s.get("acquired_range"):
+            entry["acquired_range"] = list(s["acquired_range"])
         src.append(_plain(entry))
     src.sort(key=lambda s: str(s.get("name", "")))
     counts = {s: sum(1 for r in recs if r.get("split") == s) for s in SPLITS}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -41,6 +42,7 @@ KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
 COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "sha256": (dict, {}),
     "region_override": (str, None),
+    "acquired_range": (list, None),
 }
 
 
@@ -88,6 +90,24 @@ def _check_location(path: Path, name: str, kind: str, location: str) -> None:
         raise _err(path, name, f"key 'location': {location!r} has no host")
     if kind == "spacenet" and parsed.scheme not in ("s3", "http", "https", ""):
         raise _err(path, name, "key 'location': spacenet needs an s3:// location or a local path")
+
+
+def _iso_date(value: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(value)[:10]) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _check_options(path: Path, name: str, options: dict[str, Any]) -> None:
+    """Checks of option values beyond their type (named errors)."""
+    rng = options.get("acquired_range")
+    if rng is not None:
+        days = [_iso_date(v) for v in rng]
+        if len(rng) != 2 or None in days:
+            raise _err(path, name, f"key 'options.acquired_range' must be two ISO dates [start, end], got {rng!r}")
+        if days[0] > days[1]:  # type: ignore[operator]
+            raise _err(path, name, f"key 'options.acquired_range': start {rng[0]} is after end {rng[1]}")
 
 
 def parse_sources(data: Any, path: Path) -> list[SourceConfig]:
@@ -145,6 +165,7 @@ def parse_sources(data: Any, path: Path) -> list[SourceConfig]:
             options[key] = value
         for key, (_, default) in spec.items():
             options.setdefault(key, default)
+        _check_options(path, name, options)
         out.append(
             SourceConfig(
                 name=name, kind=kind, location=location, license=item["license"],

@@ -88,6 +88,9 @@ class Adapter(ABC):
     citation: ClassVar[str] = ""
     #: What the building / label files encode, for documentation and reports.
     label_encoding: ClassVar[str] = ""
+    #: The documented acquisition period of the upstream imagery (ISO dates), for scenes without their own
+    #: acquisition time; ``options.acquired_range`` overrides it (:func:`pipeline.sources.adapters.acquired_range`).
+    acquired_range: ClassVar[tuple[str, str] | None] = None
 
     def scenes(
         self, root: Path, source: SourceConfig, rejected: list[PipelineInputError] | None = None

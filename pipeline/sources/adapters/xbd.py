@@ -177,6 +177,8 @@ class XbdAdapter(Adapter):
 
     kind: ClassVar[str] = "xbd"
     title: ClassVar[str] = "xBD"
+    #: xBD's 19 disasters happened between 2011 and 2019 (Gupta et al. 2019), its pre-disaster images too.
+    acquired_range: ClassVar[tuple[str, str] | None] = ("2011-01-01", "2019-12-31")
     default_license: ClassVar[str] = "CC BY-NC-SA 4.0"
     citation: ClassVar[str] = (
         "Gupta et al., xBD: A Dataset for Assessing Building Damage from Satellite Imagery, arXiv:1911.09296"
