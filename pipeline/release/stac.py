@@ -10,8 +10,9 @@ Policies
 * STAC 1.1.0 with the projection (v2.0.0) and label (v1.0.1) extensions.
 * **Collection**: id ``oem-<release>``; extent = union of the items' WGS 84 footprints and the time range
   covering every item (its acquisition time, or its ``start_datetime``..``end_datetime``); ``license`` the
-  single SPDX id shared by every image, else ``other``; one provider per source (licensor + producer, its attribution and licence
-  text as description, its location as URL when that is http(s)) plus ``oem-pipeline`` as processor;
+  single SPDX id shared by every image, else ``other``; one provider per source (licensor + producer, its
+  attribution and licence text as description, its location as URL when that is http(s)) plus
+  ``oem-pipeline`` as processor;
   ``item_assets`` describes ``image``/``label``; summaries: ``gsd``, ``proj:code``, ``proj:epsg`` (the
   integer codes, for clients that predate ``proj:code``), ``split``,
   ``continent``, ``region``, ``country``, ``source``, ``label:type``, ``label:tasks``, ``label:classes``
