@@ -17,6 +17,7 @@ import luigi
 from pipeline import atomic
 from pipeline.constants import CONTINENTS
 from pipeline.dataset.pool import assemble_pool, name_images
+from pipeline.sources.config import scene_region
 from tasks.base import PipelineTask
 from tasks.config import (
     active_sources,
@@ -78,7 +79,7 @@ class AssembleTiles(PipelineTask):
             src = source_config(task.source_name)
             scenes.append({
                 "scene": load_scene(task.source_name, task.scene_id),
-                "region_override": src.options.get("region_override"),
+                "region_override": scene_region(src.options, task.scene_id),
                 "folder": scene_dir(task.source_name, task.scene_id),
                 "plan": _load(tile_task.input().path),
                 "tiles": _load(tile_task.output().path),

@@ -5,6 +5,7 @@ Every error names the file, the source and the key, e.g.
 """
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,8 +24,8 @@ _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 #: Options each kind accepts, with their types and defaults.  Unknown options are errors.
 KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "demo": {"seed": (int, 0), "size": (str, "full")},
-    "local": {"labels": (str, None), "footprints": (str, None), "region": (str, None), "pattern": (str, "*.tif")},
-    "xbd": {"split": (str, "train"), "geotransforms": (str, None), "regions": (dict, {})},
+    "local": {"labels": (str, None), "footprints": (str, None), "pattern": (str, "*.tif")},
+    "xbd": {"split": (str, "train"), "geotransforms": (str, None)},
     "inria": {"split": (str, "train"), "cities": (list, None)},
     "spacenet": {"aois": (list, None), "endpoint_url": (str, None), "product": (str, "RGB-PanSharpen")},
     "openaerialmap": {
@@ -35,15 +36,21 @@ KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "acquisition_to": (str, None),
         "limit": (int, 100),
         "max_items": (int, 50),
-        "region": (str, None),
     },
 }
-#: Options every kind accepts.
+#: Options every kind accepts.  ``region``: the region of every scene of the source; ``regions``: ``{glob pattern:
+#: region}`` matched against scene ids (case-insensitive, first match in file order; for xBD a key may also be a
+#: disaster name); ``region_override``: the former name of ``region`` (still accepted); ``acquired_range``: the
+#: source's imagery period ``[start, end]`` for scenes without an acquisition time.
 COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "sha256": (dict, {}),
+    "region": (str, None),
+    "regions": (dict, {}),
     "region_override": (str, None),
     "acquired_range": (list, None),
 }
+#: Region names as OpenEarthMap writes them (and the manifest schema's ``name``).
+REGION_NAME_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True)
@@ -99,8 +106,37 @@ def _iso_date(value: Any) -> date | None:
         return None
 
 
+def _check_region_name(path: Path, name: str, key: str, value: Any) -> None:
+    if not isinstance(value, str) or not REGION_NAME_RE.match(value):
+        slug = re.sub(r"[^a-z0-9]+", "_", str(value).lower()).strip("_")
+        raise _err(path, name, f"key '{key}': {value!r} is not a region name (lower-case letters and digits "
+                               f"joined by single '_'" + (f", e.g. '{slug}')" if slug else ")"))
+
+
+def scene_region(options: dict[str, Any] | None, scene_id: str) -> str | None:
+    """The region ``sources.yaml`` sets for one scene: ``options.region`` (or its former name
+    ``region_override``), else the first ``options.regions`` glob pattern matching the scene id
+    (case-insensitive), else None (the adapter's hint or the gazetteer decides)."""
+    opts = options or {}
+    if opts.get("region") or opts.get("region_override"):
+        return str(opts.get("region") or opts.get("region_override"))
+    for pattern, region in (opts.get("regions") or {}).items():
+        if fnmatch.fnmatchcase(scene_id.lower(), str(pattern).lower()):
+            return str(region)
+    return None
+
+
 def _check_options(path: Path, name: str, options: dict[str, Any]) -> None:
     """Checks of option values beyond their type (named errors)."""
+    if options.get("region") and options.get("region_override"):
+        raise _err(path, name, "keys 'options.region' and 'options.region_override' are the same option: set one")
+    for key in ("region", "region_override"):
+        if options.get(key) is not None:
+            _check_region_name(path, name, f"options.{key}", options[key])
+    for pattern, region in (options.get("regions") or {}).items():
+        if not isinstance(pattern, str) or not pattern:
+            raise _err(path, name, f"key 'options.regions': pattern {pattern!r} must be a non-empty string")
+        _check_region_name(path, name, f"options.regions.{pattern}", region)
     rng = options.get("acquired_range")
     if rng is not None:
         days = [_iso_date(v) for v in rng]

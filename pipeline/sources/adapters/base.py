@@ -12,7 +12,9 @@ Policies shared by every adapter (implemented here, in :meth:`Adapter.scenes`):
 * ``scene_id`` is unique within the source and filesystem-safe (``[a-z0-9_.-]``, see :func:`safe_id`);
   a duplicate raises :class:`~pipeline.errors.SceneRejected` naming both files.
 * The list is sorted by ``scene_id`` (file listings are sorted too), so two runs give the same catalog.
-* ``options.region_override`` (a common option), when set, replaces every scene's ``region_hint``.
+* ``options.region`` (or its former name ``region_override``) and ``options.regions`` (``{glob pattern: region}``
+  matched against scene ids), common options of every kind, replace the ``region_hint`` of the scenes they
+  name (:func:`pipeline.sources.config.scene_region`).
 * A folder that holds no scene of the expected layout raises ``SceneRejected(root, ...)`` saying what
   was looked for.
 * A single bad scene raises ``SceneRejected(file, reason)``.  When the caller passes a ``rejected``
@@ -30,7 +32,7 @@ from typing import ClassVar
 
 from pipeline.errors import PipelineInputError, SceneRejected
 from pipeline.scene import Scene
-from pipeline.sources.config import SourceConfig
+from pipeline.sources.config import SourceConfig, scene_region
 
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 #: Raster file suffixes adapters accept for label / mask side-cars, in order of preference.
@@ -162,7 +164,7 @@ class Adapter(ABC):
 
     @staticmethod
     def _finish(scene: Scene, source: SourceConfig) -> Scene:
-        override = (source.options or {}).get("region_override")
+        override = scene_region(source.options, scene.scene_id)
         if override:
             return replace(scene, region_hint=override)
         return scene
