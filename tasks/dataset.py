@@ -15,7 +15,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import atomic
-from pipeline.constants import CONTINENTS
+from pipeline.dataset.balance import released_per_continent, under_represented
 from pipeline.dataset.pool import assemble_pool, name_images
 from pipeline.sources.config import scene_region
 from tasks.base import PipelineTask
@@ -138,10 +138,7 @@ class SelectTiles(PipelineTask):
             selected.extend(s["id"] for s in result["selected"])
             self.set_progress_percentage(int(100 * (i + 1) / len(by_region)))
         chosen = set(selected)
-        per_continent: dict[str, int] = {}
-        for t in pool["tiles"]:
-            if t["key"] in chosen:
-                per_continent[t["continent"]] = per_continent.get(t["continent"], 0) + 1
+        per_continent = released_per_continent(pool["tiles"], chosen)  # labelled: what the split releases
         warnings = under_represented(per_continent)
         for w in warnings:
             logger.warning(w)
@@ -151,18 +148,6 @@ class SelectTiles(PipelineTask):
                        "continents": dict(sorted(per_continent.items()))},
             "warnings": warnings,
         })
-
-
-def under_represented(per_continent: dict[str, int]) -> list[str]:
-    """Warn for each of the six inhabited continents with no images, or with fewer than half the mean."""
-    names = sorted(CONTINENTS)
-    mean = sum(per_continent.get(c, 0) for c in names) / len(names)
-    out = []
-    for c in names:
-        n = per_continent.get(c, 0)
-        if n == 0 or n < mean / 2:
-            out.append(f"continent {c} is under-represented: {n} images (mean {mean:.1f} per continent)")
-    return out
 
 
 class ExportAnnotationTodo(PipelineTask):

@@ -125,6 +125,12 @@ def _bbox(ring: Sequence[Sequence[float]]) -> list[float]:
     return [min(xs), min(ys), max(xs), max(ys)]
 
 
+def acquired_time(rec: dict[str, Any]) -> datetime | None:
+    """The record's ``acquired`` as an aware UTC datetime (a date alone is midnight UTC), None when unknown
+    or unparsable."""
+    return _acquired(rec)
+
+
 def _acquired(rec: dict[str, Any]) -> datetime | None:
     value = rec.get("acquired")
     if not value:
