@@ -127,6 +127,8 @@ def test_completed_annotations_are_imported_and_bad_ones_rejected(workflow):
     tb = grid[bowtie][1]
     bow = Polygon([(tb.c, tb.f), (tb.c + 512, tb.f - 512), (tb.c + 512, tb.f), (tb.c, tb.f - 512)])
     gpd.GeoDataFrame({"class": [5]}, geometry=[bow], crs=CRS).to_file(done / f"{bowtie}.geojson")
+    # the pre-annotation copied to done/ unchanged: not a label, stays pending with its reason
+    (done / f"{untouched}.tif").write_bytes((todo / f"{untouched}.tif").read_bytes())
 
     assert _build(workflow, "r2")
     rel = workflow / "data" / "releases" / "r2"
@@ -142,7 +144,12 @@ def test_completed_annotations_are_imported_and_bad_ones_rejected(workflow):
     assert "lava" in rows[bad_class]["reason"]
     assert "1000x1000" in rows[bad_shape]["reason"]
     assert "align" in rows[bad_crs]["reason"] or "CRS" in rows[bad_crs]["reason"]
-    pending = {r["key"] for r in csv.DictReader((rel / "pending.csv").open())}
-    assert pending == {bad_colour, bad_class, bad_shape, bad_crs, untouched}
+    pending = {r["key"]: r for r in csv.DictReader((rel / "pending.csv").open())}
+    assert set(pending) == {bad_colour, bad_class, bad_shape, bad_crs, untouched}
+    assert pending[untouched]["reason"] == (f"{untouched}.tif: same pixels as its pre-annotation "
+                                            f"todo/{untouched}.tif (unedited)")
+    assert pending[bad_colour]["reason"].startswith("awaiting annotation")
+    labels = manifest["summary"]["labels"]
+    assert (labels["pending"], labels["pending_unfinished"], labels["annotation_repaired_polygons"]) == (5, 1, 1)
     # the first release is untouched by the second build
     assert validate_release(workflow / "data" / "releases" / "r1") == []

@@ -96,10 +96,11 @@ def _geometry_set(path: Path) -> set[bytes] | None:
 
     try:
         gdf = gpd.read_file(path)
-    except Exception:  # noqa: BLE001  (an unreadable todo file cannot prove the annotation unedited)
+        geoms = [shapely.normalize(shapely.set_precision(g, 1e-3, mode="pointwise"))
+                 for g in gdf.geometry if g is not None]
+        return {shapely.to_wkb(g) for g in geoms if not g.is_empty}
+    except Exception:  # noqa: BLE001  (an unreadable file cannot prove the annotation unedited)
         return None
-    geoms = [shapely.normalize(shapely.set_precision(g, 1e-3)) for g in gdf.geometry if g is not None]
-    return {shapely.to_wkb(g) for g in geoms if not g.is_empty}
 
 
 def unfinished_reason(path: Path, data: np.ndarray, valid: np.ndarray, todo: list[Path]) -> str | None:
