@@ -47,7 +47,7 @@ IMAGE_FIELDS: tuple[str, ...] = (
 #: :mod:`pipeline.dataset.splits.leakage`).
 IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group")
 #: Optional top-level sections: the release this one follows, the tile selection record, UDA splits.
-OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda", "summary")
+OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda", "summary", "zones")
 #: Fields of one source entry.
 SOURCE_FIELDS: tuple[str, ...] = ("name", "kind", "license", "attribution", "location")
 

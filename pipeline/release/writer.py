@@ -16,6 +16,7 @@ from pipeline.release.geoparquet import write_index
 from pipeline.release.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
 from pipeline.release.stac import write_stac
 from pipeline.release.summary import release_summary
+from pipeline.release.torchgeo import zone_lines, zone_section
 
 #: ``pending.csv``: one selected tile awaiting annotation per row; ``reason`` says why (no 8-class labels in
 #: its source, or an unfinished annotation in ``done/``).
@@ -60,7 +61,8 @@ def write_release(
     ``previous_release`` and compared in ``stats/changes.json`` / ``stats/changes.md``
     (:mod:`pipeline.release.changes`; everything is *added* without one).  ``uda``
     (:func:`pipeline.dataset.splits.uda.uda_section`) becomes the manifest's ``uda`` section and its split files
-    ``uda/*.txt`` (:func:`pipeline.release.manifest.uda_lines`).  Images and labels are written as Cloud-Optimized
+    ``uda/*.txt`` (:func:`pipeline.release.manifest.uda_lines`); ``zones/<epsg>.txt`` list the images per UTM
+    zone (the manifest's ``zones`` section, :mod:`pipeline.release.torchgeo`).  Images and labels are written as Cloud-Optimized
     GeoTIFFs (:func:`pipeline.raster.cog.place_cog`: converted, or linked when the work tile already is one;
     ``created_with.tile_format`` ``COG``); a STAC catalog
     (``stac/``, :mod:`pipeline.release.stac`) and a GeoParquet index (``index.parquet``,
@@ -96,13 +98,18 @@ def write_release(
     atomic.write_json(out / "stats" / "changes.json", changes)
     atomic.write_text(out / "stats" / "changes.md", changes_markdown(changes))
     uda_files = write_uda_files(out, records, uda) if uda is not None else []
+    zone_files = zone_lines(records)  # per-UTM-zone lists for torchgeo (pipeline.release.torchgeo)
+    for rel, lines in zone_files.items():
+        atomic.write_text(out / rel, "".join(f"{line}\n" for line in lines))
     catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"])
     catalog_files.append(write_index(out, manifest["images"]))
-    extra_files = ["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + catalog_files
+    extra_files = (["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + list(zone_files)
+                   + catalog_files)
     extra_files += sorted(
         str(p.relative_to(out)) for d in ("stats", "provenance") for p in (out / d).rglob("*") if p.is_file()
     )
     manifest.update(extra or {})
+    manifest["zones"] = zone_section(records)
     manifest["files"] = file_entries(out, extra_files)
     atomic.write_json(out / "manifest.json", manifest)
     return manifest

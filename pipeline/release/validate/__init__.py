@@ -61,4 +61,10 @@ Checks
    ``austin/images/austin_1.tif: not a valid COG: ...``; the STAC catalog ``stac/collection.json`` follows
    the STAC 1.1.0, projection and label schemas (validated offline) with one item per image and both
    assets present (:func:`pipeline.release.validate.stac.validate_stac`); ``index.parquet`` exists.
+12. Zone lists (releases with a ``zones`` section): ``zones/<epsg>.txt`` lists exactly the images of that UTM
+   zone, one release path a line in natural order, and the section counts them
+   (:mod:`pipeline.release.validate.zones`, :mod:`pipeline.release.torchgeo`); any other file under ``zones/``
+   is reported.
+13. Summary (releases with a ``summary`` section): its image and split counts and union areas equal what the
+   images give (:func:`pipeline.release.summary.summary_problems`).
 """

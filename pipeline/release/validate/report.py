@@ -18,6 +18,7 @@ from pipeline.release.validate.outputs import check_user_outputs
 from pipeline.release.validate.rasters import check_record_files, check_stray_rasters
 from pipeline.release.validate.split_files import check_split_files
 from pipeline.release.validate.uda import check_uda_files
+from pipeline.release.validate.zones import check_zone_files
 
 
 def validate_report(release_dir: str | Path) -> dict[str, Any]:
@@ -64,6 +65,7 @@ def validate_report(release_dir: str | Path) -> dict[str, Any]:
     check_split_files(root, records, out)
     check_split_audit(manifest, records, out, warnings, held=released_before(root, manifest, records))
     check_uda_files(root, manifest, records, out)
+    check_zone_files(root, manifest, records, out)
     check_changes(root, manifest, records, out)
     check_user_outputs(root, manifest, records, out)
     report["valid"] = not out
