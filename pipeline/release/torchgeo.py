@@ -28,7 +28,7 @@ dataset.  torchgeo is imported only by the functions that need it.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -87,7 +87,7 @@ def zone_groups(release_dir: str | Path, split: str | None = None) -> dict[tuple
     manifest = json.loads((root / "manifest.json").read_text())
     by_path = {r["image"]: r for r in manifest["images"]}
     out: dict[tuple[int, float], list[str]] = {}
-    for rel, lines in zone_lines(manifest["images"]).items():
+    for lines in zone_lines(manifest["images"]).values():
         for image in lines:
             rec = by_path[image]
             if split is None or rec["split"] == split:
@@ -95,7 +95,8 @@ def zone_groups(release_dir: str | Path, split: str | None = None) -> dict[tuple
     return dict(sorted(out.items()))
 
 
-def zone_datasets(release_dir: str | Path, split: str | None = None, **kwargs: Any) -> dict[tuple[int, float], Any]:
+def zone_datasets(release_dir: str | Path, split: str | None = None, **kwargs: Any
+                  ) -> dict[tuple[int, float], Any]:
     """``{(epsg, gsd): IntersectionDataset}`` of images and labels per zone group (module docstring); ``kwargs``
     go to both ``RasterDataset``s (e.g. ``transforms``, ``cache``)."""
     from torchgeo.datasets import RasterDataset
@@ -126,7 +127,8 @@ class ZoneSamples:
     contributing in proportion to its tile count (:func:`sample_lengths`) through its own ``RandomGeoSampler``
     (seeded with ``seed``); item ``i`` is that group's sample at the ``i``-th query, in shuffled order."""
 
-    def __init__(self, datasets: Mapping[Any, Any], *, size: int | Sequence[int], length: int, seed: int = 0):
+    def __init__(self, datasets: Mapping[Any, Any], *, size: float | tuple[float, float], length: int,
+                 seed: int = 0):
         import torch
         from torchgeo.samplers import RandomGeoSampler
 
