@@ -70,7 +70,7 @@ def test_recipe_logic_one_dataset_per_zone_reads_exact_pixels(release):
     manifest = manifest_of(release)
     by_image = {str(release / im["image"]): im for im in manifest["images"]}
     checked = 0
-    for (epsg, gsd), images in groups.items():
+    for (_epsg, gsd), images in groups.items():
         for path in images[:3]:
             im = by_image[path]
             got = _mosaic_read(images, im["bounds"], gsd)
