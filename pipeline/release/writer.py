@@ -63,8 +63,8 @@ def write_release(
     (:func:`pipeline.dataset.splits.uda.uda_section`) becomes the manifest's ``uda`` section and its split files
     ``uda/*.txt`` (:func:`pipeline.release.manifest.uda_lines`); ``zones/<epsg>.txt`` list the images per UTM
     zone (the manifest's ``zones`` section, :mod:`pipeline.release.torchgeo`).  Images and labels are written as
-    Cloud-Optimized GeoTIFFs (:func:`pipeline.raster.cog.place_cog`: converted, or linked when the work tile already is one;
-    ``created_with.tile_format`` ``COG``); a STAC catalog
+    Cloud-Optimized GeoTIFFs (:func:`pipeline.raster.cog.place_cog`: converted, or linked when the work tile
+    already is one; ``created_with.tile_format`` ``COG``); a STAC catalog
     (``stac/``, :mod:`pipeline.release.stac`) and a GeoParquet index (``index.parquet``,
     :mod:`pipeline.release.geoparquet`) of the manifest's images are listed in ``files``.  Returns the manifest."""
     out.mkdir(parents=True, exist_ok=True)
