@@ -13,6 +13,7 @@ from typing import Optional
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("pipeline.validate", "check a release folder against its manifest.json"),
+    "browse": ("pipeline.viewer.cli", "write a release's static, offline browser to <release>/viewer/"),
 }
 
 
