@@ -247,6 +247,8 @@ def test_thumbnail_cache_regenerates_only_what_changed(release, manifest, tmp_pa
     n = len(manifest["images"])
     first = write_viewer(release, tmp_path / "a")
     assert (first["made"], first["reused"]) == (2 * n, 0)
+    with rasterio.open(release / manifest["images"][0]["image"]) as ds:
+        assert thumbs.THUMB_SIZE <= first["decoded_max"] < ds.width  # every tile read from an overview
     again = write_viewer(release, tmp_path / "a")
     assert (again["made"], again["reused"]) == (0, 2 * n)
     elsewhere = write_viewer(release, tmp_path / "b", reuse=[tmp_path / "a"])
@@ -268,3 +270,16 @@ def test_viewer_size_within_budget(release, manifest):
     assert per_image <= BUDGET_PER_IMAGE
     shots = [p.stat().st_size for p in (viewer / "thumbs").iterdir()]
     assert len(shots) == 2 * len(manifest["images"]) and sum(shots) / len(manifest["images"]) <= 16 * 1024
+
+
+def test_world_map_asset_matches_the_page_projection():
+    from pipeline.viewer import worldmap
+
+    assets = ROOT / "pipeline" / "viewer" / "assets"
+    world = json.loads((assets / "world-110m.json").read_text())
+    assert world["view"] == [360, worldmap.LAT_TOP - worldmap.LAT_BOTTOM]
+    assert f"const LAT_TOP = {worldmap.LAT_TOP:g};" in (assets / "viewer.js").read_text()
+    assert (assets / "world-110m.json").stat().st_size <= 60 * 1024
+    assert worldmap.project(-180, worldmap.LAT_TOP) == (0, 0)
+    # a ring that crosses the antimeridian is made continuous before clipping (no stripe across the map)
+    assert [p[0] for p in worldmap._unwrap([(179.0, 0.0), (-179.0, 1.0), (-178.0, 0.0)])] == [179.0, 181.0, 182.0]

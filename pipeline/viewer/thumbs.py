@@ -53,9 +53,9 @@ class Job:
     name: str
 
 
-def thumb_name(sha256: str, kind: str, size: int = THUMB_SIZE) -> str:
+def thumb_name(sha256: str, kind: str) -> str:
     """The cache name of a thumbnail: the tile checksum plus everything that shapes the thumbnail."""
-    tag = f"i{size}q{IMAGE_QUALITY}" if kind == "image" else f"l{size}"
+    tag = f"i{THUMB_SIZE}q{IMAGE_QUALITY}" if kind == "image" else f"l{THUMB_SIZE}"
     return f"{sha256[:32]}-{tag}v{FORMAT_VERSION}.webp"
 
 
@@ -116,10 +116,10 @@ def _encode_label(ids: np.ndarray, lut: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def make_thumbnail(job: Job, out_dir: Path, lut: np.ndarray, size: int = THUMB_SIZE) -> int:
+def make_thumbnail(job: Job, out_dir: Path, lut: np.ndarray) -> int:
     """Write one thumbnail atomically to ``out_dir / job.name``; returns the width of the decoded level."""
     try:
-        data, decoded = read_reduced(job.src, size, label=job.kind == "label")
+        data, decoded = read_reduced(job.src, THUMB_SIZE, label=job.kind == "label")
     except Exception as exc:  # noqa: BLE001  (rasterio raises many types; the file and cause are the point)
         raise ThumbnailError(str(job.src), f"cannot read for a thumbnail: {exc}") from exc
     blob = _encode_label(data, lut) if job.kind == "label" else _encode_image(data)
@@ -135,7 +135,7 @@ def _link(src: Path, dst: Path) -> None:
 
 
 def provide(jobs: Iterable[Job], out_dir: Path, *, colors: dict[int, Sequence[int]], reuse: Sequence[Path] = (),
-            workers: int = WORKERS, size: int = THUMB_SIZE) -> dict[str, int]:
+            workers: int = WORKERS) -> dict[str, int]:
     """Make sure ``out_dir`` holds every job's thumbnail: kept when already there, linked from the first
     folder of ``reuse`` that has it, else made (on ``workers`` threads).  Returns counts ``made``,
     ``reused`` and ``decoded_max`` (the widest level any thumbnail was decoded from)."""
@@ -156,5 +156,5 @@ def provide(jobs: Iterable[Job], out_dir: Path, *, colors: dict[int, Sequence[in
         reused += 1
     lut = label_lut(colors)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        decoded = list(pool.map(lambda j: make_thumbnail(j, out_dir, lut, size), todo.values()))
+        decoded = list(pool.map(lambda j: make_thumbnail(j, out_dir, lut), todo.values()))
     return {"made": len(todo), "reused": reused, "decoded_max": max(decoded, default=0)}

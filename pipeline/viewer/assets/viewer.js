@@ -42,10 +42,13 @@
   /* ---- state <-> URL ---- */
   function readUrl() {
     state = Object.assign({}, DEFAULTS);
-    for (const part of [location.search.slice(1), location.hash.slice(1)]) {
-      const p = new URLSearchParams(part);
-      for (const k of Object.keys(DEFAULTS)) if (p.has(k)) state[k] = p.get(k);
-    }
+    const p = new URLSearchParams(location.hash.slice(1));
+    for (const k of Object.keys(DEFAULTS)) if (p.has(k)) state[k] = p.get(k);
+  }
+  function queryToHash() { // index.html?split=test works too: its settings move into the fragment
+    if (!location.search) return;
+    const p = new URLSearchParams(location.hash.slice(1) + "&" + location.search.slice(1)); // fragment wins
+    history.replaceState(null, "", location.pathname + "#" + p.toString());
   }
   function urlFor(s) {
     const p = new URLSearchParams();
@@ -98,14 +101,20 @@
     const grid = [];
     for (let lon = -150; lon <= 150; lon += 30) grid.push(`M${lon + 180} 0v${h}`);
     for (let lat = 60; lat >= -30; lat -= 30) grid.push(`M0 ${LAT_TOP - lat}h${w}`);
-    const regions = D.regions.slice().sort((a, b) => b.n - a.n); // small markers drawn on top
+    const pts = D.regions.map((r) => ({ r, x: r.lon + 180, y: LAT_TOP - r.lat, rad: 1.2 + Math.sqrt(r.n) }));
+    // a label goes right of its marker unless another marker or the map edge is in the way, then left
+    const blocked = (p, dir) => {
+      const x0 = p.x + dir * p.rad, x1 = x0 + dir * (1.9 * p.r.name.length + 1);
+      return Math.min(x0, x1) < 0 || Math.max(x0, x1) > w || pts.some((q) => q !== p &&
+        q.x + q.rad > Math.min(x0, x1) && q.x - q.rad < Math.max(x0, x1) && Math.abs(q.y - p.y) < q.rad + 1.5);
+    };
     const labels = D.regions.length <= 40;
-    const marks = regions.map((r) => {
-      const x = r.lon + 180, y = LAT_TOP - r.lat, rad = 1.2 + Math.sqrt(r.n);
+    const marks = pts.sort((a, b) => b.r.n - a.r.n).map((p) => { // small markers drawn on top
+      const { r, x, y, rad } = p, left = blocked(p, 1) && !blocked(p, -1);
       return `<g class="marker" data-region="${esc(r.name)}" data-n="${r.n}" data-continent="${esc(r.continent)}">
         <circle cx="${x.toFixed(2)}" cy="${y.toFixed(2)}" r="${rad.toFixed(2)}" fill="${contColor(r.continent)}"/>
-        ${labels ? `<text x="${(x > w - 40 ? x - rad - 0.8 : x + rad + 0.8).toFixed(2)}" y="${(y + 1.1).toFixed(2)}"
-          text-anchor="${x > w - 40 ? "end" : "start"}">${esc(r.name)}</text>` : ""}
+        ${labels ? `<text x="${(left ? x - rad - 0.8 : x + rad + 0.8).toFixed(2)}" y="${(y + 1.1).toFixed(2)}"
+          text-anchor="${left ? "end" : "start"}">${esc(r.name)}</text>` : ""}
         <title>${esc(r.name)} (${esc(r.country)}, ${esc(r.continent)}): ${r.n} images</title></g>`;
     }).join("");
     return `<svg id="map" viewBox="0 0 ${w} ${h}" role="img" aria-label="world map: one marker per region">
@@ -194,7 +203,7 @@
       <a class="thumb" href="${esc(urlFor(Object.assign({}, state, { image: im.id })))}">${thumb(im, D.thumb_size)}
         <span class="split ${esc(im.split)}">${esc(im.split)}</span></a>
       <div class="meta"><div class="l1"><b class="id">${esc(im.id)}</b> ${reasonBadge(im)}</div>
-      <div class="l2">${esc(r.gsd)} m · ${esc(r.source)} · ${esc(r.segments_total)} segments</div>
+      <div class="l2" title="GSD · source · segments">${esc(r.gsd)} m · ${esc(r.source)} · ${esc(r.segments_total)} segments</div>
       ${shareBar(im)}<div class="links">${fileLinks(im)}</div></div></article>`;
   }
   function gallery() {
@@ -296,6 +305,7 @@
     }
   });
   window.addEventListener("hashchange", () => { readUrl(); render(); });
+  queryToHash();
   readUrl();
   render();
 })();
