@@ -19,7 +19,7 @@ import rasterio
 
 from pipeline.scene import CLASS_COLORS
 from pipeline.validate import validate_release
-from pipeline.viewer import thumbs, write_viewer
+from pipeline.viewer import ViewerError, thumbs, write_viewer
 from tests.browser import DevTools, dump_dom, needs_chromium, screenshot
 from tests.helpers_build import ROOT, luigi_cmd, pipeline_env, reference_build, release_dir, run_luigi
 
@@ -218,6 +218,14 @@ def test_browse_refuses_a_folder_without_manifest(tmp_path):
     assert proc.returncode == 1
     assert f"{tmp_path / 'manifest.json'}: no manifest.json" in proc.stderr
     assert not (tmp_path / "viewer").exists()
+
+
+def test_browse_never_replaces_the_release_itself(release):
+    with pytest.raises(ViewerError, match="would replace the release folder"):
+        write_viewer(release, release)
+    with pytest.raises(ViewerError):
+        write_viewer(release, release.parent)
+    assert (release / "manifest.json").is_file()
 
 
 def test_thumbnails_come_from_the_overviews(release, manifest):

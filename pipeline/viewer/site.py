@@ -163,6 +163,8 @@ def write_viewer(release: Path, out: Optional[Path] = None, *, reuse: Optional[S
     release = Path(release)
     manifest = load_manifest(release)
     out = Path(out) if out is not None else release / "viewer"
+    if out.resolve() == release.resolve() or out.resolve() in release.resolve().parents:
+        raise ViewerError(str(out), "the viewer folder would replace the release folder; choose another --out")
     folders = [out, *(default_reuse(release, manifest) if reuse is None else reuse)]
     with atomic.atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
