@@ -13,7 +13,9 @@
     │   └── PreviousReleaseNotFound        ``previous_release`` names no release (also a ``FileNotFoundError``)
     ├── ValidationError                  records, a manifest or a release that fail their checks (also a ``ValueError``)
     │   ├── ManifestError                  a manifest that does not follow its JSON schema
-    │   └── ReleaseInvalid                 a built release that ``validate_release`` finds problems in
+    │   ├── ReleaseInvalid                 a built release that ``validate_release`` finds problems in
+    │   └── ViewerError                    a release folder the release browser cannot be written for
+    │       └── ThumbnailError             a tile of it that cannot be made into a thumbnail
     └── BuildError                       a build that cannot go on (also a ``RuntimeError``)
 
 Input errors are *per item*: the tasks turn them into ``rejects.csv`` rows (``stage`` says where) and go on
@@ -105,6 +107,21 @@ class ReleaseInvalid(ValidationError):
 
     def __init__(self, release: str, problems: Sequence[str]):
         super().__init__(f"release {release} failed validation:\n" + "\n".join(problems), problems)
+
+
+class ViewerError(ValidationError):
+    """A release folder the release browser (:mod:`pipeline.release.viewer`) cannot be written for: no or an
+    unreadable manifest, no images, no usable classes, or an output folder that would replace the release.
+    ``file`` names what is missing or bad, ``reason`` what is wrong with it."""
+
+    def __init__(self, file: str | PathLike[str], reason: str):
+        self.file = str(file)
+        self.reason = reason
+        super().__init__(f"{self.file}: {reason}", [f"{self.file}: {reason}"])
+
+
+class ThumbnailError(ViewerError):
+    """A tile of the release that cannot be made into a thumbnail (``file`` and ``reason`` say which and why)."""
 
 
 class BuildError(PipelineError, RuntimeError):
