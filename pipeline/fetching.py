@@ -280,7 +280,9 @@ def fetch_source(source: SourceConfig, dest: Path, *, progress: Optional[FetchPr
     fields), otherwise empty.  ``progress(done, total)`` is called as the bytes of each file arrive
     (``total`` is that file's size, or None when unknown; it restarts at 0 for the next file).
 
-    Dispatch: kind ``openaerialmap`` -> catalog search at ``location`` + image downloads; otherwise by
+    Dispatch: kind ``stac``, and ``openaerialmap`` with ``options.api: stac`` (its default) ->
+    :func:`pipeline.stac_fetch.fetch_stac` (record also has ``rejects`` and ``transfer``); kind
+    ``openaerialmap`` with ``options.api: meta`` -> catalog search at ``location`` + image downloads; otherwise by
     scheme: local path, ``http``/``https``, ``s3`` (see the module docstring for the layouts).
     ``options.sha256`` (file name or relative path -> hex digest) is verified where a file matches.
     Raises ``FetchError`` for anything missing, unreachable or corrupt, ``ValueError`` for kind ``demo``
@@ -289,6 +291,11 @@ def fetch_source(source: SourceConfig, dest: Path, *, progress: Optional[FetchPr
     dest = Path(dest)
     if source.kind == "demo":
         raise ValueError(f"source '{source.name}': kind 'demo' is generated, not fetched")
+    oam_api = (source.options or {}).get("api", "stac")
+    if source.kind == "stac" or (source.kind == "openaerialmap" and oam_api == "stac"):
+        from pipeline.stac_fetch import fetch_stac
+
+        return fetch_stac(source, dest, progress=progress)
     if source.kind == "openaerialmap":
         if source.scheme not in ("http", "https"):
             raise FetchError(source.location, "openaerialmap needs the catalog API base URL (http/https)")

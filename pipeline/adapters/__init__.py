@@ -21,6 +21,7 @@ ADAPTERS: dict[str, str] = {
     "local": "pipeline.adapters.local:LocalAdapter",
     "demo": "pipeline.adapters.demo:DemoAdapter",
     "openaerialmap": "pipeline.adapters.openaerialmap:OpenAerialMapAdapter",
+    "stac": "pipeline.adapters.stac:StacAdapter",
 }
 
 
