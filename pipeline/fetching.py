@@ -13,8 +13,10 @@ On-disk layout per case (``dest`` = ``data/raw/<source>/``):
 * http(s) plain file: ``dest/<file name>``.
 * s3: every key below the prefix at ``dest/<key relative to prefix>``; keys that are archives go to
   ``dest/downloads/<key relative to prefix>`` and are extracted into ``dest/``.
-* openaerialmap: ``dest/<_id>.tif`` (the image at the record's ``uuid`` URL) and ``dest/<_id>.json``
-  (the catalog record, written after the image).
+* openaerialmap with ``options.api: meta``: ``dest/<_id>.tif`` (the image at the record's ``uuid`` URL)
+  and ``dest/<_id>.json`` (the catalog record, written after the image).
+* stac, and openaerialmap on its STAC API (the default): ``dest/images/``, ``dest/items/`` and
+  ``dest/stac-index.json`` (see :mod:`pipeline.stac_fetch`).
 
 For every case except the local folder, ``record["root"] == str(dest)``.
 """
