@@ -5,8 +5,10 @@
     PipelineError                      anything the pipeline raises on purpose
     ├── PipelineInputError (InputError)  bad input: ``file`` is what was read, ``reason`` what is wrong with it
     │   ├── FetchError                     a download or extraction that failed for good (after retries)
+    │   │   └── TransientFetchError          a network failure worth retrying later (the source's fetch fails)
     │   ├── ObjectStoreError               an upload / download / check against S3 (publish, raw cache)
     │   ├── SceneRejected                  a scene the pipeline will not use (too coarse, no georeference, ...)
+    │   │   └── ItemRejected                 a STAC item that becomes no scene (broken, no asset, not a COG, ...)
     │   └── AnnotationRejected             an annotation or label file that cannot be imported
     ├── ConfigError                      bad configuration (also a ``ValueError``)
     │   ├── SourcesError                   a problem in a sources file; names file, source and key
@@ -54,6 +56,11 @@ class FetchError(PipelineInputError):
     stage = "fetch"
 
 
+class TransientFetchError(FetchError):
+    """A network failure worth retrying later (5xx, 408, 429, timeouts, refused connections, after the
+    retries): the whole fetch of the source fails, nothing is recorded as rejected, and a rerun tries again."""
+
+
 class ObjectStoreError(PipelineInputError):
     """An upload, download or check against the object store that failed; names the ``s3://`` URL."""
 
@@ -64,6 +71,17 @@ class SceneRejected(PipelineInputError):
     """A scene the pipeline will not use (too coarse, no georeference, unreadable, ...)."""
 
     stage = "prepare"
+
+
+class ItemRejected(SceneRejected):
+    """A STAC item that becomes no scene: ``file`` is the item (or asset) URL, ``scene_id`` the scene it
+    would have been (may be empty), ``reject_stage`` the ``rejects.csv`` stage (``catalog`` for a broken
+    item, ``fetch`` for an asset that cannot be read)."""
+
+    def __init__(self, file: str, reason: str, *, scene_id: str = "", stage: str = "fetch"):
+        super().__init__(file, reason)
+        self.scene_id = scene_id
+        self.reject_stage = stage
 
 
 class AnnotationRejected(PipelineInputError):

@@ -15,7 +15,7 @@ import yaml
 
 from pipeline.errors import SourcesError
 
-KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo")
+KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo", "stac")
 ALLOWED_SCHEMES = ("http", "https", "s3")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -35,6 +35,25 @@ KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "limit": (int, 100),
         "max_items": (int, 50),
         "region": (str, None),
+        # OpenAerialMap's STAC API by default; "meta" is the legacy /meta catalog
+        "api": (str, "stac"),
+        "collections": (list, None),
+        "assets": (list, None),
+        "non_cog": (str, "reject"),
+    },
+    # any STAC API or static catalog (pipeline/sources/stac/fetch.py)
+    "stac": {
+        "collections": (list, None),
+        "bbox": (list, None),
+        "datetime": (str, None),
+        "query": (dict, None),
+        "filter": ((dict, str), None),
+        "assets": (list, None),
+        "max_items": (int, 100),
+        "limit": (int, 100),
+        "region": (str, None),
+        "endpoint_url": (str, None),
+        "non_cog": (str, "reject"),
     },
 }
 #: Options every kind accepts.
@@ -145,6 +164,12 @@ def parse_sources(data: Any, path: Path) -> list[SourceConfig]:
             options[key] = value
         for key, (_, default) in spec.items():
             options.setdefault(key, default)
+        if kind in ("stac", "openaerialmap"):
+            from pipeline.sources.stac.options import option_problem
+
+            problem = option_problem(kind, options)
+            if problem:
+                raise _err(path, name, f"key 'options.{problem[0]}': {problem[1]}")
         out.append(
             SourceConfig(
                 name=name, kind=kind, location=location, license=item["license"],
