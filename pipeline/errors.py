@@ -5,15 +5,19 @@
     PipelineError                      anything the pipeline raises on purpose
     ├── PipelineInputError (InputError)  bad input: ``file`` is what was read, ``reason`` what is wrong with it
     │   ├── FetchError                     a download or extraction that failed for good (after retries)
+    │   │   └── TransientFetchError          a network failure worth retrying later (the source's fetch fails)
     │   ├── ObjectStoreError               an upload / download / check against S3 (publish, raw cache)
     │   ├── SceneRejected                  a scene the pipeline will not use (too coarse, no georeference, ...)
+    │   │   └── ItemRejected                 a STAC item that becomes no scene (broken, no asset, not a COG, ...)
     │   └── AnnotationRejected             an annotation or label file that cannot be imported
     ├── ConfigError                      bad configuration (also a ``ValueError``)
     │   ├── SourcesError                   a problem in a sources file; names file, source and key
     │   └── PreviousReleaseNotFound        ``previous_release`` names no release (also a ``FileNotFoundError``)
     ├── ValidationError                  records, a manifest or a release that fail their checks (also a ``ValueError``)
     │   ├── ManifestError                  a manifest that does not follow its JSON schema
-    │   └── ReleaseInvalid                 a built release that ``validate_release`` finds problems in
+    │   ├── ReleaseInvalid                 a built release that ``validate_release`` finds problems in
+    │   └── ViewerError                    a release folder the release browser cannot be written for
+    │       └── ThumbnailError             a tile of it that cannot be made into a thumbnail
     └── BuildError                       a build that cannot go on (also a ``RuntimeError``)
 
 Input errors are *per item*: the tasks turn them into ``rejects.csv`` rows (``stage`` says where) and go on
@@ -52,6 +56,11 @@ class FetchError(PipelineInputError):
     stage = "fetch"
 
 
+class TransientFetchError(FetchError):
+    """A network failure worth retrying later (5xx, 408, 429, timeouts, refused connections, after the
+    retries): the whole fetch of the source fails, nothing is recorded as rejected, and a rerun tries again."""
+
+
 class ObjectStoreError(PipelineInputError):
     """An upload, download or check against the object store that failed; names the ``s3://`` URL."""
 
@@ -62,6 +71,17 @@ class SceneRejected(PipelineInputError):
     """A scene the pipeline will not use (too coarse, no georeference, unreadable, ...)."""
 
     stage = "prepare"
+
+
+class ItemRejected(SceneRejected):
+    """A STAC item that becomes no scene: ``file`` is the item (or asset) URL, ``scene_id`` the scene it
+    would have been (may be empty), ``reject_stage`` the ``rejects.csv`` stage (``catalog`` for a broken
+    item, ``fetch`` for an asset that cannot be read)."""
+
+    def __init__(self, file: str, reason: str, *, scene_id: str = "", stage: str = "fetch"):
+        super().__init__(file, reason)
+        self.scene_id = scene_id
+        self.reject_stage = stage
 
 
 class AnnotationRejected(PipelineInputError):
@@ -105,6 +125,21 @@ class ReleaseInvalid(ValidationError):
 
     def __init__(self, release: str, problems: Sequence[str]):
         super().__init__(f"release {release} failed validation:\n" + "\n".join(problems), problems)
+
+
+class ViewerError(ValidationError):
+    """A release folder the release browser (:mod:`pipeline.release.viewer`) cannot be written for: no or an
+    unreadable manifest, no images, no usable classes, or an output folder that would replace the release.
+    ``file`` names what is missing or bad, ``reason`` what is wrong with it."""
+
+    def __init__(self, file: str | PathLike[str], reason: str):
+        self.file = str(file)
+        self.reason = reason
+        super().__init__(f"{self.file}: {reason}", [f"{self.file}: {reason}"])
+
+
+class ThumbnailError(ViewerError):
+    """A tile of the release that cannot be made into a thumbnail (``file`` and ``reason`` say which and why)."""
 
 
 class BuildError(PipelineError, RuntimeError):

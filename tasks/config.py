@@ -35,6 +35,9 @@ class PipelineConfig(luigi.Config):
     s3_endpoint_url = luigi.OptionalParameter(
         default=None, description="S3-compatible endpoint of publish_url and raw_cache_url (MinIO, moto); "
         "default AWS (or $AWS_ENDPOINT_URL)")
+    viewer = luigi.BoolParameter(
+        default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="write the release's static browser to <release>/viewer/ (python -m pipeline browse)")
     previous_release = luigi.OptionalParameter(
         default=None, description="release whose image ids and splits this one keeps: a release name under "
         "<data_dir>/releases/ or a release folder; default: the newest other release there (natural version "

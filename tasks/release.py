@@ -82,10 +82,21 @@ class BuildRelease(PipelineTask):
             problems = validate_release(tmp)
             if problems:
                 raise ReleaseInvalid(str(c.release), problems)
+            viewer = self._write_viewer(tmp, target, split.get("previous_release")) if c.viewer else ""
         self.set_progress_percentage(100)
         print(f"\nRelease {c.release}: {len(images)} images, {len(pending)} pending annotation, "
-              f"{len(rejects)} rejects -> {target.resolve()}\n"
+              f"{len(rejects)} rejects -> {target.resolve()}\n{viewer}"
               f"Validate with: python -m pipeline validate {target}\n", flush=True)
+
+    def _write_viewer(self, tmp: Path, target: Path, previous: dict | None) -> str:
+        """The release browser (derived from the release's files, not listed in the manifest), reusing the
+        thumbnails of the viewer it replaces and of the previous release's viewer."""
+        from pipeline.release.viewer import summary_line, write_viewer
+
+        self.set_status_message(f"writing the release browser of {cfg().release}")
+        reuse = [target / "viewer"] + ([Path(previous["folder"]) / "viewer"] if previous else [])
+        summary = write_viewer(tmp, tmp / "viewer", reuse=reuse)
+        return summary_line({**summary, "index": target / "viewer" / "index.html"}) + "\n"
 
 
 def _previous_manifest(record: dict | None) -> dict | None:

@@ -87,7 +87,8 @@ class CatalogSource(PipelineTask):
             scenes = []
             rejected.append(exc)
         rejects = [
-            {"source": src.name, "scene_id": "", "file": exc.file, "stage": "catalog", "reason": exc.reason}
+            {"source": src.name, "scene_id": getattr(exc, "scene_id", ""), "file": exc.file,
+             "stage": getattr(exc, "reject_stage", "catalog"), "reason": exc.reason}
             for exc in rejected
         ]
         self.set_progress_percentage(100)

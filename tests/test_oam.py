@@ -1,4 +1,5 @@
-"""OpenAerialMap: catalog search, fetch and adapter against a loopback ``/meta`` endpoint.
+"""OpenAerialMap's legacy catalog (``options.api: meta``): search, fetch and adapter against a loopback ``/meta``
+endpoint (the STAC API, the default, is tested in test_stac_source.py).
 
 The endpoint answers like hotosm/oam-api: ``{"meta": {provided_by, license, website, page, limit,
 found}, "results": [...]}``, filters on bbox (footprint intersects) and gsd_from/gsd_to, sorts by gsd
@@ -120,7 +121,7 @@ def oam():
 def _source(base: str, **options) -> SourceConfig:
     opts = {"bbox": BBOX, "gsd_from": None, "gsd_to": 0.5, "acquisition_from": None, "acquisition_to": None,
             "limit": 2, "max_items": 50, "region": "dar_es_salaam", "sha256": {}, "region_override": None,
-            **options}
+            "api": "meta", **options}
     return SourceConfig(name="oam-dar", kind="openaerialmap", location=base, license="CC-BY 4.0",
                         attribution="OpenAerialMap contributors", options=opts)
 

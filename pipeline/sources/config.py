@@ -17,7 +17,7 @@ import yaml
 
 from pipeline.errors import SourcesError
 
-KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo")
+KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo", "stac")
 ALLOWED_SCHEMES = ("http", "https", "s3")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
@@ -36,6 +36,24 @@ KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "acquisition_to": (str, None),
         "limit": (int, 100),
         "max_items": (int, 50),
+        # OpenAerialMap's STAC API by default; "meta" is the legacy /meta catalog
+        "api": (str, "stac"),
+        "collections": (list, None),
+        "assets": (list, None),
+        "non_cog": (str, "reject"),
+    },
+    # any STAC API or static catalog (pipeline/sources/stac/fetch.py)
+    "stac": {
+        "collections": (list, None),
+        "bbox": (list, None),
+        "datetime": (str, None),
+        "query": (dict, None),
+        "filter": ((dict, str), None),
+        "assets": (list, None),
+        "max_items": (int, 100),
+        "limit": (int, 100),
+        "endpoint_url": (str, None),
+        "non_cog": (str, "reject"),
     },
 }
 #: Options every kind accepts.  ``region``: the region of every scene of the source; ``regions``: ``{glob pattern:
@@ -202,6 +220,12 @@ def parse_sources(data: Any, path: Path) -> list[SourceConfig]:
         for key, (_, default) in spec.items():
             options.setdefault(key, default)
         _check_options(path, name, options)
+        if kind in ("stac", "openaerialmap"):
+            from pipeline.sources.stac.options import option_problem
+
+            problem = option_problem(kind, options)
+            if problem:
+                raise _err(path, name, f"key 'options.{problem[0]}': {problem[1]}")
         out.append(
             SourceConfig(
                 name=name, kind=kind, location=location, license=item["license"],

@@ -13,8 +13,10 @@ On-disk layout per case (``dest`` = ``data/raw/<source>/``):
 * http(s) plain file: ``dest/<file name>``.
 * s3: every key below the prefix at ``dest/<key relative to prefix>``; keys that are archives go to
   ``dest/downloads/<key relative to prefix>`` and are extracted into ``dest/``.
-* openaerialmap: ``dest/<_id>.tif`` (the image at the record's ``uuid`` URL) and ``dest/<_id>.json``
-  (the catalog record, written after the image).
+* openaerialmap with ``options.api: meta``: ``dest/<_id>.tif`` (the image at the record's ``uuid`` URL)
+  and ``dest/<_id>.json`` (the catalog record, written after the image).
+* stac, and openaerialmap on its STAC API (the default): ``dest/images/``, ``dest/items/`` and
+  ``dest/stac-index.json`` (see :mod:`pipeline.sources.stac.fetch`).
 
 For every case except the local folder, ``record["root"] == str(dest)``.
 """
@@ -281,7 +283,9 @@ def fetch_source(source: SourceConfig, dest: Path, *, progress: FetchProgress | 
     fields), otherwise empty.  ``progress(done, total)`` is called as the bytes of each file arrive
     (``total`` is that file's size, or None when unknown; it restarts at 0 for the next file).
 
-    Dispatch: kind ``openaerialmap`` -> catalog search at ``location`` + image downloads; otherwise by
+    Dispatch: kind ``stac``, and ``openaerialmap`` with ``options.api: stac`` (its default) ->
+    :func:`pipeline.sources.stac.fetch.fetch_stac` (record also has ``rejects`` and ``transfer``); kind
+    ``openaerialmap`` with ``options.api: meta`` -> catalog search at ``location`` + image downloads; otherwise by
     scheme: local path, ``http``/``https``, ``s3`` (see the module docstring for the layouts).
     ``options.sha256`` (file name or relative path -> hex digest) is verified where a file matches.
     Raises ``FetchError`` for anything missing, unreachable or corrupt, ``ConfigError`` for kind ``demo``
@@ -290,6 +294,11 @@ def fetch_source(source: SourceConfig, dest: Path, *, progress: FetchProgress | 
     dest = Path(dest)
     if source.kind == "demo":
         raise ConfigError(f"source '{source.name}': kind 'demo' is generated, not fetched")
+    oam_api = (source.options or {}).get("api", "stac")
+    if source.kind == "stac" or (source.kind == "openaerialmap" and oam_api == "stac"):
+        from pipeline.sources.stac.fetch import fetch_stac
+
+        return fetch_stac(source, dest, progress=progress)
     if source.kind == "openaerialmap":
         if source.scheme not in ("http", "https"):
             raise FetchError(source.location, "openaerialmap needs the catalog API base URL (http/https)")

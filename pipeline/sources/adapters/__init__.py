@@ -20,6 +20,7 @@ ADAPTERS: dict[str, str] = {
     "local": "pipeline.sources.adapters.local:LocalAdapter",
     "demo": "pipeline.sources.adapters.demo:DemoAdapter",
     "openaerialmap": "pipeline.sources.adapters.openaerialmap:OpenAerialMapAdapter",
+    "stac": "pipeline.sources.adapters.stac:StacAdapter",
 }
 
 
