@@ -30,7 +30,9 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.errors import AnnotationRejected
+from pipeline.limits import DEFAULT_LIMITS
 from pipeline.scene import Scene
+from pipeline.sources.localfs import file_problem, read_bounded
 
 #: ``Scene.extra["footprints_format"]`` values.
 XBD_JSON = "xbd-json"
@@ -60,13 +62,16 @@ def polygonal(geom: BaseGeometry | None) -> BaseGeometry | None:
     return polys[0] if len(polys) == 1 else MultiPolygon(polys)
 
 
-def read_xbd_label(path: str | Path) -> dict[str, Any]:
-    """Parse an xBD label JSON; raises AnnotationRejected when it is not ``{"features": {...}}``."""
+def read_xbd_label(path: str | Path, max_bytes: int | None = None) -> dict[str, Any]:
+    """Parse an xBD label JSON (at most ``max_bytes``, default ``sidecar_max_bytes``); raises
+    AnnotationRejected when it is too large, not JSON, nested too deeply or not ``{"features": {...}}``."""
     path = Path(path)
+    limit = DEFAULT_LIMITS.sidecar_max_bytes if max_bytes is None else max_bytes
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise AnnotationRejected(str(path), f"unreadable xBD label JSON: {exc}") from exc
+        data = json.loads(read_bounded(path, limit, AnnotationRejected))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise AnnotationRejected(str(path), f"unreadable xBD label JSON: {type(exc).__name__}: "
+                                            f"{str(exc)[:120]}") from None
     feats = data.get("features") if isinstance(data, dict) else None
     if not isinstance(feats, dict) or not isinstance(feats.get("xy", []), list) or not isinstance(
         feats.get("lng_lat", []), list
@@ -129,8 +134,8 @@ def vector_crs(path: str | Path, default: str | None = "EPSG:4326") -> str | Non
     path = Path(path)
     if path.suffix.lower() in (".geojson", ".json"):
         try:
-            data = json.loads(path.read_text() or "null")
-        except (OSError, ValueError):
+            data = json.loads(read_bounded(path, DEFAULT_LIMITS.sidecar_max_bytes, AnnotationRejected) or b"null")
+        except (OSError, ValueError, RecursionError, AnnotationRejected):
             return default
         name = ((data or {}).get("crs") or {}).get("properties", {}).get("name") if isinstance(data, dict) else None
         return crs_string(name) if name else default
@@ -149,6 +154,9 @@ def _clean(geoms: list[BaseGeometry | None], crs: str | None) -> gpd.GeoDataFram
 
 
 def _read_vector(path: Path, crs: str | None, lenient: bool) -> gpd.GeoDataFrame:
+    why = file_problem(path, DEFAULT_LIMITS.sidecar_max_bytes, "sidecar_max_bytes")
+    if why is not None:
+        raise AnnotationRejected(str(path), why)
     if path.stat().st_size == 0:
         return empty_footprints(crs)
     try:

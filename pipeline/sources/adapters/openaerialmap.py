@@ -14,7 +14,6 @@ source's.  OAM has no annotations: scenes carry imagery only.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -41,8 +40,8 @@ class OpenAerialMapAdapter(Adapter):
     def _scan(self, root: Path, source: SourceConfig) -> Iterable[Callable[[], Scene]]:
         for sidecar in sorted_glob(root, "*.json"):
             try:
-                item = json.loads(sidecar.read_text())
-            except (OSError, ValueError):
+                item = self.read_json(sidecar)
+            except SceneRejected:
                 item = None
             if not isinstance(item, dict) or "_id" not in item or "uuid" not in item:
                 continue

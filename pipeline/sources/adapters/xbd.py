@@ -39,7 +39,6 @@ multispectral GSD, several times the pan-sharpened pixel size), ``gsd_fit`` / ``
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -217,9 +216,9 @@ class XbdAdapter(Adapter):
         if not path.is_file():
             return {}
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise SceneRejected(str(path), f"unreadable {self.geotransforms_name}: {exc}") from exc
+            data = self.read_json(path)
+        except SceneRejected as exc:
+            raise SceneRejected(str(path), f"unreadable {self.geotransforms_name}: {exc.reason}") from exc
         if not isinstance(data, dict):
             raise SceneRejected(str(path), f"{self.geotransforms_name} must be a JSON object keyed by image name")
         return data
