@@ -4,10 +4,18 @@ A scene needs a CRS and an affine geotransform, either in the image file or in `
 then overrides the file's).  Overrides are applied through a small VRT document that points at the file
 band by band, so nothing is loaded: GDAL reads pixels only when they are requested.  Every read in the
 pipeline runs under :data:`GDAL_ENV` (a bounded block cache), so memory does not grow with the scene.
+
+**Antimeridian.**  A raster in a geographic CRS whose extent reaches past ±180° (e.g. 179.997°..180.003°)
+is presented in an equidistant cylindrical CRS centred on the scene (``+proj=eqc +lon_0=<centre>`` on the
+raster's own datum, :func:`antimeridian_georef`): x and y are the raster's longitude and latitude times
+``a·π/180``, so the affine stays exact, and the discontinuity of longitudes moves to the far side of the
+globe.  Without it GDAL's warper maps the part of a tile on the other side of ±180° outside the source
+(it came out as nodata and the tile was dropped).  :func:`native_crs` still reports the file's CRS.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -16,6 +24,10 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import rasterio
+from affine import Affine
+from pyproj import CRS as ProjCRS
+from pyproj.crs import ProjectedCRS
+from pyproj.crs.coordinate_operation import EquidistantCylindricalConversion
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -88,6 +100,52 @@ def _open_raw(path: str, error: type = SceneRejected) -> rasterio.io.DatasetRead
         raise error(path, f"cannot read: {exc}") from exc
 
 
+def antimeridian_georef(crs: CRS | None, transform: Sequence[float] | Affine, width: int, height: int
+                        ) -> Georef | None:
+    """The equidistant cylindrical georeference of a geographic raster whose extent crosses ±180° (module
+    doc), or ``None`` when it does not cross (or is not geographic in degrees, or spans the globe)."""
+    if crs is None or not crs.is_geographic:
+        return None
+    t = transform if isinstance(transform, Affine) else Affine(*tuple(transform)[:6])
+    if t.is_identity:
+        return None
+    xs = [t.c, t.c + t.a * width, t.c + t.b * height, t.c + t.a * width + t.b * height]
+    if (min(xs) >= -180.0 and max(xs) <= 180.0) or max(xs) - min(xs) >= 360.0:
+        return None
+    geo = ProjCRS.from_wkt(crs.to_wkt())
+    unit = geo.axis_info[0].unit_name if geo.axis_info else "degree"
+    if "degree" not in unit:
+        return None
+    lon0 = round(((sum(xs) / 4 + 180.0) % 360.0) - 180.0, 3)
+    eqc = ProjectedCRS(EquidistantCylindricalConversion(longitude_natural_origin=lon0), geodetic_crs=geo,
+                       name=f"Equidistant cylindrical, lon_0={lon0:g} (antimeridian)")
+    if geo.ellipsoid is None:
+        return None
+    k = geo.ellipsoid.semi_major_metre * math.pi / 180.0
+    x0 = (((t.c - lon0) + 180.0) % 360.0 - 180.0) * k
+    return Georef(crs=eqc.to_wkt(), transform=(t.a * k, t.b * k, x0, t.d * k, t.e * k, t.f * k),
+                  origin=f"antimeridian: eqc lon_0={lon0:g}")
+
+
+def _effective_georef(src: rasterio.io.DatasetReader, georef: Georef | None) -> Georef | None:
+    """``georef`` (or the file's own), replaced by :func:`antimeridian_georef` when that applies."""
+    crs = CRS.from_user_input(georef.crs) if georef is not None else src.crs
+    transform = tuple(georef.transform) if georef is not None else tuple(src.transform)[:6]
+    wrapped = antimeridian_georef(crs, transform, src.width, src.height)
+    return wrapped if wrapped is not None else georef
+
+
+def native_crs(scene: Scene) -> CRS | None:
+    """The CRS of ``scene`` as given (``scene.georef``'s, else the file's), before any antimeridian override."""
+    if scene.georef is not None:
+        return CRS.from_user_input(scene.georef.crs)
+    src = _open_raw(scene.image)
+    try:
+        return src.crs
+    finally:
+        src.close()
+
+
 def _scene_alpha_override(scene: Scene) -> int | None:
     value = (scene.extra or {}).get("alpha_band")
     return int(value) if value is not None else None
@@ -103,10 +161,12 @@ def open_raster(path: str, *, georef: Georef | None = None, alpha_band: int | No
     for label rasters, where 0 is a class to vote with, not a hole).
     When any override is given the file is wrapped in a small VRT document (no pixels are read), so
     the dataset yielded has the georeference of ``georef`` and band ``alpha_band`` marked as alpha.
-    An unreadable file raises ``error(path, "cannot read: ...")``.
+    An unreadable file raises ``error(path, "cannot read: ...")``.  A geographic raster crossing ±180° is
+    presented in the antimeridian CRS (module doc).
     """
     src = _open_raw(path, error)
     try:
+        georef = _effective_georef(src, georef)
         if georef is None and alpha_band is None and bands is None and keep_nodata:
             yield src
             return
