@@ -8,7 +8,7 @@ import luigi
 from pipeline import atomic
 from pipeline.errors import PipelineInputError
 from tasks.base import PipelineTask
-from tasks.config import catalog_path, cfg, raw_dir, source_config
+from tasks.config import catalog_path, cfg, limits, raw_dir, source_config
 
 
 class FetchSource(PipelineTask):
@@ -53,7 +53,7 @@ class FetchSource(PipelineTask):
         else:
             from pipeline.sources.fetch import fetch_source
 
-            record = fetch_source(src, dest, progress=self._progress)
+            record = fetch_source(src, dest, progress=self._progress, limits=limits())
             record.setdefault("root", str(dest))
         return record
 
@@ -81,7 +81,7 @@ class CatalogSource(PipelineTask):
         adapter = get_adapter(src.kind)
         rejected: list[PipelineInputError] = []
         try:
-            scenes = adapter.scenes(root, src, rejected=rejected)
+            scenes = adapter.scenes(root, src, rejected=rejected, limits=limits())
         except PipelineInputError as exc:
             # the whole source is unusable (e.g. wrong layout): no scenes, one reject row
             scenes = []
@@ -89,6 +89,9 @@ class CatalogSource(PipelineTask):
         rejects = [
             {"source": src.name, "scene_id": "", "file": exc.file, "stage": "catalog", "reason": exc.reason}
             for exc in rejected
+        ] + [  # items the fetch left out on their own (e.g. an OpenAerialMap image that failed)
+            {"source": src.name, "scene_id": "", "file": r["path"], "stage": "fetch", "reason": r["reason"]}
+            for r in fetched.get("rejects", [])
         ]
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {
