@@ -274,3 +274,61 @@ def test_unknown_crs_reason_is_short(tmp_path):
         plan_scene(scene)
     assert len(info.value.reason) < 160 and "LOCAL_CS" not in info.value.reason and "{" not in info.value.reason
     assert "does not transform to WGS 84" in info.value.reason, info.value.reason
+
+
+# -- formats that read other files or URLs ----------------------------------------------------------
+
+def _plan_reason(path: Path) -> str:
+    from pipeline.raster.plan import plan_scene
+    from pipeline.scene import Scene
+
+    with pytest.raises(SceneRejected) as info:
+        plan_scene(Scene(source="s", scene_id=path.stem, kind="local", image=str(path), license="x", attribution="y"))
+    return info.value.reason
+
+
+def test_tif_holding_vrt_or_wms_xml_is_not_opened(tmp_path):
+    """GDAL knows a file by its content: a ``.tif`` holding VRT XML would read any local file, one holding a
+    ``<GDAL_WMS>`` document would fetch URLs (here a loopback server: it must get no request)."""
+    from tests.loopback import LoopbackServer
+
+    vrt = tmp_path / "vrt.tif"
+    vrt.write_text('<VRTDataset rasterXSize="10" rasterYSize="10"><VRTRasterBand dataType="Byte" band="1">'
+                   '<SimpleSource><SourceFilename relativeToVRT="0">/etc/hostname</SourceFilename>'
+                   '<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>')
+    assert _plan_reason(vrt) == "cannot read: not a GeoTIFF, PNG or JPEG file"
+    with LoopbackServer() as srv:
+        wms = tmp_path / "wms.tif"
+        wms.write_text('<GDAL_WMS><Service name="TMS"><ServerUrl>' + srv.url("/t/${z}/${x}/${y}.png") + '</ServerUrl>'
+                       '</Service><DataWindow><UpperLeftX>-20037508.34</UpperLeftX><UpperLeftY>20037508.34'
+                       '</UpperLeftY><LowerRightX>20037508.34</LowerRightX><LowerRightY>-20037508.34</LowerRightY>'
+                       '<TileLevel>18</TileLevel><TileCountX>1</TileCountX><TileCountY>1</TileCountY>'
+                       '</DataWindow><Projection>EPSG:3857</Projection><BandsCount>3</BandsCount></GDAL_WMS>')
+        assert _plan_reason(wms) == "cannot read: not a GeoTIFF, PNG or JPEG file"
+        assert srv.requests == []
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_aux_xml_side_car_cannot_georeference_a_scene(tmp_path):
+    png = tmp_path / "scene.png"
+    with rasterio.open(png, "w", driver="PNG", width=64, height=64, count=3, dtype="uint8") as ds:
+        ds.write(np.random.default_rng(0).integers(0, 255, (3, 64, 64), dtype=np.uint8))
+    (tmp_path / "scene.png.aux.xml").write_text(
+        '<PAMDataset><SRS>EPSG:32633</SRS><GeoTransform>500000, 0.3, 0, 5000000, 0, -0.3</GeoTransform></PAMDataset>')
+    assert _plan_reason(png).startswith("no CRS")
+
+
+@pytest.mark.parametrize("text, words", [
+    ('{"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "+init=/dev/zero:x"}}, '
+     '"features": []}', "mentions 'init='"),
+    ('<OGRVRTDataSource><OGRVRTLayer name="x"><SrcDataSource>/etc/passwd</SrcDataSource></OGRVRTLayer>'
+     '</OGRVRTDataSource>', "is not GeoJSON"),
+])
+def test_vector_files_that_would_read_other_files_are_refused(tmp_path, text, words):
+    path = tmp_path / "ann.geojson"
+    path.write_text(text)
+    t0 = time.monotonic()
+    with pytest.raises(AnnotationRejected) as info:
+        import_vector(path, GRID)
+    assert words in info.value.reason and time.monotonic() - t0 < 2.0
+

@@ -76,6 +76,19 @@ def test_absurd_block_size_is_rejected_before_reading(tmp_path):
     assert time.monotonic() - t0 < 1.0
 
 
+def test_source_of_a_trillion_pixels_is_rejected_before_reading(tmp_path):
+    path = tmp_path / "vast.tif"
+    with rasterio.open(
+            path, "w", driver="GTiff", width=400_000, height=300_000, count=3, dtype="uint8", crs="EPSG:32633",
+            transform=Affine(0.001, 0, 600000.0, 0, -0.001, 5400000.0), tiled=True, blockxsize=4096,
+            blockysize=4096, compress="deflate", BIGTIFF="YES", SPARSE_OK=True):
+        pass
+    t0 = time.monotonic()
+    with pytest.raises(SceneRejected, match="source of 400000x300000 px is over 1e\\+11 px"):
+        plan_scene(_scene(path))
+    assert time.monotonic() - t0 < 1.0
+
+
 def test_gsd_tie_is_robust_to_measurement_noise():
     assert choose_target_gsd(0.1999999996) == 0.3  # was 0.5: 1.5 vs 2.5 decided by 1e-9
     assert choose_target_gsd(0.2000000004) == 0.3

@@ -23,7 +23,8 @@ Policies implemented here (see docs/ARCHITECTURE.md, "Prepared plan", "GSD rule"
   one lattice.  The grid is checked before any pixel is read: at most :data:`MAX_GRID_PIXELS` per axis and
   ``max_grid_pixels`` in all (a processing parameter, default :data:`MAX_GRID_TOTAL`; a sparse
   200000x200000 TIFF is rejected in milliseconds, not tiled into 600k blank tiles).  A source block larger
-  than :data:`MAX_BLOCK_BYTES` (one strip or tile that must be decoded whole) is rejected too.
+  than :data:`MAX_BLOCK_BYTES` (one strip or tile that must be decoded whole) and a source over
+  :data:`MAX_SOURCE_PIXELS` are rejected too.
 * **Resampling.** Images ``average`` when downsampling by more than 1.2x (native < gsd / 1.2), else
   ``bilinear``; labels ``mode`` resp. ``nearest`` (labels never interpolate).
 * **Bands.** 1 band -> grey replicated to RGB; 2 bands with band 2 alpha -> grey + alpha; 3 bands ->
@@ -66,6 +67,10 @@ MAX_GRID_PIXELS = 200_000
 
 #: Largest source block (bytes of one decoded tile or strip, all bands) a scene may have.
 MAX_BLOCK_BYTES = 256 * 1024 * 1024
+
+#: Most source pixels a scene may have (316k x 316k): what tiling it reads grows with the source, whatever
+#: the output grid (a 1e12-pixel TIFF at 1 mm would fit a small grid).
+MAX_SOURCE_PIXELS = 100_000_000_000
 
 #: Downsampling factors above this use area-based resampling (average / mode).
 AREA_RESAMPLING_FACTOR = 1.2
@@ -217,6 +222,8 @@ def _check_georeference(ds: rasterio.io.DatasetReader, file: str) -> str:
         raise SceneRejected(file, "no geotransform (and no georef supplied): an affine geotransform is required")
     if ds.transform.determinant == 0:
         raise SceneRejected(file, "degenerate geotransform (zero determinant)")
+    if ds.width * ds.height > MAX_SOURCE_PIXELS:
+        raise SceneRejected(file, f"source of {ds.width}x{ds.height} px is over {MAX_SOURCE_PIXELS:.0e} px")
     block_h, block_w = ds.block_shapes[0]
     block_bytes = block_h * block_w * ds.count * np.dtype(ds.dtypes[0]).itemsize if ds.dtypes[0] in GDAL_TYPES else 0
     if block_bytes > MAX_BLOCK_BYTES:

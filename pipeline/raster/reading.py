@@ -34,12 +34,14 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from pipeline.errors import SceneRejected
 from pipeline.scene import Georef, Scene
+from pipeline.sources.localfs import raster_driver
 
-#: GDAL settings used for every read in the pipeline: a bounded block cache, two threads.  The cache
+#: GDAL settings used for every read in the pipeline: a bounded block cache, two threads, no ``.aux.xml``
+#: side-cars (a source could put a CRS or a georeference there, bypassing what the pipeline checks).  The cache
 #: holds the source blocks shared by neighbouring tiles; 64 MB fills up already on modest scenes, so the
 #: peak RSS of tiling does not depend on the scene size (a larger cache only saves re-decoding the few
 #: blocks shared by two rows of tiles: a few % of the CPU time, measured with bench/run).
-GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 64 * 1024 * 1024, "GDAL_NUM_THREADS": "2"}
+GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 64 * 1024 * 1024, "GDAL_NUM_THREADS": "2", "GDAL_PAM_ENABLED": "NO"}
 
 GDAL_TYPES = {
     "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -95,9 +97,20 @@ def _open_raw(path: str, error: type = SceneRejected) -> rasterio.io.DatasetRead
     try:
         with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return rasterio.open(path, driver=_driver(path, error))
     except (RasterioError, OSError) as exc:
         raise error(path, f"cannot read: {exc}") from exc
+
+
+def _driver(path: str, error: type) -> str:
+    """The GDAL driver for a raster a source supplies: GeoTIFF, PNG or JPEG by its first bytes, nothing else (a
+    "tif" holding VRT or WMS XML would read other files or URLs: see :mod:`pipeline.sources.localfs`)."""
+    if not Path(path).exists():
+        raise error(path, "cannot read: file does not exist")
+    driver = raster_driver(path)
+    if driver is None:
+        raise error(path, "cannot read: not a GeoTIFF, PNG or JPEG file")
+    return driver
 
 
 def antimeridian_georef(crs: CRS | None, transform: Sequence[float] | Affine, width: int, height: int

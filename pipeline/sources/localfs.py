@@ -11,6 +11,14 @@ until someone writes to it, ``/dev/zero`` is endless.  Policies (:func:`file_pro
   pseudo-file, or one still being written) is refused (:func:`sha256_bounded`, :func:`read_bounded`).
 
 Symbolic links to folders are not followed when a folder is walked (:func:`walk_files`).
+
+**Formats.**  GDAL and OGR recognise a file by its content, not its name, and some formats are recipes
+that open other files or URLs (a ``scene.tif`` holding VRT XML can read ``/etc/shadow``; one holding a
+``<GDAL_WMS>`` document fetches ``http://169.254.169.254/``).  Rasters a source supplies are therefore opened
+with the drivers :data:`RASTER_DRIVERS` only, and vector files must look like what their name says
+(:func:`vector_problem`: GeoJSON text, a GeoPackage / SQLite database) before OGR sees them; a vector
+file that mentions PROJ's file-reading keys (``+init``, ``nadgrids``, ...: a CRS that makes PROJ read
+``/dev/zero``) is refused too (:data:`PROJ_FILE_TOKENS`).
 """
 from __future__ import annotations
 
@@ -22,6 +30,17 @@ from pathlib import Path
 
 from pipeline.errors import FetchError, PipelineInputError
 from pipeline.limits import DEFAULT_LIMITS, Limits, human_bytes
+
+#: The only GDAL drivers a raster supplied by a source is opened with, by the file's first bytes
+#: (:func:`raster_driver`; ``rasterio.open(..., driver=...)`` then allows no other).
+RASTER_DRIVERS: dict[bytes, str] = {b"II*\x00": "GTiff", b"MM\x00*": "GTiff", b"II+\x00": "GTiff",
+                                    b"MM\x00+": "GTiff", b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG"}
+#: The first bytes of a GeoPackage (an SQLite 3 database).
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+#: Text in a CRS definition that makes PROJ open files (an init file, a grid): never in a vector a source sends.
+PROJ_FILE_TOKENS: tuple[bytes, ...] = (b"init=", b"nadgrids", b"geoidgrids", b"+proj=pipeline", b"hgridshift",
+                                       b"vgridshift")
 
 #: Pseudo file systems: nothing under them is a data file.
 PSEUDO_ROOTS = ("/proc", "/sys", "/dev")
@@ -141,3 +160,53 @@ def walk_files(root: Path, limits: Limits | None = None) -> tuple[list[Path], li
             why = file_problem(here / name, lim.local_file_max_bytes)
             (skipped.append((here / name, why)) if why else files.append(here / name))
     return sorted(files), sorted(skipped)
+
+
+def raster_driver(path: str | Path) -> str | None:
+    """``"GTiff"``, ``"PNG"`` or ``"JPEG"`` when the file starts like one (TIFF, BigTIFF, PNG, JPEG), else
+    ``None``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return None
+    return RASTER_DRIVERS.get(head) or RASTER_DRIVERS.get(head[:3])
+
+
+def vector_problem(path: str | Path) -> str | None:
+    """``None`` when ``path`` looks like the vector format its name says (``.geojson``/``.json``: JSON text
+    starting with ``{``; ``.gpkg``: an SQLite database), else why not (no other format is opened)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
+    suffix = path.suffix.lower()
+    if suffix == ".gpkg":
+        if not head.startswith(SQLITE_MAGIC):
+            return "is not a GeoPackage (no SQLite header)"
+    elif suffix in (".geojson", ".json"):
+        if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] not in (b"{", b""):
+            return "is not GeoJSON (does not start with '{')"
+    else:
+        return f"unsupported vector format {suffix or '(no extension)'!r}"
+    token = _proj_file_token(path)
+    return f"mentions {token!r} (a CRS that makes PROJ read files)" if token else None
+
+
+def _proj_file_token(path: Path, chunk: int = 1 << 20) -> str | None:
+    """The first of :data:`PROJ_FILE_TOKENS` found in the file (read in overlapping chunks), or None; the
+    built-in null grid (``nadgrids=@null``, in GDAL's WKT of Web Mercator) is no file."""
+    keep = max(len(t) for t in PROJ_FILE_TOKENS)
+    tail = b""
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                return None
+            text = (tail + block).replace(b"nadgrids=@null", b"")
+            for token in PROJ_FILE_TOKENS:
+                if token in text:
+                    return token.decode()
+            tail = text[-keep:]

@@ -18,7 +18,7 @@ from pipeline.constants import CLASS_NAMES, NUM_CLASSES
 from pipeline.errors import AnnotationRejected
 from pipeline.labels.annotations.grid import TileGrid, burn
 from pipeline.sources.footprints import crs_string, polygonal, same_crs
-from pipeline.sources.localfs import file_problem
+from pipeline.sources.localfs import file_problem, vector_problem
 
 #: Slack (in pixels) around the tile bounds for a vector file without CRS to be taken in the grid CRS.
 NO_CRS_SLACK_PX = 1.0
@@ -123,7 +123,7 @@ def _read_features(path: Path) -> tuple[gpd.GeoDataFrame, Any]:
     """The features of a vector file and its class column; AnnotationRejected when unreadable, empty,
     without a class column, over :data:`MAX_VECTOR_BYTES` or :data:`MAX_VECTOR_VERTICES`."""
     f = str(path)
-    why = file_problem(path, MAX_VECTOR_BYTES, "the vector annotation limit")
+    why = file_problem(path, MAX_VECTOR_BYTES, "the vector annotation limit") or vector_problem(path)
     if why is not None:
         raise AnnotationRejected(f, why)
     try:

@@ -54,7 +54,8 @@ from pipeline.errors import PipelineInputError, SceneRejected
 from pipeline.scene import Affine6, Georef, Scene
 from pipeline.sources.adapters.base import Adapter, sibling_raster
 from pipeline.sources.config import SourceConfig
-from pipeline.sources.footprints import XBD_JSON, crs_string, read_xbd_label, xbd_polygons
+from pipeline.sources.footprints import XBD_JSON, check_crs_text, crs_string, read_xbd_label, xbd_polygons
+from pipeline.sources.localfs import raster_driver
 
 #: Words naming the disaster type in xBD disaster names (dropped to get the place).
 DISASTER_WORDS: frozenset[str] = frozenset(
@@ -353,6 +354,8 @@ class XbdAdapter(Adapter):
         try:
             gt, wkt = entry[0], (entry[1] if len(entry) > 1 else "")
             coeffs = gdal_to_affine(gt)
+            if wkt:
+                check_crs_text(str(wkt))
             crs = crs_string(wkt) if wkt else "EPSG:4326"
         except Exception as exc:  # noqa: BLE001 - any malformed entry is the same problem
             raise SceneRejected(str(path), f"bad entry for {name}: {exc}") from exc
@@ -361,7 +364,7 @@ class XbdAdapter(Adapter):
     @staticmethod
     def _has_own_georef(image: Path) -> bool:
         try:
-            with rasterio.open(image) as ds:
+            with rasterio.open(image, driver=raster_driver(image) or "PNG") as ds:
                 return ds.crs is not None and not ds.transform.is_identity
         except rasterio.errors.RasterioIOError as exc:
             raise SceneRejected(str(image), f"unreadable image: {exc}") from exc
