@@ -11,8 +11,11 @@ The limits of the raster plan (``max_grid_pixels``) are processing parameters
 """
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, fields
 from typing import Any
+
+from pipeline.errors import ConfigError
 
 KiB = 1 << 10
 MiB = 1 << 20
@@ -65,13 +68,24 @@ class Limits:
     #: Largest ``sources.yaml``.
     sources_max_bytes: int = 1 * MiB
 
+    def __post_init__(self) -> None:
+        for net in self.allowed_networks:
+            try:
+                ipaddress.ip_network(str(net), strict=False)
+            except ValueError as exc:
+                raise ConfigError(f"allowed_networks: {str(net)[:60]!r} is not a network (CIDR): {exc}") from None
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"{f.name} must not be negative, got {value}")
+
     @classmethod
     def from_mapping(cls, values: dict[str, Any]) -> Limits:
         """A Limits from ``values`` (keys = field names; missing keys keep their defaults)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown limits: {', '.join(unknown)}")
+            raise ConfigError(f"unknown limits: {', '.join(unknown)}")
         out = dict(values)
         if "allowed_networks" in out:
             out["allowed_networks"] = tuple(str(n) for n in out["allowed_networks"])

@@ -60,6 +60,15 @@ def test_non_public_addresses_are_refused_by_default(url, kind):
     check_url(url, allow_private=True)  # the switch the tests' loopback servers use
 
 
+def test_allowed_networks_must_be_networks():
+    from pipeline.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="allowed_networks: 'lan' is not a network"):
+        Limits(allowed_networks=("lan",))
+    with pytest.raises(ConfigError, match="download_deadline_s must not be negative"):
+        Limits(download_deadline_s=-1)
+
+
 def test_allowed_networks_are_narrow_and_public_addresses_pass():
     assert address_problem("127.0.0.1", allowed_networks=("127.0.0.1/32",)) is None
     assert address_problem("169.254.169.254", allowed_networks=("127.0.0.1/32",)) == "link-local"
