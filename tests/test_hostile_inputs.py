@@ -230,6 +230,7 @@ GRID = TileGrid(crs="EPSG:32633", transform=(0.3, 0.0, 500000.0, 0.0, -0.3, 5000
 @pytest.mark.parametrize("value, words", [
     ("Infinity", "not a finite number"), ("-Infinity", "not a finite number"), ("NaN", "no class value"),
     ("1e308", "is not in 1..8"), ("123456789012345678901234567890", "is not in 1..8"),
+    ('"²"', "unknown class name '²'"), ('"' + "9" * 5000 + '"', "is not in 1..8"),
 ])
 def test_geojson_class_values_that_are_not_classes_reject_the_file(tmp_path, value, words):
     path = tmp_path / "ann.geojson"
@@ -332,3 +333,21 @@ def test_vector_files_that_would_read_other_files_are_refused(tmp_path, text, wo
         import_vector(path, GRID)
     assert words in info.value.reason and time.monotonic() - t0 < 2.0
 
+
+
+def test_side_car_json_nested_too_deeply_or_too_large_is_a_reject(tmp_path):
+    """xBD label JSON (and every side-car read whole): RecursionError and size are named rejects."""
+    from pipeline.sources.footprints import check_crs_text, read_xbd_label
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(AnnotationRejected, match="RecursionError"):
+        read_xbd_label(deep)
+    big = tmp_path / "big.json"
+    big.write_text('{"features": {"xy": [], "lng_lat": []}, "pad": "' + "x" * 2_000_000 + '"}')
+    with pytest.raises(AnnotationRejected, match="over sidecar_max_bytes"):
+        read_xbd_label(big, max_bytes=1_000_000)
+    for text in ("+proj=longlat +init=/dev/zero:x", "+proj=longlat +nadgrids=/dev/zero", "x" * 30_000):
+        with pytest.raises(ValueError):
+            check_crs_text(text)
+    check_crs_text("+proj=merc +a=6378137 +b=6378137 +nadgrids=@null +units=m")  # the built-in null grid
