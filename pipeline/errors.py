@@ -5,7 +5,9 @@
     PipelineError                      anything the pipeline raises on purpose
     ├── PipelineInputError (InputError)  bad input: ``file`` is what was read, ``reason`` what is wrong with it
     │   ├── FetchError                     a download or extraction that failed for good (after retries)
-    │   │   └── TransientFetchError          a network failure worth retrying later (the source's fetch fails)
+    │   │   ├── TransientFetchError          a network failure worth retrying later (the source's fetch fails)
+    │   │   ├── NetworkPolicyError           a URL (or a redirect) to a place a build must not reach
+    │   │   └── LimitExceeded                a download, archive or local file over a configured limit
     │   ├── ObjectStoreError               an upload / download / check against S3 (publish, raw cache)
     │   ├── SceneRejected                  a scene the pipeline will not use (too coarse, no georeference, ...)
     │   │   └── ItemRejected                 a STAC item that becomes no scene (broken, no asset, not a COG, ...)
@@ -16,6 +18,7 @@
     ├── ValidationError                  records, a manifest or a release that fail their checks (also a ``ValueError``)
     │   ├── ManifestError                  a manifest that does not follow its JSON schema
     │   ├── ReleaseInvalid                 a built release that ``validate_release`` finds problems in
+    │   ├── EmptyRelease                   a release that would hold no image
     │   └── ViewerError                    a release folder the release browser cannot be written for
     │       └── ThumbnailError             a tile of it that cannot be made into a thumbnail
     └── BuildError                       a build that cannot go on (also a ``RuntimeError``)
@@ -24,11 +27,24 @@ Input errors are *per item*: the tasks turn them into ``rejects.csv`` rows (``st
 with the other items.  The others stop the build (or the command) with their message.  Classes that replace
 a built-in exception also derive from it, so ``except ValueError`` still catches a :class:`ConfigError`.
 A bare ``ValueError`` / ``TypeError`` left in the library means a programming error: a bad argument.
+
+An input error's ``reason`` is one short line (whitespace collapsed, at most :data:`MAX_REASON_CHARS`
+characters): it ends up in a ``rejects.csv`` cell, so a GDAL message or a CRS definition quoted whole
+must not turn it into a page.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
+
+#: Longest ``reason`` an input error keeps (longer ones are cut with "...").
+MAX_REASON_CHARS = 300
+
+
+def short_reason(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` on one line (runs of whitespace -> one space), cut to ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
 
 
 class PipelineError(Exception):
@@ -42,7 +58,7 @@ class PipelineInputError(PipelineError):
 
     def __init__(self, file: str | PathLike[str], reason: str):
         self.file = str(file)
-        self.reason = reason
+        self.reason = short_reason(reason)
         super().__init__(f"{self.file}: {reason}")
 
 
@@ -59,6 +75,16 @@ class FetchError(PipelineInputError):
 class TransientFetchError(FetchError):
     """A network failure worth retrying later (5xx, 408, 429, timeouts, refused connections, after the
     retries): the whole fetch of the source fails, nothing is recorded as rejected, and a rerun tries again."""
+
+
+class NetworkPolicyError(FetchError):
+    """A URL, or a redirect, to an address the network policy refuses (loopback, link-local, private,
+    multicast, unspecified; :mod:`pipeline.sources.netpolicy`)."""
+
+
+class LimitExceeded(FetchError):
+    """A download, an archive or a local file over one of the configured limits (:mod:`pipeline.limits`);
+    the reason names the limit."""
 
 
 class ObjectStoreError(PipelineInputError):
@@ -125,6 +151,13 @@ class ReleaseInvalid(ValidationError):
 
     def __init__(self, release: str, problems: Sequence[str]):
         super().__init__(f"release {release} failed validation:\n" + "\n".join(problems), problems)
+
+
+class EmptyRelease(ValidationError):
+    """A release that would hold no image (no enabled source, or every scene rejected or pending)."""
+
+    def __init__(self, release: str, why: str):
+        super().__init__(f"release {release} would hold no image: {why}", [why])
 
 
 class ViewerError(ValidationError):

@@ -7,6 +7,7 @@ from pathlib import Path
 import luigi
 
 from pipeline.errors import SourcesError
+from pipeline.limits import DEFAULT_LIMITS, MAX_GRID_TOTAL, Limits
 from pipeline.params import ProcessingParams
 from pipeline.scene import Scene
 from pipeline.sources.config import SourceConfig, enabled_sources, load_sources
@@ -42,6 +43,34 @@ class PipelineConfig(luigi.Config):
         default=None, description="release whose image ids and splits this one keeps: a release name under "
         "<data_dir>/releases/ or a release folder; default: the newest other release there (natural version "
         "order) that has a manifest.json; 'none': start afresh")
+    # -- limits on hostile input (pipeline.limits; README "Limits") --------------------------------------
+    allow_private_networks = luigi.BoolParameter(
+        default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="allow source URLs that resolve to loopback, link-local, private, multicast addresses")
+    allowed_networks = luigi.ListParameter(
+        default=(), description="networks (CIDR) allowed although not public, e.g. [\"10.1.2.0/24\"]")
+    download_max_bytes = luigi.IntParameter(default=DEFAULT_LIMITS.download_max_bytes,
+                                            description="largest file a download may bring (bytes)")
+    download_deadline_s = luigi.FloatParameter(default=DEFAULT_LIMITS.download_deadline_s,
+                                               description="longest one file's download may take (s)")
+    download_min_rate = luigi.FloatParameter(default=DEFAULT_LIMITS.download_min_rate,
+                                             description="slowest average download rate (bytes/s) over the window")
+    download_rate_window_s = luigi.FloatParameter(default=DEFAULT_LIMITS.download_rate_window_s,
+                                                  description="window (and grace period) of download_min_rate (s)")
+    archive_max_bytes = luigi.IntParameter(default=DEFAULT_LIMITS.archive_max_bytes,
+                                           description="largest total uncompressed size of an archive (bytes)")
+    archive_max_entries = luigi.IntParameter(default=DEFAULT_LIMITS.archive_max_entries,
+                                             description="most entries in an archive")
+    archive_max_ratio = luigi.FloatParameter(default=DEFAULT_LIMITS.archive_max_ratio,
+                                             description="highest compression ratio of an archive entry over 1 MiB")
+    local_file_max_bytes = luigi.IntParameter(default=DEFAULT_LIMITS.local_file_max_bytes,
+                                              description="largest local file or symlink target (bytes)")
+    sidecar_max_bytes = luigi.IntParameter(default=DEFAULT_LIMITS.sidecar_max_bytes,
+                                           description="largest JSON side-car read whole (bytes)")
+    sources_max_bytes = luigi.IntParameter(default=DEFAULT_LIMITS.sources_max_bytes,
+                                           description="largest sources file (bytes)")
+    max_grid_pixels = luigi.IntParameter(default=MAX_GRID_TOTAL,
+                                         description="most output pixels one scene may produce")
 
 
 def cfg() -> PipelineConfig:
@@ -54,7 +83,20 @@ def processing_params() -> ProcessingParams:
         target_gsds=tuple(float(g) for g in c.target_gsds),
         tile_size=int(c.tile_size),
         max_nodata_fraction=float(c.max_nodata_fraction),
+        max_grid_pixels=int(c.max_grid_pixels),
     )
+
+
+def limits() -> Limits:
+    """The limits on hostile input of this build (``[PipelineConfig]`` keys named like the fields)."""
+    c = cfg()
+    names = ("allow_private_networks", "download_max_bytes", "download_deadline_s", "download_min_rate",
+             "download_rate_window_s", "archive_max_bytes", "archive_max_entries", "archive_max_ratio",
+             "local_file_max_bytes", "sidecar_max_bytes", "sources_max_bytes")
+    values: dict[str, object] = {n: getattr(c, n) for n in names}
+    networks: tuple = tuple(c.allowed_networks)
+    values["allowed_networks"] = tuple(str(net) for net in networks)
+    return Limits.from_mapping(values)
 
 
 def data_dir() -> Path:
@@ -140,11 +182,13 @@ def s3_endpoint() -> str | None:
 
 
 def all_sources() -> list[SourceConfig]:
-    return load_sources(cfg().sources_file)
+    c = cfg()
+    return load_sources(c.sources_file, max_bytes=int(c.sources_max_bytes))
 
 
 def active_sources() -> list[SourceConfig]:
-    return enabled_sources(cfg().sources_file)
+    c = cfg()
+    return enabled_sources(c.sources_file, max_bytes=int(c.sources_max_bytes))
 
 
 def source_config(name: str) -> SourceConfig:

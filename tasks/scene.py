@@ -54,7 +54,8 @@ class PrepareScene(SceneTask):
         scene = self.scene
         self.set_status_message(f"planning {scene.key}")
         try:
-            plan = plan_scene(scene, targets=params.target_gsds, tile_size=params.tile_size)
+            plan = plan_scene(scene, targets=params.target_gsds, tile_size=params.tile_size,
+                              max_grid_pixels=params.max_grid_pixels)
         except PipelineInputError as exc:
             plan = {"status": "rejected", "file": exc.file, "reason": exc.reason, "stage": exc.stage}
         self.set_progress_percentage(100)

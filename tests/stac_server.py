@@ -7,7 +7,8 @@
 * any other path in :attr:`StacServer.docs` (JSON objects, or raw bytes for broken documents);
 * :attr:`StacServer.files`: bytes served with ``Range: bytes=a-b`` / ``a-`` / ``-n`` (206 with
   ``Content-Range``; 416 past the end), ``Accept-Ranges`` and ``HEAD``; the body bytes sent per path are
-  counted in :attr:`StacServer.sent`.
+  counted in :attr:`StacServer.sent`;
+* :attr:`StacServer.redirects`: a path answered with ``302`` to the URL it maps to.
 
 The filters are implemented here independently of the pipeline's own client-side filters.  COG and plain
 GeoTIFF writers (real files, written with rasterio) are at the end.
@@ -82,6 +83,7 @@ class StacServer:
     def __init__(self) -> None:
         self.docs: dict[str, Any] = {}
         self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}
         self.collections: list[dict] = []
         self.items: list[dict] = []
         self.conformance = list(CONFORMANCE)
@@ -141,6 +143,12 @@ class StacServer:
         with self._lock:
             self.requests.append({"method": method, "path": path, "query": query, "body": body,
                                   "range": h.headers.get("Range")})
+        if path in self.redirects:
+            h.send_response(302)
+            h.send_header("Location", self.redirects[path])
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return None
         if path in self.files:
             return self._serve_file(h, method, path)
         if path == API or path.startswith(API + "/"):

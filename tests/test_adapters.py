@@ -424,11 +424,17 @@ def test_demo_delegates_and_registry(tmp_path):
         get_adapter("inira")
 
 
-def test_duplicate_scene_ids_rejected(tmp_path):
+def test_duplicate_scene_ids_are_both_kept_with_ids_of_their_own(tmp_path):
+    """Two files whose names map to one id both stay, each named by a digest of its own relative path."""
+    from pipeline.sources.adapters.base import digest8
+
     write_tif(tmp_path / "A" / "x.tif", np.zeros((1, 4, 4), np.uint8))
     write_tif(tmp_path / "a" / "x.tif", np.zeros((1, 4, 4), np.uint8))
-    with pytest.raises(SceneRejected, match="scene id 'a-x' is also used by"):
-        LocalAdapter().scenes(tmp_path, source("local"))
+    write_tif(tmp_path / "b" / "y.tif", np.zeros((1, 4, 4), np.uint8))
+    scenes = LocalAdapter().scenes(tmp_path, source("local"))
+    ids = {Path(s.image).relative_to(tmp_path).as_posix(): s.scene_id for s in scenes}
+    assert ids == {"A/x.tif": f"a-x-{digest8('A/x.tif')}", "a/x.tif": f"a-x-{digest8('a/x.tif')}",
+                   "b/y.tif": "b-y"}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from rasterio.windows import Window
 
 import tasks  # noqa: F401  (registers the tasks)
 from pipeline.errors import FetchError, ItemRejected, SceneRejected
+from pipeline.labels.keys import split_tile_key
 from pipeline.release.validate.report import validate_release
 from pipeline.sources.adapters.openaerialmap import OpenAerialMapAdapter
 from pipeline.sources.adapters.stac import StacAdapter
@@ -26,6 +27,7 @@ from pipeline.sources.fetch import fetch_source
 from pipeline.sources.stac.io import http_session
 from pipeline.sources.stac.items import item_license, matches_query, parse_interval
 from pipeline.sources.stac.search import StacQuery, find_items
+from tests.loopback import LOOPBACK_LIMITS
 from tests.stac_server import CONFORMANCE, StacServer, read_window
 from tests.stac_world import EVENT, build_world, json_docs
 
@@ -89,7 +91,7 @@ def test_openaerialmap_kind_searches_the_stac_api_and_reads_windows(world, tmp_p
     srv = world.srv
     src = _source("oam-dar", "openaerialmap", srv.url("/api"), bbox=world.dar_bbox, limit=1, region="dar_es_salaam")
     srv.reset_counters()
-    rec = fetch_source(src, tmp_path / "oam")
+    rec = fetch_source(src, tmp_path / "oam", limits=LOOPBACK_LIMITS)
     searches = [r for r in srv.requests if r["path"] == "/api/search"]
     assert [r["method"] for r in searches] == ["POST", "POST"]  # two pages of one item (next link, token)
     assert searches[0]["body"]["collections"] == ["openaerialmap"] and searches[1]["body"]["token"] == 1
@@ -118,7 +120,7 @@ def test_maxar_event_window_reads_under_half_and_rejects_bad_items(world, tmp_pa
     srv = world.srv
     src = _source("maxar-la", "stac", world.maxar_event_url, bbox=world.maxar_bbox, region="los_angeles")
     srv.reset_counters()
-    rec = fetch_source(src, tmp_path / "mx")
+    rec = fetch_source(src, tmp_path / "mx", limits=LOOPBACK_LIMITS)
     big = world.cog_paths[BIG]
     assert srv.sent[big] < len(world.rasters[BIG]) / 2, (srv.sent[big], len(world.rasters[BIG]))
     item = rec["items"][0]
@@ -146,7 +148,7 @@ def test_maxar_event_window_reads_under_half_and_rejects_bad_items(world, tmp_pa
     assert {e.reject_stage for e in rejected} == {"catalog", "fetch"}
     # a refetch into the same folder reuses the extract: no pixel bytes of the big COG
     srv.reset_counters()
-    again = fetch_source(src, tmp_path / "mx")
+    again = fetch_source(src, tmp_path / "mx", limits=LOOPBACK_LIMITS)
     assert srv.sent.get(big, 0) == 0 and again["items"][0]["sha256"] == item["sha256"]
 
 
@@ -155,7 +157,7 @@ def test_maxar_root_catalog_collections_filter_and_non_cog_download(world, tmp_p
     src = _source("mx", "stac", srv.url("/static/events/catalog.json"), collections=[EVENT], bbox=world.maxar_bbox,
                   non_cog="download", datetime="2024-12")
     srv.reset_counters()
-    rec = fetch_source(src, tmp_path / "mx")
+    rec = fetch_source(src, tmp_path / "mx", limits=LOOPBACK_LIMITS)
     assert not any("Other-Event/" in r["path"] and "ard" in r["path"] for r in srv.requests)
     reads = {i["item_id"].split("/")[-1]: i for i in rec["items"]}
     assert sorted(reads) == [BIG, "10300100EEE00500"]
@@ -167,7 +169,7 @@ def test_maxar_root_catalog_collections_filter_and_non_cog_download(world, tmp_p
         assert np.array_equal(ds.read(), read_window(world.rasters["10300100EEE00500"], win))
     # a datetime outside the acquisitions finds nothing: the adapter names what was searched
     none = _source("none", "stac", srv.url("/api"), collections=["noaa-emergency-response"], datetime="2023")
-    fetch_source(none, tmp_path / "none")
+    fetch_source(none, tmp_path / "none", limits=LOOPBACK_LIMITS)
     with pytest.raises(SceneRejected, match="no STAC items matched"):
         StacAdapter().scenes(tmp_path / "none", none)
 
@@ -175,7 +177,7 @@ def test_maxar_root_catalog_collections_filter_and_non_cog_download(world, tmp_p
 def test_whole_file_download_with_checksum_and_features_only_api(world, tmp_path):
     srv = world.srv
     src = _source("noaa", "stac", srv.url("/api"), collections=["noaa-emergency-response"], assets=["cog"])
-    rec = fetch_source(src, tmp_path / "noaa")
+    rec = fetch_source(src, tmp_path / "noaa", limits=LOOPBACK_LIMITS)
     scenes, _ = _scenes(StacAdapter(), tmp_path / "noaa", src)
     (scene,) = scenes.values()
     assert Path(scene.image).read_bytes() == world.rasters["noaa"]
@@ -186,16 +188,16 @@ def test_whole_file_download_with_checksum_and_features_only_api(world, tmp_path
     old_conformance, srv.conformance = srv.conformance, [c for c in CONFORMANCE if "item-search" not in c]
     try:
         srv.reset_counters()
-        bad = fetch_source(src, tmp_path / "noaa-bad")
+        bad = fetch_source(src, tmp_path / "noaa-bad", limits=LOOPBACK_LIMITS)
         paths = {r["path"] for r in srv.requests}  # no /search without the item-search conformance class
         assert "/api/collections/noaa-emergency-response/items" in paths and "/api/search" not in paths
         assert "sha256 mismatch" in bad["rejects"][0]["reason"] and bad["items"] == []
         cql2 = {"op": "=", "args": [{"property": "event"}, "Nashville Tornado"]}
         with pytest.raises(FetchError, match="filter"):
-            find_items(srv.url("/api"), StacQuery(filter=cql2), session=http_session())
+            find_items(srv.url("/api"), StacQuery(filter=cql2), session=http_session(limits=LOOPBACK_LIMITS))
         srv.conformance = CONFORMANCE + ["https://api.stacspec.org/v1.0.0-rc.2/item-search#filter"]
         srv.reset_counters()
-        find_items(srv.url("/api"), StacQuery(filter=cql2), session=http_session())
+        find_items(srv.url("/api"), StacQuery(filter=cql2), session=http_session(limits=LOOPBACK_LIMITS))
         assert [(r["body"]["filter"], r["body"]["filter-lang"]) for r in srv.requests if r["path"] == "/api/search"] \
             == [(cql2, "cql2-json")]
     finally:
@@ -232,7 +234,7 @@ def test_static_catalog_on_disk_and_on_s3(world, tmp_path, moto_s3):
     expected = read_window(world.rasters[BIG], Window(980, 1113, 1240, 1240))
     event = tmp_path / "cat" / "events" / EVENT / "collection.json"
     local = _source("local", "stac", str(event), bbox=world.maxar_bbox)
-    rec = fetch_source(local, tmp_path / "raw-local")
+    rec = fetch_source(local, tmp_path / "raw-local", limits=LOOPBACK_LIMITS)
     # local files need no COG layout: the plain GeoTIFF is cut locally too
     assert [i["read"] for i in rec["items"]] == ["local window"] * 2 and rec["transfer"]["asset_bytes"] == 0
     s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
@@ -243,7 +245,7 @@ def test_static_catalog_on_disk_and_on_s3(world, tmp_path, moto_s3):
                           Body=p.read_bytes())
     remote = _source("s3", "stac", f"s3://maxar-opendata/events/{EVENT}/collection.json", bbox=world.maxar_bbox,
                      endpoint_url=moto_s3)
-    rec = fetch_source(remote, tmp_path / "raw-s3")
+    rec = fetch_source(remote, tmp_path / "raw-s3", limits=LOOPBACK_LIMITS)
     item = next(i for i in rec["items"] if i["item_id"].endswith(BIG))
     assert item["href"].startswith("s3://maxar-opendata/") and item["read"] == "window"
     assert 0 < item["transferred"] < len(world.rasters[BIG]) / 2
@@ -259,9 +261,13 @@ def _build(base: Path, release: str) -> bool:
     cfg.set("PipelineConfig", "sources_file", str(base / "sources.yaml"))
     cfg.set("PipelineConfig", "release", release)
     cfg.set("PipelineConfig", "split_trials", "50")
+    cfg.set("PipelineConfig", "allow_private_networks", "true")  # the loopback STAC server
     from tasks import BuildRelease
 
-    return luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
+    try:
+        return luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
+    finally:
+        cfg.remove_option("PipelineConfig", "allow_private_networks")
 
 
 def test_build_from_stac_sources_and_a_rerun_without_network(world, tmp_path):
@@ -288,31 +294,35 @@ sources:
     options: {{collections: [noaa-emergency-response], assets: [cog], region: nashville}}
 """)
     srv.reset_counters()
-    assert _build(tmp_path, "r1")
-    rel = tmp_path / "data" / "releases" / "r1"
-    assert validate_release(rel) == []
+    # every tile is pending (STAC sources bring no labels): the first build refuses an empty release
+    assert not _build(tmp_path, "r1")
+    assert not (tmp_path / "data" / "releases" / "r1").exists()
     big = world.cog_paths[BIG]
-    assert 0 < srv.sent[big] < len(world.rasters[BIG]) / 2
-    prov = json.loads((rel / "provenance" / "maxar-la.json").read_text())
-    assert prov["transfer"]["asset_bytes"] == srv.sent[big] and prov["items"][0]["self"].endswith(f"{BIG}.json")
-    rejects = list(csv.DictReader((rel / "rejects.csv").open()))
-    maxar = {Path(r["file"]).name: r for r in rejects if r["source"] == "maxar-la"}
-    assert len(maxar) == 5 and maxar["10300100EEE00500-visual.tif"]["stage"] == "fetch"
-    assert maxar["10300100EEE00500-visual.tif"]["scene_id"] == "11_031311102002_10300100eee00500"
-    pending = list(csv.DictReader((rel / "pending.csv").open()))
-    assert {r["source"] for r in pending} == {"maxar-la", "oam-dar", "noaa"}
+    sent_big = srv.sent[big]
+    assert 0 < sent_big < len(world.rasters[BIG]) / 2
     # annotate every pending tile, then build again: nothing is fetched, the STAC scenes are released
     todo, done = tmp_path / "data" / "annotation" / "todo", tmp_path / "data" / "annotation" / "done"
     done.mkdir(parents=True)
-    for row in pending:
-        with rasterio.open(todo / f"{row['key']}.tif") as ds:
+    keys = sorted(p.name.removesuffix("_image.tif") for p in todo.glob("*_image.tif"))
+    assert {split_tile_key(k)[0] for k in keys} == {"maxar-la", "oam-dar", "noaa"}
+    for key in keys:
+        with rasterio.open(todo / f"{key}.tif") as ds:
             profile, shape = ds.profile, (ds.height, ds.width)
-        with rasterio.open(done / f"{row['key']}.tif", "w", **profile) as out:
+        with rasterio.open(done / f"{key}.tif", "w", **profile) as out:
             out.write((np.indices(shape).sum(axis=0) // 128 % 8 + 1).astype(np.uint8), 1)
     srv.reset_counters()
     assert _build(tmp_path, "r2")
     assert srv.requests == []
-    manifest = json.loads((tmp_path / "data" / "releases" / "r2" / "manifest.json").read_text())
+    rel = tmp_path / "data" / "releases" / "r2"
+    assert validate_release(rel) == []
+    prov = json.loads((rel / "provenance" / "maxar-la.json").read_text())
+    assert prov["transfer"]["asset_bytes"] == sent_big and prov["items"][0]["self"].endswith(f"{BIG}.json")
+    rejects = list(csv.DictReader((rel / "rejects.csv").open()))
+    maxar = {Path(r["file"]).name: r for r in rejects if r["source"] == "maxar-la"}
+    assert len(maxar) == 5 and maxar["10300100EEE00500-visual.tif"]["stage"] == "fetch"
+    assert maxar["10300100EEE00500-visual.tif"]["scene_id"] == "11_031311102002_10300100eee00500"
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert {im["key"] for im in manifest["images"]} == set(keys)
     by_source: dict[str, set] = {}
     for im in manifest["images"]:
         by_source.setdefault(im["source"], set()).add((im["license"], im["attribution"], im["acquired"]))

@@ -52,11 +52,18 @@ def _geotiff(path: Path, size: int, gsd: float) -> None:
 
 @pytest.fixture(scope="module")
 def pending_release(tmp_path_factory) -> Path:
-    """A release of one local scene without labels (its tile is pending) and one 0.8 m scene (rejected),
-    built with ``--PipelineConfig-viewer false``; no viewer is written."""
+    """A release of one local scene without labels (its tile is pending), one 0.8 m scene (rejected) and one
+    labelled scene (so that the release holds an image), built with ``--PipelineConfig-viewer false``; no viewer is written."""
     base = tmp_path_factory.mktemp("pending")
     _geotiff(base / "imagery" / "town" / "town.tif", 1024, 0.5)
     _geotiff(base / "imagery" / "town" / "coarse.tif", 256, 0.8)
+    _geotiff(base / "imagery" / "field" / "field.tif", 1024, 0.5)  # labelled, so the release is not empty
+    classes = np.repeat(np.arange(1, 9, dtype=np.uint8), 128)[None, :].repeat(1024, axis=0)
+    with rasterio.open(base / "imagery" / "field" / "field.tif") as src:
+        profile = {**src.profile, "count": 1}
+    (base / "imagery" / "labels" / "field").mkdir(parents=True)
+    with rasterio.open(base / "imagery" / "labels" / "field" / "field.tif", "w", **profile) as ds:
+        ds.write(classes, 1)
     (base / "sources.yaml").write_text(f"""
 sources:
   - name: town

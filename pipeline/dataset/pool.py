@@ -5,6 +5,7 @@ images are named ``<region>_<n>`` as in OpenEarthMap by :func:`name_images`.
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -23,14 +24,33 @@ PENDING_REASON = "awaiting annotation (the source has no 8-class labels)"
 
 
 def relative_to_root(file: str, root: str | None) -> str:
-    """``file`` relative to its source's fetched root when it lies inside it, so reports do not depend on
-    where the data folder is (releases built in two places stay byte-identical)."""
-    if root:
+    """``file`` relative to its source's fetched root, so reports do not depend on where the data folder
+    is (releases built in two places stay byte-identical): inside the root its path below it (a symlink
+    judged by where it is, not where it points), the root itself its name, outside it a ``../`` path.
+    Relative paths are returned as they are."""
+    if not root or not file or not Path(file).is_absolute():
+        return str(file)
+    pairs = ((Path(os.path.abspath(file)), Path(os.path.abspath(root))), (Path(file).resolve(), Path(root).resolve()))
+    for f, r in pairs:
+        if f == r:
+            return r.name
         try:
-            return str(Path(file).resolve().relative_to(Path(root).resolve()))
+            return str(f.relative_to(r))
         except ValueError:
             pass
-    return str(file)
+    try:
+        return os.path.relpath(os.path.abspath(file), os.path.abspath(root))
+    except ValueError:
+        return Path(file).name
+
+
+def relative_reason(reason: str, root: str | None) -> str:
+    """``reason`` with the source root's absolute path left out (GDAL quotes the whole path)."""
+    if not root:
+        return reason
+    for r in {os.path.abspath(root), str(Path(root).resolve())}:
+        reason = reason.replace(r.rstrip("/") + "/", "")
+    return reason
 
 
 def footprint_rejects(exported: Iterable[dict], provenance: dict[str, dict]) -> list[dict]:
@@ -40,7 +60,8 @@ def footprint_rejects(exported: Iterable[dict], provenance: dict[str, dict]) -> 
     for e in exported:
         r = e.get("reject")
         if r:
-            row = dict(r, file=relative_to_root(r["file"], provenance.get(r["source"], {}).get("root")))
+            root = provenance.get(r["source"], {}).get("root")
+            row = dict(r, file=relative_to_root(r["file"], root), reason=relative_reason(r["reason"], root))
             rows[tuple(row[k] for k in REJECT_COLUMNS)] = row
     return [rows[k] for k in sorted(rows)]
 
@@ -61,12 +82,14 @@ def assemble_pool(
     roots = source_roots or {}
 
     def _reject(scene: Scene, file: str, stage: str, reason: str) -> dict[str, str]:
-        return {"source": scene.source, "scene_id": scene.scene_id,
-                "file": relative_to_root(file, roots.get(scene.source)), "stage": stage, "reason": reason}
+        root = roots.get(scene.source)
+        return {"source": scene.source, "scene_id": scene.scene_id, "file": relative_to_root(file, root),
+                "stage": stage, "reason": relative_reason(reason, root)}
 
     tiles_out: list[dict] = []
     rejects: list[dict] = [
-        dict(r, file=relative_to_root(r["file"], roots.get(r["source"]))) for r in catalog_rejects
+        dict(r, file=relative_to_root(r["file"], roots.get(r["source"])),
+             reason=relative_reason(r["reason"], roots.get(r["source"]))) for r in catalog_rejects
     ]
     for item in sorted(scenes, key=lambda it: (it["scene"].source, it["scene"].scene_id)):
         scene: Scene = item["scene"]

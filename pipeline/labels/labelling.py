@@ -142,7 +142,8 @@ def apply_annotations(
 
     ``records`` are the label records from the source's own labels (or pending ones).  Returns the new
     records and reject rows ``{"file", "stage": "annotation", "reason"}`` for annotation files that could
-    not be imported (those tiles keep their previous record).  An unfinished annotation
+    not be imported (those tiles keep their previous record); ``file`` is relative to the annotation folder
+    (``done/<key>.geojson``), like every path of ``rejects.csv``.  An unfinished annotation
     (:func:`unfinished_reason`) makes the tile pending with ``"reason"`` and ``"annotation"`` in its record.
     """
     by_id = {r["tile_id"]: dict(r, origin=r.get("origin", "source") if r["status"] == "labelled" else None)
@@ -162,7 +163,8 @@ def apply_annotations(
             grid = TileGrid.from_tile_record(t)
             data, report = import_annotation(path, grid)
         except AnnotationRejected as exc:
-            rejects.append({"file": exc.file, "stage": "annotation", "reason": exc.reason})
+            rejects.append({"file": _annotation_rel(exc.file, Path(done_dir)), "stage": "annotation",
+                            "reason": exc.reason.replace(str(Path(done_dir).parent) + "/", "")})
             continue
         with rasterio.open(Path(out_dir) / t["image"]) as image_tile:
             valid = image_tile.dataset_mask() > 0
@@ -180,6 +182,14 @@ def apply_annotations(
         by_id[tid] = _label_record(tid, data, rel, "annotation", annotation=path.name,
                                    repaired_polygons=int(report.get("repaired_polygons", 0)))
     return [by_id[t["tile_id"]] for t in sorted(tiles, key=lambda t: t["tile_id"])], rejects
+
+
+def _annotation_rel(file: str, done_dir: Path) -> str:
+    """An annotation file's path relative to the annotation folder (the parent of ``done/``)."""
+    try:
+        return Path(file).relative_to(done_dir.parent).as_posix()
+    except ValueError:
+        return Path(file).name
 
 
 def mask_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame:

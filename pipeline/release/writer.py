@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline import atomic
 from pipeline.dataset.pool import PENDING_REASON, REJECT_COLUMNS
+from pipeline.errors import EmptyRelease
 from pipeline.raster.cog import place_cog
 from pipeline.release.changes import changes_markdown, release_changes
 from pipeline.release.geoparquet import write_index
@@ -44,6 +45,17 @@ def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
     return buf.getvalue()
 
 
+def empty_release_reason(sources: list[dict[str, Any]], rejects: list[dict], pending: list[dict]) -> str:
+    """Why a release has no image, in one line: no source, or what happened to the scenes (first rejects)."""
+    if not sources:
+        return "no enabled source (set 'enabled: true' on a source in the sources file)"
+    shown = "; ".join(f"{r.get('source')}/{r.get('file')}: {r.get('reason')}" for r in rejects[:3])
+    more = f" (+{len(rejects) - 3} more)" if len(rejects) > 3 else ""
+    todo = " (their pre-annotations are in the annotation todo folder)" if pending else ""
+    return (f"no tile passed from {len(sources)} source(s): {len(rejects)} rejects, {len(pending)} tiles pending "
+            f"annotation{todo}" + (f"; {shown}{more}" if shown else ""))
+
+
 def write_release(
     out: Path, *, release: str, images: list[dict], rejects: list[dict], pending: list[dict],
     split_infos: list[dict], stats_dir: Path, created_with: dict[str, Any], sources: list[dict[str, Any]],
@@ -66,7 +78,10 @@ def write_release(
     Cloud-Optimized GeoTIFFs (:func:`pipeline.raster.cog.place_cog`: converted, or linked when the work tile
     already is one; ``created_with.tile_format`` ``COG``); a STAC catalog
     (``stac/``, :mod:`pipeline.release.stac`) and a GeoParquet index (``index.parquet``,
-    :mod:`pipeline.release.geoparquet`) of the manifest's images are listed in ``files``.  Returns the manifest."""
+    :mod:`pipeline.release.geoparquet`) of the manifest's images are listed in ``files``.  Returns the manifest.
+    A release without images is refused: :class:`pipeline.errors.EmptyRelease` (nothing is written)."""
+    if not images:
+        raise EmptyRelease(release, empty_release_reason(sources, rejects, pending))
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for im in images:

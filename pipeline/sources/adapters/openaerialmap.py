@@ -18,7 +18,6 @@ With ``options.api: stac`` (the default) the source is fetched from OpenAerialMa
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -50,8 +49,8 @@ class OpenAerialMapAdapter(Adapter):
             return
         for sidecar in sorted_glob(root, "*.json"):
             try:
-                item = json.loads(sidecar.read_text())
-            except (OSError, ValueError):
+                item = self.read_json(sidecar)
+            except SceneRejected:
                 item = None
             if not isinstance(item, dict) or "_id" not in item or "uuid" not in item:
                 continue

@@ -6,6 +6,6 @@
 * :mod:`.search`: ``find_items``, pystac-client search of an API or a walk of a static catalog;
 * :mod:`.items`: facts read from items (licence, attribution, time, CRS, GSD, asset) and client-side filters;
 * :mod:`.options`: checks of the sources' options (called by :mod:`pipeline.sources.config`);
-* :mod:`.io`: the one place where STAC sources reach the network (``check_url``, sessions, GDAL paths and
-  byte counters).
+* :mod:`.io`: the one place where STAC sources reach the network, under the network policy of
+  :mod:`pipeline.sources.netpolicy` (``check_url``, sessions, GDAL paths and options, byte counters).
 """

@@ -23,10 +23,15 @@ Reading policy per item (first asset key of ``options.assets`` the item has):
   previous fetch, and whose file still has the recorded sha256, is reused without any request.
 
 Per-item problems (unreadable or broken item, no such asset, asset missing or unreadable, not a COG,
-CRS differing from the item's, no overlap with the bbox) reject that item only: an index row and a
-``rejects.csv`` row naming the item or asset URL.  Transient failures (5xx, 408, 429, timeouts, refused
+CRS differing from the item's, no overlap with the bbox, an asset URL or redirect the network policy
+refuses, a download over a limit) reject that item only: an index row and a ``rejects.csv`` row naming the
+item or asset URL.  Transient failures (5xx, 408, 429, timeouts, refused
 connections, after the retries) raise :class:`TransientFetchError` instead: the source's fetch fails and
 a rerun tries again, rather than recording a reject that a complete fetch would never revisit.
+
+Every request is made under the network policy and the limits of the build (``limits``,
+:mod:`pipeline.sources.stac.io`): the location, every API page, catalog, item and asset URL, every redirect
+and every connection; a location the policy refuses fails the fetch (``NetworkPolicyError``).
 """
 from __future__ import annotations
 
@@ -49,18 +54,22 @@ from pystac.utils import make_absolute_href
 from rasterio.windows import Window
 
 from pipeline import atomic
-from pipeline.errors import FetchError, ItemRejected, TransientFetchError
+from pipeline.errors import FetchError, ItemRejected, NetworkPolicyError, TransientFetchError
+from pipeline.limits import DEFAULT_LIMITS, Limits
 from pipeline.sources.adapters.base import safe_id
 from pipeline.sources.cog_window import cog_problems, extract_window, is_full, verify_georef, window_for_bbox
 from pipeline.sources.config import SourceConfig
 from pipeline.sources.download import download, file_digests
+from pipeline.sources.localfs import check_file
 from pipeline.sources.stac.io import (
+    ByteCounter,
     NetworkStats,
     Traffic,
+    asset_driver,
     check_s3,
     clear_gdal_cache,
     gdal_options,
-    gdal_path,
+    gdal_source,
     http_session,
     local_path,
     scheme_of,
@@ -86,7 +95,7 @@ Progress = Callable[[int, int | None], None]
 Bbox = tuple[float, float, float, float]
 _HTTP_CODE = re.compile(r"HTTP (?:response code: )?(\d{3})")
 _TRANSIENT_WORDS = ("giving up after", "timed out", "timeout", "couldn't connect", "could not connect",
-                    "connection refused", "connection reset", "could not resolve")
+                    "connection refused", "connection reset", "could not resolve", "cannot resolve host")
 
 
 
@@ -107,6 +116,7 @@ class _Ctx:
     non_cog: str
     endpoint_url: str | None
     previous: dict[str, dict]
+    limits: Limits = DEFAULT_LIMITS
     session: Any = None
     used_ids: set[str] = field(default_factory=set)
 
@@ -137,18 +147,22 @@ def _previous(dest: Path) -> dict[str, dict]:
         return {}
 
 
-def fetch_stac(source: SourceConfig, dest: Path, *, progress: Progress | None = None) -> dict[str, Any]:
+def fetch_stac(source: SourceConfig, dest: Path, *, progress: Progress | None = None,
+               limits: Limits | None = None) -> dict[str, Any]:
     """Fetch the items of ``source`` into ``dest`` and return the fetch record (see
     :func:`pipeline.sources.fetch.fetch_source`) with ``items`` (one summary per scene), ``rejects`` and
-    ``transfer`` (``bytes`` in all; ``metadata_bytes`` of JSON, ``asset_bytes`` of pixels)."""
+    ``transfer`` (``bytes`` in all; ``metadata_bytes`` of JSON, ``asset_bytes`` of pixels).  ``limits``
+    (default :data:`pipeline.limits.DEFAULT_LIMITS`): the network policy and the download bounds."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     opts = source.options or {}
+    lim = limits or DEFAULT_LIMITS
     traffic = Traffic()
     ctx = _Ctx(source=source, dest=dest, query=stac_query(source),
                assets=tuple(opts.get("assets") or DEFAULT_ASSETS), non_cog=opts.get("non_cog") or "reject",
-               endpoint_url=opts.get("endpoint_url"), previous=_previous(dest), session=http_session())
-    search_session = http_session(traffic)
+               endpoint_url=opts.get("endpoint_url"), previous=_previous(dest), limits=lim,
+               session=http_session(limits=lim))
+    search_session = http_session(traffic, lim)
     try:
         found, info = find_items(source.location, ctx.query, session=search_session, endpoint_url=ctx.endpoint_url)
         scenes, rejects, files = [], [], []
@@ -271,7 +285,7 @@ def _image(ctx: _Ctx, sid: str, item: dict, key: str, asset: dict, href: str) ->
     except TransientFetchError:
         raise
     except FetchError as exc:
-        if _transient(exc.reason):
+        if _transient(exc.reason) and not isinstance(exc, NetworkPolicyError):
             raise TransientFetchError(exc.file, exc.reason) from exc
         raise ItemRejected(exc.file, f"asset '{key}': {exc.reason}", scene_id=sid) from None
     digests = file_digests(target)
@@ -286,13 +300,13 @@ def _whole(ctx: _Ctx, asset: dict, href: str, target: Path) -> int | None:
     table = (ctx.source.options or {}).get("sha256") or {}
     want = table.get(posixpath.basename(urlparse(href).path)) or table.get(target.name) or file_sha256(asset)
     if kind in ("http", "https"):
-        counter = _ByteCounter()
-        download(href, target, sha256=want, session=ctx.session, progress=counter)
+        counter = ByteCounter()
+        download(href, target, sha256=want, session=ctx.session, progress=counter, limits=ctx.limits)
         return counter.total
     if kind == "s3":
         from pipeline.sources.s3 import download_key, parse_s3_url
 
-        check_s3(href, ctx.endpoint_url)
+        check_s3(href, ctx.endpoint_url, ctx.limits)
         bucket, key = parse_s3_url(href)
         got = download_key(bucket, key, target, endpoint_url=ctx.endpoint_url)
         if want and got["sha256"] != want:
@@ -300,8 +314,7 @@ def _whole(ctx: _Ctx, asset: dict, href: str, target: Path) -> int | None:
             raise FetchError(href, f"sha256 mismatch: expected {want}, got {got['sha256']}")
         return 0 if got["skipped"] else got["bytes"]
     src = local_path(href)
-    if not src.is_file():
-        raise FetchError(str(src), "file does not exist")
+    check_file(src, ctx.limits.local_file_max_bytes)  # a regular file (no FIFO, device, pseudo-file), bounded
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic.atomic_path(target) as tmp:
         try:
@@ -314,22 +327,18 @@ def _whole(ctx: _Ctx, asset: dict, href: str, target: Path) -> int | None:
     return 0
 
 
-class _ByteCounter:
-    """A ``download`` progress callback that adds up the bytes received (resumed bytes not counted)."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self._last: int | None = None
-
-    def __call__(self, done: int, _total: int | None) -> None:
-        if self._last is not None and done > self._last:
-            self.total += done - self._last
-        self._last = done
+def _open(path: str, href: str) -> rasterio.io.DatasetReader:
+    """Open an asset with the one driver :func:`pipeline.sources.stac.io.asset_driver` allows."""
+    driver = asset_driver(path)
+    if driver is None:
+        raise rasterio.errors.RasterioIOError(f"{posixpath.basename(urlparse(href).path) or href} is not a GeoTIFF, "
+                                              "PNG or JPEG file")
+    return rasterio.open(path, driver=driver)
 
 
 def _check_local(path: Path, item: dict, asset: dict, href: str, sid: str) -> dict[str, Any]:
     try:
-        with rasterio.open(path) as ds:
+        with _open(str(path), href) as ds:
             reason, checks = verify_georef(ds, declared_crs(item, asset), declared_gsd(item, asset))
     except rasterio.errors.RasterioIOError as exc:
         reason, checks = f"not a readable raster: {exc}", {}
@@ -345,12 +354,14 @@ def _windowed(ctx: _Ctx, sid: str, item: dict, key: str, asset: dict, href: str,
     bbox = ctx.query.bbox
     if bbox is None:
         raise ValueError("a windowed read needs options.bbox")
-    path, opts = gdal_path(href), gdal_options(href, ctx.endpoint_url)
+    path, probed = gdal_source(href, ctx.limits, session=ctx.session)
+    opts = gdal_options(path.removeprefix("/vsicurl/") if path.startswith("/vsicurl/") else href, ctx.endpoint_url,
+                        ctx.limits)
     remote = scheme_of(href) != "file"
     mode = "window" if remote else "local window"
     with rasterio.Env(**opts), NetworkStats() as stats:
         try:
-            ds = rasterio.open(path)
+            ds = _open(path, href)
         except rasterio.errors.RasterioIOError as exc:
             if _transient(str(exc)):
                 raise TransientFetchError(href, f"asset '{key}' cannot be opened now: {exc}") from exc
@@ -374,13 +385,13 @@ def _windowed(ctx: _Ctx, sid: str, item: dict, key: str, asset: dict, href: str,
                 mode = "download+window" if problems else mode
             if mode in ("window", "local window"):
                 extract_window(ds, window, target)
-    moved = stats.bytes if remote else 0
+    moved = (None if stats.bytes is None else stats.bytes + probed) if remote else 0
     if mode == "whole":
         moved = (moved or 0) + (_whole(ctx, asset, href, target) or 0)
         return mode, None, moved, checks
     if mode == "download+window":
         whole = ctx.dest / DOWNLOADS / f"{sid}{_suffix(href)}"
         moved = (moved or 0) + (_whole(ctx, asset, href, whole) or 0)
-        with rasterio.open(whole) as ds:
+        with _open(str(whole), href) as ds:
             extract_window(ds, Window(*win), target)
     return mode, win, moved, checks

@@ -191,6 +191,9 @@ def _search_api(location: str, root: dict, classes: list[str], q: StacQuery,
             if q.max_items is not None and len(found) >= q.max_items:
                 break
     except APIError as exc:
+        cause = exc.__context__  # pystac-client wraps whatever its session raised
+        if isinstance(cause, FetchError):  # the network policy, a limit: keep the named error
+            raise cause from None
         raise FetchError(location, f"STAC API error: {exc}") from exc
     info = {"type": "api", "search": bool(can_search), "query_supported": can_query, "filter_supported": can_filter,
             "parameters": {k: v for k, v in params.items() if v is not None}}
