@@ -7,7 +7,13 @@ Policies
   instead of the default 6: about 3x faster to write (the conversion of every release tile is on the build's
   critical path) for files about 2-3 % larger.
 * Labels: DEFLATE without predictor (class ids are categorical), 512x512 tiles, overviews resampled by
-  ``MODE`` (the most frequent class id; labels are never interpolated).
+  ``MODE`` (the most frequent class id; labels are never interpolated).  Every label COG carries the
+  OpenEarthMap colour table (:func:`label_colormap`: 0 black, 1..8 the palette of
+  :data:`pipeline.constants.CLASS_COLORS`, colour interpretation *palette*) and the class names as band
+  metadata items ``CLASS_0=unlabelled`` .. ``CLASS_8=building`` (:func:`label_tags`), so QGIS and ``gdalinfo``
+  show classes; the pixel values (class ids) are unchanged.  GDAL's own *category names* are not used:
+  the GeoTIFF driver keeps them only in a ``.aux.xml`` side-car, which a release must not need.
+  :func:`apply_label_metadata` is the one place that writes both, for every writer of label tiles.
 * The grid (CRS, transform, size), data type, nodata and an internal mask, when the source has one, are
   kept.  Files are written atomically (temporary name, then rename) and are byte-identical for identical
   inputs and GDAL version (single-threaded, no timestamps).
@@ -23,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.atomic import atomic_path
+from pipeline.constants import CLASS_COLORS, CLASS_NAMES, UNLABELLED
 
 BLOCKSIZE = 512
 #: Creation options of the COG driver per kind of raster.
@@ -32,6 +39,42 @@ COG_OPTIONS: dict[str, dict[str, str]] = {
     "label": {"COMPRESS": "DEFLATE", "PREDICTOR": "NO", "BLOCKSIZE": str(BLOCKSIZE), "OVERVIEWS": "AUTO",
               "OVERVIEW_RESAMPLING": "MODE", "NUM_THREADS": "1"},
 }
+
+
+#: Band description of label rasters.
+LABEL_DESCRIPTION = "land-cover class id (0 = unlabelled)"
+
+
+def label_colormap() -> dict[int, tuple[int, int, int, int]]:
+    """The label colour table: 0 (unlabelled) black, 1..8 the OpenEarthMap palette, all opaque (GDAL pads
+    the other entries of an 8-bit table with black)."""
+    cmap = {UNLABELLED: (0, 0, 0, 255)}
+    cmap.update({c: (r, g, b, 255) for c, (r, g, b) in sorted(CLASS_COLORS.items())})
+    return cmap
+
+
+def label_tags() -> dict[str, str]:
+    """Band metadata items naming the classes: ``{"CLASS_0": "unlabelled", "CLASS_1": "bareland", ...}``."""
+    return {f"CLASS_{UNLABELLED}": "unlabelled", **{f"CLASS_{c}": name for c, name in sorted(CLASS_NAMES.items())}}
+
+
+def apply_label_metadata(dataset: Any) -> None:
+    """Write the colour table, class names and band description to band 1 of an open, writable rasterio
+    dataset (a label tile being written: by the release conversion here, or by a writer of work tiles)."""
+    dataset.write_colormap(1, label_colormap())
+    dataset.update_tags(1, **label_tags())
+    dataset.set_band_description(1, LABEL_DESCRIPTION)
+
+
+def has_label_metadata(dataset: Any) -> bool:
+    """Whether band 1 of an open rasterio dataset carries :func:`label_colormap` and :func:`label_tags`."""
+    try:
+        cmap = dataset.colormap(1)
+    except ValueError:  # no colour table
+        return False
+    tags = dataset.tags(1)
+    return (all(tuple(cmap.get(k, ())) == v for k, v in label_colormap().items())
+            and all(tags.get(k) == v for k, v in label_tags().items()))
 
 
 def _options(kind: str) -> dict[str, str]:
@@ -51,14 +94,23 @@ def to_cog(src_tif: str | Path, dst_tif: str | Path, *, kind: str = "image") -> 
         raise ValueError(f"{dst}: the COG must not overwrite its source")
     opts = _options(kind)
     with rasterio.Env(GDAL_NUM_THREADS="1"), atomic_path(dst) as tmp:
-        rasterio.shutil.copy(str(src), str(tmp), driver="COG", **opts)
+        if kind == "label":
+            from rasterio.io import MemoryFile
+
+            with MemoryFile() as mem:  # the tile with its label metadata, then the COG of that
+                rasterio.shutil.copy(str(src), mem.name, driver="GTiff")
+                with rasterio.open(mem.name, "r+") as ds:
+                    apply_label_metadata(ds)
+                rasterio.shutil.copy(mem.name, str(tmp), driver="COG", **opts)
+        else:
+            rasterio.shutil.copy(str(src), str(tmp), driver="COG", **opts)
     return dst
 
 
 def follows_policy(path: str | Path, *, kind: str = "image") -> bool:
     """Whether ``path`` is already a COG written with the ``kind`` policy (COG driver layout, DEFLATE,
-    ``BLOCKSIZE`` blocks, the policy's predictor, overviews when larger than one block), so it can be
-    published as is.  Unreadable files are not."""
+    ``BLOCKSIZE`` blocks, the policy's predictor, overviews when larger than one block; labels: the colour
+    table and class names), so it can be published as is.  Unreadable files are not."""
     import rasterio
 
     opts = _options(kind)
@@ -70,6 +122,7 @@ def follows_policy(path: str | Path, *, kind: str = "image") -> bool:
                 and (tags.get("PREDICTOR") == "2") == (opts["PREDICTOR"] == "STANDARD")
                 and ds.block_shapes[0] == (BLOCKSIZE, BLOCKSIZE)
                 and (max(ds.width, ds.height) <= BLOCKSIZE or bool(ds.overviews(1)))
+                and (kind != "label" or has_label_metadata(ds))
             )
     except Exception:  # noqa: BLE001  (anything unreadable gets converted, which then reports the error)
         return False
@@ -132,6 +185,8 @@ def write_cog(
                 if m.shape != arr.shape[1:]:
                     raise ValueError(f"mask shape {m.shape} differs from the raster's {arr.shape[1:]}")
                 ds.write_mask(np.where(m != 0, 255, 0).astype(np.uint8))
+            if kind == "label":
+                apply_label_metadata(ds)
         with mem.open() as src, atomic_path(path) as tmp:
             rasterio.shutil.copy(src, str(tmp), driver="COG", **opts)
     return Path(path)
