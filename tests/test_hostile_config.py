@@ -10,7 +10,6 @@ cap guards the machine: an alias bomb used to grow past 3 GB).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
