@@ -48,7 +48,10 @@ def config(tmp_path):
     for k in ("release", "seed", "previous_release"):
         if conf.has_option("PipelineConfig", k):
             conf.remove_option("PipelineConfig", k)
+    # task instances are cached by parameters, which do not include data_dir: no task of another test's folder
+    luigi.task_register.Register.clear_instance_cache()
     yield conf
+    luigi.task_register.Register.clear_instance_cache()
     for k, v in saved.items():
         if v is None:
             conf.remove_option("PipelineConfig", k) if conf.has_option("PipelineConfig", k) else None
