@@ -54,6 +54,8 @@ STAGES = {"FetchSource": "fetch", "CatalogSource": "fetch", "PrepareScene": "pre
           "ComputeStats": "stats", "BuildRelease": "release"}
 STAGE_ORDER = ("fetch", "prepare", "tile", "label", "count", "select", "split", "stats", "release", "other")
 TARGET_BUILD_S, TARGET_NOOP_S, TARGET_ADD_RATIO = 3600.0, 30.0, 1.1
+#: Disk use per candidate tile (work tiles) and per released image (one release), measured on `small`.
+WORK_MB_PER_CANDIDATE, RELEASE_MB_PER_IMAGE = 1.3, 1.8
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,6 +302,12 @@ def run(args: argparse.Namespace) -> dict:
     shutil.rmtree(work / "data", ignore_errors=True)
     shutil.rmtree(work / "data-extra", ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
+    need_gb = (WORK_MB_PER_CANDIDATE * exp["candidates"] + RELEASE_MB_PER_IMAGE * exp["released"]
+               * (1 if exp_extra is None else 2)) / 1024 * 1.15
+    free_gb = shutil.disk_usage(work).free / 2**30
+    if free_gb < need_gb and not args.no_space_check:
+        raise SystemExit(f"{work}: {free_gb:.0f} GB free, the builds need about {need_gb:.0f} GB "
+                         "(pass --work on a larger disk, or --no-space-check)")
     res: dict = {"scale": args.scale if not args.root else str(main_root), "workers": args.workers,
                  "generation": {"main": gen_main, "extra": gen_extra}, "work": str(work),
                  "expected": {k: v for k, v in exp.items() if k != "per_region"}, "builds": {}, "checks": {}}
@@ -329,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=os.environ.get("OEM_BENCH_CACHE", "/tmp/oem-bench-cache"))
     ap.add_argument("--work", help="folder of the builds' data (default: a temporary folder, removed)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary build folder")
+    ap.add_argument("--no-space-check", action="store_true", help="build even when the disk looks too small")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", help="also write every figure to this file")
     args = ap.parse_args(argv)
