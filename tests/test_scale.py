@@ -177,3 +177,17 @@ def _quick_count(root: Path, s: SceneSpec) -> int:
         win[max(-r0, 0):max(-r0, 0) + src.shape[0], max(-c0, 0):max(-c0, 0) + src.shape[1]] = src
         kept += (win == 0).mean() <= 0.05
     return kept
+
+
+def test_a_folder_of_another_generator_version_is_left_alone(tmp_path):
+    """Bringing a folder up to date removes and rewrites scenes: a folder written by another version of the
+    generator (or for another scale) is refused unless forced, and nothing in it is touched."""
+    manifest = {"version": "scale-1", "scale": "full", "scenes": {"a/a_ortho_01.tif": {"files": {"a/x.tif": 1}}}}
+    (tmp_path / scale.MANIFEST).write_text(json.dumps(manifest))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.tif").write_bytes(b"x")
+    with pytest.raises(ValueError, match="generator version 'scale-1'"):
+        scale.generate(tmp_path, scale="full")
+    with pytest.raises(ValueError, match="'full' source"):
+        scale.generate(tmp_path, scale="extra")
+    assert json.loads((tmp_path / scale.MANIFEST).read_text()) == manifest and (tmp_path / "a" / "x.tif").is_file()

@@ -30,13 +30,16 @@ import hashlib
 import json
 import multiprocessing
 import os
+import sys
 import time
 from pathlib import Path
 
 from oem_demo.scale.plan import SceneSpec
 from oem_demo.scale.report import format_report, summarize
 
-VERSION = "scale-1"
+#: scale-2: region folders named with the pipeline's transliterated slugs (wroclaw, diyarbakir) and the GSD
+#: rule's tolerance below 0.25 m.  A folder written by another version is not touched unless ``force``.
+VERSION = "scale-2"
 MANIFEST = "scale_manifest.json"
 
 
@@ -119,13 +122,19 @@ def _remove_stale(root: Path, old: dict, keep: set[str]) -> int:
     return removed
 
 
-def generate(root: str | os.PathLike, *, scale: str = "full", seed: int = 0, workers: int = 2) -> dict:
+def generate(root: str | os.PathLike, *, scale: str = "full", seed: int = 0, workers: int = 2,
+             force: bool = False) -> dict:
     """Generate (or bring up to date) the source under ``root``; returns the summary (see
-    :func:`report.summarize`)."""
+    :func:`report.summarize`).  A folder written by another generator version or for another scale raises
+    :class:`ValueError` unless ``force`` (bringing it up to date removes and rewrites its scenes: tens of
+    minutes for ``full``)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     t0, c0 = time.perf_counter(), time.process_time()
     old = _load_manifest(root)
+    if old and not force and (old.get("version"), old.get("scale")) != (VERSION, scale):
+        raise ValueError(f"{root} holds a {old.get('scale')!r} source of generator version {old.get('version')!r}, "
+                         f"not {scale!r} of {VERSION!r}: force=True (--force) regenerates it")
     specs, mismatches, reused = _plan(scale, seed, old)
     plan_s = time.perf_counter() - t0
     by_path = {s.rel_path: s for s in specs}
@@ -166,8 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--json", help="also write the summary to this file")
+    ap.add_argument("--force", action="store_true", help="regenerate a folder of another generator version or scale")
     args = ap.parse_args(argv)
-    summary = generate(args.root, scale=args.scale, seed=args.seed, workers=args.workers)
+    try:
+        summary = generate(args.root, scale=args.scale, seed=args.seed, workers=args.workers, force=args.force)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(format_report(summary))
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1, sort_keys=True))
