@@ -248,10 +248,9 @@ def check_release(data: Path, release: str, exp: dict) -> list[tuple[str, bool, 
         ("rejected scenes and reasons = expected", reasons == sorted(r["reason"] for r in exp["rejected_scenes"]),
          f"{len(reasons)} vs {len(exp['rejected_scenes'])}"),
     ]
-    if pool is not None:
-        rows.append(("pool candidates = expected", sum(pool.values()) == exp["candidates"]
-                     and all(pool.get(r, 0) == v["candidates"] for r, v in exp["per_region"].items()),
-                     f"{sum(pool.values())} vs {exp['candidates']}"))
+    rows.append(("pool candidates = expected", pool is not None and sum(pool.values()) == exp["candidates"]
+                 and all(pool.get(r, 0) == v["candidates"] for r, v in exp["per_region"].items()),
+                 f"{sum(pool.values())} vs {exp['candidates']}" if pool is not None else f"no pool-*.json in {data}"))
     return rows
 
 
