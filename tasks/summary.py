@@ -5,6 +5,7 @@ Luigi's own execution summary is logged at INFO, which ``luigi.cfg``'s ``log_lev
 when the ``luigi`` process exits::
 
     Build summary: 23 tasks ran (FetchSource 1, PrepareScene 4, ...), 0 failed, 0 not run (...), 2 already done
+    Task time (s): FetchSource 0.4, PrepareScene 12.1, ...
     Rejects: 5 (data/releases/v0.1.0/rejects.csv)
     Release v0.1.0: 12 images -> /abs/data/releases/v0.1.0
     Warning: continent Oceania is under-represented: 0 released images (mean 2.0 per continent)
@@ -15,7 +16,11 @@ are loaded) adds the Luigi event handlers and the ``atexit`` hook, once per proc
 Scheduling events (a requirement discovered, a task found complete) fire in the main process;
 ``SUCCESS`` / ``FAILURE`` fire in the process that ran the task (a forked child with ``workers > 1``), so
 each outcome is appended as one line to a small temporary file that the main process created before
-forking and reads at exit (a run killed with SIGKILL leaves that file behind in the temp folder).
+forking and reads at exit (a run killed with SIGKILL leaves that file behind in the temp folder).  A task's
+line carries its run time from Luigi's ``PROCESSING_TIME`` event (fired just before ``SUCCESS``, in the same
+process); the summary sums them per task family and, when the environment variable ``OEM_BUILD_TIMES`` names
+a file, also writes them there as JSON (``{"families": {family: {"tasks": n, "seconds": s}}, "tasks": [...]}``,
+read by ``bench/bench_scale.py``).
 """
 from __future__ import annotations
 
@@ -34,7 +39,9 @@ from luigi.event import Event
 from pipeline.dataset.balance import under_represented
 
 _MAIN_PID = os.getpid()
-_state: dict = {"tally": None, "present": {}, "scheduled": {}, "config": None}
+_state: dict = {"tally": None, "present": {}, "scheduled": {}, "config": None, "seconds": {}}
+#: Environment variable naming a file where the per-task run times of a build are written as JSON.
+TIMES_ENV = "OEM_BUILD_TIMES"
 
 
 def _is_main() -> bool:
@@ -69,7 +76,7 @@ def _append(status: str, task, detail: str = "") -> None:
     if path is None:
         return
     line = json.dumps({"status": status, "id": task.task_id, "family": task.task_family,
-                       "detail": detail[:300]}) + "\n"
+                       "detail": detail[:300], "seconds": _state["seconds"].pop(task.task_id, None)}) + "\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
@@ -99,6 +106,11 @@ def _on_missing(task) -> None:
     if _is_main():
         _tally()
         _state["scheduled"][task.task_id] = task.task_family
+
+
+def _on_processing_time(task, seconds) -> None:
+    # fired in the process that ran the task, just before SUCCESS
+    _state["seconds"][task.task_id] = float(seconds)
 
 
 def _on_success(task) -> None:
@@ -162,6 +174,25 @@ def _release_lines() -> list[str]:
     return lines
 
 
+def _task_times(ok: dict[str, dict]) -> dict:
+    """Run seconds of the tasks that ran, per family; written to ``$OEM_BUILD_TIMES`` when that is set."""
+    families: dict[str, dict] = {}
+    for rec in sorted(ok.values(), key=lambda r: r["family"]):
+        if rec.get("seconds") is not None:
+            fam = families.setdefault(rec["family"], {"tasks": 0, "seconds": 0.0})
+            fam["tasks"] += 1
+            fam["seconds"] = round(fam["seconds"] + rec["seconds"], 3)
+    out = {"families": families,
+           "tasks": [{"id": r["id"], "family": r["family"], "seconds": r.get("seconds")} for r in ok.values()]}
+    target = os.environ.get(TIMES_ENV)
+    if target:
+        try:
+            Path(target).write_text(json.dumps(out, indent=1))
+        except OSError:
+            pass
+    return out
+
+
 def summary_text() -> str | None:
     """The summary of what this process scheduled since the last :func:`reset`, or None if nothing was."""
     present, scheduled = _state["present"], _state["scheduled"]
@@ -178,6 +209,9 @@ def summary_text() -> str | None:
              + f", {len(failed)} failed, {len(not_run)} not run"
              " (failed dependency, scheduling error or another worker),"
              f" {len(done_before)} already done"]
+    times = _task_times(ok)
+    if times["families"]:
+        lines.append("Task time (s): " + ", ".join(f"{f} {v['seconds']:.1f}" for f, v in times["families"].items()))
     for rec in sorted(failed.values(), key=lambda r: r["id"])[:10]:
         lines.append(f"  FAILED {rec['id']}: {rec['detail']}")
     if len(failed) > 10:
@@ -196,7 +230,7 @@ def reset() -> None:
             os.unlink(path)
         except OSError:
             pass
-    _state.update(tally=None, present={}, scheduled={}, config=None)
+    _state.update(tally=None, present={}, scheduled={}, config=None, seconds={})
 
 
 def _is_luigi_cli() -> bool:
@@ -220,6 +254,7 @@ HANDLERS = (
     (Event.DEPENDENCY_PRESENT, _on_present),
     (Event.DEPENDENCY_DISCOVERED, _on_discovered),
     (Event.DEPENDENCY_MISSING, _on_missing),
+    (Event.PROCESSING_TIME, _on_processing_time),
     (Event.SUCCESS, _on_success),
     (Event.FAILURE, _on_failure),
     (Event.PROCESS_FAILURE, _on_process_failure),

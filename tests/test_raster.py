@@ -106,12 +106,25 @@ def test_native_gsd_rotated_transform():
 # --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("native, expected", [
-    (0.1, 0.3), (0.15, 0.3), (0.125, 0.5), (0.075, 0.3), (0.2, 0.3), (0.05, 0.3), (0.249, 0.5),
+    (0.1, 0.3), (0.15, 0.3), (0.125, 0.5), (0.075, 0.3), (0.2, 0.3), (0.05, 0.3), (0.2449, 0.5),
+    (0.245, 0.25), (0.249, 0.25), (0.2499, 0.25), (0.24999999, 0.25),
     (0.25, 0.25), (0.3, 0.3), (0.29999999999997673, 0.3), (0.4983, 0.5), (0.333, 0.33), (0.5, 0.5),
     (0.505, 0.5), (0.51, 0.5),
 ])
 def test_choose_target_gsd_table(native, expected):
     assert choose_target_gsd(native) == expected
+
+
+@pytest.mark.parametrize("crs, transform", [
+    ("EPSG:3035", (0.25, 0.0, 4237544.75, 0.0, -0.25, 2369653.0)),   # Genoa, LAEA Europe
+    ("EPSG:2154", (0.25, 0.0, 574715.5, 0.0, -0.25, 6280193.75)),    # Toulouse, Lambert-93
+])
+def test_exact_quarter_metre_national_grid_stays_at_quarter_metre(crs, transform):
+    """A national orthophoto of exact 0.25 m pixels measures just under 0.25 m in UTM (grid scale factor);
+    the 2 % tolerance below 0.25 m keeps it at 0.25 m instead of halving its resolution to 0.5 m."""
+    native, _ = native_gsd_m(crs, transform, 4000, 4000)
+    assert 0.2495 < native < 0.25
+    assert choose_target_gsd(native) == 0.25
 
 
 @pytest.mark.parametrize("native", [0.511, 0.8, 300.04])

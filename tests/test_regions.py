@@ -31,9 +31,20 @@ def test_remote_place_falls_back_to_first_level_division():
     assert loc.continent == "Oceania" and loc.region == slugify(loc.admin1 or loc.place)
 
 
-@pytest.mark.parametrize("raw, slug", [("São Paulo", "sao_paulo"), ("tyrol-w", "tyrol_w"), ("  Rio  ", "rio")])
+@pytest.mark.parametrize("raw, slug", [
+    ("São Paulo", "sao_paulo"), ("tyrol-w", "tyrol_w"), ("  Rio  ", "rio"),
+    # letters without an ASCII decomposition are transliterated, not dropped
+    ("Wrocław", "wroclaw"), ("Łódź", "lodz"), ("Diyarbakır", "diyarbakir"), ("Tromsø", "tromso"),
+    ("Großbeeren", "grossbeeren"), ("Næstved", "naestved"), ("Đà Nẵng", "da_nang"), ("Reykjavík", "reykjavik"),
+    ("Þórshöfn", "thorshofn"), ("Œuilly", "oeuilly"), ("Buôn Ma Thuột", "buon_ma_thuot"),
+])
 def test_slugify(raw, slug):
     assert slugify(raw) == slug
+
+
+def test_region_of_a_city_with_a_non_decomposable_letter_keeps_it_transliterated():
+    """GeoNames spells Wrocław with 'ł': the region is 'wroclaw' (OpenEarthMap's spelling), not 'wrocaw'."""
+    assert locate(17.0333, 51.1).region == "wroclaw"
 
 
 def test_out_of_range_coordinates_are_an_error():

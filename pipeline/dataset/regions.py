@@ -60,9 +60,21 @@ class Location:
     admin1: str
 
 
+#: Letters that Unicode does not decompose to ASCII (NFKD keeps them whole), transliterated as GeoNames'
+#: ASCII names and OpenEarthMap spell them: Wrocław -> wroclaw, Diyarbakır -> diyarbakir, Tromsø -> tromso.
+TRANSLITERATION = str.maketrans({
+    "ł": "l", "Ł": "L", "ı": "i", "ø": "o", "Ø": "O", "ß": "ss", "ẞ": "SS", "æ": "ae", "Æ": "AE",
+    "œ": "oe", "Œ": "OE", "đ": "d", "Đ": "D", "ð": "d", "Ð": "D", "þ": "th", "Þ": "TH", "ħ": "h", "Ħ": "H",
+    "ŧ": "t", "Ŧ": "T", "ŋ": "ng", "Ŋ": "NG", "ĸ": "k", "ſ": "s", "ƒ": "f",
+})
+
+
 def slugify(name: str) -> str:
-    """``"Santa Rosa"`` -> ``"santa_rosa"``; ``"São Paulo"`` -> ``"sao_paulo"``; hyphens and spaces become ``_``."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    """``"Santa Rosa"`` -> ``"santa_rosa"``; ``"São Paulo"`` -> ``"sao_paulo"``; ``"Wrocław"`` -> ``"wroclaw"``.
+
+    Accents go by Unicode decomposition (NFKD), letters without one by :data:`TRANSLITERATION`; other
+    characters, hyphens and spaces become ``_``."""
+    ascii_name = unicodedata.normalize("NFKD", name.translate(TRANSLITERATION)).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_")
     return slug
 

@@ -9,8 +9,8 @@
   length of one pixel step along columns and along rows at the centre pixel (so EPSG:3857 pixels shrink
   by cos(lat) and EPSG:4326 degrees are converted properly).
 * **GSD rule** (:func:`choose_target_gsd`): coarser than 0.5 m (+2 % tolerance) -> rejected; 0.25-0.5 m
-  -> kept at the native GSD rounded to 1 cm; finer -> 0.3 m or 0.5 m, whichever makes the downsampling
-  factor closest to an integer (ties to the finer).
+  (2 % tolerance either side) -> kept at the native GSD rounded to 1 cm; finer -> 0.3 m or 0.5 m, whichever
+  makes the downsampling factor closest to an integer (ties to the finer).
 """
 from __future__ import annotations
 
@@ -93,8 +93,10 @@ def choose_target_gsd(native: float, *, targets: Sequence[float] = (0.3, 0.5),
 
     * ``native > keep_range[1] * (1 + tolerance)`` -> ``SceneRejected(file, "GSD 0.80 m is coarser than 0.5 m")``;
     * ``keep_range[0] <= native <= keep_range[1]`` -> ``round(native, 2)``; up to ``tolerance`` above
-      ``keep_range[1]`` -> ``keep_range[1]``;
-    * ``native < keep_range[0]`` -> the target whose ratio target / native is closest to an integer
+      ``keep_range[1]`` -> ``keep_range[1]``; up to ``tolerance`` below ``keep_range[0]`` -> ``keep_range[0]``
+      (a national grid's exact 0.25 m pixels measure 0.2499 m in UTM through the grid's scale factor: they
+      stay at 0.25 m instead of falling to 0.5 m and losing three quarters of their pixels);
+    * ``native < keep_range[0] * (1 - tolerance)`` -> the target whose ratio target / native is closest to an integer
       (the downsampling factor that is closest to exact box averaging); ties go to the finer target.  Two
       distances to an integer are a tie when they differ by less than :data:`TIE_REL_TOL` times the ratio
       (a 0.2 m image measured as 0.1999999996 m is a tie between 1.5 and 2.5: 0.3 m, not 0.5 m).
@@ -106,8 +108,8 @@ def choose_target_gsd(native: float, *, targets: Sequence[float] = (0.3, 0.5),
         raise SceneRejected(file, f"GSD {native:.2f} m is coarser than {hi:g} m")
     if native > hi:
         return float(hi)
-    if native >= lo:
-        return min(round(float(native), 2), float(hi))
+    if native >= lo * (1 - tolerance):
+        return max(min(round(float(native), 2), float(hi)), float(lo))
     best: float | None = None
     best_err = math.inf
     for target in sorted(float(t) for t in targets):

@@ -15,8 +15,8 @@ Policies implemented here (see docs/ARCHITECTURE.md, "Prepared plan", "GSD rule"
   ground length of one pixel step along columns and along rows at the centre pixel (so EPSG:3857 pixels
   shrink by cos(lat) and EPSG:4326 degrees are converted properly).
 * **GSD rule** (:func:`choose_target_gsd`): coarser than 0.5 m (+2 % tolerance) -> rejected; 0.25-0.5 m
-  -> kept at the native GSD rounded to 1 cm; finer -> 0.3 m or 0.5 m, whichever makes the downsampling
-  factor closest to an integer (ties to the finer).
+  (2 % tolerance either side) -> kept at the native GSD rounded to 1 cm; finer -> 0.3 m or 0.5 m, whichever
+  makes the downsampling factor closest to an integer (ties to the finer).
 * **Grid.** Output CRS is the WGS 84 UTM zone of the scene centre (Norway / Svalbard exceptions
   included; UPS beyond 84°N / 80°S).  The source footprint (all four edges densified) is transformed to it
   and its bounds are snapped outward to multiples of the output GSD, so grids of overlapping scenes share
