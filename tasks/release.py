@@ -76,7 +76,7 @@ class BuildRelease(PipelineTask):
                 tmp, release=str(c.release), images=images, rejects=rejects, pending=pending,
                 split_infos=split["regions"], stats_dir=Path(self.input()["stats"].path),
                 created_with=created_with, sources=sources, provenance=provenance,
-                extra={"selection": {k: selection[k] for k in ("params", "counts", "warnings", "regions")}},
+                extra={"selection": {k: v for k, v in selection.items() if k != "selected"}},
                 previous_manifest=previous, uda=uda,
             )
             problems = validate_release(tmp)
