@@ -2,7 +2,7 @@
 OpenEarthMap-shaped pool.
 
 Generates on demand (or loads from its cache folder, ``--root``, default ``$OEM_SELECTION_POOL`` or
-``<tmp>/oem-selection-pool``; never committed) the default pool (:mod:`oem_demo.selection_pool`: 97 regions of
+``<tmp>/oem-selection-pool``; never committed) the default pool (:mod:`bench.selection_pool`: 97 regions of
 50-120 candidate 1024 px COG tiles, 8312 in all, every tile with its true label), runs
 :func:`pipeline.dataset.selection.core.select` with ``SelectionConfig(seed=s)`` for each seed in a fresh
 process (so each peak RSS is its own), and prints one table: regions, candidates, labelled n, cross-validated
@@ -41,7 +41,7 @@ def _child(args: argparse.Namespace) -> int:
     """Run one seed; print one JSON line."""
     import dataclasses
 
-    from oem_demo import selection_pool as poolgen
+    from bench import selection_pool as poolgen
     from pipeline.dataset.selection.config import ModelConfig, SelectionConfig
     from pipeline.dataset.selection.core import select
     from pipeline.dataset.selection.result import Candidate
@@ -98,7 +98,7 @@ def _digest(d: dict) -> str:
 
 def _reference(root: str, count: int = 64) -> tuple[float, float]:
     """ms per tile to read the 256 px overview vs the full 1024 px image (first ``count`` tiles)."""
-    from oem_demo import selection_pool as poolgen
+    from bench import selection_pool as poolgen
     from pipeline.dataset.selection.io import read_image
 
     index = poolgen.generate_pool(poolgen.PoolParams(), root, workers=2, verbose=False)
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         return _child(args)
-    from oem_demo import selection_pool as poolgen
+    from bench import selection_pool as poolgen
 
     index = poolgen.generate_pool(poolgen.PoolParams(), args.root, workers=2)  # prints generation time
     print(f"pool {index['key']}: generation {index['generation']}")

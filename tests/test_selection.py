@@ -1,17 +1,18 @@
 """End-to-end properties of the hard-image selection at the DEFAULT settings on a small synthetic pool
-(``oem_demo.selection_pool``: 6 regions x 120 candidates of 256 px with true labels; k=10 -> 72 labelled
+(``bench.selection_pool``: 6 regions x 120 candidates of 256 px with true labels; k=10 -> 72 labelled
 tiles, quota 60, half random), and ``SelectTiles`` run through Luigi on the same pool: its record is the
 one the library computes."""
 from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import luigi
 import numpy as np
 import pytest
 
-from oem_demo import selection_pool as poolgen
+from bench import selection_pool as poolgen
 from pipeline.dataset.selection.config import MIN_POOLED, ModelConfig, SelectionConfig
 from pipeline.dataset.selection.core import select
 from pipeline.dataset.selection.result import Candidate
@@ -203,27 +204,28 @@ def test_select_tiles_task_through_luigi_records_the_library_selection(small_ind
     """``SelectTiles`` at the default settings, run by Luigi on the small pool (``AssembleTiles``' output
     holds it): the recorded selection, model, gate and evaluation are what the library computes for the
     same pool and settings, and every selected tile has its reason."""
-    import tasks
-    from tasks.dataset import SelectTiles
+    from tasks import BuildRelease
 
     (tmp_path / "sources.yaml").write_text(DEMO_SOURCES)
     cfg = luigi.configuration.get_config()
-    saved = {k: cfg.get("PipelineConfig", k, None) for k in ("data_dir", "sources_file", "previous_release")}
+    keys = ("data_dir", "sources_file", "previous_release")
+    saved = {k: cfg.get("PipelineConfig", k) if cfg.has_option("PipelineConfig", k) else None for k in keys}
     cfg.set("PipelineConfig", "data_dir", str(tmp_path / "data"))
     cfg.set("PipelineConfig", "sources_file", str(tmp_path / "sources.yaml"))
     cfg.set("PipelineConfig", "previous_release", "none")
+    luigi.task_register.Register.clear_instance_cache()
     try:
-        task = SelectTiles()
-        pool_path = task.requires().output().path
-        tiles = _pool_tiles(small_index)
-        tasks.config.work_dir().mkdir(parents=True, exist_ok=True)
-        with open(pool_path, "w") as fh:
-            json.dump({"tiles": tiles, "rejects": []}, fh)
+        task = BuildRelease().requires()["selection"]
+        assert task.task_family == "SelectTiles"
+        pool_path = Path(task.requires().output().path)
+        pool_path.parent.mkdir(parents=True, exist_ok=True)
+        pool_path.write_text(json.dumps({"tiles": _pool_tiles(small_index), "rejects": []}))
         assert task._params() == {"seed": 42, "n_min": 50, "n_max": 70, "k": 10, "epochs": 6,
                                   "random_fraction": 0.5}  # the defaults
         assert luigi.build([task], local_scheduler=True, workers=1, log_level="WARNING")
-        record = json.loads(open(task.output().path).read())
+        record = json.loads(Path(task.output().path).read_text())
     finally:
+        luigi.task_register.Register.clear_instance_cache()
         for k, v in saved.items():
             if v is not None:
                 cfg.set("PipelineConfig", k, v)

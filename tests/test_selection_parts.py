@@ -1,5 +1,5 @@
 """Unit tests of the parts of ``pipeline.dataset.selection``: quota filling, the quality gate, features, reading,
-the annotation-loop stages and the synthetic pool generator (``oem_demo.selection_pool``)."""
+the annotation-loop stages and the synthetic pool generator (``bench.selection_pool``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import rasterio
 import torch
 
-from oem_demo import selection_pool as poolgen
+from bench import selection_pool as poolgen
 from pipeline.dataset.selection.config import RegressorConfig
 from pipeline.dataset.selection.features import IMAGE_FEATURES, MODEL_FEATURES, image_stats, model_stats
 from pipeline.dataset.selection.io import TileReadError, read_image, read_label

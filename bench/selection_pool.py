@@ -13,8 +13,8 @@ The pool is cached under ``<root>/<key>/`` where ``key`` is a SHA-256 prefix of 
 rendered by ``workers`` processes (default 2); every tile draws from its own generator seeded with
 ``(seed, region index, tile index)``, so the files do not depend on the number of workers.
 
-    python -m oem_demo.selection_pool           # the default pool: 97 regions, 50-120 tiles each, 1024 px
-    python -m oem_demo.selection_pool --small   # 6 regions x 120 tiles of 256 px (the pytest pool)
+    python -m bench.selection_pool           # the default pool: 97 regions, 50-120 tiles each, 1024 px
+    python -m bench.selection_pool --small   # 6 regions x 120 tiles of 256 px (the pytest pool)
 
 It is generated on demand into a cache folder (default ``<tmp>/oem-selection-pool``), never committed.
 """
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from oem_demo import selection_render as poolrender
+from bench import selection_render as poolrender
 
 GENERATOR_VERSION = "2"
 DEFAULT_ROOT = Path(tempfile.gettempdir()) / "oem-selection-pool"
