@@ -1,130 +1,192 @@
-"""Benchmark of pipeline.dataset.selection.sampling.select_hard_images on synthetic 1024x1024 candidate tiles.
+"""Benchmark of the hard-image selection (issue 14) at the DEFAULT settings on the synthetic
+OpenEarthMap-shaped pool.
 
-Generates ``--n`` candidate tiles (3-band uint8 image + 1-band label GeoTIFF, 1024x1024, uncompressed) in a
-temporary folder: class maps are Voronoi partitions drawn at 256x256 and upscaled (nearest) to 1024, each
-region painted in a class-typical colour plus Gaussian noise.  A ``--hard-rate`` share of tiles (seeded
-choice) is hard: 40-80 small segments of all classes, half painted in another class's colour, strong noise;
-the rest are easy (2-4 large segments of common classes, little noise).  Then runs the selection
-(k=10, quota=60 by default) and prints the time per 100 candidate tiles split into phases, the regressor's
-cross-validated Spearman rho and how strongly the "hard" picks favour the truly hard tiles.
+Generates on demand (or loads from its cache folder, ``--root``, default ``$OEM_SELECTION_POOL`` or
+``<tmp>/oem-selection-pool``; never committed) the default pool (:mod:`bench.selection_pool`: 97 regions of
+50-120 candidate 1024 px COG tiles, 8312 in all, every tile with its true label), runs
+:func:`pipeline.dataset.selection.core.select` with ``SelectionConfig(seed=s)`` for each seed in a fresh
+process (so each peak RSS is its own), and prints one table: regions, candidates, labelled n, cross-validated
+rho with its bootstrap 95 % interval, the out-of-sample rho of the predictions vs the true loss of all other
+candidates, the hard/random mean true loss ratio at k=10 (means over the sampled regions) next to its oracle
+ceiling (the same protocol and random picks with the true losses as predictions), ms per candidate (read +
+features + prediction, wall and CPU), training time (wall, CPU, and scaled to 500 labelled tiles), peak RSS,
+device, the 1-min load average, and MET / NOT MET per target. The reference line times reading the full 1024
+px tiles instead of the 256 px overview (same tiles, same run).
 
-    python bench/bench_selection.py --n 100
+    python bench/bench_selection.py                  # seed 42 (the build's default seed)
+    python bench/bench_selection.py --seeds 42 43 44
 """
 from __future__ import annotations
 
-import argparse
-import sys
-import tempfile
-import time
-from pathlib import Path
+import os
 
-import cv2
-import numpy as np
-import rasterio
-from affine import Affine
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: no spinning threads on a shared CPU
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+DEFAULT_ROOT = os.environ.get("OEM_SELECTION_POOL") or str(Path(tempfile.gettempdir()) / "oem-selection-pool")
 
-from pipeline.dataset.selection.sampling import select_hard_images
-
-TYPICAL = {1: (150, 120, 90), 2: (150, 165, 95), 3: (165, 165, 160), 4: (95, 95, 100),
-           5: (40, 90, 45), 6: (35, 65, 110), 7: (115, 175, 80), 8: (200, 95, 75)}
+TARGETS = {"rho": 0.5, "ratio": 1.3, "ms_per_candidate": 40.0, "train_s_per_500": 300.0}
 
 
-def make_tile(rng: np.random.Generator, px: int, hard: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(image (px, px, 3) uint8, label (px, px) uint8); the class map is drawn at px/4 and upscaled."""
-    low = max(px // 4, 8)
-    n = int(rng.integers(40, 80)) if hard else int(rng.integers(2, 5))
-    pts = rng.uniform(0, low, (n, 2)).astype(np.float32)
-    yy, xx = np.mgrid[0:low, 0:low].astype(np.float32)
-    seg = ((yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2).argmin(-1).astype(np.int32)
-    seg = cv2.resize(seg.astype(np.float32), (px, px), interpolation=cv2.INTER_NEAREST).astype(np.int64)
-    classes = rng.choice([1, 2, 3, 4, 5, 6, 7, 8] if hard else [2, 3, 5, 6, 7], n)
-    colours = np.array([TYPICAL[int(c)] for c in classes], np.float32)
-    if hard:
-        swap = rng.random(n) < 0.5
-        colours[swap] = [TYPICAL[int(c)] for c in rng.choice(list(TYPICAL), int(swap.sum()))]
-    noise = rng.standard_normal((px, px, 3), dtype=np.float32) * (18 if hard else 6)
-    image = np.clip(colours[seg] + noise, 0, 255).astype(np.uint8)
-    return image, classes[seg].astype(np.uint8)
+def _child(args: argparse.Namespace) -> int:
+    """Run one seed; print one JSON line."""
+    import dataclasses
+
+    from bench import selection_pool as poolgen
+    from pipeline.dataset.selection.config import ModelConfig, SelectionConfig
+    from pipeline.dataset.selection.core import select
+    from pipeline.dataset.selection.result import Candidate
+
+    index = poolgen.generate_pool(poolgen.PoolParams(), args.root, workers=2, verbose=False)
+    pool = {r: [Candidate(t["id"], t["image"], t["label"]) for t in tiles] for r, tiles in index["regions"].items()}
+    cfg = SelectionConfig(seed=args.seed)
+    if args.epochs is not None or args.threads is not None:
+        cfg = cfg.replace(model=dataclasses.replace(
+            ModelConfig(), **{k: v for k, v in (("epochs", args.epochs), ("threads", args.threads)) if v is not None}))
+    load0 = os.getloadavg()[0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = select(pool, config=cfg, device=args.device, progress=_Progress(t0))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    d = res.to_dict()
+    t = res.timings
+    n = max(1.0, t.get("n_candidates", 0.0))
+    stream = ("read", "image_stats", "model_stats", "predict")
+    out = {"seed": args.seed, "regions": len(pool), "sampled": sum(r.stage == "selected" for r in res.regions.values()),
+           "candidates": sum(len(v) for v in pool.values()), "predicted": int(n),
+           "gate": d["gate"], "evaluation": d["evaluation"], "fallback": d["fallback"],
+           "device": d["model"]["device"] if d["model"] else "n/a", "threads": cfg.model.threads,
+           "ms_wall": 1000 * sum(t.get(k, 0) for k in stream) / n,
+           "ms_cpu": 1000 * sum(t.get(k + "_cpu", 0) for k in stream) / n,
+           "train_wall": t.get("training", 0.0), "train_cpu": t.get("training_cpu", 0.0),
+           "n_labelled": d["gate"]["n"] if d["gate"] else 0, "total_wall": wall, "total_cpu": cpu,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "load_start": load0, "load_end": os.getloadavg()[0], "timings": d["timings"],
+           "weights_sha256": d["model"]["weights_sha256"] if d["model"] else None,
+           "selected_sha256": _digest(d), "generation": index["generation"]}
+    print("RESULT " + json.dumps(out))
+    return 0
 
 
-def write_tif(path: Path, arr: np.ndarray) -> str:
-    arr = arr if arr.ndim == 3 else arr[..., None]
-    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=arr.shape[2],
-                       dtype="uint8", crs="EPSG:32633", transform=Affine(0.5, 0, 500000, 0, -0.5, 5000000)) as dst:
-        dst.write(np.moveaxis(arr, -1, 0))
-    return str(path)
+class _Progress:
+    """Progress lines on stderr (elapsed wall seconds, 1-min load), at most one per 10 % of a phase."""
+
+    def __init__(self, t0: float) -> None:
+        self.t0, self.last = t0, ("", -1.0)
+
+    def __call__(self, message: str, fraction: float) -> None:
+        if message != self.last[0] or fraction >= self.last[1] + 0.1 or fraction >= 1.0 > self.last[1]:
+            self.last = (message, fraction)
+            print(f"  [{time.perf_counter() - self.t0:7.1f} s, load {os.getloadavg()[0]:.1f}] {message} "
+                  f"{100 * fraction:.0f} %", file=sys.stderr, flush=True)
+
+
+def _digest(d: dict) -> str:
+    import hashlib
+
+    sel = [(r, s["id"], s["reason"]) for r, v in sorted(d["regions"].items()) for s in v["selected"]]
+    return hashlib.sha256(json.dumps(sel).encode()).hexdigest()[:16]
+
+
+def _reference(root: str, count: int = 64) -> tuple[float, float]:
+    """ms per tile to read the 256 px overview vs the full 1024 px image (first ``count`` tiles)."""
+    from bench import selection_pool as poolgen
+    from pipeline.dataset.selection.io import read_image
+
+    index = poolgen.generate_pool(poolgen.PoolParams(), root, workers=2, verbose=False)
+    paths = [t["image"] for tiles in index["regions"].values() for t in tiles][:count]
+    out = []
+    for size in (256, 1024):
+        t0 = time.perf_counter()
+        for p in paths:
+            read_image(p, size)
+        out.append(1000 * (time.perf_counter() - t0) / len(paths))
+    return out[0], out[1]
+
+
+def _mark(ok: bool) -> str:
+    return "MET" if ok else "NOT MET"
+
+
+def _table(rows: list[dict], ref: tuple[float, float]) -> None:
+    head = (f"{'seed':>4} {'regions':>7} {'sampled':>7} {'cands':>6} {'n lab':>5} {'rho [95% CI]':>22} "
+            f"{'wr rho':>6} {'cand rho':>8} {'hard/rand':>9} {'(oracle)':>8} {'ms/cand wall (cpu)':>18} "
+            f"{'train s wall (cpu) /500':>26} {'RSS MB':>7} {'device':>6} {'load':>9}")
+    print(head)
+    for r in rows:
+        g, e = r["gate"] or {}, r["evaluation"]
+        per500 = r["train_wall"] * 500 / max(1, r["n_labelled"])
+        nan = float("nan")
+        rho = f"{g.get('rho') or nan:.3f} [{g.get('ci_low') or nan:.3f}, {g.get('ci_high') or nan:.3f}]"
+        print(f"{r['seed']:>4} {r['regions']:>7} {r['sampled']:>7} {r['candidates']:>6} {r['n_labelled']:>5} {rho:>22} "
+              f"{g.get('within_region_rho') or nan:>6.3f} {e.get('candidate_rho', nan):>8.3f} "
+              f"{e.get('ratio') or nan:>9.3f} {e.get('oracle_ratio') or nan:>8.3f} "
+              f"{r['ms_wall']:>8.1f} ({r['ms_cpu']:>5.1f} cpu) "
+              f"{r['train_wall']:>7.0f} ({r['train_cpu']:>5.0f} cpu) {per500:>6.0f}/500 {r['peak_rss_mb']:>7.0f} "
+              f"{r['device']:>6} {r['load_start']:>4.1f}-{r['load_end']:<4.1f}")
+        if r["fallback"]:
+            print(f"     fallback: {r['fallback']}")
+    print(f"reference: reading the 256 px overview {ref[0]:.1f} ms/tile vs the full 1024 px tile {ref[1]:.1f} ms/tile "
+          f"({ref[1] / ref[0]:.1f}x)")
+    print("targets (every seed):")
+    checks = [
+        (f"rho >= {TARGETS['rho']} with CI lower bound > 0",
+         all(((r["gate"] or {}).get("rho") or 0) >= TARGETS["rho"] and ((r["gate"] or {}).get("ci_low") or 0) > 0
+             for r in rows)),
+        (f"hard/random mean true loss (k=10) >= {TARGETS['ratio']}",
+         all((r["evaluation"].get("ratio") or 0) >= TARGETS["ratio"] for r in rows)),
+        (f"<= {TARGETS['ms_per_candidate']:.0f} ms per candidate (wall)",
+         all(r["ms_wall"] <= TARGETS["ms_per_candidate"] for r in rows)),
+        (f"training <= {TARGETS['train_s_per_500']:.0f} s per 500 labelled tiles (wall)",
+         all(r["train_wall"] * 500 / max(1, r["n_labelled"]) <= TARGETS["train_s_per_500"] for r in rows)),
+        ("no fallback", all(not r["fallback"] for r in rows)),
+    ]
+    for name, ok in checks:
+        print(f"  {name:<55} {_mark(ok)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n", type=int, default=100, help="number of candidate tiles")
-    ap.add_argument("--px", type=int, default=1024, help="tile side length in pixels")
-    ap.add_argument("--size", type=int, default=256, help="model/feature input size")
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--quota", type=int, default=60)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--folds", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--random-fraction", type=float, default=0.5)
-    ap.add_argument("--hard-rate", type=float, default=0.2)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--device", default=None)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42])
+    ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--root", default=DEFAULT_ROOT, help="cache folder of the synthetic pool")
+    ap.add_argument("--epochs", type=float)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--device")
+    ap.add_argument("--json", help="also write the per-seed records here")
     args = ap.parse_args(argv)
+    if args.child:
+        return _child(args)
+    from bench import selection_pool as poolgen
 
-    with tempfile.TemporaryDirectory(prefix="bench_selection_") as tmp:
-        folder = Path(tmp)
-        rng = np.random.default_rng(args.seed)
-        hard_ids: set[str] = set()
-        candidates = []
-        t0 = time.perf_counter()
-        for i in range(args.n):
-            hard = bool(rng.random() < args.hard_rate)
-            image, label = make_tile(rng, args.px, hard)
-            cid = f"tile_{i:04d}"
-            if hard:
-                hard_ids.add(cid)
-            candidates.append({"id": cid, "image": write_tif(folder / f"{cid}.tif", image),
-                               "label": write_tif(folder / f"{cid}_label.tif", label)})
-        gen_s = time.perf_counter() - t0
-        print(f"generated {args.n} tiles of {args.px}x{args.px} ({len(hard_ids)} hard) in {gen_s:.1f} s")
-
-        timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        res = select_hard_images(candidates, quota=args.quota, k=args.k, seed=args.seed, epochs=args.epochs,
-                                 size=args.size, random_fraction=args.random_fraction, folds=args.folds,
-                                 threads=args.threads, device=args.device, timings=timings)
-        total = time.perf_counter() - t0
-
-    scale = 100.0 / args.n
-    print(f"selection of {args.quota} of {args.n} (k={args.k}, size={args.size}, epochs={args.epochs}, "
-          f"threads={args.threads}): {total:.1f} s total, {total * scale:.1f} s per 100 candidates")
-    if res["fallback"]:
-        print("fallback:", res["fallback"])
-        return 0
-    m, r = res["model"], res["regressor"]
-    print(f"model: {m['architecture']}, {m['params']} params, {m['folds']} folds, train sizes "
-          f"{m['train_sizes']}, device {m['device']}")
-    print("time per 100 candidates by phase (s):")
-    for phase in ("read", "features", "training", "loss", "regression", "prediction"):
-        print(f"  {phase:<11} {timings[phase] * scale:8.2f}")
-    other = total - sum(timings.values())
-    print(f"  {'other':<11} {other * scale:8.2f}")
-    print(f"regressor: {r['type']} on {r['n_train']} held-out losses, {r['n_features']} features; "
-          f"CV Spearman rho = {r['cv_spearman_rho']} ({r['cv_folds']} folds)")
-    labelled = set(res["labelled"])
-    rest = [c["id"] for c in candidates if c["id"] not in labelled]
-    base = sum(i in hard_ids for i in rest) / max(len(rest), 1)
-    picked = [s["id"] for s in res["selected"] if s["reason"] == "hard"]
-    randoms = [s["id"] for s in res["selected"] if s["reason"] == "random"]
-    lab_hard = sum(i in hard_ids for i in labelled)
-    print(f"labelled subset: {len(labelled)} ({lab_hard} truly hard)")
-    if picked:
-        print(f"truly hard among 'hard' picks: {sum(i in hard_ids for i in picked)}/{len(picked)} "
-              f"(base rate {base:.2f})")
-    if randoms:
-        print(f"truly hard among 'random' picks: {sum(i in hard_ids for i in randoms)}/{len(randoms)}")
+    index = poolgen.generate_pool(poolgen.PoolParams(), args.root, workers=2)  # prints generation time
+    print(f"pool {index['key']}: generation {index['generation']}")
+    rows = []
+    for seed in args.seeds:
+        cmd = [sys.executable, __file__, "--child", "--seed", str(seed), "--root", args.root]
+        for flag, v in (("--epochs", args.epochs), ("--threads", args.threads), ("--device", args.device)):
+            if v is not None:
+                cmd += [flag, str(v)]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # progress (stderr) shows as it comes
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode or not lines:
+            print(proc.stdout[-2000:], file=sys.stderr)
+            return 1
+        rows.append(json.loads(lines[-1][7:]))
+        r = rows[-1]
+        print(f"seed {seed}: done in {r['total_wall']:.0f} s wall, {r['total_cpu']:.0f} s CPU", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    _table(rows, _reference(args.root))
     return 0
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import luigi
 
 from pipeline import atomic
-from pipeline.dataset.balance import released_per_continent, under_represented
 from pipeline.dataset.pool import assemble_pool, name_images
 from pipeline.sources.config import scene_region
 from tasks.base import PipelineTask
@@ -123,8 +122,9 @@ class AssembleTiles(PoolParams, PipelineTask):
 
 class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
     """Per region: keep every tile when there are at most ``region_max``, else sample to the middle of
-    [region_min, region_max] by seeded random sampling plus hard-image selection (a small U-Net trained
-    on every k-th labelled tile, a regressor predicting each tile's loss, highest predicted loss first).
+    [region_min, region_max]: half seeded random, half hard-image selection (one segmentation model pooled
+    over every region's every-k-th labelled tiles, cross-fitted; one loss regressor; highest predicted loss
+    first), or seeded random only when the regressor fails its quality gate (``pipeline.dataset.selection``).
     Tiles released by the previous release are always kept (they count towards the quota), so a rebuild
     never drops a released image."""
 
@@ -141,38 +141,21 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
 
     def run(self):
         from pipeline.dataset.history import previous_maps
-        from pipeline.dataset.selection.sampling import sample_region
+        from pipeline.dataset.selection.record import select_tiles, summary_lines
 
-        p = self._params()
         _, previous = self.previous_manifest()
         released = set(previous_maps(previous)[0])
         pool = _load(self.input().path)
-        by_region: dict[str, list[dict]] = {}
-        for t in pool["tiles"]:
-            by_region.setdefault(t["region"], []).append(t)
-        regions = {}
-        selected: list[str] = []
-        for i, region in enumerate(sorted(by_region)):
-            tiles = sorted(by_region[region], key=lambda t: t["key"])
-            self.set_status_message(f"selecting images of {region} ({len(tiles)} candidates)")
-            candidates = [{"id": t["key"], "image": t["_image_src"], "label": t.get("_label_src")} for t in tiles]
-            result = sample_region(candidates, n_min=p["n_min"], n_max=p["n_max"], seed=p["seed"], region=region,
-                                   k=p["k"], epochs=p["epochs"], random_fraction=p["random_fraction"],
-                                   keep=[t["key"] for t in tiles if t["key"] in released])
-            regions[region] = result
-            selected.extend(s["id"] for s in result["selected"])
-            self.set_progress_percentage(int(100 * (i + 1) / len(by_region)))
-        chosen = set(selected)
-        per_continent = released_per_continent(pool["tiles"], chosen)  # labelled: what the split releases
-        warnings = under_represented(per_continent)
-        for w in warnings:
+        record = select_tiles(pool["tiles"], params=self._params(), released=released, progress=self._progress)
+        for w in record["warnings"]:
             logger.warning(w)
-        atomic.write_json(self.output().path, {
-            "params": p, "selected": sorted(chosen), "regions": regions,
-            "counts": {"regions": {r: len(v["selected"]) for r, v in regions.items()},
-                       "continents": dict(sorted(per_continent.items()))},
-            "warnings": warnings,
-        })
+        for line in summary_lines(record):  # the fallback's line is a warning: the console shows it
+            logger.log(logging.WARNING if record["fallback"] else logging.INFO, line)
+        atomic.write_json(self.output().path, record)
+
+    def _progress(self, message: str, fraction: float) -> None:
+        self.set_status_message(message)
+        self.set_progress_percentage(int(100 * fraction))
 
 
 class ExportAnnotationTodo(SelectParams, PipelineTask):
@@ -247,20 +230,23 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
 
 
 class ComputeStats(SplitParams, PipelineTask):
-    """The paper's tables and figures for the released images, as JSON, CSV, PNG and a README."""
+    """The paper's tables and figures for the released images, as JSON, CSV, PNG and a README, and
+    ``selection.json`` (every region's annotation-loop stage, the selection model's gate)."""
 
     def requires(self):
-        return self.clone(SplitDataset)
+        return {"split": self.clone(SplitDataset), "selection": self.clone(SelectTiles)}
 
     def output(self):
         return dataset_target(self, "stats", suffix="")
 
     def run(self):
+        from pipeline.dataset.selection.record import write_stage_stats
         from pipeline.dataset.stats.write import write_stats
 
-        images = _load(self.input().path)["images"]
+        images = _load(self.input()["split"].path)["images"]
         self.set_status_message(f"statistics over {len(images)} images")
         with atomic.atomic_path(self.output().path) as tmp:
             tmp.mkdir()
             write_stats(images, tmp)
+            write_stage_stats(_load(self.input()["selection"].path), tmp)
         self.set_progress_percentage(100)

@@ -98,7 +98,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                 tmp, release=str(self.release), images=images, rejects=rejects, pending=pending,
                 split_infos=split["regions"], stats_dir=Path(self.input()["stats"].path),
                 created_with=self.created_with(split, selection), sources=sources, provenance=provenance,
-                extra={"selection": {k: selection[k] for k in ("params", "counts", "warnings", "regions")}},
+                extra={"selection": {k: v for k, v in selection.items() if k != "selected"}},
                 previous_manifest=previous, uda=uda, tile_cache=work_dir() / "release-tiles",
             )
             problems = validate_release(tmp)

@@ -37,6 +37,7 @@ import luigi
 from luigi.event import Event
 
 from pipeline.dataset.balance import under_represented
+from pipeline.dataset.selection.record import summary_lines
 
 _MAIN_PID = os.getpid()
 _state: dict = {"tally": None, "present": {}, "scheduled": {}, "config": None, "seconds": {}}
@@ -160,8 +161,10 @@ def _release_lines() -> list[str]:
                 n = max(0, sum(1 for _ in csv.reader(fh)) - 1)
             lines.append(f"Rejects: {n} ({rejects})")
         try:
-            images = json.loads(manifest.read_text()).get("images", [])
+            doc = json.loads(manifest.read_text())
+            images = doc.get("images", [])
             lines.append(f"Release {release}: {len(images)} images -> {rel.resolve()}")
+            lines += summary_lines(doc.get("selection") or {})
             per_continent = Counter(str(im.get("continent")) for im in images)
             lines += [f"Warning: {w}" for w in under_represented(per_continent)]  # released images only
         except ValueError:

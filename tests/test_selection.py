@@ -1,307 +1,246 @@
-"""Tests of pipeline.dataset.selection (OpenEarthMap's loss-driven hard-image sampling) on synthetic GeoTIFF pools.
-
-Easy tiles: 2-4 large Voronoi regions of common classes, each in its class-typical colour with little
-noise.  Hard tiles: 40-80 small Voronoi segments of all classes (rare ones included), half of them painted
-in the colour of another class, with strong noise.  Hard tiles sit at positions ``i % 7 in (2, 5)`` so
-that the every-k-th labelled subset contains some of them.
-"""
+"""End-to-end properties of the hard-image selection at the DEFAULT settings on a small synthetic pool
+(``bench.selection_pool``: 6 regions x 120 candidates of 256 px with true labels; k=10 -> 72 labelled
+tiles, quota 60, half random), and ``SelectTiles`` run through Luigi on the same pool: its record is the
+one the library computes."""
 from __future__ import annotations
 
 import json
-import math
+from collections import Counter
 from pathlib import Path
 
+import luigi
 import numpy as np
 import pytest
-import rasterio
-from affine import Affine
 
-from pipeline.dataset.selection.features import IMAGE_FEATURE_NAMES, image_features, read_image, read_label
-from pipeline.dataset.selection.model import MODEL_FEATURE_NAMES, SmallUNet, weights_sha256
-from pipeline.dataset.selection.sampling import sample_region, select_hard_images
-from pipeline.rng import derive_seed
-
-TYPICAL = {1: (150, 120, 90), 2: (150, 165, 95), 3: (165, 165, 160), 4: (95, 95, 100),
-           5: (40, 90, 45), 6: (35, 65, 110), 7: (115, 175, 80), 8: (200, 95, 75)}
+from bench import selection_pool as poolgen
+from pipeline.dataset.selection.config import MIN_POOLED, ModelConfig, SelectionConfig
+from pipeline.dataset.selection.core import select
+from pipeline.dataset.selection.result import Candidate
+from tests.helpers_build import DEMO_SOURCES
 
 
-def make_tile(rng: np.random.Generator, px: int, hard: bool) -> tuple[np.ndarray, np.ndarray]:
-    n = int(rng.integers(40, 80)) if hard else int(rng.integers(2, 5))
-    pts = rng.uniform(0, px, (n, 2))
-    yy, xx = np.mgrid[0:px, 0:px]
-    seg = ((yy[..., None] - pts[:, 0]) ** 2 + (xx[..., None] - pts[:, 1]) ** 2).argmin(-1)
-    classes = rng.choice([1, 2, 3, 4, 5, 6, 7, 8] if hard else [2, 3, 5, 6, 7], n)
-    colours = np.array([TYPICAL[int(c)] for c in classes], float)
-    if hard:
-        swap = rng.random(n) < 0.5
-        colours[swap] = [TYPICAL[int(c)] for c in rng.choice(list(TYPICAL), int(swap.sum()))]
-    image = colours[seg] + rng.normal(0, 18 if hard else 6, (px, px, 3))
-    return np.clip(image, 0, 255).astype(np.uint8), classes[seg].astype(np.uint8)
-
-
-def write_tif(path: Path, arr: np.ndarray) -> str:
-    arr = arr if arr.ndim == 3 else arr[..., None]
-    with rasterio.open(path, "w", driver="GTiff", width=arr.shape[1], height=arr.shape[0], count=arr.shape[2],
-                       dtype="uint8", crs="EPSG:32633", transform=Affine(0.5, 0, 500000, 0, -0.5, 5000000)) as dst:
-        dst.write(np.moveaxis(arr, -1, 0))
-    return str(path)
-
-
-def is_hard(i: int) -> bool:
-    return i % 7 in (2, 5)
-
-
-def make_pool(folder: Path, n: int, px: int, seed: int = 1, prefix: str = "t") -> list[dict]:
-    """``n`` candidates with a label each (the selection itself only uses the every-k-th ones)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    pool = []
-    for i in range(n):
-        image, label = make_tile(rng, px, is_hard(i))
-        name = f"{prefix}{i:03d}"
-        pool.append({"id": name, "image": write_tif(folder / f"{name}.tif", image),
-                     "label": write_tif(folder / f"{name}_label.tif", label)})
-    return pool
-
-
-MAIN = dict(quota=36, k=3, seed=11, size=64, epochs=4, random_fraction=0.0, n_estimators=100)
+def pool_candidates(index: dict, regions=None, with_labels: bool = True) -> dict[str, list[Candidate]]:
+    """``{region: [Candidate, ...]}`` in the pool's stable order (all carry their true label by default)."""
+    names = sorted(index["regions"]) if regions is None else regions
+    return {r: [Candidate(t["id"], t["image"], t["label"] if with_labels else None) for t in index["regions"][r]]
+            for r in names}
 
 
 @pytest.fixture(scope="module")
-def main_pool(tmp_path_factory) -> list[dict]:
-    return make_pool(tmp_path_factory.mktemp("main"), 60, 64)
+def small_index(tmp_path_factory) -> dict:
+    return poolgen.generate_pool(poolgen.SMALL, tmp_path_factory.mktemp("selection-pool"), workers=2,
+                                 verbose=False)
 
 
 @pytest.fixture(scope="module")
-def main_result(main_pool) -> dict:
-    return select_hard_images(main_pool, **MAIN)
+def small_pool(small_index) -> dict[str, list[Candidate]]:
+    return pool_candidates(small_index)
 
 
 @pytest.fixture(scope="module")
-def small_pool(tmp_path_factory) -> list[dict]:
-    pool = make_pool(tmp_path_factory.mktemp("small"), 30, 32, seed=2)
-    pool[4]["label"] = None  # a k-th candidate without label is not in the labelled subset
-    # (the other candidates keep their labels: off the every-k-th positions they must be ignored)
-    return pool
+def default_result(small_pool):
+    """``select`` at the release defaults (k=10, 50-70 -> 60, half random, seed 42) on the small pool."""
+    return select(small_pool, config=SelectionConfig())
+
+def test_hard_picks_are_harder_than_random_picks(default_result):
+    """The property users need: at k=10, half random, the hard picks' true loss (deployed model on the
+    true label) exceeds the random picks' -- pooled over regions and in most regions."""
+    res = default_result
+    assert res.fallback is None and res.gate.passed
+    ev = res.evaluation
+    assert ev["regions_with_true_labels"] == 6
+    assert ev["ratio"] >= 1.15, ev
+    assert ev["regions_hard_gt_random"] >= 5, ev
+    assert ev["candidate_rho"] >= 0.5, ev  # the predictions rank unseen candidates, not only the CV folds
 
 
-SMALL = dict(quota=20, k=2, seed=5, size=32, epochs=2, random_fraction=0.5, n_estimators=30)
+def test_gate_records_n_rho_and_interval(default_result):
+    g = default_result.gate
+    assert g.n == 72 and g.cv_folds == 5 and g.bootstrap == 2000
+    assert 0 < g.ci_low <= g.rho <= g.ci_high <= 1
+    assert g.rho >= 0.5
 
 
-# ---------------------------------------------------------------------------------------------- features
-
-def test_image_features_fixed_length_finite_and_deterministic():
-    rng = np.random.default_rng(0)
-    big = rng.integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
-    small = rng.integers(0, 256, (64, 64, 4), dtype=np.uint8)
-    f_big, f_small = image_features(big), image_features(small)
-    assert f_big.shape == f_small.shape == (len(IMAGE_FEATURE_NAMES),)
-    assert np.all(np.isfinite(f_big)) and np.all(np.isfinite(f_small))
-    assert np.array_equal(image_features(big), f_big)
-    # The 1024 tile is summarised on a 256 copy: same features as pre-downsampling it with INTER_AREA.
-    import cv2
-    assert np.allclose(image_features(cv2.resize(big, (256, 256), interpolation=cv2.INTER_AREA)), f_big)
-
-
-def test_image_features_measure_colour_and_texture():
-    rng = np.random.default_rng(1)
-    easy, _ = make_tile(rng, 128, hard=False)
-    hard, _ = make_tile(rng, 128, hard=True)
-    fe, fh = image_features(easy), image_features(hard)
-    idx = {n: i for i, n in enumerate(IMAGE_FEATURE_NAMES)}
-    for name in ("grad_mean", "canny_edge_frac", "colour_change_frac", "local_std_mean", "log_laplacian_var"):
-        assert fh[idx[name]] > fe[idx[name]], name
-    flat = np.zeros((64, 64, 3), np.uint8)
-    flat[..., 0] = 200
-    ff = image_features(flat)
-    assert ff[idx["r_mean"]] == 200 and ff[idx["g_mean"]] == 0 and ff[idx["r_std"]] == 0
-    assert ff[idx["grad_mean"]] == 0 and ff[idx["colour_entropy"]] == 0 and ff[idx["nodata_frac"]] == 0
-    assert image_features(np.zeros((8, 8, 3), np.uint8))[idx["nodata_frac"]] == 1.0
-    with pytest.raises(TypeError):
-        image_features(np.zeros((8, 8, 3), np.float32))
-    with pytest.raises(ValueError):
-        image_features(np.zeros((8, 8), np.uint8))
+def test_reasons_and_quota_at_defaults(default_result, small_pool):
+    for name, reg in default_result.regions.items():
+        ids = [c.id for c in small_pool[name]]
+        assert reg.stage == "selected" and reg.quota == 60 and 50 <= len(reg.selected) <= 70
+        reasons = Counter(t.reason for t in reg.selected)
+        assert reasons == {"labelled": 12, "random": 24, "hard": 24}
+        assert [t.id for t in reg.selected if t.reason == "labelled"] == ids[::10] == reg.labelled
+        assert [t.id for t in reg.selected] == sorted((t.id for t in reg.selected), key=ids.index)
+        # the hard picks have the highest predicted loss among the candidates not picked at random
+        hard = [t.predicted_loss for t in reg.selected if t.reason == "hard"]
+        assert all(v is not None for v in hard)
+        assert all(t.predicted_loss is not None for t in reg.selected if t.reason == "random")
+        assert all(t.measured_loss is not None for t in reg.selected)
 
 
-def test_readers_downsample_images_by_average_and_labels_by_mode(tmp_path):
-    image = np.zeros((64, 64, 3), np.uint8)
-    image[:, 32:] = 200
-    image[:4, :4] = (40, 80, 120)
-    label = np.full((64, 64), 5, np.uint8)
-    label[:, 32:] = 6
-    label[0, 0] = 8  # one odd pixel in a 4x4 block: mode keeps the majority
-    img = read_image(write_tif(tmp_path / "i.tif", image), 16)
-    lab = read_label(write_tif(tmp_path / "l.tif", label), 16)
-    assert img.shape == (16, 16, 3) and img.dtype == np.uint8
-    assert tuple(img[0, 0]) == (40, 80, 120) and tuple(img[5, 12]) == (200, 200, 200)
-    assert lab.shape == (16, 16) and lab[0, 0] == 5 and lab[0, 8] == 6
-    bad = label.copy()
-    bad[2:6, 2:6] = 9
-    with pytest.raises(ValueError):
-        read_label(write_tif(tmp_path / "bad.tif", bad), 64)
+def test_hard_picks_are_the_highest_predicted_losses_after_the_random_half(default_result):
+    for reg in default_result.regions.values():
+        pred = reg.predicted_loss
+        reasons = {t.id: t.reason for t in reg.selected}
+        assert len(pred) == 108 and not set(pred) & set(reg.labelled)  # every unlabelled candidate
+        rest = [i for i in pred if reasons.get(i) not in ("random", "labelled")]
+        top = sorted(rest, key=lambda i: -pred[i])[:24]
+        assert {i for i, r in reasons.items() if r == "hard"} == set(top)
+        assert all(t.predicted_loss == pred[t.id] for t in reg.selected if t.reason != "labelled")
 
 
-def test_weights_sha256_is_deterministic_and_sensitive():
-    import torch
-    torch.manual_seed(0)
-    a = SmallUNet()
-    torch.manual_seed(0)
-    b = SmallUNet()
-    assert weights_sha256(a) == weights_sha256(b)
-    with torch.no_grad():
-        b.head.bias[0] += 1e-6
-    assert weights_sha256(a) != weights_sha256(b)
+def test_manifest_record_is_json_and_complete(default_result):
+    d = default_result.to_dict()
+    text = json.dumps(d, allow_nan=False)
+    m = ModelConfig()
+    assert len(d["model"]["weights_sha256"]) == 64 and len(d["model"]["fold_weights_sha256"]) == m.folds
+    assert d["model"]["device"] in ("cpu", "cuda") and d["model"]["n_labelled"] == 72
+    fold_train = 72 - 72 // m.folds  # folds are dealt evenly (72 = 6 regions x 12)
+    assert d["model"]["steps"] == [int(np.ceil(m.epochs * n / m.batch_size)) for n in [fold_train] * m.folds + [72]]
+    assert d["config"]["k"] == 10 and d["config"]["quota"] == 60 and d["config"]["seed"] == 42
+    assert "timings" in d and "timings" not in default_result.to_dict(timings=False)
+    assert "hard_true_loss" in text
 
 
-def test_derive_seed_is_stable():
-    assert derive_seed(1, "eu_vienna") == derive_seed(1, "eu_vienna")
-    assert derive_seed(1, "eu_vienna") != derive_seed(2, "eu_vienna")
-    import hashlib
-    assert derive_seed(7, "x") == int.from_bytes(hashlib.sha256(b"7:x").digest()[:8], "big") >> 1
-
-
-# ------------------------------------------------------------------------------------------ main pool
-
-def test_hard_images_preferred_over_random(main_pool, main_result):
-    res = main_result
-    labelled = set(res["labelled"])
-    hard_ids = {c["id"] for i, c in enumerate(main_pool) if is_hard(i)}
-    rest = [c["id"] for c in main_pool if c["id"] not in labelled]
-    base_rate = sum(i in hard_ids for i in rest) / len(rest)
-    picked = [s["id"] for s in res["selected"] if s["reason"] == "hard"]
-    assert len(picked) == MAIN["quota"] - len(labelled)
-    frac = sum(i in hard_ids for i in picked) / len(picked)
-    rng = np.random.default_rng(123)
-    random_pick = rng.choice(rest, len(picked), replace=False)
-    random_frac = sum(i in hard_ids for i in random_pick) / len(picked)
-    assert frac >= 2 * base_rate, (frac, base_rate)
-    assert frac > random_frac + 0.2, (frac, random_frac)
-    # Predicted losses rank hard tiles above easy ones overall.
-    pred = res["predicted_loss"]
-    assert np.mean([pred[i] for i in hard_ids]) > np.mean([pred[c["id"]] for c in main_pool if c["id"] not in hard_ids])
-    # Honest (held-out) losses of the labelled hard tiles exceed those of the labelled easy ones.
-    ll = res["labelled_loss"]
-    assert np.mean([ll[i] for i in labelled & hard_ids]) > np.mean([ll[i] for i in labelled - hard_ids])
-
-
-def test_main_result_structure(main_pool, main_result):
-    res = main_result
-    ids = [c["id"] for c in main_pool]
-    assert res["labelled"] == ids[:: MAIN["k"]]
-    assert len(res["selected"]) == MAIN["quota"]
-    sel = [s["id"] for s in res["selected"]]
-    assert len(set(sel)) == len(sel) and sel == sorted(sel, key=ids.index)
-    assert {s["id"] for s in res["selected"] if s["reason"] == "labelled"} == set(res["labelled"])
-    assert {s["reason"] for s in res["selected"]} == {"labelled", "hard"}
-    # The hard picks are the unselected candidates of highest predicted loss.
-    pred = res["predicted_loss"]
-    assert set(pred) == set(ids)
-    hard = [s["id"] for s in res["selected"] if s["reason"] == "hard"]
-    others = [i for i in ids if i not in set(sel)]
-    assert min(pred[i] for i in hard) >= max(pred[i] for i in others)
-    assert all(s["predicted_loss"] == pred[s["id"]] for s in res["selected"])
-    rho = res["regressor"]["cv_spearman_rho"]
-    assert isinstance(rho, float) and math.isfinite(rho) and -1 <= rho <= 1
-    assert rho > 0.3  # hard tiles are recognisable from their features
-    assert res["regressor"]["cv_folds"] == 5
-    assert res["regressor"]["n_features"] == len(IMAGE_FEATURE_NAMES) + len(MODEL_FEATURE_NAMES)
-    m = res["model"]
-    assert m["folds"] == 3 and m["input_size"] == 64 and m["epochs"] == 4 and m["device"] in ("cpu", "cuda")
-    assert m["params"] == sum(p.numel() for p in SmallUNet().parameters())
-    assert len(m["weights_sha256"]) == 64 and len(set(m["fold_weights_sha256"])) == 3
-    assert sum(m["train_sizes"]) == 2 * len(res["labelled"])  # each image trains 2 of the 3 fold models
-    assert res["fallback"] is None
-    assert all(v == round(v, 6) for v in pred.values())
-    json.dumps(res, allow_nan=False)
-
-
-# --------------------------------------------------------------------------------------- small pool
-
-def test_determinism_every_kth_and_quota_split(small_pool):
-    timings: dict = {}
-    a = select_hard_images(small_pool, timings=timings, **SMALL)
-    b = select_hard_images(small_pool, **SMALL)
+def test_same_inputs_and_seed_give_the_same_result(small_index):
+    """Determinism (any settings; a short training keeps the test lean): two runs are identical, and a
+    different seed trains different weights."""
+    pool = {r: c[:80] for r, c in pool_candidates(small_index, sorted(small_index["regions"])[:5]).items()}
+    cfg = SelectionConfig(model=ModelConfig(epochs=1.0))  # 5 regions x 8 labelled = 40 = MIN_POOLED
+    a = select(pool, config=cfg).to_dict(timings=False)
+    assert a["model"] is not None
+    b = select(pool, config=cfg).to_dict(timings=False)
     assert a == b
-    assert set(timings) == {"read", "features", "training", "loss", "regression", "prediction"}
-    ids = [c["id"] for c in small_pool]
-    assert a["labelled"] == [ids[i] for i in range(0, 30, 2) if i != 4]
-    reasons = [s["reason"] for s in a["selected"]]
-    assert len(reasons) == 20
-    assert reasons.count("labelled") == 14 and reasons.count("random") == 3 and reasons.count("hard") == 3
-    c = select_hard_images(small_pool, **(SMALL | {"seed": 6}))
+    c = select(pool, config=cfg.replace(seed=7)).to_dict(timings=False)
     assert c["model"]["weights_sha256"] != a["model"]["weights_sha256"]
 
 
-def test_labelled_subset_larger_than_quota(small_pool):
-    res = select_hard_images(small_pool, **(SMALL | {"quota": 10}))
-    assert [s["reason"] for s in res["selected"]] == ["labelled"] * 10
-    assert {s["id"] for s in res["selected"]} <= set(res["labelled"])
-    # Half by seeded random choice, half by highest measured held-out loss among the rest, so the
-    # labelled image of highest loss is always among them.
-    loss = res["labelled_loss"]
-    assert len(res["labelled"]) == 14
-    assert max(loss, key=loss.get) in {s["id"] for s in res["selected"]}
+def test_too_few_labelled_tiles_fall_back_to_seeded_random(small_index):
+    pool = pool_candidates(small_index, sorted(small_index["regions"])[:3])  # 3 x 12 = 36 < 40 labelled
+    res = select(pool)
+    assert res.model is None and res.gate is None
+    assert res.fallback.startswith("only 36 labelled tiles") and str(MIN_POOLED) in res.fallback
+    for reg in res.regions.values():
+        assert Counter(t.reason for t in reg.selected) == {"labelled": 12, "random": 48}
+    again = select(pool)
+    assert again.to_dict(timings=False) == res.to_dict(timings=False)
+    other = select(pool, config=SelectionConfig(seed=1))
+    assert other.selected_ids != res.selected_ids  # the seed drives the random draw
 
 
-def test_fewer_candidates_than_quota(small_pool):
-    res = select_hard_images(small_pool[:12], quota=12, k=2, seed=1)
-    assert [s["id"] for s in res["selected"]] == [c["id"] for c in small_pool[:12]]
-    assert {s["reason"] for s in res["selected"]} == {"all"}
-    assert res["model"] is None and res["regressor"] is None and "quota" in res["fallback"]
+def test_gate_failure_falls_back_and_says_why(small_index, tmp_path):
+    """A labelled subset whose losses cannot be predicted: every labelled tile shows the same grey scene
+    (plus a little noise) and is labelled, at random, entirely class 1 or entirely class 2.  Whatever the
+    model learns, a tile's loss depends on its coin flip, not on its pixels, so the interval of rho must
+    include 0 and selection must fall back instead of pretending."""
+    import rasterio
+
+    rng = np.random.default_rng(0)
+    profile = {"driver": "GTiff", "width": 256, "height": 256, "dtype": "uint8", "crs": "EPSG:32633",
+               "transform": rasterio.Affine(1.2, 0, 500000, 0, -1.2, 5000000)}
+    pool = {}
+    for name in sorted(small_index["regions"])[:4]:
+        tiles = []
+        for i, t in enumerate(small_index["regions"][name]):
+            if i % 10:
+                tiles.append(Candidate(t["id"], t["image"], None))
+                continue
+            img, lab = str(tmp_path / f"{t['id']}.tif"), str(tmp_path / f"{t['id']}_label.tif")
+            with rasterio.open(img, "w", count=3, **profile) as dst:
+                dst.write(np.clip(120 + rng.normal(0, 3, (3, 256, 256)), 0, 255).astype(np.uint8))
+            with rasterio.open(lab, "w", count=1, **profile) as dst:
+                dst.write(np.full((1, 256, 256), rng.integers(1, 3), np.uint8))
+            tiles.append(Candidate(t["id"], img, lab))
+        pool[name] = tiles
+    res = select(pool, config=SelectionConfig(model=ModelConfig(epochs=1.0)))
+    assert res.gate is not None and res.gate.n == 48 and not res.gate.passed and res.gate.ci_low <= 0
+    assert res.fallback == res.gate.reason and "does not exclude 0" in res.fallback
+    assert {t.reason for r in res.regions.values() for t in r.selected} == {"labelled", "random"}
+    assert res.model is not None  # the model that was trained is still recorded, with its gate
 
 
-def test_too_few_labelled_falls_back_to_random(small_pool):
-    pool = [dict(c, label=None) if i not in (0, 10, 20) else c for i, c in enumerate(small_pool)]
-    res = select_hard_images(pool, quota=8, k=10, seed=3, size=32)
-    assert res["model"] is None and "random" in res["fallback"]
-    reasons = {s["id"]: s["reason"] for s in res["selected"]}
-    assert len(reasons) == 8 and [i for i, r in reasons.items() if r == "labelled"] == ["t000", "t010", "t020"]
-    assert res == select_hard_images(pool, quota=8, k=10, seed=3, size=32)
-    other = select_hard_images(pool, quota=8, k=10, seed=4, size=32)
-    assert {s["id"] for s in other["selected"]} != set(reasons)  # the seed drives the random draw
+def test_released_tiles_are_kept_and_count_towards_the_quota(small_index):
+    pool = pool_candidates(small_index, sorted(small_index["regions"])[:3])  # fallback: cheap
+    name = sorted(pool)[0]
+    ids = [c.id for c in pool[name]]
+    released = ids[1:30:2] + ["not-a-candidate"]
+    res = select(pool, keep=released)
+    reg = res.regions[name]
+    reasons = {t.id: t.reason for t in reg.selected}
+    assert len(reasons) == 60 and reg.kept == ids[1:30:2]
+    assert all(reasons[i] == "released" for i in ids[1:30:2])
+    assert Counter(reasons.values()) == {"released": 15, "labelled": 12, "random": 33}
+    # more released than the quota: all of them stay, nothing else is added
+    many = select(pool, keep=ids[:65])
+    assert {t.reason for t in many.regions[name].selected} == {"released"}
+    assert len(many.regions[name].selected) == 65
 
 
-def test_invalid_arguments(small_pool):
+def test_regions_at_or_below_n_max_keep_everything_and_pending_subsets_wait(small_index):
+    names = sorted(small_index["regions"])[:5]
+    pool = pool_candidates(small_index, names)
+    pool[names[0]] = pool[names[0]][:70]
+    pending = pool_candidates(small_index, [names[1]], with_labels=False)[names[1]]
+    pool[names[1]] = pending
+    res = select(pool, config=SelectionConfig(model=ModelConfig(epochs=1.0)))
+    small = res.regions[names[0]]
+    assert small.stage == "all" and len(small.selected) == 70 and {t.reason for t in small.selected} == {"all"}
+    wait = res.regions[names[1]]
+    assert wait.stage == "awaiting_labelled_subset"
+    assert [t.id for t in wait.selected] == [c.id for c in pending[::10]] and "12 of its 12" in wait.note
+
+
+@pytest.mark.parametrize("bad", [dict(k=0), dict(n_min=80), dict(random_fraction=1.5), dict(target=90)])
+def test_invalid_settings_are_rejected(bad, small_pool):
     with pytest.raises(ValueError):
-        select_hard_images(small_pool, quota=5, seed=0, size=30)
-    with pytest.raises(ValueError):
-        select_hard_images(small_pool, quota=5, seed=0, random_fraction=1.5)
-    with pytest.raises(ValueError):
-        select_hard_images(small_pool + small_pool[:1], quota=5, seed=0)
+        select(small_pool, config=SelectionConfig(**bad))
 
 
-# ------------------------------------------------------------------------------------------- regions
-
-def test_sample_region_counts(tmp_path):
-    pool = make_pool(tmp_path, 75, 32, seed=4)
-    kept = sample_region(pool[:70], seed=1, region="eu_vienna")
-    assert len(kept["selected"]) == 70 and kept["model"] is None and kept["region"] == "eu_vienna"
-    res = sample_region(pool, seed=1, region="eu_vienna", k=10, size=32, epochs=1, n_estimators=20)
-    assert 50 <= len(res["selected"]) <= 70 and len(res["selected"]) == 60
-    assert res["seed"] == res["region_seed"] == derive_seed(1, "eu_vienna")
-    assert res["labelled"] == [pool[i]["id"] for i in range(0, 75, 10)]
-    small = sample_region(pool, seed=1, region="eu_vienna", target=52, k=10, size=32, epochs=1, n_estimators=20)
-    assert len(small["selected"]) == 52
-    with pytest.raises(ValueError):
-        sample_region(pool, seed=1, region="x", target=80)
+def _pool_tiles(index: dict) -> list[dict]:
+    """The small pool as ``AssembleTiles`` records it (the fields selection reads)."""
+    return [{"key": t["id"], "region": r, "status": "labelled", "continent": "Europe", "_image_src": t["image"],
+             "_label_src": t["label"]} for r, tiles in sorted(index["regions"].items()) for t in tiles]
 
 
-def test_sample_region_keeps_released_images_and_fills_the_rest(tmp_path):
-    pool = make_pool(tmp_path, 75, 32, seed=4)
-    first = sample_region(pool, seed=1, region="eu_vienna", k=10, size=32, epochs=1, n_estimators=20)
-    released = [s["id"] for s in first["selected"]]
-    # later the region grows: the released images must all stay, the quota still holds
-    grown = pool + make_pool(tmp_path / "more", 20, 32, seed=9, prefix="new")
-    again = sample_region(grown, seed=1, region="eu_vienna", keep=released + ["not-a-candidate"], k=10, size=32,
-                          epochs=1, n_estimators=20)
-    ids = [s["id"] for s in again["selected"]]
-    assert len(ids) == 60 and set(released) <= set(ids)
-    assert again["kept"] == released
-    assert {s["reason"] for s in again["selected"] if s["id"] in released} == {"released"}
-    order = {c["id"]: i for i, c in enumerate(grown)}
-    assert ids == sorted(ids, key=order.get)
-    # fewer released than the quota: the rest comes from selection among the others
-    part = sample_region(grown, seed=1, region="eu_vienna", keep=released[:20], k=10, size=32, epochs=1,
-                         n_estimators=20)
-    assert len(part["selected"]) == 60 and set(released[:20]) <= {s["id"] for s in part["selected"]}
-    assert {s["reason"] for s in part["selected"]} - {"released"} <= {"labelled", "random", "hard"}
+def test_select_tiles_task_through_luigi_records_the_library_selection(small_index, default_result, tmp_path):
+    """``SelectTiles`` at the default settings, run by Luigi on the small pool (``AssembleTiles``' output
+    holds it): the recorded selection, model, gate and evaluation are what the library computes for the
+    same pool and settings, and every selected tile has its reason."""
+    from tasks import BuildRelease
+
+    (tmp_path / "sources.yaml").write_text(DEMO_SOURCES)
+    cfg = luigi.configuration.get_config()
+    keys = ("data_dir", "sources_file", "previous_release")
+    saved = {k: cfg.get("PipelineConfig", k) if cfg.has_option("PipelineConfig", k) else None for k in keys}
+    cfg.set("PipelineConfig", "data_dir", str(tmp_path / "data"))
+    cfg.set("PipelineConfig", "sources_file", str(tmp_path / "sources.yaml"))
+    cfg.set("PipelineConfig", "previous_release", "none")
+    luigi.task_register.Register.clear_instance_cache()
+    try:
+        task = BuildRelease().requires()["selection"]
+        assert task.task_family == "SelectTiles"
+        pool_path = Path(task.requires().output().path)
+        pool_path.parent.mkdir(parents=True, exist_ok=True)
+        pool_path.write_text(json.dumps({"tiles": _pool_tiles(small_index), "rejects": []}))
+        assert task._params() == {"seed": 42, "n_min": 50, "n_max": 70, "k": 10, "epochs": 6,
+                                  "random_fraction": 0.5}  # the defaults
+        assert luigi.build([task], local_scheduler=True, workers=1, log_level="WARNING")
+        record = json.loads(Path(task.output().path).read_text())
+    finally:
+        luigi.task_register.Register.clear_instance_cache()
+        for k, v in saved.items():
+            if v is not None:
+                cfg.set("PipelineConfig", k, v)
+            elif cfg.has_option("PipelineConfig", k):
+                cfg.remove_option("PipelineConfig", k)
+    expected = default_result.to_dict(timings=False)
+    for key in ("regions", "model", "gate", "evaluation"):
+        got = record[key] if key != "regions" else {
+            r: {k: v for k, v in reg.items() if k != "annotation_stage"} for r, reg in record[key].items()}
+        assert got == expected[key], key
+    assert record["selected"] == sorted(default_result.selected_ids)
+    assert record["fallback"] is None and record["device"] in ("cpu", "cuda") and record["n"] == 72
+    assert record["rho"]["value"] == expected["gate"]["rho"] and record["rho"]["ci95"][0] > 0
+    assert record["hard_vs_random_true_loss"] == expected["evaluation"]["ratio"]
+    assert record["counts"]["annotation_stages"] == {"complete": 6}
+    reasons = Counter(s["reason"] for r in record["regions"].values() for s in r["selected"])
+    assert reasons == {"labelled": 72, "random": 144, "hard": 144}
+    assert json.loads(json.dumps(record, allow_nan=False)) == record

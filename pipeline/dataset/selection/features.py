@@ -1,154 +1,110 @@
-"""Reading candidate tiles at the model's size, and the hand-crafted colour / texture features of a tile."""
-from __future__ import annotations
+"""One feature space for every tile: label-free image statistics + uncertainty of a model that did not
+see the tile.
 
-import math
-from pathlib import Path
+* :func:`image_stats` (``IMAGE_FEATURES``): colour, HSV, gradient/edge, blur/noise (Laplacian at two
+  scales, robust noise), colour entropy and change rate, shadow/bright/nodata fractions, computed on the
+  256 px tile.  They depend on the pixels only, so they are identical whichever model is used.
+* :func:`model_stats` (``MODEL_FEATURES``): scalar summaries of a segmentation model's softmax output --
+  mean and tail of the per-pixel entropy, mean 1 - max probability, share of uncertain pixels, mean
+  top-1/top-2 margin, predicted class fractions and predicted-boundary density.  Scalars (not embeddings)
+  are used because they mean the same thing for every model of the same recipe, whereas the channels of two
+  separately trained networks' embeddings are unrelated.
+* Which model: a labelled tile gets the stats of the fold model that did not train on it (its held-out
+  fold).  A candidate gets them from a model that did not train on it either: the deployed model (one
+  forward pass, and the same network whose loss is being predicted; in the prototype's measurements the
+  round-robin fold model's features were biased for candidates, the deployed model's were not).
+"""
+from __future__ import annotations
 
 import cv2
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
+import torch
+import torch.nn.functional as F
 
-from pipeline.constants import NUM_CLASSES
+from pipeline.dataset.selection.config import NUM_CLASSES
+from pipeline.dataset.selection.model import IGNORE, SegNet, to_input, to_target
 
-#: Side length on which :func:`image_features` computes its statistics (larger inputs are downsampled).
-FEATURE_SIZE = 256
-
-_PERCENTILES = (5, 25, 50, 75, 95)
-_HUE_BINS = 8
-_ORIENT_BINS = 8
-
-
-def _image_feature_names() -> list[str]:
-    names: list[str] = []
-    for ch in ("r", "g", "b"):
-        names += [f"{ch}_mean", f"{ch}_std"] + [f"{ch}_p{p}" for p in _PERCENTILES]
-    names += ["hue_cos", "hue_sin", "hue_concentration", "sat_mean", "sat_std", "val_mean", "val_std"]
-    names += [f"hue_hist_{i}" for i in range(_HUE_BINS)]
-    names += ["grad_mean", "grad_std", "grad_p90", "sobel_edge_frac", "canny_edge_frac",
-              "log_laplacian_var", "log_laplacian_var_half", "local_std_mean", "local_std_std"]
-    names += [f"orient_hist_{i}" for i in range(_ORIENT_BINS)]
-    names += ["colour_entropy", "colour_change_frac", "nodata_frac"]
-    return names
+IMAGE_FEATURES: tuple[str, ...] = (
+    "r_mean", "g_mean", "b_mean", "r_std", "g_std", "b_std", "sat_mean", "sat_std", "val_mean", "val_std",
+    "grad_mean", "grad_std", "edge_frac", "log_lap_var", "log_lap_var_half", "noise_mad", "local_std_mean",
+    "colour_entropy", "colour_change", "dark_frac", "bright_frac", "nodata_frac",
+)
+MODEL_FEATURES: tuple[str, ...] = (
+    "entropy_mean", "entropy_frac_gt_0.5", "entropy_frac_gt_1", "one_minus_maxprob", "maxprob_lt_0.5",
+    "margin_mean", *(f"pred_frac_{c}" for c in range(1, NUM_CLASSES + 1)), "pred_boundary",
+    "entropy_on_boundary",
+)
 
 
-#: Names of the values returned by :func:`image_features`, in order.
-IMAGE_FEATURE_NAMES: tuple[str, ...] = tuple(_image_feature_names())
-
-
-def _colour_features(img: np.ndarray) -> list[float]:
-    """Per RGB channel mean, std and percentiles; HSV circular hue, saturation and value statistics and the
-    saturation-weighted hue histogram."""
-    values: list[float] = []
-    rgb = img.reshape(-1, 3).astype(np.float32)
-    pct = np.percentile(rgb, _PERCENTILES, axis=0)  # (5, 3)
-    for c in range(3):
-        values += [float(rgb[:, c].mean()), float(rgb[:, c].std())] + [float(v) for v in pct[:, c]]
-
-    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.float64)
-    hue = hsv[:, 0] * (2.0 * math.pi / 180.0)
-    sat = hsv[:, 1] / 255.0
-    wsum = float(sat.sum()) + 1e-9
-    hc = float((np.cos(hue) * sat).sum() / wsum)
-    hs = float((np.sin(hue) * sat).sum() / wsum)
-    values += [hc, hs, math.hypot(hc, hs), float(sat.mean()), float(sat.std()),
-               float(hsv[:, 2].mean() / 255.0), float(hsv[:, 2].std() / 255.0)]
-    hue_hist = np.bincount(np.minimum((hsv[:, 0] * _HUE_BINS / 180.0).astype(np.int64), _HUE_BINS - 1),
-                           weights=sat, minlength=_HUE_BINS) / len(sat)
-    values += [float(v) for v in hue_hist]
-    return values
-
-
-def _texture_features(img: np.ndarray) -> list[float]:
-    """Gradient, edge, Laplacian and local-contrast statistics of the grey image, and the orientation
-    histogram."""
+def _one_image_stats(img: np.ndarray) -> list[float]:
+    rgb = img.reshape(-1, 3)
+    mean, std = cv2.meanStdDev(img)
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    hmean, hstd = cv2.meanStdDev(hsv)
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    gx = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3)
+    mag = cv2.magnitude(gx, gy)
+    gm, gs = cv2.meanStdDev(mag)
+    lap = cv2.Laplacian(grey, cv2.CV_32F, ksize=3)
+    _, lap_sd = cv2.meanStdDev(lap)
+    half = cv2.pyrDown(grey)
+    _, lap_half_sd = cv2.meanStdDev(cv2.Laplacian(half, cv2.CV_32F, ksize=3))
+    noise = float(np.median(np.abs(lap[::2, ::2])))
     gf = grey.astype(np.float32)
-    gx = cv2.Sobel(gf, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(gf, cv2.CV_32F, 0, 1, ksize=3)
-    mag = np.sqrt(gx * gx + gy * gy)
-    lap = cv2.Laplacian(gf, cv2.CV_32F, ksize=3)
-    half = cv2.pyrDown(gf) if min(gf.shape) >= 2 else gf
-    lap_half = cv2.Laplacian(half, cv2.CV_32F, ksize=3)
-    mean = cv2.blur(gf, (7, 7))
-    sq = cv2.blur(gf * gf, (7, 7))
-    local_std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
-    canny = cv2.Canny(grey, 50, 150)
-    values = [float(mag.mean()), float(mag.std()), float(np.percentile(mag, 90)), float((mag > 64).mean()),
-              float((canny > 0).mean()), math.log1p(float(lap.var())), math.log1p(float(lap_half.var())),
-              float(local_std.mean()), float(local_std.std())]
-    orient = np.mod(np.arctan2(gy, gx), np.pi)
-    obins = np.minimum((orient * (_ORIENT_BINS / np.pi)).astype(np.int64), _ORIENT_BINS - 1)
-    ohist = np.bincount(obins.ravel(), weights=mag.ravel().astype(np.float64), minlength=_ORIENT_BINS)
-    ohist = ohist / (ohist.sum() + 1e-9)
-    return values + [float(v) for v in ohist]
-
-
-def _pattern_features(img: np.ndarray) -> list[float]:
-    """Colour entropy of the 3-bit-per-channel colours, the share of neighbouring pixels whose quantised
-    colour differs, and the nodata fraction."""
-    q = (img >> 5).astype(np.int64)
+    m = cv2.blur(gf, (5, 5))
+    local_sd = np.sqrt(np.maximum(cv2.blur(gf * gf, (5, 5)) - m * m, 0))
+    q = (img >> 5).astype(np.int32)
     code = (q[..., 0] << 6) | (q[..., 1] << 3) | q[..., 2]
     p = np.bincount(code.ravel(), minlength=512).astype(np.float64)
     p = p[p > 0] / code.size
-    entropy = float(-(p * np.log2(p)).sum())
-    changes = (np.count_nonzero(code[:, 1:] != code[:, :-1]) + np.count_nonzero(code[1:, :] != code[:-1, :]))
-    pairs = code[:, 1:].size + code[1:, :].size
-    nodata = float((img.max(axis=2) == 0).mean())
-    return [entropy, changes / max(pairs, 1), nodata]
+    change = (np.count_nonzero(code[:, 1:] != code[:, :-1]) + np.count_nonzero(code[1:] != code[:-1])) / (
+        2 * code.size)
+    v = hsv[..., 2]
+    return [*mean.ravel(), *std.ravel(), hmean[1, 0], hstd[1, 0], hmean[2, 0], hstd[2, 0],
+            gm[0, 0], gs[0, 0], float(np.count_nonzero(mag > 40)) / mag.size,
+            float(np.log1p(lap_sd[0, 0] ** 2)), float(np.log1p(lap_half_sd[0, 0] ** 2)), noise,
+            float(local_sd.mean()), float(-(p * np.log2(p)).sum()), change,
+            float(np.count_nonzero(v < 60)) / v.size, float(np.count_nonzero(v > 200)) / v.size,
+            float(np.count_nonzero(rgb.max(axis=1) == 0)) / len(rgb)]
 
 
-def image_features(image: np.ndarray, *, size: int = FEATURE_SIZE) -> np.ndarray:
-    """Fixed-length feature vector (``len(IMAGE_FEATURE_NAMES)`` float64 values) of an RGB tile.
-
-    ``image`` is ``(H, W, >=3)`` uint8 (only the first 3 bands are used).  When it is larger than
-    ``size`` x ``size`` it is first downsampled to that size with ``cv2.INTER_AREA`` (pixel-area
-    averaging); smaller inputs are used as they are (no upsampling).  Features (no model embedding
-    here; the model features are added by :func:`~pipeline.dataset.selection.model.cross_fit`):
-
-    * per RGB channel: mean, std and the 5/25/50/75/95th percentiles (21);
-    * HSV (OpenCV, hue 0..179): saturation-weighted circular hue mean (cos, sin) and concentration,
-      saturation mean/std, value mean/std, 8-bin saturation-weighted hue histogram (15);
-    * texture/edges on the grey image: Sobel (3x3) gradient magnitude mean/std/90th percentile, the
-      fraction of pixels with magnitude > 64, the Canny (50, 150) edge fraction, log(1 + variance of
-      the Laplacian) at full and half resolution, mean/std of the local (7x7) standard deviation and an
-      8-bin magnitude-weighted, unsigned gradient-orientation histogram (17);
-    * colour entropy (bits) of the 3-bit-per-channel quantised colours (512 bins), the fraction of
-      horizontally/vertically adjacent pixel pairs whose quantised colour differs, and the nodata
-      fraction (pixels 0 in all bands, the tiling policy's nodata fill) (3).
-    """
-    img = np.asarray(image)
-    if img.ndim != 3 or img.shape[2] < 3:
-        raise ValueError(f"image must be (H, W, >=3), got shape {img.shape}")
-    if img.dtype != np.uint8:
-        raise TypeError(f"image must be uint8, got {img.dtype}")
-    img = np.ascontiguousarray(img[..., :3])
-    h, w = img.shape[:2]
-    if h > size or w > size:
-        img = cv2.resize(img, (min(w, size), min(h, size)), interpolation=cv2.INTER_AREA)
-
-    values = _colour_features(img) + _texture_features(img) + _pattern_features(img)
-
-    out = np.asarray(values, dtype=np.float64)
-    assert out.shape == (len(IMAGE_FEATURE_NAMES),)
-    return out
+def image_stats(images: np.ndarray) -> np.ndarray:
+    """``(B, S, S, 3)`` uint8 -> ``(B, len(IMAGE_FEATURES))`` float64 label-free statistics."""
+    out = np.array([_one_image_stats(np.ascontiguousarray(im)) for im in images], np.float64)
+    return out.reshape(len(images), len(IMAGE_FEATURES))
 
 
-def read_image(path: str | Path, size: int) -> np.ndarray:
-    """Bands 1-3 of a uint8 GeoTIFF as ``(size, size, 3)`` uint8, read with GDAL average resampling."""
-    with rasterio.open(path) as src:
-        if src.count < 3:
-            raise ValueError(f"{path}: needs 3 bands, has {src.count}")
-        if src.dtypes[0] != "uint8":
-            raise ValueError(f"{path}: image must be uint8, is {src.dtypes[0]}")
-        arr = src.read([1, 2, 3], out_shape=(3, size, size), resampling=Resampling.average)
-    return np.ascontiguousarray(np.moveaxis(arr, 0, -1))
+@torch.inference_mode()
+def model_stats(model: SegNet, images: np.ndarray, labels: np.ndarray | None,
+                device: torch.device) -> tuple[np.ndarray, np.ndarray | None]:
+    """Uncertainty features ``(B, len(MODEL_FEATURES))`` of ``model`` on a batch and, given labels, each
+    tile's loss: mean cross-entropy over all its labelled pixels (NaN when it has none).  The summaries
+    are taken on every second pixel in each direction (a 128 px grid for 256 px tiles: plenty for means and
+    fractions, 4x cheaper); the loss uses every pixel."""
+    logits = model(to_input(images, device)).float()
+    sub = logits[:, :, ::2, ::2]
+    logp = F.log_softmax(sub, dim=1)
+    p = logp.exp()
+    ent = -(p * logp).sum(1)
+    p1, pred = p.max(1)
+    p2 = p.masked_fill(F.one_hot(pred, NUM_CLASSES).permute(0, 3, 1, 2).bool(), -1.0).max(1).values
+    edge = torch.zeros_like(ent, dtype=torch.bool)
+    edge[:, :, 1:] |= pred[:, :, 1:] != pred[:, :, :-1]
+    edge[:, 1:, :] |= pred[:, 1:, :] != pred[:, :-1, :]
+    b = len(images)
+    counts = torch.bincount((pred + NUM_CLASSES * torch.arange(b, device=pred.device)[:, None, None]).ravel(),
+                            minlength=b * NUM_CLASSES).view(b, NUM_CLASSES).float() / pred[0].numel()
+    feats = [ent.mean((1, 2)), (ent > 0.5).float().mean((1, 2)), (ent > 1.0).float().mean((1, 2)),
+             1 - p1.mean((1, 2)), (p1 < 0.5).float().mean((1, 2)), (p1 - p2).mean((1, 2)), *counts.T,
+             edge.float().mean((1, 2)), (ent * edge).sum((1, 2)) / edge.sum((1, 2)).clamp(min=1)]
+    out = torch.stack(feats, 1).double().cpu().numpy()
+    losses = None
+    if labels is not None:
+        y = to_target(labels, device)
+        ce = F.cross_entropy(logits, y, ignore_index=IGNORE, reduction="none")
+        n = (y != IGNORE).sum((1, 2))
+        loss = ce.sum((1, 2)) / n.clamp(min=1)
+        losses = torch.where(n > 0, loss, torch.full_like(loss, float("nan"))).double().cpu().numpy()
+    return out, losses
 
-
-def read_label(path: str | Path, size: int) -> np.ndarray:
-    """Band 1 of a label GeoTIFF as ``(size, size)`` uint8 ids 0..8, read with GDAL mode resampling."""
-    with rasterio.open(path) as src:
-        arr = src.read(1, out_shape=(size, size), resampling=Resampling.mode)
-    if arr.size and (arr.min() < 0 or arr.max() > NUM_CLASSES):
-        raise ValueError(f"{path}: label ids must be in 0..{NUM_CLASSES}, found {arr.min()}..{arr.max()}")
-    return arr.astype(np.uint8)
