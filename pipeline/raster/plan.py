@@ -8,7 +8,7 @@ Policies implemented here (see docs/ARCHITECTURE.md, "Prepared plan", "GSD rule"
 
 * **Georeference.** A scene needs a CRS and an affine geotransform, either in the image file or in
   ``scene.georef`` (which then overrides the file's).  Rotated / skewed affines are accepted: the warper
-  (GDAL through :class:`rasterio.vrt.WarpedVRT`) handles any affine.  Images georeferenced only by GCPs
+  (GDAL, :mod:`pipeline.raster.warp`) handles any affine.  Images georeferenced only by GCPs
   or RPCs are rejected.
 * **Native GSD** is measured in metres in the local UTM zone of the scene centre, as the mean of the
   ground length of one pixel step along columns and along rows at the centre pixel (so EPSG:3857 pixels
