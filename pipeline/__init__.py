@@ -2,8 +2,8 @@
 
 ``sources`` (sources.yaml, fetching, adapters) -> ``raster`` (grid plan, tiles, COGs) -> ``labels`` (each tile's
 label, annotations, segments) -> ``dataset`` (pool, selection, splits, statistics, history) -> ``release``
-(manifest, writer, validation, STAC, GeoParquet); shared modules: ``scene``, ``params``, ``errors``, ``atomic``,
-``constants``, ``rng``.  See docs/ARCHITECTURE.md.
+(manifest, writer, validation, STAC, GeoParquet); shared modules: ``scene``, ``params``, ``errors``, ``limits``,
+``atomic``, ``constants``, ``rng``.  See docs/ARCHITECTURE.md.
 
 Importing the library has no side effects: it never imports Luigi or the tasks.  The one exception is Luigi's
 command line (``luigi --module pipeline BuildRelease``, ``python -m luigi --module pipeline ...``), which loads

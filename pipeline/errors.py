@@ -5,26 +5,46 @@
     PipelineError                      anything the pipeline raises on purpose
     ├── PipelineInputError (InputError)  bad input: ``file`` is what was read, ``reason`` what is wrong with it
     │   ├── FetchError                     a download or extraction that failed for good (after retries)
+    │   │   ├── TransientFetchError          a network failure worth retrying later (the source's fetch fails)
+    │   │   ├── NetworkPolicyError           a URL (or a redirect) to a place a build must not reach
+    │   │   └── LimitExceeded                a download, archive or local file over a configured limit
     │   ├── ObjectStoreError               an upload / download / check against S3 (publish, raw cache)
     │   ├── SceneRejected                  a scene the pipeline will not use (too coarse, no georeference, ...)
+    │   │   └── ItemRejected                 a STAC item that becomes no scene (broken, no asset, not a COG, ...)
     │   └── AnnotationRejected             an annotation or label file that cannot be imported
     ├── ConfigError                      bad configuration (also a ``ValueError``)
     │   ├── SourcesError                   a problem in a sources file; names file, source and key
     │   └── PreviousReleaseNotFound        ``previous_release`` names no release (also a ``FileNotFoundError``)
     ├── ValidationError                  records, a manifest or a release that fail their checks (also a ``ValueError``)
     │   ├── ManifestError                  a manifest that does not follow its JSON schema
-    │   └── ReleaseInvalid                 a built release that ``validate_release`` finds problems in
+    │   ├── ReleaseInvalid                 a built release that ``validate_release`` finds problems in
+    │   ├── EmptyRelease                   a release that would hold no image
+    │   └── ViewerError                    a release folder the release browser cannot be written for
+    │       └── ThumbnailError             a tile of it that cannot be made into a thumbnail
     └── BuildError                       a build that cannot go on (also a ``RuntimeError``)
 
 Input errors are *per item*: the tasks turn them into ``rejects.csv`` rows (``stage`` says where) and go on
 with the other items.  The others stop the build (or the command) with their message.  Classes that replace
 a built-in exception also derive from it, so ``except ValueError`` still catches a :class:`ConfigError`.
 A bare ``ValueError`` / ``TypeError`` left in the library means a programming error: a bad argument.
+
+An input error's ``reason`` is one short line (whitespace collapsed, at most :data:`MAX_REASON_CHARS`
+characters): it ends up in a ``rejects.csv`` cell, so a GDAL message or a CRS definition quoted whole
+must not turn it into a page.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from os import PathLike
+
+#: Longest ``reason`` an input error keeps (longer ones are cut with "...").
+MAX_REASON_CHARS = 300
+
+
+def short_reason(text: str, limit: int = MAX_REASON_CHARS) -> str:
+    """``text`` on one line (runs of whitespace -> one space), cut to ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
 
 
 class PipelineError(Exception):
@@ -38,7 +58,7 @@ class PipelineInputError(PipelineError):
 
     def __init__(self, file: str | PathLike[str], reason: str):
         self.file = str(file)
-        self.reason = reason
+        self.reason = short_reason(reason)
         super().__init__(f"{self.file}: {reason}")
 
 
@@ -52,6 +72,21 @@ class FetchError(PipelineInputError):
     stage = "fetch"
 
 
+class TransientFetchError(FetchError):
+    """A network failure worth retrying later (5xx, 408, 429, timeouts, refused connections, after the
+    retries): the whole fetch of the source fails, nothing is recorded as rejected, and a rerun tries again."""
+
+
+class NetworkPolicyError(FetchError):
+    """A URL, or a redirect, to an address the network policy refuses (loopback, link-local, private,
+    multicast, unspecified; :mod:`pipeline.sources.netpolicy`)."""
+
+
+class LimitExceeded(FetchError):
+    """A download, an archive or a local file over one of the configured limits (:mod:`pipeline.limits`);
+    the reason names the limit."""
+
+
 class ObjectStoreError(PipelineInputError):
     """An upload, download or check against the object store that failed; names the ``s3://`` URL."""
 
@@ -62,6 +97,17 @@ class SceneRejected(PipelineInputError):
     """A scene the pipeline will not use (too coarse, no georeference, unreadable, ...)."""
 
     stage = "prepare"
+
+
+class ItemRejected(SceneRejected):
+    """A STAC item that becomes no scene: ``file`` is the item (or asset) URL, ``scene_id`` the scene it
+    would have been (may be empty), ``reject_stage`` the ``rejects.csv`` stage (``catalog`` for a broken
+    item, ``fetch`` for an asset that cannot be read)."""
+
+    def __init__(self, file: str, reason: str, *, scene_id: str = "", stage: str = "fetch"):
+        super().__init__(file, reason)
+        self.scene_id = scene_id
+        self.reject_stage = stage
 
 
 class AnnotationRejected(PipelineInputError):
@@ -105,6 +151,28 @@ class ReleaseInvalid(ValidationError):
 
     def __init__(self, release: str, problems: Sequence[str]):
         super().__init__(f"release {release} failed validation:\n" + "\n".join(problems), problems)
+
+
+class EmptyRelease(ValidationError):
+    """A release that would hold no image (no enabled source, or every scene rejected or pending)."""
+
+    def __init__(self, release: str, why: str):
+        super().__init__(f"release {release} would hold no image: {why}", [why])
+
+
+class ViewerError(ValidationError):
+    """A release folder the release browser (:mod:`pipeline.release.viewer`) cannot be written for: no or an
+    unreadable manifest, no images, no usable classes, or an output folder that would replace the release.
+    ``file`` names what is missing or bad, ``reason`` what is wrong with it."""
+
+    def __init__(self, file: str | PathLike[str], reason: str):
+        self.file = str(file)
+        self.reason = reason
+        super().__init__(f"{self.file}: {reason}", [f"{self.file}: {reason}"])
+
+
+class ThumbnailError(ViewerError):
+    """A tile of the release that cannot be made into a thumbnail (``file`` and ``reason`` say which and why)."""
 
 
 class BuildError(PipelineError, RuntimeError):

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from pipeline import __version__
+from pipeline.limits import MAX_GRID_TOTAL
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class ProcessingParams:
     target_gsds: tuple[float, ...] = (0.3, 0.5)
     tile_size: int = 1024
     max_nodata_fraction: float = 0.05
+    #: Most output pixels a scene may produce (a larger one is rejected at planning).
+    max_grid_pixels: int = MAX_GRID_TOTAL
     code_version: str = __version__
 
     def fingerprint(self) -> str:

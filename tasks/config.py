@@ -6,6 +6,7 @@ from pathlib import Path
 
 import luigi
 
+from pipeline.limits import DEFAULT_LIMITS, MAX_GRID_TOTAL, Limits
 from pipeline.scene import Scene
 
 
@@ -32,14 +33,60 @@ class PipelineConfig(luigi.Config):
     s3_endpoint_url = luigi.OptionalParameter(
         default=None, description="S3-compatible endpoint of publish_url and raw_cache_url (MinIO, moto); "
         "default AWS (or $AWS_ENDPOINT_URL)")
+    viewer = luigi.BoolParameter(
+        default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="write the release's static browser to <release>/viewer/ (python -m pipeline browse)")
     previous_release = luigi.OptionalParameter(
         default=None, description="release whose image ids and splits this one keeps: a release name under "
         "<data_dir>/releases/ or a release folder; default: the newest release there older than the one being "
         "built (natural version order) that has a manifest.json; 'none': start afresh")
+    # -- limits on hostile input (pipeline.limits; README "Limits") --------------------------------------
+    allow_private_networks = luigi.BoolParameter(
+        default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="allow source URLs that resolve to loopback, link-local, private, multicast addresses")
+    allowed_networks = luigi.ListParameter(
+        default=(), description="networks (CIDR) allowed although not public, e.g. [\"10.1.2.0/24\"]")
+    download_max_bytes = luigi.IntParameter(default=DEFAULT_LIMITS.download_max_bytes,
+                                            description="largest file a download may bring (bytes)")
+    download_deadline_s = luigi.FloatParameter(default=DEFAULT_LIMITS.download_deadline_s,
+                                               description="longest one file's download may take (s)")
+    download_min_rate = luigi.FloatParameter(default=DEFAULT_LIMITS.download_min_rate,
+                                             description="slowest average download rate (bytes/s) over the window")
+    download_rate_window_s = luigi.FloatParameter(default=DEFAULT_LIMITS.download_rate_window_s,
+                                                  description="window (and grace period) of download_min_rate (s)")
+    archive_max_bytes = luigi.IntParameter(default=DEFAULT_LIMITS.archive_max_bytes,
+                                           description="largest total uncompressed size of an archive (bytes)")
+    archive_max_entries = luigi.IntParameter(default=DEFAULT_LIMITS.archive_max_entries,
+                                             description="most entries in an archive")
+    archive_max_ratio = luigi.FloatParameter(default=DEFAULT_LIMITS.archive_max_ratio,
+                                             description="highest compression ratio of an archive entry over 1 MiB")
+    local_file_max_bytes = luigi.IntParameter(default=DEFAULT_LIMITS.local_file_max_bytes,
+                                              description="largest local file or symlink target (bytes)")
+    sidecar_max_bytes = luigi.IntParameter(default=DEFAULT_LIMITS.sidecar_max_bytes,
+                                           description="largest JSON side-car read whole (bytes)")
+    sources_max_bytes = luigi.IntParameter(default=DEFAULT_LIMITS.sources_max_bytes,
+                                           description="largest sources file (bytes)")
+    max_grid_pixels = luigi.IntParameter(default=MAX_GRID_TOTAL,
+                                         description="most output pixels one scene may produce")
 
 
 def cfg() -> PipelineConfig:
     return PipelineConfig()
+
+
+def limits() -> Limits:
+    """The limits on hostile input of this build (``[PipelineConfig]`` keys named like the fields).
+
+    Not significant parameters: they decide only whether hostile input is rejected or fetched, never what a
+    good input's outputs contain (``max_grid_pixels`` does, so it is one: :mod:`tasks.params`)."""
+    c = cfg()
+    names = ("allow_private_networks", "download_max_bytes", "download_deadline_s", "download_min_rate",
+             "download_rate_window_s", "archive_max_bytes", "archive_max_entries", "archive_max_ratio",
+             "local_file_max_bytes", "sidecar_max_bytes", "sources_max_bytes")
+    values: dict[str, object] = {n: getattr(c, n) for n in names}
+    networks: tuple = tuple(c.allowed_networks)
+    values["allowed_networks"] = tuple(str(net) for net in networks)
+    return Limits.from_mapping(values)
 
 
 # Paths.  PipelineConfig gives where things are (data_dir, annotation_dir, sources_file); what a task computes

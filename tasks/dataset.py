@@ -21,8 +21,9 @@ from pathlib import Path
 import luigi
 
 from pipeline import atomic
-from pipeline.constants import CONTINENTS
+from pipeline.dataset.balance import released_per_continent, under_represented
 from pipeline.dataset.pool import assemble_pool, name_images
+from pipeline.sources.config import scene_region
 from tasks.base import PipelineTask
 from tasks.config import annotation_cache_dir, catalog_scenes, cfg, load_scene, releases_root, todo_dir, work_dir
 from tasks.params import PoolParams, SelectParams, SplitParams
@@ -64,11 +65,9 @@ class AssembleTiles(PoolParams, PipelineTask):
 
     def scene_tasks(self, source) -> list[CountSegments]:
         """The last per-scene task of every scene of ``source`` (its catalog must exist)."""
-        from pipeline.labels.labelling import tile_key
-
         name, _, catalog = source
         index = load_index(str(annotation_cache_dir()), self.annotation_index)
-        return [CountSegments(**self.scene_params(source, sid, index.scene(tile_key(name, sid, ""))))
+        return [CountSegments(**self.scene_params(source, sid, index.scene(name, sid)))
                 for sid in sorted(catalog_scenes(name, catalog))]
 
     def static_sources(self) -> list:
@@ -95,7 +94,7 @@ class AssembleTiles(PoolParams, PipelineTask):
         self.set_status_message("assembling the tile pool")
         options = {s.name: s.options for s in verified_sources(cfg().sources_file, self.sources)}
         catalogs = [_load(t.output().path) for t in self.catalog_tasks()]
-        scenes = [self._scene_item(task, options[task.source_name].get("region_override"))
+        scenes = [self._scene_item(task, scene_region(options[task.source_name], task.scene_id))
                   for s in self.sources for task in self.scene_tasks(s)]
         catalog_rejects = [r for cat in catalogs for r in cat.get("rejects", [])]
         roots = {cat["source"]: cat["root"] for cat in catalogs}
@@ -164,10 +163,7 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
             selected.extend(s["id"] for s in result["selected"])
             self.set_progress_percentage(int(100 * (i + 1) / len(by_region)))
         chosen = set(selected)
-        per_continent: dict[str, int] = {}
-        for t in pool["tiles"]:
-            if t["key"] in chosen:
-                per_continent[t["continent"]] = per_continent.get(t["continent"], 0) + 1
+        per_continent = released_per_continent(pool["tiles"], chosen)  # labelled: what the split releases
         warnings = under_represented(per_continent)
         for w in warnings:
             logger.warning(w)
@@ -177,18 +173,6 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
                        "continents": dict(sorted(per_continent.items()))},
             "warnings": warnings,
         })
-
-
-def under_represented(per_continent: dict[str, int]) -> list[str]:
-    """Warn for each of the six inhabited continents with no images, or with fewer than half the mean."""
-    names = sorted(CONTINENTS)
-    mean = sum(per_continent.get(c, 0) for c in names) / len(names)
-    out = []
-    for c in names:
-        n = per_continent.get(c, 0)
-        if n == 0 or n < mean / 2:
-            out.append(f"continent {c} is under-represented: {n} images (mean {mean:.1f} per continent)")
-    return out
 
 
 class ExportAnnotationTodo(SelectParams, PipelineTask):

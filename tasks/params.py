@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import luigi
+from luigi.parameter import _no_value
 from luigi.task_register import Register
 
 from tasks import plan, versions
@@ -45,6 +46,15 @@ class ConfigListParameter(FromConfig, luigi.ListParameter):
     pass
 
 
+class ConfigBoolParameter(FromConfig, luigi.BoolParameter):
+    """A boolean root parameter (explicit ``true``/``false``) defaulting to ``[PipelineConfig]``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["parsing"] = luigi.BoolParameter.EXPLICIT_PARSING
+        super().__init__(*args, **kwargs)
+        self._default = _no_value  # BoolParameter's implicit default False would hide [PipelineConfig]
+
+
 
 
 class SourceParams:
@@ -60,6 +70,7 @@ class PrepareParams(CatalogParams):
     scene_id = luigi.Parameter(description="the adapter's scene id")
     target_gsds = luigi.ListParameter(description="GSDs (m) that finer sources go to")
     tile_size = luigi.IntParameter(description="tile width and height in pixels")
+    max_grid_pixels = luigi.IntParameter(description="most output pixels one scene may produce")
     code_prepare = luigi.Parameter(description="code version of the prepare stage")
 
 
@@ -84,6 +95,7 @@ class PoolParams:
     target_gsds = luigi.ListParameter(description="GSDs (m) that finer sources go to")
     tile_size = luigi.IntParameter(description="tile width and height in pixels")
     max_nodata_fraction = luigi.FloatParameter(description="tiles with more nodata are dropped")
+    max_grid_pixels = luigi.IntParameter(description="most output pixels one scene may produce")
     annotation_index = luigi.Parameter(description="digest of the annotation index ('' when there is none)")
     codes = luigi.DictParameter(description="code versions of the prepare, tile, label, count and dataset stages")
 
@@ -93,7 +105,8 @@ class PoolParams:
         c = self.codes
         return {"source_name": name, "raw": raw, "catalog": catalog, "scene_id": scene_id,
                 "target_gsds": self.target_gsds, "tile_size": self.tile_size,
-                "max_nodata_fraction": self.max_nodata_fraction, "annotations": annotations,
+                "max_nodata_fraction": self.max_nodata_fraction, "max_grid_pixels": self.max_grid_pixels,
+                "annotations": annotations,
                 "code_prepare": c["prepare"], "code_tile": c["tile"], "code_label": c["label"],
                 "code_count": c["count"]}
 
@@ -129,12 +142,15 @@ class RootParams(SplitParams):
     target_gsds = ConfigListParameter(description="GSDs (m) that finer sources go to")
     tile_size = ConfigIntParameter(description="tile width and height in pixels")
     max_nodata_fraction = ConfigFloatParameter(description="tiles with more nodata are dropped")
+    max_grid_pixels = ConfigIntParameter(description="most output pixels one scene may produce (a larger "
+                                                     "one is rejected at planning)")
     split_trials = ConfigIntParameter(description="seeded random split trials per region")
     region_min = ConfigIntParameter(description="fewest images a sampled region keeps")
     region_max = ConfigIntParameter(description="regions with more candidates are sampled")
     label_every = ConfigIntParameter(description="hard-image selection labels every k-th tile")
     selection_epochs = ConfigIntParameter(description="training epochs of the selection model")
     random_fraction = ConfigFloatParameter(description="share of a region's quota drawn at random")
+    viewer = ConfigBoolParameter(description="write the release's static browser to <release>/viewer/")
     code_release = luigi.Parameter(description="code version of the release stage")
 
 
@@ -164,7 +180,7 @@ def derive(release: str) -> dict:
     index = plan.annotation_index(done_dir(), cache)
     prev, prev_digest = plan.previous(releases_root(), release, c.previous_release)
     return {
-        "sources": plan.sources_param(c.sources_file),
+        "sources": plan.sources_param(c.sources_file, max_bytes=int(c.sources_max_bytes)),
         "annotation_index": plan.store_index(index, cache),
         "codes": {k: codes[k] for k in plan.POOL_CODES},
         "code_release": codes["release"],

@@ -31,6 +31,7 @@ from pipeline import atomic
 from pipeline.errors import BuildError, SourcesError
 from pipeline.sources.config import SourceConfig, load_sources
 from tasks import versions
+from tasks.config import cfg
 
 #: Stages whose versions the dataset tasks carry (they name the per-scene outputs they read, and their own).
 POOL_CODES = ("prepare", "tile", "label", "count", "dataset")
@@ -48,15 +49,21 @@ def source_digests(src: SourceConfig, codes: dict[str, str]) -> tuple[str, str]:
     return raw, _h("catalog", raw, codes["catalog"])
 
 
-def sources_param(sources_file: str | Path) -> list[list[str]]:
-    """``[[name, raw, catalog], ...]`` of the enabled sources, in file order."""
+def sources_param(sources_file: str | Path, *, max_bytes: int | None = None) -> list[list[str]]:
+    """``[[name, raw, catalog], ...]`` of the enabled sources, in file order (a sources file over ``max_bytes``
+    is refused: :func:`pipeline.sources.config.load_sources`)."""
     codes = versions.code_versions()
-    return [[s.name, *source_digests(s, codes)] for s in load_sources(sources_file) if s.enabled]
+    return [[s.name, *source_digests(s, codes)] for s in load_sources(sources_file, max_bytes=max_bytes)
+            if s.enabled]
+
+
+def _sources_max_bytes() -> int:
+    return int(cfg().sources_max_bytes)
 
 
 def verified_source(sources_file: str | Path, name: str, raw: str) -> SourceConfig:
     """The entry of source ``name``, checked against the ``raw`` digest the task was scheduled with."""
-    for s in load_sources(sources_file):
+    for s in load_sources(sources_file, max_bytes=_sources_max_bytes()):
         if s.name == name:
             got = source_digests(s, versions.code_versions())[0]
             if got != raw:
@@ -124,23 +131,28 @@ def store_index(index: dict[str, str], cache_dir: Path) -> str:
 
 
 class AnnotationIndex:
-    """A stored annotation index: sorted ``(name, sha256)`` pairs, looked up by tile-key prefix."""
+    """A stored annotation index: sorted ``(name, sha256)`` pairs, looked up per scene by tile key."""
 
     def __init__(self, pairs: list[tuple[str, str]]):
         self.pairs = sorted(pairs)
         self.names = [n for n, _ in self.pairs]
 
-    def scene(self, prefix: str) -> str:
-        """Digest of the entries whose name starts with ``prefix`` (a scene's tile-key prefix), "" if none.
+    def scene(self, source: str, scene_id: str) -> str:
+        """Digest of the files named by a tile key of scene ``source/scene_id`` ("" if none): found by a bisect
+        on the key prefixes (``<source>~<scene>~`` and the legacy ``<source>-<scene>-``), kept only when the
+        whole stem is a key of that scene (:func:`pipeline.labels.keys.scene_key_stem_matches`), so scene
+        ``a`` never picks up the files of scene ``a-b``."""
+        from pipeline.labels.keys import legacy_tile_key, scene_key_stem_matches, tile_key
 
-        A prefix may also match another scene's files (keys are not prefix-free): that scene's outputs are
-        then relabelled when those change too; a scene never misses its own files."""
-        i = bisect.bisect_left(self.names, prefix)
         hits = []
-        while i < len(self.pairs) and self.pairs[i][0].startswith(prefix):
-            hits.append(list(self.pairs[i]))
-            i += 1
-        return _h("scene-annotations", hits) if hits else ""
+        for prefix in (tile_key(source, scene_id, ""), legacy_tile_key(source, scene_id, "")):
+            i = bisect.bisect_left(self.names, prefix)
+            while i < len(self.pairs) and self.pairs[i][0].startswith(prefix):
+                name = self.pairs[i][0]
+                if scene_key_stem_matches(Path(name).stem, source, scene_id):
+                    hits.append(list(self.pairs[i]))
+                i += 1
+        return _h("scene-annotations", sorted(hits)) if hits else ""
 
 
 @functools.lru_cache(maxsize=8)
@@ -151,10 +163,12 @@ def load_index(cache_dir: str, digest: str) -> AnnotationIndex:
     return AnnotationIndex(list(json.loads((Path(cache_dir) / f"index-{digest}.json").read_text()).items()))
 
 
-def disk_scene_annotations(done_dir: Path, prefix: str) -> str:
+def disk_scene_annotations(done_dir: Path, source: str, scene_id: str) -> str:
     """:meth:`AnnotationIndex.scene` computed from the files themselves (a task checks its parameter)."""
-    files = [e for e in annotation_files(done_dir) if e.name.startswith(prefix)]
-    return AnnotationIndex([(e.name, _file_sha(Path(e.path))) for e in files]).scene(prefix)
+    from pipeline.labels.keys import scene_key_stem_matches
+
+    files = [e for e in annotation_files(done_dir) if scene_key_stem_matches(Path(e.name).stem, source, scene_id)]
+    return AnnotationIndex([(e.name, _file_sha(Path(e.path))) for e in files]).scene(source, scene_id)
 
 
 # --------------------------------------------------------------------------------------------- previous release

@@ -19,6 +19,7 @@ from pipeline.dataset.splits.uda import uda_section
 from pipeline.errors import ReleaseInvalid
 from pipeline.params import ProcessingParams
 from pipeline.release.writer import write_release
+from pipeline.sources.adapters import acquired_range
 from tasks.base import PipelineTask
 from tasks.config import cfg, release_dir, work_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
@@ -48,7 +49,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         codes = self.code_versions()
         params = ProcessingParams(
             target_gsds=tuple(float(g) for g in self.target_gsds), tile_size=int(self.tile_size),
-            max_nodata_fraction=float(self.max_nodata_fraction),
+            max_nodata_fraction=float(self.max_nodata_fraction), max_grid_pixels=int(self.max_grid_pixels),
             code_version=hashlib.sha256(json.dumps(codes, sort_keys=True).encode()).hexdigest()[:12],
         )
         return {
@@ -77,14 +78,16 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         todo = {e["key"]: e for e in load(self.input()["todo"])["exported"]}
         chosen = set(selection["selected"])
         pending = [
-            {**t, "todo": f"{todo[t['key']]['tile']}.tif" if t["key"] in todo else ""}
+            {**t, "todo": f"{todo[t['key']]['tile']}.tif" if t["key"] in todo else "",
+             "footprints_repaired": todo.get(t["key"], {}).get("repaired_polygons", 0),
+             "footprints_dropped": todo.get(t["key"], {}).get("dropped_polygons", 0)}
             for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen
         ]
         provenance = {name: load(target) for name, target in self.input()["fetch"].items()}
         rejects = pool["rejects"] + footprint_rejects(todo.values(), provenance)
         sources = [
             {"name": s.name, "kind": s.kind, "location": s.location or "builtin:demo", "license": s.license,
-             "attribution": s.attribution}
+             "attribution": s.attribution, "acquired_range": acquired_range(s)}
             for s in verified_sources(cfg().sources_file, self.sources)
         ]
         target = release_dir(self.release)
@@ -103,10 +106,21 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
             problems = validate_release(tmp)
             if problems:
                 raise ReleaseInvalid(str(self.release), problems)
+            viewer = self._write_viewer(tmp, target, split.get("previous_release")) if self.viewer else ""
         self.set_progress_percentage(100)
         print(f"\nRelease {self.release}: {len(images)} images, {len(pending)} pending annotation, "
-              f"{len(rejects)} rejects -> {target.resolve()}\n"
+              f"{len(rejects)} rejects -> {target.resolve()}\n{viewer}"
               f"Validate with: python -m pipeline validate {target}\n", flush=True)
+
+    def _write_viewer(self, tmp: Path, target: Path, previous: dict | None) -> str:
+        """The release browser (derived from the release's files, not listed in the manifest), reusing the
+        thumbnails of the viewer it replaces and of the previous release's viewer."""
+        from pipeline.release.viewer import summary_line, write_viewer
+
+        self.set_status_message(f"writing the release browser of {self.release}")
+        reuse = [target / "viewer"] + ([Path(previous["folder"]) / "viewer"] if previous else [])
+        summary = write_viewer(tmp, tmp / "viewer", reuse=reuse)
+        return summary_line({**summary, "index": target / "viewer" / "index.html"}) + "\n"
 
 
 def _previous_manifest(record: dict | None) -> dict | None:

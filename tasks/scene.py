@@ -66,7 +66,8 @@ class PrepareScene(PrepareParams, SceneTask):
         scene = self.scene
         self.set_status_message(f"planning {scene.key}")
         try:
-            plan = plan_scene(scene, targets=tuple(float(g) for g in self.target_gsds), tile_size=self.tile_size)
+            plan = plan_scene(scene, targets=tuple(float(g) for g in self.target_gsds), tile_size=self.tile_size,
+                              max_grid_pixels=self.max_grid_pixels)
         except PipelineInputError as exc:
             plan = {"status": "rejected", "file": exc.file, "reason": exc.reason, "stage": exc.stage}
         self.set_progress_percentage(100)
@@ -130,11 +131,11 @@ class LabelScene(LabelParams, SceneTask):
         return luigi.LocalTarget(str(self.out_dir / "labels.json"))
 
     def run(self):
-        from pipeline.labels.labelling import apply_annotations, tile_key
+        from pipeline.labels.labelling import apply_annotations
         from pipeline.labels.landcover import write_label_tiles
         from tasks.plan import disk_scene_annotations
 
-        found = disk_scene_annotations(done_dir(), tile_key(self.source_name, self.scene_id, ""))
+        found = disk_scene_annotations(done_dir(), self.source_name, self.scene_id)
         if found != self.annotations:
             raise BuildError(f"the completed annotations of scene {self.source_name}/{self.scene_id} in {done_dir()} "
                              "changed since this build was scheduled; run the build again")

@@ -13,7 +13,7 @@ import luigi
 from pipeline import atomic
 from pipeline.errors import PipelineInputError
 from tasks.base import PipelineTask
-from tasks.config import catalog_path, cfg, raw_dir
+from tasks.config import catalog_path, cfg, limits, raw_dir
 from tasks.params import CatalogParams, SourceParams
 from tasks.plan import verified_source
 
@@ -58,7 +58,7 @@ class FetchSource(SourceParams, PipelineTask):
         else:
             from pipeline.sources.fetch import fetch_source
 
-            record = fetch_source(src, dest, progress=self._progress)
+            record = fetch_source(src, dest, progress=self._progress, limits=limits())
             record.setdefault("root", str(dest))
         return record
 
@@ -82,14 +82,18 @@ class CatalogSource(CatalogParams, PipelineTask):
         adapter = get_adapter(src.kind)
         rejected: list[PipelineInputError] = []
         try:
-            scenes = adapter.scenes(root, src, rejected=rejected)
+            scenes = adapter.scenes(root, src, rejected=rejected, limits=limits())
         except PipelineInputError as exc:
             # the whole source is unusable (e.g. wrong layout): no scenes, one reject row
             scenes = []
             rejected.append(exc)
         rejects = [
-            {"source": src.name, "scene_id": "", "file": exc.file, "stage": "catalog", "reason": exc.reason}
+            {"source": src.name, "scene_id": getattr(exc, "scene_id", ""), "file": exc.file,
+             "stage": getattr(exc, "reject_stage", "catalog"), "reason": exc.reason}
             for exc in rejected
+        ] + [  # items the fetch left out on their own (e.g. an OpenAerialMap image that failed)
+            {"source": src.name, "scene_id": "", "file": r["path"], "stage": "fetch", "reason": r["reason"]}
+            for r in self._fetch_rejects(fetched, root)
         ]
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {
@@ -97,3 +101,11 @@ class CatalogSource(CatalogParams, PipelineTask):
             "scenes": sorted((s.to_dict() for s in scenes), key=lambda d: d["scene_id"]),
             "rejects": rejects,
         })
+
+    @staticmethod
+    def _fetch_rejects(fetched: dict, root: Path) -> list[dict]:
+        """The fetch record's ``rejects`` that no adapter reports: a STAC source's rejected items are in its
+        ``stac-index.json`` too, and come back from the adapter as ``ItemRejected`` (with scene id and stage)."""
+        from pipeline.sources.adapters.stac import has_index
+
+        return [] if has_index(root) else [r for r in fetched.get("rejects", []) if "path" in r]

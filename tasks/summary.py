@@ -7,6 +7,7 @@ when the ``luigi`` process exits::
     Build summary: 23 tasks ran (FetchSource 1, PrepareScene 4, ...), 0 failed, 0 not run (...), 2 already done
     Rejects: 5 (data/releases/v0.1.0/rejects.csv)
     Release v0.1.0: 12 images -> /abs/data/releases/v0.1.0
+    Warning: continent Oceania is under-represented: 0 released images (mean 2.0 per continent)
 
 Nothing is registered on import: :func:`install` (called by ``tasks/__init__.py``, i.e. when a build's tasks
 are loaded) adds the Luigi event handlers and the ``atexit`` hook, once per process.
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import luigi
 from luigi.event import Event
+
+from pipeline.dataset.balance import under_represented
 
 _MAIN_PID = os.getpid()
 _state: dict = {"tally": None, "present": {}, "scheduled": {}, "config": None}
@@ -145,8 +148,10 @@ def _release_lines() -> list[str]:
                 n = max(0, sum(1 for _ in csv.reader(fh)) - 1)
             lines.append(f"Rejects: {n} ({rejects})")
         try:
-            images = len(json.loads(manifest.read_text()).get("images", []))
-            lines.append(f"Release {release}: {images} images -> {rel.resolve()}")
+            images = json.loads(manifest.read_text()).get("images", [])
+            lines.append(f"Release {release}: {len(images)} images -> {rel.resolve()}")
+            per_continent = Counter(str(im.get("continent")) for im in images)
+            lines += [f"Warning: {w}" for w in under_represented(per_continent)]  # released images only
         except ValueError:
             lines.append(f"Release {release} -> {rel.resolve()}")
     else:

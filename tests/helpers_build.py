@@ -81,13 +81,20 @@ def run_luigi(cmd: list[str], *, env: dict | None = None, timeout: float = BUILD
                           timeout=timeout)
 
 
-def spawn(cmd: list[str], *, env: dict | None = None, log: Path) -> subprocess.Popen:
+def spawn(cmd: list[str], *, env: dict | None = None, log: Path, max_address_space: int | None = None
+          ) -> subprocess.Popen:
     """Start ``cmd`` in its own process group (so it and its forked Luigi workers can be killed at once),
-    stdout and stderr to ``log``."""
+    stdout and stderr to ``log``; ``max_address_space`` (bytes) caps its virtual memory (``RLIMIT_AS``), a
+    guard for tests of input that could make a build grow without bound."""
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (max_address_space, max_address_space))
+
     fh = open(log, "wb")
     try:
         return subprocess.Popen(cmd, cwd=ROOT, env=env or pipeline_env(), stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=limit if max_address_space else None)
     finally:
         fh.close()
 
@@ -190,3 +197,27 @@ def incomplete_final_files(data_dir: Path, reference: Path | None = None) -> lis
         except Exception as exc:  # noqa: BLE001  (any failure to read is the finding)
             problems.append(f"{rel}: unreadable: {type(exc).__name__}: {exc}")
     return problems
+
+
+def run_measured(cmd: list[str], *, env: dict | None = None, timeout: float = BUILD_TIMEOUT, log: Path,
+                 max_address_space: int | None = None) -> tuple[int, str, int, float]:
+    """Run ``cmd`` like :func:`run_luigi` and measure it: ``(exit code, output, peak RSS in bytes, wall s)``.
+
+    The peak RSS is ``ru_maxrss`` of the process and the descendants it waited for (Luigi's forked workers),
+    from ``os.wait4`` of this one child (not mixed with other children of the test process).  Past
+    ``timeout`` the process group is killed and the exit code is -9."""
+    t0 = time.monotonic()
+    proc = spawn(cmd, env=env, log=log, max_address_space=max_address_space)
+    status, usage = 0, None
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            break
+        if time.monotonic() - t0 > timeout:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            break
+        time.sleep(0.05)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - t0
+    return proc.returncode, Path(log).read_text(errors="replace"), int(usage.ru_maxrss) * 1024, wall

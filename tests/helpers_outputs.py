@@ -52,7 +52,7 @@ def synthetic_records(root: Path, size: int = 96) -> list[dict]:
 
 
 SOURCES = [{"name": "demo", "kind": "demo", "license": "CC-BY-4.0", "attribution": "test",
-            "location": "https://example.org/data"}]
+            "location": "https://example.org/data", "acquired_range": ["2018-01-01", "2020-12-31"]}]
 
 
 def demo_release(tmp_path_factory) -> Path:

@@ -2,8 +2,11 @@
 
 It serves in-memory files, honours ``Range: bytes=N-`` (206, or 416 past the end), records every
 request, and can be told per path to misbehave on the next requests: cut the body at 50 % and close
-the connection, answer 500 / 503 / 404, ignore Range, or sleep before answering.  Dynamic routes
-(callables of the query) answer JSON, e.g. an OpenAerialMap ``/meta`` endpoint.
+the connection, answer 500 / 503 / 404, ignore Range, or sleep before answering; or, like a hostile server,
+trickle the body (``trickle``: one byte every ``trickle_seconds`` after honest headers) or the status line
+(``trickle_headers``), or send the body without a Content-Length (``nolength``).  ``redirects`` maps a path
+to the URL it answers 302 with.  Dynamic routes (callables of the query) answer JSON, e.g. an
+OpenAerialMap ``/meta`` endpoint.
 """
 from __future__ import annotations
 
@@ -42,7 +45,9 @@ class LoopbackServer:
         self.behaviours: dict[str, deque[str]] = defaultdict(deque)
         self.requests: list[dict[str, Any]] = []
         self.ignore_range: set[str] = set()
+        self.redirects: dict[str, str] = {}
         self.slow_seconds = 3.0
+        self.trickle_seconds = 0.2
         self._lock = threading.Lock()
         outer = self
 
@@ -92,6 +97,15 @@ class LoopbackServer:
         with self._lock:
             self.requests.append({"path": path, "query": query, "headers": dict(h.headers.items())})
             action = self.behaviours[path].popleft() if self.behaviours[path] else None
+        if path in self.redirects:
+            h.send_response(302)
+            h.send_header("Location", self.redirects[path])
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
+        if action in ("trickle", "trickle_headers"):
+            self._trickle(h, self.files.get(path, b"x" * 1000), headers_too=action == "trickle_headers")
+            return
         if action == "slow":
             time.sleep(self.slow_seconds)
         elif action is not None and action.isdigit():
@@ -131,6 +145,13 @@ class LoopbackServer:
                     return
                 status = 206
         body = data[start:]
+        if action == "nolength":
+            h.send_response(200)
+            h.send_header("Connection", "close")
+            h.end_headers()
+            h.wfile.write(body)
+            h.close_connection = True
+            return
         h.send_response(status)
         h.send_header("Content-Type", "application/octet-stream")
         h.send_header("Accept-Ranges", "bytes")
@@ -144,3 +165,37 @@ class LoopbackServer:
             h.close_connection = True
             return
         h.wfile.write(body)
+
+    def _trickle(self, h: BaseHTTPRequestHandler, data: bytes, *, headers_too: bool) -> None:
+        """One byte every ``trickle_seconds`` (until the client hangs up): of the body after honest
+        headers, or of the status line itself."""
+        try:
+            if headers_too:
+                _trickle_bytes(h, b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", self.trickle_seconds)
+            else:
+                h.send_response(200)
+                h.send_header("Content-Length", str(len(data)))
+                h.end_headers()
+                h.wfile.flush()
+            _trickle_bytes(h, data, self.trickle_seconds)
+        except OSError:
+            pass
+        h.close_connection = True
+
+
+def _trickle_bytes(h: BaseHTTPRequestHandler, data: bytes, pause: float) -> None:
+    for i in range(len(data)):
+        h.wfile.write(data[i:i + 1])
+        h.wfile.flush()
+        time.sleep(pause)
+
+
+def _loopback_limits():
+    from pipeline.limits import Limits
+
+    return Limits(allow_private_networks=True)
+
+
+#: The limits of library calls that fetch from a loopback server: the network policy refuses loopback
+#: addresses unless ``allow_private_networks`` is set (builds: ``[PipelineConfig] allow_private_networks``).
+LOOPBACK_LIMITS = _loopback_limits()

@@ -416,7 +416,7 @@ def test_demo_delegates_and_registry(tmp_path):
     assert by["xbd-joplin-tornado_00000001_pre_disaster"].georef is not None
     with pytest.raises(SceneRejected, match="none of the sub-folders"):
         DemoAdapter().scenes(tmp_path / "xbd", src)
-    assert set(ADAPTERS) == {"xbd", "inria", "spacenet", "local", "demo", "openaerialmap"}
+    assert set(ADAPTERS) == {"xbd", "inria", "spacenet", "local", "demo", "openaerialmap", "stac"}
     assert ADAPTERS["openaerialmap"] == "pipeline.sources.adapters.openaerialmap:OpenAerialMapAdapter"
     for kind in ("xbd", "inria", "spacenet", "local"):
         assert get_adapter(kind).kind == kind
@@ -424,11 +424,17 @@ def test_demo_delegates_and_registry(tmp_path):
         get_adapter("inira")
 
 
-def test_duplicate_scene_ids_rejected(tmp_path):
+def test_duplicate_scene_ids_are_both_kept_with_ids_of_their_own(tmp_path):
+    """Two files whose names map to one id both stay, each named by a digest of its own relative path."""
+    from pipeline.sources.adapters.base import digest8
+
     write_tif(tmp_path / "A" / "x.tif", np.zeros((1, 4, 4), np.uint8))
     write_tif(tmp_path / "a" / "x.tif", np.zeros((1, 4, 4), np.uint8))
-    with pytest.raises(SceneRejected, match="scene id 'a-x' is also used by"):
-        LocalAdapter().scenes(tmp_path, source("local"))
+    write_tif(tmp_path / "b" / "y.tif", np.zeros((1, 4, 4), np.uint8))
+    scenes = LocalAdapter().scenes(tmp_path, source("local"))
+    ids = {Path(s.image).relative_to(tmp_path).as_posix(): s.scene_id for s in scenes}
+    assert ids == {"A/x.tif": f"a-x-{digest8('A/x.tif')}", "a/x.tif": f"a-x-{digest8('a/x.tif')}",
+                   "b/y.tif": "b-y"}
 
 
 # ------------------------------------------------------------------------------------------------

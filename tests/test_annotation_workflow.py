@@ -1,7 +1,8 @@
 """The annotation round trip through the pipeline: tiles of a source without 8-class labels are pending
-and exported with their building footprints to todo/; completed annotations dropped into done/ (palette
-PNG, GeoJSON polygons, index GeoTIFF) are imported on the next build, bad ones are rejected with a named
-reason while every other tile still releases."""
+and exported with their building footprints to todo/ (the first build, with every tile pending, refuses to
+write an empty release); completed annotations dropped into done/ (palette PNG, GeoJSON polygons, index
+GeoTIFF) are imported on the next build, bad ones are rejected with a named reason while every other tile
+still releases."""
 import csv
 import json
 from pathlib import Path
@@ -70,24 +71,21 @@ sources:
     license: CC BY 4.0
     attribution: test imagery
 """)
-    assert _build(base, "r1")
+    assert not _build(base, "r1")  # every tile pending: no image to release, the build fails
     return base
 
 
 def test_unlabelled_tiles_are_pending_and_exported_for_annotation(workflow):
-    rel = workflow / "data" / "releases" / "r1"
-    assert validate_release(rel) == []
-    manifest = json.loads((rel / "manifest.json").read_text())
-    assert manifest["images"] == []  # never released with an empty label
-    pending = list(csv.DictReader((rel / "pending.csv").open()))
-    assert len(pending) == 9
+    assert not (workflow / "data" / "releases" / "r1").exists()  # never an empty release
     todo = workflow / "data" / "annotation" / "todo"
-    for row in pending:
-        assert (todo / row["todo"]).exists() and (todo / f"{row['key']}.geojson").exists()
-        with rasterio.open(todo / row["todo"]) as ds:
+    keys = sorted(p.stem for p in todo.glob("*.geojson"))
+    assert len(keys) == 9
+    for key in keys:
+        assert (todo / f"{key}.tif").exists() and (todo / f"{key}_image.tif").exists()
+        with rasterio.open(todo / f"{key}.tif") as ds:
             assert ds.crs.to_string() == CRS and ds.width == 1024
     # the footprints are the starting point: buildings (8) in the pre-annotation of the top-left tile
-    first = sorted(row["key"] for row in pending)[0]
+    first = keys[0]
     with rasterio.open(todo / f"{first}.tif") as ds:
         assert set(np.unique(ds.read(1))) == {0, 8}
 
@@ -127,6 +125,8 @@ def test_completed_annotations_are_imported_and_bad_ones_rejected(workflow):
     tb = grid[bowtie][1]
     bow = Polygon([(tb.c, tb.f), (tb.c + 512, tb.f - 512), (tb.c + 512, tb.f), (tb.c, tb.f - 512)])
     gpd.GeoDataFrame({"class": [5]}, geometry=[bow], crs=CRS).to_file(done / f"{bowtie}.geojson")
+    # the pre-annotation copied to done/ unchanged: not a label, stays pending with its reason
+    (done / f"{untouched}.tif").write_bytes((todo / f"{untouched}.tif").read_bytes())
 
     assert _build(workflow, "r2")
     rel = workflow / "data" / "releases" / "r2"
@@ -142,7 +142,12 @@ def test_completed_annotations_are_imported_and_bad_ones_rejected(workflow):
     assert "lava" in rows[bad_class]["reason"]
     assert "1000x1000" in rows[bad_shape]["reason"]
     assert "align" in rows[bad_crs]["reason"] or "CRS" in rows[bad_crs]["reason"]
-    pending = {r["key"] for r in csv.DictReader((rel / "pending.csv").open())}
-    assert pending == {bad_colour, bad_class, bad_shape, bad_crs, untouched}
-    # the first release is untouched by the second build
-    assert validate_release(workflow / "data" / "releases" / "r1") == []
+    pending = {r["key"]: r for r in csv.DictReader((rel / "pending.csv").open())}
+    assert set(pending) == {bad_colour, bad_class, bad_shape, bad_crs, untouched}
+    assert pending[untouched]["reason"] == (f"{untouched}.tif: same pixels as its pre-annotation "
+                                            f"todo/{untouched}.tif (unedited)")
+    assert pending[bad_colour]["reason"].startswith("awaiting annotation")
+    labels = manifest["summary"]["labels"]
+    assert (labels["pending"], labels["pending_unfinished"], labels["annotation_repaired_polygons"]) == (5, 1, 1)
+    # the first build wrote no release
+    assert not (workflow / "data" / "releases" / "r1").exists()

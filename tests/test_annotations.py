@@ -130,7 +130,8 @@ def test_export_preannotation_roundtrip(grid, tmp_path):
     out = tmp_path / "todo"
     rep = export_preannotation("r000_c001", grid, image, fp, out)
     want = expected((4, 4, 12, 10, 8), (40, 50, 48, 64, 8))
-    assert rep == {"tile": "r000_c001", "buildings": 2, "building_pixels": int((want == 8).sum())}
+    assert rep == {"tile": "r000_c001", "buildings": 2, "building_pixels": int((want == 8).sum()),
+                   "repaired_polygons": 0, "dropped_polygons": 0}
     assert sorted(p.name for p in out.iterdir()) == ["r000_c001.geojson", "r000_c001.tif", "r000_c001_image.tif"]
     assert (out / "r000_c001_image.tif").read_bytes() == image.read_bytes()
 
@@ -156,7 +157,8 @@ def test_export_preannotation_roundtrip(grid, tmp_path):
 
     # No footprints: an all-0 label and an empty, importable-as-empty collection.
     rep0 = export_preannotation("r001_c001", grid, image, None, out)
-    assert rep0 == {"tile": "r001_c001", "buildings": 0, "building_pixels": 0}
+    assert rep0 == {"tile": "r001_c001", "buildings": 0, "building_pixels": 0, "repaired_polygons": 0,
+                    "dropped_polygons": 0}
     assert json.loads((out / "r001_c001.geojson").read_text())["features"] == []
 
 

@@ -37,10 +37,12 @@ CODE_ROOTS = ("pipeline", "tasks", "oem_demo")
 STAGES = ("sources", "raster", "labels", "dataset", "release")
 #: Modules of ``pipeline/`` shared by every stage (they import no stage).
 SHARED = ("pipeline", "pipeline.__main__", "pipeline.atomic", "pipeline.constants", "pipeline.errors",
-          "pipeline.params", "pipeline.rng", "pipeline.scene")
+          "pipeline.limits", "pipeline.params", "pipeline.rng", "pipeline.scene")
 #: Imports allowed although the rules forbid them: (importing module, imported module) -> why.
 LAYERING_ALLOWED: dict[tuple[str, str], str] = {
     ("pipeline", "tasks"): "the Luigi entry point: imported only when luigi.cmdline loads the package",
+    ("pipeline.sources.cog_window", "pipeline.raster.gsd"): "a STAC source's fetch checks the GSD an item declares "
+    "against the file's, measured by the one definition of native GSD (native_gsd_m, crs_label)",
 }
 
 

@@ -300,7 +300,8 @@ def test_http_404_fails_fetch_with_the_url_and_leaves_other_sources_alone(local_
     license: CC BY-NC-SA 4.0
     attribution: xBD (Gupta et al. 2019)
 """))
-        proc = run_luigi(luigi_cmd(data, sources, release="with-xbd", split_trials=50), timeout=180)
+        proc = run_luigi(luigi_cmd(data, sources, "--PipelineConfig-allow-private-networks", "true",
+                                   release="with-xbd", split_trials=50), timeout=180)
         requests = http.requests_for("/xbd/train_images_labels_targets.tar.gz")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out[-3000:]

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.errors import FetchError
 from pipeline.sources.download import download, part_path
-from tests.loopback import LoopbackServer
+from tests.loopback import LOOPBACK_LIMITS, LoopbackServer
 
 PAYLOAD = os.urandom(300_000)
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -25,7 +25,7 @@ def srv():
 
 def fast(**kw):
     """Download options that keep failing tests short."""
-    return {"backoff": 0.01, "timeout": 5.0, **kw}
+    return {"backoff": 0.01, "timeout": 5.0, "limits": LOOPBACK_LIMITS, **kw}
 
 
 def test_cut_transfer_is_resumed_with_range_and_verified(srv, tmp_path):
@@ -131,7 +131,8 @@ def test_slow_server_times_out_in_bounded_time(srv, tmp_path):
     srv.slow_seconds = 3.0
     t0 = time.monotonic()
     with pytest.raises(FetchError, match="Timeout"):
-        download(srv.url("/data.bin"), tmp_path / "d.bin", timeout=0.3, retries=1, backoff=0.01)
+        download(srv.url("/data.bin"), tmp_path / "d.bin", timeout=0.3, retries=1, backoff=0.01,
+                 limits=LOOPBACK_LIMITS)
     assert time.monotonic() - t0 < 2.0
     assert len(srv.requests_for("/data.bin")) == 2
 
@@ -139,11 +140,11 @@ def test_slow_server_times_out_in_bounded_time(srv, tmp_path):
 def test_existing_good_file_makes_no_request(srv, tmp_path):
     dest = tmp_path / "d.bin"
     dest.write_bytes(PAYLOAD)
-    rec = download(srv.url("/data.bin"), dest, sha256=SHA, md5=MD5)
+    rec = download(srv.url("/data.bin"), dest, sha256=SHA, md5=MD5, limits=LOOPBACK_LIMITS)
     assert rec["attempts"] == 0 and rec["bytes"] == len(PAYLOAD) and rec["md5"] == MD5
     assert srv.requests_for("/data.bin") == []
     # without a checksum an existing file is trusted as well
-    assert download(srv.url("/data.bin"), dest)["attempts"] == 0
+    assert download(srv.url("/data.bin"), dest, limits=LOOPBACK_LIMITS)["attempts"] == 0
     assert srv.requests_for("/data.bin") == []
 
 
@@ -159,5 +160,5 @@ def test_connection_refused_is_retried_then_fails(tmp_path):
         url = s.url("/gone")
     # the server is closed now: nothing listens on that port
     with pytest.raises(FetchError, match="ConnectionError") as info:
-        download(url, tmp_path / "x", retries=1, backoff=0.01, timeout=1.0)
+        download(url, tmp_path / "x", retries=1, backoff=0.01, timeout=1.0, limits=LOOPBACK_LIMITS)
     assert info.value.file == url

@@ -12,7 +12,7 @@ import pytest
 from pipeline.errors import FetchError, SourcesError
 from pipeline.sources.config import SourceConfig, load_sources
 from pipeline.sources.fetch import fetch_source
-from tests.loopback import LoopbackServer
+from tests.loopback import LOOPBACK_LIMITS, LoopbackServer
 
 
 def _src(kind: str, location: str, **options) -> SourceConfig:
@@ -106,7 +106,7 @@ def test_http_archive_is_downloaded_verified_and_extracted(tmp_path):
         src = _src("inria", url, sha256={"NEW2-AerialImageDataset.zip": _sha(payload)})
         dest = tmp_path / "raw" / "inria"
         seen: list[tuple[int, int | None]] = []
-        rec = fetch_source(src, dest, progress=lambda d, t: seen.append((d, t)))
+        rec = fetch_source(src, dest, progress=lambda d, t: seen.append((d, t)), limits=LOOPBACK_LIMITS)
         assert _tree(dest) == ["AerialImageDataset/train/gt/austin1.tif",
                                "AerialImageDataset/train/images/austin1.tif",
                                "downloads/NEW2-AerialImageDataset.zip",
@@ -121,22 +121,22 @@ def test_http_archive_is_downloaded_verified_and_extracted(tmp_path):
         assert srv.requests_for("/files/NEW2-AerialImageDataset.zip")[1]["headers"]["Range"]
         # fetching again makes no request and gives the same record
         n = len(srv.requests)
-        assert fetch_source(src, dest) == rec
+        assert fetch_source(src, dest, limits=LOOPBACK_LIMITS) == rec
         assert len(srv.requests) == n
 
 
 def test_http_plain_file_and_checksum_option(tmp_path):
     with LoopbackServer() as srv:
         srv.files["/img/scene.tif"] = b"tiff-bytes"
-        rec = fetch_source(_src("local", srv.url("/img/scene.tif")), tmp_path / "d")
+        rec = fetch_source(_src("local", srv.url("/img/scene.tif")), tmp_path / "d", limits=LOOPBACK_LIMITS)
         assert _tree(tmp_path / "d") == ["scene.tif"]
         assert rec["files"][0]["path"] == "scene.tif" and rec["files"][0]["bytes"] == 10
         bad = _src("local", srv.url("/img/scene.tif"), sha256={"scene.tif": "3" * 64})
         with pytest.raises(FetchError, match="sha256 mismatch: expected 3{64}"):
-            fetch_source(bad, tmp_path / "e")
+            fetch_source(bad, tmp_path / "e", limits=LOOPBACK_LIMITS)
         assert not (tmp_path / "e" / "scene.tif").exists()
         with pytest.raises(FetchError, match="HTTP 404"):
-            fetch_source(_src("local", srv.url("/img/none.tif")), tmp_path / "f")
+            fetch_source(_src("local", srv.url("/img/none.tif")), tmp_path / "f", limits=LOOPBACK_LIMITS)
 
 
 def test_demo_is_not_fetched(tmp_path):

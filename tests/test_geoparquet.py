@@ -76,3 +76,30 @@ def test_index_is_deterministic_and_ordered(tmp_path):
     frame = gpd.read_parquet(a / INDEX)
     assert list(frame["id"]) == ["lima_1", "vienna_1", "vienna_2"]
     assert frame["acquired"].isna().tolist() == [False, False, True]
+
+
+def test_acquired_is_a_utc_timestamp_column_null_where_unknown(tmp_path):
+    import pyarrow as pa
+
+    from pipeline.release.geoparquet import write_index
+
+    records = synthetic_records(tmp_path, size=32)
+    write_index(tmp_path, records)
+    field = pq.read_schema(tmp_path / INDEX).field("acquired")
+    assert pa.types.is_timestamp(field.type) and field.type.tz == "UTC"
+    got = dict(zip(*pq.read_table(tmp_path / INDEX, columns=["id", "acquired"]).to_pydict().values()))
+    assert got["vienna_2"] is None
+    assert got["vienna_1"].isoformat() == "2019-06-01T00:00:00+00:00"
+
+
+def test_under_represented_counts_released_images_only():
+    from pipeline.dataset.balance import released_per_continent, under_represented
+
+    tiles = [{"key": f"k{i}", "continent": "Africa", "status": "pending"} for i in range(4)]
+    tiles.append({"key": "e1", "continent": "Europe", "status": "labelled"})
+    per = released_per_continent(tiles, {t["key"] for t in tiles})
+    assert per == {"Europe": 1}  # the four pending African tiles are not released
+    warnings = under_represented(per)
+    assert "continent Africa is under-represented: 0 released images (mean 0.2 per continent)" in warnings
+    assert not any(w.startswith("continent Europe") for w in warnings)
+    assert len(under_represented({})) == 6

@@ -264,21 +264,21 @@ def test_find_previous_release(tmp_path):
 
 def _tile(region, source, scene, tile):
     return {"region": region, "source": source, "source_scene_id": scene, "tile": tile,
-            "key": f"{source}-{scene}-{tile}"}
+            "key": f"{source}~{scene}~{tile}"}
 
 
 def test_name_images_keeps_released_ids():
     tiles = [_tile("austin", "a", "s1", "r000_c000"), _tile("austin", "a", "s1", "r000_c001"),
              _tile("lima", "a", "s2", "r000_c000")]
     first = {im["key"]: im["id"] for im in name_images(tiles)}
-    assert first == {"a-s1-r000_c000": "austin_1", "a-s1-r000_c001": "austin_2", "a-s2-r000_c000": "lima_1"}
+    assert first == {"a~s1~r000_c000": "austin_1", "a~s1~r000_c001": "austin_2", "a~s2~r000_c000": "lima_1"}
     # a tile sorting first arrives, one released tile is gone: released ids stay, new ones go after the max
     later = [_tile("austin", "0new", "s0", "r000_c000"), tiles[1], tiles[2], _tile("lima", "0new", "s9", "r000_c000")]
     prev = dict(first)
-    prev["gone-x-r000_c000"] = "austin_3"
+    prev["gone~x~r000_c000"] = "austin_3"
     got = {im["key"]: im["id"] for im in name_images(later, previous=prev)}
-    assert got == {"0new-s0-r000_c000": "austin_4", "a-s1-r000_c001": "austin_2", "a-s2-r000_c000": "lima_1",
-                   "0new-s9-r000_c000": "lima_2"}
+    assert got == {"0new~s0~r000_c000": "austin_4", "a~s1~r000_c001": "austin_2", "a~s2~r000_c000": "lima_1",
+                   "0new~s9~r000_c000": "lima_2"}
     # an image whose region changed cannot keep an id of another region
     moved = [dict(tiles[2], region="cusco")]
     assert [im["id"] for im in name_images(moved, previous=first)] == ["cusco_1"]

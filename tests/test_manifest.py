@@ -81,7 +81,8 @@ BAD = {
     "missing licence": (_del("license"), "images[1]: 'license' is a required property"),
     "empty licence": (_set(["images", 1, "license"], ""), "images[1].license: "),
     "crs not UTM": (_set(["images", 0, "crs"], "EPSG:4326"), "images[0].crs: 'EPSG:4326' does not match"),
-    "crs zone 61": (_set(["images", 0, "crs"], "EPSG:32661"), "images[0].crs: 'EPSG:32661' does not match"),
+    # (EPSG:32661 / 32761, UPS North / South, are valid: scenes beyond 84°N / 80°S)
+    "crs zone 63": (_set(["images", 0, "crs"], "EPSG:32663"), "images[0].crs: 'EPSG:32663' does not match"),
     "schema version": (_set(["schema_version"], "0.9"), "schema_version: '1.0' was expected"),
     "gsd too coarse": (_set(["images", 2, "gsd"], 0.6), "images[2].gsd: 0.6 is greater than the maximum of 0.5"),
     "width not int": (_set(["images", 2, "width"], "64"), "images[2].width: '64' is not of type 'integer'"),

@@ -1,4 +1,5 @@
-"""OpenAerialMap: catalog search, fetch and adapter against a loopback ``/meta`` endpoint.
+"""OpenAerialMap's legacy catalog (``options.api: meta``): search, fetch and adapter against a loopback ``/meta``
+endpoint (the STAC API, the default, is tested in test_stac_source.py).
 
 The endpoint answers like hotosm/oam-api: ``{"meta": {provided_by, license, website, page, limit,
 found}, "results": [...]}``, filters on bbox (footprint intersects) and gsd_from/gsd_to, sorts by gsd
@@ -21,7 +22,7 @@ from pipeline.sources.adapters.openaerialmap import OpenAerialMapAdapter
 from pipeline.sources.config import SourceConfig
 from pipeline.sources.fetch import fetch_source
 from pipeline.sources.oam import build_params, search_catalog
-from tests.loopback import LoopbackServer
+from tests.loopback import LOOPBACK_LIMITS, LoopbackServer
 
 BBOX = [39.2, -6.9, 39.4, -6.7]  # Dar es Salaam
 
@@ -120,7 +121,7 @@ def oam():
 def _source(base: str, **options) -> SourceConfig:
     opts = {"bbox": BBOX, "gsd_from": None, "gsd_to": 0.5, "acquisition_from": None, "acquisition_to": None,
             "limit": 2, "max_items": 50, "region": "dar_es_salaam", "sha256": {}, "region_override": None,
-            **options}
+            "api": "meta", **options}
     return SourceConfig(name="oam-dar", kind="openaerialmap", location=base, license="CC-BY 4.0",
                         attribution="OpenAerialMap contributors", options=opts)
 
@@ -134,7 +135,7 @@ def test_build_params_matches_the_api():
 
 def test_search_follows_pages_and_filters(oam):
     srv, records = oam
-    items = search_catalog(srv.base, bbox=BBOX, gsd_to=0.5, limit=2)
+    items = search_catalog(srv.base, bbox=BBOX, gsd_to=0.5, limit=2, limits=LOOPBACK_LIMITS)
     assert [it["_id"] for it in items] == sorted(r["_id"] for r in records[:5])
     reqs = srv.requests_for("/meta")
     assert [r["query"]["page"] for r in reqs] == [["1"], ["2"], ["3"]]
@@ -144,10 +145,11 @@ def test_search_follows_pages_and_filters(oam):
 
 def test_search_stops_at_found_and_max_items(oam):
     srv, records = oam
-    items = search_catalog(srv.base + "/", gsd_from=0.05, gsd_to=0.3, limit=2)  # 4 found: 2 full pages
+    # 4 found: 2 full pages
+    items = search_catalog(srv.base + "/", gsd_from=0.05, gsd_to=0.3, limit=2, limits=LOOPBACK_LIMITS)
     assert len(items) == 4 and len(srv.requests_for("/meta")) == 2
     srv.requests.clear()
-    items = search_catalog(srv.base, bbox=BBOX, gsd_to=0.5, limit=2, max_items=3)
+    items = search_catalog(srv.base, bbox=BBOX, gsd_to=0.5, limit=2, max_items=3, limits=LOOPBACK_LIMITS)
     assert len(srv.requests_for("/meta")) == 2
     # the three finest records (API order: gsd ascending), returned sorted by _id
     assert [it["gsd"] for it in items] == [0.05, 0.08, 0.12]
@@ -156,19 +158,19 @@ def test_search_stops_at_found_and_max_items(oam):
 def test_search_retries_5xx_and_rejects_bad_shapes(oam):
     srv, _ = oam
     srv.queue("/meta", "500")
-    assert len(search_catalog(srv.base, bbox=BBOX, gsd_to=0.5, limit=100)) == 5
+    assert len(search_catalog(srv.base, bbox=BBOX, gsd_to=0.5, limit=100, limits=LOOPBACK_LIMITS)) == 5
     srv.routes["/broken/meta"] = lambda q: (200, {"results": "nope"})
     with pytest.raises(FetchError, match="unexpected response"):
-        search_catalog(srv.base + "/broken")
+        search_catalog(srv.base + "/broken", limits=LOOPBACK_LIMITS)
     with pytest.raises(FetchError, match="HTTP 404"):
-        search_catalog(srv.base + "/nothing")
+        search_catalog(srv.base + "/nothing", limits=LOOPBACK_LIMITS)
 
 
 def test_fetch_openaerialmap_downloads_images_and_sidecars(oam, tmp_path):
     srv, records = oam
     src = _source(srv.base)
     dest = tmp_path / "raw" / "oam-dar"
-    rec = fetch_source(src, dest)
+    rec = fetch_source(src, dest, limits=LOOPBACK_LIMITS)
     wanted = sorted(records[:5], key=lambda r: r["_id"])
     assert sorted(p.name for p in dest.iterdir()) == sorted(
         [f"{r['_id']}.tif" for r in wanted] + [f"{r['_id']}.json" for r in wanted])
@@ -207,7 +209,7 @@ def test_fetch_openaerialmap_downloads_images_and_sidecars(oam, tmp_path):
 
     # a second fetch downloads nothing again
     n = len(srv.requests)
-    fetch_source(src, dest)
+    fetch_source(src, dest, limits=LOOPBACK_LIMITS)
     assert [r["path"] for r in srv.requests[n:]] == ["/meta"] * 3
 
 
@@ -215,18 +217,23 @@ def test_fetch_openaerialmap_cut_image_is_resumed(oam, tmp_path):
     srv, records = oam
     path = records[3]["uuid"][len(srv.base):]
     srv.queue(path, "cut")
-    fetch_source(_source(srv.base), tmp_path / "o")
+    fetch_source(_source(srv.base), tmp_path / "o", limits=LOOPBACK_LIMITS)
     assert (tmp_path / "o" / f"{records[3]['_id']}.tif").read_bytes() == srv.files[path]
     assert srv.requests_for(path)[1]["headers"]["Range"].startswith("bytes=")
 
 
-def test_fetch_openaerialmap_missing_image_fails_naming_it(oam, tmp_path):
+def test_fetch_openaerialmap_missing_image_costs_only_that_record(oam, tmp_path):
+    """A record whose image is gone is named in the fetch record's ``rejects`` (the build makes it a
+    rejects.csv row); the other records are fetched."""
     srv, records = oam
     del srv.files[records[2]["uuid"][len(srv.base):]]
-    with pytest.raises(FetchError) as info:
-        fetch_source(_source(srv.base), tmp_path / "o")
-    assert info.value.file == records[2]["uuid"] and "404" in info.value.reason
+    rec = fetch_source(_source(srv.base), tmp_path / "o", limits=LOOPBACK_LIMITS)
+    assert rec["rejects"] == [{"path": f"{records[2]['_id']}.tif", "url": records[2]["uuid"],
+                               "reason": "HTTP 404 Not Found"}]
     assert not (tmp_path / "o" / f"{records[2]['_id']}.json").exists()
+    requested = {r["_id"] for r in records if srv.requests_for(r["uuid"][len(srv.base):])}
+    assert len(requested) > 1 and records[2]["_id"] in requested
+    assert sorted(f["path"] for f in rec["files"]) == sorted(f"{i}.tif" for i in requested - {records[2]["_id"]})
 
 
 def test_adapter_rejects_record_without_image(oam, tmp_path):

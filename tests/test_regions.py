@@ -39,3 +39,25 @@ def test_slugify(raw, slug):
 def test_out_of_range_coordinates_are_an_error():
     with pytest.raises(ValueError, match="out of range"):
         locate(200.0, 10.0)
+
+
+@pytest.mark.parametrize(
+    "lon, lat, region",
+    [
+        (-95.697, 29.969, "houston"),        # Cypress TX, 40 km from Houston (was "cypress")
+        (-95.209, 29.691, "houston"),        # Pasadena TX
+        (-115.245, 36.108, "las_vegas"),     # Spring Valley NV (was "spring_valley")
+        (-115.147, 36.097, "las_vegas"),     # Paradise NV, the Strip
+        (-97.679, 30.508, "austin"),         # Round Rock TX
+        (-77.130, -12.052, "lima"),          # Callao
+        (2.241, 48.835, "paris"),            # Boulogne-Billancourt
+        (-46.533, -23.463, "sao_paulo"),     # Guarulhos
+        (-118.145, 34.148, "los_angeles"),   # Pasadena CA
+        (135.754, 35.021, "kyoto"),          # not Osaka: less than twice as populous
+        (135.183, 34.691, "kobe"),
+        (32.478, 15.645, "omdurman"),        # next to Khartoum, about as big
+        (-122.714, 38.440, "santa_rosa"),    # 80 km from San Francisco: beyond its reach
+    ],
+)
+def test_region_is_the_metro_not_the_suburb(lon, lat, region):
+    assert locate(lon, lat).region == region

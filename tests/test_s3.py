@@ -14,6 +14,7 @@ from pipeline.errors import FetchError
 from pipeline.sources.config import SourceConfig
 from pipeline.sources.fetch import fetch_source
 from pipeline.sources.s3 import download_key, list_keys, parse_s3_url
+from tests.loopback import LOOPBACK_LIMITS
 
 BUCKET = "spacenet-dataset"
 AOI = "spacenet/SN2_buildings/train/AOI_2_Vegas_Train"
@@ -123,7 +124,7 @@ def test_download_key_errors(moto_endpoint, tmp_path):
 def test_fetch_spacenet_keeps_layout_below_prefix(moto_endpoint, tmp_path):
     src = _source(f"s3://{BUCKET}/spacenet/SN2_buildings/train", moto_endpoint, aois=["AOI_2_Vegas"])
     dest = tmp_path / "raw" / "spacenet2"
-    rec = fetch_source(src, dest)
+    rec = fetch_source(src, dest, limits=LOOPBACK_LIMITS)
     rel = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
     assert rel == [
         "AOI_2_Vegas_Train/RGB-PanSharpen/RGB-PanSharpen_AOI_2_Vegas_img1.tif",
@@ -143,7 +144,7 @@ def test_fetch_spacenet_keeps_layout_below_prefix(moto_endpoint, tmp_path):
 def test_fetch_spacenet_tarball_is_extracted(moto_endpoint, tmp_path):
     src = _source(f"s3://{BUCKET}/spacenet/SN2_buildings/tarballs/", moto_endpoint, aois=["AOI_5_Khartoum"])
     dest = tmp_path / "sn2"
-    rec = fetch_source(src, dest)
+    rec = fetch_source(src, dest, limits=LOOPBACK_LIMITS)
     img = dest / "AOI_5_Khartoum_Train/RGB-PanSharpen/RGB-PanSharpen_AOI_5_Khartoum_img1.tif"
     assert img.read_bytes() == IMG1
     assert (dest / "downloads" / "SN2_buildings_train_AOI_5_Khartoum.tar.gz").is_file()
@@ -155,7 +156,7 @@ def test_fetch_spacenet_tarball_is_extracted(moto_endpoint, tmp_path):
     # a second fetch reuses the extraction (the marker matches) and gives the same record
     img.write_bytes(IMG1)  # untouched content, same size
     mtime = img.stat().st_mtime_ns
-    assert fetch_source(src, dest) == rec
+    assert fetch_source(src, dest, limits=LOOPBACK_LIMITS) == rec
     assert img.stat().st_mtime_ns == mtime
 
 
@@ -163,13 +164,13 @@ def test_fetch_s3_sha256_option_is_checked(moto_endpoint, tmp_path):
     src = _source(f"s3://{BUCKET}/spacenet/SN2_buildings/train", moto_endpoint, aois=["AOI_3_Paris"],
                   sha256={"RGB-PanSharpen_AOI_3_Paris_img7.tif": "0" * 64})
     with pytest.raises(FetchError, match="sha256 mismatch"):
-        fetch_source(src, tmp_path / "p")
+        fetch_source(src, tmp_path / "p", limits=LOOPBACK_LIMITS)
     assert not (tmp_path / "p" / "AOI_3_Paris_Train/RGB-PanSharpen/RGB-PanSharpen_AOI_3_Paris_img7.tif").exists()
 
 
 def test_fetch_s3_empty_selection_is_an_error(moto_endpoint, tmp_path):
     with pytest.raises(FetchError, match="no objects"):
-        fetch_source(_source(f"s3://{BUCKET}/nothing/here", moto_endpoint), tmp_path / "n")
+        fetch_source(_source(f"s3://{BUCKET}/nothing/here", moto_endpoint), tmp_path / "n", limits=LOOPBACK_LIMITS)
     with pytest.raises(FetchError, match="no objects match"):
         fetch_source(_source(f"s3://{BUCKET}/spacenet/SN2_buildings/train", moto_endpoint, aois=["AOI_9"]),
-                     tmp_path / "n")
+                     tmp_path / "n", limits=LOOPBACK_LIMITS)

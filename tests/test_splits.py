@@ -149,8 +149,14 @@ def test_small_and_empty_regions():
     assert split_region([], seed=0, region="e")[0] == {}
     one, info = split_region(_images(1, seed=1), seed=0, region="r")
     assert one == {"r_1": "train"} and info["counts"] == {"train": 1, "val": 0, "test": 0}
-    two, _ = split_region(_images(2, seed=1), seed=0, region="r")
+    both = [dict(im, class_pixels={str(c): 10 for c in range(1, 9)}) for im in _images(2, seed=1)]
+    two, _ = split_region(both, seed=0, region="r")
     assert sorted(two.values()) == ["test", "train"]
+    # each image has a class the other lacks: both go to train (within the tolerance of one image)
+    both[0]["class_pixels"] = dict(both[0]["class_pixels"], **{"6": 0})
+    both[1]["class_pixels"] = dict(both[1]["class_pixels"], **{"5": 0})
+    two, info = split_region(both, seed=0, region="r")
+    assert sorted(two.values()) == ["train", "train"] and info["missing_in_train"] == []
     with pytest.raises(ValueError):
         split_region(_images(3, seed=1) * 2, seed=0, region="r")
     with pytest.raises(ValueError):

@@ -87,6 +87,15 @@ def test_every_image_has_an_item_with_both_assets(release):
         assert p["label:classes"] == [{"name": None, "classes": [1, 2, 3, 4, 5, 6, 7, 8]}]
         counts = {c["name"]: c["count"] for c in p["label:overviews"][0]["counts"]}
         assert sum(counts.values()) + im["unlabelled_pixels"] == im["width"] * im["height"]
+        # joinable: the overview counts are keyed by the ids label:classes lists (as strings, as the schema wants)
+        assert sorted(counts, key=int) == [str(c) for c in p["label:classes"][0]["classes"]]
+        assert counts == {k: v for k, v in im["class_pixels"].items()}
+        assert p["label:properties"] is None and "property_key" not in p["label:overviews"][0]
+        # time: the acquisition, else the source's documented period (never the 1970..9999 placeholder)
+        if im["acquired"]:
+            assert item.datetime is not None
+        else:
+            assert p["start_datetime"] >= "1999" and p["end_datetime"] < "9999"
         assert set(item.stac_extensions) == {PROJECTION_SCHEMA, LABEL_SCHEMA}
         # footprint: the lon/lat box of the manifest encloses the item geometry's bbox (within rounding)
         w, s, e, n = im["bounds_lonlat"]
@@ -109,7 +118,15 @@ def test_collection_metadata(release):
     assert [c["name"] for c in summaries["classes"]] == [c["name"] for c in manifest["classes"]]
     assert summaries["label:classes"] == [{"name": None, "classes": list(range(1, 9))}]
     assert set(summaries["split"]) == {im["split"] for im in manifest["images"]}
+    assert summaries["proj:epsg"] == sorted({int(im["crs"].split(":")[1]) for im in manifest["images"]})
     assert set(data["item_assets"]) == {"image", "label"}
+    # the temporal extent covers every item (acquired ones and those with the source's documented period)
+    (start, end) = data["extent"]["temporal"]["interval"][0]
+    for item in pystac.Collection.from_file(str(release / COLLECTION)).get_items():
+        p = item.properties
+        first = p.get("start_datetime") or p["datetime"]
+        last = p.get("end_datetime") or p["datetime"]
+        assert start <= first and last <= end, item.id
     # self-contained: no absolute hrefs anywhere, no self links
     text = (release / COLLECTION).read_text()
     assert str(release) not in text and '"rel": "self"' not in text
@@ -134,9 +151,14 @@ def test_synthetic_catalog_is_valid_and_deterministic(synthetic, tmp_path_factor
     item = json.loads((root / "stac/items/vienna_1.json").read_text())
     assert item["properties"]["datetime"] == "2019-06-01T00:00:00Z"
     unknown = json.loads((root / "stac/items/vienna_2.json").read_text())["properties"]
-    assert unknown["datetime"] is None and unknown["start_datetime"] < unknown["end_datetime"]
+    # no acquisition time: the source's documented period, never an open 1970..9999 placeholder
+    assert unknown["datetime"] is None
+    assert (unknown["start_datetime"], unknown["end_datetime"]) == ("2018-01-01T00:00:00Z", "2020-12-31T23:59:59Z")
     coll = json.loads((root / COLLECTION).read_text())
-    assert coll["extent"]["temporal"]["interval"] == [["2019-06-01T00:00:00Z", "2021-02-03T00:00:00Z"]]
+    # the collection's temporal extent covers every item
+    assert coll["extent"]["temporal"]["interval"] == [["2018-01-01T00:00:00Z", "2021-02-03T00:00:00Z"]]
+    assert coll["summaries"]["proj:epsg"] == [32633, 32718] and coll["summaries"]["proj:code"] == [
+        "EPSG:32633", "EPSG:32718"]
     assert coll["license"] == "CC-BY-4.0"
     assert coll["providers"][0]["url"] == "https://example.org/data"
 

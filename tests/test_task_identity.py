@@ -48,7 +48,10 @@ def config(tmp_path):
     for k in ("release", "seed", "previous_release"):
         if conf.has_option("PipelineConfig", k):
             conf.remove_option("PipelineConfig", k)
+    # task instances are cached by parameters, which do not include data_dir: no task of another test's folder
+    luigi.task_register.Register.clear_instance_cache()
     yield conf
+    luigi.task_register.Register.clear_instance_cache()
     for k, v in saved.items():
         if v is None:
             conf.remove_option("PipelineConfig", k) if conf.has_option("PipelineConfig", k) else None
@@ -114,6 +117,48 @@ def test_pipelineconfig_on_the_command_line_reaches_the_root(config):
     assert (root.release, root.seed, root.tile_size) == ("v0.2.0", 7, 512)
     with CmdlineParser.global_instance(["BuildRelease", "--release", "v9", "--PipelineConfig-release", "v0.2.0"]) as p:
         assert p.get_task_obj().release == "v9"  # the root's own parameter wins over the configuration
+
+
+def test_max_grid_pixels_is_significant_and_the_download_limits_are_not(config):
+    """``max_grid_pixels`` decides which scenes a build holds: it names the plan and everything after it;
+    the limits on downloads decide only reject-or-fetch of hostile input and name nothing; ``viewer`` names
+    the root only."""
+    _fake_catalog(_root())
+    luigi.task_register.Register.clear_instance_cache()
+
+    def ids():
+        root = _root()
+        scene = root.requires()["pool"].requires()["scenes"][0]
+        prepare = scene.requires().requires().requires()
+        return {"root": root.task_id, "pool": root.requires()["pool"].task_id, "prepare": prepare.task_id,
+                "fetch": root.requires()["fetch"]["folder"].task_id, "plan": prepare.output().path}
+
+    base = ids()
+    for key, value, changed in (("max_grid_pixels", "1000000", {"root", "pool", "prepare", "plan"}),
+                                ("download_max_bytes", "1000", set()), ("archive_max_ratio", "10", set()),
+                                ("viewer", "false", {"root"})):
+        config.set("PipelineConfig", key, value)
+        try:
+            now = ids()
+        finally:
+            config.remove_option("PipelineConfig", key)
+        assert {k for k in base if now[k] != base[k]} == changed, key
+    assert ids() == base
+
+
+def test_scene_annotations_match_whole_tile_keys():
+    """A scene's annotation digest takes exactly the files named by a key of one of its tiles (new ``~`` or
+    legacy ``-`` form): scene ``a`` never takes the files of scene ``a-b``."""
+    from tasks.plan import AnnotationIndex
+
+    own = [("src~a~r000_c000.geojson", "1"), ("src-a-r000_c001.tif", "2")]
+    other = [("src~a-b~r000_c000.geojson", "3"), ("src-a-b-r000_c000.tif", "4"), ("src~a~notes.txt", "5")]
+    index = AnnotationIndex(own + other)
+    assert index.scene("src", "a") == AnnotationIndex(own).scene("src", "a") != ""
+    changed = AnnotationIndex(own + [(n, h + "x") for n, h in other])
+    assert changed.scene("src", "a") == index.scene("src", "a")
+    assert changed.scene("src", "a-b") != index.scene("src", "a-b") != ""
+    assert index.scene("src", "c") == ""
 
 
 def test_outputs_carry_the_digest_of_their_source_entry(config, tmp_path):

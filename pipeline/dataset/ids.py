@@ -2,15 +2,21 @@
 
 * Image ids are ``<region>_<n>`` (:func:`pipeline.dataset.pool.name_images`); :func:`natural_key` orders them
   (and release names such as ``v0.10.0``) with digit runs compared as numbers.
-* The stable key of an image is ``<source>-<source scene id>-<tile id>`` (the pool's tile key,
-  :func:`pipeline.labels.labelling.tile_key`): ids are renumbered when a scene is inserted before others,
-  keys never change, so releases are compared and continued by key (:func:`image_key`).
+* The stable key of an image is ``<source>~<source scene id>~<tile id>`` (the pool's tile key,
+  :func:`pipeline.labels.keys.tile_key`): ids are renumbered when a scene is inserted before others,
+  keys never change, so releases are compared and continued by key (:func:`image_key`).  The key is
+  computed from the record's ``source``, ``source_scene_id`` and ``tile`` whenever it has them (every manifest
+  image does), so a manifest written before the ``~`` separator, whose ``key`` fields hold the ambiguous
+  legacy ``<source>-<scene>-<tile>``, maps to exactly the new keys: a rebuild after upgrading keeps ids and
+  splits.
 """
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from pipeline.labels.keys import tile_key
 
 
 def natural_key(text: str) -> tuple:
@@ -19,12 +25,13 @@ def natural_key(text: str) -> tuple:
 
 
 def image_key(image: Mapping[str, Any]) -> str:
-    """Stable key of an image across releases: ``image["key"]`` when present, else the pool's tile key
-    ``f"{source}-{source_scene_id}-{tile}"`` (the format of :func:`pipeline.labels.labelling.tile_key`)."""
+    """Stable key of an image across releases: :func:`pipeline.labels.keys.tile_key` of its ``source``,
+    ``source_scene_id`` and ``tile`` when the record has all three (whatever its ``key`` field says: old
+    manifests hold legacy keys there), else its ``key``."""
+    parts = [image.get(k) for k in ("source", "source_scene_id", "tile")]
+    if all(isinstance(p, str) and p for p in parts):
+        return tile_key(*parts)  # type: ignore[arg-type]
     key = image.get("key")
     if key:
         return str(key)
-    try:
-        return f"{image['source']}-{image['source_scene_id']}-{image['tile']}"
-    except KeyError as exc:
-        raise ValueError(f"image {image.get('id')!r} has neither 'key' nor source/source_scene_id/tile") from exc
+    raise ValueError(f"image {image.get('id')!r} has neither 'key' nor source/source_scene_id/tile")

@@ -1,10 +1,11 @@
 """Gather the per-scene records into the pool of releasable tiles, pending tiles and rejects.
 
-Every tile keeps a stable key (``<source>-<scene id>-<tile id>``); released images are named
-``<region>_<n>`` as in OpenEarthMap by :func:`name_images`.
+Every tile keeps a stable key (``<source>~<scene id>~<tile id>``, :mod:`pipeline.labels.keys`); released
+images are named ``<region>_<n>`` as in OpenEarthMap by :func:`name_images`.
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -14,21 +15,42 @@ from rasterio.warp import transform_bounds
 
 from pipeline.dataset.ids import image_key
 from pipeline.dataset.regions import locate
-from pipeline.labels.labelling import tile_key
+from pipeline.labels.keys import tile_key
 from pipeline.scene import Scene
 
 REJECT_COLUMNS = ("source", "scene_id", "file", "stage", "reason")
+#: Why a tile is pending when its label record gives no reason: its source has no 8-class labels.
+PENDING_REASON = "awaiting annotation (the source has no 8-class labels)"
 
 
 def relative_to_root(file: str, root: str | None) -> str:
-    """``file`` relative to its source's fetched root when it lies inside it, so reports do not depend on
-    where the data folder is (releases built in two places stay byte-identical)."""
-    if root:
+    """``file`` relative to its source's fetched root, so reports do not depend on where the data folder
+    is (releases built in two places stay byte-identical): inside the root its path below it (a symlink
+    judged by where it is, not where it points), the root itself its name, outside it a ``../`` path.
+    Relative paths are returned as they are."""
+    if not root or not file or not Path(file).is_absolute():
+        return str(file)
+    pairs = ((Path(os.path.abspath(file)), Path(os.path.abspath(root))), (Path(file).resolve(), Path(root).resolve()))
+    for f, r in pairs:
+        if f == r:
+            return r.name
         try:
-            return str(Path(file).resolve().relative_to(Path(root).resolve()))
+            return str(f.relative_to(r))
         except ValueError:
             pass
-    return str(file)
+    try:
+        return os.path.relpath(os.path.abspath(file), os.path.abspath(root))
+    except ValueError:
+        return Path(file).name
+
+
+def relative_reason(reason: str, root: str | None) -> str:
+    """``reason`` with the source root's absolute path left out (GDAL quotes the whole path)."""
+    if not root:
+        return reason
+    for r in {os.path.abspath(root), str(Path(root).resolve())}:
+        reason = reason.replace(r.rstrip("/") + "/", "")
+    return reason
 
 
 def footprint_rejects(exported: Iterable[dict], provenance: dict[str, dict]) -> list[dict]:
@@ -38,7 +60,8 @@ def footprint_rejects(exported: Iterable[dict], provenance: dict[str, dict]) -> 
     for e in exported:
         r = e.get("reject")
         if r:
-            row = dict(r, file=relative_to_root(r["file"], provenance.get(r["source"], {}).get("root")))
+            root = provenance.get(r["source"], {}).get("root")
+            row = dict(r, file=relative_to_root(r["file"], root), reason=relative_reason(r["reason"], root))
             rows[tuple(row[k] for k in REJECT_COLUMNS)] = row
     return [rows[k] for k in sorted(rows)]
 
@@ -51,18 +74,22 @@ def assemble_pool(
 
     Returns ``{"tiles": [...], "rejects": [...]}``.  Every tile has its stable ``key``, ``status``
     (``labelled`` or ``pending``), region / country / continent, grid (crs, transform, width, height,
-    bounds) and ``_image_src``; labelled tiles also carry the class and segment counts and ``_label_src``.
+    bounds) and ``_image_src``; labelled tiles also carry the class and segment counts and ``_label_src``,
+    pending ones ``pending_reason`` (the label record's ``reason``, else :data:`PENDING_REASON`), tiles labelled
+    or held back by an annotation ``repaired_polygons``.
     Files named in rejects are made relative to ``source_roots[source]`` (the fetched folder).
     """
     roots = source_roots or {}
 
     def _reject(scene: Scene, file: str, stage: str, reason: str) -> dict[str, str]:
-        return {"source": scene.source, "scene_id": scene.scene_id,
-                "file": relative_to_root(file, roots.get(scene.source)), "stage": stage, "reason": reason}
+        root = roots.get(scene.source)
+        return {"source": scene.source, "scene_id": scene.scene_id, "file": relative_to_root(file, root),
+                "stage": stage, "reason": relative_reason(reason, root)}
 
     tiles_out: list[dict] = []
     rejects: list[dict] = [
-        dict(r, file=relative_to_root(r["file"], roots.get(r["source"]))) for r in catalog_rejects
+        dict(r, file=relative_to_root(r["file"], roots.get(r["source"])),
+             reason=relative_reason(r["reason"], roots.get(r["source"]))) for r in catalog_rejects
     ]
     for item in sorted(scenes, key=lambda it: (it["scene"].source, it["scene"].scene_id)):
         scene: Scene = item["scene"]
@@ -101,6 +128,10 @@ def assemble_pool(
                 "acquired": scene.acquired,
                 "_image_src": str(folder / tile["image"]),
             }
+            if rec["status"] == "pending":
+                rec["pending_reason"] = (lab or {}).get("reason") or PENDING_REASON
+            if lab is not None and lab.get("origin") == "annotation":
+                rec["repaired_polygons"] = int(lab.get("repaired_polygons", 0))
             if lab is not None and rec["status"] == "labelled":
                 seg = segments[tile["tile_id"]]
                 rec.update({

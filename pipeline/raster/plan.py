@@ -9,7 +9,9 @@ Policies implemented here (see docs/ARCHITECTURE.md, "Prepared plan", "GSD rule"
 * **Georeference.** A scene needs a CRS and an affine geotransform, either in the image file or in
   ``scene.georef`` (which then overrides the file's).  Rotated / skewed affines are accepted: the warper
   (GDAL, :mod:`pipeline.raster.warp`) handles any affine.  Images georeferenced only by GCPs
-  or RPCs are rejected.
+  or RPCs are rejected ("georeferenced by GCPs only (no affine transform)").  A CRS that cannot be
+  transformed is named briefly (EPSG code or name, never its whole definition).  A scene across the
+  antimeridian is read in a CRS centred on it (:mod:`pipeline.raster.reading`).
 * **Native GSD** is measured in metres in the local UTM zone of the scene centre, as the mean of the
   ground length of one pixel step along columns and along rows at the centre pixel (so EPSG:3857 pixels
   shrink by cos(lat) and EPSG:4326 degrees are converted properly).
@@ -17,8 +19,13 @@ Policies implemented here (see docs/ARCHITECTURE.md, "Prepared plan", "GSD rule"
   -> kept at the native GSD rounded to 1 cm; finer -> 0.3 m or 0.5 m, whichever makes the downsampling
   factor closest to an integer (ties to the finer).
 * **Grid.** Output CRS is the WGS 84 UTM zone of the scene centre (Norway / Svalbard exceptions
-  included).  The source footprint (all four edges densified) is transformed to UTM and its bounds are
-  snapped outward to multiples of the output GSD, so grids of overlapping scenes share one lattice.
+  included; UPS beyond 84°N / 80°S).  The source footprint (all four edges densified) is transformed to it
+  and its bounds are snapped outward to multiples of the output GSD, so grids of overlapping scenes share
+  one lattice.  The grid is checked before any pixel is read: at most :data:`MAX_GRID_PIXELS` per axis and
+  ``max_grid_pixels`` in all (a processing parameter, default :data:`MAX_GRID_TOTAL`; a sparse
+  200000x200000 TIFF is rejected in milliseconds, not tiled into 600k blank tiles).  A source block larger
+  than :data:`MAX_BLOCK_BYTES` (one strip or tile that must be decoded whole) and a source over
+  :data:`MAX_SOURCE_PIXELS` are rejected too.
 * **Resampling.** Images :data:`IMAGE_AREA_METHOD` (``box+bilinear``: an integer box pre-reduction in
   GDAL's read, then bilinear, see :mod:`pipeline.raster.warp`) when downsampling by more than 1.2x
   (native < gsd / 1.2), else ``bilinear``; labels ``mode`` resp. ``nearest`` (labels never interpolate).
@@ -29,11 +36,13 @@ Policies implemented here (see docs/ARCHITECTURE.md, "Prepared plan", "GSD rule"
   2nd to its 98th percentile of valid pixels to 0..255; the percentiles come from a decimated read of at
   most about 1024x1024 samples and are recorded in the plan (``low`` / ``high``).
 * **Validity.** A ``uint8`` scene whose bands are all valid (no nodata value, alpha or mask: GDAL's
-  ``ALL_VALID`` mask flag) cannot be all nodata and needs no statistics: only its first and last block
-  are decoded (a truncated or unreadable file fails here as ``cannot read``; a corrupt block in between is
-  reported by the tiling, stage ``tile``).  Otherwise a decimated read of all bands and the dataset mask
-  must succeed (else ``cannot read``) and must find at least one valid pixel (else ``all pixels are
-  nodata``).
+  ``ALL_VALID`` mask flag) cannot be all nodata and needs no statistics: its first and last block are decoded
+  (a truncated or unreadable file fails here as ``cannot read``; a corrupt block in between is reported by
+  the tiling, stage ``tile``), and when they hold more than one value the scene is not blank either, so no
+  other pixel is read.  Otherwise a decimated read of all bands and the dataset mask must succeed (else
+  ``cannot read``) and must find at least one valid pixel (else ``all pixels are nodata``) and more than one
+  value among the valid ones (else ``blank: every valid pixel is (0, 0, 0)``: a constant scene has nothing
+  to label).
 """
 from __future__ import annotations
 
@@ -50,8 +59,9 @@ from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
 from pipeline.errors import SceneRejected
-from pipeline.raster.gsd import choose_target_gsd, crs_label, native_gsd_m, utm_crs_for
-from pipeline.raster.reading import GDAL_ENV, GDAL_TYPES, open_scene
+from pipeline.limits import MAX_GRID_TOTAL
+from pipeline.raster.gsd import choose_target_gsd, crs_label, crs_short, native_gsd_m, utm_crs_for
+from pipeline.raster.reading import GDAL_ENV, GDAL_TYPES, native_crs, open_scene
 from pipeline.scene import Scene
 
 #: Decimated reads (statistics, validity) use at most this many samples along the longer axis.
@@ -60,6 +70,13 @@ STATS_SAMPLES = 1024
 #: Largest output grid (pixels along either axis) a scene may produce; beyond it the georeference is
 #: taken to be broken rather than the scene to be huge (200 000 px = 60 km at 0.3 m).
 MAX_GRID_PIXELS = 200_000
+
+#: Largest source block (bytes of one decoded tile or strip, all bands) a scene may have.
+MAX_BLOCK_BYTES = 256 * 1024 * 1024
+
+#: Most source pixels a scene may have (316k x 316k): what tiling it reads grows with the source, whatever
+#: the output grid (a 1e12-pixel TIFF at 1 mm would fit a small grid).
+MAX_SOURCE_PIXELS = 100_000_000_000
 
 #: Downsampling factors above this use area-based resampling (average / mode).
 AREA_RESAMPLING_FACTOR = 1.2
@@ -192,17 +209,37 @@ def _stretch_stats(ds: rasterio.io.DatasetReader, bands: list[int], file: str
     return data, mask, int(mask.sum())
 
 
+def _check_blank(data: np.ndarray, mask: np.ndarray, file: str) -> None:
+    """Reject a scene whose valid samples all have one value per band (a blank or constant image)."""
+    valid = data[:, mask]
+    lo, hi = valid.min(axis=1), valid.max(axis=1)
+    if np.all(lo == hi):
+        shown = ", ".join(f"{v:g}" for v in lo.astype(np.float64))
+        raise SceneRejected(file, f"blank: every valid pixel is ({shown})")
+
+
 def _check_georeference(ds: rasterio.io.DatasetReader, file: str) -> str:
     """Reject a dataset without a usable CRS + affine, or with mixed / unsupported data types; returns
     the data type of its bands."""
+    if ds.transform.is_identity:
+        gcps, _ = ds.gcps
+        if gcps:
+            raise SceneRejected(file, "georeferenced by GCPs only (no affine transform)")
+        if ds.rpcs:
+            raise SceneRejected(file, "georeferenced by RPCs only (no affine transform)")
     if ds.crs is None:
         raise SceneRejected(file, "no CRS (and no georef supplied)")
     if ds.transform.is_identity:
-        gcps, _ = ds.gcps
-        how = "GCPs only" if gcps else ("RPCs only" if ds.rpcs else "no geotransform")
-        raise SceneRejected(file, f"{how} (and no georef supplied): an affine geotransform is required")
+        raise SceneRejected(file, "no geotransform (and no georef supplied): an affine geotransform is required")
     if ds.transform.determinant == 0:
         raise SceneRejected(file, "degenerate geotransform (zero determinant)")
+    if ds.width * ds.height > MAX_SOURCE_PIXELS:
+        raise SceneRejected(file, f"source of {ds.width}x{ds.height} px is over {MAX_SOURCE_PIXELS:.0e} px")
+    block_h, block_w = ds.block_shapes[0]
+    block_bytes = block_h * block_w * ds.count * np.dtype(ds.dtypes[0]).itemsize if ds.dtypes[0] in GDAL_TYPES else 0
+    if block_bytes > MAX_BLOCK_BYTES:
+        raise SceneRejected(file, f"block of {block_w}x{block_h} px x {ds.count} bands is over "
+                                  f"{MAX_BLOCK_BYTES >> 20} MiB: it would be decoded whole")
     dtype = ds.dtypes[0]
     if len(set(ds.dtypes)) != 1:
         raise SceneRejected(file, f"mixed band data types {sorted(set(ds.dtypes))}")
@@ -211,16 +248,19 @@ def _check_georeference(ds: rasterio.io.DatasetReader, file: str) -> str:
     return dtype
 
 
-def _probe_blocks(ds: rasterio.io.DatasetReader, bands: list[int], file: str) -> None:
-    """Decode the first and the last block of ``bands`` (catches unreadable and truncated files)."""
+def _probe_blocks(ds: rasterio.io.DatasetReader, bands: list[int], file: str) -> bool:
+    """Decode the first and the last block of ``bands`` (catches unreadable and truncated files); whether
+    some band holds more than one value in them (then the scene is not blank)."""
     bh, bw = ds.block_shapes[bands[0] - 1]
     c1, r1 = (ds.width - 1) // bw * bw, (ds.height - 1) // bh * bh
     try:
-        for win in (Window(0, 0, min(bw, ds.width), min(bh, ds.height)),
-                    Window(c1, r1, ds.width - c1, ds.height - r1)):
-            ds.read(bands, window=win)
+        blocks = [ds.read(bands, window=win) for win in (Window(0, 0, min(bw, ds.width), min(bh, ds.height)),
+                                                          Window(c1, r1, ds.width - c1, ds.height - r1))]
     except (RasterioError, OSError) as exc:
         raise SceneRejected(file, f"cannot read: {exc}") from exc
+    lo = np.minimum(*(b.min(axis=(1, 2)) for b in blocks))
+    hi = np.maximum(*(b.max(axis=(1, 2)) for b in blocks))
+    return bool(np.any(lo != hi))
 
 
 def _radiometry(ds: rasterio.io.DatasetReader, bands: list[int], dtype: str, alpha: int | None, file: str
@@ -230,12 +270,12 @@ def _radiometry(ds: rasterio.io.DatasetReader, bands: list[int], dtype: str, alp
     A uint8 scene whose bands are all valid is judged from its header and two blocks (module docstring)."""
     uniq = sorted(set(bands))
     all_valid = alpha is None and all(MaskFlags.all_valid in ds.mask_flag_enums[b - 1] for b in uniq)
-    if dtype == "uint8" and all_valid:
-        _probe_blocks(ds, uniq, file)
+    if dtype == "uint8" and all_valid and _probe_blocks(ds, uniq, file):
         return "none", [0.0, 0.0, 0.0], [255.0, 255.0, 255.0]
     data, mask, n_valid = _stretch_stats(ds, bands, file)
     if n_valid == 0:
         raise SceneRejected(file, "all pixels are nodata")
+    _check_blank(data, mask, file)
     if dtype == "uint8":
         return "none", [0.0, 0.0, 0.0], [255.0, 255.0, 255.0]
     per_band = {}
@@ -248,24 +288,33 @@ def _radiometry(ds: rasterio.io.DatasetReader, bands: list[int], dtype: str, alp
     return "linear", [per_band[b][0] for b in bands], [per_band[b][1] for b in bands]
 
 
-def _utm_grid(ds: rasterio.io.DatasetReader, utm: str, gsd: float, file: str) -> tuple[list[float], int, int]:
-    """The scene's output grid in ``utm`` at ``gsd``: its footprint's bounds snapped outward (:func:`snap_grid`)."""
+def _utm_grid(ds: rasterio.io.DatasetReader, utm: str, gsd: float, file: str, max_total: int = MAX_GRID_TOTAL
+              ) -> tuple[list[float], int, int]:
+    """The scene's output grid in ``utm`` at ``gsd``: its footprint's bounds snapped outward (:func:`snap_grid`),
+    within :data:`MAX_GRID_PIXELS` per axis and ``max_total`` pixels."""
     try:
         bounds = _footprint_bounds(ds.crs, ds.transform, ds.width, ds.height, utm)
     except Exception as exc:  # noqa: BLE001
-        raise SceneRejected(file, f"cannot map footprint to {utm}: {exc}") from exc
+        raise SceneRejected(file, f"cannot map footprint from {crs_short(ds.crs)} to {utm} "
+                                  f"({type(exc).__name__})") from exc
     transform, width, height = snap_grid(bounds, gsd)
     if max(width, height) > MAX_GRID_PIXELS:
         raise SceneRejected(file, f"output grid {width}x{height} px exceeds {MAX_GRID_PIXELS} px per axis")
+    if width * height > max_total:
+        raise SceneRejected(file, f"output grid {width}x{height} px ({width * height:.3g} px) at {gsd:g} m exceeds "
+                                  f"max_grid_pixels ({max_total:.3g})")
     return transform, width, height
 
 
-def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size: int = 1024) -> dict:
+def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size: int = 1024,
+               max_grid_pixels: int = MAX_GRID_TOTAL) -> dict:
     """Inspect ``scene.image`` and return its "Prepared plan" record (``status == "ok"``).
 
     Raises ``SceneRejected(scene.image, reason)`` for: unreadable / corrupt / truncated files, no CRS,
-    no geotransform (and no ``scene.georef``), unsupported band counts or data types, all pixels
-    nodata, a GSD coarser than 0.5 m, or a footprint that does not map to a sane UTM grid.
+    no geotransform (and no ``scene.georef``; GCPs / RPCs only), unsupported band counts, data types or
+    block sizes, all pixels nodata, a blank (constant) image, a GSD coarser than 0.5 m, or a footprint that
+    does not map to a sane grid (over ``max_grid_pixels`` or :data:`MAX_GRID_PIXELS` per axis; checked
+    before any pixel is read).
     ``tile_size`` is accepted for the record's parameters and does not change the grid (the lattice is
     made by :func:`pipeline.raster.tiling.tile_lattice`).
     """
@@ -276,11 +325,12 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
         try:
             gsd_native, (lon, lat) = native_gsd_m(ds.crs, ds.transform, ds.width, ds.height)
         except Exception as exc:  # noqa: BLE001 - any projection failure is a bad georeference
-            raise SceneRejected(file, f"cannot measure GSD: {exc}") from exc
+            raise SceneRejected(file, f"cannot measure GSD: CRS {crs_short(native_crs(scene) or ds.crs)} does not "
+                                      f"transform to WGS 84 ({type(exc).__name__})") from exc
         gsd = choose_target_gsd(gsd_native, targets=targets, file=file)
-        scale, low, high = _radiometry(ds, bands, dtype, alpha, file)
         utm = utm_crs_for(lon, lat)
-        transform, width, height = _utm_grid(ds, utm, gsd, file)
+        transform, width, height = _utm_grid(ds, utm, gsd, file, max_grid_pixels)
+        scale, low, high = _radiometry(ds, bands, dtype, alpha, file)
         downsampling = gsd_native < gsd / AREA_RESAMPLING_FACTOR
         nodata = ds.nodata
         return {
@@ -288,7 +338,7 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
             "reason": None,
             "file": str(file),
             "native": {
-                "crs": crs_label(ds.crs),
+                "crs": crs_label(native_crs(scene) or ds.crs),
                 "gsd": round(gsd_native, 4),
                 "width": ds.width,
                 "height": ds.height,

@@ -4,10 +4,18 @@ A scene needs a CRS and an affine geotransform, either in the image file or in `
 then overrides the file's).  Overrides are applied through a small VRT document that points at the file
 band by band, so nothing is loaded: GDAL reads pixels only when they are requested.  Every read in the
 pipeline runs under :data:`GDAL_ENV` (a bounded block cache), so memory does not grow with the scene.
+
+**Antimeridian.**  A raster in a geographic CRS whose extent reaches past ±180° (e.g. 179.997°..180.003°)
+is presented in an equidistant cylindrical CRS centred on the scene (``+proj=eqc +lon_0=<centre>`` on the
+raster's own datum, :func:`antimeridian_georef`): x and y are the raster's longitude and latitude times
+``a·π/180``, so the affine stays exact, and the discontinuity of longitudes moves to the far side of the
+globe.  Without it GDAL's warper maps the part of a tile on the other side of ±180° outside the source
+(it came out as nodata and the tile was dropped).  :func:`native_crs` still reports the file's CRS.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -16,18 +24,24 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import rasterio
+from affine import Affine
+from pyproj import CRS as ProjCRS
+from pyproj.crs import ProjectedCRS
+from pyproj.crs.coordinate_operation import EquidistantCylindricalConversion
 from rasterio.crs import CRS
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 
 from pipeline.errors import SceneRejected
 from pipeline.scene import Georef, Scene
+from pipeline.sources.localfs import raster_driver
 
-#: GDAL settings used for every read in the pipeline: a bounded block cache, two threads.  The cache
+#: GDAL settings used for every read in the pipeline: a bounded block cache, two threads, no ``.aux.xml``
+#: side-cars (a source could put a CRS or a georeference there, bypassing what the pipeline checks).  The cache
 #: holds the source blocks shared by neighbouring tiles; 64 MB fills up already on modest scenes, so the
 #: peak RSS of tiling does not depend on the scene size (a larger cache only saves re-decoding the few
 #: blocks shared by two rows of tiles: a few % of the CPU time, measured with bench/run).
-GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 64 * 1024 * 1024, "GDAL_NUM_THREADS": "2"}
+GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 64 * 1024 * 1024, "GDAL_NUM_THREADS": "2", "GDAL_PAM_ENABLED": "NO"}
 
 GDAL_TYPES = {
     "uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
@@ -83,9 +97,66 @@ def _open_raw(path: str, error: type = SceneRejected) -> rasterio.io.DatasetRead
     try:
         with _WARNINGS_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return rasterio.open(path, driver=_driver(path, error))
     except (RasterioError, OSError) as exc:
         raise error(path, f"cannot read: {exc}") from exc
+
+
+def _driver(path: str, error: type) -> str:
+    """The GDAL driver for a raster a source supplies: GeoTIFF, PNG or JPEG by its first bytes, nothing else (a
+    "tif" holding VRT or WMS XML would read other files or URLs: see :mod:`pipeline.sources.localfs`)."""
+    if not Path(path).exists():
+        raise error(path, "cannot read: file does not exist")
+    driver = raster_driver(path)
+    if driver is None:
+        raise error(path, "cannot read: not a GeoTIFF, PNG or JPEG file")
+    return driver
+
+
+def antimeridian_georef(crs: CRS | None, transform: Sequence[float] | Affine, width: int, height: int
+                        ) -> Georef | None:
+    """The equidistant cylindrical georeference of a geographic raster whose extent crosses ±180° (module
+    doc), or ``None`` when it does not cross (or is not geographic in degrees, or spans the globe)."""
+    if crs is None or not crs.is_geographic:
+        return None
+    t = transform if isinstance(transform, Affine) else Affine(*tuple(transform)[:6])
+    if t.is_identity:
+        return None
+    xs = [t.c, t.c + t.a * width, t.c + t.b * height, t.c + t.a * width + t.b * height]
+    if (min(xs) >= -180.0 and max(xs) <= 180.0) or max(xs) - min(xs) >= 360.0:
+        return None
+    geo = ProjCRS.from_wkt(crs.to_wkt())
+    unit = geo.axis_info[0].unit_name if geo.axis_info else "degree"
+    if "degree" not in unit:
+        return None
+    lon0 = round(((sum(xs) / 4 + 180.0) % 360.0) - 180.0, 3)
+    eqc = ProjectedCRS(EquidistantCylindricalConversion(longitude_natural_origin=lon0), geodetic_crs=geo,
+                       name=f"Equidistant cylindrical, lon_0={lon0:g} (antimeridian)")
+    if geo.ellipsoid is None:
+        return None
+    k = geo.ellipsoid.semi_major_metre * math.pi / 180.0
+    x0 = (((t.c - lon0) + 180.0) % 360.0 - 180.0) * k
+    return Georef(crs=eqc.to_wkt(), transform=(t.a * k, t.b * k, x0, t.d * k, t.e * k, t.f * k),
+                  origin=f"antimeridian: eqc lon_0={lon0:g}")
+
+
+def _effective_georef(src: rasterio.io.DatasetReader, georef: Georef | None) -> Georef | None:
+    """``georef`` (or the file's own), replaced by :func:`antimeridian_georef` when that applies."""
+    crs = CRS.from_user_input(georef.crs) if georef is not None else src.crs
+    transform = tuple(georef.transform) if georef is not None else tuple(src.transform)[:6]
+    wrapped = antimeridian_georef(crs, transform, src.width, src.height)
+    return wrapped if wrapped is not None else georef
+
+
+def native_crs(scene: Scene) -> CRS | None:
+    """The CRS of ``scene`` as given (``scene.georef``'s, else the file's), before any antimeridian override."""
+    if scene.georef is not None:
+        return CRS.from_user_input(scene.georef.crs)
+    src = _open_raw(scene.image)
+    try:
+        return src.crs
+    finally:
+        src.close()
 
 
 def _scene_alpha_override(scene: Scene) -> int | None:
@@ -103,10 +174,12 @@ def open_raster(path: str, *, georef: Georef | None = None, alpha_band: int | No
     for label rasters, where 0 is a class to vote with, not a hole).
     When any override is given the file is wrapped in a small VRT document (no pixels are read), so
     the dataset yielded has the georeference of ``georef`` and band ``alpha_band`` marked as alpha.
-    An unreadable file raises ``error(path, "cannot read: ...")``.
+    An unreadable file raises ``error(path, "cannot read: ...")``.  A geographic raster crossing ±180° is
+    presented in the antimeridian CRS (module doc).
     """
     src = _open_raw(path, error)
     try:
+        georef = _effective_georef(src, georef)
         if georef is None and alpha_band is None and bands is None and keep_nodata:
             yield src
             return

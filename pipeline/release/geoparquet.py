@@ -8,7 +8,9 @@ Columns: ``id, split, region, country, country_code, continent, source, source_k
 width, height, acquired, image, label, sha256_image, sha256_label, share_1 .. share_8, share_unlabelled,
 geometry, bbox``.  ``image``/``label`` are paths relative to the release folder; ``share_<c>`` is the
 fraction of the tile's pixels labelled with class ``c`` (``share_unlabelled`` those labelled 0), so the
-nine shares of a row sum to 1.  Read it with ``geopandas.read_parquet("index.parquet")``.
+nine shares of a row sum to 1.  ``acquired`` is a timestamp column (Arrow ``timestamp[ns, tz=UTC]``): the
+acquisition time of the image (a date alone is midnight UTC), null where unknown.  Read it with
+``geopandas.read_parquet("index.parquet")``.
 
 The file is deterministic for identical inputs and library versions (no timestamps; geopandas records its
 version in the ``geo`` metadata).
@@ -21,11 +23,11 @@ from typing import Any
 
 from pipeline.constants import CLASS_IDS
 from pipeline.dataset.ids import natural_key
-from pipeline.release.stac import footprint_lonlat
+from pipeline.release.stac import acquired_time, footprint_lonlat
 
 INDEX = "index.parquet"
 STRING_COLUMNS = ("id", "split", "region", "country", "country_code", "continent", "source", "source_kind",
-                  "license", "crs", "acquired", "image", "label", "sha256_image", "sha256_label")
+                  "license", "crs", "image", "label", "sha256_image", "sha256_label")
 SHARE_COLUMNS = tuple(f"share_{c}" for c in CLASS_IDS) + ("share_unlabelled",)
 
 
@@ -41,7 +43,7 @@ def index_frame(records: Sequence[dict[str, Any]]):
         total = int(r["width"]) * int(r["height"])
         counts = r.get("class_pixels") or {}
         row: dict[str, Any] = {k: (None if r.get(k) is None else str(r.get(k))) for k in STRING_COLUMNS}
-        row.update(gsd=float(r["gsd"]), width=int(r["width"]), height=int(r["height"]))
+        row.update(gsd=float(r["gsd"]), width=int(r["width"]), height=int(r["height"]), acquired=acquired_time(r))
         for c in CLASS_IDS:
             row[f"share_{c}"] = int(counts.get(str(c), 0)) / total if total else 0.0
         row["share_unlabelled"] = int(r.get("unlabelled_pixels", 0)) / total if total else 0.0
@@ -52,6 +54,7 @@ def index_frame(records: Sequence[dict[str, Any]]):
     df = pd.DataFrame(rows, columns=columns)
     for col in STRING_COLUMNS:
         df[col] = df[col].astype("string")
+    df["acquired"] = pd.to_datetime(df["acquired"], utc=True).astype("datetime64[ns, UTC]")
     return gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"))
 
 

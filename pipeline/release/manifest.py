@@ -43,10 +43,11 @@ IMAGE_FIELDS: tuple[str, ...] = (
     "class_pixels", "unlabelled_pixels", "segments", "edge_segments", "segments_total", "acquired",
 )
 #: Optional fields of one image record, kept when the caller's record has them: the stable key across
-#: releases (``<source>-<scene id>-<tile id>``) and the leakage group (see :mod:`pipeline.dataset.splits.leakage`).
+#: releases (``<source>~<scene id>~<tile id>``, :mod:`pipeline.labels.keys`) and the leakage group (see
+#: :mod:`pipeline.dataset.splits.leakage`).
 IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group")
 #: Optional top-level sections: the release this one follows, the tile selection record, UDA splits.
-OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda")
+OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda", "summary", "zones")
 #: Fields of one source entry.
 SOURCE_FIELDS: tuple[str, ...] = ("name", "kind", "license", "attribution", "location")
 
@@ -129,19 +130,22 @@ def build_manifest(
     previous_release: str | None = None,
     selection: dict[str, Any] | None = None,
     uda: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble the manifest and check it against the schema.
 
     ``created_with`` is copied as given (it must hold at least ``seed, target_gsds, tile_size,
     max_nodata_fraction, resampling, code_version`` and ``split: {"ratios", "trials"[, "seed"]}``; other
     keys, e.g. a parameter fingerprint, are allowed).  Each source is reduced
-    to ``name, kind, license, attribution, location`` (the last two default to ``""``); each image
+    to ``name, kind, license, attribution, location`` (the last two default to ``""``) and its
+    ``acquired_range`` when given (:func:`pipeline.sources.adapters.acquired_range`); each image
     record to :data:`IMAGE_FIELDS` plus the :data:`IMAGE_OPTIONAL_FIELDS` it has (other keys of the
     caller's records are dropped, missing required ones are schema errors).  ``splits`` counts images per
     split; ``splits.regions`` is ``splits_info`` sorted by
     region.  ``files`` (optional, from :func:`file_entries`) lists other release files.
     ``previous_release`` (the release this one keeps splits from), ``selection`` (free-form record of the
-    tile selection) and ``uda`` (:func:`pipeline.dataset.splits.uda.uda_section`) are added when not None.
+    tile selection), ``uda`` (:func:`pipeline.dataset.splits.uda.uda_section`) and ``summary``
+    (:func:`pipeline.release.summary.release_summary`) are added when not None.
 
     Raises :class:`ManifestError` when the result does not follow the schema.
     """
@@ -151,6 +155,8 @@ def build_manifest(
     for s in sources:
         entry: dict[str, Any] = {k: s[k] for k in ("name", "kind", "license") if k in s}
         entry.update({k: s.get(k, "") for k in ("attribution", "location")})
+        if s.get("acquired_range"):
+            entry["acquired_range"] = list(s["acquired_range"])
         src.append(_plain(entry))
     src.sort(key=lambda s: str(s.get("name", "")))
     counts = {s: sum(1 for r in recs if r.get("split") == s) for s in SPLITS}
@@ -165,7 +171,8 @@ def build_manifest(
     }
     if files is not None:
         manifest["files"] = _plain(sorted(files, key=lambda d: str(d.get("path", ""))))
-    for name, value in (("previous_release", previous_release), ("selection", selection), ("uda", uda)):
+    for name, value in (("previous_release", previous_release), ("selection", selection), ("uda", uda),
+                        ("summary", summary)):
         if value is not None:
             manifest[name] = _plain(value)
     problems = schema_problems(manifest)

@@ -8,22 +8,31 @@ Layout (all links and asset hrefs relative, so the release folder can be moved o
 Policies
 --------
 * STAC 1.1.0 with the projection (v2.0.0) and label (v1.0.1) extensions.
-* **Collection**: id ``oem-<release>``; extent = union of the items' WGS 84 footprints and the range of
-  known acquisition dates (``[null, null]`` when none is known); ``license`` the single SPDX id shared by
-  every image, else ``other``; one provider per source (licensor + producer, its attribution and licence
-  text as description, its location as URL when that is http(s)) plus ``oem-pipeline`` as processor;
-  ``item_assets`` describes ``image``/``label``; summaries: ``gsd``, ``proj:code``, ``split``,
+* **Collection**: id ``oem-<release>``; extent = union of the items' WGS 84 footprints and the time range
+  covering every item (its acquisition time, or its ``start_datetime``..``end_datetime``); ``license`` the
+  single SPDX id shared by every image, else ``other``; one provider per source (licensor + producer, its
+  attribution and licence text as description, its location as URL when that is http(s)) plus
+  ``oem-pipeline`` as processor;
+  ``item_assets`` describes ``image``/``label``; summaries: ``gsd``, ``proj:code``, ``proj:epsg`` (the
+  integer codes, for clients that predate ``proj:code``), ``split``,
   ``continent``, ``region``, ``country``, ``source``, ``label:type``, ``label:tasks``, ``label:classes``
   and ``classes`` (``{"id", "name", "color"}`` of the 8 classes, as in the manifest).
 * **Item** (id = image id): geometry = the tile's UTM rectangle with its four corners transformed to
   WGS 84 (lon/lat, 7 decimals), bbox its bounds; ``datetime`` = acquisition date (midnight UTC) when
-  known, else ``null`` with ``start_datetime``/``end_datetime`` ``1970-01-01``..``9999-12-31`` (unknown);
+  known, else ``null`` with ``start_datetime``/``end_datetime`` = the source's documented imagery period
+  (the manifest source's ``acquired_range``: ``options.acquired_range`` or the adapter's default, e.g. xBD
+  2011-01-01..2019-12-31, else :data:`pipeline.sources.adapters.UNKNOWN_ACQUISITION`; start at 00:00:00Z,
+  end at 23:59:59Z) -- never an open placeholder that matches every date filter;
   properties ``split, region, country, country_code, continent, source, source_kind, gsd, license,
   attribution`` (and ``key`` when the record has one); projection ``proj:code, proj:transform,
-  proj:shape [height, width], proj:bbox`` (native CRS); label ``label:type raster, label:properties
-  null, label:classes [{"name": null, "classes": [1..8]}]`` (raster labels carry no class names in the
-  label extension; names are in the collection's ``classes`` summary and in ``label:overviews`` pixel
-  counts per class name), ``label:tasks ["segmentation"]``.
+  proj:shape [height, width], proj:bbox`` (native CRS).  ``proj:epsg`` is not an item field: the
+  projection extension v2.0.0 replaced it by ``proj:code`` and its schema rejects it, so it would fail
+  validation; the collection summarises both.  Label extension, one vocabulary throughout, the class ids:
+  ``label:type raster``, ``label:classes [{"name": null, "classes": [1..8]}]`` (the extension's schema
+  requires ``name`` null for raster labels: the classes are the pixel values), ``label:properties null``
+  (a raster has no feature property), ``label:overviews [{"counts": [{"name": "1", "count": n}, ...]}]``
+  with the same ids as strings (the schema requires string names), so counts join ``label:classes`` by
+  id; the class names are in the collection's ``classes`` summary; ``label:tasks ["segmentation"]``.
   Assets ``image`` (COG, roles ``data``) and ``label`` (COG, roles ``labels, labels-raster``) point at
   ``../../<region>/images|labels/<id>.tif``.
 * Output is deterministic: items in natural id order, no timestamps, canonical JSON.
@@ -44,6 +53,7 @@ from typing import Any
 from pipeline.constants import CLASS_IDS, CLASS_NAMES, SPLITS
 from pipeline.dataset.ids import natural_key
 from pipeline.release.manifest import class_table
+from pipeline.sources.adapters import UNKNOWN_ACQUISITION
 
 STAC_DIR = "stac"
 COLLECTION = f"{STAC_DIR}/collection.json"
@@ -52,8 +62,6 @@ STAC_VERSION = "1.1.0"
 PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
 LABEL_SCHEMA = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
-#: Placeholders of an unknown acquisition time (STAC needs a datetime or a start/end pair).
-UNKNOWN_START, UNKNOWN_END = "1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z"
 _SPDX = re.compile(r"^[\w\-.+]+$")
 #: Common licence spellings in ``sources.yaml`` -> SPDX ids.
 _LICENSE_ALIASES = {
@@ -106,9 +114,21 @@ def footprint_lonlat(rec: dict[str, Any], ndigits: int = 7) -> list[list[float]]
     return ring + [list(ring[0])]
 
 
+def epsg_of(crs: str) -> int | None:
+    """The integer EPSG code of ``"EPSG:<n>"``, else None."""
+    auth, _, code = str(crs).partition(":")
+    return int(code) if auth.upper() == "EPSG" and code.isdigit() else None
+
+
 def _bbox(ring: Sequence[Sequence[float]]) -> list[float]:
     xs, ys = [p[0] for p in ring], [p[1] for p in ring]
     return [min(xs), min(ys), max(xs), max(ys)]
+
+
+def acquired_time(rec: dict[str, Any]) -> datetime | None:
+    """The record's ``acquired`` as an aware UTC datetime (a date alone is midnight UTC), None when unknown
+    or unparsable."""
+    return _acquired(rec)
 
 
 def _acquired(rec: dict[str, Any]) -> datetime | None:
@@ -131,22 +151,38 @@ def _label_fields(rec: dict[str, Any]) -> dict[str, Any]:
         "label:properties": None,
         "label:classes": [{"name": None, "classes": list(CLASS_IDS)}],
         "label:tasks": ["segmentation"],
-        "label:description": "8-class land cover (OpenEarthMap classes; 0 = unlabelled), one uint8 class id "
-                             "per pixel on the image grid",
-        "label:overviews": [{"property_key": "class", "counts": [
-            {"name": CLASS_NAMES[c], "count": int(counts.get(str(c), 0))} for c in CLASS_IDS]}],
+        "label:description": "8-class land cover, one uint8 class id per pixel on the image grid: "
+                             + ", ".join(f"{c} {CLASS_NAMES[c]}" for c in CLASS_IDS) + "; 0 = unlabelled",
+        "label:overviews": [{"counts": [{"name": str(c), "count": int(counts.get(str(c), 0))} for c in CLASS_IDS]}],
     }
 
 
-def build_item(rec: dict[str, Any], collection_id: str):
-    """The pystac Item of one manifest image record (hrefs relative to ``stac/items/<id>.json``)."""
+def time_range(rec: dict[str, Any], ranges: dict[str, Sequence[str]] | None = None) -> tuple[datetime, datetime]:
+    """``(start, end)`` of an image without an acquisition time: its source's ``acquired_range`` in ``ranges``
+    (source name -> [start, end] ISO dates), else :data:`UNKNOWN_ACQUISITION`; start 00:00:00Z, end 23:59:59Z."""
+    start, end = (ranges or {}).get(str(rec.get("source")), UNKNOWN_ACQUISITION)
+    s = datetime.fromisoformat(str(start)[:10]).replace(tzinfo=UTC)
+    e = datetime.fromisoformat(str(end)[:10]).replace(tzinfo=UTC, hour=23, minute=59, second=59)
+    return s, e
+
+
+def _span(rec: dict[str, Any], ranges: dict[str, Sequence[str]] | None) -> tuple[datetime, datetime]:
+    when = _acquired(rec)
+    return (when, when) if when is not None else time_range(rec, ranges)
+
+
+def build_item(rec: dict[str, Any], collection_id: str, ranges: dict[str, Sequence[str]] | None = None):
+    """The pystac Item of one manifest image record (hrefs relative to ``stac/items/<id>.json``); ``ranges``:
+    source name -> ``acquired_range`` (:func:`time_range`)."""
     import pystac
 
     ring = footprint_lonlat(rec)
     when = _acquired(rec)
     props: dict[str, Any] = {}
     if when is None:
-        props.update(start_datetime=UNKNOWN_START, end_datetime=UNKNOWN_END)
+        start, end = time_range(rec, ranges)
+        props.update(start_datetime=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                     end_datetime=end.strftime("%Y-%m-%dT%H:%M:%SZ"))
     props.update({
         "split": rec["split"], "region": rec["region"], "country": rec.get("country"),
         "country_code": rec.get("country_code"), "continent": rec.get("continent"), "source": rec.get("source"),
@@ -205,11 +241,13 @@ def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources
 
     cid = f"oem-{release}"
     recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
-    items = [build_item(r, cid) for r in recs]
+    ranges = {str(s["name"]): s["acquired_range"] for s in sources if s.get("acquired_range")}
+    items = [build_item(r, cid, ranges) for r in recs]
     bbox = [min(i.bbox[0] for i in items), min(i.bbox[1] for i in items),
             max(i.bbox[2] for i in items), max(i.bbox[3] for i in items)] if items else [-180.0, -90.0, 180.0, 90.0]
-    times = sorted(t for t in (_acquired(r) for r in recs) if t is not None)
-    interval: list[list[datetime | None]] = [[times[0], times[-1]]] if times else [[None, None]]
+    spans = [_span(r, ranges) for r in recs]
+    interval: list[list[datetime | None]] = ([[min(s for s, _ in spans), max(e for _, e in spans)]] if spans
+                                             else [[None, None]])
     licenses = {spdx_license(r.get("license")) for r in recs}
     classes = class_table()
     collection = pystac.Collection(
@@ -226,6 +264,7 @@ def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources
         summaries=pystac.Summaries({k: v for k, v in {
             "gsd": _summary(float(r["gsd"]) for r in recs),
             "proj:code": _summary(str(r["crs"]) for r in recs),
+            "proj:epsg": _summary(epsg_of(str(r["crs"])) for r in recs),
             "split": [s for s in SPLITS if any(r["split"] == s for r in recs)],
             "continent": _summary(r.get("continent") for r in recs),
             "country": _summary(r.get("country") for r in recs),

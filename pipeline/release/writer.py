@@ -9,14 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic
-from pipeline.dataset.pool import REJECT_COLUMNS
+from pipeline.dataset.pool import PENDING_REASON, REJECT_COLUMNS
+from pipeline.errors import EmptyRelease
 from pipeline.release.changes import changes_markdown, release_changes
 from pipeline.release.geoparquet import write_index
 from pipeline.release.manifest import build_manifest, file_entries, write_split_files, write_uda_files
 from pipeline.release.stac import write_stac
+from pipeline.release.summary import release_summary
 from pipeline.release.tilecache import place_tile
+from pipeline.release.torchgeo import zone_lines, zone_section
 
-PENDING_COLUMNS = ("key", "region", "source", "source_scene_id", "tile", "todo")
+#: ``pending.csv``: one selected tile awaiting annotation per row; ``reason`` says why (no 8-class labels in
+#: its source, or an unfinished annotation in ``done/``).
+PENDING_COLUMNS = ("key", "region", "source", "source_scene_id", "tile", "todo", "reason")
 #: Recorded as ``created_with.tile_format``: release tiles are Cloud-Optimized GeoTIFFs (pipeline.raster.cog).
 TILE_FORMAT = "COG"
 
@@ -40,6 +45,17 @@ def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
     return buf.getvalue()
 
 
+def empty_release_reason(sources: list[dict[str, Any]], rejects: list[dict], pending: list[dict]) -> str:
+    """Why a release has no image, in one line: no source, or what happened to the scenes (first rejects)."""
+    if not sources:
+        return "no enabled source (set 'enabled: true' on a source in the sources file)"
+    shown = "; ".join(f"{r.get('source')}/{r.get('file')}: {r.get('reason')}" for r in rejects[:3])
+    more = f" (+{len(rejects) - 3} more)" if len(rejects) > 3 else ""
+    todo = " (their pre-annotations are in the annotation todo folder)" if pending else ""
+    return (f"no tile passed from {len(sources)} source(s): {len(rejects)} rejects, {len(pending)} tiles pending "
+            f"annotation{todo}" + (f"; {shown}{more}" if shown else ""))
+
+
 def write_release(
     out: Path, *, release: str, images: list[dict], rejects: list[dict], pending: list[dict],
     split_infos: list[dict], stats_dir: Path, created_with: dict[str, Any], sources: list[dict[str, Any]],
@@ -51,17 +67,24 @@ def write_release(
     per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
     ``manifest.json`` (written last).  ``images`` carry their id and split and ``_image_src`` /
     ``_label_src`` work files; ``extra`` adds top-level manifest sections (e.g. the selection record).
+    ``pending`` rows (pool tiles) may carry ``pending_reason`` (``pending.csv``'s ``reason``) and the
+    pre-annotation export's ``footprints_repaired`` / ``footprints_dropped``, counted in the manifest's
+    ``summary`` (:mod:`pipeline.release.summary`).
     ``previous_manifest`` (the manifest of the release this one continues, or None) is recorded as
     ``previous_release`` and compared in ``stats/changes.json`` / ``stats/changes.md``
     (:mod:`pipeline.release.changes`; everything is *added* without one).  ``uda``
     (:func:`pipeline.dataset.splits.uda.uda_section`) becomes the manifest's ``uda`` section and its split files
-    ``uda/*.txt`` (:func:`pipeline.release.manifest.uda_lines`).  Images and labels are written as Cloud-Optimized
-    GeoTIFFs (:func:`pipeline.raster.cog.place_cog`: converted, or linked when the work tile already is one;
-    ``created_with.tile_format`` ``COG``); a STAC catalog
+    ``uda/*.txt`` (:func:`pipeline.release.manifest.uda_lines`); ``zones/<epsg>.txt`` list the images per UTM
+    zone (the manifest's ``zones`` section, :mod:`pipeline.release.torchgeo`).  Images and labels are written as
+    Cloud-Optimized GeoTIFFs (:func:`pipeline.raster.cog.place_cog`: converted, or linked when the work tile
+    already is one; ``created_with.tile_format`` ``COG``); a STAC catalog
     (``stac/``, :mod:`pipeline.release.stac`) and a GeoParquet index (``index.parquet``,
     :mod:`pipeline.release.geoparquet`) of the manifest's images are listed in ``files``.  With ``tile_cache`` (a
     folder) each work tile is converted and hashed once for all releases (:mod:`pipeline.release.tilecache`).
-    Returns the manifest."""
+    Returns the manifest.
+    A release without images is refused: :class:`pipeline.errors.EmptyRelease` (nothing is written)."""
+    if not images:
+        raise EmptyRelease(release, empty_release_reason(sources, rejects, pending))
     out.mkdir(parents=True, exist_ok=True)
     records = []
     for im in images:
@@ -74,6 +97,7 @@ def write_release(
         records.append(rec)
     write_split_files(out, records)
     atomic.write_text(out / "rejects.csv", _csv(rejects, REJECT_COLUMNS))
+    pending = [dict(p, reason=p.get("pending_reason") or PENDING_REASON) for p in pending]
     atomic.write_text(out / "pending.csv", _csv(pending, PENDING_COLUMNS))
     for name, record in sorted(provenance.items()):
         atomic.write_json(out / "provenance" / f"{name}.json", {k: v for k, v in record.items() if k != "root"})
@@ -83,18 +107,25 @@ def write_release(
         release=release, created_with={**created_with, "tile_format": TILE_FORMAT}, sources=sources, images=records,
         splits_info=split_infos,
         previous_release=previous_release, uda=uda,
+        summary=release_summary(records, pending=pending,
+                                annotation_repairs=sum(int(im.get("repaired_polygons", 0)) for im in images)),
     )
     changes = release_changes(previous_manifest, manifest)
     atomic.write_json(out / "stats" / "changes.json", changes)
     atomic.write_text(out / "stats" / "changes.md", changes_markdown(changes))
     uda_files = write_uda_files(out, records, uda) if uda is not None else []
+    zone_files = zone_lines(records)  # per-UTM-zone lists for torchgeo (pipeline.release.torchgeo)
+    for rel, lines in zone_files.items():
+        atomic.write_text(out / rel, "".join(f"{line}\n" for line in lines))
     catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"])
     catalog_files.append(write_index(out, manifest["images"]))
-    extra_files = ["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + catalog_files
+    extra_files = (["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + list(zone_files)
+                   + catalog_files)
     extra_files += sorted(
         str(p.relative_to(out)) for d in ("stats", "provenance") for p in (out / d).rglob("*") if p.is_file()
     )
     manifest.update(extra or {})
+    manifest["zones"] = zone_section(records)
     manifest["files"] = file_entries(out, extra_files)
     atomic.write_json(out / "manifest.json", manifest)
     return manifest

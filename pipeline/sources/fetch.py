@@ -6,15 +6,26 @@ outside ``dest``; a local folder is not copied at all (adapters read it in place
 
 On-disk layout per case (``dest`` = ``data/raw/<source>/``):
 
-* local folder or plain file: nothing written; ``record["root"]`` is its absolute path.
+* local folder or plain file: nothing written; ``record["root"]`` is its absolute path.  Only regular files
+  (or symlinks to them) are recorded, read no further than their size (:mod:`pipeline.sources.localfs`);
+  FIFOs, devices, pseudo-files, symlinks to folders and files over ``local_file_max_bytes`` are left out
+  and listed in ``record["skipped"]``.  A location that is a FIFO, a device or a pseudo-file fails.
 * local archive (.zip/.tar/.tar.gz/.tgz/.tar.bz2, e.g. the registered xBD download): extracted into
   ``dest/`` (archive layout kept); marker ``dest/downloads/<archive name>.extracted.json``.
 * http(s) archive: ``dest/downloads/<file name>`` then extracted into ``dest/`` (+ marker as above).
 * http(s) plain file: ``dest/<file name>``.
 * s3: every key below the prefix at ``dest/<key relative to prefix>``; keys that are archives go to
   ``dest/downloads/<key relative to prefix>`` and are extracted into ``dest/``.
-* openaerialmap: ``dest/<_id>.tif`` (the image at the record's ``uuid`` URL) and ``dest/<_id>.json``
-  (the catalog record, written after the image).
+* openaerialmap with ``options.api: meta``: ``dest/<_id>.tif`` (the image at the record's ``uuid`` URL)
+  and ``dest/<_id>.json`` (the catalog record, written after the image).  A record whose image cannot be
+  fetched (bad id or URL, refused by the network policy, over a limit, HTTP error) costs only itself: it is
+  listed in ``record["rejects"]`` (``{"path", "url", "reason"}``) and the others are fetched.
+* stac, and openaerialmap on its STAC API (the default): ``dest/images/``, ``dest/items/`` and
+  ``dest/stac-index.json`` (see :mod:`pipeline.sources.stac.fetch`; its rejected items are in the index).
+
+Every download and extraction is bounded by ``limits`` (:class:`pipeline.limits.Limits`) and every URL,
+redirect and connection is checked by the network policy (:mod:`pipeline.sources.netpolicy`), the S3
+``options.endpoint_url`` of a source and the STAC searches, items and assets included.
 
 For every case except the local folder, ``record["root"] == str(dest)``.
 """
@@ -31,10 +42,13 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from pipeline import atomic
-from pipeline.errors import ConfigError, FetchError
+from pipeline.errors import ConfigError, FetchError, LimitExceeded
+from pipeline.limits import DEFAULT_LIMITS, Limits, human_bytes
 from pipeline.sources.archive import extract_archive, is_archive
 from pipeline.sources.config import SourceConfig
 from pipeline.sources.download import download, file_digests
+from pipeline.sources.localfs import check_file, file_kind, is_pseudo, sha256_bounded, walk_files
+from pipeline.sources.netpolicy import check_url_limits
 from pipeline.sources.oam import item_attribution, item_id, item_license, search_catalog_with_info
 from pipeline.sources.s3 import download_key, list_keys, parse_s3_url
 
@@ -71,7 +85,7 @@ def _file_entry(path: str, url: str, nbytes: int, sha256: str, license: str, att
 
 
 def _extract_into(
-    archive: Path, archive_url: str, archive_sha: str, dest: Path, source: SourceConfig
+    archive: Path, archive_url: str, archive_sha: str, dest: Path, source: SourceConfig, limits: Limits
 ) -> list[dict]:
     """Extract ``archive`` into ``dest`` unless the marker says this exact archive already was.
 
@@ -90,7 +104,7 @@ def _extract_into(
                     for f in old.get("files", []))
         ):
             return old["files"]
-    extracted = extract_archive(archive, dest)
+    extracted = extract_archive(archive, dest, limits=limits)
     files = []
     for path in extracted:
         rel = path.relative_to(dest).as_posix()
@@ -112,52 +126,69 @@ def _record(source: SourceConfig, root: Path) -> dict[str, Any]:
         "files": [],
         "archives": [],
         "items": [],
+        "rejects": [],
     }
 
 
-def _fetch_local(source: SourceConfig, dest: Path, progress: FetchProgress | None) -> dict[str, Any]:
+def _local_location(source: SourceConfig) -> tuple[Path, bool]:
+    """The local location (absolute) and whether it is a folder; FetchError naming what else it is."""
     location = Path(os.path.expanduser(source.location)).absolute()
-    if not location.exists():
+    if not os.path.lexists(location):
         raise FetchError(str(location), f"local location of source '{source.name}' does not exist")
-    if location.is_file() and is_archive(location):
+    try:
+        resolved = location.resolve(strict=True)
+        mode = resolved.stat().st_mode
+    except (OSError, RuntimeError) as exc:
+        raise FetchError(str(location), f"local location of source '{source.name}' cannot be read: {exc}") from exc
+    if is_pseudo(resolved):
+        raise FetchError(str(location), f"local location of source '{source.name}' is {resolved}, a pseudo-file")
+    kind = file_kind(mode)
+    if kind not in ("folder", "regular file"):
+        raise FetchError(str(location), f"local location of source '{source.name}' is a {kind}, "
+                                        "not a file or a folder")
+    return location, kind == "folder"
+
+
+def _fetch_local(source: SourceConfig, dest: Path, progress: FetchProgress | None, limits: Limits) -> dict[str, Any]:
+    location, is_dir = _local_location(source)
+    skipped: list[tuple[Path, str]] = []
+    if not is_dir and is_archive(location):
         dest.mkdir(parents=True, exist_ok=True)
         rec = _record(source, dest)
-        digests = file_digests(location)
+        sha, nbytes = sha256_bounded(location, limits.local_file_max_bytes)
         want = _expected_sha(source, location.name)
-        if want and digests["sha256"] != want:
-            raise FetchError(str(location), f"sha256 mismatch: expected {want}, got {digests['sha256']}")
+        if want and sha != want:
+            raise FetchError(str(location), f"sha256 mismatch: expected {want}, got {sha}")
         url = location.as_uri()
-        rec["archives"].append(_file_entry(str(location), url, location.stat().st_size, digests["sha256"],
-                                           source.license, source.attribution))
-        rec["files"] = _extract_into(location, url, digests["sha256"], dest, source)
+        rec["archives"].append(_file_entry(str(location), url, nbytes, sha, source.license, source.attribution))
+        rec["files"] = _extract_into(location, url, sha, dest, source, limits)
         return rec
-    if location.is_file():
+    if not is_dir:
         if location.suffix.lower() in (".7z", ".rar") or location.name.lower().endswith(".7z.001"):
             raise FetchError(str(location), "unsupported archive format: extract it first (e.g. with 7z) "
                                             "and point 'location' at the extracted folder")
+        check_file(location, limits.local_file_max_bytes)
         files = [location]
-        root = location
-    elif location.is_dir():
-        files = sorted(
-            p for p in location.rglob("*")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(location).parts)
-        )
-        root = location
     else:
-        raise FetchError(str(location), "local location is neither a file nor a folder")
-    rec = _record(source, root)
+        files, skipped = walk_files(location, limits)
+    rec = _record(source, location)
     for path in files:
-        rel = path.name if root == path else path.relative_to(root).as_posix()
-        digests = file_digests(path)
+        rel = path.name if location == path else path.relative_to(location).as_posix()
+        try:
+            sha, nbytes = sha256_bounded(path, limits.local_file_max_bytes)
+        except FetchError as exc:
+            skipped.append((path, exc.reason))
+            continue
         want = _expected_sha(source, rel, path.name)
-        if want and digests["sha256"] != want:
-            raise FetchError(str(path), f"sha256 mismatch: expected {want}, got {digests['sha256']}")
-        rec["files"].append(_file_entry(rel, path.as_uri(), path.stat().st_size, digests["sha256"],
-                                        source.license, source.attribution))
+        if want and sha != want:
+            raise FetchError(str(path), f"sha256 mismatch: expected {want}, got {sha}")
+        rec["files"].append(_file_entry(rel, path.as_uri(), nbytes, sha, source.license, source.attribution))
+    if skipped:
+        rec["skipped"] = [{"path": p.relative_to(location).as_posix(), "reason": why} for p, why in sorted(skipped)]
     return rec
 
 
-def _fetch_http(source: SourceConfig, dest: Path, progress: FetchProgress | None) -> dict[str, Any]:
+def _fetch_http(source: SourceConfig, dest: Path, progress: FetchProgress | None, limits: Limits) -> dict[str, Any]:
     url = source.location
     name = posixpath.basename(unquote(urlparse(url).path)) or "download"
     name = _safe_rel(url, name)
@@ -165,12 +196,12 @@ def _fetch_http(source: SourceConfig, dest: Path, progress: FetchProgress | None
     want = _expected_sha(source, name)
     if is_archive(name):
         target = dest / DOWNLOADS / name
-        got = download(url, target, sha256=want, progress=progress)
+        got = download(url, target, sha256=want, progress=progress, limits=limits)
         rec["archives"].append(_file_entry(f"{DOWNLOADS}/{name}", url, got["bytes"], got["sha256"],
                                            source.license, source.attribution))
-        rec["files"] = _extract_into(target, url, got["sha256"], dest, source)
+        rec["files"] = _extract_into(target, url, got["sha256"], dest, source, limits)
     else:
-        got = download(url, dest / name, sha256=want, progress=progress)
+        got = download(url, dest / name, sha256=want, progress=progress, limits=limits)
         rec["files"].append(_file_entry(name, url, got["bytes"], got["sha256"], source.license,
                                         source.attribution))
     return rec
@@ -184,9 +215,11 @@ def _skip_product(rel: str, product: str | None) -> bool:
     return any(p in SPACENET_PRODUCTS and p != product for p in parts)
 
 
-def _fetch_s3(source: SourceConfig, dest: Path, progress: FetchProgress | None) -> dict[str, Any]:
+def _fetch_s3(source: SourceConfig, dest: Path, progress: FetchProgress | None, limits: Limits) -> dict[str, Any]:
     bucket, prefix = parse_s3_url(source.location)
     endpoint = (source.options or {}).get("endpoint_url")
+    if endpoint:  # a source's own endpoint is input like its location: the network policy applies
+        check_url_limits(endpoint, limits)
     folder = prefix.rstrip("/") + "/" if prefix else ""
     keys = list_keys(bucket, folder, endpoint_url=endpoint)
     base = folder
@@ -208,6 +241,9 @@ def _fetch_s3(source: SourceConfig, dest: Path, progress: FetchProgress | None) 
             continue
         selected += 1
         url = f"s3://{bucket}/{key}"
+        if obj["size"] > limits.download_max_bytes:
+            raise LimitExceeded(url, f"size {human_bytes(obj['size'])} is over download_max_bytes "
+                                     f"({human_bytes(limits.download_max_bytes)})")
         archive = is_archive(rel)
         target = dest / DOWNLOADS / rel if archive else dest / rel
         got = download_key(bucket, key, target, endpoint_url=endpoint, expected_size=obj["size"],
@@ -221,7 +257,7 @@ def _fetch_s3(source: SourceConfig, dest: Path, progress: FetchProgress | None) 
         if archive:
             rec["archives"].append(_file_entry(f"{DOWNLOADS}/{rel}", url, got["bytes"], got["sha256"],
                                                source.license, source.attribution))
-            rec["files"].extend(_extract_into(target, url, got["sha256"], dest, source))
+            rec["files"].extend(_extract_into(target, url, got["sha256"], dest, source, limits))
         else:
             rec["files"].append(_file_entry(rel, url, got["bytes"], got["sha256"], source.license,
                                             source.attribution))
@@ -236,7 +272,23 @@ OAM_ITEM_FIELDS = ("_id", "uuid", "title", "provider", "contact", "license", "pl
                    "acquisition_start", "acquisition_end", "bbox", "file_size")
 
 
-def _fetch_oam(source: SourceConfig, dest: Path, progress: FetchProgress | None) -> dict[str, Any]:
+def _fetch_oam_item(source: SourceConfig, dest: Path, item: dict, catalog_url: str,
+                    progress: FetchProgress | None, limits: Limits) -> dict:
+    """Fetch one catalog record's image (FetchError for this record only); returns its file entry."""
+    oid = item_id(item)
+    url = item.get("uuid")
+    if not oid or not _OAM_ID_RE.match(oid) or len(oid) > 200:
+        raise FetchError(catalog_url, f"catalog record has an unusable _id {oid[:80]!r}")
+    if not isinstance(url, str) or urlparse(url).scheme not in ("http", "https"):
+        raise FetchError(catalog_url, f"catalog record {oid} has no http(s) image URL in 'uuid': {str(url)[:200]!r}")
+    name = f"{oid}.tif"
+    got = download(url, dest / name, sha256=_expected_sha(source, name), progress=progress, limits=limits)
+    atomic.write_json(dest / f"{oid}.json", item)
+    return _file_entry(name, url, got["bytes"], got["sha256"], item_license(item, source.license),
+                       item_attribution(item, source.attribution))
+
+
+def _fetch_oam(source: SourceConfig, dest: Path, progress: FetchProgress | None, limits: Limits) -> dict[str, Any]:
     opts = source.options or {}
     items, info = search_catalog_with_info(
         source.location,
@@ -247,29 +299,24 @@ def _fetch_oam(source: SourceConfig, dest: Path, progress: FetchProgress | None)
         acquisition_to=opts.get("acquisition_to"),
         limit=opts.get("limit") or 100,
         max_items=opts.get("max_items"),
+        limits=limits,
     )
     rec = _record(source, dest)
     rec["catalog"] = {**info, "accessed": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     dest.mkdir(parents=True, exist_ok=True)
     for item in items:
-        oid = item_id(item)
-        url = item.get("uuid")
-        if not oid or not _OAM_ID_RE.match(oid):
-            raise FetchError(info["url"], f"catalog record has an unusable _id {oid!r}")
-        if not isinstance(url, str) or urlparse(url).scheme not in ("http", "https"):
-            raise FetchError(info["url"], f"catalog record {oid} has no http(s) image URL in 'uuid': {url!r}")
-        name = f"{oid}.tif"
-        got = download(url, dest / name, sha256=_expected_sha(source, name),
-                       progress=progress)
-        atomic.write_json(dest / f"{oid}.json", item)
-        lic = item_license(item, source.license)
-        attr = item_attribution(item, source.attribution)
-        rec["files"].append(_file_entry(name, url, got["bytes"], got["sha256"], lic, attr))
+        try:
+            entry = _fetch_oam_item(source, dest, item, info["url"], progress, limits)
+        except FetchError as exc:  # one record costs only itself
+            rec["rejects"].append({"path": f"{item_id(item)[:80]}.tif", "url": exc.file, "reason": exc.reason})
+            continue
+        rec["files"].append(entry)
         rec["items"].append({k: item[k] for k in OAM_ITEM_FIELDS if k in item})
     return rec
 
 
-def fetch_source(source: SourceConfig, dest: Path, *, progress: FetchProgress | None = None) -> dict:
+def fetch_source(source: SourceConfig, dest: Path, *, progress: FetchProgress | None = None,
+                 limits: Limits | None = None) -> dict:
     """Fetch ``source`` into ``dest`` and return its fetch record.
 
     Record: ``{"source", "kind", "location", "license", "attribution", "root", "files", "archives",
@@ -281,23 +328,34 @@ def fetch_source(source: SourceConfig, dest: Path, *, progress: FetchProgress | 
     fields), otherwise empty.  ``progress(done, total)`` is called as the bytes of each file arrive
     (``total`` is that file's size, or None when unknown; it restarts at 0 for the next file).
 
-    Dispatch: kind ``openaerialmap`` -> catalog search at ``location`` + image downloads; otherwise by
+    Dispatch: kind ``stac``, and ``openaerialmap`` with ``options.api: stac`` (its default) ->
+    :func:`pipeline.sources.stac.fetch.fetch_stac` (record also has ``rejects`` and ``transfer``); kind
+    ``openaerialmap`` with ``options.api: meta`` -> catalog search at ``location`` + image downloads; otherwise by
     scheme: local path, ``http``/``https``, ``s3`` (see the module docstring for the layouts).
     ``options.sha256`` (file name or relative path -> hex digest) is verified where a file matches.
+    ``limits`` (default :data:`pipeline.limits.DEFAULT_LIMITS`) bound every download and extraction and set
+    the network policy; ``record["rejects"]`` lists the items that failed alone (OpenAerialMap records; STAC
+    items, also in ``stac-index.json``), ``record["skipped"]`` the local files left out (see the module doc).
     Raises ``FetchError`` for anything missing, unreachable or corrupt, ``ConfigError`` for kind ``demo``
     (generated by :func:`pipeline.sources.adapters.demo.fetch_demo`, not fetched).
     """
     dest = Path(dest)
+    lim = limits or DEFAULT_LIMITS
     if source.kind == "demo":
         raise ConfigError(f"source '{source.name}': kind 'demo' is generated, not fetched")
+    oam_api = (source.options or {}).get("api", "stac")
+    if source.kind == "stac" or (source.kind == "openaerialmap" and oam_api == "stac"):
+        from pipeline.sources.stac.fetch import fetch_stac
+
+        return fetch_stac(source, dest, progress=progress, limits=lim)
     if source.kind == "openaerialmap":
         if source.scheme not in ("http", "https"):
             raise FetchError(source.location, "openaerialmap needs the catalog API base URL (http/https)")
-        return _fetch_oam(source, dest, progress)
+        return _fetch_oam(source, dest, progress, lim)
     if source.scheme == "file":
-        return _fetch_local(source, dest, progress)
+        return _fetch_local(source, dest, progress, lim)
     if source.scheme in ("http", "https"):
-        return _fetch_http(source, dest, progress)
+        return _fetch_http(source, dest, progress, lim)
     if source.scheme == "s3":
-        return _fetch_s3(source, dest, progress)
+        return _fetch_s3(source, dest, progress, lim)
     raise FetchError(source.location, f"unsupported location scheme '{source.scheme}'")

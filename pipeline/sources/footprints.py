@@ -30,7 +30,9 @@ from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.errors import AnnotationRejected
+from pipeline.limits import DEFAULT_LIMITS
 from pipeline.scene import Scene
+from pipeline.sources.localfs import PROJ_FILE_TOKENS, file_problem, read_bounded, vector_problem
 
 #: ``Scene.extra["footprints_format"]`` values.
 XBD_JSON = "xbd-json"
@@ -60,13 +62,16 @@ def polygonal(geom: BaseGeometry | None) -> BaseGeometry | None:
     return polys[0] if len(polys) == 1 else MultiPolygon(polys)
 
 
-def read_xbd_label(path: str | Path) -> dict[str, Any]:
-    """Parse an xBD label JSON; raises AnnotationRejected when it is not ``{"features": {...}}``."""
+def read_xbd_label(path: str | Path, max_bytes: int | None = None) -> dict[str, Any]:
+    """Parse an xBD label JSON (at most ``max_bytes``, default ``sidecar_max_bytes``); raises
+    AnnotationRejected when it is too large, not JSON, nested too deeply or not ``{"features": {...}}``."""
     path = Path(path)
+    limit = DEFAULT_LIMITS.sidecar_max_bytes if max_bytes is None else max_bytes
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise AnnotationRejected(str(path), f"unreadable xBD label JSON: {exc}") from exc
+        data = json.loads(read_bounded(path, limit, AnnotationRejected))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise AnnotationRejected(str(path), f"unreadable xBD label JSON: {type(exc).__name__}: "
+                                            f"{str(exc)[:120]}") from None
     feats = data.get("features") if isinstance(data, dict) else None
     if not isinstance(feats, dict) or not isinstance(feats.get("xy", []), list) or not isinstance(
         feats.get("lng_lat", []), list
@@ -114,6 +119,18 @@ def same_crs(a: Any, b: Any) -> bool:
     return {ca.to_string(), cb.to_string()} <= {"EPSG:4326", "OGC:CRS84"}
 
 
+def check_crs_text(text: str) -> None:
+    """``ValueError`` unless ``text``, a CRS definition read from a file a source sends (xBD geotransforms, a
+    GeoJSON ``crs`` member), is at most 20000 characters and makes PROJ read no file (no ``+init=``, no
+    grids but the built-in ``@null``)."""
+    if len(text) > 20000:
+        raise ValueError("CRS definition longer than 20000 characters")
+    plain = text.replace("nadgrids=@null", "")
+    token = next((t.decode() for t in PROJ_FILE_TOKENS if t.decode() in plain), None)
+    if token:
+        raise ValueError(f"CRS definition mentions {token!r}: PROJ would read files")
+
+
 def crs_string(crs: Any) -> str:
     """A compact string for a CRS: ``EPSG:<code>`` when it has one (CRS84 -> ``EPSG:4326``), else WKT."""
     c = CRS.from_user_input(crs)
@@ -129,11 +146,18 @@ def vector_crs(path: str | Path, default: str | None = "EPSG:4326") -> str | Non
     path = Path(path)
     if path.suffix.lower() in (".geojson", ".json"):
         try:
-            data = json.loads(path.read_text() or "null")
-        except (OSError, ValueError):
+            data = json.loads(read_bounded(path, DEFAULT_LIMITS.sidecar_max_bytes, AnnotationRejected) or b"null")
+        except (OSError, ValueError, RecursionError, AnnotationRejected):
             return default
         name = ((data or {}).get("crs") or {}).get("properties", {}).get("name") if isinstance(data, dict) else None
-        return crs_string(name) if name else default
+        try:
+            if name:
+                check_crs_text(str(name))
+            return crs_string(name) if name else default
+        except Exception:  # noqa: BLE001 - an unusable CRS member: GeoJSON is lon/lat
+            return default
+    if vector_problem(path) is not None:
+        return default
     try:
         import pyogrio
 
@@ -149,6 +173,13 @@ def _clean(geoms: list[BaseGeometry | None], crs: str | None) -> gpd.GeoDataFram
 
 
 def _read_vector(path: Path, crs: str | None, lenient: bool) -> gpd.GeoDataFrame:
+    why = file_problem(path, DEFAULT_LIMITS.sidecar_max_bytes, "sidecar_max_bytes")
+    if why is None and path.stat().st_size > 0:
+        why = vector_problem(path)
+    if why is not None:
+        if lenient and why.startswith("is not"):
+            return empty_footprints(crs)
+        raise AnnotationRejected(str(path), why)
     if path.stat().st_size == 0:
         return empty_footprints(crs)
     try:

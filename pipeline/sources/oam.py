@@ -5,9 +5,14 @@ The API answers ``{"meta": {"provided_by", "license", "website", "page", "limit"
 catalog id.  Query parameters as the API takes them: ``bbox=minlon,minlat,maxlon,maxlat``,
 ``gsd_from``/``gsd_to`` (metres), ``acquisition_from``/``acquisition_to`` (dates), ``limit``, ``page``
 (1-based).
+
+Responses are bounded (``response_max_bytes`` of :class:`pipeline.limits.Limits`, read as a stream; JSON
+nested too deep is refused, not a ``RecursionError``) and every request goes through the network policy
+(:func:`pipeline.sources.netpolicy.policy_session`).
 """
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -15,7 +20,9 @@ from typing import Any
 
 import requests
 
-from pipeline.errors import ConfigError, FetchError
+from pipeline.errors import ConfigError, FetchError, LimitExceeded, NetworkPolicyError
+from pipeline.limits import DEFAULT_LIMITS, Limits, human_bytes
+from pipeline.sources.netpolicy import check_url_limits, policy_session
 
 #: Hard cap on pages requested in one search, whatever ``meta.found`` says.
 MAX_PAGES = 1000
@@ -78,31 +85,59 @@ def build_params(
     return params
 
 
-def _get_json(session: requests.Session, url: str, params: dict[str, str], timeout: float, retries: int) -> dict:
+def _read_capped(resp: requests.Response, url: str, max_bytes: int) -> bytes:
+    length = resp.headers.get("Content-Length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        raise LimitExceeded(url, f"response of {human_bytes(int(length))} is over response_max_bytes "
+                                 f"({human_bytes(max_bytes)})")
+    chunks, n = [], 0
+    for chunk in resp.iter_content(1 << 16):
+        n += len(chunk)
+        if n > max_bytes:
+            raise LimitExceeded(url, f"response is over response_max_bytes ({human_bytes(max_bytes)})")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(body: bytes, full: str) -> dict:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise FetchError(full, f"response is not JSON: {type(exc).__name__}: {str(exc)[:100]}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list) or not isinstance(
+        data.get("meta"), dict
+    ):
+        raise FetchError(full, "unexpected response: expected an object with 'meta' and a 'results' list")
+    return data
+
+
+def _get_json(session: requests.Session, url: str, params: dict[str, str], timeout: float, retries: int,
+              limits: Limits = DEFAULT_LIMITS) -> dict:
     last = ""
+    check_url_limits(url, limits)
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(min(0.5 * 2 ** (attempt - 1), 10.0))
         try:
-            resp = session.get(url, params=params, timeout=(timeout, timeout))
+            resp = session.get(url, params=params, timeout=(timeout, timeout), stream=True)
+        except NetworkPolicyError as exc:
+            raise NetworkPolicyError(url, exc.reason) from None
         except requests.exceptions.RequestException as exc:
             last = f"{type(exc).__name__}: {exc}"
             continue
-        full = resp.url
-        if resp.status_code >= 500 or resp.status_code in (408, 429):
-            last = f"HTTP {resp.status_code} {resp.reason}"
-            continue
-        if resp.status_code != 200:
-            raise FetchError(full, f"HTTP {resp.status_code} {resp.reason}")
-        try:
-            data = resp.json()
-        except ValueError as exc:
-            raise FetchError(full, f"response is not JSON: {exc}") from exc
-        if not isinstance(data, dict) or not isinstance(data.get("results"), list) or not isinstance(
-            data.get("meta"), dict
-        ):
-            raise FetchError(full, "unexpected response: expected an object with 'meta' and a 'results' list")
-        return data
+        with resp:
+            full = resp.url
+            if resp.status_code >= 500 or resp.status_code in (408, 429):
+                last = f"HTTP {resp.status_code} {resp.reason}"
+                continue
+            if resp.status_code != 200:
+                raise FetchError(full, f"HTTP {resp.status_code} {resp.reason}")
+            try:
+                body = _read_capped(resp, full, limits.response_max_bytes)
+            except requests.exceptions.RequestException as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+        return _parse(body, full)
     raise FetchError(url, f"giving up after {retries + 1} attempts: {last}")
 
 
@@ -119,6 +154,7 @@ def search_catalog_with_info(
     session: requests.Session | None = None,
     timeout: float = 30.0,
     retries: int = 3,
+    limits: Limits | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Like :func:`search_catalog`, also returning ``{"url", "params", "found", "pages", "meta"}``.
 
@@ -128,8 +164,9 @@ def search_catalog_with_info(
     url = api_url.rstrip("/") + "/meta"
     params = build_params(bbox=bbox, gsd_from=gsd_from, gsd_to=gsd_to, acquisition_from=acquisition_from,
                           acquisition_to=acquisition_to, limit=limit)
+    lim = limits or DEFAULT_LIMITS
     own = session is None
-    sess = session if session is not None else requests.Session()
+    sess = session if session is not None else policy_session(lim)
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
     found: int | None = None
@@ -137,14 +174,14 @@ def search_catalog_with_info(
     page = 1
     try:
         while page <= MAX_PAGES:
-            data = _get_json(sess, url, {**params, "page": str(page)}, timeout, retries)
+            data = _get_json(sess, url, {**params, "page": str(page)}, timeout, retries, lim)
             meta = data["meta"]
             if page == 1:
                 first_meta = {k: v for k, v in meta.items() if k not in ("page",)}
             try:
                 found = int(meta.get("found", 0))
                 page_limit = int(meta.get("limit") or limit)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:
                 raise FetchError(url, f"unexpected 'meta' in response: {meta!r}") from exc
             results = data["results"]
             for item in results:
@@ -183,6 +220,7 @@ def search_catalog(
     limit: int = 100,
     max_items: int | None = None,
     session: requests.Session | None = None,
+    limits: Limits | None = None,
 ) -> list[dict[str, Any]]:
     """Search the OAM catalog and return the matching records, sorted by ``_id`` (then ``uuid``).
 
@@ -193,6 +231,6 @@ def search_catalog(
     """
     items, _ = search_catalog_with_info(
         api_url, bbox=bbox, gsd_from=gsd_from, gsd_to=gsd_to, acquisition_from=acquisition_from,
-        acquisition_to=acquisition_to, limit=limit, max_items=max_items, session=session,
+        acquisition_to=acquisition_to, limit=limit, max_items=max_items, session=session, limits=limits,
     )
     return items

@@ -41,6 +41,26 @@ Policies
   ``s + k / 2`` (a centre on a boundary goes to the later split).  The best trial is the one with the
   smallest *count deviation* ``sum(|count - split_counts(n)|)`` over the three splits, then the lowest
   score above, then the earliest.
+* **Best assignment**: among the candidates (the trials, plus the coverage-first assignment below) the one
+  whose counts are all within the split tolerance ``max(1, 0.1 n)`` of ``split_counts(n)``
+  (:func:`~.coverage.split_tolerance`, the tolerance ``validate`` checks) first, then the fewest region classes
+  missing from train, then the smallest count deviation, the lowest score, the earliest.
+* **Class coverage** (:mod:`.coverage`): a class that the region's undecided images have but its images already
+  decided for train do not (a class new to the region, or one only images frozen in val/test by an earlier
+  release have) goes to train *when the quotas allow*: the fewest undecided units bringing every such class
+  (greedy set cover, :func:`~.coverage.cover_units`) need ``k`` train places; when the train quota is smaller,
+  it is raised one image at a time, taken from val or test (the one with the larger surplus over its target,
+  ties val), as long as every split count stays within the split tolerance; and when no trial brings every such
+  class to train, one more candidate, the *coverage-first* assignment (those units walked first, then the
+  others in order; ``best_trial == trials`` when it wins), is added.  This applies to a first release too: a
+  small region whose classes need more train images than ``split_counts`` gives them trades exact counts
+  (within the tolerance) for class coverage.  When the tolerance forbids it,
+  the class stays out of train and ``validate`` reports it: as an error, or as the warning
+  ``train-quota-full`` when no image that carries it could have moved to train within the tolerance.
+* **One leakage group**: a region none of whose images is decided and all of whose images overlap (one
+  leakage group) cannot be split; it goes wholly to train (a lone image is only useful for training) with the
+  warning ``single-leakage-group`` in its info, and ``validate`` reports its split counts as that warning, not
+  as an error.  Groups never straddle splits.
 * **Stable releases** (``previous``): an image whose stable key (:func:`image_key`) is in ``previous``
   keeps that split; an undecided image whose leakage group holds decided images follows them (the most
   common split among them, ties in train, val, test order).  Only the remaining images are assigned by

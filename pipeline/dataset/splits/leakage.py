@@ -27,8 +27,11 @@ def footprint(image: Mapping[str, Any]):
     """The tile footprint as a shapely polygon in EPSG:4326 lon/lat, or None when the record has none.
 
     With ``crs`` and ``bounds`` (``[minx, miny, maxx, maxy]`` in that CRS) the rectangle, densified to
-    :data:`_EDGE_POINTS` points per edge, is transformed; otherwise the ``bounds_lonlat`` box is used."""
-    from shapely.geometry import Polygon, box
+    :data:`_EDGE_POINTS` points per edge, is transformed; otherwise the ``bounds_lonlat`` box is used.  A
+    footprint across the antimeridian is unwrapped (longitudes past 180°) and returned together with its copy
+    shifted by -360°, so it overlaps its neighbours on both sides and not every tile at its latitude."""
+    from shapely import affinity
+    from shapely.geometry import MultiPolygon, Polygon, box
 
     crs, b = image.get("crs"), image.get("bounds")
     if isinstance(crs, str) and isinstance(b, (list, tuple)) and len(b) == 4:
@@ -39,9 +42,13 @@ def footprint(image: Mapping[str, Any]):
         ys = np.concatenate([np.full(_EDGE_POINTS, y0), y0 + (y1 - y0) * t, np.full(_EDGE_POINTS, y1),
                              y1 - (y1 - y0) * t])
         lon, lat = _to_lonlat(crs).transform(xs, ys)
-        poly = Polygon(zip(np.asarray(lon).tolist(), np.asarray(lat).tolist()))
+        lon = np.asarray(lon, dtype=float)
+        crosses = bool(np.ptp(lon) > 180.0)
+        if crosses:
+            lon = np.where(lon < 0, lon + 360.0, lon)
+        poly = Polygon(zip(lon.tolist(), np.asarray(lat).tolist()))
         if poly.is_valid and poly.area > 0:
-            return poly
+            return MultiPolygon([poly, affinity.translate(poly, xoff=-360.0)]) if crosses else poly
     bl = image.get("bounds_lonlat")
     if isinstance(bl, (list, tuple)) and len(bl) == 4:
         return box(*(float(v) for v in bl))
@@ -83,14 +90,10 @@ def overlapping_pairs(
     return sorted(out, key=lambda t: (natural_key(t[0]), natural_key(t[1])))
 
 
-def leakage_groups(
-    images: Iterable[Mapping[str, Any]], *, tolerance: float = OVERLAP_TOLERANCE
-) -> dict[str, str]:
-    """``{image id: group id}`` for every image (keys in natural order): images connected by overlapping
-    footprints (:func:`overlapping_pairs`, transitively) share a group; the group id is the member id first
-    in natural order, so an image that overlaps nothing is its own group."""
-    recs = list(images)
-    parent = {str(d["id"]): str(d["id"]) for d in recs}
+def groups_from_pairs(ids: Iterable[str], pairs: Iterable[tuple[str, str, float]]) -> dict[str, str]:
+    """``{id: group id}`` (keys in natural order) from :func:`overlapping_pairs`: connected ids share a group
+    whose id is the member first in natural order."""
+    parent = {str(i): str(i) for i in ids}
 
     def find(x: str) -> str:
         while parent[x] != x:
@@ -98,10 +101,20 @@ def leakage_groups(
             x = parent[x]
         return x
 
-    for a, b, _ in overlapping_pairs(recs, tolerance=tolerance):
+    for a, b, _ in pairs:
         ra, rb = find(a), find(b)
         if ra != rb:
             # the root is always the naturally-smallest member
             lo, hi = sorted((ra, rb), key=natural_key)
             parent[hi] = lo
     return {i: find(i) for i in sorted(parent, key=natural_key)}
+
+
+def leakage_groups(
+    images: Iterable[Mapping[str, Any]], *, tolerance: float = OVERLAP_TOLERANCE
+) -> dict[str, str]:
+    """``{image id: group id}`` for every image (keys in natural order): images connected by overlapping
+    footprints (:func:`overlapping_pairs`, transitively) share a group; the group id is the member id first
+    in natural order, so an image that overlaps nothing is its own group."""
+    recs = list(images)
+    return groups_from_pairs((str(d["id"]) for d in recs), overlapping_pairs(recs, tolerance=tolerance))

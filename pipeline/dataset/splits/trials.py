@@ -12,6 +12,15 @@ import numpy as np
 from pipeline import rng
 from pipeline.constants import CLASS_IDS, SPLITS
 from pipeline.dataset.ids import image_key
+from pipeline.dataset.splits.coverage import (
+    SINGLE_GROUP,
+    classes_new_to_train,
+    cover_units,
+    coverage_first,
+    raise_train_quota,
+    split_tolerance,
+    undecided_units,
+)
 from pipeline.dataset.splits.leakage import footprint, leakage_groups
 
 DEFAULT_RATIOS: tuple[int, int, int] = (6, 1, 3)
@@ -136,16 +145,11 @@ def _decided_codes(ids: list[str], group_of: list[str], fixed: Mapping[str, str]
     return code
 
 
-def _trial_assignments(code: np.ndarray, group_of: list[str], q: Sequence[int], *, trials: int, seed: int,
-                       region: str) -> np.ndarray:
+def _trial_assignments(code: np.ndarray, unit_members: list[list[int]], q: Sequence[int], *, trials: int,
+                       seed: int, region: str) -> np.ndarray:
     """``(trials, n)`` split indices: each trial permutes the units (leakage groups of undecided images, in
     the order of their first member) with the region's seeded generator and gives each unit the split
     whose quota interval holds its centre; decided images keep ``code``."""
-    units: dict[str, list[int]] = {}
-    for idx, g in enumerate(group_of):
-        if code[idx] < 0:
-            units.setdefault(g, []).append(idx)  # insertion order = order of the first member
-    unit_members = list(units.values())
     n_units = len(unit_members)
     perms = rng.generator(seed, region).permuted(np.tile(np.arange(n_units), (trials, 1)), axis=1)  # (trials, units)
     sizes = np.array([len(m) for m in unit_members], dtype=np.int64)
@@ -162,16 +166,20 @@ def _trial_assignments(code: np.ndarray, group_of: list[str], q: Sequence[int], 
 
 
 def _best_trial(cp: np.ndarray, split_idx: np.ndarray, target: Sequence[int], info: dict[str, Any]) -> int:
-    """The trial with the smallest count deviation, then the lowest score, then the earliest; fills the
-    region's ``info`` (best trial, score, classes missing from train / test, counts)."""
+    """The best assignment (package docstring, *Group assignment*): counts within the split tolerance first,
+    then the fewest region classes missing from train, the smallest count deviation, the lowest score, the
+    earliest; fills the region's ``info`` (best trial, score, classes missing from train / test, counts)."""
     trials = split_idx.shape[0]
     train = split_idx == 0
     test = split_idx == 2
     scores = score_assignments(cp, train, test)
     counts = np.stack([(split_idx == s).sum(axis=1) for s in range(3)], axis=1)
-    deviation = np.abs(counts - np.asarray(target)[None, :]).sum(axis=1)
-    best = int(np.lexsort((np.arange(trials), scores, deviation))[0])
+    diff = np.abs(counts - np.asarray(target)[None, :])
+    deviation = diff.sum(axis=1)
+    outside = (diff > split_tolerance(int(sum(target)))).any(axis=1)
     region_classes = cp.sum(axis=0) > 0
+    missing_train = (((train.astype(np.float64) @ cp) == 0) & region_classes).sum(axis=1)
+    best = int(np.lexsort((np.arange(trials), scores, deviation, missing_train, outside))[0])
     tr_sums = cp[train[best]].sum(axis=0)
     te_sums = cp[test[best]].sum(axis=0)
     info["best_trial"] = best
@@ -180,6 +188,31 @@ def _best_trial(cp: np.ndarray, split_idx: np.ndarray, target: Sequence[int], in
     info["missing_in_test"] = [c for c, rc, s in zip(CLASS_IDS, region_classes, te_sums) if rc and s == 0]
     info["counts"] = {s: int(counts[best, k]) for k, s in enumerate(SPLITS)}
     return best
+
+
+def _assignments(cp: np.ndarray, code: np.ndarray, group_of: list[str], target: Sequence[int],
+                 ratios: Sequence[Fraction], *, trials: int, seed: int, region: str, warnings: list[str]
+                 ) -> np.ndarray:
+    """Every candidate assignment of a region: the seeded trials under the (class-aware) quotas, plus the
+    coverage-first assignment (index ``trials``) when train lacks a class that undecided images have and no
+    trial brings it there."""
+    n = len(code)
+    units = undecided_units(code, group_of)
+    decided = [int((code == s).sum()) for s in range(3)]
+    if not any(decided) and len(units) == 1 and n > 1:
+        warnings.append(f"{SINGLE_GROUP}: all {n} images of region {region} overlap (one leakage group), "
+                        "so they cannot be split; all go to train")
+        return np.tile(np.zeros(n, dtype=np.int64), (trials, 1))
+    q = _quotas(n - sum(decided), target, decided, ratios)
+    needed = classes_new_to_train(cp, code)
+    cover = cover_units(cp, units, needed) if needed.any() else []
+    if cover:
+        q = raise_train_quota(q, sum(len(units[u]) for u in cover), target, decided, n)
+    split_idx = _trial_assignments(code, units, q, trials=trials, seed=seed, region=region)
+    if cover and not (((split_idx == 0).astype(np.float64) @ cp > 0) >= needed).all(axis=1).any():
+        # no trial brings every such class to train: add the assignment that does (when the quota allows)
+        split_idx = np.vstack([split_idx, coverage_first(code, units, cover, q)[None, :]])
+    return split_idx
 
 
 def split_region(
@@ -201,11 +234,12 @@ def split_region(
     undecided members of their groups follow them.
 
     Returns ``(assignment, info)``: ``assignment`` maps id -> ``"train" | "val" | "test"`` (keys sorted);
-    ``info`` is ``{"region", "trials", "best_trial" (0-based), "score" (rounded to 1e-6),
-    "missing_in_train": [class ids], "missing_in_test": [class ids], "counts": {"train", "val", "test"}}``
-    where the missing lists name region classes absent from that split in the chosen trial, plus
-    ``"fixed"`` (number of images decided before the trials: given in ``fixed`` or following them) when
-    that number is positive.
+    ``info`` is ``{"region", "trials", "best_trial" (0-based; ``trials`` = the coverage-first assignment,
+    package docstring *Class coverage*), "score" (rounded to 1e-6), "missing_in_train": [class ids],
+    "missing_in_test": [class ids], "counts": {"train", "val", "test"}}`` where the missing lists name region
+    classes absent from that split in the chosen assignment, plus ``"fixed"`` (number of images decided before
+    the trials: given in ``fixed`` or following them) when that number is positive and ``"warnings"`` (lines
+    starting with their name, e.g. ``single-leakage-group: ...``) when there are any.
     """
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
@@ -237,12 +271,15 @@ def split_region(
     group_of = [str(groups.get(i, i)) for i in ids]
     code = _decided_codes(ids, group_of, fixed)
     n_fixed = int((code >= 0).sum())
-    decided_counts = [int((code == s).sum()) for s in range(3)]
-    q = _quotas(n - n_fixed, target, decided_counts, fr)
-    split_idx = _trial_assignments(code, group_of, q, trials=trials, seed=seed, region=region)
-    best = _best_trial(class_matrix(ordered), split_idx, target, info)
+    cp = class_matrix(ordered)
+    warnings: list[str] = []
+    split_idx = _assignments(cp, code, group_of, target, fr, trials=trials, seed=seed, region=region,
+                             warnings=warnings)
+    best = _best_trial(cp, split_idx, target, info)
     if n_fixed:
         info["fixed"] = n_fixed
+    if warnings:
+        info["warnings"] = warnings
     assignment = {image_id: SPLITS[int(split_idx[best, idx])] for idx, image_id in enumerate(ids)}
     return dict(sorted(assignment.items())), info
 

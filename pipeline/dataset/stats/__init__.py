@@ -1,7 +1,8 @@
 """Release statistics: the tables and figures of the OpenEarthMap paper, computed from manifest records.
 
 Modules: :mod:`.tables` (every number, and the CSV rows), :mod:`.plots` (the PNG figures), :mod:`.readme`
-(the README that shows them), :mod:`.write` (:func:`~.write.write_stats`: all files of a release's ``stats/``).
+(the README that shows them), :mod:`.area` (the released area), :mod:`.write` (:func:`~.write.write_stats`: all
+files of a release's ``stats/``).
 
 Input: the manifest's image records (see ``pipeline/schemas/manifest.schema.json``); only ``id``,
 ``region``, ``country``, ``continent``, ``source``, ``split``, ``gsd``, ``bounds``, ``bounds_lonlat``,
@@ -21,8 +22,9 @@ Policies
   are exact integers: the per-class pixel totals of Table 2 equal the sums over the images.
 * Splits are always ``train``, ``val``, ``test`` (in that order, 0 when empty); another split name is an
   error.  Images per split sum to the number of images.
-* Area = sum of the tiles' UTM bounds areas ((maxx - minx) * (maxy - miny), m²) in km², rounded to 6
-  decimals.  Tiles do not overlap, so this is the covered ground area.
+* Area = the union of the image footprints in km², rounded to 6 decimals (:mod:`.area`): tiles of different
+  scenes or sources can overlap (leakage groups), and that ground counts once; overall (Table 1), per region
+  (``regions.csv``) and per region, country and continent in ``area.json``.
 * Continents: the six of the manifest schema in fixed order (Africa, Asia, Europe, North America, South
   America, Oceania), always listed, followed by any other name met (sorted).  Sources are sorted by name.
 * Segments histogram: bins ``[0, 100), [100, 200), ... [2900, 3000)`` and an overflow bin ``>= 3000``

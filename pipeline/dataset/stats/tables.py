@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.constants import CLASS_COLORS, CLASS_IDS, CLASS_NAMES, CONTINENTS, NUM_CLASSES, SPLITS, URBAN_CLASSES
+from pipeline.dataset.stats.area import released_area
 from pipeline.errors import ValidationError
 
 HIST_BIN_WIDTH = 100
@@ -32,7 +33,7 @@ def slug(name: str) -> str:
 
 
 REGION_COLUMNS: tuple[str, ...] = (
-    ("region", "country", "continent", "sources", "images", "lon", "lat")
+    ("region", "country", "continent", "sources", "images", "area_km2", "lon", "lat")
     + tuple(f"pct_{slug(CLASS_NAMES[c])}" for c in CLASS_IDS)
     + ("pct_urban",)
 )
@@ -82,7 +83,7 @@ def _prepare(images: Iterable[dict]) -> list[dict]:
         out.append({
             "id": iid, "region": str(rec["region"]), "country": str(rec["country"]),
             "continent": str(rec["continent"]), "source": str(rec["source"]), "split": rec["split"],
-            "gsd": float(rec["gsd"]), "area_m2": (maxx - minx) * (maxy - miny),
+            "gsd": float(rec["gsd"]),
             "lonlat": [float(v) for v in rec["bounds_lonlat"]],
             "pixels": pixels, "unlabelled": unlabelled, "segments": segments, "segments_total": sum(segments),
         })
@@ -98,7 +99,7 @@ def _join(values: Iterable[str]) -> str:
     return "; ".join(sorted(set(values)))
 
 
-def _table1(recs: list[dict]) -> dict[str, Any]:
+def _table1(recs: list[dict], area_km2: float) -> dict[str, Any]:
     per_split = {s: sum(1 for r in recs if r["split"] == s) for s in SPLITS}
     gsds = [r["gsd"] for r in recs]
     return {
@@ -108,7 +109,7 @@ def _table1(recs: list[dict]) -> dict[str, Any]:
         "countries": len({r["country"] for r in recs}),
         "regions": len({r["region"] for r in recs}),
         "continents": len({r["continent"] for r in recs}),
-        "area_km2": round(sum(r["area_m2"] for r in recs) / 1e6, 6),
+        "area_km2": area_km2,
         "segments": sum(r["segments_total"] for r in recs),
         "gsd_min_m": min(gsds) if gsds else None,
         "gsd_max_m": max(gsds) if gsds else None,
@@ -193,7 +194,7 @@ def _segments_histogram(recs: list[dict]) -> dict[str, Any]:
     }
 
 
-def _regions(recs: list[dict]) -> list[dict[str, Any]]:
+def _regions(recs: list[dict], area: dict[str, float]) -> list[dict[str, Any]]:
     by_region: dict[str, list[dict]] = defaultdict(list)
     for r in recs:
         by_region[r["region"]].append(r)
@@ -216,6 +217,7 @@ def _regions(recs: list[dict]) -> list[dict[str, Any]]:
             "continent": _join(r["continent"] for r in group),
             "sources": _join(r["source"] for r in group),
             "images": len(group),
+            "area_km2": area[region],
             "lon": round(float(lon), 6),
             "lat": round(float(lat), 6),
         }
@@ -231,21 +233,25 @@ def _regions(recs: list[dict]) -> list[dict[str, Any]]:
 def compute_stats(images: list[dict]) -> dict[str, Any]:
     """All release statistics as one JSON-serialisable dict.
 
-    Keys: ``table1`` (classes, images, images_per_split, countries, regions, continents, area_km2, segments,
+    Keys: ``table1`` (classes, images, images_per_split, countries, regions, continents, area_km2 (the union
+    of the footprints, :mod:`pipeline.dataset.stats.area`), segments,
     gsd_min_m, gsd_max_m, labelled_pixels, unlabelled_pixels), ``table2`` (``classes``: per class pixels,
     share_pct, segments for the whole release plus ``splits`` -> train/val/test with the same three;
     ``total``: the same sums), ``images_per_continent`` (continent x source counts), ``segments_histogram``
-    (fixed bins of segments per image, fractions) and ``regions`` (one row per region, see
-    :data:`REGION_COLUMNS`, plus exact ``class_pixels`` and ``centre_per_source``).
+    (fixed bins of segments per image, fractions), ``regions`` (one row per region, see
+    :data:`REGION_COLUMNS`, plus exact ``class_pixels`` and ``centre_per_source``) and ``area``
+    (:func:`pipeline.dataset.stats.area.released_area`: union area overall, per region, country, continent).
     Policies are in the package docstring.  Raises :class:`~pipeline.errors.ValidationError` on malformed records.
     """
     recs = _prepare(images)
+    area = released_area(images)
     return {
-        "table1": _table1(recs),
+        "table1": _table1(recs, area["area_km2"]),
         "table2": _table2(recs),
         "images_per_continent": _images_per_continent(recs),
         "segments_histogram": _segments_histogram(recs),
-        "regions": _regions(recs),
+        "regions": _regions(recs, area["regions"]),
+        "area": area,
     }
 
 

@@ -22,6 +22,7 @@ from pipeline.dataset.stats.tables import (
 #: Every file :func:`write_stats` writes, relative to its ``out_dir`` (sorted).
 STATS_FILES: tuple[str, ...] = tuple(sorted(PNG_FILES + (
     "README.md",
+    "area.json",
     "table1.json", "table1.csv",
     "table2.json", "table2.csv",
     "images_per_continent.json", "images_per_continent.csv",
@@ -41,6 +42,7 @@ def write_stats(images: list[dict], out_dir: Path) -> list[str]:
     * ``images_per_continent.{json,csv}``: continent rows x source columns (+ ``total``).
     * ``segments_histogram.{json,csv}``: fixed bins (``bin_hi`` empty for the overflow bin).
     * ``regions.csv``: :data:`REGION_COLUMNS`.
+    * ``area.json``: the released area (union of the footprints) overall, per region, country and continent.
     * the PNGs of :data:`PNG_FILES` and ``README.md`` (summary embedding the PNGs).
     """
     out_dir = Path(out_dir)
@@ -56,7 +58,7 @@ def write_stats(images: list[dict], out_dir: Path) -> list[str]:
         "regions.csv": csv_text(regions_public, REGION_COLUMNS),
         "README.md": readme_text(stats, STATS_FILES),
     }
-    for key in ("table1", "table2", "images_per_continent", "segments_histogram"):
+    for key in ("table1", "table2", "images_per_continent", "segments_histogram", "area"):
         # the canonical form of atomic.write_json, encoded as UTF-8 whatever the locale
         texts[f"{key}.json"] = json.dumps(stats[key], indent=1, sort_keys=True, ensure_ascii=False) + "\n"
     for name, text in texts.items():

@@ -22,12 +22,43 @@ from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.atomic import atomic_path
-from pipeline.constants import BUILDING, CLASS_COLORS, CLASS_NAMES, NUM_CLASSES
+from pipeline.constants import BUILDING, CLASS_NAMES, NUM_CLASSES
 from pipeline.labels.annotations.grid import TileGrid, burn
+from pipeline.raster.cog import apply_label_metadata
 from pipeline.sources.footprints import polygonal, same_crs
 
 #: Building pre-annotation vector properties.
 BUILDING_PROPS = {"class": BUILDING, "class_name": CLASS_NAMES[BUILDING]}
+
+
+def clip_footprints_counted(footprints: gpd.GeoDataFrame | None, grid: TileGrid
+                            ) -> tuple[list[BaseGeometry], dict[str, int]]:
+    """:func:`clip_footprints` and what it repaired and dropped for this tile: ``{"repaired_polygons": n,
+    "dropped_polygons": n}``, counting the footprints that reach into the tile (by their outline's bounding
+    box for unusable ones): invalid ones that ``make_valid`` repaired, and ones with nothing polygonal left
+    (dropped).  Empty or missing geometries have no place and are not counted."""
+    counts = {"repaired_polygons": 0, "dropped_polygons": 0}
+    if footprints is None or len(footprints) == 0:
+        return [], counts
+    gdf = footprints
+    if gdf.crs is not None and not same_crs(gdf.crs, grid.crs):
+        gdf = gdf.to_crs(grid.crs)
+    tile = grid.footprint
+    out: list[BaseGeometry] = []
+    for geom in gdf.geometry:
+        g = polygonal(geom)
+        if g is None:
+            if geom is not None and not geom.is_empty and geom.envelope.intersects(tile):
+                counts["dropped_polygons"] += 1
+            continue
+        if not g.intersects(tile):
+            continue
+        if not geom.is_valid:
+            counts["repaired_polygons"] += 1
+        g = polygonal(g.intersection(tile))
+        if g is not None and g.area > 0:
+            out.append(g)
+    return out, counts
 
 
 def clip_footprints(footprints: gpd.GeoDataFrame | None, grid: TileGrid) -> list[BaseGeometry]:
@@ -37,21 +68,7 @@ def clip_footprints(footprints: gpd.GeoDataFrame | None, grid: TileGrid) -> list
     ``make_valid``; geometries with nothing polygonal left, and polygons that do not reach into the
     tile (or only touch its edge), are dropped.  Order of the input rows is kept.
     """
-    if footprints is None or len(footprints) == 0:
-        return []
-    gdf = footprints
-    if gdf.crs is not None and not same_crs(gdf.crs, grid.crs):
-        gdf = gdf.to_crs(grid.crs)
-    tile = grid.footprint
-    out: list[BaseGeometry] = []
-    for geom in gdf.geometry:
-        g = polygonal(geom)
-        if g is None or not g.intersects(tile):
-            continue
-        g = polygonal(g.intersection(tile))
-        if g is not None and g.area > 0:
-            out.append(g)
-    return out
+    return clip_footprints_counted(footprints, grid)[0]
 
 
 def rasterize_footprints(
@@ -70,19 +87,13 @@ def rasterize_footprints(
     return burn([(g, 1) for g in geoms], grid, all_touched=all_touched)
 
 
-def _colormap() -> dict[int, tuple[int, int, int, int]]:
-    cmap = {i: (0, 0, 0, 255) for i in range(256)}
-    for k, (r, g, b) in CLASS_COLORS.items():
-        cmap[k] = (r, g, b, 255)
-    return cmap
-
-
 def write_label(array: np.ndarray, grid: TileGrid, path: str | Path) -> None:
     """Write a class-id array as a 1-band ``uint8`` GeoTIFF on ``grid``, atomically.
 
     DEFLATE-compressed; tiled with 256 x 256 blocks when both sides are at least 256 pixels, striped
     otherwise (small rasters gain nothing from tiling); no nodata value (0 is the class "unlabelled");
-    the class palette is stored as colour table for viewing.  ``array`` must have ``grid.shape`` and
+    the class palette and names are stored as in release tiles
+    (:func:`pipeline.raster.cog.apply_label_metadata`) for viewing.  ``array`` must have ``grid.shape`` and
     integer values 0..8 (``ValueError`` otherwise).
     """
     arr = np.asarray(array)
@@ -108,7 +119,7 @@ def write_label(array: np.ndarray, grid: TileGrid, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(arr, 1)
-            dst.write_colormap(1, _colormap())
+            apply_label_metadata(dst)
 
 
 def _crs_member(crs: str) -> dict[str, Any]:
@@ -154,14 +165,16 @@ def export_preannotation(
     * ``out_dir/<tile_name>_image.tif``: a hard link to ``image_path`` (a copy across file systems).
 
     ``footprints=None`` (or empty) writes an all-0 label and an empty collection.  Returns
-    ``{"tile": tile_name, "buildings": <clipped polygons>, "building_pixels": <pixels of class 8>}``.
+    ``{"tile": tile_name, "buildings": <clipped polygons>, "building_pixels": <pixels of class 8>,
+    "repaired_polygons": n, "dropped_polygons": n}`` (:func:`clip_footprints_counted`).
     Keep ``out_dir`` apart from the folder of finished annotations: :func:`find_annotation` refuses a
     tile with two annotation files.
     """
     out_dir = Path(out_dir)
-    geoms = clip_footprints(footprints, grid)
+    geoms, counts = clip_footprints_counted(footprints, grid)
     mask = burn([(g, BUILDING) for g in geoms], grid)
     write_label(mask, grid, out_dir / f"{tile_name}.tif")
     _write_geojson(geoms, grid.crs, BUILDING_PROPS, out_dir / f"{tile_name}.geojson")
     _link_or_copy(Path(image_path), out_dir / f"{tile_name}_image.tif")
-    return {"tile": tile_name, "buildings": len(geoms), "building_pixels": int((mask == BUILDING).sum())}
+    return {"tile": tile_name, "buildings": len(geoms), "building_pixels": int((mask == BUILDING).sum()),
+            **counts}

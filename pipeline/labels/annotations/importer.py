@@ -19,6 +19,7 @@ from pipeline.labels.annotations.index import index_to_ids
 from pipeline.labels.annotations.palette import expand_colour_table, palette_to_ids
 from pipeline.labels.annotations.vector import import_vector
 from pipeline.sources.footprints import crs_string, same_crs
+from pipeline.sources.localfs import file_problem, raster_driver
 
 #: Relative tolerance on the scale/rotation coefficients when comparing a raster's grid to the tile's.
 REL_TOL = 1e-6
@@ -78,6 +79,9 @@ def import_annotation(path: Path, grid: TileGrid) -> tuple[np.ndarray, dict[str,
     suffix = path.suffix.lower()
     if not path.is_file():
         raise AnnotationRejected(str(path), "file does not exist")
+    why = file_problem(path)
+    if why is not None:
+        raise AnnotationRejected(str(path), why)
     if suffix in VECTOR_SUFFIXES:
         labels, report = import_vector(path, grid)
     elif suffix in RASTER_SUFFIXES:
@@ -122,7 +126,7 @@ def _read_raster(path: Path, grid: TileGrid) -> tuple[np.ndarray, dict[str, Any]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(path) as src:
+            with rasterio.open(path, driver=raster_driver(path) or "PNG") as src:
                 georef = src.crs is not None
                 if georef:
                     window: Window | None = _aligned_window(src, grid, f)

@@ -18,6 +18,7 @@ from pipeline.constants import CLASS_NAMES, NUM_CLASSES
 from pipeline.errors import AnnotationRejected
 from pipeline.labels.annotations.grid import TileGrid, burn
 from pipeline.sources.footprints import crs_string, polygonal, same_crs
+from pipeline.sources.localfs import file_problem, vector_problem
 
 #: Slack (in pixels) around the tile bounds for a vector file without CRS to be taken in the grid CRS.
 NO_CRS_SLACK_PX = 1.0
@@ -50,27 +51,40 @@ def _norm_name(name: str) -> str:
 NAME_TO_ID: dict[str, int] = {**{_norm_name(v): k for k, v in CLASS_NAMES.items()}, **OEM_CODE_NAMES}
 
 
+def _shown(value: Any, limit: int = 24) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "(a huge number)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _class_id(value: Any) -> tuple[int | None, str | None]:
-    """``(id, None)`` or ``(None, problem)`` for one class attribute value."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """``(id, None)`` or ``(None, problem)`` for one class attribute value.  Never raises: NaN, ±inf,
+    huge numbers, 5000-digit strings and non-ASCII digits are problems like any other bad value."""
+    if value is None or (isinstance(value, (float, np.floating)) and math.isnan(value)):
         return None, "no class value"
     if isinstance(value, (bool, np.bool_)):
         return None, f"class value {value!r} is not a class"
     if isinstance(value, (int, np.integer, float, np.floating)):
-        if float(value) != int(value):
-            return None, f"class id {value!r} is not an integer"
-        cid = int(value)
+        number = float(value) if not isinstance(value, (int, np.integer)) else None
+        if number is not None and not math.isfinite(number):
+            return None, f"class id {_shown(value)} is not a finite number"
+        if number is not None and not number.is_integer():
+            return None, f"class id {_shown(value)} is not an integer"
+        cid = int(value) if number is None or abs(number) < 1e18 else NUM_CLASSES + 1
     else:
         text = str(value).strip()
-        if text.lstrip("+-").isdigit():
-            cid = int(text)
+        digits = text.lstrip("+-")
+        if digits.isascii() and digits.isdigit():
+            cid = int(text) if len(digits) <= 18 else NUM_CLASSES + 1
         else:
-            cid = NAME_TO_ID.get(_norm_name(text), -1)
+            cid = NAME_TO_ID.get(_norm_name(text[:64]), -1)
             if cid < 0:
-                return None, f"unknown class name {text!r}"
+                return None, f"unknown class name {_shown(text, 40)}"
             return cid, None
     if not 1 <= cid <= NUM_CLASSES:
-        return None, f"class id {cid} is not in 1..{NUM_CLASSES}"
+        return None, f"class id {_shown(value)} is not in 1..{NUM_CLASSES}"
     return cid, None
 
 
@@ -100,16 +114,27 @@ def _looks_lonlat(bounds: Sequence[float]) -> bool:
 Shape = tuple[BaseGeometry, int, int]  # (polygon, class id, feature row)
 
 
+#: Largest vector annotation file read (bytes), and most vertices it may hold.
+MAX_VECTOR_BYTES = 256 * 1024 * 1024
+MAX_VECTOR_VERTICES = 5_000_000
+
+
 def _read_features(path: Path) -> tuple[gpd.GeoDataFrame, Any]:
-    """The features of a vector file and its class column; AnnotationRejected when unreadable, empty or
-    without a class column."""
+    """The features of a vector file and its class column; AnnotationRejected when unreadable, empty,
+    without a class column, over :data:`MAX_VECTOR_BYTES` or :data:`MAX_VECTOR_VERTICES`."""
     f = str(path)
+    why = file_problem(path, MAX_VECTOR_BYTES, "the vector annotation limit") or vector_problem(path)
+    if why is not None:
+        raise AnnotationRejected(f, why)
     try:
         gdf = gpd.read_file(path)
     except Exception as exc:  # noqa: BLE001 - pyogrio/GDAL raise several types for a bad file
         raise AnnotationRejected(f, f"unreadable vector file: {exc}") from exc
     if len(gdf) == 0:
         raise AnnotationRejected(f, "no features")
+    vertices = int(shapely.get_num_coordinates(gdf.geometry.values).sum())
+    if vertices > MAX_VECTOR_VERTICES:
+        raise AnnotationRejected(f, f"{vertices} vertices, over the limit of {MAX_VECTOR_VERTICES}")
     cols = {str(c).lower(): c for c in gdf.columns if c != gdf.geometry.name}
     col = next((cols[c] for c in CLASS_COLUMNS if c in cols), None)
     if col is None:

@@ -42,7 +42,12 @@ Checks
    * **leakage**: two images whose footprints overlap (:func:`pipeline.dataset.splits.leakage.overlapping_pairs`) are in
      the same split, else ``austin/images/austin_1.tif, austin/images/austin_2.tif: footprints overlap
      (12.5% of the smaller) but splits differ (train vs test)``, pairs in natural order;
-   * **UDA**: when the manifest has ``uda.regional``, it names exactly the manifest's regions.
+   * **UDA**: when the manifest has ``uda.regional``, it names exactly the manifest's regions;
+   * **warnings, not errors** (:mod:`.audit`): a ratio line of a region that is one leakage group
+     (``[single-leakage-group: ...]``) and a class-coverage line whose class only images held in val/test by
+     the previous release have (``[class-frozen-out-of-train: ...]``) or that no image could have brought to
+     train within the tolerance (``[train-quota-full: ...]``) are reported as ``warning:`` lines; a release
+     with warnings only is valid (exit 0).
 9. UDA split files: with a ``uda`` section, every file of :func:`pipeline.release.manifest.uda_lines` exists and
    lists exactly the image file names it implies, one a line in natural order
    (``uda/regional_source.txt: differs from the manifest's uda section (missing austin_1.tif; extra
@@ -56,4 +61,10 @@ Checks
    ``austin/images/austin_1.tif: not a valid COG: ...``; the STAC catalog ``stac/collection.json`` follows
    the STAC 1.1.0, projection and label schemas (validated offline) with one item per image and both
    assets present (:func:`pipeline.release.validate.stac.validate_stac`); ``index.parquet`` exists.
+12. Zone lists (releases with a ``zones`` section): ``zones/<epsg>.txt`` lists exactly the images of that UTM
+   zone, one release path a line in natural order, and the section counts them
+   (:mod:`pipeline.release.validate.zones`, :mod:`pipeline.release.torchgeo`); any other file under ``zones/``
+   is reported.
+13. Summary (releases with a ``summary`` section): its image and split counts and union areas equal what the
+   images give (:func:`pipeline.release.summary.summary_problems`).
 """

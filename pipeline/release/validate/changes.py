@@ -38,3 +38,16 @@ def check_changes(root: Path, manifest: dict[str, Any], records: list[dict[str, 
         ids = ", ".join(str(m.get("id")) for m in moves[:5] if isinstance(m, dict)) + (" ..." if len(moves) > 5 else "")
         out.append(f"{CHANGES}: {len(moves)} released image{'s' if len(moves) != 1 else ''} moved to another split "
                    f"since {changes.get('previous_release')} ({ids})")
+
+
+def released_before(root: Path, manifest: dict[str, Any], records: list[dict[str, Any]]) -> set[str]:
+    """Ids of the images the previous release already had (they keep their split): every image that the
+    changes report does not list as *added*; empty without a previous release or a readable report."""
+    if not manifest.get("previous_release"):
+        return set()
+    try:
+        changes = json.loads((root / CHANGES).read_text(encoding="utf-8"))
+        added = {a.get("id") for a in changes["added"] if isinstance(a, dict)}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+        return set()
+    return {r["id"] for r in records if isinstance(r.get("id"), str) and r["id"] not in added}

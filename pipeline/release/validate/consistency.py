@@ -7,6 +7,7 @@ from typing import Any
 
 from pipeline.constants import SPLITS
 from pipeline.dataset.ids import natural_key
+from pipeline.release.summary import summary_problems
 from pipeline.release.validate.common import MANIFEST
 
 
@@ -24,6 +25,7 @@ def check_consistency(manifest: dict[str, Any], records: list[dict[str, Any]], o
             expected = f"{r['region']}/{folder}/{r['id']}.tif"
             if isinstance(r.get(kind), str) and r[kind] != expected:
                 out.append(f"{MANIFEST}: images[{idx}].{kind} is {r[kind]!r}, expected {expected!r}")
+    out.extend(summary_problems(manifest, records))
     splits = manifest.get("splits")
     if not isinstance(splits, dict):
         return

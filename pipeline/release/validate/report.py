@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline.release.manifest import SCHEMA_VERSION, schema_problems
 from pipeline.release.validate.audit import check_split_audit
-from pipeline.release.validate.changes import check_changes
+from pipeline.release.validate.changes import check_changes, released_before
 from pipeline.release.validate.common import MANIFEST
 from pipeline.release.validate.consistency import check_consistency
 from pipeline.release.validate.files import check_files_entries
@@ -18,17 +18,21 @@ from pipeline.release.validate.outputs import check_user_outputs
 from pipeline.release.validate.rasters import check_record_files, check_stray_rasters
 from pipeline.release.validate.split_files import check_split_files
 from pipeline.release.validate.uda import check_uda_files
+from pipeline.release.validate.zones import check_zone_files
 
 
 def validate_report(release_dir: str | Path) -> dict[str, Any]:
-    """Validate a release folder; ``{"valid", "problems", "images", "release", "release_dir"}``.
+    """Validate a release folder; ``{"valid", "problems", "warnings", "images", "release", "release_dir"}``.
 
     ``images`` is the number of image records in the manifest (0 when it cannot be read) and
-    ``release`` the manifest's ``release`` (None when unknown).
+    ``release`` the manifest's ``release`` (None when unknown).  ``warnings`` are named findings that do not
+    make the release invalid (:mod:`pipeline.release.validate.audit`: problems the frozen history of earlier
+    releases makes unfixable, regions that are one leakage group).
     """
     root = Path(release_dir)
     out: list[str] = []
-    report: dict[str, Any] = {"valid": False, "problems": out, "images": 0, "release": None,
+    warnings: list[str] = []
+    report: dict[str, Any] = {"valid": False, "problems": out, "warnings": warnings, "images": 0, "release": None,
                               "release_dir": str(root)}
     mpath = root / MANIFEST
     if not mpath.is_file():
@@ -59,8 +63,9 @@ def validate_report(release_dir: str | Path) -> dict[str, Any]:
     check_stray_rasters(root, records, out)
     check_files_entries(root, manifest, out)
     check_split_files(root, records, out)
-    check_split_audit(manifest, records, out)
+    check_split_audit(manifest, records, out, warnings, held=released_before(root, manifest, records))
     check_uda_files(root, manifest, records, out)
+    check_zone_files(root, manifest, records, out)
     check_changes(root, manifest, records, out)
     check_user_outputs(root, manifest, records, out)
     report["valid"] = not out
@@ -86,9 +91,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the sub-command: 0 valid, 1 problems found, 2 when the release folder does not exist.
 
-    Problem lines go to stdout, one per line, then a summary to stderr; with ``--json`` a report
-    ``{"valid", "problems", "images", "release", "release_dir"}`` goes to stdout.  A valid release
-    prints ``valid: <dir> (<n> images)``.
+    Problem lines go to stdout, one per line, then ``warning: <line>`` for each warning, then a summary to
+    stderr; with ``--json`` a report ``{"valid", "problems", "warnings", "images", "release", "release_dir"}``
+    goes to stdout.  A valid release prints ``valid: <dir> (<n> images)`` (``, <k> warnings`` when there are
+    any); warnings alone never change the exit code.
     """
     root: Path = args.release_dir
     if not root.is_dir():
@@ -100,8 +106,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         for line in report["problems"]:
             print(line)
+        for line in report["warnings"]:
+            print(f"warning: {line}")
         if report["valid"]:
-            print(f"valid: {root} ({report['images']} images)")
+            more = f", {len(report['warnings'])} warnings" if report["warnings"] else ""
+            print(f"valid: {root} ({report['images']} images{more})")
         else:
             print(f"invalid: {root} ({len(report['problems'])} problems)", file=sys.stderr)
     return 0 if report["valid"] else 1

@@ -20,6 +20,7 @@ ADAPTERS: dict[str, str] = {
     "local": "pipeline.sources.adapters.local:LocalAdapter",
     "demo": "pipeline.sources.adapters.demo:DemoAdapter",
     "openaerialmap": "pipeline.sources.adapters.openaerialmap:OpenAerialMapAdapter",
+    "stac": "pipeline.sources.adapters.stac:StacAdapter",
 }
 
 
@@ -34,9 +35,30 @@ def get_adapter(kind: str) -> Adapter:
     return cls()
 
 
+#: The acquisition period assumed for a source that documents none (no ``options.acquired_range``, no adapter
+#: default): from the launch of IKONOS (1999-09-24), the first commercial sub-metre imaging satellite, to the end
+#: of the year this pipeline version was released.  Bounded and honest, unlike the 1970..9999 placeholder that
+#: matched every date filter; set ``options.acquired_range`` when the source's period is known.
+UNKNOWN_ACQUISITION: tuple[str, str] = ("1999-09-24", "2026-12-31")
+
+
+def acquired_range(source: SourceConfig) -> list[str]:
+    """``[start, end]`` (ISO dates) of a source's imagery for scenes without an acquisition time:
+    ``options.acquired_range``, else the adapter's documented default (xBD 2011-2019), else
+    :data:`UNKNOWN_ACQUISITION`."""
+    configured = (source.options or {}).get("acquired_range")
+    if configured:
+        return [str(configured[0])[:10], str(configured[1])[:10]]
+    target = ADAPTERS.get(source.kind, "")
+    module_name, _, class_name = target.partition(":")
+    default = getattr(getattr(importlib.import_module(module_name), class_name), "acquired_range", None) \
+        if target else None
+    return list(default or UNKNOWN_ACQUISITION)
+
+
 def scenes_for(source: SourceConfig, root: Path, rejected: list[PipelineInputError] | None = None) -> list[Scene]:
     """The scenes of ``source`` fetched into ``root``, sorted by scene id (see ``Adapter.scenes``)."""
     return get_adapter(source.kind).scenes(Path(root), source, rejected)
 
 
-__all__ = ["ADAPTERS", "Adapter", "get_adapter", "scenes_for"]
+__all__ = ["ADAPTERS", "UNKNOWN_ACQUISITION", "Adapter", "acquired_range", "get_adapter", "scenes_for"]

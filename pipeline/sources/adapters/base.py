@@ -9,52 +9,89 @@ Policies shared by every adapter (implemented here, in :meth:`Adapter.scenes`):
 
 * ``Scene.source`` is the source's name; ``Scene.license`` / ``Scene.attribution`` come from the
   :class:`~pipeline.sources.config.SourceConfig` (an adapter may override per item, as OpenAerialMap does).
-* ``scene_id`` is unique within the source and filesystem-safe (``[a-z0-9_.-]``, see :func:`safe_id`);
-  a duplicate raises :class:`~pipeline.errors.SceneRejected` naming both files.
+* ``scene_id`` is unique within the source and filesystem-safe (``[a-z0-9_.-]``, at most
+  :data:`MAX_ID_CHARS` characters, see :func:`safe_id`); a name with nothing ASCII in it gets
+  ``scene-<8 hex digits>`` (a digest of the name).  When two files map to one id (``Good_A.tif`` and
+  ``good_a.tif``) both are kept, each as ``<id>-<8 hex digits of its path relative to the root>``, so
+  neither depends on the other's presence or on the order of the listing.
+* Every file a scene names (image, labels, footprints, building mask) must be a regular file, or a symlink
+  to one outside ``/proc``, ``/sys``, ``/dev``, of at most ``local_file_max_bytes``
+  (:func:`pipeline.sources.localfs.file_problem`); side-cars read whole (JSON) at most
+  ``sidecar_max_bytes`` (:class:`pipeline.limits.Limits`, given to :meth:`Adapter.scenes`).
 * The list is sorted by ``scene_id`` (file listings are sorted too), so two runs give the same catalog.
-* ``options.region_override`` (a common option), when set, replaces every scene's ``region_hint``.
+* ``options.region`` (or its former name ``region_override``) and ``options.regions`` (``{glob pattern: region}``
+  matched against scene ids), common options of every kind, replace the ``region_hint`` of the scenes they
+  name (:func:`pipeline.sources.config.scene_region`).
 * A folder that holds no scene of the expected layout raises ``SceneRejected(root, ...)`` saying what
   was looked for.
-* A single bad scene raises ``SceneRejected(file, reason)``.  When the caller passes a ``rejected``
-  list, such per-scene rejections are appended to it and the scan goes on with the other scenes
-  (what the catalog task wants: one bad xBD image must not drop the whole source).
+* A single bad scene raises ``SceneRejected(file, reason)`` (any input error, or an ``OSError`` reading
+  its files, counts as one).  When the caller passes a ``rejected`` list, such per-scene rejections are
+  appended to it and the scan goes on with the other scenes (what the catalog task wants: one bad xBD
+  image must not drop the whole source).
+* A root that is a file, not a folder, raises ``SceneRejected(root, "location is a file, not a folder")``.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pipeline.errors import PipelineInputError, SceneRejected
+from pipeline.limits import DEFAULT_LIMITS, Limits
 from pipeline.scene import Scene
-from pipeline.sources.config import SourceConfig
+from pipeline.sources.config import SourceConfig, scene_region
+from pipeline.sources.localfs import file_problem, read_bounded
 
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
+#: Longest scene id (a tile key ``<source>~<scene>~<tile>`` names files: it must stay well under 255 bytes).
+MAX_ID_CHARS = 96
 #: Raster file suffixes adapters accept for label / mask side-cars, in order of preference.
 RASTER_SUFFIXES: tuple[str, ...] = (".tif", ".tiff", ".png")
+
+
+def digest8(text: str) -> str:
+    """8 hex digits of SHA-256 over ``text`` (UTF-8; unencodable characters escaped)."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def safe_id(text: str) -> str:
     """Lower-case ``text`` and replace every run of characters outside ``[a-z0-9_.-]`` by ``_``.
 
-    Leading/trailing ``_`` and ``.`` are stripped (no hidden files, no ``..``).  Raises ``ValueError``
-    when nothing is left.
+    Leading/trailing ``_`` and ``.`` are stripped (no hidden files, no ``..``).  When nothing is left (a
+    name without ASCII letters or digits, e.g. ``日本``) the id is ``scene-<digest8(text)>``; an id longer
+    than :data:`MAX_ID_CHARS` is cut and ends in ``-<digest8(text)>``.  Deterministic, never raises.
     """
     out = _UNSAFE.sub("_", text.lower()).strip("_.")
     if not out:
-        raise ValueError(f"cannot make a scene id from {text!r}")
+        return f"scene-{digest8(text)}"
+    if len(out) > MAX_ID_CHARS:
+        return out[: MAX_ID_CHARS - 9].rstrip("_.-") + "-" + digest8(text)
     return out
 
 
 def sorted_glob(folder: Path, pattern: str, recursive: bool = False) -> list[Path]:
-    """Files (not folders) in ``folder`` matching ``pattern``, sorted by path; [] if no folder."""
+    """Files (not folders) in ``folder`` matching ``pattern``, sorted by path; [] if no folder.
+
+    ``recursive`` does not descend into symlinked folders.  Regular files and symlinks to them only: a FIFO
+    or device is left out (:func:`candidate_glob` keeps them, to be rejected by name)."""
     if not folder.is_dir():
         return []
     it: Iterable[Path] = folder.rglob(pattern) if recursive else folder.glob(pattern)
     return sorted(p for p in it if p.is_file())
+
+
+def candidate_glob(folder: Path, pattern: str, recursive: bool = False) -> list[Path]:
+    """Like :func:`sorted_glob`, but also special files and symlinks that match (anything but a folder), so
+    that the adapter rejects them by name (:meth:`Adapter.make_scene` checks every file)."""
+    if not folder.is_dir():
+        return []
+    it: Iterable[Path] = folder.rglob(pattern) if recursive else folder.glob(pattern)
+    return sorted(p for p in it if p.is_symlink() or not p.is_dir())
 
 
 def first_existing(candidates: Iterable[Path]) -> Path | None:
@@ -88,41 +125,71 @@ class Adapter(ABC):
     citation: ClassVar[str] = ""
     #: What the building / label files encode, for documentation and reports.
     label_encoding: ClassVar[str] = ""
+    #: The documented acquisition period of the upstream imagery (ISO dates), for scenes without their own
+    #: acquisition time; ``options.acquired_range`` overrides it (:func:`pipeline.sources.adapters.acquired_range`).
+    acquired_range: ClassVar[tuple[str, str] | None] = None
+
+    #: The limits of the current :meth:`scenes` call (side-car sizes, local file sizes).
+    limits: Limits = DEFAULT_LIMITS
 
     def scenes(
-        self, root: Path, source: SourceConfig, rejected: list[PipelineInputError] | None = None
+        self, root: Path, source: SourceConfig, rejected: list[PipelineInputError] | None = None,
+        limits: Limits | None = None,
     ) -> list[Scene]:
         """All scenes of ``source`` fetched into ``root``, sorted by ``scene_id``.
 
         Per-scene ``SceneRejected`` errors propagate unless ``rejected`` is a list, in which case they
         are appended to it (in scan order) and skipped.  An empty result raises ``SceneRejected(root,
-        ...)`` naming the layout that was expected.
+        ...)`` naming the layout that was expected.  ``limits`` bound what is read (module doc).
         """
+        self.limits = limits or DEFAULT_LIMITS
         root = Path(root)
+        if root.is_file():
+            raise SceneRejected(str(root), f"location is a file, not a folder ({self.title or self.kind} "
+                                           "sources are read from a folder)")
         if not root.is_dir():
             raise SceneRejected(str(root), f"{self.title or self.kind} source folder does not exist")
         found: list[Scene] = []
         n_candidates = 0
-        for thunk in self._scan(root, source):
-            n_candidates += 1
-            try:
-                scene = thunk()
-            except SceneRejected as exc:
-                if rejected is None:
-                    raise
-                rejected.append(exc)
-                continue
-            found.append(self._finish(scene, source))
+        try:
+            for thunk in self._scan(root, source):
+                n_candidates += 1
+                try:
+                    found.append(self._run(thunk, root))
+                except SceneRejected as exc:
+                    if rejected is None:
+                        raise
+                    rejected.append(exc)
+        except OSError as exc:  # the listing itself failed (permissions, a vanished folder)
+            raise SceneRejected(str(getattr(exc, "filename", None) or root),
+                                f"cannot list: {exc.strerror or exc}") from exc
         if n_candidates == 0:
             raise SceneRejected(str(root), self.empty_reason(root, source))
-        by_id: dict[str, Scene] = {}
-        for s in found:
-            if s.scene_id in by_id:
-                raise SceneRejected(
-                    s.image, f"scene id '{s.scene_id}' is also used by {by_id[s.scene_id].image}"
-                )
-            by_id[s.scene_id] = s
-        return [by_id[k] for k in sorted(by_id)]
+        return [self._finish(s, source) for s in unique_ids(found, root)]
+
+    @staticmethod
+    def _run(thunk: Callable[[], Scene], root: Path) -> Scene:
+        """Call one scene's thunk; any input error or OSError becomes its SceneRejected."""
+        args = getattr(thunk, "args", ())
+        blame = next((str(a) for a in args if isinstance(a, Path)), str(root))
+        try:
+            return thunk()
+        except SceneRejected:
+            raise
+        except PipelineInputError as exc:
+            raise SceneRejected(exc.file, exc.reason) from exc
+        except (OSError, UnicodeError, RecursionError) as exc:
+            raise SceneRejected(str(getattr(exc, "filename", None) or blame),
+                                f"cannot read: {getattr(exc, 'strerror', None) or type(exc).__name__}") from exc
+
+    def read_json(self, path: Path) -> Any:
+        """A side-car read whole: at most ``sidecar_max_bytes``, a regular file; SceneRejected otherwise
+        (also for invalid or too deeply nested JSON)."""
+        data = read_bounded(path, self.limits.sidecar_max_bytes, SceneRejected)
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError) as exc:
+            raise SceneRejected(str(path), f"unreadable JSON: {type(exc).__name__}: {str(exc)[:120]}") from None
 
     # -- to implement -------------------------------------------------------------------------
     @abstractmethod
@@ -143,6 +210,10 @@ class Adapter(ABC):
         for key in ("landcover", "building_mask", "footprints"):
             if isinstance(fields.get(key), Path):
                 fields[key] = str(fields[key])
+        for path in (image, *(fields.get(k) for k in ("landcover", "building_mask", "footprints"))):
+            why = file_problem(path, self.limits.local_file_max_bytes) if path else None
+            if why is not None:
+                raise SceneRejected(str(path), why)
         extra = dict(fields.pop("extra", None) or {})
         if self.citation:
             extra.setdefault("citation", self.citation)
@@ -159,7 +230,28 @@ class Adapter(ABC):
 
     @staticmethod
     def _finish(scene: Scene, source: SourceConfig) -> Scene:
-        override = (source.options or {}).get("region_override")
+        override = scene_region(source.options, scene.scene_id)
         if override:
             return replace(scene, region_hint=override)
         return scene
+
+
+def unique_ids(scenes: list[Scene], root: Path) -> list[Scene]:
+    """``scenes`` sorted by id, ids made unique: every scene of a group sharing one id gets
+    ``<id>-<digest8 of its image path relative to root>`` (module doc)."""
+    groups: dict[str, list[Scene]] = {}
+    for s in scenes:
+        groups.setdefault(s.scene_id, []).append(s)
+    out: dict[str, Scene] = {}
+    for sid, group in groups.items():
+        if len(group) == 1:
+            out.setdefault(sid, group[0])
+            continue
+        for s in group:
+            try:
+                rel = Path(s.image).relative_to(root).as_posix()
+            except ValueError:
+                rel = s.image
+            new = f"{sid[: MAX_ID_CHARS - 9]}-{digest8(rel)}"
+            out[new] = replace(s, scene_id=new)
+    return [out[k] for k in sorted(out)]

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 from pipeline import atomic
 from pipeline.errors import PipelineInputError, SceneRejected
+from pipeline.limits import Limits
 from pipeline.scene import Scene
 from pipeline.sources.adapters.base import Adapter
 from pipeline.sources.adapters.inria import InriaAdapter
@@ -60,7 +61,8 @@ class DemoAdapter(Adapter):
         return replace(source, kind=kind, options=opts)
 
     def scenes(
-        self, root: Path, source: SourceConfig, rejected: list[PipelineInputError] | None = None
+        self, root: Path, source: SourceConfig, rejected: list[PipelineInputError] | None = None,
+        limits: Limits | None = None,
     ) -> list[Scene]:
         """Scenes of every present delegate sub-folder, ids prefixed ``<kind>-``, sorted by id."""
         root = Path(root)
@@ -72,7 +74,7 @@ class DemoAdapter(Adapter):
                 continue
             present = True
             delegate = cls()
-            for s in delegate.scenes(folder, self.delegate_source(source, delegate.kind), rejected):
+            for s in delegate.scenes(folder, self.delegate_source(source, delegate.kind), rejected, limits):
                 extra = {k: v for k, v in s.extra.items() if k != "citation"}  # demo data is synthetic
                 out.append(replace(s, kind=delegate.kind, scene_id=f"{delegate.kind}-{s.scene_id}",
                                    license=source.license, attribution=source.attribution, source=source.name,

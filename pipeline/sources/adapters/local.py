@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from pipeline.scene import Scene
-from pipeline.sources.adapters.base import Adapter, first_existing, sorted_glob
+from pipeline.sources.adapters.base import Adapter, candidate_glob, first_existing
 from pipeline.sources.config import SourceConfig
 from pipeline.sources.footprints import VECTOR, vector_crs
 
@@ -73,10 +73,10 @@ class LocalAdapter(Adapter):
         excluded = {p.resolve() for p in (labels, footprints, root / self.labels_dir, root / self.footprints_dir)}
         found: set[Path] = set()
         for pattern in self.patterns(source):
-            found.update(sorted_glob(root, pattern, recursive=True))
+            found.update(candidate_glob(root, pattern, recursive=True))
         for img in sorted(found):
-            rimg = img.resolve()
-            if any(rimg.is_relative_to(ex) for ex in excluded):
+            parent = img.parent.resolve()  # the file itself may be a (bad) symlink: judge by its folder
+            if any((parent / img.name).is_relative_to(ex) or parent.is_relative_to(ex) for ex in excluded):
                 continue
             yield functools.partial(self.scene_for, img, root, labels, footprints, source)
 

@@ -10,11 +10,14 @@ JSON files that are not catalog records (no ``_id`` / ``uuid``, e.g. ``fetch.jso
 record whose image is missing is rejected (``SceneRejected(<json>, ...)``).  Licence and attribution are
 per record (``license`` or ``properties.license``; ``provider`` / ``contact``), falling back to the
 source's.  OAM has no annotations: scenes carry imagery only.
+
+With ``options.api: stac`` (the default) the source is fetched from OpenAerialMap's STAC API by
+:mod:`pipeline.sources.stac.fetch` and its scenes are read like any STAC source's
+(:mod:`pipeline.sources.adapters.stac`).
 """
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,10 +42,15 @@ class OpenAerialMapAdapter(Adapter):
     label_encoding: ClassVar[str] = "none (OpenAerialMap has imagery only)"
 
     def _scan(self, root: Path, source: SourceConfig) -> Iterable[Callable[[], Scene]]:
+        from pipeline.sources.adapters.stac import has_index, stac_thunks
+
+        if has_index(root):  # fetched from OpenAerialMap's STAC API (the default, options.api: stac)
+            yield from stac_thunks(self, root, source)
+            return
         for sidecar in sorted_glob(root, "*.json"):
             try:
-                item = json.loads(sidecar.read_text())
-            except (OSError, ValueError):
+                item = self.read_json(sidecar)
+            except SceneRejected:
                 item = None
             if not isinstance(item, dict) or "_id" not in item or "uuid" not in item:
                 continue

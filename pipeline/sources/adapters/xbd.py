@@ -39,7 +39,6 @@ multispectral GSD, several times the pan-sharpened pixel size), ``gsd_fit`` / ``
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -55,7 +54,8 @@ from pipeline.errors import PipelineInputError, SceneRejected
 from pipeline.scene import Affine6, Georef, Scene
 from pipeline.sources.adapters.base import Adapter, sibling_raster
 from pipeline.sources.config import SourceConfig
-from pipeline.sources.footprints import XBD_JSON, crs_string, read_xbd_label, xbd_polygons
+from pipeline.sources.footprints import XBD_JSON, check_crs_text, crs_string, read_xbd_label, xbd_polygons
+from pipeline.sources.localfs import raster_driver
 
 #: Words naming the disaster type in xBD disaster names (dropped to get the place).
 DISASTER_WORDS: frozenset[str] = frozenset(
@@ -177,6 +177,8 @@ class XbdAdapter(Adapter):
 
     kind: ClassVar[str] = "xbd"
     title: ClassVar[str] = "xBD"
+    #: xBD's 19 disasters happened between 2011 and 2019 (Gupta et al. 2019), its pre-disaster images too.
+    acquired_range: ClassVar[tuple[str, str] | None] = ("2011-01-01", "2019-12-31")
     default_license: ClassVar[str] = "CC BY-NC-SA 4.0"
     citation: ClassVar[str] = (
         "Gupta et al., xBD: A Dataset for Assessing Building Damage from Satellite Imagery, arXiv:1911.09296"
@@ -217,9 +219,9 @@ class XbdAdapter(Adapter):
         if not path.is_file():
             return {}
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise SceneRejected(str(path), f"unreadable {self.geotransforms_name}: {exc}") from exc
+            data = self.read_json(path)
+        except SceneRejected as exc:
+            raise SceneRejected(str(path), f"unreadable {self.geotransforms_name}: {exc.reason}") from exc
         if not isinstance(data, dict):
             raise SceneRejected(str(path), f"{self.geotransforms_name} must be a JSON object keyed by image name")
         return data
@@ -354,6 +356,8 @@ class XbdAdapter(Adapter):
         try:
             gt, wkt = entry[0], (entry[1] if len(entry) > 1 else "")
             coeffs = gdal_to_affine(gt)
+            if wkt:
+                check_crs_text(str(wkt))
             crs = crs_string(wkt) if wkt else "EPSG:4326"
         except Exception as exc:  # noqa: BLE001 - any malformed entry is the same problem
             raise SceneRejected(str(path), f"bad entry for {name}: {exc}") from exc
@@ -362,7 +366,7 @@ class XbdAdapter(Adapter):
     @staticmethod
     def _has_own_georef(image: Path) -> bool:
         try:
-            with rasterio.open(image) as ds:
+            with rasterio.open(image, driver=raster_driver(image) or "PNG") as ds:
                 return ds.crs is not None and not ds.transform.is_identity
         except rasterio.errors.RasterioIOError as exc:
             raise SceneRejected(str(image), f"unreadable image: {exc}") from exc

@@ -1,0 +1,75 @@
+"""Released area = the union of the image footprints (tiles of different scenes can overlap), in the
+statistics and in the manifest's summary."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline.dataset.stats.area import released_area, union_area_km2
+from pipeline.dataset.stats.tables import compute_stats
+from pipeline.release.summary import release_summary, summary_problems
+
+TILE = 1024 * 0.3  # m
+X0, Y0 = 600000.0, 3350000.0
+
+
+def _rec(iid: str, dx: float, dy: float = 0.0, crs: str = "EPSG:32614", x0: float = X0, region: str = "austin",
+         country: str = "United States", continent: str = "North America") -> dict:
+    from pyproj import Transformer
+
+    b = [x0 + dx, Y0 + dy, x0 + dx + TILE, Y0 + dy + TILE]
+    t = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    lon0, lat0 = t.transform(b[0], b[1])
+    lon1, lat1 = t.transform(b[2], b[3])
+    return {"id": iid, "region": region, "country": country, "continent": continent, "source": "s",
+            "split": "train", "gsd": 0.3, "crs": crs, "bounds": b, "bounds_lonlat": [lon0, lat0, lon1, lat1],
+            "class_pixels": {str(c): 10 for c in range(1, 9)}, "unlabelled_pixels": 0,
+            "segments": {str(c): 1 for c in range(1, 9)}, "segments_total": 8}
+
+
+def test_two_overlapping_tiles_count_their_common_ground_once():
+    a, b = _rec("austin_1", 0.0), _rec("austin_2", TILE / 2)  # b overlaps half of a
+    tile_km2 = TILE * TILE / 1e6
+    assert union_area_km2([a, b]) == pytest.approx(1.5 * tile_km2, abs=1e-6)
+    c = _rec("lima_1", 0.0, crs="EPSG:32718", x0=280000.0, region="lima", country="Peru", continent="South America")
+    area = released_area([a, b, c])
+    assert area["area_km2"] == pytest.approx(2.5 * tile_km2, abs=1e-6)
+    assert area["regions"] == {"austin": pytest.approx(1.5 * tile_km2, abs=1e-6),
+                               "lima": pytest.approx(tile_km2, abs=1e-6)}
+    assert area["continents"]["North America"] == area["regions"]["austin"]
+    stats = compute_stats([a, b, c])
+    assert stats["table1"]["area_km2"] == area["area_km2"]  # not the 3-tile sum
+    assert {r["region"]: r["area_km2"] for r in stats["regions"]} == area["regions"]
+    assert stats["area"] == area
+    # edge-sharing tiles do not overlap: their union is their sum
+    d = _rec("austin_3", TILE)
+    assert union_area_km2([a, d]) == pytest.approx(2 * tile_km2, abs=1e-6)
+
+
+def test_tiles_overlapping_across_utm_zones_are_unioned():
+    from pyproj import Transformer
+
+    a = _rec("austin_1", 0.0, crs="EPSG:32614", x0=166100.0)  # western edge of zone 14
+    # the same ground in zone 13: the tile moved by a quarter tile east, in zone-13 coordinates
+    x13, y13 = Transformer.from_crs("EPSG:32614", "EPSG:32613", always_xy=True).transform(
+        a["bounds"][0] + TILE / 4, a["bounds"][1])
+    b = _rec("austin_2", 0.0, crs="EPSG:32613", x0=x13)
+    b["bounds"] = [x13, y13, x13 + TILE, y13 + TILE]
+    got = union_area_km2([a, b])
+    tile_km2 = TILE * TILE / 1e6
+    assert 1.1 * tile_km2 < got < 1.5 * tile_km2  # overlapping by roughly three quarters, rotated ~2 degrees
+
+
+def test_manifest_summary_counts_released_images_and_union_area():
+    a, b = _rec("austin_1", 0.0), _rec("austin_2", TILE / 2)
+    summary = release_summary([a, b], pending=[{"footprints_repaired": 2, "footprints_dropped": 1,
+                                                 "pending_reason": "x.geojson: same geometries as ... (unedited)"}],
+                              annotation_repairs=3)
+    assert summary["images"] == 2 and summary["splits"] == {"train": 2, "val": 0, "test": 0}
+    assert summary["regions"] == {"austin": {"images": 2, "area_km2": pytest.approx(1.5 * TILE * TILE / 1e6,
+                                                                                  abs=1e-6)}}
+    assert summary["labels"] == {"annotation_repaired_polygons": 3, "footprint_repaired_polygons": 2,
+                                 "footprint_dropped_polygons": 1, "pending": 1, "pending_unfinished": 1}
+    assert summary_problems({"summary": summary}, [a, b]) == []
+    wrong = dict(summary, area_km2=round(2 * TILE * TILE / 1e6, 6))
+    assert summary_problems({"summary": wrong}, [a, b]) == [
+        f"manifest.json: summary.area_km2 is {wrong['area_km2']!r}, the images give {summary['area_km2']!r}"]

@@ -1,0 +1,92 @@
+"""Issue 16 at the level of the whole command line: a hostile ``sources.yaml`` and a release that would be
+empty.  Each build runs ``luigi --module pipeline BuildRelease`` in a measured subprocess (a virtual memory
+cap guards the machine: an alias bomb used to grow past 3 GB).
+
+* An alias bomb, duplicate keys and deep nesting in ``sources.yaml`` are refused at once, naming the file,
+  with a non-zero exit and nothing written, in bounded time and memory.
+* A build with no enabled source, or whose every scene is rejected, refuses to write an empty release:
+  non-zero exit, a message saying why (``EmptyRelease``), no release folder.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from tests.helpers_build import luigi_cmd, release_dir, run_measured
+from tests.test_bad_input import _scene
+
+GUARD = 8 << 30  # address space of the build process (a normal build needs well under 2 GiB)
+MAX_RSS = 1 << 30
+MAX_WALL = 120
+
+ENTRY = """  - name: folder
+    kind: local
+    location: {location}
+    license: CC BY 4.0
+    attribution: someone
+"""
+
+
+def _bomb() -> str:
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    return "\n".join(lines) + "\nsources:\n" + ENTRY.format(location="/data/x") + "    options: {sha256: {x: *i}}\n"
+
+
+CASES = {
+    "alias_bomb": (_bomb(), "anchors (&a) are not allowed"),
+    "duplicate_key": ("sources:\n" + ENTRY.format(location="/data/a") + "    location: /data/b\n",
+                      "duplicate key 'location' in source 'folder'"),
+    "deep": ("sources: " + "[" * 30_000 + "]" * 30_000 + "\n", "nested deeper than 16 levels"),
+}
+
+
+@pytest.fixture(scope="module")
+def config_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hostile_config")
+
+    def run(case: str):
+        path = base / f"{case}.yaml"
+        path.write_text(CASES[case][0])
+        data = base / f"data-{case}"
+        return path, data, run_measured(luigi_cmd(data, path), log=base / f"{case}.log", timeout=MAX_WALL,
+                                        max_address_space=GUARD)
+
+    with ThreadPoolExecutor(max_workers=len(CASES)) as pool:
+        return dict(zip(CASES, pool.map(run, CASES)))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_hostile_sources_file_is_refused_at_once(config_runs, case):
+    path, data, (code, out, rss, wall) = config_runs[case]
+    assert code != 0, out[-2000:]
+    assert f"{path.name}:" in out and CASES[case][1] in out, out[-2000:]
+    assert not data.exists(), "a refused sources file wrote into its data folder"
+    assert rss < MAX_RSS and wall < MAX_WALL, (rss, wall)
+
+
+def test_no_enabled_source_is_no_release(tmp_path):
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("sources:\n" + ENTRY.format(location=tmp_path / "nowhere") + "    enabled: false\n")
+    code, out, rss, wall = run_measured(luigi_cmd(tmp_path / "data", sources), log=tmp_path / "build.log",
+                                        max_address_space=GUARD)
+    assert code != 0 and "would hold no image: no enabled source" in out, out[-3000:]
+    assert not release_dir(tmp_path / "data").exists()
+
+
+def test_every_scene_rejected_is_no_release(tmp_path):
+    folder = tmp_path / "folder"
+    _scene(folder, "blank", 0, label=False, image=np.full((3, 1100, 1100), 7, np.uint8))
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("sources:\n" + ENTRY.format(location=folder))
+    code, out, rss, wall = run_measured(luigi_cmd(tmp_path / "data", sources), log=tmp_path / "build.log",
+                                        max_address_space=GUARD)
+    assert code != 0, out[-3000:]
+    assert "would hold no image: no tile passed from 1 source(s): 1 rejects" in out, out[-3000:]
+    assert "folder/blank.tif: blank: every valid pixel is (7, 7, 7)" in out, out[-3000:]
+    assert not release_dir(tmp_path / "data").exists()
+    assert list((tmp_path / "data" / "catalog").glob("folder-*.json"))  # the build ran up to the release

@@ -1,0 +1,334 @@
+"""STAC sources against real loopback servers (tests/stac_server.py, catalogs shaped like OpenAerialMap's STAC
+API, NOAA's and Maxar Open Data's, in tests/stac_world.py): search and static walks, licences and
+attributions, windowed range reads of COGs (bytes counted by the server), reruns without network I/O,
+named rejects for broken items, missing and non-COG assets, and a build through Luigi."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import luigi
+import luigi.configuration
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window
+
+import tasks  # noqa: F401  (registers the tasks)
+from pipeline.errors import FetchError, ItemRejected, SceneRejected
+from pipeline.labels.keys import split_tile_key
+from pipeline.release.validate.report import validate_release
+from pipeline.sources.adapters.openaerialmap import OpenAerialMapAdapter
+from pipeline.sources.adapters.stac import StacAdapter
+from pipeline.sources.config import SourceConfig, SourcesError, parse_sources
+from pipeline.sources.fetch import fetch_source
+from pipeline.sources.stac.io import http_session
+from pipeline.sources.stac.items import item_license, matches_query, parse_interval
+from pipeline.sources.stac.search import StacQuery, find_items
+from tests.loopback import LOOPBACK_LIMITS
+from tests.stac_server import CONFORMANCE, StacServer, read_window
+from tests.stac_world import EVENT, build_world, json_docs
+
+BIG = "10300100AAA00100"  # the good Maxar acquisition: a 4096 x 4096 JPEG COG
+
+
+@pytest.fixture(scope="module")
+def world():
+    with StacServer() as srv:
+        yield build_world(srv)
+
+
+def _source(name: str, kind: str, location: str, **options) -> SourceConfig:
+    data = {"sources": [{"name": name, "kind": kind, "location": location, "license": f"{name} licence",
+                         "attribution": f"{name} attribution", "options": options}]}
+    return parse_sources(data, Path("sources.yaml"))[0]
+
+
+def _scenes(adapter, dest: Path, src: SourceConfig):
+    rejected: list = []
+    return {s.scene_id: s for s in adapter.scenes(dest, src, rejected=rejected)}, rejected
+
+
+def test_options_are_checked_naming_file_source_and_key():
+    bad = [
+        ({"bbox": [10, 50, 9, 51]}, "options.bbox"), ({"datetime": "2024-13-45"}, "options.datetime"),
+        ({"query": {"gsd": {"below": 1}}}, "options.query"), ({"assets": []}, "options.assets"),
+        ({"non_cog": "maybe"}, "options.non_cog"), ({"max_items": 0}, "options.max_items"),
+        ({"collections": "openaerialmap"}, "options.collections"), ({"colections": ["x"]}, "options.colections"),
+    ]
+    for options, key in bad:
+        with pytest.raises(SourcesError, match=rf"^sources.yaml: source 'cat': .*'{key}'"):
+            _source("cat", "stac", "https://example.org/stac", **options)
+    with pytest.raises(SourcesError, match=r"source 'oam': key 'options.api'"):
+        _source("oam", "openaerialmap", "https://api.imagery.hotosm.org/stac", api="v2")
+    ok = _source("cat", "stac", "s3://bucket/catalog.json", datetime="2024-06/..", query={"gsd": {"lte": 0.5}})
+    assert ok.options["non_cog"] == "reject" and ok.options["max_items"] == 100
+    assert _source("oam", "openaerialmap", "https://x.org/stac").options["api"] == "stac"
+
+
+def test_item_helpers():
+    start, end = parse_interval("2024-02")
+    assert (start.isoformat(), end.isoformat()) == ("2024-02-01T00:00:00+00:00", "2024-02-29T23:59:59.999999+00:00")
+    assert parse_interval("../2020-01-01T10:00:00Z")[0] is None
+    item = {"properties": {"gsd": 0.3, "license": "other", "platform": "WV03"},
+            "links": [{"rel": "license", "href": "https://example.org/terms", "title": "Example terms"}]}
+    assert matches_query(item, {"gsd": {"lte": 0.5, "gt": 0.1}, "platform": {"startsWith": "WV"}})
+    assert not matches_query(item, {"gsd": {"lt": 0.3}})
+    assert item_license(item, [], "x") == "other: Example terms"
+    assert item_license({"properties": {}}, [{"license": "CC-BY-NC-4.0"}], "x") == "CC-BY-NC-4.0"
+    # transient network failures fail the fetch (a rerun retries); permanent ones reject the item
+    from pipeline.sources.stac.fetch import _transient
+
+    assert _transient("giving up after 5 attempts: HTTP 503 Service Unavailable")
+    assert _transient("HTTP response code: 429") and _transient("Couldn't connect to server")
+    assert not _transient("HTTP response code: 404") and not _transient("HTTP 404 Not Found")
+    assert not _transient("sha256 mismatch: expected 00, got 11")
+
+
+def test_openaerialmap_kind_searches_the_stac_api_and_reads_windows(world, tmp_path):
+    srv = world.srv
+    src = _source("oam-dar", "openaerialmap", srv.url("/api"), bbox=world.dar_bbox, limit=1, region="dar_es_salaam")
+    srv.reset_counters()
+    rec = fetch_source(src, tmp_path / "oam", limits=LOOPBACK_LIMITS)
+    searches = [r for r in srv.requests if r["path"] == "/api/search"]
+    assert [r["method"] for r in searches] == ["POST", "POST"]  # two pages of one item (next link, token)
+    assert searches[0]["body"]["collections"] == ["openaerialmap"] and searches[1]["body"]["token"] == 1
+    assert searches[0]["body"]["query"] == {"gsd": {"lte": 0.5}} and searches[0]["body"]["bbox"] == world.dar_bbox
+    scenes, rejected = _scenes(OpenAerialMapAdapter(), tmp_path / "oam", src)
+    assert sorted(scenes) == ["oam-5d00aa", "oam-5d00bb"] and rejected == []  # as the /meta path names them
+    a, b = scenes["oam-5d00aa"], scenes["oam-5d00bb"]
+    assert (a.kind, a.license, a.attribution) == ("openaerialmap", "CC-BY-4.0", "Drone Lab Dar")
+    assert (b.license, b.attribution) == ("CC-BY-NC-4.0", "Kijiji Mapping")
+    assert a.acquired == "2019-03-02T08:00:00Z" and a.region_hint == "dar_es_salaam"
+    assert a.extra["stac"]["self"] == world.items["oam-utm"]["links"][1]["href"]
+    assert a.extra["stac"]["read"] == "window" and b.extra["stac"]["asset"] == "visual"
+    assert a.extra["stac"]["checks"]["crs"]["agrees"] and b.extra["stac"]["checks"]["gsd"]["agrees"]
+    # the extract: the source's grid and pixels for the window
+    win = Window(*a.extra["stac"]["window"])
+    with rasterio.open(a.image) as ds:
+        assert ds.crs.to_epsg() == 32737 and (ds.width, ds.height) == (win.width, win.height)
+        assert np.array_equal(ds.read(), read_window(world.rasters["oam-utm"], win))
+    for name, scene in (("oam-utm", a), ("oam-4326", b)):
+        assert scene.extra["stac"]["transferred"] == srv.sent[world.cog_paths[name]]
+    assert "uploader@example.org" not in json.dumps(rec)  # nothing but selected fields reaches provenance
+    assert rec["transfer"]["asset_bytes"] == sum(srv.sent.values())
+
+
+def test_maxar_event_window_reads_under_half_and_rejects_bad_items(world, tmp_path):
+    srv = world.srv
+    src = _source("maxar-la", "stac", world.maxar_event_url, bbox=world.maxar_bbox, region="los_angeles")
+    srv.reset_counters()
+    rec = fetch_source(src, tmp_path / "mx", limits=LOOPBACK_LIMITS)
+    big = world.cog_paths[BIG]
+    assert srv.sent[big] < len(world.rasters[BIG]) / 2, (srv.sent[big], len(world.rasters[BIG]))
+    item = rec["items"][0]
+    assert item["transferred"] == srv.sent[big] and item["read"] == "window"
+    assert {f["path"]: f.get("transferred") for f in rec["files"]}[item["image"]] == srv.sent[big]
+    assert all(r["range"] for r in srv.requests if r["path"] == big and r["method"] == "GET")
+    srv.reset_counters()
+    scenes, rejected = _scenes(StacAdapter(), tmp_path / "mx", src)
+    assert srv.requests == []  # the adapter (CatalogSource) reads local files only
+    sid = "11_031311102001_10300100aaa00100"
+    assert list(scenes) == [sid]
+    s = scenes[sid]
+    assert (s.license, s.attribution, s.acquired) == ("CC-BY-NC-4.0", "Maxar", "2024-12-14T18:53:50Z")
+    assert s.extra["stac"]["checks"]["gsd"]["agrees"] is False and "0.58" in s.extra["stac"]["checks"]["gsd"]["note"]
+    with rasterio.open(s.image) as ds:
+        assert np.array_equal(ds.read(), read_window(world.rasters[BIG], Window(*s.extra["stac"]["window"])))
+    rows = {Path(e.file).name: e for e in rejected}
+    assert all(isinstance(e, ItemRejected) for e in rejected) and len(rows) == 5
+    assert "invalid JSON" in rows["10300100BBB00200.json"].reason
+    assert "missing geometry" in rows["10300100CCC00300.json"].reason
+    assert "404" in rows["10300100DDD00400-visual.tif"].reason
+    non_cog = rows["10300100EEE00500-visual.tif"]
+    assert "not a Cloud-Optimized GeoTIFF" in non_cog.reason and non_cog.scene_id.endswith("eee00500")
+    assert "EPSG:32612" in rows["10300100FFF00600-visual.tif"].reason
+    assert {e.reject_stage for e in rejected} == {"catalog", "fetch"}
+    # a refetch into the same folder reuses the extract: no pixel bytes of the big COG
+    srv.reset_counters()
+    again = fetch_source(src, tmp_path / "mx", limits=LOOPBACK_LIMITS)
+    assert srv.sent.get(big, 0) == 0 and again["items"][0]["sha256"] == item["sha256"]
+
+
+def test_maxar_root_catalog_collections_filter_and_non_cog_download(world, tmp_path):
+    srv = world.srv
+    src = _source("mx", "stac", srv.url("/static/events/catalog.json"), collections=[EVENT], bbox=world.maxar_bbox,
+                  non_cog="download", datetime="2024-12")
+    srv.reset_counters()
+    rec = fetch_source(src, tmp_path / "mx", limits=LOOPBACK_LIMITS)
+    assert not any("Other-Event/" in r["path"] and "ard" in r["path"] for r in srv.requests)
+    reads = {i["item_id"].split("/")[-1]: i for i in rec["items"]}
+    assert sorted(reads) == [BIG, "10300100EEE00500"]
+    assert reads["10300100EEE00500"]["read"] == "download+window"
+    plain = world.cog_paths["10300100EEE00500"]
+    assert srv.sent[plain] >= len(world.rasters["10300100EEE00500"])  # whole file (+ the header probe)
+    with rasterio.open(tmp_path / "mx" / reads["10300100EEE00500"]["image"]) as ds:
+        win = Window(*reads["10300100EEE00500"]["window"])
+        assert np.array_equal(ds.read(), read_window(world.rasters["10300100EEE00500"], win))
+    # a datetime outside the acquisitions finds nothing: the adapter names what was searched
+    none = _source("none", "stac", srv.url("/api"), collections=["noaa-emergency-response"], datetime="2023")
+    fetch_source(none, tmp_path / "none", limits=LOOPBACK_LIMITS)
+    with pytest.raises(SceneRejected, match="no STAC items matched"):
+        StacAdapter().scenes(tmp_path / "none", none)
+
+
+def test_whole_file_download_with_checksum_and_features_only_api(world, tmp_path):
+    srv = world.srv
+    src = _source("noaa", "stac", srv.url("/api"), collections=["noaa-emergency-response"], assets=["cog"])
+    rec = fetch_source(src, tmp_path / "noaa", limits=LOOPBACK_LIMITS)
+    scenes, _ = _scenes(StacAdapter(), tmp_path / "noaa", src)
+    (scene,) = scenes.values()
+    assert Path(scene.image).read_bytes() == world.rasters["noaa"]
+    assert (scene.license, scene.attribution) == ("public-domain", "NOAA National Geodetic Survey")
+    assert rec["items"][0]["read"] == "whole" and rec["items"][0]["transferred"] == len(world.rasters["noaa"])
+    asset = world.items["noaa"]["assets"]["cog"]
+    good, asset["file:checksum"] = asset["file:checksum"], "1220" + "0" * 64
+    old_conformance, srv.conformance = srv.conformance, [c for c in CONFORMANCE if "item-search" not in c]
+    try:
+        srv.reset_counters()
+        bad = fetch_source(src, tmp_path / "noaa-bad", limits=LOOPBACK_LIMITS)
+        paths = {r["path"] for r in srv.requests}  # no /search without the item-search conformance class
+        assert "/api/collections/noaa-emergency-response/items" in paths and "/api/search" not in paths
+        assert "sha256 mismatch" in bad["rejects"][0]["reason"] and bad["items"] == []
+        cql2 = {"op": "=", "args": [{"property": "event"}, "Nashville Tornado"]}
+        with pytest.raises(FetchError, match="filter"):
+            find_items(srv.url("/api"), StacQuery(filter=cql2), session=http_session(limits=LOOPBACK_LIMITS))
+        srv.conformance = CONFORMANCE + ["https://api.stacspec.org/v1.0.0-rc.2/item-search#filter"]
+        srv.reset_counters()
+        find_items(srv.url("/api"), StacQuery(filter=cql2), session=http_session(limits=LOOPBACK_LIMITS))
+        assert [(r["body"]["filter"], r["body"]["filter-lang"]) for r in srv.requests if r["path"] == "/api/search"] \
+            == [(cql2, "cql2-json")]
+    finally:
+        asset["file:checksum"], srv.conformance = good, old_conformance
+
+
+def _copy_catalog(world, root: Path) -> None:
+    for path, data in {**json_docs(world.srv), **world.srv.files}.items():
+        if path.startswith("/static/"):
+            target = root / path.removeprefix("/static/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+
+
+@pytest.fixture(scope="module")
+def moto_s3():
+    from moto.server import ThreadedMotoServer
+
+    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+    for k, v in old.items():
+        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+
+
+def test_static_catalog_on_disk_and_on_s3(world, tmp_path, moto_s3):
+    import boto3
+
+    _copy_catalog(world, tmp_path / "cat")
+    expected = read_window(world.rasters[BIG], Window(980, 1113, 1240, 1240))
+    event = tmp_path / "cat" / "events" / EVENT / "collection.json"
+    local = _source("local", "stac", str(event), bbox=world.maxar_bbox)
+    rec = fetch_source(local, tmp_path / "raw-local", limits=LOOPBACK_LIMITS)
+    # local files need no COG layout: the plain GeoTIFF is cut locally too
+    assert [i["read"] for i in rec["items"]] == ["local window"] * 2 and rec["transfer"]["asset_bytes"] == 0
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name="us-east-1")
+    s3.create_bucket(Bucket="maxar-opendata", ACL="public-read")
+    for p in sorted((tmp_path / "cat").rglob("*")):
+        if p.is_file():
+            s3.put_object(Bucket="maxar-opendata", Key=f"events/{p.relative_to(tmp_path / 'cat' / 'events')}",
+                          Body=p.read_bytes())
+    remote = _source("s3", "stac", f"s3://maxar-opendata/events/{EVENT}/collection.json", bbox=world.maxar_bbox,
+                     endpoint_url=moto_s3)
+    rec = fetch_source(remote, tmp_path / "raw-s3", limits=LOOPBACK_LIMITS)
+    item = next(i for i in rec["items"] if i["item_id"].endswith(BIG))
+    assert item["href"].startswith("s3://maxar-opendata/") and item["read"] == "window"
+    assert 0 < item["transferred"] < len(world.rasters[BIG]) / 2
+    for raw in ("raw-local", "raw-s3"):
+        with rasterio.open(tmp_path / raw / "images" / "11_031311102001_10300100aaa00100.tif") as ds:
+            assert np.array_equal(ds.read(), expected) and ds.crs.to_epsg() == 32611
+    assert len(rec["rejects"]) == 5
+
+
+def _build(base: Path, release: str) -> bool:
+    cfg = luigi.configuration.get_config()
+    cfg.set("PipelineConfig", "data_dir", str(base / "data"))
+    cfg.set("PipelineConfig", "sources_file", str(base / "sources.yaml"))
+    cfg.set("PipelineConfig", "release", release)
+    cfg.set("PipelineConfig", "split_trials", "50")
+    cfg.set("PipelineConfig", "allow_private_networks", "true")  # the loopback STAC server
+    from tasks import BuildRelease
+
+    try:
+        return luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
+    finally:
+        cfg.remove_option("PipelineConfig", "allow_private_networks")
+
+
+def test_build_from_stac_sources_and_a_rerun_without_network(world, tmp_path):
+    srv = world.srv
+    (tmp_path / "sources.yaml").write_text(f"""
+sources:
+  - name: maxar-la
+    kind: stac
+    location: {world.maxar_event_url}
+    license: CC BY-NC 4.0
+    attribution: Maxar Open Data Program
+    options: {{bbox: {world.maxar_bbox}, region: los_angeles}}
+  - name: oam-dar
+    kind: openaerialmap
+    location: {srv.url('/api')}
+    license: CC BY 4.0
+    attribution: OpenAerialMap contributors
+    options: {{bbox: {world.dar_bbox}, region: dar_es_salaam}}
+  - name: noaa
+    kind: stac
+    location: {srv.url('/api')}
+    license: public domain
+    attribution: NOAA
+    options: {{collections: [noaa-emergency-response], assets: [cog], region: nashville}}
+""")
+    srv.reset_counters()
+    # every tile is pending (STAC sources bring no labels): the first build refuses an empty release
+    assert not _build(tmp_path, "r1")
+    assert not (tmp_path / "data" / "releases" / "r1").exists()
+    big = world.cog_paths[BIG]
+    sent_big = srv.sent[big]
+    assert 0 < sent_big < len(world.rasters[BIG]) / 2
+    # annotate every pending tile, then build again: nothing is fetched, the STAC scenes are released
+    todo, done = tmp_path / "data" / "annotation" / "todo", tmp_path / "data" / "annotation" / "done"
+    done.mkdir(parents=True)
+    keys = sorted(p.name.removesuffix("_image.tif") for p in todo.glob("*_image.tif"))
+    assert {split_tile_key(k)[0] for k in keys} == {"maxar-la", "oam-dar", "noaa"}
+    for key in keys:
+        with rasterio.open(todo / f"{key}.tif") as ds:
+            profile, shape = ds.profile, (ds.height, ds.width)
+        with rasterio.open(done / f"{key}.tif", "w", **profile) as out:
+            out.write((np.indices(shape).sum(axis=0) // 128 % 8 + 1).astype(np.uint8), 1)
+    srv.reset_counters()
+    assert _build(tmp_path, "r2")
+    assert srv.requests == []
+    rel = tmp_path / "data" / "releases" / "r2"
+    assert validate_release(rel) == []
+    prov = json.loads((rel / "provenance" / "maxar-la.json").read_text())
+    assert prov["transfer"]["asset_bytes"] == sent_big and prov["items"][0]["self"].endswith(f"{BIG}.json")
+    rejects = list(csv.DictReader((rel / "rejects.csv").open()))
+    maxar = {Path(r["file"]).name: r for r in rejects if r["source"] == "maxar-la"}
+    assert len(maxar) == 5 and maxar["10300100EEE00500-visual.tif"]["stage"] == "fetch"
+    assert maxar["10300100EEE00500-visual.tif"]["scene_id"] == "11_031311102002_10300100eee00500"
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert {im["key"] for im in manifest["images"]} == set(keys)
+    by_source: dict[str, set] = {}
+    for im in manifest["images"]:
+        by_source.setdefault(im["source"], set()).add((im["license"], im["attribution"], im["acquired"]))
+    assert by_source == {
+        "maxar-la": {("CC-BY-NC-4.0", "Maxar", "2024-12-14T18:53:50Z")},
+        "oam-dar": {("CC-BY-4.0", "Drone Lab Dar", "2019-03-02T08:00:00Z"),
+                    ("CC-BY-NC-4.0", "Kijiji Mapping", "2020-07-15T08:00:00Z")},
+        "noaa": {("public-domain", "NOAA National Geodetic Survey", "2020-03-11T17:00:00Z")},
+    }
