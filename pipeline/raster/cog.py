@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline import atomic
 from pipeline.constants import CLASS_COLORS, CLASS_NAMES, UNLABELLED
 
 BLOCKSIZE = 512
@@ -103,7 +103,7 @@ def to_cog(src_tif: str | Path, dst_tif: str | Path, *, kind: str = "image") -> 
     if src.resolve() == dst.resolve():
         raise ValueError(f"{dst}: the COG must not overwrite its source")
     opts = _options(kind)
-    with rasterio.Env(GDAL_NUM_THREADS="1"), atomic_path(dst) as tmp:
+    with rasterio.Env(GDAL_NUM_THREADS="1"), atomic.atomic_path(dst) as tmp:
         if kind == "label":
             from rasterio.io import MemoryFile
 
@@ -152,7 +152,7 @@ def place_cog(src_tif: str | Path, dst_tif: str | Path, *, kind: str = "image") 
     try:
         os.link(src, dst)
     except OSError:
-        with atomic_path(dst) as tmp:
+        with atomic.atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
     return dst
 
@@ -201,7 +201,7 @@ def write_tile_cog(path: str | Path, data: np.ndarray, *, crs: Any, transform: S
         factors = overview_factors(width, height)
         if factors:
             mem.build_overviews(factors, Resampling[_OVERVIEW_RESAMPLING[kind]])
-        with atomic_path(path) as tmp:
+        with atomic.atomic_path(path) as tmp:
             rasterio.shutil.copy(mem, str(tmp), driver="COG", **opts)
     return Path(path)
 
