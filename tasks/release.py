@@ -59,7 +59,9 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
             "seed": int(self.seed),
             "fingerprint": params.fingerprint(),
             "resampling": {
-                "image": "average when downsampling by more than 1.2x, else bilinear",
+                "image": "average (integer box pre-reduction + bilinear when downsampling by 1.95x or more and "
+                         "the source is all valid, GDAL average otherwise) when downsampling by more than 1.2x, "
+                         "else bilinear",
                 "label": "mode when downsampling by more than 1.2x, else nearest (never interpolated)",
             },
             "split": {"ratios": split["ratios"], "trials": split["trials"], "seed": split["seed"]},

@@ -185,7 +185,7 @@ def test_plan_synthetic(tmp_path, case, native, target):
     assert extent <= grid["width"] * target <= extent * 1.03 + 2 * target
     assert extent <= grid["height"] * target <= extent * 1.03 + 2 * target
     downsampling = native < target / 1.2
-    assert plan["resampling"] == ({"image": "average", "label": "mode"} if downsampling
+    assert plan["resampling"] == ({"image": "box+bilinear", "label": "mode"} if downsampling
                                   else {"image": "bilinear", "label": "nearest"})
     assert plan["radiometry"] == {"bands": [1, 2, 3], "alpha_band": None, "scale": "none",
                                   "low": [0.0, 0.0, 0.0], "high": [255.0, 255.0, 255.0]}

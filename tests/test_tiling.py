@@ -95,7 +95,7 @@ def test_tiles_from_wgs84_scene(tmp_path):
     scene = make_scene(ip, landcover=str(lp))
     plan = plan_scene(scene)
     assert plan["grid"]["crs"] == "EPSG:32633" and plan["grid"]["gsd"] == 0.3
-    assert plan["resampling"] == {"image": "average", "label": "mode"}
+    assert plan["resampling"] == {"image": "box+bilinear", "label": "mode"}
     out = tmp_path / "out"
     tiles, dropped = write_scene_tiles(scene, plan, out)
     assert dropped == [] and len(tiles) == 1

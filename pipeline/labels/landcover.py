@@ -9,13 +9,21 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Label records"):
   0 (unlabelled) votes like any class and every output value is an input value.  The label raster uses
   the image's georeference (it must be on the image's pixel grid).
 * Pixels where the image tile is nodata (its internal mask) are 0 (unlabelled).
-* Label tiles: 1-band uint8, 512x512 tiles, DEFLATE, the image tile's CRS / transform / shape, nodata
-  unset, written atomically and byte-identical for identical inputs (:func:`pipeline.raster.tiling.write_tif`),
+* Each tile job reads the label window under its tile and warps it from memory
+  (:func:`pipeline.raster.warp.warp_window`); the values are checked on those decoded windows (no separate
+  scan of the whole raster): a value outside 0..8 met under any tile rejects the label raster, naming the
+  bad values met (sorted, first 10).
+* Label tiles are written once in their final COG layout (:func:`pipeline.raster.cog.write_tile_cog`):
+  1-band uint8, 512x512 blocks, DEFLATE without predictor, one ``MODE`` overview, the OpenEarthMap colour
+  table and ``CLASS_n`` names (:func:`pipeline.raster.cog.apply_label_metadata`), the image tile's CRS /
+  transform / shape, nodata unset; atomically, byte-identical for identical inputs,
   :data:`pipeline.raster.tiling.TILE_THREADS` tiles at a time.
 """
 from __future__ import annotations
 
 import math
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +31,17 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
-from rasterio.windows import Window
 
 from pipeline.constants import NUM_CLASSES
 from pipeline.errors import AnnotationRejected
-from pipeline.raster.reading import GDAL_ENV, open_raster, open_scene
-from pipeline.raster.tiling import WARP_MEM_LIMIT_MB, map_tiles, write_tif
+from pipeline.raster.cog import write_tile_cog
+from pipeline.raster.reading import open_raster, open_scene
+from pipeline.raster.tiling import downsampling, map_tiles
+from pipeline.raster.warp import TILE_GDAL_ENV, TileGrid, release_memory, warp_window
 from pipeline.scene import Georef, Scene
+
+_LABEL_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 #: A label raster's own georeference may differ from the image's by this much (see _check_label_georef).
 LABEL_GEOREF_REL_TOL = 1e-6
@@ -69,29 +78,52 @@ def _check_label_georef(file: str, label: rasterio.io.DatasetReader, ref_crs: CR
                       f" (corner ({c}, {r}) off by ({ic - c:.3g}, {ir - r:.3g}) px)")
 
 
-def _check_label_values(file: str, label: rasterio.io.DatasetReader, chunk: int = 2048) -> None:
-    """Scan the label block by block (bounded memory); values outside 0..8 raise AnnotationRejected."""
-    bad: set = set()
-    for row_off in range(0, label.height, chunk):
-        for col_off in range(0, label.width, chunk):
-            win = Window(col_off, row_off, min(chunk, label.width - col_off), min(chunk, label.height - row_off))
-            try:
-                block = label.read(1, window=win)
-            except RasterioError as exc:
-                raise AnnotationRejected(file, f"cannot read: {exc}") from exc
-            if block.dtype == np.uint8:
-                counts = np.bincount(block.ravel(), minlength=256)
-                bad.update(int(v) for v in np.nonzero(counts[NUM_CLASSES + 1:])[0] + NUM_CLASSES + 1)
-            else:
-                values = np.unique(block)
-                ok = np.isfinite(values) & (values >= 0) & (values <= NUM_CLASSES) & (values == np.round(values)) \
-                    if np.issubdtype(values.dtype, np.floating) else (values >= 0) & (values <= NUM_CLASSES)
-                bad.update(v.item() for v in values[~ok][:50])
-            if len(bad) > 50:
-                break
-    if bad:
-        shown = sorted(bad, key=lambda v: (isinstance(v, float) and math.isnan(v), v))[:10]
-        raise AnnotationRejected(file, f"label values outside 0..{NUM_CLASSES}: {shown}")
+@dataclass
+class _BadValues:
+    """Values outside 0..NUM_CLASSES met in the decoded label windows (shared by the tile threads)."""
+
+    file: str
+    bad: set = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def check(self, block: np.ndarray) -> None:
+        """Collect the bad values of one decoded window (uint8: a cheap ``max`` first)."""
+        if block.dtype == np.uint8:
+            if block.size == 0 or int(block.max()) <= NUM_CLASSES:
+                return
+            counts = np.bincount(block.ravel(), minlength=256)
+            found = {int(v) for v in np.nonzero(counts[NUM_CLASSES + 1:])[0] + NUM_CLASSES + 1}
+        else:
+            values = np.unique(block)
+            ok = (values >= 0) & (values <= NUM_CLASSES)
+            if np.issubdtype(values.dtype, np.floating):
+                ok &= np.isfinite(values) & (values == np.round(values))
+            found = {v.item() for v in values[~ok][:50]}
+        if found:
+            with self.lock:
+                self.bad.update(found)
+
+    def error(self) -> AnnotationRejected | None:
+        if not self.bad:
+            return None
+        shown = sorted(self.bad, key=lambda v: (isinstance(v, float) and math.isnan(v), v))[:10]
+        return AnnotationRejected(self.file, f"label values outside 0..{NUM_CLASSES}: {shown}")
+
+
+def _check_label_header(scene: Scene, file: str) -> Georef:
+    """Check the label raster ``file``'s header against the image's (AnnotationRejected); the georef to read
+    it with."""
+    with open_scene(scene) as img:
+        ref_crs, ref_transform, width, height = img.crs, img.transform, img.width, img.height
+    with open_raster(file, error=AnnotationRejected) as raw:
+        if (raw.width, raw.height) != (width, height):
+            raise AnnotationRejected(file, f"label shape {raw.width}x{raw.height} differs from image {width}x{height}")
+        if raw.count != 1:
+            raise AnnotationRejected(file, f"expects a single-band class-index raster, got {raw.count} bands")
+        if raw.dtypes[0] not in _LABEL_DTYPES:
+            raise AnnotationRejected(file, f"unsupported label data type {raw.dtypes[0]}")
+        _check_label_georef(file, raw, ref_crs, ref_transform)
+    return Georef(crs=ref_crs.to_wkt(), transform=tuple(ref_transform)[:6])
 
 
 def _pending(tiles: list[dict]) -> list[dict]:
@@ -103,59 +135,53 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
     """Warp ``scene.landcover`` onto every image tile's grid and write ``out_dir/labels/<tile_id>.tif``.
 
     With no landcover every record is ``pending``.  Otherwise the label raster is validated (same
-    width / height as the image, one band, values 0..8, georeference consistent with the image's; else
-    ``AnnotationRejected``), warped with the plan's label resampling (nearest / mode, no source nodata)
-    using the image's georeference, set to 0 where the image tile is nodata (its internal mask), and
-    written with the image tile's CRS / transform / shape.  Returns "Label records" sorted by tile id.
+    width / height as the image, one band, values 0..8 under the tiles, georeference consistent with the
+    image's; else ``AnnotationRejected``, and no label file is left), warped with the plan's label
+    resampling (nearest / mode, no source nodata) using the image's georeference, set to 0 where the image
+    tile is nodata (its internal mask), and written with the image tile's CRS / transform / shape.
+    Returns "Label records" sorted by tile id.
     """
     if scene.landcover is None:
         return _pending(tiles)
     out_dir = Path(out_dir)
     file = scene.landcover
-    resampling = Resampling[plan["resampling"]["label"]]
-    if resampling not in (Resampling.nearest, Resampling.mode):
-        raise ValueError(f"labels must not be interpolated (resampling {resampling.name})")
-    with rasterio.Env(**GDAL_ENV):
-        with open_scene(scene) as img:
-            ref_crs, ref_transform, width, height = img.crs, img.transform, img.width, img.height
-        with open_raster(file, error=AnnotationRejected) as raw:
-            if (raw.width, raw.height) != (width, height):
-                raise AnnotationRejected(
-                    file, f"label shape {raw.width}x{raw.height} differs from image {width}x{height}")
-            if raw.count != 1:
-                raise AnnotationRejected(file, f"expects a single-band class-index raster, got {raw.count} bands")
-            if raw.dtypes[0] not in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"):
-                raise AnnotationRejected(file, f"unsupported label data type {raw.dtypes[0]}")
-            _check_label_georef(file, raw, ref_crs, ref_transform)
-            _check_label_values(file, raw)
-        georef = Georef(crs=ref_crs.to_wkt(), transform=tuple(ref_transform)[:6])
+    method = plan["resampling"]["label"]
+    if method not in ("nearest", "mode"):
+        raise ValueError(f"labels must not be interpolated (resampling {method})")
+    checker = _BadValues(file)
 
-        def one_tile(lbl: Any, t: dict) -> dict:
-            tid = t["tile_id"]
-            with rasterio.open(out_dir / t["image"]) as image_tile:
-                crs, transform = image_tile.crs, image_tile.transform
-                w, h = image_tile.width, image_tile.height
-                valid = image_tile.dataset_mask() > 0
-            try:
-                with WarpedVRT(lbl, crs=crs, transform=transform, width=w, height=h,
-                               resampling=resampling, src_nodata=None, nodata=None,
-                               warp_mem_limit=WARP_MEM_LIMIT_MB) as vrt:
-                    data = vrt.read(1)
-            except RasterioError as exc:
-                raise AnnotationRejected(file, f"cannot read: {exc}") from exc
-            data = data.astype(np.uint8)
-            data[~valid] = 0
-            label_rel = f"labels/{tid}.tif"
-            write_tif(out_dir / label_rel, data[np.newaxis], crs, transform)
-            counts = np.bincount(data.ravel(), minlength=NUM_CLASSES + 1)
-            return {
-                "tile_id": tid, "status": "labelled", "label": label_rel,
-                "class_pixels": {str(k): int(counts[k]) for k in range(1, NUM_CLASSES + 1)},
-                "unlabelled_pixels": int(counts[0]),
-            }
+    def one_tile(lbl: Any, t: dict) -> dict:
+        tid = t["tile_id"]
+        with rasterio.open(out_dir / t["image"]) as image_tile:
+            grid = TileGrid(image_tile.crs, image_tile.transform, image_tile.width, image_tile.height)
+            valid = image_tile.dataset_mask() > 0
+        try:
+            data, _ = warp_window(lbl, [1], grid, method, downsampling(plan), alpha=False, check=checker.check)
+        except RasterioError as exc:
+            raise AnnotationRejected(file, f"cannot read: {exc}") from exc
+        finally:
+            release_memory()
+        label = data[0].astype(np.uint8)
+        label[~valid] = 0
+        label_rel = f"labels/{tid}.tif"
+        write_tile_cog(out_dir / label_rel, label[np.newaxis], crs=grid.crs, transform=grid.transform, kind="label")
+        counts = np.bincount(label.ravel(), minlength=NUM_CLASSES + 1)
+        return {
+            "tile_id": tid, "status": "labelled", "label": label_rel,
+            "class_pixels": {str(k): int(counts[k]) for k in range(1, NUM_CLASSES + 1)},
+            "unlabelled_pixels": int(counts[0]),
+        }
+
+    with rasterio.Env(**TILE_GDAL_ENV):
+        georef = _check_label_header(scene, file)
 
         def opener():
             return open_raster(file, georef=georef, bands=[1], keep_nodata=False, error=AnnotationRejected)
 
         records = map_tiles(opener, one_tile, sorted(tiles, key=lambda t: t["tile_id"]))
+    error = checker.error()
+    if error is not None:
+        for rec in records:
+            (out_dir / rec["label"]).unlink(missing_ok=True)
+        raise error
     return records

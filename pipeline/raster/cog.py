@@ -14,6 +14,12 @@ Policies
   show classes; the pixel values (class ids) are unchanged.  GDAL's own *category names* are not used:
   the GeoTIFF driver keeps them only in a ``.aux.xml`` side-car, which a release must not need.
   :func:`apply_label_metadata` is the one place that writes both, for every writer of label tiles.
+* **Written once.**  Work tiles are written in this final layout when they are made
+  (:func:`write_tile_cog`): the pixels go into a GDAL ``MEM`` dataset (no encoding), its overviews are built
+  there (``AVERAGE`` / ``MODE``, the internal mask's too) and the ``COG`` driver copies it with
+  ``OVERVIEWS=FORCE_USE_EXISTING``, so every pixel is DEFLATE-encoded exactly once, and the release only links
+  them (:func:`place_cog`).  Work image tiles use DEFLATE level :data:`LEVELS` ``["image"]`` = 3 as the release
+  policy; labels GDAL's default 6 (cheap on labels).  :func:`follows_policy` does not look at the level.
 * The grid (CRS, transform, size), data type, nodata and an internal mask, when the source has one, are
   kept.  Files are written atomically (temporary name, then rename) and are byte-identical for identical
   inputs and GDAL version (single-threaded, no timestamps).
@@ -28,10 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.atomic import atomic_path
+from pipeline import atomic
 from pipeline.constants import CLASS_COLORS, CLASS_NAMES, UNLABELLED
 
 BLOCKSIZE = 512
+#: DEFLATE level per kind of tile written by :func:`write_tile_cog` (libdeflate; image 3 as the release
+#: policy, labels 6 = GDAL's default).
+LEVELS: dict[str, int] = {"image": 3, "label": 6}
+_OVERVIEW_RESAMPLING = {"image": "average", "label": "mode"}
 #: Creation options of the COG driver per kind of raster.
 COG_OPTIONS: dict[str, dict[str, str]] = {
     "image": {"COMPRESS": "DEFLATE", "LEVEL": "3", "PREDICTOR": "STANDARD", "BLOCKSIZE": str(BLOCKSIZE),
@@ -93,7 +103,7 @@ def to_cog(src_tif: str | Path, dst_tif: str | Path, *, kind: str = "image") -> 
     if src.resolve() == dst.resolve():
         raise ValueError(f"{dst}: the COG must not overwrite its source")
     opts = _options(kind)
-    with rasterio.Env(GDAL_NUM_THREADS="1"), atomic_path(dst) as tmp:
+    with rasterio.Env(GDAL_NUM_THREADS="1"), atomic.atomic_path(dst) as tmp:
         if kind == "label":
             from rasterio.io import MemoryFile
 
@@ -142,9 +152,58 @@ def place_cog(src_tif: str | Path, dst_tif: str | Path, *, kind: str = "image") 
     try:
         os.link(src, dst)
     except OSError:
-        with atomic_path(dst) as tmp:
+        with atomic.atomic_path(dst) as tmp:
             shutil.copyfile(src, tmp)
     return dst
+
+
+def overview_factors(width: int, height: int, blocksize: int = BLOCKSIZE) -> list[int]:
+    """Factors 2, 4, ... until the overview fits in one block (what the COG driver's ``OVERVIEWS=AUTO`` makes)."""
+    factors, f = [], 2
+    while max(width, height) / (f // 2) > blocksize:
+        factors.append(f)
+        f *= 2
+    return factors
+
+
+def write_tile_cog(path: str | Path, data: np.ndarray, *, crs: Any, transform: Sequence[float] | Any,
+                   kind: str = "image", mask: np.ndarray | None = None, nodata: float | None = None) -> Path:
+    """Write ``data`` (``(bands, rows, cols)``) as a COG of the ``kind`` policy at ``path`` atomically, encoding
+    each pixel once (module docstring, "Written once").
+
+    ``mask`` (``(rows, cols)``, non-zero = valid) becomes an internal mask with its own overview; label tiles
+    get :func:`apply_label_metadata`.  Byte-identical for identical inputs.  Returns ``path``."""
+    import rasterio
+    import rasterio.shutil
+    from rasterio.enums import ColorInterp, Resampling
+
+    opts = _options(kind)
+    if data.ndim != 3 or 0 in data.shape:
+        raise ValueError(f"data must be (bands, rows, cols), got shape {data.shape}")
+    affine = transform if isinstance(transform, rasterio.Affine) else rasterio.Affine(*list(transform)[:6])
+    count, height, width = data.shape
+    profile: dict[str, Any] = {"driver": "MEM", "width": width, "height": height, "count": count,
+                               "dtype": data.dtype.name, "crs": crs, "transform": affine, "nodata": nodata}
+    rgb = kind == "image" and count == 3 and data.dtype == np.uint8
+    opts.update(LEVEL=str(LEVELS[kind]), OVERVIEWS="FORCE_USE_EXISTING")
+    opts.pop("OVERVIEW_RESAMPLING", None)
+    with rasterio.Env(GDAL_NUM_THREADS="1"), rasterio.open("", "w", **profile) as mem:
+        mem.write(data)
+        if rgb:  # the COG driver then writes PHOTOMETRIC=RGB
+            mem.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue]
+        if mask is not None:
+            m = np.asarray(mask)
+            if m.shape != data.shape[1:]:
+                raise ValueError(f"mask shape {m.shape} differs from the raster's {data.shape[1:]}")
+            mem.write_mask(np.where(m != 0, 255, 0).astype(np.uint8))
+        if kind == "label":
+            apply_label_metadata(mem)
+        factors = overview_factors(width, height)
+        if factors:
+            mem.build_overviews(factors, Resampling[_OVERVIEW_RESAMPLING[kind]])
+        with atomic.atomic_path(path) as tmp:
+            rasterio.shutil.copy(mem, str(tmp), driver="COG", **opts)
+    return Path(path)
 
 
 def write_cog(
@@ -157,39 +216,18 @@ def write_cog(
     nodata: float | None = None,
     mask: np.ndarray | None = None,
 ) -> Path:
-    """Write ``array`` (``(bands, rows, cols)`` or ``(rows, cols)``) as a COG at ``path``.
+    """:func:`write_tile_cog` of ``array`` (``(bands, rows, cols)`` or ``(rows, cols)``).
 
     ``crs`` is anything rasterio accepts (``"EPSG:32633"``); ``transform`` an ``Affine`` or its first six
     coefficients ``[a, b, c, d, e, f]``; ``mask`` (``(rows, cols)``, non-zero = valid) becomes an internal
     mask.  Returns ``path``."""
-    import rasterio
-    import rasterio.shutil
-    from rasterio.io import MemoryFile
-
     arr = np.asarray(array)
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3 or 0 in arr.shape:
         raise ValueError(f"array must be (bands, rows, cols) or (rows, cols), got shape {np.shape(array)}")
-    affine = transform if isinstance(transform, rasterio.Affine) else rasterio.Affine(*list(transform)[:6])
-    opts = _options(kind)
-    profile = {"driver": "GTiff", "width": arr.shape[2], "height": arr.shape[1], "count": arr.shape[0],
-               "dtype": arr.dtype.name, "crs": crs, "transform": affine, "nodata": nodata}
-    if arr.shape[0] == 3 and arr.dtype == np.uint8 and kind == "image":
-        profile["photometric"] = "RGB"
-    with rasterio.Env(GDAL_NUM_THREADS="1", GDAL_TIFF_INTERNAL_MASK="YES"), MemoryFile() as mem:
-        with mem.open(**profile) as ds:
-            ds.write(arr)
-            if mask is not None:
-                m = np.asarray(mask)
-                if m.shape != arr.shape[1:]:
-                    raise ValueError(f"mask shape {m.shape} differs from the raster's {arr.shape[1:]}")
-                ds.write_mask(np.where(m != 0, 255, 0).astype(np.uint8))
-            if kind == "label":
-                apply_label_metadata(ds)
-        with mem.open() as src, atomic_path(path) as tmp:
-            rasterio.shutil.copy(src, str(tmp), driver="COG", **opts)
-    return Path(path)
+    return write_tile_cog(path, np.ascontiguousarray(arr), crs=crs, transform=transform, kind=kind, mask=mask,
+                          nodata=nodata)
 
 
 def _rio_cogeo_validate() -> Callable[..., Any] | None:

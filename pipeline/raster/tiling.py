@@ -7,13 +7,17 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Tile records", "Label reco
   ``floor(N / T)`` tiles, plus one more when the remainder is short of a full tile by at most
   ``max_overhang * T`` pixels; the lattice then overhangs the grid equally on both sides (negative
   offsets), and the overhang is nodata.
-* **Warping.** Every tile is warped on its own from the source through :class:`rasterio.vrt.WarpedVRT`
-  onto the tile's own grid (the plan's CRS and GSD, origin on the plan's lattice), with the plan's
-  resampling.  :data:`TILE_THREADS` tiles (2 on a 2-core machine) are warped and written at a time, one
-  thread each with its own dataset handle (GDAL releases the GIL while decoding, warping and
-  compressing), so both cores are busy.  The scene is never read whole: memory is bounded by the tiles
-  in flight, GDAL's block cache (``pipeline.raster.reading.GDAL_ENV``) and the warp memory limit, whatever the
-  scene size.  Outputs do not depend on the number of threads.
+* **Warping** (:mod:`pipeline.raster.warp`).  Every tile job reads the source window under its tile (all
+  bands at once, in row strips of at most ``WINDOW_BUDGET`` bytes) and warps it from memory with GDAL
+  onto the tile's own grid (the plan's CRS and GSD, origin on the plan's lattice).  Images downsampled by
+  more than 1.2x use ``box+bilinear`` (the plan's ``resampling.image``): the window is read already
+  averaged over integer ``k x k`` blocks (GDAL ``RasterIO`` average), then warped bilinearly for the
+  remaining factor (about 1); sources with nodata / alpha / a mask, or a factor under 1.95, use GDAL
+  ``average`` at full resolution.  :data:`TILE_THREADS` tiles (2 on a 2-core machine) are made at a time,
+  one thread each with its own dataset handle (GDAL releases the GIL while decoding, warping and
+  compressing), under ``TILE_GDAL_ENV`` (32 MB block cache, one GDAL thread per call) and with freed heap
+  returned to the OS after every tile, so memory is bounded whatever the scene size.  Outputs do not
+  depend on the number of threads.
 * **Nodata.** A tile pixel is nodata when its warped alpha is 0: the warper's alpha (outside the
   source footprint, source nodata value, internal mask) or the source's own alpha band.  A tile with a
   nodata fraction above ``max_nodata_fraction`` is dropped and listed with the reason
@@ -23,11 +27,12 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Tile records", "Label reco
   linearly from the plan's ``low`` to ``high`` onto 0..255 (``round(255 * (v - low) / (high - low))``
   clipped to 0..255).
 * **Labels** are warped onto the same tile grids by :mod:`pipeline.labels.landcover` (with the
-  helpers here: :func:`map_tiles`, :func:`write_tif`).
-* **Files.** Image tiles: 3-band uint8 GeoTIFF, 512x512 internal tiles, DEFLATE + PREDICTOR=2,
-  photometric RGB, nodata unset, plus an internal mask when any pixel is nodata.  Label tiles: 1-band
-  uint8, 512x512 tiles, DEFLATE, same CRS / transform / shape as the image tile, nodata unset.  Each
-  file is written atomically; outputs are byte-identical for identical inputs.
+  helpers here: :func:`map_tiles`, :func:`tile_jobs`).
+* **Files.** Tiles are written once, in their final Cloud-Optimized GeoTIFF layout
+  (:func:`pipeline.raster.cog.write_tile_cog`): image tiles 3-band uint8, photometric RGB, 512x512 blocks,
+  DEFLATE level 3 + PREDICTOR=2, one ``AVERAGE`` overview, nodata unset, plus an internal mask when any pixel
+  is nodata; the release links them instead of re-encoding.  Each file is written atomically; outputs are
+  byte-identical for identical inputs.
 """
 from __future__ import annotations
 
@@ -41,17 +46,14 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.crs import CRS
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
-from rasterio.vrt import WarpedVRT
 
-from pipeline.atomic import atomic_path
 from pipeline.errors import SceneRejected
-from pipeline.raster.reading import GDAL_ENV, open_scene
+from pipeline.raster.cog import write_tile_cog
+from pipeline.raster.reading import open_scene
+from pipeline.raster.warp import TILE_GDAL_ENV, TileGrid, release_memory, warp_window
 from pipeline.scene import Scene
-
-#: Warp memory limit per warped tile (MB).
-WARP_MEM_LIMIT_MB = 64
 
 #: Tiles warped at the same time (threads, each with its own dataset handle; GDAL releases the GIL while
 #: it decodes, warps and compresses).  ``OEM_TILE_THREADS`` overrides; 1 = sequential.
@@ -121,35 +123,6 @@ def _stretch(data: np.ndarray, low: Sequence[float], high: Sequence[float]) -> n
     return out
 
 
-def write_tif(path: Path, data: np.ndarray, crs: CRS, transform: Affine, *,
-               mask: np.ndarray | None = None, predictor: int | None = None,
-               photometric: str | None = None) -> None:
-    """Write ``data`` (bands, rows, cols) as a tiled DEFLATE GeoTIFF at ``path`` atomically."""
-    count, height, width = data.shape
-    profile: dict[str, Any] = dict(
-        driver="GTiff", width=width, height=height, count=count, dtype=data.dtype.name, crs=crs,
-        transform=transform, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
-        interleave="pixel",
-    )
-    if predictor:
-        profile["predictor"] = predictor
-    if photometric:
-        profile["photometric"] = photometric
-    with atomic_path(path) as tmp:
-        with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
-            with rasterio.open(tmp, "w", **profile) as dst:
-                dst.write(data)
-                if mask is not None:
-                    dst.write_mask(mask)
-
-
-def _alpha_index(vrt: WarpedVRT) -> int:
-    for i, ci in enumerate(vrt.colorinterp, start=1):
-        if ci == ColorInterp.alpha:
-            return i
-    raise RuntimeError("warped dataset has no alpha band")  # cannot happen: WarpedVRT adds one (a bug, not input)
-
-
 def map_tiles(opener: Callable[[], Any], fn: Callable[[Any, _T], _R], items: Sequence[_T],
                threads: int = 0) -> list[_R]:
     """``[fn(ds, item) for item in items]`` on up to ``threads`` (default :data:`TILE_THREADS`) threads.
@@ -193,6 +166,60 @@ def map_tiles(opener: Callable[[], Any], fn: Callable[[Any, _T], _R], items: Seq
     return results
 
 
+def downsampling(plan: dict) -> float:
+    """The plan's downsampling factor (output GSD / native GSD)."""
+    return float(plan["grid"]["gsd"]) / float(plan["native"]["gsd"])
+
+
+def tile_jobs(plan: dict, tile_size: int) -> list[tuple[str, TileGrid, tuple]]:
+    """``(tile id, tile grid, lattice window)`` of every tile of the plan's lattice."""
+    grid = plan["grid"]
+    crs = CRS.from_user_input(grid["crs"])
+    return [(tile_id(w[0], w[1]), TileGrid(crs, Affine(*tile_transform(grid["transform"], w[2], w[3])), w[4], w[5]), w)
+            for w in tile_lattice(grid["width"], grid["height"], tile_size)]
+
+
+def image_tile(src: Any, scene: Scene, plan: dict, grid: TileGrid,
+               max_nodata_fraction: float) -> tuple[np.ndarray | None, np.ndarray, float]:
+    """Warp one image tile: ``(rgb uint8, or None when dropped; valid mask; nodata fraction)``.  A read
+    failure raises ``SceneRejected(scene.image, "cannot read: ...")``."""
+    rad = plan["radiometry"]
+    bands: list[int] = list(rad["bands"])
+    uniq = sorted(set(bands))
+    with_mask = any(MaskFlags.all_valid not in src.mask_flag_enums[b - 1] for b in uniq)
+    try:
+        data, valid = warp_window(src, uniq, grid, plan["resampling"]["image"], downsampling(plan),
+                                  with_mask=with_mask)
+    except RasterioError as exc:
+        raise SceneRejected(scene.image, f"cannot read: {exc}") from exc
+    pos = {b: i for i, b in enumerate(uniq)}
+    pixels = data[[pos[b] for b in bands]] if bands != uniq else data
+    if np.issubdtype(pixels.dtype, np.floating):
+        valid &= np.all(np.isfinite(pixels), axis=0)
+    n_pixels = grid.width * grid.height
+    fraction = (n_pixels - int(np.count_nonzero(valid))) / n_pixels
+    if fraction > max_nodata_fraction:
+        return None, valid, fraction
+    if rad.get("scale") == "linear":
+        rgb = _stretch(np.nan_to_num(pixels.astype(np.float64)), rad["low"], rad["high"])
+    else:
+        rgb = np.ascontiguousarray(pixels.astype(np.uint8, copy=False))
+    if fraction:
+        rgb[:, ~valid] = 0
+    return rgb, valid, fraction
+
+
+def _tile_record(tid: str, window: tuple, grid: TileGrid, plan: dict, fraction: float) -> dict:
+    row, col, col_off, row_off, w, h = window
+    gsd = float(plan["grid"]["gsd"])
+    coeffs = list(grid.transform)[:6]
+    return {"tile_id": tid, "row": row, "col": col, "window": [col_off, row_off, w, h],
+            "crs": plan["grid"]["crs"], "transform": coeffs,
+            "bounds": [coeffs[2], round(coeffs[5] - h * gsd, 6) + 0.0, round(coeffs[2] + w * gsd, 6) + 0.0,
+                       coeffs[5]],
+            "gsd": gsd, "nodata_fraction": round(fraction, 6), "image": f"images/{tid}.tif"}
+
+
 def write_scene_tiles(scene: Scene, plan: dict, out_dir: Path, *, tile_size: int = 1024,
                       max_nodata_fraction: float = 0.05) -> tuple[list[dict], list[dict]]:
     """Warp ``scene.image`` tile by tile onto the plan's grid and write ``out_dir/images/<tile_id>.tif``.
@@ -202,63 +229,22 @@ def write_scene_tiles(scene: Scene, plan: dict, out_dir: Path, *, tile_size: int
     ``max_nodata_fraction``.  A read failure raises ``SceneRejected(scene.image, "cannot read: ...")``.
     """
     out_dir = Path(out_dir)
-    grid = plan["grid"]
-    rad = plan["radiometry"]
-    dst_crs = CRS.from_user_input(grid["crs"])
-    gsd = float(grid["gsd"])
-    resampling = Resampling[plan["resampling"]["image"]]
-    bands: list[int] = list(rad["bands"])
-    linear = rad.get("scale") == "linear"
-    n_pixels = tile_size * tile_size
-    uniq = sorted(set(bands))
-    pos = {b: i for i, b in enumerate(uniq)}
-    lattice = tile_lattice(grid["width"], grid["height"], tile_size)
 
-    def one_tile(src: Any, window: tuple) -> tuple[str, dict]:
-        row, col, col_off, row_off, w, h = window
-        tid = tile_id(row, col)
-        coeffs = tile_transform(grid["transform"], col_off, row_off)
-        transform = Affine(*coeffs)
+    def one_tile(src: Any, job: tuple[str, TileGrid, tuple]) -> tuple[str, dict]:
+        tid, grid, window = job
         try:
-            src_has_alpha = ColorInterp.alpha in src.colorinterp
-            with WarpedVRT(src, crs=dst_crs, transform=transform, width=w, height=h,
-                           resampling=resampling, add_alpha=not src_has_alpha,
-                           warp_mem_limit=WARP_MEM_LIMIT_MB) as vrt:
-                data = vrt.read(uniq + [_alpha_index(vrt)])
-        except RasterioError as exc:
-            raise SceneRejected(scene.image, f"cannot read: {exc}") from exc
-        pixels = data[[pos[b] for b in bands]]
-        valid = data[-1] > 0
-        if np.issubdtype(pixels.dtype, np.floating):
-            valid &= np.all(np.isfinite(pixels), axis=0)
-        n_nodata = int(n_pixels - np.count_nonzero(valid))
-        fraction = n_nodata / n_pixels
-        if fraction > max_nodata_fraction:
-            return "dropped", {"tile_id": tid,
-                               "reason": f"nodata {fraction * 100:.1f}% > {max_nodata_fraction * 100:g}%"}
-        if linear:
-            rgb = _stretch(np.nan_to_num(pixels.astype(np.float64)), rad["low"], rad["high"])
-        else:
-            rgb = pixels.astype(np.uint8, copy=False)
-        rgb = np.ascontiguousarray(rgb)
-        if n_nodata:
-            rgb[:, ~valid] = 0
-        mask = valid.astype(np.uint8) * 255 if n_nodata else None
-        image_rel = f"images/{tid}.tif"
-        write_tif(out_dir / image_rel, rgb, dst_crs, transform, mask=mask, predictor=2,
-                   photometric="RGB")
-        return "tile", {
-            "tile_id": tid, "row": row, "col": col, "window": [col_off, row_off, w, h],
-            "crs": grid["crs"], "transform": coeffs,
-            "bounds": [coeffs[2], round(coeffs[5] - h * gsd, 6) + 0.0,
-                       round(coeffs[2] + w * gsd, 6) + 0.0, coeffs[5]],
-            "gsd": gsd, "nodata_fraction": round(fraction, 6), "image": image_rel,
-        }
+            rgb, valid, fraction = image_tile(src, scene, plan, grid, max_nodata_fraction)
+            if rgb is None:
+                return "dropped", {"tile_id": tid,
+                                   "reason": f"nodata {fraction * 100:.1f}% > {max_nodata_fraction * 100:g}%"}
+            write_tile_cog(out_dir / f"images/{tid}.tif", rgb, crs=grid.crs, transform=grid.transform,
+                           kind="image", mask=valid if fraction else None)
+            return "tile", _tile_record(tid, window, grid, plan, fraction)
+        finally:
+            release_memory()
 
-    with rasterio.Env(**GDAL_ENV):
-        results = map_tiles(lambda: open_scene(scene), one_tile, lattice)
-    tiles = [rec for kind, rec in results if kind == "tile"]
-    dropped = [rec for kind, rec in results if kind == "dropped"]
-    tiles.sort(key=lambda t: t["tile_id"])
-    dropped.sort(key=lambda t: t["tile_id"])
+    with rasterio.Env(**TILE_GDAL_ENV):
+        results = map_tiles(lambda: open_scene(scene), one_tile, tile_jobs(plan, tile_size))
+    tiles = sorted((rec for kind, rec in results if kind == "tile"), key=lambda t: t["tile_id"])
+    dropped = sorted((rec for kind, rec in results if kind == "dropped"), key=lambda t: t["tile_id"])
     return tiles, dropped
