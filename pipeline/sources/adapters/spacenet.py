@@ -40,11 +40,11 @@ from typing import Any, ClassVar
 from pipeline.scene import Scene
 from pipeline.sources.adapters.base import Adapter, sorted_glob
 from pipeline.sources.config import SourceConfig
+from pipeline.sources.footprints import VECTOR, vector_crs
 
 #: SpaceNet AOI city spellings -> the region name :func:`pipeline.dataset.regions.metro_city` gives the
 #: metro (GeoNames' city name slugified); AOI cities not listed already spell it (paris, shanghai, khartoum).
 AOI_REGIONS = {"vegas": "las_vegas", "rio": "rio_de_janeiro"}
-from pipeline.sources.footprints import VECTOR, vector_crs
 
 _CHIP = r"AOI_(?P<k>\d+)_(?P<city>[A-Za-z]+)_img(?P<n>\d+)"
 
