@@ -17,7 +17,9 @@ import luigi
 from pipeline import atomic
 from pipeline.dataset.balance import released_per_continent, under_represented
 from pipeline.dataset.pool import assemble_pool, name_images
+from pipeline.errors import SourceFailed
 from pipeline.sources.config import scene_region
+from pipeline.sources.outcome import failure_of
 from tasks.base import PipelineTask
 from tasks.config import (
     active_sources,
@@ -71,6 +73,9 @@ class AssembleTiles(PipelineTask):
         self.set_status_message(f"processing {len(scene_tasks)} scenes")
         yield scene_tasks  # per-scene work is scheduled here; run() resumes once all are complete
 
+        failed = {c["source"]: c["failed"]["reason"] for c in catalogs if failure_of(c)}
+        if failed and not cfg().allow_partial_release:
+            raise SourceFailed(failed)  # after every other source's scenes were tiled and labelled
         self.set_status_message("assembling the tile pool")
         scenes = []
         for task in scene_tasks:

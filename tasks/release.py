@@ -12,6 +12,7 @@ from pipeline.dataset.splits.uda import uda_section
 from pipeline.errors import ReleaseInvalid
 from pipeline.release.writer import write_release
 from pipeline.sources.adapters import acquired_range
+from pipeline.sources.outcome import failure_of, failure_reject, manifest_failure
 from tasks.base import PipelineTask
 from tasks.config import active_sources, cfg, processing_params, release_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
@@ -31,6 +32,10 @@ class BuildRelease(PipelineTask):
     def output(self):
         return luigi.LocalTarget(str(release_dir() / "manifest.json"))
 
+    def partial_markers(self) -> list[Path]:
+        """Beside the release folder, which is written whole (``releases/<release>.partial``)."""
+        return [release_dir().parent / f"{release_dir().name}.partial"]
+
     def run(self):
         from pipeline.release.validate.report import validate_release
 
@@ -49,7 +54,9 @@ class BuildRelease(PipelineTask):
             for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen
         ]
         provenance = {name: load(target) for name, target in self.input()["fetch"].items()}
-        rejects = pool["rejects"] + footprint_rejects(todo.values(), provenance)
+        failed = {name: f for name, rec in provenance.items() if (f := failure_of(rec))}  # partial release
+        rejects = (pool["rejects"] + footprint_rejects(todo.values(), provenance)
+                   + [failure_reject(name, f) for name, f in sorted(failed.items())])
         created_with = {
             **params.as_dict(),
             "seed": int(c.seed),
@@ -63,7 +70,8 @@ class BuildRelease(PipelineTask):
         }
         sources = [
             {"name": s.name, "kind": s.kind, "location": s.location or "builtin:demo", "license": s.license,
-             "attribution": s.attribution, "acquired_range": acquired_range(s)}
+             "attribution": s.attribution, "acquired_range": acquired_range(s),
+             **({"failed": manifest_failure(failed[s.name])} if s.name in failed else {})}
             for s in active_sources()
         ]
         target = release_dir()

@@ -196,7 +196,7 @@ def reset() -> None:
     _state.update(tally=None, present={}, scheduled={}, config=None)
 
 
-def _is_luigi_cli() -> bool:
+def is_luigi_cli() -> bool:
     argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("")
     return argv0.name == "luigi" or (argv0.name == "__main__.py" and argv0.parent.name == "luigi")
 
@@ -205,7 +205,7 @@ def _at_exit() -> None:
     if not _is_main():
         return
     try:
-        text = summary_text() if _is_luigi_cli() else None
+        text = summary_text() if is_luigi_cli() else None
         if text:
             print("\n" + text + "\n", flush=True)
     finally:
