@@ -39,6 +39,10 @@ class PipelineConfig(luigi.Config):
     viewer = luigi.BoolParameter(
         default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
         description="write the release's static browser to <release>/viewer/ (python -m pipeline browse)")
+    progress = luigi.BoolParameter(
+        default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="per-stage progress on the console (in place on a terminal, plain lines otherwise)")
+    progress_interval = luigi.FloatParameter(default=10.0, description="seconds between progress lines")
     allow_partial_release = luigi.BoolParameter(
         default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
         description="when a source's fetch fails, write the release without it (its manifest sources entry "

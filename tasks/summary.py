@@ -77,10 +77,23 @@ def _append(status: str, task, detail: str = "") -> None:
         pass
 
 
+def tally_path() -> str | None:
+    """The tally file of this build (None before the first scheduling event)."""
+    return _state["tally"]
+
+
+def _board():
+    from tasks import progress
+
+    progress.start()
+    return progress.board()
+
+
 def _on_present(task) -> None:
     if _is_main():
         _tally()
         _state["present"][task.task_id] = task.task_family
+        _board().complete_already(task.task_id, task.task_family)
 
 
 def _on_discovered(task, dependency) -> None:
@@ -89,6 +102,9 @@ def _on_discovered(task, dependency) -> None:
         _tally()
         _state["scheduled"][task.task_id] = task.task_family
         _state["scheduled"][dependency.task_id] = dependency.task_family
+        b = _board()
+        b.known(task.task_id, task.task_family)
+        b.known(dependency.task_id, dependency.task_family)
 
 
 def _on_missing(task) -> None:
@@ -96,6 +112,10 @@ def _on_missing(task) -> None:
     if _is_main():
         _tally()
         _state["scheduled"][task.task_id] = task.task_family
+
+
+def _on_start(task) -> None:
+    _append("start", task)
 
 
 def _on_success(task) -> None:
@@ -127,7 +147,8 @@ def _outcomes() -> dict[str, dict]:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            out[rec["id"]] = rec  # the last outcome of a task wins
+            if rec.get("status") != "start":
+                out[rec["id"]] = rec  # the last outcome of a task wins
     return out
 
 
@@ -205,6 +226,9 @@ def _at_exit() -> None:
     if not _is_main():
         return
     try:
+        from tasks import progress
+
+        progress.finish()
         text = summary_text() if is_luigi_cli() else None
         if text:
             print("\n" + text + "\n", flush=True)
@@ -217,6 +241,7 @@ HANDLERS = (
     (Event.DEPENDENCY_PRESENT, _on_present),
     (Event.DEPENDENCY_DISCOVERED, _on_discovered),
     (Event.DEPENDENCY_MISSING, _on_missing),
+    (Event.START, _on_start),
     (Event.SUCCESS, _on_success),
     (Event.FAILURE, _on_failure),
     (Event.PROCESS_FAILURE, _on_process_failure),
