@@ -53,7 +53,8 @@ def _geotiff(path: Path, size: int, gsd: float) -> None:
 @pytest.fixture(scope="module")
 def pending_release(tmp_path_factory) -> Path:
     """A release of one local scene without labels (its tile is pending), one 0.8 m scene (rejected) and one
-    labelled scene (so that the release holds an image), built with ``--PipelineConfig-viewer false``; no viewer is written."""
+    labelled scene (so that the release holds an image), built with ``--PipelineConfig-viewer false``; no viewer
+    is written."""
     base = tmp_path_factory.mktemp("pending")
     _geotiff(base / "imagery" / "town" / "town.tif", 1024, 0.5)
     _geotiff(base / "imagery" / "town" / "coarse.tif", 256, 0.8)
