@@ -50,14 +50,22 @@ def _partial_aware(run):
         @functools.wraps(run)
         def gen(self):
             partial = self._before_run()
-            yield from run(self)
+            try:
+                yield from run(self)
+            except BaseException:
+                self._abandon()
+                raise
             self._after_run(partial)
         wrapped = gen
     else:
         @functools.wraps(run)
         def plain(self):
             partial = self._before_run()
-            result = run(self)
+            try:
+                result = run(self)
+            except BaseException:
+                self._abandon()
+                raise
             self._after_run(partial)
             return result
         wrapped = plain
@@ -113,6 +121,12 @@ class PipelineTask(luigi.Task):
         if partial:
             self.mark_partial()
         return partial
+
+    def _abandon(self) -> None:
+        """The run failed: no marker stays without its output."""
+        for target, marker in zip(luigi.task.flatten(self.output()), self.partial_markers()):
+            if not os.path.exists(target.path):
+                marker.unlink(missing_ok=True)
 
     def _after_run(self, partial: bool) -> None:
         if partial or self.__dict__.get("_partial"):

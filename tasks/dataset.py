@@ -73,7 +73,7 @@ class AssembleTiles(PipelineTask):
         self.set_status_message(f"processing {len(scene_tasks)} scenes")
         yield scene_tasks  # per-scene work is scheduled here; run() resumes once all are complete
 
-        failed = {c["source"]: c["failed"]["reason"] for c in catalogs if failure_of(c)}
+        failed = {c["source"]: f"{c['failed'].get('file')}: {c['failed']['reason']}" for c in catalogs if failure_of(c)}
         if failed and not cfg().allow_partial_release:
             raise SourceFailed(failed)  # after every other source's scenes were tiled and labelled
         self.set_status_message("assembling the tile pool")
