@@ -6,10 +6,12 @@ tasks ``Assemble -> Select -> Split -> Stats -> Release``.  Every ``run()`` writ
 Luigi's: scheduling, ``complete()`` checks, forking a process per task (``workers > 1``) and, with ``luigid``,
 the HTTP round trips.  600 scenes x ~8.5 tiles is a 5000-image release.
 
-Two graph shapes: ``static`` (the dataset tasks ``require`` every scene chain) and ``dynamic`` (``Assemble``
-yields the scene chains from ``run()``, as ``tasks.dataset.AssembleTiles`` does: Luigi re-runs it once they
-are done).  Each is run with the local scheduler and with a ``luigid`` on 127.0.0.1 (a fresh one per run),
-2 workers each, fresh output folders, and printed as a table.
+Two graph shapes: ``static`` (the dataset tasks ``require`` every scene chain, as ``tasks.dataset.AssembleTiles``
+does for sources whose catalogs exist) and ``dynamic`` (``Assemble`` yields the scene chains from ``run()``, as
+``AssembleTiles`` does for sources catalogued after scheduling: Luigi re-runs it once they are done).  The real
+task classes are measured by ``bench/bench_rebuild.py`` and ``bench/bench_scaleout.py``.  Each shape is run
+with the local scheduler and with a ``luigid`` on 127.0.0.1 (a fresh one per run), 2 workers each, fresh
+output folders, and printed as a table.
 
     python bench/bench_scheduler.py                 # 600 scenes, both shapes, both schedulers
     python bench/bench_scheduler.py --scenes 100 --shapes static --schedulers local

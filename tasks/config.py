@@ -6,11 +6,8 @@ from pathlib import Path
 
 import luigi
 
-from pipeline.errors import SourcesError
 from pipeline.limits import DEFAULT_LIMITS, MAX_GRID_TOTAL, Limits
-from pipeline.params import ProcessingParams
 from pipeline.scene import Scene
-from pipeline.sources.config import SourceConfig, enabled_sources, load_sources
 
 
 class PipelineConfig(luigi.Config):
@@ -49,8 +46,8 @@ class PipelineConfig(luigi.Config):
         "and rejects.csv say why) instead of failing the build")
     previous_release = luigi.OptionalParameter(
         default=None, description="release whose image ids and splits this one keeps: a release name under "
-        "<data_dir>/releases/ or a release folder; default: the newest other release there (natural version "
-        "order) that has a manifest.json; 'none': start afresh")
+        "<data_dir>/releases/ or a release folder; default: the newest release there older than the one being "
+        "built (natural version order) that has a manifest.json; 'none': start afresh")
     # -- limits on hostile input (pipeline.limits; README "Limits") --------------------------------------
     allow_private_networks = luigi.BoolParameter(
         default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
@@ -85,18 +82,11 @@ def cfg() -> PipelineConfig:
     return PipelineConfig()
 
 
-def processing_params() -> ProcessingParams:
-    c = cfg()
-    return ProcessingParams(
-        target_gsds=tuple(float(g) for g in c.target_gsds),
-        tile_size=int(c.tile_size),
-        max_nodata_fraction=float(c.max_nodata_fraction),
-        max_grid_pixels=int(c.max_grid_pixels),
-    )
-
-
 def limits() -> Limits:
-    """The limits on hostile input of this build (``[PipelineConfig]`` keys named like the fields)."""
+    """The limits on hostile input of this build (``[PipelineConfig]`` keys named like the fields).
+
+    Not significant parameters: they decide only whether hostile input is rejected or fetched, never what a
+    good input's outputs contain (``max_grid_pixels`` does, so it is one: :mod:`tasks.params`)."""
     c = cfg()
     names = ("allow_private_networks", "download_max_bytes", "download_deadline_s", "download_min_rate",
              "download_rate_window_s", "archive_max_bytes", "archive_max_entries", "archive_max_ratio",
@@ -107,25 +97,34 @@ def limits() -> Limits:
     return Limits.from_mapping(values)
 
 
+# Paths.  PipelineConfig gives where things are (data_dir, annotation_dir, sources_file); what a task computes
+# comes from its parameters (tasks.params), never from here.
+
 def data_dir() -> Path:
     return Path(cfg().data_dir)
 
 
-def raw_dir(source: str) -> Path:
-    return data_dir() / "raw" / source
+def raw_dir(source: str, raw: str) -> Path:
+    """``<data>/raw/<source>-<raw digest>/`` (``fetch.json`` and ``files/``)."""
+    return data_dir() / "raw" / f"{source}-{raw}"
 
 
-def catalog_path(source: str) -> Path:
-    return data_dir() / "catalog" / f"{source}.json"
+def catalog_path(source: str, catalog: str) -> Path:
+    return data_dir() / "catalog" / f"{source}-{catalog}.json"
 
 
 def work_dir() -> Path:
-    """Work files of the current processing parameters: ``<data>/work/<fingerprint>/``."""
-    return data_dir() / "work" / processing_params().fingerprint()
+    return data_dir() / "work"
 
 
-def scene_dir(source: str, scene_id: str) -> Path:
-    return work_dir() / "scenes" / source / scene_id
+def scene_dir(source: str, catalog: str, scene_id: str) -> Path:
+    """Work files of one scene: ``<data>/work/scenes/<source>-<catalog digest>/<scene>/``."""
+    return work_dir() / "scenes" / f"{source}-{catalog}" / scene_id
+
+
+def annotation_cache_dir() -> Path:
+    """The annotation hash cache and the stored annotation indexes (:mod:`tasks.plan`)."""
+    return work_dir() / "annotations"
 
 
 def annotation_dir() -> Path:
@@ -143,67 +142,16 @@ def todo_dir() -> Path:
     return annotation_dir() / "todo"
 
 
-def inputs_digest() -> str:
-    """12 hex digits over what the dataset-level work depends on besides the processing parameters:
-    the enabled sources' configuration and the completed annotations.  Adding a source or an annotation
-    gives new dataset-level outputs; per-scene outputs of unchanged scenes are reused."""
-    import dataclasses
-    import hashlib
-    import json
-
-    from pipeline.labels.labelling import annotation_digest
-
-    blob = json.dumps(
-        {"sources": [dataclasses.asdict(s) for s in active_sources()], "annotations": annotation_digest(done_dir())},
-        sort_keys=True, default=str,
-    ).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]
-
-
-def release_dir() -> Path:
-    return data_dir() / "releases" / cfg().release
-
-
 def releases_root() -> Path:
     return data_dir() / "releases"
 
 
-def previous_release_dir() -> Path | None:
-    """The folder of the release this build continues (``previous_release``; see
-    :func:`pipeline.dataset.history.find_previous_release`), or None."""
-    from pipeline.dataset.history import find_previous_release
-
-    c = cfg()
-    return find_previous_release(releases_root(), str(c.release), c.previous_release)
-
-
-def publish_url() -> str | None:
-    """``<publish_url>/<release>`` when publishing is configured, else None."""
-    from pipeline.sources.object_store import join_url
-
-    c = cfg()
-    return join_url(str(c.publish_url), str(c.release)) if c.publish_url else None
+def release_dir(release: str | None = None) -> Path:
+    return releases_root() / (cfg().release if release is None else release)
 
 
 def s3_endpoint() -> str | None:
     return cfg().s3_endpoint_url or None
-
-
-def all_sources() -> list[SourceConfig]:
-    c = cfg()
-    return load_sources(c.sources_file, max_bytes=int(c.sources_max_bytes))
-
-
-def active_sources() -> list[SourceConfig]:
-    c = cfg()
-    return enabled_sources(c.sources_file, max_bytes=int(c.sources_max_bytes))
-
-
-def source_config(name: str) -> SourceConfig:
-    for s in all_sources():
-        if s.name == name:
-            return s
-    raise SourcesError(f"{cfg().sources_file}: no source named '{name}'")
 
 
 @functools.lru_cache(maxsize=64)
@@ -214,6 +162,11 @@ def _catalog(path: str, mtime_ns: int) -> dict[str, Scene]:
     return {d["scene_id"]: Scene.from_dict(d) for d in data["scenes"]}
 
 
-def load_scene(source: str, scene_id: str) -> Scene:
-    p = catalog_path(source)
-    return _catalog(str(p), p.stat().st_mtime_ns)[scene_id]
+def catalog_scenes(source: str, catalog: str) -> dict[str, Scene]:
+    """Scene id -> Scene of a written catalog (cached per file version)."""
+    p = catalog_path(source, catalog)
+    return _catalog(str(p), p.stat().st_mtime_ns)
+
+
+def load_scene(source: str, catalog: str, scene_id: str) -> Scene:
+    return catalog_scenes(source, catalog)[scene_id]

@@ -1,13 +1,19 @@
 """Dataset-level tasks: gather every scene's tiles into one pool, sample/select per region, export
 pre-annotations, split, compute statistics.
 
-Their outputs are named by ``inputs_digest()`` (enabled sources + completed annotations) and their own
-parameters, so adding a source or an annotation rebuilds these cheap tasks while the per-scene work of
-unchanged scenes is reused.
+Their outputs are ``data/work/dataset/<name>-<digest>`` where the digest covers the task's parameters: the
+sources' digests, processing parameters, code versions, annotation index, selection and split settings and
+the previous release's manifest digest (``tasks.params``).  Adding a source or an annotation gives new
+dataset-level outputs while the per-scene work of unchanged scenes is reused.
+
+Graph shape: ``AssembleTiles`` requires every source's ``CatalogSource`` and, for each source whose catalog
+already exists when the graph is built, the per-scene tasks of all its scenes (static requirements: any
+worker process that schedules the build can run them).  Scenes of a source whose catalog did not exist yet
+are yielded from ``run()`` (dynamic dependencies: run by the process that runs ``AssembleTiles``); the next
+scheduling pass (``python -m tasks.worker`` does one per phase) sees them statically.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -21,84 +27,106 @@ from pipeline.errors import SourceFailed
 from pipeline.sources.config import scene_region
 from pipeline.sources.outcome import failure_of
 from tasks.base import PipelineTask
-from tasks.config import (
-    active_sources,
-    cfg,
-    inputs_digest,
-    load_scene,
-    previous_release_dir,
-    scene_dir,
-    source_config,
-    todo_dir,
-    work_dir,
-)
-from tasks.scene import CountSegments
+from tasks.config import annotation_cache_dir, catalog_scenes, cfg, load_scene, releases_root, todo_dir, work_dir
+from tasks.params import PoolParams, SelectParams, SplitParams
+from tasks.plan import load_index, previous_folder, verified_sources
+from tasks.scene import CountSegments, relocate
 from tasks.sources import CatalogSource
 
 logger = logging.getLogger("luigi-interface")
 
 
-def _load(path: Path):
+def _load(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
-def _params_tag(**params) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+def dataset_target(task: PipelineTask, name: str, suffix: str = ".json") -> luigi.LocalTarget:
+    """``data/work/dataset/<name>-<task digest><suffix>``."""
+    return luigi.LocalTarget(str(work_dir() / "dataset" / f"{name}-{task.digest()}{suffix}"))
 
 
-def _previous_release() -> tuple[Path | None, str]:
-    """The folder of the release this build continues (or None) and a digest of its manifest (``"none"``)."""
-    from pipeline.dataset.history import manifest_digest
+class PreviousRelease:
+    """The release a dataset task continues (parameters ``previous`` and ``previous_digest``)."""
 
-    folder = previous_release_dir()
-    return folder, (manifest_digest(folder) if folder is not None else "none")
+    previous: str
+    previous_digest: str
+
+    def previous_manifest(self) -> tuple[Path | None, dict | None]:
+        from pipeline.dataset.history import load_manifest
+
+        folder = previous_folder(releases_root(), self.previous)
+        return folder, (load_manifest(folder, self.previous_digest) if folder is not None else None)
 
 
-class AssembleTiles(PipelineTask):
-    """Run the per-scene chain for every scene of every enabled source (dynamic dependencies), then
-    gather all tiles with their stable key, region, country and continent into the pool."""
+class AssembleTiles(PoolParams, PipelineTask):
+    """Run the per-scene chain for every scene of every enabled source, then gather all tiles with their
+    stable key, region, country and continent into the pool (module docstring: static and dynamic scenes)."""
+
+    def catalog_tasks(self) -> list[CatalogSource]:
+        return [CatalogSource(source_name=n, raw=r, catalog=c) for n, r, c in self.sources]
+
+    def scene_tasks(self, source) -> list[CountSegments]:
+        """The last per-scene task of every scene of ``source`` (its catalog must exist)."""
+        name, _, catalog = source
+        index = load_index(str(annotation_cache_dir()), self.annotation_index)
+        return [CountSegments(**self.scene_params(source, sid, index.scene(name, sid)))
+                for sid in sorted(catalog_scenes(name, catalog))]
+
+    def static_sources(self) -> list:
+        """Sources whose catalogs existed when this task's requirements were first asked for (fixed then, so
+        the requirements do not change between scheduling and running)."""
+        if "_static" not in self.__dict__:
+            self.__dict__["_static"] = [s for s, t in zip(self.sources, self.catalog_tasks()) if t.complete()]
+        return self.__dict__["_static"]
 
     def requires(self):
-        return [CatalogSource(source_name=s.name) for s in active_sources()]
+        return {"catalogs": self.catalog_tasks(),
+                "scenes": [t for s in self.static_sources() for t in self.scene_tasks(s)]}
 
     def output(self):
-        return luigi.LocalTarget(str(work_dir() / f"pool-{inputs_digest()}.json"))
+        return dataset_target(self, "pool")
 
     def run(self):
-        catalogs = [_load(t.path) for t in self.input()]
-        scene_tasks = [
-            CountSegments(source_name=cat["source"], scene_id=s["scene_id"])
-            for cat in catalogs for s in cat["scenes"]
-        ]
-        self.set_status_message(f"processing {len(scene_tasks)} scenes")
-        yield scene_tasks  # per-scene work is scheduled here; run() resumes once all are complete
+        static = self.static_sources()
+        later = [t for s in self.sources if s not in static for t in self.scene_tasks(s)]
+        if later:
+            self.set_status_message(f"processing {len(later)} scenes")
+            yield later  # scenes of sources catalogued after scheduling; run() resumes once all are complete
 
+        self.set_status_message("assembling the tile pool")
+        options = {s.name: s.options for s in verified_sources(cfg().sources_file, self.sources)}
+        catalogs = [_load(t.output().path) for t in self.catalog_tasks()]
         failed = {c["source"]: f"{c['failed'].get('file')}: {c['failed']['reason']}" for c in catalogs if failure_of(c)}
         if failed and not cfg().allow_partial_release:
             raise SourceFailed(failed)  # after every other source's scenes were tiled and labelled
-        self.set_status_message("assembling the tile pool")
-        scenes = []
-        for task in scene_tasks:
-            label_task = task.requires()
-            tile_task = label_task.requires()
-            src = source_config(task.source_name)
-            scenes.append({
-                "scene": load_scene(task.source_name, task.scene_id),
-                "region_override": scene_region(src.options, task.scene_id),
-                "folder": scene_dir(task.source_name, task.scene_id),
-                "plan": _load(tile_task.input().path),
-                "tiles": _load(tile_task.output().path),
-                "labels": _load(label_task.output().path),
-                "segments": _load(task.output().path),
-            })
+        scenes = [self._scene_item(task, scene_region(options[task.source_name], task.scene_id))
+                  for s in self.sources for task in self.scene_tasks(s)]
         catalog_rejects = [r for cat in catalogs for r in cat.get("rejects", [])]
         roots = {cat["source"]: cat["root"] for cat in catalogs}
         pool = assemble_pool(scenes, catalog_rejects=catalog_rejects, source_roots=roots)
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, pool)
 
+    @staticmethod
+    def _scene_item(task: CountSegments, region_override: str | None) -> dict:
+        """One scene's records for :func:`pipeline.dataset.pool.assemble_pool`, paths relative to its folder."""
+        label_task = task.requires()
+        tile_task = label_task.requires()
+        folder = task.folder
+        tiles = _load(tile_task.output().path)
+        labels = _load(label_task.output().path)
+        return {
+            "scene": task.scene,
+            "region_override": region_override,
+            "folder": folder,
+            "plan": _load(tile_task.input().path),
+            "tiles": {**tiles, "tiles": relocate(tiles["tiles"], "image", tile_task.out_dir, folder)},
+            "labels": {**labels, "labels": relocate(labels["labels"], "label", label_task.out_dir, folder)},
+            "segments": _load(task.output().path),
+        }
 
-class SelectTiles(PipelineTask):
+
+class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
     """Per region: keep every tile when there are at most ``region_max``, else sample to the middle of
     [region_min, region_max] by seeded random sampling plus hard-image selection (a small U-Net trained
     on every k-th labelled tile, a regressor predicting each tile's loss, highest predicted loss first).
@@ -106,26 +134,23 @@ class SelectTiles(PipelineTask):
     never drops a released image."""
 
     def requires(self):
-        return AssembleTiles()
+        return self.clone(AssembleTiles)
 
     def _params(self) -> dict:
-        c = cfg()
-        return {"seed": int(c.seed), "n_min": int(c.region_min), "n_max": int(c.region_max),
-                "k": int(c.label_every), "epochs": int(c.selection_epochs),
-                "random_fraction": float(c.random_fraction)}
+        return {"seed": int(self.seed), "n_min": int(self.region_min), "n_max": int(self.region_max),
+                "k": int(self.label_every), "epochs": int(self.selection_epochs),
+                "random_fraction": float(self.random_fraction)}
 
     def output(self):
-        _, prev = _previous_release()
-        return luigi.LocalTarget(str(
-            work_dir() / f"selection-{inputs_digest()}-{_params_tag(**self._params())}-prev{prev}.json"))
+        return dataset_target(self, "selection")
 
     def run(self):
-        from pipeline.dataset.history import load_manifest, previous_maps
+        from pipeline.dataset.history import previous_maps
         from pipeline.dataset.selection.sampling import sample_region
 
         p = self._params()
-        folder, digest = _previous_release()
-        released = set(previous_maps(load_manifest(folder, digest))[0]) if folder is not None else set()
+        _, previous = self.previous_manifest()
+        released = set(previous_maps(previous)[0])
         pool = _load(self.input().path)
         by_region: dict[str, list[dict]] = {}
         for t in pool["tiles"]:
@@ -155,26 +180,26 @@ class SelectTiles(PipelineTask):
         })
 
 
-class ExportAnnotationTodo(PipelineTask):
+class ExportAnnotationTodo(SelectParams, PipelineTask):
     """For each selected tile that has no 8-class label yet, export its building pre-annotation
     (GeoTIFF + GeoJSON + image) to ``<annotation>/todo/`` for annotators."""
 
     def requires(self):
-        return {"pool": AssembleTiles(), "selection": SelectTiles()}
+        return {"pool": self.clone(AssembleTiles), "selection": self.clone(SelectTiles)}
 
     def output(self):
-        return luigi.LocalTarget(str(Path(self.input()["selection"].path).with_name(
-            Path(self.input()["selection"].path).stem.replace("selection", "todo", 1) + ".json")))
+        return dataset_target(self, "todo")
 
     def run(self):
         from pipeline.labels.labelling import export_todo
 
+        catalogs = {name: catalog for name, _, catalog in self.sources}
         pool = _load(self.input()["pool"].path)
         chosen = set(_load(self.input()["selection"].path)["selected"])
         pending = [t for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen]
         exported = []
         for i, t in enumerate(pending):
-            scene = load_scene(t["source"], t["source_scene_id"])
+            scene = load_scene(t["source"], catalogs[t["source"]], t["source_scene_id"])
             tile = {"tile_id": t["tile"], "crs": t["crs"], "transform": t["transform"],
                     "window": [0, 0, t["width"], t["height"]]}
             exported.append({"key": t["key"], **export_todo(scene, tile, Path(t["_image_src"]), todo_dir())})
@@ -184,61 +209,56 @@ class ExportAnnotationTodo(PipelineTask):
         atomic.write_json(self.output().path, {"todo_dir": str(todo_dir()), "exported": exported})
 
 
-class SplitDataset(PipelineTask):
+class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
     """Name the released images (``<region>_<n>``) and split them per region 6:1:3 train/val/test: the
     best of ``split_trials`` seeded random trials (least class mismatch between train and test), never
     separating images whose footprints overlap (leakage groups).  Images of the previous release
-    (``[PipelineConfig] previous_release``) keep their id and split; the output name carries a digest of
-    that release's manifest, so a different previous release never reuses a stale split."""
+    (parameters ``previous``, ``previous_digest``) keep their id and split; the output name carries the
+    digest of that release's manifest, so a different previous release never reuses a stale split."""
 
     ratios = (6, 1, 3)
 
     def requires(self):
-        return {"pool": AssembleTiles(), "selection": SelectTiles()}
+        return {"pool": self.clone(AssembleTiles), "selection": self.clone(SelectTiles)}
 
     def output(self):
-        c = cfg()
-        sel = Path(self.input()["selection"].path).stem
-        _, prev = _previous_release()
-        return luigi.LocalTarget(str(work_dir() / f"split-{sel}-trials{c.split_trials}-prev{prev}.json"))
+        return dataset_target(self, "split")
 
     def run(self):
-        from pipeline.dataset.history import load_manifest, previous_maps
+        from pipeline.dataset.history import previous_maps
         from pipeline.dataset.splits.leakage import footprint, leakage_groups
         from pipeline.dataset.splits.trials import split_dataset
 
-        c = cfg()
-        folder, digest = _previous_release()
-        previous = load_manifest(folder, digest) if folder is not None else None
+        folder, previous = self.previous_manifest()
         prev_splits, prev_ids = previous_maps(previous)
         pool = _load(self.input()["pool"].path)
         chosen = set(_load(self.input()["selection"].path)["selected"])
-        self.set_status_message(f"splitting {len(chosen)} selected tiles ({c.split_trials} trials per region)")
+        self.set_status_message(f"splitting {len(chosen)} selected tiles ({self.split_trials} trials per region)")
         images = name_images([t for t in pool["tiles"] if t["status"] == "labelled" and t["key"] in chosen],
                              previous=prev_ids)
         groups = leakage_groups(images) if any(footprint(im) is not None for im in images) else {}
-        assignment, infos = split_dataset(images, ratios=self.ratios, trials=int(c.split_trials), seed=int(c.seed),
-                                          groups=groups, previous=prev_splits)
+        assignment, infos = split_dataset(images, ratios=self.ratios, trials=int(self.split_trials),
+                                          seed=int(self.seed), groups=groups, previous=prev_splits)
         for im in images:
             im["split"] = assignment[im["id"]]
             im["group"] = groups.get(im["id"], im["id"])
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {
-            "seed": int(c.seed), "trials": int(c.split_trials), "ratios": list(self.ratios),
+            "seed": int(self.seed), "trials": int(self.split_trials), "ratios": list(self.ratios),
             "images": images, "regions": infos,
             "previous_release": None if previous is None else {
-                "release": previous.get("release"), "folder": str(folder), "digest": digest},
+                "release": previous.get("release"), "folder": str(folder), "digest": self.previous_digest},
         })
 
 
-class ComputeStats(PipelineTask):
+class ComputeStats(SplitParams, PipelineTask):
     """The paper's tables and figures for the released images, as JSON, CSV, PNG and a README."""
 
     def requires(self):
-        return SplitDataset()
+        return self.clone(SplitDataset)
 
     def output(self):
-        return luigi.LocalTarget(str(Path(self.input().path).with_suffix("").as_posix().replace("/split-", "/stats-")))
+        return dataset_target(self, "stats", suffix="")
 
     def run(self):
         from pipeline.dataset.stats.write import write_stats

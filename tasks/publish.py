@@ -6,8 +6,16 @@ import luigi
 
 from pipeline.errors import ConfigError
 from tasks.base import PipelineTask
-from tasks.config import cfg, publish_url, release_dir, s3_endpoint
+from tasks.config import release_dir
+from tasks.params import ConfigParameter, RootParams, RootRegister
 from tasks.release import BuildRelease
+
+
+class OptionalConfigParameter(ConfigParameter):
+    """A root parameter from ``[PipelineConfig]`` that may be unset (None)."""
+
+    def normalize(self, x):
+        return None if x is None else str(x)
 
 
 class S3ObjectTarget(luigi.Target):
@@ -24,34 +32,41 @@ class S3ObjectTarget(luigi.Target):
         return exists(self.url, endpoint_url=self.endpoint_url)
 
 
-class PublishRelease(PipelineTask):
+class PublishRelease(RootParams, PipelineTask, metaclass=RootRegister):
     """Upload every file of the release, each checked against the manifest's sha256, ``manifest.json``
     last: the release is published (this task complete) exactly when its manifest is in the bucket."""
 
+    publish_url = OptionalConfigParameter(
+        description="the release goes to <publish_url>/<release>/ (s3://bucket/prefix)")
+    s3_endpoint_url = OptionalConfigParameter(description="S3-compatible endpoint; default AWS")
+
     def requires(self):
-        return BuildRelease()
+        return self.clone(BuildRelease)
+
+    def url(self) -> str:
+        from pipeline.sources.object_store import join_url
+
+        if not self.publish_url:
+            raise ConfigError("PublishRelease needs [PipelineConfig] publish_url, e.g. "
+                              "--PipelineConfig-publish-url s3://bucket/prefix")
+        return join_url(str(self.publish_url), str(self.release))
 
     def output(self):
-        url = publish_url()
-        if url is None:
-            raise ConfigError("PublishRelease needs [PipelineConfig] publish_url, e.g. "
-                             "--PipelineConfig-publish-url s3://bucket/prefix")
-        return S3ObjectTarget(f"{url}/manifest.json", endpoint_url=s3_endpoint())
+        return S3ObjectTarget(f"{self.url()}/manifest.json", endpoint_url=self.s3_endpoint_url or None)
 
     def run(self):
         from pipeline.sources.object_store import publish_release
 
-        url = publish_url()
-        if url is None:  # output() refused already; this keeps the type checker informed
-            raise ConfigError("PublishRelease needs [PipelineConfig] publish_url")
-        self.set_status_message(f"publishing release {cfg().release} to {url}")
+        url = self.url()
+        self.set_status_message(f"publishing release {self.release} to {url}")
 
         def progress(done: int, total: int) -> None:
             self.set_progress_percentage(int(99 * done / max(1, total)))
 
-        result = publish_release(release_dir(), url, endpoint_url=s3_endpoint(), progress=progress)
+        result = publish_release(release_dir(self.release), url, endpoint_url=self.s3_endpoint_url or None,
+                                 progress=progress)
         self.set_progress_percentage(100)
         self.set_status_message(f"published {result['files']} files to {url} ({result['uploaded']} uploaded, "
                                 f"{result['skipped']} already there)")
-        print(f"\nPublished release {cfg().release} -> {result['manifest']} ({result['uploaded']} files uploaded, "
+        print(f"\nPublished release {self.release} -> {result['manifest']} ({result['uploaded']} files uploaded, "
               f"{result['skipped']} already there, {result['deleted']} stray objects removed)\n", flush=True)

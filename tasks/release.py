@@ -1,6 +1,13 @@
-"""The release task: ``luigi --module pipeline BuildRelease`` builds ``data/releases/<release>/``."""
+"""The release task: ``luigi --module pipeline BuildRelease`` builds ``data/releases/<release>/``.
+
+``BuildRelease`` is the root of the graph: its parameters default to ``[PipelineConfig]`` and the derived
+digests are computed when it is created (``tasks.params.RootParams``), then passed down.  The release is
+named by the ``release`` parameter alone: a release that exists is complete (rebuilding it runs nothing);
+build another name to publish other content.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,37 +17,64 @@ from pipeline import atomic
 from pipeline.dataset.pool import footprint_rejects
 from pipeline.dataset.splits.uda import uda_section
 from pipeline.errors import ReleaseInvalid
+from pipeline.params import ProcessingParams
 from pipeline.release.writer import write_release
 from pipeline.sources.adapters import acquired_range
 from pipeline.sources.outcome import failure_of, failure_reject, manifest_failure
 from tasks.base import PipelineTask
-from tasks.config import active_sources, cfg, processing_params, release_dir
+from tasks.config import cfg, release_dir, work_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
+from tasks.params import RootParams, RootRegister
+from tasks.plan import verified_sources
 from tasks.sources import FetchSource
 
 
-class BuildRelease(PipelineTask):
+class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
     """Build, validate and publish a release (the folder appears only once it is complete and valid)."""
 
     def requires(self):
         return {
-            "pool": AssembleTiles(), "selection": SelectTiles(), "split": SplitDataset(), "stats": ComputeStats(),
-            "todo": ExportAnnotationTodo(),
-            "fetch": {s.name: FetchSource(source_name=s.name) for s in active_sources()},
+            "pool": self.clone(AssembleTiles), "selection": self.clone(SelectTiles),
+            "split": self.clone(SplitDataset), "stats": self.clone(ComputeStats),
+            "todo": self.clone(ExportAnnotationTodo),
+            "fetch": {name: FetchSource(source_name=name, raw=raw) for name, raw, _ in self.sources},
         }
 
     def output(self):
-        return luigi.LocalTarget(str(release_dir() / "manifest.json"))
+        return luigi.LocalTarget(str(release_dir(self.release) / "manifest.json"))
+
+    def code_versions(self) -> dict[str, str]:
+        return {**dict(self.codes), "release": self.code_release}
+
+    def created_with(self, split: dict, selection: dict) -> dict:
+        codes = self.code_versions()
+        params = ProcessingParams(
+            target_gsds=tuple(float(g) for g in self.target_gsds), tile_size=int(self.tile_size),
+            max_nodata_fraction=float(self.max_nodata_fraction), max_grid_pixels=int(self.max_grid_pixels),
+            code_version=hashlib.sha256(json.dumps(codes, sort_keys=True).encode()).hexdigest()[:12],
+        )
+        return {
+            **params.as_dict(),
+            "code_versions": codes,
+            "source_digests": {name: {"raw": raw, "catalog": catalog} for name, raw, catalog in self.sources},
+            "seed": int(self.seed),
+            "fingerprint": params.fingerprint(),
+            "resampling": {
+                "image": "average when downsampling by more than 1.2x, else bilinear",
+                "label": "mode when downsampling by more than 1.2x, else nearest (never interpolated)",
+            },
+            "split": {"ratios": split["ratios"], "trials": split["trials"], "seed": split["seed"]},
+            "selection": selection["params"],
+        }
 
     def partial_markers(self) -> list[Path]:
         """Beside the release folder, which is written whole (``releases/<release>.partial``)."""
-        return [release_dir().parent / f"{release_dir().name}.partial"]
+        folder = release_dir(self.release)
+        return [folder.parent / f"{folder.name}.partial"]
 
     def run(self):
         from pipeline.release.validate.report import validate_release
 
-        c = cfg()
-        params = processing_params()
         load = lambda target: json.loads(Path(target.path).read_text())  # noqa: E731
         pool = load(self.input()["pool"])
         split = load(self.input()["split"])
@@ -57,42 +91,31 @@ class BuildRelease(PipelineTask):
         failed = {name: f for name, rec in provenance.items() if (f := failure_of(rec))}  # partial release
         rejects = (pool["rejects"] + footprint_rejects(todo.values(), provenance)
                    + [failure_reject(name, f) for name, f in sorted(failed.items())])
-        created_with = {
-            **params.as_dict(),
-            "seed": int(c.seed),
-            "fingerprint": params.fingerprint(),
-            "resampling": {
-                "image": "average when downsampling by more than 1.2x, else bilinear",
-                "label": "mode when downsampling by more than 1.2x, else nearest (never interpolated)",
-            },
-            "split": {"ratios": split["ratios"], "trials": split["trials"], "seed": split["seed"]},
-            "selection": selection["params"],
-        }
         sources = [
             {"name": s.name, "kind": s.kind, "location": s.location or "builtin:demo", "license": s.license,
              "attribution": s.attribution, "acquired_range": acquired_range(s),
              **({"failed": manifest_failure(failed[s.name])} if s.name in failed else {})}
-            for s in active_sources()
+            for s in verified_sources(cfg().sources_file, self.sources)
         ]
-        target = release_dir()
+        target = release_dir(self.release)
         images = split["images"]
         previous = _previous_manifest(split.get("previous_release"))
-        uda = uda_section(images, seed=int(c.seed))
-        self.set_status_message(f"writing release {c.release} ({len(images)} images)")
+        uda = uda_section(images, seed=int(self.seed))
+        self.set_status_message(f"writing release {self.release} ({len(images)} images)")
         with atomic.atomic_path(target) as tmp:
             write_release(
-                tmp, release=str(c.release), images=images, rejects=rejects, pending=pending,
+                tmp, release=str(self.release), images=images, rejects=rejects, pending=pending,
                 split_infos=split["regions"], stats_dir=Path(self.input()["stats"].path),
-                created_with=created_with, sources=sources, provenance=provenance,
+                created_with=self.created_with(split, selection), sources=sources, provenance=provenance,
                 extra={"selection": {k: selection[k] for k in ("params", "counts", "warnings", "regions")}},
-                previous_manifest=previous, uda=uda,
+                previous_manifest=previous, uda=uda, tile_cache=work_dir() / "release-tiles",
             )
             problems = validate_release(tmp)
             if problems:
-                raise ReleaseInvalid(str(c.release), problems)
-            viewer = self._write_viewer(tmp, target, split.get("previous_release")) if c.viewer else ""
+                raise ReleaseInvalid(str(self.release), problems)
+            viewer = self._write_viewer(tmp, target, split.get("previous_release")) if self.viewer else ""
         self.set_progress_percentage(100)
-        print(f"\nRelease {c.release}: {len(images)} images, {len(pending)} pending annotation, "
+        print(f"\nRelease {self.release}: {len(images)} images, {len(pending)} pending annotation, "
               f"{len(rejects)} rejects -> {target.resolve()}\n{viewer}"
               f"Validate with: python -m pipeline validate {target}\n", flush=True)
 
@@ -101,7 +124,7 @@ class BuildRelease(PipelineTask):
         thumbnails of the viewer it replaces and of the previous release's viewer."""
         from pipeline.release.viewer import summary_line, write_viewer
 
-        self.set_status_message(f"writing the release browser of {cfg().release}")
+        self.set_status_message(f"writing the release browser of {self.release}")
         reuse = [target / "viewer"] + ([Path(previous["folder"]) / "viewer"] if previous else [])
         summary = write_viewer(tmp, tmp / "viewer", reuse=reuse)
         return summary_line({**summary, "index": target / "viewer" / "index.html"}) + "\n"

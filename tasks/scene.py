@@ -1,12 +1,16 @@
 """Per-scene tasks: prepare (grid plan or reject) -> tile -> label -> count segments.
 
-Each writes one JSON record last, atomically, under ``data/work/<fingerprint>/scenes/<source>/<scene>/``;
-the record's existence is the task's completion.  Heavy pixel work happens in :mod:`pipeline.raster.plan` and
-:mod:`pipeline.raster.tiling`, one output tile at a time.
+Their outputs lie in the scene's work folder ``data/work/scenes/<source>-<catalog>/<scene>/``, each named by
+the digest of the task's parameters (which include every upstream parameter and code version):
+``plan-<d>.json``, ``tiles-<d>/`` (``tiles.json`` + ``images/``), ``labels-<d>/`` (``labels.json`` + ``labels/``)
+and ``segments-<d>.json``.  A multi-file output writes its files first (each atomically) and its JSON record
+last, atomically; the record's existence is the task's completion.  Heavy pixel work happens in
+:mod:`pipeline.raster.plan` and :mod:`pipeline.raster.tiling`, one output tile at a time.
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -15,76 +19,87 @@ import numpy as np
 import rasterio
 
 from pipeline import atomic
-from pipeline.errors import PipelineInputError
+from pipeline.errors import BuildError, PipelineInputError
 from tasks.base import PipelineTask
-from tasks.config import done_dir, load_scene, processing_params, scene_dir
+from tasks.config import done_dir, load_scene, scene_dir
+from tasks.params import CountParams, LabelParams, PrepareParams, TileParams
 from tasks.sources import CatalogSource
 
 
-def _read_json(target: luigi.LocalTarget) -> Any:
-    return json.loads(Path(target.path).read_text())
+def _read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def relocate(records: list[dict], key: str, src: Path, dst: Path) -> list[dict]:
+    """``records`` with the path ``key`` (relative to folder ``src``) made relative to folder ``dst``."""
+    return [{**r, key: os.path.relpath(src / r[key], dst)} if r.get(key) else r for r in records]
 
 
 class SceneTask(PipelineTask):
-    source_name = luigi.Parameter()
-    scene_id = luigi.Parameter()
+    """Base of the four per-scene tasks: the scene's work folder and its catalog record."""
+
+    source_name: str
+    catalog: str
+    scene_id: str
 
     @property
     def folder(self) -> Path:
-        return scene_dir(self.source_name, self.scene_id)
+        return scene_dir(self.source_name, self.catalog, self.scene_id)
 
     @property
     def scene(self):
-        return load_scene(self.source_name, self.scene_id)
+        return load_scene(self.source_name, self.catalog, self.scene_id)
 
 
-class PrepareScene(SceneTask):
+class PrepareScene(PrepareParams, SceneTask):
     """Inspect the scene and plan its local-UTM grid (GSD rule, resampling, radiometry) or reject it."""
 
     def requires(self):
-        return CatalogSource(source_name=self.source_name)
+        return self.clone(CatalogSource)
 
     def output(self):
-        return luigi.LocalTarget(str(self.folder / "plan.json"))
+        return luigi.LocalTarget(str(self.folder / f"plan-{self.digest()}.json"))
 
     def run(self):
         from pipeline.raster.plan import plan_scene
 
-        params = processing_params()
         scene = self.scene
         self.set_status_message(f"planning {scene.key}")
         try:
-            plan = plan_scene(scene, targets=params.target_gsds, tile_size=params.tile_size,
-                              max_grid_pixels=params.max_grid_pixels)
+            plan = plan_scene(scene, targets=tuple(float(g) for g in self.target_gsds), tile_size=self.tile_size,
+                              max_grid_pixels=self.max_grid_pixels)
         except PipelineInputError as exc:
             plan = {"status": "rejected", "file": exc.file, "reason": exc.reason, "stage": exc.stage}
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, plan)
 
 
-class TileScene(SceneTask):
+class TileScene(TileParams, SceneTask):
     """Warp the scene straight into 1024x1024 image tiles on its UTM grid (edge/nodata policy applied)."""
 
     def requires(self):
-        return PrepareScene(source_name=self.source_name, scene_id=self.scene_id)
+        return self.clone(PrepareScene)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.folder / f"tiles-{self.digest()}"
 
     def output(self):
-        return luigi.LocalTarget(str(self.folder / "tiles.json"))
+        return luigi.LocalTarget(str(self.out_dir / "tiles.json"))
 
     def run(self):
         from pipeline.raster.tiling import write_scene_tiles
 
-        plan = _read_json(self.input())
+        plan = _read_json(self.input().path)
         tiles: list[dict] = []
         dropped: list[dict] = []
         reject = None
         if plan["status"] == "ok":
-            params = processing_params()
             self.set_status_message(f"tiling {self.scene.key} onto {plan['grid']['crs']} at {plan['grid']['gsd']} m")
             try:
                 tiles, dropped = write_scene_tiles(
-                    self.scene, plan, self.folder,
-                    tile_size=params.tile_size, max_nodata_fraction=params.max_nodata_fraction,
+                    self.scene, plan, self.out_dir,
+                    tile_size=self.tile_size, max_nodata_fraction=self.max_nodata_fraction,
                 )
             except PipelineInputError as exc:
                 reject = {"file": exc.file, "reason": exc.reason, "stage": "tile"}
@@ -92,41 +107,50 @@ class TileScene(SceneTask):
                 g = plan["grid"]
                 reject = {"file": plan["file"], "stage": "tile",
                           "reason": f"grid {g['width']}x{g['height']} px at {g['gsd']} m is smaller than one "
-                                    f"{params.tile_size}x{params.tile_size} tile"}
+                                    f"{self.tile_size}x{self.tile_size} tile"}
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {"tiles": tiles, "dropped": dropped, "reject": reject})
 
 
-class LabelScene(SceneTask):
+class LabelScene(LabelParams, SceneTask):
     """Each tile's 8-class label: a completed annotation (``done`` folder) wins, else the source's own
     labels warped onto the tile grid (mode/nearest, never interpolated), else the tile is pending.
 
-    The output name carries a digest of this scene's completed annotations, so adding or changing one
-    relabels the scene (and everything downstream) while untouched scenes are reused."""
+    ``annotations`` is the digest of this scene's completed annotation files (computed once by the root from
+    the annotation index); it is checked against the files before they are read, so a changed annotation
+    is never labelled under a stale name."""
 
     def requires(self):
-        return TileScene(source_name=self.source_name, scene_id=self.scene_id)
+        return self.clone(TileScene)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.folder / f"labels-{self.digest()}"
 
     def output(self):
-        from pipeline.labels.labelling import annotation_digest, tile_key
-
-        digest = annotation_digest(done_dir(), prefix=tile_key(self.source_name, self.scene_id, ""))
-        name = f"labels-{digest[:12]}.json" if digest else "labels.json"
-        return luigi.LocalTarget(str(self.folder / name))
+        return luigi.LocalTarget(str(self.out_dir / "labels.json"))
 
     def run(self):
         from pipeline.labels.labelling import apply_annotations
         from pipeline.labels.landcover import write_label_tiles
+        from tasks.plan import disk_scene_annotations
 
-        tiled = _read_json(self.input())
-        plan = _read_json(self.requires().input())
-        tiles = tiled["tiles"]
+        found = disk_scene_annotations(done_dir(), self.source_name, self.scene_id)
+        if found != self.annotations:
+            raise BuildError(f"the completed annotations of scene {self.source_name}/{self.scene_id} in {done_dir()} "
+                             "changed since this build was scheduled; run the build again")
+        tile_task = self.requires()
+        tiled = _read_json(tile_task.output().path)
+        plan = _read_json(tile_task.input().path)
+        out = self.out_dir
+        out.mkdir(parents=True, exist_ok=True)
+        tiles = relocate(tiled["tiles"], "image", tile_task.out_dir, out)
         labels: list[dict] = []
         rejects: list[dict] = []
         if tiles:
             self.set_status_message(f"labelling {len(tiles)} tiles of {self.scene.key}")
             try:
-                labels = write_label_tiles(self.scene, plan, tiles, self.folder)
+                labels = write_label_tiles(self.scene, plan, tiles, out)
             except PipelineInputError as exc:
                 rejects.append({"file": exc.file, "reason": exc.reason, "stage": "annotation"})
                 labels = [
@@ -134,31 +158,31 @@ class LabelScene(SceneTask):
                      "unlabelled_pixels": 0}
                     for t in tiles
                 ]
-            labels, more = apply_annotations(self.scene, tiles, labels, self.folder, done_dir())
+            labels, more = apply_annotations(self.scene, tiles, labels, out, done_dir())
             rejects.extend(more)
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {"labels": labels, "rejects": rejects})
 
 
-class CountSegments(SceneTask):
+class CountSegments(CountParams, SceneTask):
     """Count segments (connected same-class pixels, OpenCV findContours) per class in each label tile."""
 
     def requires(self):
-        return LabelScene(source_name=self.source_name, scene_id=self.scene_id)
+        return self.clone(LabelScene)
 
     def output(self):
-        name = Path(self.requires().output().path).name.replace("labels", "segments", 1)
-        return luigi.LocalTarget(str(self.folder / name))
+        return luigi.LocalTarget(str(self.folder / f"segments-{self.digest()}.json"))
 
     def run(self):
         from pipeline.labels.segments import count_segments
 
-        labels = _read_json(self.input())["labels"]
+        label_task = self.requires()
+        labels = _read_json(label_task.output().path)["labels"]
         out = []
         done = [r for r in labels if r["status"] == "labelled"]
         self.set_status_message(f"counting segments in {len(done)} label tiles of {self.source_name}/{self.scene_id}")
         for i, rec in enumerate(done):
-            with rasterio.open(self.folder / rec["label"]) as ds:
+            with rasterio.open(label_task.out_dir / rec["label"]) as ds:
                 arr = ds.read(1)
             counts = count_segments(np.asarray(arr))
             out.append({"tile_id": rec["tile_id"], **counts})

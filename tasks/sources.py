@@ -1,6 +1,11 @@
-"""Per-source tasks: fetch the raw data, then list its scenes through the source's adapter."""
+"""Per-source tasks: fetch the raw data, then list its scenes through the source's adapter.
+
+Both are named by digests of the source's ``sources.yaml`` entry and their code (``tasks.plan``): changing a
+source's kind, location, options, licence or attribution refetches and re-catalogs that source only.
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import luigi
@@ -9,20 +14,20 @@ from pipeline import atomic
 from pipeline.errors import PipelineInputError
 from pipeline.sources.outcome import failure_of, failure_record, is_source_failure
 from tasks.base import PipelineTask
-from tasks.config import catalog_path, cfg, limits, raw_dir, source_config
+from tasks.config import catalog_path, cfg, limits, raw_dir
+from tasks.params import CatalogParams, SourceParams
+from tasks.plan import verified_source
 
 
-class FetchSource(PipelineTask):
-    """Fetch one source into ``data/raw/<source>/`` and record every file (URL, size, sha256, licence)."""
-
-    source_name = luigi.Parameter()
+class FetchSource(SourceParams, PipelineTask):
+    """Fetch one source into ``data/raw/<source>-<raw>/`` and record every file (URL, size, sha256, licence)."""
 
     def output(self):
-        return luigi.LocalTarget(str(raw_dir(self.source_name) / "fetch.json"))
+        return luigi.LocalTarget(str(raw_dir(self.source_name, self.raw) / "fetch.json"))
 
     def run(self):
-        src = source_config(self.source_name)
-        dest = raw_dir(self.source_name) / "files"
+        src = verified_source(cfg().sources_file, self.source_name, self.raw)
+        dest = raw_dir(self.source_name, self.raw) / "files"
         c = cfg()
         cache_url, endpoint = c.raw_cache_url or None, c.s3_endpoint_url or None
         if cache_url:
@@ -68,23 +73,19 @@ class FetchSource(PipelineTask):
         return record
 
 
-class CatalogSource(PipelineTask):
-    """List the scenes of a fetched source (``data/catalog/<source>.json``) with the kind's adapter."""
-
-    source_name = luigi.Parameter()
+class CatalogSource(CatalogParams, PipelineTask):
+    """List the scenes of a fetched source (``data/catalog/<source>-<catalog>.json``) with the kind's adapter."""
 
     def requires(self):
-        return FetchSource(source_name=self.source_name)
+        return self.clone(FetchSource)
 
     def output(self):
-        return luigi.LocalTarget(str(catalog_path(self.source_name)))
+        return luigi.LocalTarget(str(catalog_path(self.source_name, self.catalog)))
 
     def run(self):
-        import json
-
         from pipeline.sources.adapters import get_adapter
 
-        src = source_config(self.source_name)
+        src = verified_source(cfg().sources_file, self.source_name, self.raw)
         fetched = json.loads(Path(self.input().path).read_text())
         root = Path(fetched["root"])
         failed = failure_of(fetched)

@@ -54,9 +54,12 @@ def _snapshot() -> dict:
     """The release settings of this build, read while Luigi's command-line parameters still apply (they
     do not at exit)."""
     try:
-        from tasks.config import cfg, publish_url, release_dir
+        from pipeline.sources.object_store import join_url
+        from tasks.config import cfg, release_dir
 
-        return {"release": str(cfg().release), "release_dir": release_dir(), "publish_url": publish_url()}
+        c = cfg()
+        url = join_url(str(c.publish_url), str(c.release)) if c.publish_url else None
+        return {"release": str(c.release), "release_dir": release_dir(), "publish_url": url}
     except Exception as exc:  # noqa: BLE001  (a summary must never turn a build into a failure)
         return {"error": f"{type(exc).__name__}: {exc}"}
 

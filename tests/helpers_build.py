@@ -62,6 +62,19 @@ def luigi_cmd(data_dir: Path, sources: Path, *extra: str, release: str = RELEASE
     ]
 
 
+def worker_cmd(data_dir: Path, sources: Path, *extra: str, release: str = RELEASE, split_trials: int = SPLIT_TRIALS
+               ) -> list[str]:
+    """``python -m tasks.worker`` (one worker process of a build on luigid) with a test's settings."""
+    return [
+        sys.executable, "-m", "tasks.worker",
+        "--PipelineConfig-data-dir", str(data_dir),
+        "--PipelineConfig-sources-file", str(sources),
+        "--PipelineConfig-release", release,
+        "--PipelineConfig-split-trials", str(split_trials),
+        *extra,
+    ]
+
+
 def run_luigi(cmd: list[str], *, env: dict | None = None, timeout: float = BUILD_TIMEOUT
               ) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, env=env or pipeline_env(), capture_output=True, text=True,

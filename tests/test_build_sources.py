@@ -114,7 +114,8 @@ sources:
     assert by_source["xbd"] == {"CC BY-NC-SA 4.0"} and by_source["spacenet"] == {"CC BY-SA 4.0"}
     kinds = {im["source_kind"] for im in manifest["images"]}
     assert kinds == {"xbd", "spacenet", "inria", "local"}
-    fetched = json.loads((tmp_path / "data" / "raw" / "spacenet" / "fetch.json").read_text())
+    (fetch_record,) = (tmp_path / "data" / "raw").glob("spacenet-*/fetch.json")
+    fetched = json.loads(fetch_record.read_text())
     assert all(f["url"].startswith("s3://") and len(f["sha256"]) == 64 for f in fetched["files"])
     rejects = (rel / "rejects.csv").read_text()
     assert "coarser than 0.5 m" in rejects

@@ -5,9 +5,9 @@ One data folder, one ``luigi --module pipeline BuildRelease`` (local scheduler, 
 lock on) killed with its whole process group (``os.killpg(SIGKILL)``) at three points in turn, then run to
 completion:
 
-* mid-fetch: while the demo generator fills ``data/raw/demo/.tmp-files-*``;
-* mid-tiling: once the first scene tile (``.../scenes/<source>/<scene>/images/*.tif`` or its ``.tmp-*``)
-  appears;
+* mid-fetch: while the demo generator fills ``data/raw/demo-<digest>/.tmp-files-*``;
+* mid-tiling: once the first scene tile (``.../scenes/<source>-<digest>/<scene>/tiles-<digest>/images/*.tif`` or
+  its ``.tmp-*``) appears;
 * mid-release: while ``data/releases/.tmp-<release>-*`` exists (the release is written beside its final
   name, validated, then renamed).
 
@@ -62,7 +62,7 @@ def mid_fetch(data: Path) -> bool:
 
 
 def mid_tiling(data: Path) -> bool:
-    for d in glob.glob(str(data / "work" / "*" / "scenes" / "*" / "*" / "images")):
+    for d in glob.glob(str(data / "work" / "scenes" / "*" / "*" / "tiles-*" / "images")):
         try:
             if any(e.name.endswith(".tif") or e.name.startswith(".tmp-") for e in os.scandir(d)):
                 return True

@@ -10,7 +10,6 @@ cap guards the machine: an alias bomb used to grow past 3 GB).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,4 +89,4 @@ def test_every_scene_rejected_is_no_release(tmp_path):
     assert "would hold no image: no tile passed from 1 source(s): 1 rejects" in out, out[-3000:]
     assert "folder/blank.tif: blank: every valid pixel is (7, 7, 7)" in out, out[-3000:]
     assert not release_dir(tmp_path / "data").exists()
-    assert Path(tmp_path / "data" / "catalog" / "folder.json").is_file()  # the build ran up to the release
+    assert list((tmp_path / "data" / "catalog").glob("folder-*.json"))  # the build ran up to the release

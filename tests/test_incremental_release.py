@@ -5,7 +5,9 @@ lists exactly the added images, a no-op rebuild runs nothing, and both releases 
 """
 from __future__ import annotations
 
+import collections
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -147,6 +149,54 @@ def test_both_releases_validate(releases):
     assert validate_release(releases["v2"]) == []
 
 
+def test_changing_one_source_reruns_that_source_only(releases):
+    """The second source moves (same files, another location): it is fetched, catalogued and processed
+    again; the first source's raw data, catalog and per-scene work are reused."""
+    base = releases["base"]
+    original = (base / "sources.yaml").read_text()
+    moved = base / "upstream" / "inria-moved"
+    shutil.copytree(base / "upstream" / "inria", moved)
+    (base / "sources.yaml").write_text(original.replace(str(base / "upstream" / "inria"), str(moved)))
+    try:
+        ok, _ = _build(base, "v3")
+        started = list(STARTED)
+    finally:
+        (base / "sources.yaml").write_text(original)
+    assert ok
+    per_source = {(fam, src) for fam, src in started if src is not None}
+    assert {src for _, src in per_source} == {"aerial"}, per_source
+    assert {fam for fam, _ in per_source} == {"FetchSource", "CatalogSource"} | SCENE_TASKS
+    raws = sorted(p.name.rsplit("-", 1)[0] for p in (base / "data" / "raw").iterdir())
+    assert raws == ["aerial", "aerial", "demo"]  # the old and the new location of "aerial"; "demo" once
+    m2, m3 = _manifest(releases["v2"]), _manifest(base / "data" / "releases" / "v3")
+    assert m3["previous_release"] == "v2"
+    assert {im["key"]: (im["id"], im["split"], im["sha256_image"], im["sha256_label"]) for im in m3["images"]} == {
+        im["key"]: (im["id"], im["split"], im["sha256_image"], im["sha256_label"]) for im in m2["images"]}
+    assert validate_release(base / "data" / "releases" / "v3") == []
+
+
+def test_changing_a_stage_reruns_it_and_what_follows_only(releases, monkeypatch):
+    """A new version of the label stage's code relabels every scene and redoes the dataset, while no source is
+    fetched or catalogued again and no scene is prepared or tiled again.  (The version is changed by patching
+    the versions the root computes; tests/test_task_identity.py checks that editing the code changes it.)"""
+    from tasks import versions
+
+    real = versions.code_versions()
+    monkeypatch.setattr(versions, "code_versions", lambda: {**real, "label": "0" * 12})
+    ok, _ = _build(releases["base"], "v2-label")
+    assert ok
+    ran = collections.Counter(fam for fam, _ in STARTED)
+    assert set(ran) == {"LabelScene", "CountSegments", "AssembleTiles", "SelectTiles", "ExportAnnotationTodo",
+                        "SplitDataset", "ComputeStats", "BuildRelease"}, ran
+    from tasks import BuildRelease
+
+    scenes = BuildRelease().requires()["pool"].requires()["scenes"]
+    assert ran["LabelScene"] == ran["CountSegments"] == len(scenes) > 10
+    m = _manifest(releases["base"] / "data" / "releases" / "v2-label")
+    assert m["created_with"]["code_versions"]["label"] == "0" * 12
+    assert m["created_with"]["code_version"] != "0.1.0"  # the package version is not the code version
+
+
 def test_noop_rebuild_runs_nothing(releases):
     rel = releases["v2"]
     before = (rel / "manifest.json").stat().st_mtime_ns
@@ -157,24 +207,28 @@ def test_noop_rebuild_runs_nothing(releases):
 
 
 def test_split_output_name_follows_the_previous_manifest(releases):
-    from tasks import SplitDataset
+    from tasks import BuildRelease
+
+    def split_path() -> Path:
+        return Path(BuildRelease().requires()["split"].output().path)
 
     _build(releases["base"], "v2")  # sets the v2 configuration (a no-op)
-    path = Path(SplitDataset().output().path)
-    assert path.is_file() and "-prev" in path.name and not path.name.endswith("-prevnone.json")
+    path = split_path()
+    assert path.is_file() and BuildRelease().previous == "v1"
     manifest = releases["v1"] / "manifest.json"
     original = manifest.read_bytes()
     try:
         manifest.write_bytes(original + b"\n")
-        changed = Path(SplitDataset().output().path)
+        changed = split_path()
         assert changed != path and not changed.exists()
         cfg = luigi.configuration.get_config()
         cfg.set("PipelineConfig", "previous_release", "none")
-        assert SplitDataset().output().path.endswith("-prevnone.json")
+        assert BuildRelease().previous == "" and BuildRelease().previous_digest == "none"
+        assert split_path() not in (path, changed)
     finally:
         luigi.configuration.get_config().remove_option("PipelineConfig", "previous_release")
         manifest.write_bytes(original)
-    assert Path(SplitDataset().output().path) == path
+    assert split_path() == path
 
 
 # --- pure helpers ------------------------------------------------------------------------------------
@@ -195,6 +249,10 @@ def test_find_previous_release(tmp_path):
     assert release_names(root) == ["v0.2.0", "v0.9.0", "v0.10.0"]
     assert find_previous_release(root, "v0.11.0") == root / "v0.10.0"
     assert find_previous_release(root, "v0.10.0") == root / "v0.9.0"
+    # the newest release OLDER than the one being built: rebuilding an old one never continues a newer one
+    assert find_previous_release(root, "v0.9.5") == root / "v0.9.0"
+    assert find_previous_release(root, "v0.2.0") is None
+    assert find_previous_release(root, "v0.1.0") is None
     assert find_previous_release(root, "v0.11.0", "none") is None
     assert find_previous_release(root, "v0.11.0", "v0.2.0") == root / "v0.2.0"
     assert find_previous_release(root, "v0.11.0", str(root / "v0.9.0")) == root / "v0.9.0"

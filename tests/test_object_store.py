@@ -237,7 +237,7 @@ def test_raw_cache_round_trip_and_corrupt_cache(moto_endpoint, tmp_path):
 
 def test_fetch_source_uses_the_raw_cache(moto_endpoint, tmp_path, monkeypatch):
     import tasks  # noqa: F401  (registers the tasks)
-    from tasks import FetchSource
+    from tasks import BuildRelease
 
     sources = tmp_path / "sources.yaml"
     sources.write_text(DEMO_SOURCES)
@@ -247,8 +247,10 @@ def test_fetch_source_uses_the_raw_cache(moto_endpoint, tmp_path, monkeypatch):
     conf.set("PipelineConfig", "s3_endpoint_url", moto_endpoint)
     try:
         conf.set("PipelineConfig", "data_dir", str(tmp_path / "a"))
-        assert luigi.build([FetchSource(source_name="demo")], local_scheduler=True, workers=1, log_level="WARNING")
-        rec_a = json.loads((tmp_path / "a" / "raw" / "demo" / "fetch.json").read_text())
+        fetch = BuildRelease().requires()["fetch"]["demo"]
+        assert luigi.build([fetch], local_scheduler=True, workers=1, log_level="WARNING")
+        rec_a = json.loads(Path(fetch.output().path).read_text())
+        assert Path(fetch.output().path).parent.name == f"demo-{fetch.raw}"
 
         import oem_demo.generate  # the demo adapter calls it through this module
 
@@ -257,12 +259,12 @@ def test_fetch_source_uses_the_raw_cache(moto_endpoint, tmp_path, monkeypatch):
 
         monkeypatch.setattr(oem_demo.generate, "generate_demo", no_generation)
         conf.set("PipelineConfig", "data_dir", str(tmp_path / "b"))
-        assert luigi.build([FetchSource(source_name="demo")], local_scheduler=True, workers=1, log_level="WARNING")
-        rec_b = json.loads((tmp_path / "b" / "raw" / "demo" / "fetch.json").read_text())
+        assert luigi.build([fetch], local_scheduler=True, workers=1, log_level="WARNING")
+        rec_b = json.loads(Path(fetch.output().path).read_text())
     finally:
         for key in ("raw_cache_url", "s3_endpoint_url", "data_dir", "sources_file"):
             conf.remove_option("PipelineConfig", key)
     assert {k: v for k, v in rec_b.items() if k != "root"} == {k: v for k, v in rec_a.items() if k != "root"}
     for f in rec_a["files"]:
-        got = tmp_path / "b" / "raw" / "demo" / "files" / f["path"]
+        got = tmp_path / "b" / "raw" / f"demo-{fetch.raw}" / "files" / f["path"]
         assert hashlib.sha256(got.read_bytes()).hexdigest() == f["sha256"]

@@ -37,8 +37,10 @@ sources:
     st = json.loads(out.stdout)
     rel = release_dir(data)
     manifest = json.loads((rel / "manifest.json").read_text())
-    pool = json.loads(next(data.glob("work/*/pool-*.json")).read_text())
-    catalog = json.loads((data / "catalog" / "folder.json").read_text())
+    (pool_path,) = list(data.glob("work/**/pool-*.json"))
+    pool = json.loads(pool_path.read_text())
+    (catalog_path,) = list(data.glob("catalog/folder-*.json"))
+    catalog = json.loads(catalog_path.read_text())
     assert st["sources"]["folder"]["scenes"] == len(catalog["scenes"]) == 3
     assert st["sources"]["folder"]["tiles"] == len(pool["tiles"]) == 3
     r = st["releases"][rel.name]

@@ -4,8 +4,9 @@ Policies
 --------
 * A release folder is a direct sub-folder of ``<data>/releases/`` that holds ``manifest.json``; names
   starting with ``.`` (unfinished atomic writes) are never releases.
-* :func:`find_previous_release`: ``requested`` None or ``""`` means *auto*: the newest release other than
-  ``current`` in natural version order (``v0.10.0`` after ``v0.9.0``); ``"none"`` (any case) means no
+* :func:`find_previous_release`: ``requested`` None or ``""`` means *auto*: the newest release *older* than
+  ``current`` in natural version order (``v0.10.0`` after ``v0.9.0``), so rebuilding ``v0.1.0`` while
+  ``v0.2.0`` exists never continues from ``v0.2.0``; ``"none"`` (any case) means no
   previous release; anything else names a release folder under the releases root, or a path to a release
   folder, which must hold ``manifest.json`` (else :class:`~pipeline.errors.PreviousReleaseNotFound` naming it).
 * :func:`manifest_digest`: the first 12 hex digits of the SHA-256 of the manifest's bytes; dataset work
@@ -44,7 +45,7 @@ def find_previous_release(releases_root: str | Path, current: str, requested: st
     """The folder of the release that the release ``current`` continues, or None (module docstring)."""
     root = Path(releases_root)
     if requested is None or str(requested).strip() == "":
-        names = [n for n in release_names(root) if n != current]
+        names = [n for n in release_names(root) if natural_key(n) < natural_key(current)]
         return root / names[-1] if names else None
     requested = str(requested).strip()
     if requested.lower() == NONE:

@@ -11,12 +11,12 @@ from typing import Any
 from pipeline import atomic
 from pipeline.dataset.pool import PENDING_REASON, REJECT_COLUMNS
 from pipeline.errors import EmptyRelease
-from pipeline.raster.cog import place_cog
 from pipeline.release.changes import changes_markdown, release_changes
 from pipeline.release.geoparquet import write_index
-from pipeline.release.manifest import build_manifest, file_entries, sha256_file, write_split_files, write_uda_files
+from pipeline.release.manifest import build_manifest, file_entries, write_split_files, write_uda_files
 from pipeline.release.stac import write_stac
 from pipeline.release.summary import release_summary
+from pipeline.release.tilecache import place_tile
 from pipeline.release.torchgeo import zone_lines, zone_section
 
 #: ``pending.csv``: one selected tile awaiting annotation per row; ``reason`` says why (no 8-class labels in
@@ -61,6 +61,7 @@ def write_release(
     split_infos: list[dict], stats_dir: Path, created_with: dict[str, Any], sources: list[dict[str, Any]],
     provenance: dict[str, dict], extra: dict[str, Any] | None = None,
     previous_manifest: dict[str, Any] | None = None, uda: dict[str, Any] | None = None,
+    tile_cache: Path | None = None,
 ) -> dict:
     """Fill the (empty or new) folder ``out`` with images, labels, split files, rejects, pending tiles,
     per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
@@ -78,7 +79,9 @@ def write_release(
     Cloud-Optimized GeoTIFFs (:func:`pipeline.raster.cog.place_cog`: converted, or linked when the work tile
     already is one; ``created_with.tile_format`` ``COG``); a STAC catalog
     (``stac/``, :mod:`pipeline.release.stac`) and a GeoParquet index (``index.parquet``,
-    :mod:`pipeline.release.geoparquet`) of the manifest's images are listed in ``files``.  Returns the manifest.
+    :mod:`pipeline.release.geoparquet`) of the manifest's images are listed in ``files``.  With ``tile_cache`` (a
+    folder) each work tile is converted and hashed once for all releases (:mod:`pipeline.release.tilecache`).
+    Returns the manifest.
     A release without images is refused: :class:`pipeline.errors.EmptyRelease` (nothing is written)."""
     if not images:
         raise EmptyRelease(release, empty_release_reason(sources, rejects, pending))
@@ -89,10 +92,8 @@ def write_release(
         name = f"{rec['id']}.tif"
         rec["image"] = f"{rec['region']}/images/{name}"
         rec["label"] = f"{rec['region']}/labels/{name}"
-        place_cog(Path(im["_image_src"]), out / rec["image"], kind="image")
-        place_cog(Path(im["_label_src"]), out / rec["label"], kind="label")
-        rec["sha256_image"] = sha256_file(out / rec["image"])
-        rec["sha256_label"] = sha256_file(out / rec["label"])
+        rec["sha256_image"] = place_tile(im["_image_src"], out / rec["image"], kind="image", cache=tile_cache)
+        rec["sha256_label"] = place_tile(im["_label_src"], out / rec["label"], kind="label", cache=tile_cache)
         records.append(rec)
     write_split_files(out, records)
     atomic.write_text(out / "rejects.csv", _csv(rejects, REJECT_COLUMNS))

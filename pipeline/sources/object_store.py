@@ -24,6 +24,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
@@ -331,8 +333,10 @@ def upload_raw(source: SourceConfig, dest: Path, record: dict[str, Any], cache_u
              "record": {k: v for k, v in record.items() if k != "root"}, "files": entries}
     result = _sync(files, prefix, endpoint_url=endpoint_url, keep=(RAW_INDEX,), progress=progress)
     body = (json.dumps(index, indent=1, sort_keys=True) + "\n").encode()
-    index_path = dest.parent / f".{RAW_INDEX}.upload"
-    index_path.write_bytes(body)
+    fd, name = tempfile.mkstemp(prefix=f".tmp-{RAW_INDEX}-", dir=dest.parent)  # unique: never shared by two uploads
+    index_path = Path(name)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(body)
     try:
         put_file(index_path, join_url(prefix, RAW_INDEX), sha256=hashlib.sha256(body).hexdigest(),
                  endpoint_url=endpoint_url)

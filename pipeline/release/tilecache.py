@@ -1,0 +1,73 @@
+"""Release tiles made once per work tile and reused by every release that ships it (no Luigi here).
+
+:func:`place_tile` puts the COG of a work tile into a release as :func:`pipeline.raster.cog.place_cog` does, and
+returns its sha256; with a cache folder it first looks the work tile up there:
+
+* entry ``<cache>/<kind>/<key>.tif`` (the COG) and ``<key>.json`` (the record), ``key`` = 24 hex digits of
+  SHA-256 over the kind and the work tile's absolute path;
+* the record holds the work tile's ``(inode, size, mtime_ns)``, the cached COG's, and the COG's sha256.  The
+  entry is used only when both files still have exactly those: pipeline outputs are never rewritten in place
+  (a new version is a new file renamed over the old one: a new inode), so an unchanged work tile is the same
+  tile, and its COG and checksum are reused: the release gets a hard link and the recorded sha256;
+* otherwise the COG is made (converted or linked) into the cache, hashed once, the record written (both
+  atomically), and linked into the release.
+
+So a rebuild that adds a source converts and hashes only the new tiles.  Across file systems the release gets
+a copy, hashed again.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from pipeline import atomic
+from pipeline.raster.cog import place_cog
+from pipeline.release.manifest import sha256_file
+
+
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _link(src: Path, dst: Path) -> bool:
+    """Hard-link ``src`` to ``dst``; False when that is impossible (another file system)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        with atomic.atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        return False
+
+
+def cached_tile(src: Path, kind: str, cache: Path) -> tuple[Path, str]:
+    """The cached COG of work tile ``src`` and its sha256, made when missing or stale (module docstring)."""
+    key = hashlib.sha256(f"{kind}\0{src.resolve()}".encode()).hexdigest()[:24]
+    cog, record = cache / kind / f"{key}.tif", cache / kind / f"{key}.json"
+    source = _stamp(src)
+    try:
+        rec = json.loads(record.read_text())
+        if rec["source"] == source and rec["cog"] == _stamp(cog):
+            return cog, rec["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    with atomic.atomic_path(cog) as tmp:  # a fresh COG under a temporary name, renamed over a stale one
+        place_cog(src, tmp, kind=kind)
+    sha = sha256_file(cog)
+    atomic.write_json(record, {"path": str(src), "source": source, "cog": _stamp(cog), "sha256": sha})
+    return cog, sha
+
+
+def place_tile(src: str | Path, dst: str | Path, *, kind: str, cache: str | Path | None = None) -> str:
+    """Put the COG of work tile ``src`` at ``dst`` (through ``cache`` when given); its sha256."""
+    src, dst = Path(src), Path(dst)
+    if cache is None:
+        place_cog(src, dst, kind=kind)
+        return sha256_file(dst)
+    cog, sha = cached_tile(src, kind, Path(cache))
+    return sha if _link(cog, dst) else sha256_file(dst)

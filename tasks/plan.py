@@ -1,0 +1,191 @@
+"""What the root of a build computes once, from ``[PipelineConfig]``, ``sources.yaml`` and the data folder, and
+passes down as significant Luigi parameters (see ``tasks.params``):
+
+* per enabled source ``[name, raw, catalog]``: ``raw`` = 12 hex digits over the source's ``sources.yaml``
+  entry (kind, location, options, licence, attribution: :func:`pipeline.sources.object_store.source_digest`,
+  also the raw cache's key) and the fetch code; ``catalog`` = 12 hex digits over ``raw`` and the catalog code.
+* the code versions of the stages (:mod:`tasks.versions`);
+* the *annotation index*: every completed annotation file in ``<annotation>/done/`` with the SHA-256 of its
+  bytes, found with one listing of the folder; a file is hashed only when its (size, mtime_ns, inode) is not
+  in the persisted cache ``<data>/work/annotations/hashes.json``.  The index is stored content-addressed as
+  ``<data>/work/annotations/index-<digest>.json`` and passed as its digest; per-scene digests are derived
+  from it without touching the files (:meth:`AnnotationIndex.scene`);
+* the previous release (``previous_release``: by default the newest release older than the one being built)
+  and the digest of its ``manifest.json``.
+
+Tasks check at run time that what they read still matches the digests they were scheduled with
+(:func:`verified_sources`, ``LabelScene``), and fail with :class:`pipeline.errors.BuildError` when it does not.
+"""
+from __future__ import annotations
+
+import bisect
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline import atomic
+from pipeline.errors import BuildError, SourcesError
+from pipeline.sources.config import SourceConfig, load_sources
+from tasks import versions
+from tasks.config import cfg
+
+#: Stages whose versions the dataset tasks carry (they name the per-scene outputs they read, and their own).
+POOL_CODES = ("prepare", "tile", "label", "count", "dataset")
+
+
+def _h(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def source_digests(src: SourceConfig, codes: dict[str, str]) -> tuple[str, str]:
+    """``(raw, catalog)`` digests of one source (module docstring)."""
+    from pipeline.sources.object_store import source_digest
+
+    raw = _h("raw", source_digest(src), codes["fetch"])
+    return raw, _h("catalog", raw, codes["catalog"])
+
+
+def sources_param(sources_file: str | Path, *, max_bytes: int | None = None) -> list[list[str]]:
+    """``[[name, raw, catalog], ...]`` of the enabled sources, in file order (a sources file over ``max_bytes``
+    is refused: :func:`pipeline.sources.config.load_sources`)."""
+    codes = versions.code_versions()
+    return [[s.name, *source_digests(s, codes)] for s in load_sources(sources_file, max_bytes=max_bytes)
+            if s.enabled]
+
+
+def _sources_max_bytes() -> int:
+    return int(cfg().sources_max_bytes)
+
+
+def verified_source(sources_file: str | Path, name: str, raw: str) -> SourceConfig:
+    """The entry of source ``name``, checked against the ``raw`` digest the task was scheduled with."""
+    for s in load_sources(sources_file, max_bytes=_sources_max_bytes()):
+        if s.name == name:
+            got = source_digests(s, versions.code_versions())[0]
+            if got != raw:
+                raise BuildError(f"{sources_file}: source '{name}' changed since this build was scheduled "
+                                 f"(digest {got}, scheduled {raw}); run the build again")
+            return s
+    raise SourcesError(f"{sources_file}: no source named '{name}'")
+
+
+def verified_sources(sources_file: str | Path, sources: Sequence) -> list[SourceConfig]:
+    return [verified_source(sources_file, name, raw) for name, raw, _ in sources]
+
+
+# --------------------------------------------------------------------------------------------- annotations
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def annotation_files(done_dir: Path) -> list[os.DirEntry]:
+    """The completed annotation files of ``done_dir`` (one listing; none when the folder is absent)."""
+    from pipeline.labels.annotations.importer import ANNOTATION_SUFFIXES
+
+    try:
+        entries = list(os.scandir(done_dir))
+    except FileNotFoundError:
+        return []
+    return sorted((e for e in entries if e.is_file() and Path(e.name).suffix.lower() in ANNOTATION_SUFFIXES),
+                  key=lambda e: e.name)
+
+
+def annotation_index(done_dir: Path, cache_dir: Path) -> dict[str, str]:
+    """``{file name: sha256}`` of every completed annotation, hashing only files new to the cache."""
+    cache_file = cache_dir / "hashes.json"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    index, fresh = {}, {}
+    for e in annotation_files(done_dir):
+        st = e.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        hit = cache.get(e.name)
+        sha = hit[1] if isinstance(hit, list) and len(hit) == 2 and hit[0] == stamp else _file_sha(Path(e.path))
+        index[e.name] = sha
+        fresh[e.name] = [stamp, sha]
+    if fresh != cache:
+        atomic.write_json(cache_file, fresh)
+    return index
+
+
+def store_index(index: dict[str, str], cache_dir: Path) -> str:
+    """Store ``index`` content-addressed under ``cache_dir``; its digest ("" for an empty index)."""
+    if not index:
+        return ""
+    digest = _h("annotations", index)
+    path = cache_dir / f"index-{digest}.json"
+    if not path.is_file():
+        atomic.write_json(path, index)
+    return digest
+
+
+class AnnotationIndex:
+    """A stored annotation index: sorted ``(name, sha256)`` pairs, looked up per scene by tile key."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self.pairs = sorted(pairs)
+        self.names = [n for n, _ in self.pairs]
+
+    def scene(self, source: str, scene_id: str) -> str:
+        """Digest of the files named by a tile key of scene ``source/scene_id`` ("" if none): found by a bisect
+        on the key prefixes (``<source>~<scene>~`` and the legacy ``<source>-<scene>-``), kept only when the
+        whole stem is a key of that scene (:func:`pipeline.labels.keys.scene_key_stem_matches`), so scene
+        ``a`` never picks up the files of scene ``a-b``."""
+        from pipeline.labels.keys import legacy_tile_key, scene_key_stem_matches, tile_key
+
+        hits = []
+        for prefix in (tile_key(source, scene_id, ""), legacy_tile_key(source, scene_id, "")):
+            i = bisect.bisect_left(self.names, prefix)
+            while i < len(self.pairs) and self.pairs[i][0].startswith(prefix):
+                name = self.pairs[i][0]
+                if scene_key_stem_matches(Path(name).stem, source, scene_id):
+                    hits.append(list(self.pairs[i]))
+                i += 1
+        return _h("scene-annotations", sorted(hits)) if hits else ""
+
+
+@functools.lru_cache(maxsize=8)
+def load_index(cache_dir: str, digest: str) -> AnnotationIndex:
+    """The stored index ``digest`` (empty for "")."""
+    if not digest:
+        return AnnotationIndex([])
+    return AnnotationIndex(list(json.loads((Path(cache_dir) / f"index-{digest}.json").read_text()).items()))
+
+
+def disk_scene_annotations(done_dir: Path, source: str, scene_id: str) -> str:
+    """:meth:`AnnotationIndex.scene` computed from the files themselves (a task checks its parameter)."""
+    from pipeline.labels.keys import scene_key_stem_matches
+
+    files = [e for e in annotation_files(done_dir) if scene_key_stem_matches(Path(e.name).stem, source, scene_id)]
+    return AnnotationIndex([(e.name, _file_sha(Path(e.path))) for e in files]).scene(source, scene_id)
+
+
+# --------------------------------------------------------------------------------------------- previous release
+
+def previous(releases_root: Path, release: str, requested: str | None) -> tuple[str, str]:
+    """``(previous, digest)``: the release this one continues, as its name (or its folder when it lies
+    outside ``releases_root``), and the digest of its manifest; ``("", "none")`` without one."""
+    from pipeline.dataset.history import find_previous_release, manifest_digest
+
+    folder = find_previous_release(releases_root, release, requested)
+    if folder is None:
+        return "", "none"
+    name = folder.name if folder.parent.resolve() == releases_root.resolve() else str(folder.resolve())
+    return name, manifest_digest(folder)
+
+
+def previous_folder(releases_root: Path, name: str) -> Path | None:
+    if not name:
+        return None
+    return Path(name) if Path(name).is_absolute() else releases_root / name

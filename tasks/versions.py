@@ -1,0 +1,171 @@
+"""Per-stage code versions, derived from the code itself.
+
+A stage's version is 12 hex digits of SHA-256 over the *normalised* source of the modules that determine its
+output: each module parsed with :mod:`ast`, docstrings removed, dumped without line numbers (comments and
+formatting never reach the AST).  So editing a comment, a docstring or the layout changes nothing, and any
+change to what the code does changes the version of every stage that uses that code.
+
+The modules of a stage (:data:`STAGES`): the library modules listed for it, *plus every module of this
+project they import* (transitively, function-level imports included: the shared modules, earlier stages,
+the demo generator), plus the stage's Luigi task classes (only those classes and the module-level helpers
+of their module, so editing ``CountSegments.run`` does not change the version of ``PrepareScene``).
+
+Outputs carry these versions in their names (``tasks.params``), so a changed stage reruns that stage and
+what depends on it, and nothing upstream.  The package version (0.1.0) plays no part.
+"""
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Packages whose modules count as "this project" when following imports.
+PROJECT = ("pipeline", "oem_demo", "tasks")
+#: Modules never part of a version: the package's ``__init__`` holds only the package version and the guarded
+#: Luigi entry point (a new package version rebuilds nothing).
+IGNORED = ("pipeline",)
+
+#: stage -> (library modules or packages (a package means all of its modules), task classes "module:Class")
+STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "fetch": (("pipeline.sources.fetch", "pipeline.sources.adapters.demo", "pipeline.sources.object_store",
+               "oem_demo"), ("tasks.sources:FetchSource",)),
+    "catalog": (("pipeline.sources.adapters", "pipeline.scene"), ("tasks.sources:CatalogSource",)),
+    "prepare": (("pipeline.raster.plan",), ("tasks.scene:SceneTask", "tasks.scene:PrepareScene")),
+    "tile": (("pipeline.raster.tiling",), ("tasks.scene:SceneTask", "tasks.scene:TileScene")),
+    "label": (("pipeline.labels.labelling", "pipeline.labels.landcover", "pipeline.labels.annotations"),
+              ("tasks.scene:SceneTask", "tasks.scene:LabelScene")),
+    "count": (("pipeline.labels.segments",), ("tasks.scene:SceneTask", "tasks.scene:CountSegments")),
+    "dataset": (("pipeline.dataset",), ("tasks.dataset:AssembleTiles", "tasks.dataset:SelectTiles",
+                                        "tasks.dataset:ExportAnnotationTodo", "tasks.dataset:SplitDataset",
+                                        "tasks.dataset:ComputeStats")),
+    "release": (("pipeline.release",), ("tasks.release:BuildRelease",)),
+}
+
+
+def module_path(name: str) -> Path | None:
+    """The file of module or package ``name`` of this project, or None."""
+    base = ROOT.joinpath(*name.split("."))
+    for cand in (base / "__init__.py", base.with_suffix(".py")):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _expand(name: str) -> list[str]:
+    """``name`` itself, and every module below it when it is a package."""
+    path = module_path(name)
+    if path is None:
+        raise ValueError(f"no module {name} under {ROOT}")
+    if path.name != "__init__.py":
+        return [name]
+    out = []
+    for p in sorted(path.parent.rglob("*.py")):
+        parts = list(p.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out.append(".".join(parts))
+    return out
+
+
+def _imports(name: str, tree: ast.Module) -> set[str]:
+    """Project modules imported anywhere in ``tree`` (module ``name``), relative imports resolved."""
+    path = module_path(name)
+    package = name if path is not None and path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        for n in names:
+            if n.split(".")[0] in PROJECT and module_path(n) is not None:
+                found.add(n)
+    return found
+
+
+def _strip_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@functools.cache
+def _source(name: str) -> str:
+    path = module_path(name)
+    assert path is not None, name
+    return path.read_text()
+
+
+def _parsed(name: str) -> ast.Module:
+    """A fresh syntax tree of module ``name`` (callers may modify it)."""
+    return ast.parse(_source(name))
+
+
+def normalised(source: str) -> str:
+    """The AST dump of ``source`` without docstrings, comments, formatting or line numbers."""
+    return ast.dump(_strip_docstrings(ast.parse(source)), include_attributes=False)
+
+
+@functools.cache
+def _module_dump(name: str) -> str:
+    return normalised(_source(name))
+
+
+def closure(roots: tuple[str, ...]) -> list[str]:
+    """Sorted library modules of ``roots`` (packages expanded) and every project module they import,
+    transitively; the Luigi layer (``tasks``) is never followed."""
+    todo = [m for r in roots for m in _expand(r)]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name in IGNORED or name.split(".")[0] == "tasks":
+            continue
+        seen.add(name)
+        todo.extend(_imports(name, _parsed(name)) - seen)
+    return sorted(seen)
+
+
+def _task_dump(spec: str) -> str:
+    """The class ``Class`` of ``module:Class`` and the module-level code of its module that is not a class
+    (imports, helpers, constants), normalised."""
+    module, cls = spec.split(":")
+    tree = _strip_docstrings(_parsed(module))
+    assert isinstance(tree, ast.Module)
+    keep = [n for n in tree.body if not isinstance(n, ast.ClassDef) or n.name == cls]
+    if not any(isinstance(n, ast.ClassDef) and n.name == cls for n in keep):
+        raise ValueError(f"{module} has no class {cls}")
+    return ast.dump(ast.Module(body=keep, type_ignores=[]), include_attributes=False)
+
+
+@functools.cache
+def stage_modules(stage: str) -> tuple[str, ...]:
+    libs, _ = STAGES[stage]
+    return tuple(closure(libs))
+
+
+@functools.cache
+def code_version(stage: str) -> str:
+    """12 hex digits over the normalised code of ``stage`` (module docstring)."""
+    libs, classes = STAGES[stage]
+    h = hashlib.sha256(f"stage {stage}\n".encode())
+    for name in stage_modules(stage):
+        h.update(f"module {name}\n".encode() + _module_dump(name).encode() + b"\n")
+    for spec in classes:
+        h.update(f"task {spec}\n".encode() + _task_dump(spec).encode() + b"\n")
+    return h.hexdigest()[:12]
+
+
+def code_versions() -> dict[str, str]:
+    """Every stage's version (cached for the life of the process: code does not change under it)."""
+    return {stage: code_version(stage) for stage in STAGES}

@@ -1,0 +1,80 @@
+"""One worker process of a build on Luigi's central scheduler (``luigid``)::
+
+    LUIGI_CONFIG_PATH=docs/luigi-central.cfg python -m tasks.worker --scheduler-host HOST [--workers 1] \\
+        [--PipelineConfig-release v0.2.0 ...]
+
+Start any number of these, the same way, on any machines that share the data folder: together they build the
+release that their options describe (the same options as ``luigi --module pipeline BuildRelease``), each exits
+0 once it exists, whoever built it (1 when it cannot be built).
+
+Why a command of its own: luigid hands a task only to a worker that scheduled it (non-assistant workers), and a
+dynamic dependency is scheduled only by the worker that runs the task yielding it.  Per-scene tasks are static
+requirements of ``AssembleTiles`` for every source whose catalog exists when the graph is built (see
+``tasks.dataset``), so this command schedules in two passes:
+
+1. the source phase: ``FetchSource`` and ``CatalogSource`` of every enabled source (the processes share them);
+2. the whole build (``BuildRelease``): every catalog exists now, so every process schedules every per-scene
+   task itself and luigid hands each to whichever worker asks first.
+
+Exit rule: after pass 2 the process stops when it has nothing left to run; while the release is not built but
+another worker is running what is left (e.g. ``BuildRelease`` itself), it schedules again after
+``[worker] wait_interval`` seconds, and exits 0 once the release exists.  It exits 1 when the release cannot be
+built (a task failed for good, or SIGUSR1 told it to stop requesting work: Luigi's own "finish what you are
+running, then quit", the signal the systemd unit in docs/ uses to stop a worker).
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+
+def _blocked_by_other_worker(result, task) -> bool:
+    """Whether ``task`` was left to another worker in the luigi run ``result`` (it is running elsewhere)."""
+    from luigi.execution_summary import _summary_dict
+
+    return task in _summary_dict(result.worker).get("run_by_other_worker", set())
+
+
+def serve(argv: list[str]) -> int:
+    """Run both passes (module docstring) with Luigi's command-line options ``argv``; the exit status."""
+    import luigi.interface
+    from luigi.cmdline_parser import CmdlineParser
+    from luigi.task_register import Register
+
+    import tasks
+    from tasks import summary
+
+    with CmdlineParser.global_instance(["BuildRelease", *argv]) as parser:
+        root = parser.get_task_obj()
+        catalogs = root.clone(tasks.AssembleTiles).catalog_tasks()
+        luigi.interface.build(catalogs, detailed_summary=True)
+        while True:
+            Register.clear_instance_cache()  # a new graph: AssembleTiles sees the catalogs that exist now
+            root = parser.get_task_obj()
+            result = luigi.interface.build([root], detailed_summary=True)
+            if root.complete():
+                code = 0
+                break
+            if result.worker._stop_requesting_work or not _blocked_by_other_worker(result, root):
+                code = 1
+                break
+            time.sleep(_wait_interval())
+        text = summary.summary_text()
+    if text:
+        print("\n" + text + "\n", flush=True)
+    summary.reset()
+    return code
+
+
+def _wait_interval() -> float:
+    from luigi.worker import worker
+
+    return float(worker().wait_interval)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve(list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

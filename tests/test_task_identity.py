@@ -1,0 +1,341 @@
+"""Task identity: outputs keyed by what made them, parameters computed once at the root, cheap ``complete()``.
+
+No build here: the graph is made from a sources file, a fake catalog and fake release folders in a temporary
+data folder (the end-to-end properties, reruns after a source / code / annotation change, are in
+tests/test_incremental_release.py).
+"""
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import luigi
+import luigi.configuration
+import pytest
+from luigi.cmdline_parser import CmdlineParser
+
+import tasks  # noqa: F401  (registers the tasks)
+from tasks import versions
+
+SOURCES = """
+sources:
+  - name: demo
+    kind: demo
+    license: CC0-1.0 (synthetic)
+    attribution: oem-pipeline demo
+    options: {seed: 7, size: small}
+  - name: folder
+    kind: local
+    location: /somewhere/geotiffs
+    license: CC BY 4.0
+    attribution: a local folder
+"""
+SCENES = [f"local-site{i:02d}" for i in range(12)]
+
+
+@pytest.fixture
+def config(tmp_path):
+    """PipelineConfig pointing at a temporary data folder and sources file (restored afterwards)."""
+    (tmp_path / "sources.yaml").write_text(SOURCES)
+    conf = luigi.configuration.get_config()
+    keys = ("data_dir", "sources_file", "release", "seed", "previous_release")
+    saved = {k: conf.get("PipelineConfig", k) if conf.has_option("PipelineConfig", k) else None for k in keys}
+    conf.set("PipelineConfig", "data_dir", str(tmp_path / "data"))
+    conf.set("PipelineConfig", "sources_file", str(tmp_path / "sources.yaml"))
+    for k in ("release", "seed", "previous_release"):
+        if conf.has_option("PipelineConfig", k):
+            conf.remove_option("PipelineConfig", k)
+    # task instances are cached by parameters, which do not include data_dir: no task of another test's folder
+    luigi.task_register.Register.clear_instance_cache()
+    yield conf
+    luigi.task_register.Register.clear_instance_cache()
+    for k, v in saved.items():
+        if v is None:
+            conf.remove_option("PipelineConfig", k) if conf.has_option("PipelineConfig", k) else None
+        else:
+            conf.set("PipelineConfig", k, v)
+
+
+def _root(**kwargs):
+    from tasks import BuildRelease
+
+    return BuildRelease(**kwargs)
+
+
+def _fake_catalog(root, source: str = "folder") -> None:
+    """A written catalog of ``source`` with :data:`SCENES` (what CatalogSource leaves behind)."""
+    task = next(t for t in root.requires()["pool"].catalog_tasks() if t.source_name == source)
+    scenes = [{"source": source, "scene_id": s, "kind": "local", "image": f"/somewhere/{s}.tif", "license": "x",
+               "attribution": "y"} for s in SCENES]
+    Path(task.output().path).parent.mkdir(parents=True, exist_ok=True)
+    Path(task.output().path).write_text(json.dumps({"source": source, "kind": "local", "root": "/somewhere",
+                                                    "scenes": scenes, "rejects": []}))
+
+
+def _graph(task) -> list:
+    """Every task reachable through requires() (static requirements), depth first, each once."""
+    seen: dict[str, object] = {}
+    todo = [task]
+    while todo:
+        t = todo.pop()
+        if t.task_id in seen:
+            continue
+        seen[t.task_id] = t
+        todo.extend(luigi.task.flatten(t.requires()))
+    return list(seen.values())
+
+
+# --- the root's parameters ------------------------------------------------------------------------------
+
+def test_release_and_seed_give_different_task_ids(config):
+    a = _root()
+    config.set("PipelineConfig", "release", "v0.2.0")
+    config.set("PipelineConfig", "seed", "7")
+    b = _root()
+    assert (a.release, a.seed, b.release, b.seed) == ("v0.1.0", 42, "v0.2.0", 7)
+    assert a.task_id != b.task_id
+    ra, rb = a.requires(), b.requires()
+    # the seed changes selection, split and statistics; the pool (and all per-scene work) is shared
+    assert ra["pool"].task_id == rb["pool"].task_id
+    for name in ("selection", "split", "stats", "todo"):
+        assert ra[name].task_id != rb[name].task_id, name
+        assert ra[name].output().path != rb[name].output().path, name
+    assert ra["fetch"]["demo"].task_id == rb["fetch"]["demo"].task_id
+    config.set("PipelineConfig", "release", "v0.1.0")
+    config.set("PipelineConfig", "seed", "42")
+    assert _root().task_id == a.task_id  # the same configuration is the same task
+
+
+def test_pipelineconfig_on_the_command_line_reaches_the_root(config):
+    argv = ["BuildRelease", "--PipelineConfig-release", "v0.2.0", "--PipelineConfig-seed", "7",
+            "--PipelineConfig-tile-size", "512"]
+    with CmdlineParser.global_instance(argv) as parser:
+        root = parser.get_task_obj()
+    assert (root.release, root.seed, root.tile_size) == ("v0.2.0", 7, 512)
+    with CmdlineParser.global_instance(["BuildRelease", "--release", "v9", "--PipelineConfig-release", "v0.2.0"]) as p:
+        assert p.get_task_obj().release == "v9"  # the root's own parameter wins over the configuration
+
+
+def test_max_grid_pixels_is_significant_and_the_download_limits_are_not(config):
+    """``max_grid_pixels`` decides which scenes a build holds: it names the plan and everything after it;
+    the limits on downloads decide only reject-or-fetch of hostile input and name nothing; ``viewer`` names
+    the root only."""
+    _fake_catalog(_root())
+    luigi.task_register.Register.clear_instance_cache()
+
+    def ids():
+        root = _root()
+        scene = root.requires()["pool"].requires()["scenes"][0]
+        prepare = scene.requires().requires().requires()
+        return {"root": root.task_id, "pool": root.requires()["pool"].task_id, "prepare": prepare.task_id,
+                "fetch": root.requires()["fetch"]["folder"].task_id, "plan": prepare.output().path}
+
+    base = ids()
+    for key, value, changed in (("max_grid_pixels", "1000000", {"root", "pool", "prepare", "plan"}),
+                                ("download_max_bytes", "1000", set()), ("archive_max_ratio", "10", set()),
+                                ("viewer", "false", {"root"})):
+        config.set("PipelineConfig", key, value)
+        try:
+            now = ids()
+        finally:
+            config.remove_option("PipelineConfig", key)
+        assert {k for k in base if now[k] != base[k]} == changed, key
+    assert ids() == base
+
+
+def test_scene_annotations_match_whole_tile_keys():
+    """A scene's annotation digest takes exactly the files named by a key of one of its tiles (new ``~`` or
+    legacy ``-`` form): scene ``a`` never takes the files of scene ``a-b``."""
+    from tasks.plan import AnnotationIndex
+
+    own = [("src~a~r000_c000.geojson", "1"), ("src-a-r000_c001.tif", "2")]
+    other = [("src~a-b~r000_c000.geojson", "3"), ("src-a-b-r000_c000.tif", "4"), ("src~a~notes.txt", "5")]
+    index = AnnotationIndex(own + other)
+    assert index.scene("src", "a") == AnnotationIndex(own).scene("src", "a") != ""
+    changed = AnnotationIndex(own + [(n, h + "x") for n, h in other])
+    assert changed.scene("src", "a") == index.scene("src", "a")
+    assert changed.scene("src", "a-b") != index.scene("src", "a-b") != ""
+    assert index.scene("src", "c") == ""
+
+
+def test_outputs_carry_the_digest_of_their_source_entry(config, tmp_path):
+    root = _root()
+    sources = {name: (raw, catalog) for name, raw, catalog in root.sources}
+    fetch = root.requires()["fetch"]
+    assert fetch["demo"].output().path.endswith(f"raw/demo-{sources['demo'][0]}/fetch.json")
+    cats = {t.source_name: t for t in root.requires()["pool"].catalog_tasks()}
+    assert cats["folder"].output().path.endswith(f"catalog/folder-{sources['folder'][1]}.json")
+    # changing one source's options (the demo seed), location or licence changes that source's digests only
+    for old, new, who in (("seed: 7", "seed: 8", "demo"), ("/somewhere/geotiffs", "/elsewhere", "folder"),
+                          ("license: CC BY 4.0", "license: CC BY-SA 4.0", "folder")):
+        (tmp_path / "sources.yaml").write_text(SOURCES.replace(old, new))
+        changed = {name: (raw, catalog) for name, raw, catalog in _root().sources}
+        other = "folder" if who == "demo" else "demo"
+        assert changed[other] == sources[other], (old, new)
+        assert changed[who][0] != sources[who][0] and changed[who][1] != sources[who][1], (old, new)
+    # "enabled" is not part of a source's identity, and a disabled source is not built
+    (tmp_path / "sources.yaml").write_text(SOURCES + "    enabled: false\n")
+    assert [s[0] for s in _root().sources] == ["demo"]
+
+
+def test_per_scene_tasks_are_static_once_the_catalog_exists(config):
+    root = _root()
+    pool = root.requires()["pool"]
+    assert pool.requires()["scenes"] == []  # no catalog yet: the scenes are dynamic dependencies
+    tasks.config._catalog.cache_clear()
+    _fake_catalog(root)
+    luigi.task_register.Register.clear_instance_cache()
+    root = _root()
+    scenes = root.requires()["pool"].requires()["scenes"]
+    assert sorted(t.scene_id for t in scenes) == SCENES
+    chain = _graph(scenes[0])
+    assert {t.task_family for t in chain} == {"CountSegments", "LabelScene", "TileScene", "PrepareScene",
+                                               "CatalogSource", "FetchSource"}
+    folder = Path(scenes[0].output().path).parent
+    assert folder.parent.name == f"folder-{scenes[0].catalog}" and folder.name == scenes[0].scene_id
+
+
+# --- annotations ----------------------------------------------------------------------------------------
+
+def test_annotation_digests_are_computed_once_at_the_root_and_passed_per_scene(config, tmp_path, monkeypatch):
+    from pipeline.labels.labelling import tile_key
+
+    root = _root()
+    _fake_catalog(root)
+    done = tmp_path / "data" / "annotation" / "done"
+    done.mkdir(parents=True)
+    key = tile_key("folder", SCENES[3], "r000_c000")
+    (done / f"{key}.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    (done / "notes.txt").write_text("not an annotation")
+    luigi.task_register.Register.clear_instance_cache()
+
+    listings, hashed = [], []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p=".": listings.append(str(p)) or real_scandir(p))
+    root = _root()
+    monkeypatch.setattr(os, "scandir", real_scandir)
+    assert listings.count(str(done)) == 1, listings  # one listing of done/ for the whole build
+    by_scene = {t.scene_id: t for t in root.requires()["pool"].requires()["scenes"]}
+    assert by_scene[SCENES[3]].annotations and all(not by_scene[s].annotations for s in SCENES if s != SCENES[3])
+    ids = {s: t.task_id for s, t in by_scene.items()}
+
+    # a second root reuses the persisted hash cache: the annotation file is not read again
+    luigi.task_register.Register.clear_instance_cache()
+    real_open = builtins.open
+
+    def spy_open(file, *a, **k):
+        if str(file).startswith(str(done)):
+            hashed.append(str(file))
+        return real_open(file, *a, **k)
+
+    monkeypatch.setattr(builtins, "open", spy_open)
+    again = _root()
+    monkeypatch.setattr(builtins, "open", real_open)
+    assert again.task_id == root.task_id and hashed == []
+
+    # editing the annotation changes that scene's label and count tasks, and nothing upstream or elsewhere
+    (done / f"{key}.geojson").write_text('{"type": "FeatureCollection", "features": [], "x": 1}')
+    luigi.task_register.Register.clear_instance_cache()
+    edited = {t.scene_id: t for t in _root().requires()["pool"].requires()["scenes"]}
+    assert {s for s in SCENES if edited[s].task_id != ids[s]} == {SCENES[3]}
+    assert edited[SCENES[3]].requires().requires().task_id == by_scene[SCENES[3]].requires().requires().task_id
+
+
+def test_complete_is_cheap_for_every_task(config, tmp_path, monkeypatch):
+    """complete() of every task of the graph (root, dataset tasks, per-scene tasks) only stats paths: it never
+    lists a folder and never opens a file (so it hashes no data)."""
+    root = _root()
+    _fake_catalog(root)
+    (tmp_path / "data" / "annotation" / "done").mkdir(parents=True)
+    luigi.task_register.Register.clear_instance_cache()
+    graph = _graph(_root())
+    assert len(graph) >= 4 * len(SCENES) + 8
+
+    def forbidden(*a, **k):
+        raise AssertionError(f"complete() did I/O beyond stat: {a[:1]}")
+
+    for mod, name in ((os, "scandir"), (os, "listdir"), (builtins, "open"), (Path, "iterdir"),
+                      (Path, "read_text"), (Path, "read_bytes"), (os, "walk")):
+        monkeypatch.setattr(mod, name, forbidden)
+    try:
+        done = [t for t in graph if t.complete()]
+    finally:
+        monkeypatch.undo()
+    assert [t.task_family for t in done] == ["CatalogSource"]  # the fake catalog
+
+
+# --- previous release (issue 15.4) ----------------------------------------------------------------------
+
+def test_previous_release_is_the_newest_older_one(config, tmp_path):
+    rels = tmp_path / "data" / "releases"
+    for name in ("v0.1.0", "v0.2.0", "v0.10.0"):
+        (rels / name).mkdir(parents=True)
+        (rels / name / "manifest.json").write_text(json.dumps({"release": name, "images": []}))
+    assert _root(release="v0.1.0").previous == ""  # rebuilding v0.1.0 never continues from v0.2.0
+    assert _root(release="v0.2.0").previous == "v0.1.0"
+    assert _root(release="v0.9.0").previous == "v0.2.0"
+    assert _root(release="v0.11.0").previous == "v0.10.0"
+    root = _root(release="v0.3.0")
+    assert root.previous_digest == hashlib.sha256((rels / "v0.2.0" / "manifest.json").read_bytes()).hexdigest()[:12]
+    config.set("PipelineConfig", "previous_release", "v0.10.0")
+    assert _root(release="v0.3.0").previous == "v0.10.0"  # an explicit choice is kept
+
+
+# --- code versions --------------------------------------------------------------------------------------
+
+def test_code_version_ignores_docstrings_comments_and_layout():
+    a = versions.normalised('"""Doc."""\ndef f(x):\n    """Doc."""\n    return x + 1  # one\n')
+    b = versions.normalised("def f(x):\n\n    # another comment\n    return (x +\n            1)\n")
+    c = versions.normalised("def f(x):\n    return x + 2\n")
+    assert a == b != c
+
+
+def test_stage_modules_follow_imports():
+    mods = {s: set(versions.stage_modules(s)) for s in versions.STAGES}
+    assert {"pipeline.labels.segments", "pipeline.constants"} == mods["count"]
+    assert {"pipeline.raster.plan", "pipeline.raster.gsd", "pipeline.scene", "pipeline.errors"} <= mods["prepare"]
+    assert not any(m.startswith("pipeline.labels") for m in mods["prepare"] | mods["tile"])
+    assert {"pipeline.labels.labelling", "pipeline.raster.reading"} <= mods["label"]
+    assert {"pipeline.sources.fetch", "oem_demo.generate", "oem_demo.render"} <= mods["fetch"]
+    assert {"pipeline.dataset.selection.model", "pipeline.dataset.splits.trials"} <= mods["dataset"]
+    assert {"pipeline.release.writer", "pipeline.raster.cog"} <= mods["release"]
+    assert not any("pipeline" in ms for ms in mods.values())  # the package version is not a code version
+    assert not any(m.startswith("tasks") for ms in mods.values() for m in ms)
+
+
+def _versions_with(monkeypatch, edit) -> dict[str, str]:
+    """The stage versions when module sources are edited by ``edit(name, text) -> text`` (caches restored)."""
+    real = versions._source.__wrapped__
+    caches = (versions._source, versions._module_dump, versions.stage_modules, versions.code_version)
+    for c in caches:
+        c.cache_clear()
+    monkeypatch.setattr(versions, "_source", lambda name: edit(name, real(name)))
+    try:
+        return versions.code_versions()
+    finally:
+        monkeypatch.undo()
+        for c in caches:
+            c.cache_clear()
+
+
+def test_a_changed_stage_changes_its_version_and_no_other(monkeypatch):
+    before = versions.code_versions()
+
+    def count_task(name, text):
+        return text.replace("count_segments(np.asarray(arr))", "count_segments(np.asarray(arr, dtype=np.uint8))") \
+            if name == "tasks.scene" else text
+
+    after = _versions_with(monkeypatch, count_task)
+    assert {s for s in before if before[s] != after[s]} == {"count"}  # CountSegments.run only
+
+    def gsd(name, text):
+        return text + "\n\nEXTRA = 1\n" if name == "pipeline.raster.gsd" else text
+
+    after = _versions_with(monkeypatch, gsd)
+    users = {s for s in versions.STAGES if "pipeline.raster.gsd" in versions.stage_modules(s)}
+    assert {s for s in before if before[s] != after[s]} == users
+    assert "prepare" in users and "count" not in users
+    assert versions.code_versions() == before

@@ -1,0 +1,56 @@
+"""Release tiles converted and hashed once per work tile (pipeline.release.tilecache)."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from pipeline import atomic
+from pipeline.raster.cog import follows_policy
+from pipeline.release import tilecache
+
+
+def _tile(path, value: int) -> None:
+    data = np.full((3, 64, 64), value, np.uint8)
+    with atomic.atomic_path(path) as tmp, rasterio.open(
+            tmp, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8", crs="EPSG:32633",
+            transform=from_origin(500000, 5000000, 0.3, 0.3)) as ds:
+        ds.write(data)
+
+
+def _sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_work_tile_is_converted_and_hashed_once(tmp_path, monkeypatch):
+    src, cache = tmp_path / "work" / "t.tif", tmp_path / "cache"
+    src.parent.mkdir()
+    _tile(src, 10)
+    first = tmp_path / "r1" / "a.tif"
+    sha = tilecache.place_tile(src, first, kind="image", cache=cache)
+    assert sha == _sha(first) and follows_policy(first, kind="image")
+
+    calls = []
+    monkeypatch.setattr(tilecache, "place_cog", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(tilecache, "sha256_file", lambda p: calls.append(p) or _sha(p))
+    second = tmp_path / "r2" / "a.tif"
+    assert tilecache.place_tile(src, second, kind="image", cache=cache) == sha
+    assert calls == [] and second.stat().st_ino == first.stat().st_ino  # a hard link, nothing recomputed
+    monkeypatch.undo()
+
+    _tile(src, 200)  # a new version of the work tile (written atomically: a new inode)
+    third = tmp_path / "r3" / "a.tif"
+    new_sha = tilecache.place_tile(src, third, kind="image", cache=cache)
+    assert new_sha == _sha(third) != sha
+    assert _sha(first) == sha  # the earlier release is untouched (its link keeps the old COG)
+    with rasterio.open(third) as ds:
+        assert int(ds.read(1).max()) == 200
+
+
+def test_without_a_cache_the_tile_is_placed_and_hashed(tmp_path):
+    src = tmp_path / "t.tif"
+    _tile(src, 3)
+    dst = tmp_path / "r" / "a.tif"
+    assert tilecache.place_tile(src, dst, kind="image") == _sha(dst)
