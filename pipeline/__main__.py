@@ -13,6 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("pipeline.release.validate.report", "check a release folder against its manifest.json"),
     "browse": ("pipeline.release.viewer.cli", "write a release's static, offline browser to <release>/viewer/"),
+    "status": ("pipeline.release.status", "where a data folder stands: sources, regions (annotation loop), releases"),
 }
 
 

@@ -22,6 +22,7 @@
     │   └── ViewerError                    a release folder the release browser cannot be written for
     │       └── ThumbnailError             a tile of it that cannot be made into a thumbnail
     └── BuildError                       a build that cannot go on (also a ``RuntimeError``)
+        └── SourceFailed                   sources whose fetch failed: no release unless a partial one is allowed
 
 Input errors are *per item*: the tasks turn them into ``rejects.csv`` rows (``stage`` says where) and go on
 with the other items.  The others stop the build (or the command) with their message.  Classes that replace
@@ -177,3 +178,17 @@ class ThumbnailError(ViewerError):
 
 class BuildError(PipelineError, RuntimeError):
     """A build that cannot go on, e.g. because an input changed while it ran; running it again helps."""
+
+
+class SourceFailed(BuildError):
+    """Sources whose fetch failed as a whole (``failures``: source name -> reason).  Every other source was
+    fetched, tiled and labelled; the release is not written unless ``[PipelineConfig] allow_partial_release``
+    is true (then it is written without them and says why)."""
+
+    def __init__(self, failures: dict[str, str]):
+        self.failures = dict(sorted(failures.items()))
+        names = ", ".join(f"'{n}'" for n in self.failures)
+        why = "; ".join(f"{n}: {r}" for n, r in self.failures.items())
+        super().__init__(f"source {names} failed ({why}); the release is not written: fix the source, disable it "
+                         "('enabled: false') or set [PipelineConfig] allow_partial_release = true to release "
+                         "without it")

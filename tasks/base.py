@@ -1,11 +1,78 @@
-"""The base class of every task of the build."""
+"""The base class of every task of the build, and the build-scoped records of failed sources.
+
+A source whose fetch failed leaves a *partial* record (``pipeline.sources.outcome``); so do the tasks whose
+inputs include one (the source's catalog, the pool, the selection, ... a partial release).  Each such output
+has a marker file beside it (``<output>.partial``, :meth:`PipelineTask.partial_markers`) holding the id of
+the build that wrote it (:func:`build_id`: one per process, inherited by forked workers; ``new_build()``
+starts another, for drivers that run several builds in one process).  Such an output is complete for that
+build only: the next build finds it incomplete and runs the task again, so the failed source is fetched
+again and whatever was made without it is remade.  A task that runs without partial inputs removes its
+markers after writing its outputs.
+"""
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
+import os
+import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import luigi
+
+#: The environment variable holding this build's id (forked and spawned workers inherit it).
+BUILD_ENV = "OEM_BUILD_ID"
+PARTIAL_SUFFIX = ".partial"
+
+
+def build_id() -> str:
+    """The id of the running build (made on first use)."""
+    return os.environ.setdefault(BUILD_ENV, uuid.uuid4().hex)
+
+
+def new_build() -> str:
+    """Start a new build id: partial outputs of earlier builds of this process become incomplete."""
+    os.environ[BUILD_ENV] = uuid.uuid4().hex
+    return os.environ[BUILD_ENV]
+
+
+def _marker_build(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _partial_aware(run):
+    """``run`` between :meth:`PipelineTask._before_run` and :meth:`PipelineTask._after_run` (a generator
+    ``run``, one with dynamic dependencies, stays a generator)."""
+    if inspect.isgeneratorfunction(run):
+        @functools.wraps(run)
+        def gen(self):
+            partial = self._before_run()
+            try:
+                yield from run(self)
+            except BaseException:
+                self._abandon()
+                raise
+            self._after_run(partial)
+        wrapped = gen
+    else:
+        @functools.wraps(run)
+        def plain(self):
+            partial = self._before_run()
+            try:
+                result = run(self)
+            except BaseException:
+                self._abandon()
+                raise
+            self._after_run(partial)
+            return result
+        wrapped = plain
+    wrapped._partial_aware = True  # type: ignore[attr-defined]
+    return wrapped
 
 
 class PipelineTask(luigi.Task):
@@ -16,7 +83,7 @@ class PipelineTask(luigi.Task):
 
     Luigi gives each task its progress callbacks (``set_status_message``, ``set_progress_percentage``) when a
     worker runs it; ``luigi.Task`` declares them ``None``.  Their signatures are declared here for type
-    checkers only, so nothing changes at run time.
+    checkers only, so nothing changes at run time.  Partial outputs: module docstring.
     """
 
     def digest(self) -> str:
@@ -31,3 +98,51 @@ class PipelineTask(luigi.Task):
         def set_status_message(self, message: str) -> None: ...
 
         def set_progress_percentage(self, percentage: int) -> None: ...
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is not None and not getattr(run, "_partial_aware", False):
+            cls.run = _partial_aware(run)  # type: ignore[method-assign]
+
+    def partial_markers(self) -> list[Path]:
+        """The marker files of this task's outputs (``<output path>.partial``)."""
+        return [Path(t.path + PARTIAL_SUFFIX) for t in luigi.task.flatten(self.output())
+                if isinstance(t, luigi.LocalTarget)]
+
+    def complete(self) -> bool:
+        current = build_id()  # made in the scheduling process, before any worker is forked
+        for marker in self.partial_markers():
+            if marker.exists() and _marker_build(marker) != current:
+                return False  # made without a source that failed in an earlier build: make it again
+        return super().complete()
+
+    def mark_partial(self) -> None:
+        """Mark this task's outputs as made without a failed source (call before writing them)."""
+        self.__dict__["_partial"] = True
+        for marker in self.partial_markers():
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(build_id() + "\n")
+
+    def partial_inputs(self) -> bool:
+        """Whether an input of this task is partial (made in this build without a failed source)."""
+        return any(Path(t.path + PARTIAL_SUFFIX).exists() for t in luigi.task.flatten(self.input())
+                   if isinstance(t, luigi.LocalTarget))
+
+    def _before_run(self) -> bool:
+        partial = self.partial_inputs()
+        if partial:
+            self.mark_partial()
+        return partial
+
+    def _abandon(self) -> None:
+        """The run failed: no marker stays without its output."""
+        for target, marker in zip(luigi.task.flatten(self.output()), self.partial_markers()):
+            if not os.path.exists(target.path):
+                marker.unlink(missing_ok=True)
+
+    def _after_run(self, partial: bool) -> None:
+        if partial or self.__dict__.get("_partial"):
+            return
+        for marker in self.partial_markers():
+            marker.unlink(missing_ok=True)

@@ -36,6 +36,14 @@ class PipelineConfig(luigi.Config):
     viewer = luigi.BoolParameter(
         default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
         description="write the release's static browser to <release>/viewer/ (python -m pipeline browse)")
+    progress = luigi.BoolParameter(
+        default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="per-stage progress on the console (in place on a terminal, plain lines otherwise)")
+    progress_interval = luigi.FloatParameter(default=10.0, description="seconds between progress lines")
+    allow_partial_release = luigi.BoolParameter(
+        default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+        description="when a source's fetch fails, write the release without it (its manifest sources entry "
+        "and rejects.csv say why) instead of failing the build")
     previous_release = luigi.OptionalParameter(
         default=None, description="release whose image ids and splits this one keeps: a release name under "
         "<data_dir>/releases/ or a release folder; default: the newest release there older than the one being "

@@ -22,7 +22,9 @@ import luigi
 
 from pipeline import atomic
 from pipeline.dataset.pool import assemble_pool, name_images
+from pipeline.errors import SourceFailed
 from pipeline.sources.config import scene_region
+from pipeline.sources.outcome import failure_of
 from tasks.base import PipelineTask
 from tasks.config import annotation_cache_dir, catalog_scenes, cfg, load_scene, releases_root, todo_dir, work_dir
 from tasks.params import PoolParams, SelectParams, SplitParams
@@ -93,6 +95,9 @@ class AssembleTiles(PoolParams, PipelineTask):
         self.set_status_message("assembling the tile pool")
         options = {s.name: s.options for s in verified_sources(cfg().sources_file, self.sources)}
         catalogs = [_load(t.output().path) for t in self.catalog_tasks()]
+        failed = {c["source"]: f"{c['failed'].get('file')}: {c['failed']['reason']}" for c in catalogs if failure_of(c)}
+        if failed and not cfg().allow_partial_release:
+            raise SourceFailed(failed)  # after every other source's scenes were tiled and labelled
         scenes = [self._scene_item(task, scene_region(options[task.source_name], task.scene_id))
                   for s in self.sources for task in self.scene_tasks(s)]
         catalog_rejects = [r for cat in catalogs for r in cat.get("rejects", [])]

@@ -20,6 +20,7 @@ from pipeline.errors import ReleaseInvalid
 from pipeline.params import ProcessingParams
 from pipeline.release.writer import write_release
 from pipeline.sources.adapters import acquired_range
+from pipeline.sources.outcome import failure_of, failure_reject, manifest_failure
 from tasks.base import PipelineTask
 from tasks.config import cfg, release_dir, work_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
@@ -68,6 +69,11 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
             "selection": selection["params"],
         }
 
+    def partial_markers(self) -> list[Path]:
+        """Beside the release folder, which is written whole (``releases/<release>.partial``)."""
+        folder = release_dir(self.release)
+        return [folder.parent / f"{folder.name}.partial"]
+
     def run(self):
         from pipeline.release.validate.report import validate_release
 
@@ -84,10 +90,13 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
             for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen
         ]
         provenance = {name: load(target) for name, target in self.input()["fetch"].items()}
-        rejects = pool["rejects"] + footprint_rejects(todo.values(), provenance)
+        failed = {name: f for name, rec in provenance.items() if (f := failure_of(rec))}  # partial release
+        rejects = (pool["rejects"] + footprint_rejects(todo.values(), provenance)
+                   + [failure_reject(name, f) for name, f in sorted(failed.items())])
         sources = [
             {"name": s.name, "kind": s.kind, "location": s.location or "builtin:demo", "license": s.license,
-             "attribution": s.attribution, "acquired_range": acquired_range(s)}
+             "attribution": s.attribution, "acquired_range": acquired_range(s),
+             **({"failed": manifest_failure(failed[s.name])} if s.name in failed else {})}
             for s in verified_sources(cfg().sources_file, self.sources)
         ]
         target = release_dir(self.release)

@@ -12,6 +12,7 @@ import luigi
 
 from pipeline import atomic
 from pipeline.errors import PipelineInputError
+from pipeline.sources.outcome import failure_of, failure_record, is_source_failure
 from tasks.base import PipelineTask
 from tasks.config import catalog_path, cfg, limits, raw_dir
 from tasks.params import CatalogParams, SourceParams
@@ -38,7 +39,16 @@ class FetchSource(SourceParams, PipelineTask):
                 self.set_progress_percentage(100)
                 atomic.write_json(self.output().path, record)
                 return
-        record = self._fetch(src, dest)
+        try:
+            record = self._fetch(src, dest)
+        except Exception as exc:  # noqa: BLE001 - filtered: only expected failures cost the source alone
+            if not is_source_failure(exc):
+                raise
+            # the source fails alone: recorded for this build only (tasks.base), every other source goes on
+            self.set_status_message(f"fetching {src.name} failed: {exc}")
+            self.mark_partial()
+            atomic.write_json(self.output().path, failure_record(src, dest, exc))
+            return
         if cache_url:
             self.set_status_message(f"saving {src.name} to the raw cache {raw_cache_url(cache_url, src)}")
             upload_raw(src, dest, record, cache_url, endpoint_url=endpoint, progress=self._progress)
@@ -78,6 +88,11 @@ class CatalogSource(CatalogParams, PipelineTask):
         src = verified_source(cfg().sources_file, self.source_name, self.raw)
         fetched = json.loads(Path(self.input().path).read_text())
         root = Path(fetched["root"])
+        failed = failure_of(fetched)
+        if failed is not None:  # the fetch failed as a whole: no scenes; AssembleTiles / BuildRelease decide
+            atomic.write_json(self.output().path, {"source": src.name, "kind": src.kind, "root": str(root),
+                                                   "scenes": [], "rejects": [], "failed": failed})
+            return
         self.set_status_message(f"listing scenes of {src.name} under {root}")
         adapter = get_adapter(src.kind)
         rejected: list[PipelineInputError] = []

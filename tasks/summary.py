@@ -88,10 +88,23 @@ def _append(status: str, task, detail: str = "") -> None:
         pass
 
 
+def tally_path() -> str | None:
+    """The tally file of this build (None before the first scheduling event)."""
+    return _state["tally"]
+
+
+def _board():
+    from tasks import progress
+
+    progress.start()
+    return progress.board()
+
+
 def _on_present(task) -> None:
     if _is_main():
         _tally()
         _state["present"][task.task_id] = task.task_family
+        _board().complete_already(task.task_id, task.task_family)
 
 
 def _on_discovered(task, dependency) -> None:
@@ -100,6 +113,9 @@ def _on_discovered(task, dependency) -> None:
         _tally()
         _state["scheduled"][task.task_id] = task.task_family
         _state["scheduled"][dependency.task_id] = dependency.task_family
+        b = _board()
+        b.known(task.task_id, task.task_family)
+        b.known(dependency.task_id, dependency.task_family)
 
 
 def _on_missing(task) -> None:
@@ -112,6 +128,10 @@ def _on_missing(task) -> None:
 def _on_processing_time(task, seconds) -> None:
     # fired in the process that ran the task, just before SUCCESS
     _state["seconds"][task.task_id] = float(seconds)
+
+
+def _on_start(task) -> None:
+    _append("start", task)
 
 
 def _on_success(task) -> None:
@@ -143,7 +163,8 @@ def _outcomes() -> dict[str, dict]:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            out[rec["id"]] = rec  # the last outcome of a task wins
+            if rec.get("status") != "start":
+                out[rec["id"]] = rec  # the last outcome of a task wins
     return out
 
 
@@ -236,7 +257,7 @@ def reset() -> None:
     _state.update(tally=None, present={}, scheduled={}, config=None, seconds={})
 
 
-def _is_luigi_cli() -> bool:
+def is_luigi_cli() -> bool:
     argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("")
     return argv0.name == "luigi" or (argv0.name == "__main__.py" and argv0.parent.name == "luigi")
 
@@ -245,7 +266,10 @@ def _at_exit() -> None:
     if not _is_main():
         return
     try:
-        text = summary_text() if _is_luigi_cli() else None
+        from tasks import progress
+
+        progress.finish()
+        text = summary_text() if is_luigi_cli() else None
         if text:
             print("\n" + text + "\n", flush=True)
     finally:
@@ -258,6 +282,7 @@ HANDLERS = (
     (Event.DEPENDENCY_DISCOVERED, _on_discovered),
     (Event.DEPENDENCY_MISSING, _on_missing),
     (Event.PROCESSING_TIME, _on_processing_time),
+    (Event.START, _on_start),
     (Event.SUCCESS, _on_success),
     (Event.FAILURE, _on_failure),
     (Event.PROCESS_FAILURE, _on_process_failure),

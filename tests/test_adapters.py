@@ -311,7 +311,7 @@ def test_spacenet_sn1_sn2_layouts(tmp_path):
     scenes = SpaceNetAdapter().scenes(tmp_path, src)
     check_common(scenes, src)
     assert [(s.scene_id, s.region_hint) for s in scenes] == [
-        ("aoi_1_rio_img7", "rio"), ("aoi_2_vegas_img10", "vegas"), ("aoi_2_vegas_img2", "vegas"),
+        ("aoi_1_rio_img7", "rio_de_janeiro"), ("aoi_2_vegas_img10", "las_vegas"), ("aoi_2_vegas_img2", "las_vegas"),
         ("aoi_3_paris_img5", "paris")]
     by = {s.scene_id: s for s in scenes}
     vegas = tmp_path / "SN2_buildings/train/AOI_2_Vegas_Train"

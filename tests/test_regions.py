@@ -72,3 +72,22 @@ def test_out_of_range_coordinates_are_an_error():
 )
 def test_region_is_the_metro_not_the_suburb(lon, lat, region):
     assert locate(lon, lat).region == region
+
+
+@pytest.mark.parametrize("aoi, lon, lat", [("Vegas", -115.245, 36.108), ("RIO", -43.2, -22.9)])
+def test_spacenet_aoi_and_the_gazetteer_give_one_region(tmp_path, aoi, lon, lat):
+    # a SpaceNet AOI_2_Vegas chip and a scene of another source in the same metro (no region option) share
+    # one region, las_vegas: sampling and splits see one metro, not "vegas" beside "las_vegas"
+    from pipeline.sources.adapters.spacenet import SpaceNetAdapter
+    from pipeline.sources.config import parse_sources
+
+    chip = tmp_path / f"AOI_2_{aoi}_Train" / "RGB-PanSharpen" / f"RGB-PanSharpen_AOI_2_{aoi}_img1.tif"
+    chip.parent.mkdir(parents=True)
+    chip.write_bytes(b"")  # the adapter lists files; it does not open them
+    (src,) = parse_sources({"sources": [{"name": "sn", "kind": "spacenet", "location": str(tmp_path),
+                                         "license": "CC-BY-SA-4.0", "attribution": "SpaceNet"}]},
+                           tmp_path / "sources.yaml")
+    (scene,) = SpaceNetAdapter().scenes(tmp_path, src)
+    from_adapter = locate(lon, lat, region_hint=scene.region_hint).region
+    from_gazetteer = locate(lon, lat).region
+    assert from_adapter == from_gazetteer == {"Vegas": "las_vegas", "RIO": "rio_de_janeiro"}[aoi]

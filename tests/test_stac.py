@@ -47,7 +47,7 @@ def test_release_catalog_passes_stac_validator_recursively(release, no_network):
     assert kinds == ["COLLECTION"] + ["ITEM"] * n
     # the extension schemas were checked, from the shipped copies
     used = {s for m in v.message for s in m["schema"]}
-    assert any(s.endswith("projection-v2.0.0.json") for s in used)
+    assert any(s.endswith("projection-v1.2.0.json") for s in used)
     assert any(s.endswith("label-v1.0.1.json") for s in used)
 
 
@@ -96,7 +96,8 @@ def test_every_image_has_an_item_with_both_assets(release):
             assert item.datetime is not None
         else:
             assert p["start_datetime"] >= "1999" and p["end_datetime"] < "9999"
-        assert set(item.stac_extensions) == {PROJECTION_SCHEMA, LABEL_SCHEMA}
+        # pystac migrates projection v1.2.0 to v2.0.0 when it reads an item; the files are checked below
+        assert LABEL_SCHEMA in item.stac_extensions
         # footprint: the lon/lat box of the manifest encloses the item geometry's bbox (within rounding)
         w, s, e, n = im["bounds_lonlat"]
         assert item.bbox[0] >= w - 1e-6 and item.bbox[2] <= e + 1e-6
@@ -167,7 +168,7 @@ def test_schema_problems_are_reported(synthetic, no_network):
     root, records = synthetic
     item = json.loads((root / "stac/items/vienna_1.json").read_text())
     bad = copy.deepcopy(item)
-    bad["properties"]["proj:epsg"] = 32633          # not a projection v2.0.0 field
+    bad["properties"]["proj:epsg"] = "32633"        # projection v1.2.0: an integer
     bad["properties"]["label:type"] = "mask"       # not raster/vector
     del bad["properties"]["datetime"]              # core: datetime required
     problems = validate_stac_object("stac/items/vienna_1.json", bad)
@@ -217,3 +218,22 @@ def test_schema_map_points_at_shipped_files():
         data = json.loads(Path(path).read_text())
         assert data.get("$id", "").rstrip("#").replace("commonjson", "common.json") == url.rstrip("#") or \
             url.startswith("http://json-schema.org/"), (url, data.get("$id"))
+
+
+def test_items_carry_proj_epsg_and_proj_code_under_projection_v1_2(release, no_network):
+    # as tools that read only proj:epsg (older stackstac/odc-stac, the QGIS STAC plugin) see the files
+    manifest = manifest_of(release)
+    for im in manifest["images"]:
+        raw = json.loads((release / "stac" / "items" / f"{im['id']}.json").read_text())
+        assert raw["stac_extensions"] == [PROJECTION_SCHEMA, LABEL_SCHEMA]
+        assert PROJECTION_SCHEMA.endswith("/projection/v1.2.0/schema.json")
+        p = raw["properties"]
+        assert p["proj:code"] == im["crs"] and p["proj:epsg"] == int(im["crs"].split(":")[1])
+    raw_collection = json.loads((release / COLLECTION).read_text())
+    assert PROJECTION_SCHEMA in raw_collection["stac_extensions"]
+    # the shipped v1.2.0 schema is really applied: a wrong proj:epsg type fails validation offline
+    good = json.loads((release / "stac" / "items" / f"{manifest['images'][0]['id']}.json").read_text())
+    assert validate_stac_object("item.json", good) == []
+    bad = copy.deepcopy(good)
+    bad["properties"]["proj:epsg"] = "EPSG:32633"
+    assert validate_stac_object("item.json", bad)

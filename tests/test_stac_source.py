@@ -332,3 +332,45 @@ sources:
                     ("CC-BY-NC-4.0", "Kijiji Mapping", "2020-07-15T08:00:00Z")},
         "noaa": {("public-domain", "NOAA National Geodetic Survey", "2020-03-11T17:00:00Z")},
     }
+
+
+@pytest.mark.parametrize("max_items", [1, 2])
+def test_max_items_counts_scenes_fetched_not_rejected_items(world, tmp_path, max_items):
+    # the event has 2 usable items among 7 (broken JSON, no geometry, missing assets, a CRS that contradicts
+    # the file), rejects met before the second good one in the catalog: max_items scenes come out anyway
+    _copy_catalog(world, tmp_path / "cat")
+    event = tmp_path / "cat" / "events" / EVENT / "collection.json"
+    src = _source("ev", "stac", str(event), max_items=max_items)
+    rec = fetch_source(src, tmp_path / "raw", limits=LOOPBACK_LIMITS)
+    assert len(rec["items"]) == max_items, (rec["items"], rec["rejects"])
+    if max_items == 2:  # items rejected on the way (a missing asset among them) are rows, not scenes
+        assert any("No such file" in r["reason"] for r in rec["rejects"]), rec["rejects"]
+    everything = fetch_source(_source("ev", "stac", str(event)), tmp_path / "all", limits=LOOPBACK_LIMITS)
+    assert len(everything["items"]) == 2 and everything["catalog"]["truncated"] is False
+    # the scenes are the first usable ones in the catalog's order
+    assert [i["item_id"] for i in rec["items"]] == [i["item_id"] for i in everything["items"]][:max_items]
+
+
+def test_unquoted_yaml_datetime_is_an_iso_date(world, tmp_path):
+    from pipeline.sources.config import load_sources
+
+    (tmp_path / "sources.yaml").write_text(f"""
+sources:
+  - name: day
+    kind: stac
+    location: {world.maxar_event_url}
+    license: CC-BY-NC-4.0
+    attribution: Maxar
+    options: {{datetime: 2024-12-14, bbox: {world.maxar_bbox}, acquired_range: [2024-01-01, 2024-12-31]}}
+  - name: instant
+    kind: stac
+    location: {world.maxar_event_url}
+    license: CC-BY-NC-4.0
+    attribution: Maxar
+    options: {{datetime: 2023-01-02T03:04:05+01:00}}
+""")
+    day, instant = load_sources(tmp_path / "sources.yaml")
+    assert day.options["datetime"] == "2024-12-14" and day.options["acquired_range"] == ["2024-01-01", "2024-12-31"]
+    assert instant.options["datetime"] == "2023-01-02T02:04:05Z"
+    rec = fetch_source(day, tmp_path / "raw", limits=LOOPBACK_LIMITS)
+    assert [i["item_id"].split("/")[-1] for i in rec["items"]] == [BIG]

@@ -25,8 +25,8 @@ Kobe next to Osaka, Omdurman next to Khartoum: less than twice as populous).  Th
 separates those cases in GeoNames' figures (Spring Valley / Las Vegas 3.6, Henderson 2.2, Aurora CO / Denver 2.0
 vs Kyoto / Osaka 1.9, Oakland / San Francisco 1.97); its price is that a big city next to a much bigger one
 joins it (Yokohama, 2.6x smaller, 28 km from Tokyo -> ``tokyo``, i.e. Greater Tokyo).  Names are GeoNames'
-city names slugified, so Las Vegas is ``las_vegas`` as Santa Rosa is OpenEarthMap's ``santa_rosa`` (a SpaceNet
-AOI hint spells it ``vegas``: set ``options.region`` to merge such a source with others of the metro).
+city names slugified, so Las Vegas is ``las_vegas`` as Santa Rosa is OpenEarthMap's ``santa_rosa`` (the SpaceNet
+adapter maps its AOI spelling ``Vegas`` to ``las_vegas``, ``RIO`` to ``rio_de_janeiro``, so they merge).
 Otherwise (no city within 60 km) the first-level division; otherwise the nearest place. Region names are
 lower-case ASCII with ``_`` separators, as in OEM (``santa_rosa``, ``tyrolw``).
 """

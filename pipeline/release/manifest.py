@@ -157,6 +157,8 @@ def build_manifest(
         entry.update({k: s.get(k, "") for k in ("attribution", "location")})
         if s.get("acquired_range"):
             entry["acquired_range"] = list(s["acquired_range"])
+        if s.get("failed"):  # left out of a partial release: where and why its fetch failed
+            entry["failed"] = {k: str(v) for k, v in s["failed"].items() if k in ("stage", "file", "reason")}
         src.append(_plain(entry))
     src.sort(key=lambda s: str(s.get("name", "")))
     counts = {s: sum(1 for r in recs if r.get("split") == s) for s in SPLITS}

@@ -7,7 +7,10 @@ Layout (all links and asset hrefs relative, so the release folder can be moved o
 
 Policies
 --------
-* STAC 1.1.0 with the projection (v2.0.0) and label (v1.0.1) extensions.
+* STAC 1.1.0 with the projection (v1.2.0) and label (v1.0.1) extensions.  Projection v1.2.0, not v2.0.0:
+  it is the one version that has both ``proj:code`` and the deprecated-but-allowed ``proj:epsg`` (v2.0.0
+  forbids ``proj:epsg``), and tools that read only ``proj:epsg`` (older stackstac/odc-stac, the QGIS STAC
+  plugin) need it.
 * **Collection**: id ``oem-<release>``; extent = union of the items' WGS 84 footprints and the time range
   covering every item (its acquisition time, or its ``start_datetime``..``end_datetime``); ``license`` the
   single SPDX id shared by every image, else ``other``; one provider per source (licensor + producer, its
@@ -25,9 +28,8 @@ Policies
   end at 23:59:59Z) -- never an open placeholder that matches every date filter;
   properties ``split, region, country, country_code, continent, source, source_kind, gsd, license,
   attribution`` (and ``key`` when the record has one); projection ``proj:code, proj:transform,
-  proj:shape [height, width], proj:bbox`` (native CRS).  ``proj:epsg`` is not an item field: the
-  projection extension v2.0.0 replaced it by ``proj:code`` and its schema rejects it, so it would fail
-  validation; the collection summarises both.  Label extension, one vocabulary throughout, the class ids:
+  proj:shape [height, width], proj:bbox`` (native CRS) and ``proj:epsg`` (the integer code, when the
+  CRS is an EPSG code; the collection summarises both).  Label extension, one vocabulary throughout, the class ids:
   ``label:type raster``, ``label:classes [{"name": null, "classes": [1..8]}]`` (the extension's schema
   requires ``name`` null for raster labels: the classes are the pixel values), ``label:properties null``
   (a raster has no feature property), ``label:overviews [{"counts": [{"name": "1", "count": n}, ...]}]``
@@ -59,7 +61,7 @@ STAC_DIR = "stac"
 COLLECTION = f"{STAC_DIR}/collection.json"
 ITEMS_DIR = f"{STAC_DIR}/items"
 STAC_VERSION = "1.1.0"
-PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v2.0.0/schema.json"
+PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
 LABEL_SCHEMA = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 _SPDX = re.compile(r"^[\w\-.+]+$")
@@ -193,6 +195,7 @@ def build_item(rec: dict[str, Any], collection_id: str, ranges: dict[str, Sequen
         props["key"] = rec["key"]
     props.update({
         "proj:code": str(rec["crs"]),
+        **({"proj:epsg": epsg} if (epsg := epsg_of(str(rec["crs"]))) is not None else {}),
         "proj:transform": [float(v) for v in rec["transform"]],
         "proj:shape": [int(rec["height"]), int(rec["width"])],
         "proj:bbox": [float(v) for v in rec["bounds"]],

@@ -13,7 +13,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -180,6 +180,17 @@ def _iso_date(value: Any) -> date | None:
         return None
 
 
+def _iso_text(value: Any) -> Any:
+    """An unquoted YAML date or timestamp (``datetime: 2024-06-01``, which YAML reads as a ``date``) as ISO
+    text (``2024-06-01``; a timestamp as UTC ``2024-06-01T10:00:00Z``), also inside a list; else ``value``."""
+    if isinstance(value, list):
+        return [_iso_text(v) for v in value]
+    if isinstance(value, datetime):
+        utc = value.astimezone(UTC) if value.tzinfo else value
+        return utc.replace(tzinfo=None).isoformat() + "Z"
+    return value.isoformat() if isinstance(value, date) else value
+
+
 def _check_region_name(path: Path, name: str, key: str, value: Any) -> None:
     if not isinstance(value, str) or not REGION_NAME_RE.match(value):
         slug = re.sub(r"[^a-z0-9]+", "_", str(value).lower()).strip("_")
@@ -273,6 +284,7 @@ def parse_sources(data: Any, path: Path) -> list[SourceConfig]:
         for key, value in raw_opts.items():
             if key not in spec:
                 raise _err(path, name, f"unknown option 'options.{key}' for kind '{kind}'")
+            value = _iso_text(value)
             if value is not None:
                 _check_type(path, name, f"options.{key}", value, spec[key][0])
             options[key] = value

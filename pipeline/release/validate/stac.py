@@ -1,8 +1,8 @@
 """Offline validation of a release's STAC catalog.
 
 The JSON schemas needed to validate the catalog ship in ``pipeline/schemas/stac/``: the STAC 1.1.0 core
-(item, collection, catalog and their parts), GeoJSON ``Feature``/``Geometry``, the projection v2.0.0 and
-label v1.0.1 extension schemas and the JSON-Schema draft-07 meta-schema; ``schema-map.json`` maps each
+(item, collection, catalog and their parts), GeoJSON ``Feature``/``Geometry``, the projection v1.2.0 (and
+v2.0.0) and label v1.0.1 extension schemas and the JSON-Schema draft-07 meta-schema; ``schema-map.json`` maps each
 canonical URL to its file.  :func:`validate_stac` validates the collection and every item against them
 with ``jsonschema`` (no network), and checks that every item's assets exist.  The same map works with
 the ``stac-validator`` CLI::

@@ -23,8 +23,10 @@ Facts: images carry their own georeference (``georef=None``); footprints are Geo
 ``extra["footprints_format"] = "vector"``; chips without buildings have empty or invalid GeoJSON,
 which :func:`pipeline.sources.footprints.load_footprints` reads as "no buildings".  RGB-PanSharpen pixels are
 uint16 (11-bit) and must be stretched by the raster stage.  ``scene_id`` = ``aoi_<k>_<city>_img<N>``
-(flat: the file stem); ``region_hint`` = the city, lower-case (``Vegas`` -> ``vegas``, ``RIO`` ->
-``rio``; flat: none).  ``options.aois`` keeps only AOIs named by any of ``AOI_2_Vegas``, ``Vegas``,
+(flat: the file stem); ``region_hint`` = the city as the gazetteer names its metro
+(:data:`AOI_REGIONS`: ``Vegas`` -> ``las_vegas``, ``RIO`` -> ``rio_de_janeiro``, so a SpaceNet scene and any
+other source's scene of the same metro share one region), else the AOI city lower-case (``Paris`` ->
+``paris``); flat: none.  ``options.aois`` keeps only AOIs named by any of ``AOI_2_Vegas``, ``Vegas``,
 ``aoi_2`` or ``2`` (case-insensitive).
 """
 from __future__ import annotations
@@ -39,6 +41,10 @@ from pipeline.scene import Scene
 from pipeline.sources.adapters.base import Adapter, sorted_glob
 from pipeline.sources.config import SourceConfig
 from pipeline.sources.footprints import VECTOR, vector_crs
+
+#: SpaceNet AOI city spellings -> the region name :func:`pipeline.dataset.regions.metro_city` gives the
+#: metro (GeoNames' city name slugified); AOI cities not listed already spell it (paris, shanghai, khartoum).
+AOI_REGIONS = {"vegas": "las_vegas", "rio": "rio_de_janeiro"}
 
 _CHIP = r"AOI_(?P<k>\d+)_(?P<city>[A-Za-z]+)_img(?P<n>\d+)"
 
@@ -133,7 +139,7 @@ class SpaceNetAdapter(Adapter):
             footprints=fp if has_fp else None,
             footprints_crs=self.footprints_crs if has_fp else None,
             landcover=lc if lc.is_file() else None,
-            region_hint=city.lower(),
+            region_hint=AOI_REGIONS.get(city.lower(), city.lower()),
             extra={
                 "aoi": f"AOI_{int(k)}_{city}",
                 "aoi_dir": base.name,

@@ -35,6 +35,7 @@ and every connection; a location the policy refuses fails the fetch (``NetworkPo
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -45,7 +46,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import urlparse
 
 import rasterio
@@ -84,19 +85,16 @@ from pipeline.sources.stac.items import (
     item_license,
     pick_asset,
 )
-from pipeline.sources.stac.search import Found, StacQuery, find_items
+from pipeline.sources.stac.search import Found, StacQuery, find_items, stac_query
 
 INDEX = "stac-index.json"
+MAX_SEARCH_ROUNDS = 5  #: ``max_items`` counts scenes: searches for more when rejects took places
 ITEMS, IMAGES, DOWNLOADS = "items", "images", "downloads"
-#: Default ``collections`` of the ``openaerialmap`` kind on OpenAerialMap's STAC API.
-OAM_COLLECTIONS = ("openaerialmap",)
 
 Progress = Callable[[int, int | None], None]
-Bbox = tuple[float, float, float, float]
 _HTTP_CODE = re.compile(r"HTTP (?:response code: )?(\d{3})")
 _TRANSIENT_WORDS = ("giving up after", "timed out", "timeout", "couldn't connect", "could not connect",
                     "connection refused", "connection reset", "could not resolve", "cannot resolve host")
-
 
 
 def _transient(message: str) -> bool:
@@ -119,24 +117,6 @@ class _Ctx:
     limits: Limits = DEFAULT_LIMITS
     session: Any = None
     used_ids: set[str] = field(default_factory=set)
-
-
-def stac_query(source: SourceConfig) -> StacQuery:
-    """The search of a ``stac`` source, or of an ``openaerialmap`` source on the STAC API (its
-    ``acquisition_from/to`` become the datetime interval, ``gsd_from/to`` a ``query`` on ``gsd``)."""
-    o = source.options or {}
-    bbox = cast(Bbox, tuple(float(v) for v in o["bbox"])) if o.get("bbox") else None
-    if source.kind == "openaerialmap":
-        dt = None
-        if o.get("acquisition_from") or o.get("acquisition_to"):
-            dt = f"{o.get('acquisition_from') or '..'}/{o.get('acquisition_to') or '..'}"
-        gsd = {op: float(o[key]) for op, key in (("gte", "gsd_from"), ("lte", "gsd_to")) if o.get(key) is not None}
-        return StacQuery(collections=tuple(o.get("collections") or OAM_COLLECTIONS), bbox=bbox, datetime=dt,
-                         query={"gsd": gsd} if gsd else None, max_items=o.get("max_items"),
-                         limit=int(o.get("limit") or 100))
-    return StacQuery(collections=tuple(o["collections"]) if o.get("collections") else None, bbox=bbox,
-                     datetime=o.get("datetime"), query=o.get("query"), filter=o.get("filter"),
-                     max_items=o.get("max_items"), limit=int(o.get("limit") or 100))
 
 
 def _previous(dest: Path) -> dict[str, dict]:
@@ -163,19 +143,20 @@ def fetch_stac(source: SourceConfig, dest: Path, *, progress: Progress | None = 
                endpoint_url=opts.get("endpoint_url"), previous=_previous(dest), limits=lim,
                session=http_session(limits=lim))
     search_session = http_session(traffic, lim)
+    wanted = ctx.query.max_items
     try:
-        found, info = find_items(source.location, ctx.query, session=search_session, endpoint_url=ctx.endpoint_url)
-        scenes, rejects, files = [], [], []
-        for i, one in enumerate(found):
-            try:
-                entry, entry_files = _fetch_item(ctx, one)
-                scenes.append(entry)
-                files.extend(entry_files)
-            except ItemRejected as exc:
-                rejects.append({"scene_id": exc.scene_id, "item_id": one.item_id, "file": exc.file,
-                                "stage": exc.reject_stage, "reason": exc.reason})
-            if progress is not None:
-                progress(i + 1, len(found))
+        for _ in range(MAX_SEARCH_ROUNDS):
+            found, info = find_items(source.location, ctx.query, session=search_session,
+                                     endpoint_url=ctx.endpoint_url)
+            ctx.used_ids.clear()
+            scenes, rejects, files = _fetch_all(ctx, found, progress)
+            if wanted is None or len(scenes) >= wanted or not info.get("truncated"):
+                break
+            # items whose asset failed took scene places: search again for as many more (what was read is
+            # reused from the cache, the rejects come back in the same order)
+            ctx.previous.update({e["scene_id"]: e for e in scenes})
+            cap = int(ctx.query.max_items or 0)
+            ctx.query = dataclasses.replace(ctx.query, max_items=cap + wanted - len(scenes))
     finally:
         search_session.close()
         ctx.session.close()
@@ -194,6 +175,27 @@ def fetch_stac(source: SourceConfig, dest: Path, *, progress: Progress | None = 
         "transfer": {"bytes": traffic.bytes + asset_bytes, "metadata_bytes": traffic.bytes,
                      "metadata_requests": traffic.requests, "asset_bytes": asset_bytes},
     }
+
+
+def _fetch_all(ctx: _Ctx, found: list[Found], progress: Progress | None
+               ) -> tuple[list[dict], list[dict], list[dict]]:
+    """Fetch each candidate in order: the index entries of the scenes, the reject rows and the files."""
+    scenes: list[dict] = []
+    rejects: list[dict] = []
+    files: list[dict] = []
+    for i, one in enumerate(found):
+        if ctx.query.max_items is not None and len(scenes) >= ctx.query.max_items:
+            break
+        try:
+            entry, entry_files = _fetch_item(ctx, one)
+            scenes.append(entry)
+            files.extend(entry_files)
+        except ItemRejected as exc:
+            rejects.append({"scene_id": exc.scene_id, "item_id": one.item_id, "file": exc.file,
+                            "stage": exc.reject_stage, "reason": exc.reason})
+        if progress is not None:
+            progress(i + 1, len(found))
+    return scenes, rejects, files
 
 
 def _prune(dest: Path, keep: set[str]) -> None:

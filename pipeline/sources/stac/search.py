@@ -8,17 +8,20 @@ unreadable, or neither an API landing page nor a catalog/collection, raises ``Fe
 Filters: ``collections``, ``bbox`` (WGS 84 ``[west, south, east, north]``), ``datetime`` (RFC 3339
 interval), ``query`` (STAC API query extension) are sent to an API that supports them and evaluated
 client-side otherwise; ``filter`` (CQL2) needs an API that declares the filter conformance class.
+``max_items`` caps the *usable* candidates (items that could be read and are STAC items), in search order:
+broken items are returned too but do not count; the search record's ``truncated`` says the cap was reached.
 """
 from __future__ import annotations
 
 import collections as _collections
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import requests
 from pystac.utils import make_absolute_href
 
 from pipeline.errors import FetchError
+from pipeline.sources.config import SourceConfig
 from pipeline.sources.stac.io import api_io, read_json
 from pipeline.sources.stac.items import (
     bbox_intersects,
@@ -30,6 +33,9 @@ from pipeline.sources.stac.items import (
     self_link,
 )
 
+#: Default ``collections`` of the ``openaerialmap`` kind on OpenAerialMap's STAC API.
+OAM_COLLECTIONS = ("openaerialmap",)
+Bbox = tuple[float, float, float, float]
 #: Catalog documents read in one static walk at most (a guard against link cycles and huge catalogs).
 MAX_DOCUMENTS = 100_000
 
@@ -53,6 +59,24 @@ class StacQuery:
         if self.datetime and not in_interval(item, parse_interval(self.datetime)):
             return False
         return matches_query(item, self.query)
+
+
+def stac_query(source: SourceConfig) -> StacQuery:
+    """The search of a ``stac`` source, or of an ``openaerialmap`` source on the STAC API (its
+    ``acquisition_from/to`` become the datetime interval, ``gsd_from/to`` a ``query`` on ``gsd``)."""
+    o = source.options or {}
+    bbox = cast(Bbox, tuple(float(v) for v in o["bbox"])) if o.get("bbox") else None
+    if source.kind == "openaerialmap":
+        dt = None
+        if o.get("acquisition_from") or o.get("acquisition_to"):
+            dt = f"{o.get('acquisition_from') or '..'}/{o.get('acquisition_to') or '..'}"
+        gsd = {op: float(o[key]) for op, key in (("gte", "gsd_from"), ("lte", "gsd_to")) if o.get(key) is not None}
+        return StacQuery(collections=tuple(o.get("collections") or OAM_COLLECTIONS), bbox=bbox, datetime=dt,
+                         query={"gsd": gsd} if gsd else None, max_items=o.get("max_items"),
+                         limit=int(o.get("limit") or 100))
+    return StacQuery(collections=tuple(o["collections"]) if o.get("collections") else None, bbox=bbox,
+                     datetime=o.get("datetime"), query=o.get("query"), filter=o.get("filter"),
+                     max_items=o.get("max_items"), limit=int(o.get("limit") or 100))
 
 
 @dataclass
@@ -117,7 +141,9 @@ def find_items(location: str, q: StacQuery, *, session: requests.Session,
         raise FetchError(location, "not a STAC API landing page, catalog or collection "
                                    f"(type {root.get('type')!r}, no 'conformsTo')")
     found.sort(key=lambda f: (f.item_id, f.base))
-    info.update(url=location, found=len(found), rejected=sum(1 for f in found if f.problem))
+    usable = sum(1 for f in found if f.problem is None)
+    info.update(url=location, found=len(found), rejected=len(found) - usable,
+                truncated=q.max_items is not None and usable >= q.max_items)
     return found, info
 
 
@@ -165,6 +191,7 @@ def _search_api(location: str, root: dict, classes: list[str], q: StacQuery,
         return collection_docs[cid]
 
     found: list[Found] = []
+    usable = 0  # max_items counts usable items: a broken one does not take a scene's place
     try:
         client = Client.open(location, stac_io=io)
         if can_search:
@@ -186,9 +213,10 @@ def _search_api(location: str, root: dict, classes: list[str], q: StacQuery,
                 one = _api_item(location, item, q, parents_of(item), client_side)
                 if one is not None:
                     found.append(one)
-                if q.max_items is not None and len(found) >= q.max_items:
+                    usable += one.problem is None
+                if q.max_items is not None and usable >= q.max_items:
                     break
-            if q.max_items is not None and len(found) >= q.max_items:
+            if q.max_items is not None and usable >= q.max_items:
                 break
     except APIError as exc:
         cause = exc.__context__  # pystac-client wraps whatever its session raised
@@ -233,7 +261,7 @@ def _walk_static(location: str, root: dict, q: StacQuery, session: requests.Sess
     seen = {location}
     documents = 1
     wanted = set(q.collections or ())
-    full = lambda: q.max_items is not None and len(found) >= q.max_items  # noqa: E731
+    full = lambda: q.max_items is not None and sum(f.problem is None for f in found) >= q.max_items  # noqa: E731
     while queue and not full():
         href, doc, parents, inside = queue.popleft()
         selected = inside or not wanted or doc.get("id") in wanted

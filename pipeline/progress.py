@@ -1,0 +1,116 @@
+"""Per-stage progress of a build as plain lines (no Luigi here: ``tasks.progress`` feeds it).
+
+A :class:`Board` counts, per stage of the build (:data:`STAGES`), the tasks it knows of (``total``) and those
+done (``done``: run in this build, or complete already), and makes one line of them::
+
+    [progress 1m05s] fetch 2/2 | prepare 4/4 | tile 3/4 1.2/min ETA 50s | label 1/4 | count 0/4 | ...
+
+Throughput and ETA of a stage come from the tasks run in this build (not those found complete): the rate is
+``ran / (now - first start)``, the ETA ``(total - done) / rate``.  Totals grow while the build discovers
+work (a source's scenes are known once its catalog is), so a line is a snapshot, and the last line of a
+finished build has every stage at its total.  Stages without tasks are left out.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Stages in build order, and the task families that belong to each.
+STAGES: dict[str, tuple[str, ...]] = {
+    "fetch": ("FetchSource", "CatalogSource"),
+    "prepare": ("PrepareScene",),
+    "tile": ("TileScene",),
+    "label": ("LabelScene",),
+    "count": ("CountSegments", "AssembleTiles"),
+    "select": ("SelectTiles", "ExportAnnotationTodo"),
+    "split": ("SplitDataset",),
+    "stats": ("ComputeStats",),
+    "release": ("BuildRelease", "PublishRelease"),
+}
+_STAGE_OF = {family: stage for stage, families in STAGES.items() for family in families}
+
+
+def stage_of(family: str) -> str | None:
+    """The stage of a task family, None for a family outside the build's stages."""
+    return _STAGE_OF.get(family)
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(max(0.0, seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _rate(per_second: float) -> str:
+    return f"{per_second:.1f}/s" if per_second >= 1 else f"{per_second * 60:.1f}/min"
+
+
+@dataclass
+class _Stage:
+    known: set[str] = field(default_factory=set)
+    done: set[str] = field(default_factory=set)
+    ran: int = 0
+    failed: int = 0
+    first: float | None = None
+
+
+class Board:
+    """Counts per stage (module docstring); ``start`` is the build's start time (seconds, any clock)."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.stages: dict[str, _Stage] = {s: _Stage() for s in STAGES}
+
+    def _stage(self, family: str) -> _Stage | None:
+        name = stage_of(family)
+        return self.stages[name] if name else None
+
+    def known(self, task_id: str, family: str) -> None:
+        """A task of the build (to run, or complete already)."""
+        st = self._stage(family)
+        if st is not None:
+            st.known.add(task_id)
+
+    def complete_already(self, task_id: str, family: str) -> None:
+        """A task found complete when the build was scheduled."""
+        st = self._stage(family)
+        if st is not None:
+            st.known.add(task_id)
+            st.done.add(task_id)
+
+    def started(self, family: str, now: float) -> None:
+        st = self._stage(family)
+        if st is not None and st.first is None:
+            st.first = now
+
+    def finished(self, task_id: str, family: str, *, ok: bool = True) -> None:
+        """A task run in this build ended (``ok=False``: it failed)."""
+        st = self._stage(family)
+        if st is None:
+            return
+        st.known.add(task_id)
+        if ok and task_id not in st.done:
+            st.done.add(task_id)
+            st.ran += 1
+        elif not ok:
+            st.failed += 1
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """``stage -> (done, total)`` of the stages with tasks."""
+        return {n: (len(s.done), len(s.known)) for n, s in self.stages.items() if s.known}
+
+    def line(self, now: float) -> str:
+        parts = []
+        for name, st in self.stages.items():
+            if not st.known:
+                continue
+            text = f"{name} {len(st.done)}/{len(st.known)}"
+            if st.ran and st.first is not None and now > st.first and len(st.done) < len(st.known):
+                rate = st.ran / (now - st.first)
+                text += f" {_rate(rate)} ETA {_duration((len(st.known) - len(st.done)) / rate)}"
+            if st.failed:
+                text += f" ({st.failed} failed)"
+            parts.append(text)
+        return f"[progress {_duration(now - self.start)}] " + (" | ".join(parts) if parts else "scheduling")
