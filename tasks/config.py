@@ -1,6 +1,7 @@
 """Global settings of a build (section ``[PipelineConfig]`` of ``luigi.cfg``) and the paths they imply."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -88,12 +89,8 @@ def limits() -> Limits:
     Not significant parameters: they decide only whether hostile input is rejected or fetched, never what a
     good input's outputs contain (``max_grid_pixels`` does, so it is one: :mod:`tasks.params`)."""
     c = cfg()
-    names = ("allow_private_networks", "download_max_bytes", "download_deadline_s", "download_min_rate",
-             "download_rate_window_s", "archive_max_bytes", "archive_max_entries", "archive_max_ratio",
-             "local_file_max_bytes", "sidecar_max_bytes", "sources_max_bytes")
-    values: dict[str, object] = {n: getattr(c, n) for n in names}
-    networks: tuple = tuple(c.allowed_networks)
-    values["allowed_networks"] = tuple(str(net) for net in networks)
+    # every Limits field that PipelineConfig declares a key for (from_mapping normalises allowed_networks)
+    values = {f.name: getattr(c, f.name) for f in dataclasses.fields(Limits) if hasattr(PipelineConfig, f.name)}
     return Limits.from_mapping(values)
 
 
