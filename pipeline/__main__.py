@@ -14,26 +14,34 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("pipeline.release.validate.report", "check a release folder against its manifest.json"),
     "browse": ("pipeline.release.viewer.cli", "write a release's static, offline browser to <release>/viewer/"),
     "status": ("pipeline.release.status", "where a data folder stands: sources, regions (annotation loop), releases"),
+    "plan": ("tasks.preview", "what a build with the same options would do, without running or writing anything"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command`` only that command's module is imported (``plan`` loads the Luigi tasks)."""
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="OpenEarthMap-style release builder tools")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        if command is None or name == command:
+            module = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "_extra_options", False):
+            parser.error("unrecognized arguments: " + " ".join(extra))
     except SystemExit as exc:  # argparse: --help -> 0, usage error -> 2
         return int(exc.code or 0)
+    args.extra = extra
     return int(args._run(args))
 
 

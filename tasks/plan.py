@@ -19,6 +19,7 @@ Tasks check at run time that what they read still matches the digests they were 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import hashlib
 import json
@@ -99,6 +100,22 @@ def annotation_files(done_dir: Path) -> list[os.DirEntry]:
                   key=lambda e: e.name)
 
 
+#: Read-only mode (``python -m pipeline plan``): nothing is written; stored indexes are kept in memory instead.
+_READ_ONLY: dict[str, Any] = {"on": False, "indexes": {}}
+
+
+@contextlib.contextmanager
+def read_only():
+    """Compute the root's derived parameters without writing anything (the hash cache and the stored index
+    stay as they are; an index that is not stored yet is kept in memory for :func:`load_index`)."""
+    before = _READ_ONLY["on"]
+    _READ_ONLY["on"] = True
+    try:
+        yield
+    finally:
+        _READ_ONLY["on"] = before
+
+
 def annotation_index(done_dir: Path, cache_dir: Path) -> dict[str, str]:
     """``{file name: sha256}`` of every completed annotation, hashing only files new to the cache."""
     cache_file = cache_dir / "hashes.json"
@@ -114,7 +131,7 @@ def annotation_index(done_dir: Path, cache_dir: Path) -> dict[str, str]:
         sha = hit[1] if isinstance(hit, list) and len(hit) == 2 and hit[0] == stamp else _file_sha(Path(e.path))
         index[e.name] = sha
         fresh[e.name] = [stamp, sha]
-    if fresh != cache:
+    if fresh != cache and not _READ_ONLY["on"]:
         atomic.write_json(cache_file, fresh)
     return index
 
@@ -125,7 +142,9 @@ def store_index(index: dict[str, str], cache_dir: Path) -> str:
         return ""
     digest = _h("annotations", index)
     path = cache_dir / f"index-{digest}.json"
-    if not path.is_file():
+    if _READ_ONLY["on"]:
+        _READ_ONLY["indexes"][digest] = AnnotationIndex(list(index.items()))
+    elif not path.is_file():
         atomic.write_json(path, index)
     return digest
 
@@ -155,9 +174,14 @@ class AnnotationIndex:
         return _h("scene-annotations", sorted(hits)) if hits else ""
 
 
-@functools.lru_cache(maxsize=8)
 def load_index(cache_dir: str, digest: str) -> AnnotationIndex:
-    """The stored index ``digest`` (empty for "")."""
+    """The stored index ``digest`` (empty for ""; one kept in memory by :func:`read_only`)."""
+    held = _READ_ONLY["indexes"].get(digest)
+    return held if held is not None else _stored_index(cache_dir, digest)
+
+
+@functools.lru_cache(maxsize=8)
+def _stored_index(cache_dir: str, digest: str) -> AnnotationIndex:
     if not digest:
         return AnnotationIndex([])
     return AnnotationIndex(list(json.loads((Path(cache_dir) / f"index-{digest}.json").read_text()).items()))

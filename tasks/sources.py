@@ -19,6 +19,15 @@ from tasks.params import CatalogParams, SourceParams
 from tasks.plan import verified_source
 
 
+def stamped(record: dict, src) -> dict:
+    """The fetch record with what made it: the digest of the source's entry and the fetch code version (so
+    ``python -m pipeline plan`` can tell an edited entry from changed code)."""
+    from pipeline.sources.object_store import source_digest
+    from tasks.versions import code_version
+
+    return {**record, "made_by": {"entry": source_digest(src), "fetch_code": code_version("fetch")}}
+
+
 class FetchSource(SourceParams, PipelineTask):
     """Fetch one source into ``data/raw/<source>-<raw>/`` and record every file (URL, size, sha256, licence)."""
 
@@ -37,7 +46,7 @@ class FetchSource(SourceParams, PipelineTask):
             record = restore_raw(src, dest, cache_url, endpoint_url=endpoint, progress=self._progress)
             if record is not None:
                 self.set_progress_percentage(100)
-                atomic.write_json(self.output().path, record)
+                atomic.write_json(self.output().path, stamped(record, src))
                 return
         try:
             record = self._fetch(src, dest)
@@ -47,13 +56,13 @@ class FetchSource(SourceParams, PipelineTask):
             # the source fails alone: recorded for this build only (tasks.base), every other source goes on
             self.set_status_message(f"fetching {src.name} failed: {exc}")
             self.mark_partial()
-            atomic.write_json(self.output().path, failure_record(src, dest, exc))
+            atomic.write_json(self.output().path, stamped(failure_record(src, dest, exc), src))
             return
         if cache_url:
             self.set_status_message(f"saving {src.name} to the raw cache {raw_cache_url(cache_url, src)}")
             upload_raw(src, dest, record, cache_url, endpoint_url=endpoint, progress=self._progress)
         self.set_progress_percentage(100)
-        atomic.write_json(self.output().path, record)
+        atomic.write_json(self.output().path, stamped(record, src))
 
     def _progress(self, done: int, total: int | None) -> None:
         if total:
