@@ -16,7 +16,9 @@ from pipeline.dataset.ids import image_key
 ENTRY_FIELDS = ("kind", "location", "license", "attribution")
 
 
-def load_json(path: Path) -> Any:
+def load_json(path: Path | None) -> Any:
+    if path is None:
+        return None
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
