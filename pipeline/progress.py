@@ -43,6 +43,58 @@ def _duration(seconds: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
+def megabytes(n: float) -> str:
+    return f"{n / 1e6:.1f}"
+
+
+def transfer_text(transfers) -> str:
+    """``12.4/50.0 MB 8.1 MB/s`` over the downloads of a build, each ``(done, total or None, seconds, running)``
+    (total ``?`` while a size is unknown): the rate is the sum of the running downloads' rates, or, once none
+    runs, all bytes over all their seconds."""
+    items = list(transfers)
+    done = sum(d for d, _, _, _ in items)
+    totals = [t for _, t, _, _ in items]
+    total = megabytes(sum(t for t in totals if t)) if all(totals) else "?"
+    running = [(d, sec) for d, _, sec, run in items if run and sec > 0]
+    if running:
+        rate = sum(d / sec for d, sec in running)
+    else:
+        seconds = sum(sec for _, _, sec, _ in items)
+        rate = done / seconds if seconds > 0 else 0.0
+    return f"{megabytes(done)}/{total} MB {megabytes(rate)} MB/s"
+
+
+class Transfer:
+    """Bytes and rate of one task's downloads, from ``progress(done, total)`` calls per file (as
+    :func:`pipeline.sources.download.download` makes them): a call with fewer bytes than the last starts the
+    next file.  ``done`` and ``total`` add the finished files; the rate is over the time since the first call."""
+
+    def __init__(self, now: float) -> None:
+        self.first = now
+        self.finished = 0
+        self.current = 0
+        self.current_total: int | None = None
+
+    def update(self, done: int, total: int | None) -> None:
+        if done < self.current:
+            self.finished += self.current
+        self.current, self.current_total = done, total
+
+    @property
+    def done(self) -> int:
+        return self.finished + self.current
+
+    @property
+    def total(self) -> int | None:
+        return None if self.current_total is None else self.finished + self.current_total
+
+    def rate(self, now: float) -> float:
+        return self.done / (now - self.first) if now > self.first else 0.0
+
+    def text(self, now: float) -> str:
+        return transfer_text([(self.done, self.total, now - self.first, True)])
+
+
 def _rate(per_second: float) -> str:
     return f"{per_second:.1f}/s" if per_second >= 1 else f"{per_second * 60:.1f}/min"
 
@@ -62,6 +114,7 @@ class Board:
     def __init__(self, start: float) -> None:
         self.start = start
         self.stages: dict[str, _Stage] = {s: _Stage() for s in STAGES}
+        self.transfers: dict[str, tuple[int, int | None, float, bool]] = {}
 
     def _stage(self, family: str) -> _Stage | None:
         name = stage_of(family)
@@ -91,6 +144,8 @@ class Board:
         if st is None:
             return
         st.known.add(task_id)
+        if task_id in self.transfers:
+            self.transfers[task_id] = (*self.transfers[task_id][:3], False)
         if ok and task_id not in st.done:
             st.done.add(task_id)
             st.ran += 1
@@ -101,16 +156,32 @@ class Board:
         """``stage -> (done, total)`` of the stages with tasks."""
         return {n: (len(s.done), len(s.known)) for n, s in self.stages.items() if s.known}
 
-    def line(self, now: float) -> str:
-        parts = []
+    def rows(self, now: float) -> list[tuple[str, int, int, str]]:
+        """``(stage, done, total, detail)`` of the stages with tasks; ``detail``: throughput and ETA while the
+        stage runs, failures, and the bytes of running downloads (fetch)."""
+        out = []
         for name, st in self.stages.items():
             if not st.known:
                 continue
-            text = f"{name} {len(st.done)}/{len(st.known)}"
+            details = []
+            if name == "fetch" and self.transfers:
+                details.append(transfer_text(self.transfers.values()))
             if st.ran and st.first is not None and now > st.first and len(st.done) < len(st.known):
                 rate = st.ran / (now - st.first)
-                text += f" {_rate(rate)} ETA {_duration((len(st.known) - len(st.done)) / rate)}"
+                details.append(f"{_rate(rate)} ETA {_duration((len(st.known) - len(st.done)) / rate)}")
             if st.failed:
-                text += f" ({st.failed} failed)"
-            parts.append(text)
-        return f"[progress {_duration(now - self.start)}] " + (" | ".join(parts) if parts else "scheduling")
+                details.append(f"({st.failed} failed)")
+            out.append((name, len(st.done), len(st.known), " ".join(details)))
+        return out
+
+    def header(self, now: float) -> str:
+        return f"[progress {_duration(now - self.start)}]"
+
+    def line(self, now: float) -> str:
+        parts = [f"{name} {done}/{total}" + (f" {detail}" if detail else "")
+                 for name, done, total, detail in self.rows(now)]
+        return f"{self.header(now)} " + (" | ".join(parts) if parts else "scheduling")
+
+    def transfer(self, task_id: str, done: int, total: int | None, seconds: float, *, running: bool = True) -> None:
+        """Bytes of a task's downloads: ``done`` of ``total`` (None: unknown) in ``seconds``."""
+        self.transfers[task_id] = (done, total, seconds, running)

@@ -130,6 +130,9 @@ class PipelineTask(luigi.Task):
                    if isinstance(t, luigi.LocalTarget))
 
     def _before_run(self) -> bool:
+        from tasks import progress
+
+        progress.on_run(self)  # the stage's figures as the task's status (luigid)
         partial = self.partial_inputs()
         if partial:
             self.mark_partial()

@@ -43,7 +43,7 @@ class FetchSource(SourceParams, PipelineTask):
             from pipeline.sources.object_store import raw_cache_url, restore_raw, upload_raw
 
             self.set_status_message(f"restoring {src.name} from the raw cache {raw_cache_url(cache_url, src)}")
-            record = restore_raw(src, dest, cache_url, endpoint_url=endpoint, progress=self._progress)
+            record = restore_raw(src, dest, cache_url, endpoint_url=endpoint, progress=self._percent)
             if record is not None:
                 self.set_progress_percentage(100)
                 atomic.write_json(self.output().path, stamped(record, src))
@@ -60,13 +60,25 @@ class FetchSource(SourceParams, PipelineTask):
             return
         if cache_url:
             self.set_status_message(f"saving {src.name} to the raw cache {raw_cache_url(cache_url, src)}")
-            upload_raw(src, dest, record, cache_url, endpoint_url=endpoint, progress=self._progress)
+            upload_raw(src, dest, record, cache_url, endpoint_url=endpoint, progress=self._percent)
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, stamped(record, src))
 
-    def _progress(self, done: int, total: int | None) -> None:
+    def _percent(self, done: int, total: int | None) -> None:
+        """Files of a raw-cache restore or upload."""
         if total:
             self.set_progress_percentage(int(100 * done / total))
+
+    def _progress(self, done: int, total: int | None) -> None:
+        """Bytes of the file being transferred (``download``'s callback): to the console and luigid."""
+        import time
+
+        from pipeline.progress import Transfer
+        from tasks.progress import report_transfer
+
+        transfer = self.__dict__.setdefault("_transfer", Transfer(time.monotonic()))
+        transfer.update(done, total)
+        report_transfer(self, transfer)
 
     def _fetch(self, src, dest: Path) -> dict:
         self.set_status_message(f"fetching {src.name} ({src.kind}) from {src.location or 'built-in demo'}")
@@ -79,6 +91,10 @@ class FetchSource(SourceParams, PipelineTask):
 
             record = fetch_source(src, dest, progress=self._progress, limits=limits())
             record.setdefault("root", str(dest))
+            if "_transfer" in self.__dict__:
+                from tasks.progress import report_transfer
+
+                report_transfer(self, self.__dict__["_transfer"], force=True)  # the last figures, not running
         return record
 
 

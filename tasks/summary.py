@@ -73,11 +73,17 @@ def _snapshot() -> dict:
 
 
 def _append(status: str, task, detail: str = "") -> None:
+    append_record({"status": status, "id": task.task_id, "family": task.task_family,
+                   "detail": detail[:300], "seconds": _state["seconds"].pop(task.task_id, None)})
+
+
+def append_record(record: dict) -> None:
+    """Append one line to the tally file (any process of the build; the summary reads outcomes, the progress
+    board also starts and ``bytes`` lines)."""
     path = _tally()
     if path is None:
         return
-    line = json.dumps({"status": status, "id": task.task_id, "family": task.task_family,
-                       "detail": detail[:300], "seconds": _state["seconds"].pop(task.task_id, None)}) + "\n"
+    line = json.dumps(record) + "\n"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND)
         try:
@@ -163,7 +169,7 @@ def _outcomes() -> dict[str, dict]:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if rec.get("status") != "start":
+            if rec.get("status") in ("ok", "failed"):
                 out[rec["id"]] = rec  # the last outcome of a task wins
     return out
 
