@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.dataset.ids import image_key
+from pipeline.progress import STAGES
 
 #: Fields of a fetch record that come straight from the source's ``sources.yaml`` entry.
 ENTRY_FIELDS = ("kind", "location", "license", "attribution")
@@ -123,7 +124,9 @@ def format_plan(plan: dict[str, Any]) -> str:
                      f"{s['catalog']['action']} ({s['catalog']['why']}); {scenes}{todo_text}")
     unknown = set(plan["tasks_unknown"])
     counts = ", ".join(f"{f} {_count(n, f in unknown)}" for f, n in plan["tasks"].items() if n or f in unknown)
-    lines.append(f"Tasks to run: {plan['tasks_total']}" + (f" ({counts})" if counts else ""))
+    lines.append(f"Tasks to run: {_count(plan['tasks_total'], bool(unknown))}" + (f" ({counts})" if counts else ""))
+    stages = " | ".join(f"{s} {_count(n, bool(unknown & set(STAGES[s])))}" for s, n in plan["stages"].items())
+    lines.append(f"  per stage: {stages}")
     if unknown:
         lines.append("  +: more once the catalogs of " + ", ".join(plan["sources_unknown"])
                      + " exist (their scenes are unknown until fetched)")
@@ -133,9 +136,10 @@ def format_plan(plan: dict[str, Any]) -> str:
         lines.append("Regions: no sampling or split changes")
     else:
         names = ", ".join(reg["touched"]) or "none known"
-        lines.append(f"Regions: selection and splits run again; regions with (re)processed scenes: {names}"
-                     + (f"; {reg['unknown_scenes']} scenes in regions known once tiled" if reg["unknown_scenes"]
-                        else ""))
+        later = [f"{reg['unknown_scenes']} scenes"] if reg["unknown_scenes"] else []
+        later += [f"the scenes of {s}" for s in plan["sources_unknown"]]
+        lines.append(f"Regions: selection and splits run; regions with (re)processed scenes: {names}"
+                     + (f" (the regions of {', '.join(later)}: known once tiled)" if later else ""))
     d = plan["release_delta"]
     added = d["added"] if d["added"] is not None else (f"unknown (at most {d['added_at_most']})"
                                                        if "added_at_most" in d else "unknown")

@@ -27,6 +27,7 @@ from pipeline.buildplan import (
     regions_touched,
     release_delta,
 )
+from pipeline.progress import STAGES
 
 #: Task families that run once per scene.
 SCENE_FAMILIES = ("PrepareScene", "TileScene", "LabelScene", "CountSegments")
@@ -155,6 +156,7 @@ def make_plan(argv: list[str]) -> dict[str, Any]:
             "sources_unknown": unknown,
             "tasks": {f: counts.get(f, 0) for f in families},
             "tasks_total": sum(counts.values()),
+            "stages": {stage: sum(counts.get(f, 0) for f in fams) for stage, fams in STAGES.items()},
             "tasks_unknown": list(SCENE_FAMILIES) if unknown and "AssembleTiles" in counts else [],
             "tasks_complete": dict(Counter(t.task_family for t in complete)),
             "regions": {"selection_runs": files["selection_runs"], "touched": touched,
