@@ -8,7 +8,7 @@ that is ``complete()`` is not run and its requirements are not visited; every ot
 requirements are visited.  ``complete()`` only looks at files (outputs, partial markers), so the walk is
 cheap.  What the walk cannot see is said so: the per-scene tasks of a source whose catalog does not exist
 yet are yielded by ``AssembleTiles`` at run time (their scenes are unknown until the source is fetched).
-The rest (why a source is fetched, regions, release delta) comes from :mod:`pipeline.buildplan`.
+The rest (why a source is fetched, regions, release delta) comes from :mod:`pipeline.release.buildplan`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from pipeline.buildplan import (
+from pipeline.progress import STAGES
+from pipeline.release.buildplan import (
     digest_siblings,
     fetch_reason,
     format_plan,
@@ -27,7 +28,6 @@ from pipeline.buildplan import (
     regions_touched,
     release_delta,
 )
-from pipeline.progress import STAGES
 
 #: Task families that run once per scene.
 SCENE_FAMILIES = ("PrepareScene", "TileScene", "LabelScene", "CountSegments")
