@@ -89,7 +89,9 @@ class FetchSource(SourceParams, PipelineTask):
         else:
             from pipeline.sources.fetch import fetch_source
 
-            record = fetch_source(src, dest, progress=self._progress, limits=limits())
+            # a STAC fetch reports items done / found, not bytes: its percentage only
+            progress = self._percent if src.kind == "stac" else self._progress
+            record = fetch_source(src, dest, progress=progress, limits=limits())
             record.setdefault("root", str(dest))
             if "_transfer" in self.__dict__:
                 from tasks.progress import report_transfer
