@@ -161,3 +161,32 @@ def test_plan_after_adding_a_source_and_after_editing_an_entry(tmp_path):
     text = subprocess.run([sys.executable, "-m", "pipeline", "plan", *opts3], cwd=ROOT, capture_output=True,
                           text=True, timeout=120).stdout
     assert "folder: fetch: refetch (entry changed)" in text and "Tasks to run:" in text, text
+
+
+def test_fetch_reason_tells_entry_from_code_and_says_when_it_cannot():
+    from pipeline.release.buildplan import fetch_reason
+
+    entry = {"kind": "local", "location": "/x", "license": "CC BY 4.0", "attribution": "a"}
+    made = {"entry": "e1", "fetch_code": "c1"}
+    assert fetch_reason(None, "e1", entry, "c2") == "new"
+    assert fetch_reason({"made_by": made}, "e2", entry, "c1") == "entry changed"
+    assert fetch_reason({"made_by": made}, "e1", entry, "c2") == "code changed (fetch code c1 -> c2)"
+    legacy = {**entry, "attribution": "b"}  # a record from before made_by: its entry fields still tell
+    assert fetch_reason(legacy, "e1", entry, "c2") == "entry changed (attribution)"
+    assert "does not say which" in fetch_reason(dict(entry), "e1", entry, "c2")
+
+
+def test_release_delta_is_exact_from_a_reused_split_and_bounded_from_a_pool():
+    from pipeline.release.buildplan import release_delta
+
+    def img(scene, tile, source="s"):
+        return {"source": source, "source_scene_id": scene, "tile": tile, "status": "labelled"}
+
+    previous = {"images": [img("a", "0"), img("a", "1"), img("b", "0", source="gone")]}
+    split = {"images": [img("a", "0"), img("a", "1"), img("c", "0")]}
+    exact = release_delta(exists=False, previous=previous, split=split, pool=None, sources=["s"])
+    assert (exact["added"], exact["removed"], exact["exact"]) == (1, 1, True)
+    pool = {"tiles": [img("a", "0"), img("c", "0"), img("c", "1"), {**img("d", "0"), "status": "pending"}]}
+    bounded = release_delta(exists=False, previous=previous, split=None, pool=pool, sources=["s"])
+    assert bounded["added"] is None and bounded["added_at_most"] == 2 and bounded["removed"] == 1
+    assert release_delta(exists=True, previous=previous, split=None, pool=None, sources=[])["added"] == 0
