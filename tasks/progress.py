@@ -64,7 +64,7 @@ def start() -> None:
         _state["tty"] = False
     stop = threading.Event()
     thread = threading.Thread(target=_loop, args=(stop, interval), name="oem-progress", daemon=True)
-    _state.update(stop=stop, thread=thread)
+    _state.update(stop=stop, thread=thread, pid=os.getpid())
     thread.start()
 
 
@@ -199,7 +199,8 @@ def _stage_text(family: str) -> tuple[str, int] | None:
     b, stage = _state["board"], stage_of(family)
     if b is None or stage is None:
         return None
-    read_tally(summary.tally_path())
+    if _state["thread"] is None or _state.get("pid") != os.getpid():
+        read_tally(summary.tally_path())  # else the printer thread keeps the board fresh (one reader at a time)
     for name, done, total, detail in b.rows(time.monotonic()):
         if name == stage:
             return f"{name} {done}/{total}" + (f" {detail}" if detail else ""), int(100 * done / max(total, 1))
