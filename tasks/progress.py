@@ -86,8 +86,9 @@ def read_tally(path: str | None) -> None:
         if rec.get("status") == "bytes":
             b.transfer(rec["id"], int(rec["done"]), rec.get("total"), float(rec.get("seconds") or 0.0),
                        running=bool(rec.get("running")))
-        elif rec.get("status") == "start":
-            b.started(rec["family"], time.monotonic())
+        elif rec.get("status") == "start":  # when it started (the line may be read much later)
+            since = time.time() - float(rec.get("t") or time.time())
+            b.started(rec["family"], time.monotonic() - max(0.0, since))
         elif rec.get("status") in ("ok", "failed"):
             b.finished(rec["id"], rec["family"], ok=rec["status"] == "ok")
 

@@ -30,6 +30,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def _snapshot() -> dict:
 
 
 def _append(status: str, task, detail: str = "") -> None:
-    append_record({"status": status, "id": task.task_id, "family": task.task_family,
+    append_record({"status": status, "id": task.task_id, "family": task.task_family, "t": time.time(),
                    "detail": detail[:300], "seconds": _state["seconds"].pop(task.task_id, None)})
 
 
