@@ -90,6 +90,7 @@ def _catalog_entry(source: list, fetch: dict) -> dict[str, Any]:
 def _sources(root, to_run: list) -> tuple[list[dict], list[str]]:
     from tasks.config import catalog_scenes, cfg
     from tasks.plan import verified_sources
+    from tasks.sources import CatalogSource
 
     configs = {s.name: s for s in verified_sources(cfg().sources_file, root.sources)}
     scenes_to_run: dict[str, set[str]] = {}
@@ -101,7 +102,12 @@ def _sources(root, to_run: list) -> tuple[list[dict], list[str]]:
         name, _, catalog = source
         fetch = _fetch_entry(root, source, configs[name])
         cat = _catalog_entry(source, fetch)
-        known = cat["action"] == "none"
+        if not any(t.task_family in ("FetchSource", "CatalogSource") and t.source_name == name for t in to_run):
+            # the build does not reach them (e.g. the release exists): it runs neither, whatever changed
+            fetch = {"action": "none", "why": "not needed" + ("" if fetch["action"] == "none" else
+                                                              f"; otherwise {fetch['action']}: {fetch['why']}")}
+            cat = {"action": "none", "why": "not needed" if cat["action"] != "none" else cat["why"]}
+        known = CatalogSource(source_name=name, raw=source[1], catalog=catalog).complete()
         if not known:
             unknown.append(name)
         out.append({"name": name, "fetch": fetch, "catalog": cat,

@@ -117,7 +117,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         lines.append("  the release exists: a build runs nothing")
     lines.append("Sources:")
     for s in plan["sources"]:
-        scenes = "unknown until fetched" if s["scenes"] is None else f"{s['scenes']} scenes"
+        scenes = f"{s['scenes']} scenes" if s["scenes"] is not None else (
+            "scenes unknown until fetched" if s["fetch"]["action"] != "none" else "no catalog of the current code")
         todo = s["scenes_to_process"]
         todo_text = "" if todo is None else f", {todo} to (re)process"
         lines.append(f"  {s['name']}: fetch: {s['fetch']['action']} ({s['fetch']['why']}); catalog: "
