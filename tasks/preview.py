@@ -104,9 +104,10 @@ def _sources(root, to_run: list) -> tuple[list[dict], list[str]]:
         cat = _catalog_entry(source, fetch)
         if not any(t.task_family in ("FetchSource", "CatalogSource") and t.source_name == name for t in to_run):
             # the build does not reach them (e.g. the release exists): it runs neither, whatever changed
-            fetch = {"action": "none", "why": "not needed" + ("" if fetch["action"] == "none" else
-                                                              f"; otherwise {fetch['action']}: {fetch['why']}")}
-            cat = {"action": "none", "why": "not needed" if cat["action"] != "none" else cat["why"]}
+            if fetch["action"] != "none":
+                fetch = {"action": "none", "why": f"not needed; otherwise {fetch['action']}: {fetch['why']}"}
+            if cat["action"] != "none":
+                cat = {"action": "none", "why": "not needed"}
         known = CatalogSource(source_name=name, raw=source[1], catalog=catalog).complete()
         if not known:
             unknown.append(name)

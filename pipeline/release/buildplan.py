@@ -137,7 +137,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         lines.append("Regions: no sampling or split changes")
     else:
         names = ", ".join(reg["touched"]) or "none known"
-        later = [f"{reg['unknown_scenes']} scenes"] if reg["unknown_scenes"] else []
+        later = [f"{reg['unknown_scenes']} scene(s) without tiles in the last pool"] if reg["unknown_scenes"] else []
         later += [f"the scenes of {s}" for s in plan["sources_unknown"]]
         lines.append(f"Regions: selection and splits run; regions with (re)processed scenes: {names}"
                      + (f" (the regions of {', '.join(later)}: known once tiled)" if later else ""))
