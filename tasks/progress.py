@@ -111,7 +111,11 @@ def draw(*, final: bool = False) -> str | None:
     now = time.monotonic()
     line = b.line(now)
     if _state["tty"]:
-        _draw_live(b, now, final=final)
+        try:
+            _draw_live(b, now, final=final)
+        except ImportError:  # rich missing (an environment installed before it was a dependency): one line
+            pad = max(0, len(_state["last"]) - len(line))
+            _write("\r" + line + " " * pad + ("\n" if final else ""))
     elif final or line.split("] ", 1)[-1] != _state["last"].split("] ", 1)[-1]:
         _write(line + "\n")  # plain lines: only when a count moved (and the last one)
     _state["last"] = line
