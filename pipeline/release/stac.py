@@ -298,7 +298,8 @@ def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, so
                title: str | None = None) -> list[str]:
     """Write ``stac/collection.json`` and ``stac/items/<id>.json`` into the release folder ``out`` for the
     manifest image records (with ``image``/``label`` release paths).  Returns the written files relative
-    to ``out`` (collection first, then items in natural id order)."""
+    to ``out`` (collection first, then items in natural id order).  Items are written straight into ``out`` (the
+    release folder is itself written under a temporary name and renamed whole); the collection atomically."""
     import pystac
 
     from pipeline import atomic
@@ -312,8 +313,9 @@ def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, so
         item.set_self_href(str(out / ITEMS_DIR / f"{item.id}.json"))
     collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
     atomic.write_text(root, _dump(collection.to_dict(include_self_link=False, transform_hrefs=True)))
+    (out / ITEMS_DIR).mkdir(parents=True, exist_ok=True)
     for item in sorted(collection.get_items(), key=lambda i: natural_key(i.id)):
         rel = f"{ITEMS_DIR}/{item.id}.json"
-        atomic.write_text(out / rel, _dump(item.to_dict(include_self_link=False, transform_hrefs=True)))
+        (out / rel).write_text(_dump(item.to_dict(include_self_link=False, transform_hrefs=True)), encoding="utf-8")
         written.append(rel)
     return written

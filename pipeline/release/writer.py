@@ -13,11 +13,18 @@ from pipeline.dataset.pool import PENDING_REASON, REJECT_COLUMNS
 from pipeline.errors import EmptyRelease
 from pipeline.release.changes import changes_markdown, release_changes
 from pipeline.release.geoparquet import write_index
-from pipeline.release.manifest import build_manifest, file_entries, write_split_files, write_uda_files
+from pipeline.release.manifest import (
+    SCHEMA_VERSION,
+    build_manifest,
+    file_entries,
+    write_split_files,
+    write_uda_files,
+)
 from pipeline.release.stac import write_stac
 from pipeline.release.summary import release_summary
-from pipeline.release.tilecache import place_tile
+from pipeline.release.tilecache import linked_sha, place_tile
 from pipeline.release.torchgeo import zone_lines, zone_section
+from pipeline.release.validate.incremental import valid_images
 
 #: ``pending.csv``: one selected tile awaiting annotation per row; ``reason`` says why (no 8-class labels in
 #: its source, or an unfinished annotation in ``done/``).
@@ -107,6 +114,7 @@ def write_release(
         release=release, created_with={**created_with, "tile_format": TILE_FORMAT}, sources=sources, images=records,
         splits_info=split_infos,
         previous_release=previous_release, uda=uda,
+        valid_images=valid_images(previous_manifest, {"schema_version": SCHEMA_VERSION, "created_with": created_with}),
         summary=release_summary(records, pending=pending,
                                 annotation_repairs=sum(int(im.get("repaired_polygons", 0)) for im in images)),
     )
@@ -129,3 +137,17 @@ def write_release(
     manifest["files"] = file_entries(out, extra_files)
     atomic.write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def linked_tiles(out: Path, images: list[dict], tile_cache: Path) -> dict[str, str]:
+    """Release-relative path -> sha256 of the image and label files of ``out`` that are still the tile cache's
+    COG of their work tile, unchanged since the cache hashed it (:func:`pipeline.release.tilecache.linked_sha`);
+    the others (copies, changed or replaced files) are left out.  Reads no tile."""
+    found = {}
+    for im in images:
+        for kind, src in (("image", im["_image_src"]), ("label", im["_label_src"])):
+            rel = f"{im['region']}/{kind}s/{im['id']}.tif"
+            sha = linked_sha(src, out / rel, kind=kind, cache=tile_cache)
+            if sha is not None:
+                found[rel] = sha
+    return found
