@@ -111,6 +111,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                 created_with=self.created_with(split, selection), sources=sources, provenance=provenance,
                 extra={"selection": {k: v for k, v in selection.items() if k != "selected"}},
                 previous_manifest=previous, uda=uda, tile_cache=work_dir() / "release-tiles",
+                previous_dir=Path(split["previous_release"]["folder"]) if previous else None,
             )
             problems = validate_release(tmp, trust=self._trust(tmp, images, split.get("previous_release"), previous))
             if problems:

@@ -68,7 +68,7 @@ def write_release(
     split_infos: list[dict], stats_dir: Path, created_with: dict[str, Any], sources: list[dict[str, Any]],
     provenance: dict[str, dict], extra: dict[str, Any] | None = None,
     previous_manifest: dict[str, Any] | None = None, uda: dict[str, Any] | None = None,
-    tile_cache: Path | None = None,
+    tile_cache: Path | None = None, previous_dir: Path | None = None,
 ) -> dict:
     """Fill the (empty or new) folder ``out`` with images, labels, split files, rejects, pending tiles,
     per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
@@ -88,6 +88,8 @@ def write_release(
     (``stac/``, :mod:`pipeline.release.stac`) and a GeoParquet index (``index.parquet``,
     :mod:`pipeline.release.geoparquet`) of the manifest's images are listed in ``files``.  With ``tile_cache`` (a
     folder) each work tile is converted and hashed once for all releases (:mod:`pipeline.release.tilecache`).
+    ``previous_dir``: the folder of ``previous_manifest``'s release, whose STAC items of unchanged images are
+    reused when it was written by the same code (:func:`pipeline.release.stac.write_stac`).
     Returns the manifest.
     A release without images is refused: :class:`pipeline.errors.EmptyRelease` (nothing is written)."""
     if not images:
@@ -125,7 +127,9 @@ def write_release(
     zone_files = zone_lines(records)  # per-UTM-zone lists for torchgeo (pipeline.release.torchgeo)
     for rel, lines in zone_files.items():
         atomic.write_text(out / rel, "".join(f"{line}\n" for line in lines))
-    catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"])
+    same_code = previous_dir is not None and bool(valid_images(previous_manifest, manifest))
+    catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"],
+                               previous=(previous_dir, previous_manifest) if same_code and previous_manifest else None)
     catalog_files.append(write_index(out, manifest["images"]))
     extra_files = (["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + list(zone_files)
                    + catalog_files)
