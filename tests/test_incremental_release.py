@@ -255,6 +255,10 @@ def test_build_check_trusts_exactly_the_unchanged_released_images(releases):
     assert added and len(unchanged) == len(m1["images"]) > 10
     assert trust.records == unchanged
     assert trust.stac_items == {f"stac/items/{i}.json" for i in unchanged}
+    from pipeline.release.validate.stac import link_key
+
+    v1_links = json.loads((releases["v1"] / "stac" / "collection.json").read_text())["links"]
+    assert trust.collection_links == {link_key(link) for link in v1_links} and len(v1_links) > len(unchanged)
     full, incremental = validate_report(releases["v2"]), validate_report(releases["v2"], trust=trust)
     assert full["valid"] and (full["problems"], full["warnings"]) == (incremental["problems"], incremental["warnings"])
 

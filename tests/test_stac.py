@@ -195,6 +195,24 @@ def test_items_of_unchanged_images_are_reused_byte_identically(synthetic, tmp_pa
         assert b'"collection": "oem-t2"' in (reused / files[-1]).read_bytes()
 
 
+def test_known_valid_collection_links_are_skipped_with_the_same_problems(synthetic, no_network):
+    """The build's incremental check leaves out collection links equal to a validated collection's: a changed
+    link is still checked and reported with its index in the full list, exactly as by the full check."""
+    from pipeline.release.validate.stac import link_key
+
+    root, _ = synthetic
+    coll = json.loads((root / COLLECTION).read_text())
+    known = {link_key(link) for link in coll["links"]}
+    assert validate_stac_object(COLLECTION, coll, known) == validate_stac_object(COLLECTION, coll) == []
+    bad = copy.deepcopy(coll)
+    items = [i for i, link in enumerate(bad["links"]) if link["rel"] == "item"]
+    bad["links"][items[0]]["href"] = 3
+    del bad["links"][items[-1]]["rel"]
+    full = validate_stac_object(COLLECTION, bad)
+    assert validate_stac_object(COLLECTION, bad, known) == full
+    assert any(f"links/{items[0]}/href" in p for p in full) and any(f"links/{items[-1]}:" in p for p in full), full
+
+
 def test_schema_problems_are_reported(synthetic, no_network):
     root, records = synthetic
     item = json.loads((root / "stac/items/vienna_1.json").read_text())

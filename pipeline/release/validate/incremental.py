@@ -23,7 +23,9 @@ A record ``id`` is trusted when all of these hold:
    and mtime).  A changed, copied or replaced file is not in ``verified``, so it is checked in full.
 
 A STAC item of a trusted record is trusted when its JSON equals the previous release's item of that id up to
-the release-specific values (the ``collection`` id and its links' titles, which must be strings).
+the release-specific values (the ``collection`` id and its links' titles, which must be strings).  The links
+of the new collection that equal links of the previous release's collection are not schema-checked again (the
+schemas constrain links one by one); the rest of the collection is.
 
 Everything else always runs in full: consistency, stray rasters, every ``files`` entry hashed, split files,
 split audit, UDA, zones, changes, the collection and ``index.parquet``.  ``python -m pipeline validate``
@@ -37,7 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.release.stac import ITEMS_DIR
+from pipeline.release.stac import COLLECTION, ITEMS_DIR
+from pipeline.release.validate.stac import link_key
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Trust:
 
     records: frozenset[str] = field(default_factory=frozenset)
     stac_items: frozenset[str] = field(default_factory=frozenset)
+    #: the previous release's collection links (canonical JSON, :func:`~pipeline.release.validate.stac.link_key`)
+    collection_links: frozenset[str] = field(default_factory=frozenset)
 
 
 def _checker(manifest: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -116,4 +121,7 @@ def release_trust(root: Path, previous_root: Path | None, previous: Mapping[str,
     if previous_root is None or not previous or not isinstance(manifest, dict):
         return Trust()
     ids = trusted_records(manifest, previous, verified)
-    return Trust(records=ids, stac_items=trusted_items(Path(root), Path(previous_root), ids))
+    collection = _read_json(Path(previous_root) / COLLECTION) if ids else None
+    links = collection.get("links") if isinstance(collection, dict) else None
+    return Trust(records=ids, stac_items=trusted_items(Path(root), Path(previous_root), ids),
+                 collection_links=frozenset(link_key(x) for x in links) if isinstance(links, list) else frozenset())

@@ -27,6 +27,6 @@ def check_user_outputs(root: Path, manifest: dict[str, Any], records: list[dict[
                 if errors:
                     out.append(f"{rel}: not a valid COG: {'; '.join(errors)}")
     ids = [r["id"] for r in records if isinstance(r.get("id"), str)]
-    out.extend(validate_stac(root, expected_ids=ids, trusted=trust.stac_items))
+    out.extend(validate_stac(root, expected_ids=ids, trusted=trust.stac_items, known_links=trust.collection_links))
     if not (root / "index.parquet").is_file():
         out.append("index.parquet: missing")
