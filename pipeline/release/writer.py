@@ -127,9 +127,9 @@ def write_release(
     zone_files = zone_lines(records)  # per-UTM-zone lists for torchgeo (pipeline.release.torchgeo)
     for rel, lines in zone_files.items():
         atomic.write_text(out / rel, "".join(f"{line}\n" for line in lines))
-    same_code = previous_dir is not None and bool(valid_images(previous_manifest, manifest))
-    catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"],
-                               previous=(previous_dir, previous_manifest) if same_code and previous_manifest else None)
+    reuse = (previous_dir, previous_manifest) if previous_dir is not None and previous_manifest is not None \
+        and valid_images(previous_manifest, manifest) else None  # written by the same code
+    catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"], previous=reuse)
     catalog_files.append(write_index(out, manifest["images"]))
     extra_files = (["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + list(zone_files)
                    + catalog_files)
