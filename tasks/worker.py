@@ -12,7 +12,8 @@ dynamic dependency is scheduled only by the worker that runs the task yielding i
 requirements of ``AssembleTiles`` for every source whose catalog exists when the graph is built (see
 ``tasks.dataset``), so this command schedules in two passes:
 
-1. the source phase: ``FetchSource`` and ``CatalogSource`` of every enabled source (the processes share them);
+1. the source phase: ``FetchSource`` and ``CatalogSource`` of every enabled source (the processes share them),
+   until every catalog exists, whoever wrote it (:func:`_build_until_done`);
 2. the whole build (``BuildRelease``): every catalog exists now, so every process schedules every per-scene
    task itself and luigid hands each to whichever worker asks first.
 
@@ -37,7 +38,6 @@ def _blocked_by_other_worker(result, task) -> bool:
 
 def serve(argv: list[str]) -> int:
     """Run both passes (module docstring) with Luigi's command-line options ``argv``; the exit status."""
-    import luigi.interface
     from luigi.cmdline_parser import CmdlineParser
     from luigi.task_register import Register
 
@@ -47,23 +47,39 @@ def serve(argv: list[str]) -> int:
     with CmdlineParser.global_instance(["BuildRelease", *argv]) as parser:
         root = parser.get_task_obj()
         catalogs = root.clone(tasks.AssembleTiles).catalog_tasks()
-        luigi.interface.build(catalogs, detailed_summary=True)
-        while True:
+        # a catalog that cannot be built fails pass 2 as it would fail a local build (after the other sources)
+        if _build_until_done(catalogs) is None:
+            code = 1
+        else:
             Register.clear_instance_cache()  # a new graph: AssembleTiles sees the catalogs that exist now
-            root = parser.get_task_obj()
-            result = luigi.interface.build([root], detailed_summary=True)
-            if root.complete():
-                code = 0
-                break
-            if result.worker._stop_requesting_work or not _blocked_by_other_worker(result, root):
-                code = 1
-                break
-            time.sleep(_wait_interval())
+            code = 0 if _build_until_done([parser.get_task_obj()]) else 1
         text = summary.summary_text()
     if text:
         print("\n" + text + "\n", flush=True)
     summary.reset()
     return code
+
+
+def _build_until_done(roots: list) -> bool | None:
+    """Build ``roots`` on luigid until they are all complete (True), scheduling again after ``[worker]
+    wait_interval`` while what is left runs in another worker; False when they cannot be built (a task failed
+    for good), None when SIGUSR1 told this process to stop requesting work.
+
+    Scheduling again matters: Luigi's worker leaves when none of *its* tasks is pending, and a task another
+    worker runs is not pending.  In the source phase, the process that did not get ``CatalogSource`` would leave
+    while the catalog is still being written and schedule the build without the catalog's scenes, so it could
+    never be handed one of them (the other process then ran every scene)."""
+    import luigi.interface
+
+    while True:
+        result = luigi.interface.build(roots, detailed_summary=True)
+        if all(t.complete() for t in roots):
+            return True
+        if result.worker._stop_requesting_work:
+            return None
+        if not any(_blocked_by_other_worker(result, t) for t in roots):
+            return False
+        time.sleep(_wait_interval())
 
 
 def _wait_interval() -> float:

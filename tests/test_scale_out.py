@@ -22,7 +22,8 @@ worker asks first; each process exits 0 once the release exists.  The tests run 
 Task starts and successes are recorded per process by a wrapper module (``--module oem_probe``) that imports
 ``tasks`` and registers Luigi START / SUCCESS event handlers appending ``event, tag, pid, task id`` to a file.
 With ``OEM_PROBE_STALL=tile`` it also stops its process for good right after the first image tile a
-``TileScene`` writes (a task killed half-way through its output, deterministically).
+``TileScene`` writes (a task killed half-way through its output, deterministically); with
+``OEM_PROBE_CATALOG_DELAY=<s>`` every ``CatalogSource`` starts that much later (a slow catalog).
 """
 from __future__ import annotations
 
@@ -101,6 +102,8 @@ PROBE = textwrap.dedent('''
     def _on_start(task):
         _current["task"] = task.task_id
         _log("START", task.task_id)
+        if task.task_family == "CatalogSource":  # a slow catalog: the other processes poll while it runs
+            time.sleep(float(os.environ.get("OEM_PROBE_CATALOG_DELAY", "0")))
 
 
     @luigi.Task.event_handler(luigi.Event.SUCCESS)
@@ -208,7 +211,9 @@ def test_two_worker_processes_share_the_per_scene_tasks(tmp_path, tmp_path_facto
     cluster = Cluster(tmp_path, luigid)
     t0 = time.monotonic()
     for tag in ("A", "B"):
-        cluster.start(tag, worker_cmd(data, sources, "--workers", "1"))
+        # the catalog takes 3 s: the process that is not writing it must wait for it in the source phase, or it
+        # schedules the build without the catalog's scenes and luigid can never hand it one of them
+        cluster.start(tag, worker_cmd(data, sources, "--workers", "1"), OEM_PROBE_CATALOG_DELAY="3")
     codes = cluster.wait(("A", "B"))
     wall = time.monotonic() - t0
     assert codes == {"A": 0, "B": 0}, cluster.report(codes)

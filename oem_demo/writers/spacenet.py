@@ -14,8 +14,10 @@ def write(f: SceneFile) -> str:
     aoi = f"AOI_{sc.aoi}_{sc.name}"
     n = sc.number + f.index
     base = f.root / "spacenet" / f"{aoi}_Train"
-    # 8-bit radiance -> 11-bit DN (a per-channel scalar; OpenCV's stubs do not list this overload)
-    v = cv2.multiply(f.img, (6.6, 7.0, 7.6, 0.0))  # type: ignore[call-overload]
+    # 8-bit radiance -> 11-bit DN (a per-channel scalar; older OpenCV stubs do not list this overload, newer
+    # ones type the result as an integer array: asarray states the float32 it is, without a copy)
+    v = np.asarray(cv2.multiply(f.img, (6.6, 7.0, 7.6, 0.0)),  # type: ignore[call-overload, unused-ignore]
+                   dtype=np.float32)
     v += np.float32(35.5)
     np.minimum(v, np.float32(2047), out=v)
     data = v.astype(np.uint16).transpose(2, 0, 1)
