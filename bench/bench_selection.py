@@ -15,6 +15,14 @@ px tiles instead of the 256 px overview (same tiles, same run).
 
     python bench/bench_selection.py                  # seed 42 (the build's default seed)
     python bench/bench_selection.py --seeds 42 43 44
+    python bench/bench_selection.py --regions 30 --px 256 --crop 256   # quick before/after quality check
+    python bench/bench_selection.py --train-only 500  # training alone (bench/selection_train.py)
+
+``--regions``/``--px`` use a smaller pool (30 regions of 256 px tiles: about 2550 candidates, generated in
+about 1 min) to compare settings quickly; ``--crop``, ``--batch-size``, ``--epochs``, ``--threads`` override
+the model's defaults.  ``--train-only N`` times the default cross-fit (3 fold models + the deployed model)
+alone on N synthetic labelled 256 px tiles rendered in memory and prints wall, CPU seconds, steps, s per
+step, the 1-min load average, a 1- vs 2-thread probe and the projected wall on an idle 2-core machine.
 """
 from __future__ import annotations
 
@@ -39,19 +47,15 @@ TARGETS = {"rho": 0.5, "ratio": 1.3, "ms_per_candidate": 40.0, "train_s_per_500"
 
 def _child(args: argparse.Namespace) -> int:
     """Run one seed; print one JSON line."""
-    import dataclasses
 
     from bench import selection_pool as poolgen
-    from pipeline.dataset.selection.config import ModelConfig, SelectionConfig
+    from pipeline.dataset.selection.config import SelectionConfig
     from pipeline.dataset.selection.core import select
     from pipeline.dataset.selection.result import Candidate
 
-    index = poolgen.generate_pool(poolgen.PoolParams(), args.root, workers=2, verbose=False)
+    index = poolgen.generate_pool(_pool_params(args), args.root, workers=2, verbose=False)
     pool = {r: [Candidate(t["id"], t["image"], t["label"]) for t in tiles] for r, tiles in index["regions"].items()}
-    cfg = SelectionConfig(seed=args.seed)
-    if args.epochs is not None or args.threads is not None:
-        cfg = cfg.replace(model=dataclasses.replace(
-            ModelConfig(), **{k: v for k, v in (("epochs", args.epochs), ("threads", args.threads)) if v is not None}))
+    cfg = SelectionConfig(seed=args.seed, model=_model_config(args))
     load0 = os.getloadavg()[0]
     t0, c0 = time.perf_counter(), time.process_time()
     res = select(pool, config=cfg, device=args.device, progress=_Progress(t0))
@@ -76,6 +80,16 @@ def _child(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_config(args: argparse.Namespace):
+    """The default ModelConfig with the command line's overrides."""
+    import dataclasses
+
+    from pipeline.dataset.selection.config import ModelConfig
+
+    over = {"epochs": args.epochs, "threads": args.threads, "crop": args.crop, "batch_size": args.batch_size}
+    return dataclasses.replace(ModelConfig(), **{k: v for k, v in over.items() if v is not None})
+
+
 class _Progress:
     """Progress lines on stderr (elapsed wall seconds, 1-min load), at most one per 10 % of a phase."""
 
@@ -96,15 +110,25 @@ def _digest(d: dict) -> str:
     return hashlib.sha256(json.dumps(sel).encode()).hexdigest()[:16]
 
 
-def _reference(root: str, count: int = 64) -> tuple[float, float]:
+def _pool_params(args: argparse.Namespace):
+    """The default pool, or a smaller one (``--regions``, ``--px``) for quick before/after quality checks."""
+    import dataclasses
+
+    from bench import selection_pool as poolgen
+
+    over = {"n_regions": args.regions, "px": args.px}
+    return dataclasses.replace(poolgen.PoolParams(), **{k: v for k, v in over.items() if v is not None})
+
+
+def _reference(root: str, params, count: int = 64) -> tuple[float, float]:
     """ms per tile to read the 256 px overview vs the full 1024 px image (first ``count`` tiles)."""
     from bench import selection_pool as poolgen
     from pipeline.dataset.selection.io import read_image
 
-    index = poolgen.generate_pool(poolgen.PoolParams(), root, workers=2, verbose=False)
+    index = poolgen.generate_pool(params, root, workers=2, verbose=False)
     paths = [t["image"] for tiles in index["regions"].values() for t in tiles][:count]
     out = []
-    for size in (256, 1024):
+    for size in (256, params.px):
         t0 = time.perf_counter()
         for p in paths:
             read_image(p, size)
@@ -134,7 +158,8 @@ def _table(rows: list[dict], ref: tuple[float, float]) -> None:
               f"{r['device']:>6} {r['load_start']:>4.1f}-{r['load_end']:<4.1f}")
         if r["fallback"]:
             print(f"     fallback: {r['fallback']}")
-    print(f"reference: reading the 256 px overview {ref[0]:.1f} ms/tile vs the full 1024 px tile {ref[1]:.1f} ms/tile "
+    print(f"reference: reading the 256 px overview {ref[0]:.1f} ms/tile vs the full-resolution tile "
+          f"{ref[1]:.1f} ms/tile "
           f"({ref[1] / ref[0]:.1f}x)")
     print("targets (every seed):")
     checks = [
@@ -159,21 +184,35 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--root", default=DEFAULT_ROOT, help="cache folder of the synthetic pool")
+    ap.add_argument("--regions", type=int, help="pool of this many regions instead of 97 (quick quality checks)")
+    ap.add_argument("--px", type=int, help="pool tile side instead of 1024 px")
     ap.add_argument("--epochs", type=float)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--device")
+    ap.add_argument("--crop", type=int, help="training crop side (ModelConfig.crop)")
+    ap.add_argument("--batch-size", type=int, help="training batch (ModelConfig.batch_size)")
+    ap.add_argument("--train-only", type=int, metavar="N",
+                    help="only time the cross-fit on N synthetic labelled 256 px tiles (bench/selection_train.py)")
+    ap.add_argument("--probe-only", action="store_true", help="with --train-only: only the thread probe")
     ap.add_argument("--json", help="also write the per-seed records here")
     args = ap.parse_args(argv)
     if args.child:
         return _child(args)
+    if args.train_only:
+        from bench.selection_train import train_only
+
+        train_only(args.train_only, _model_config(args), probe_only=args.probe_only)
+        return 0
     from bench import selection_pool as poolgen
 
-    index = poolgen.generate_pool(poolgen.PoolParams(), args.root, workers=2)  # prints generation time
+    index = poolgen.generate_pool(_pool_params(args), args.root, workers=2)  # prints generation time
     print(f"pool {index['key']}: generation {index['generation']}")
     rows = []
     for seed in args.seeds:
         cmd = [sys.executable, __file__, "--child", "--seed", str(seed), "--root", args.root]
-        for flag, v in (("--epochs", args.epochs), ("--threads", args.threads), ("--device", args.device)):
+        for flag, v in (("--regions", args.regions), ("--px", args.px), ("--epochs", args.epochs),
+                        ("--threads", args.threads), ("--device", args.device), ("--crop", args.crop),
+                        ("--batch-size", args.batch_size)):
             if v is not None:
                 cmd += [flag, str(v)]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # progress (stderr) shows as it comes
@@ -186,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {seed}: done in {r['total_wall']:.0f} s wall, {r['total_cpu']:.0f} s CPU", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
-    _table(rows, _reference(args.root))
+    _table(rows, _reference(args.root, _pool_params(args)))
     return 0
 
 

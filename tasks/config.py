@@ -23,7 +23,7 @@ class PipelineConfig(luigi.Config):
     region_min = luigi.IntParameter(default=50, description="fewest images a sampled region keeps")
     region_max = luigi.IntParameter(default=70, description="regions with more candidates are sampled")
     label_every = luigi.IntParameter(default=10, description="hard-image selection labels every k-th tile")
-    selection_epochs = luigi.IntParameter(default=6, description="training epochs of the selection model")
+    selection_epochs = luigi.IntParameter(default=12, description="training epochs of the selection model")
     random_fraction = luigi.FloatParameter(default=0.5, description="share of a region's quota drawn at random")
     annotation_dir = luigi.OptionalParameter(
         default=None, description="annotation folder (todo/ and done/); default <data_dir>/annotation")

@@ -43,6 +43,11 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "release": (("pipeline.release",), ("tasks.release:BuildRelease",)),
 }
 
+#: stage -> data folders (relative to the repository) whose files' bytes are part of its version: the JSON
+#: schemas the release is checked against (a schema edit re-checks every image, even those a build would
+#: otherwise carry over as already validated: pipeline.release.validate.incremental)
+DATA: dict[str, tuple[str, ...]] = {"release": ("pipeline/schemas",)}
+
 
 def module_path(name: str) -> Path | None:
     """The file of module or package ``name`` of this project, or None."""
@@ -163,6 +168,10 @@ def code_version(stage: str) -> str:
         h.update(f"module {name}\n".encode() + _module_dump(name).encode() + b"\n")
     for spec in classes:
         h.update(f"task {spec}\n".encode() + _task_dump(spec).encode() + b"\n")
+    for folder in DATA.get(stage, ()):
+        base = ROOT / folder
+        for path in sorted(p for p in base.rglob("*") if p.is_file()):
+            h.update(f"data {folder}/{path.relative_to(base).as_posix()}\n".encode() + path.read_bytes() + b"\n")
     return h.hexdigest()[:12]
 
 

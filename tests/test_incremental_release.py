@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from pipeline.dataset.history import find_previous_release, previous_maps, relea
 from pipeline.dataset.pool import name_images
 from pipeline.dataset.splits.trials import split_dataset
 from pipeline.release.manifest import uda_lines
-from pipeline.release.validate.report import validate_release
+from pipeline.release.validate.report import validate_release, validate_report
 from tests.helpers_build import DEMO_SOURCES, SPLIT_TRIALS
 
 SCENE_TASKS = {"PrepareScene", "TileScene", "LabelScene", "CountSegments"}
@@ -229,6 +230,86 @@ def test_split_output_name_follows_the_previous_manifest(releases):
         luigi.configuration.get_config().remove_option("PipelineConfig", "previous_release")
         manifest.write_bytes(original)
     assert split_path() == path
+
+
+# --- the build's incremental check (pipeline.release.validate.incremental) -----------------------------
+
+def _v2_trust(releases, root: Path | None = None):
+    """The trust the v2 build computes, for the release folder ``root`` (default: v2 itself)."""
+    from pipeline.release.validate.incremental import release_trust
+    from pipeline.release.writer import linked_tiles
+    from tasks import BuildRelease
+    from tasks.config import work_dir
+
+    _build(releases["base"], "v2")  # sets the v2 configuration (a no-op)
+    images = json.loads(Path(BuildRelease().requires()["split"].output().path).read_text())["images"]
+    verified = linked_tiles(root or releases["v2"], images, work_dir() / "release-tiles")
+    return release_trust(root or releases["v2"], releases["v1"], _manifest(releases["v1"]), verified)
+
+
+def test_build_check_trusts_exactly_the_unchanged_released_images(releases):
+    trust = _v2_trust(releases)
+    m1, m2 = _manifest(releases["v1"]), _manifest(releases["v2"])
+    unchanged = {r["id"] for r in m2["images"] if r in m1["images"]}
+    added = {r["id"] for r in m2["images"]} - {r["id"] for r in m1["images"]}
+    assert added and len(unchanged) == len(m1["images"]) > 10
+    assert trust.records == unchanged
+    assert trust.stac_items == {f"stac/items/{i}.json" for i in unchanged}
+    from pipeline.release.validate.stac import link_key
+
+    v1_links = json.loads((releases["v1"] / "stac" / "collection.json").read_text())["links"]
+    assert trust.collection_links == {link_key(link) for link in v1_links} and len(v1_links) > len(unchanged)
+    full, incremental = validate_report(releases["v2"]), validate_report(releases["v2"], trust=trust)
+    assert full["valid"] and (full["problems"], full["warnings"]) == (incremental["problems"], incremental["warnings"])
+
+
+def test_build_check_never_trusts_a_changed_file_or_record(releases, tmp_path):
+    """In a copy of v2 made of hard links (as the build's release folder is), one trusted label is replaced by
+    other bytes and one trusted record changes in the manifest: neither is trusted any more, and the
+    incremental check reports exactly what the full check reports."""
+    copy = tmp_path / "v2"
+    shutil.copytree(releases["v2"], copy, copy_function=os.link)
+    before = _v2_trust(releases, copy)
+    m = _manifest(copy)
+    a, b = (r for r in m["images"] if r["id"] in sorted(before.records)[:2])
+    label = copy / a["label"]
+    data = label.read_bytes()
+    label.unlink()  # a new file under the old name (the shared inode stays as it is)
+    label.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    b["class_pixels"]["1"] += 1
+    (copy / "manifest.json").unlink()
+    (copy / "manifest.json").write_text(json.dumps(m, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+    after = _v2_trust(releases, copy)
+    assert after.records == before.records - {a["id"], b["id"]}
+    assert f"stac/items/{b['id']}.json" not in after.stac_items
+    problems = validate_release(copy, trust=after)
+    assert problems == validate_release(copy)
+    assert any(p.startswith(f"{a['label']}: sha256 mismatch") for p in problems), problems
+    assert any(p.startswith(f"{b['label']}: pixel counts differ") for p in problems), problems
+    assert validate_release(releases["v2"]) == []  # the shared files are untouched
+
+
+def test_incremental_check_changes_no_output(releases, monkeypatch, tmp_path):
+    """v2 built again with every check made in full and every STAC item rebuilt is byte-identical to the
+    incremental v2 (the viewer, which is derived and not in the manifest, aside)."""
+    from pipeline.release import stac
+    from tasks.release import BuildRelease
+
+    incremental = releases["v2"]
+    aside = tmp_path / "v2-incremental"
+    shutil.move(incremental, aside)
+    monkeypatch.setattr(BuildRelease, "_trust", lambda self, *args: None)
+    monkeypatch.setattr(stac, "_reusable", lambda *args: ({}, ("", "")))
+    try:
+        ok, _ = _build(releases["base"], "v2")
+        assert ok and STARTED == [("BuildRelease", None)]
+        files, rebuilt = ([p.relative_to(d) for p in sorted(d.rglob("*")) if p.is_file()
+                           and p.relative_to(d).parts[0] != "viewer"] for d in (aside, incremental))
+        assert files == rebuilt and len(files) > 50
+        assert [f for f in files if (aside / f).read_bytes() != (incremental / f).read_bytes()] == []
+    finally:
+        shutil.rmtree(incremental, ignore_errors=True)
+        shutil.move(aside, incremental)
 
 
 # --- pure helpers ------------------------------------------------------------------------------------

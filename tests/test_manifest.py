@@ -198,3 +198,18 @@ def test_file_entries(tmp_path):
         file_entries(tmp_path, ["train.txt", "train.txt"])
     with pytest.raises(FileNotFoundError):
         file_entries(tmp_path, ["val.txt"])
+
+
+def test_schema_problems_skipping_known_valid_images_reports_the_same_problems(built):
+    """The incremental check validates only the image records that are not known to be valid; the problems of the
+    others (and of the rest of the manifest) are reported exactly as by the full check, paths included."""
+    manifest = built[1]
+    assert schema_problems(manifest) == []
+    bad = copy.deepcopy(manifest)
+    bad["images"][1]["license"] = 5
+    del bad["images"][2]["split"]
+    bad["release"] = 3
+    full = schema_problems(bad)
+    assert len(full) == 3 and any(line.startswith("images[2]") for line in full)
+    assert schema_problems(bad, skip_images={0, 3}) == full
+    assert schema_problems(bad, skip_images={0, 1, 3}) == [p for p in full if not p.startswith("images[1]")]

@@ -220,7 +220,7 @@ def test_select_tiles_task_through_luigi_records_the_library_selection(small_ind
         pool_path = Path(task.requires().output().path)
         pool_path.parent.mkdir(parents=True, exist_ok=True)
         pool_path.write_text(json.dumps({"tiles": _pool_tiles(small_index), "rejects": []}))
-        assert task._params() == {"seed": 42, "n_min": 50, "n_max": 70, "k": 10, "epochs": 6,
+        assert task._params() == {"seed": 42, "n_min": 50, "n_max": 70, "k": 10, "epochs": 12,
                                   "random_fraction": 0.5}  # the defaults
         assert luigi.build([task], local_scheduler=True, workers=1, log_level="WARNING")
         record = json.loads(Path(task.output().path).read_text())

@@ -11,7 +11,7 @@ from bench import selection_pool as poolgen
 from pipeline.dataset.selection.config import RegressorConfig
 from pipeline.dataset.selection.features import IMAGE_FEATURES, MODEL_FEATURES, image_stats, model_stats
 from pipeline.dataset.selection.io import TileReadError, read_image, read_label
-from pipeline.dataset.selection.model import SegNet, assign_folds, weights_sha256
+from pipeline.dataset.selection.model import SegNet, assign_folds, random_crops, weights_sha256
 from pipeline.dataset.selection.record import annotation_stage, summary_lines
 from pipeline.dataset.selection.regressor import bootstrap_ci, fit_with_gate, spearman
 from pipeline.dataset.selection.sampling import fill_region, keep_all
@@ -100,6 +100,25 @@ def test_model_stats_and_loss():
     assert feats.shape == (3, len(MODEL_FEATURES)) and np.all(np.isfinite(feats))
     assert np.allclose(feats[:, 6:14].sum(1), 1.0)  # predicted class fractions
     assert np.isfinite(loss[:2]).all() and np.isnan(loss[2]) and 0 < loss[0] < 10
+
+
+def test_training_crops_are_per_tile_windows_with_aligned_labels():
+    """The training crop takes a seeded window per tile, the same window of the image and of its label."""
+    rows, cols = np.meshgrid(np.arange(64), np.arange(64), indexing="ij")
+    tile = np.stack([rows, cols, rows ^ cols], -1).astype(np.uint8)
+    imgs = torch.from_numpy(np.stack([tile] * 6))
+    labels = torch.from_numpy(np.stack([(rows + 2 * cols) % 251] * 6).astype(np.uint8))
+    x, y = random_crops(imgs, labels, 32, torch.Generator().manual_seed(3))
+    assert x.shape == (6, 32, 32, 3) and y.shape == (6, 32, 32)
+    oy, ox = x[:, 0, 0, 0].long(), x[:, 0, 0, 1].long()
+    assert len(set(zip(oy.tolist(), ox.tolist()))) > 1 and int(oy.max()) <= 32 and int(ox.max()) <= 32
+    for i in range(6):
+        assert torch.equal(x[i], imgs[i, oy[i]:oy[i] + 32, ox[i]:ox[i] + 32])
+        assert torch.equal(y[i], labels[i, oy[i]:oy[i] + 32, ox[i]:ox[i] + 32])
+    x2, _ = random_crops(imgs, labels, 32, torch.Generator().manual_seed(3))
+    assert torch.equal(x, x2)
+    whole = random_crops(imgs, labels, 64, torch.Generator().manual_seed(3))
+    assert whole[0] is imgs and whole[1] is labels
 
 
 def test_weights_hash_and_folds_within_regions():

@@ -164,6 +164,55 @@ def test_synthetic_catalog_is_valid_and_deterministic(synthetic, tmp_path_factor
     assert coll["providers"][0]["url"] == "https://example.org/data"
 
 
+def test_items_of_unchanged_images_are_reused_byte_identically(synthetic, tmp_path, monkeypatch):
+    """A release continuing ``t1`` reuses the items of unchanged records (only collection id and title differ)
+    and rebuilds the others: a changed record, and every record whose source's acquired_range changed; the
+    files are byte-identical to a catalog written from scratch."""
+    root, records = synthetic
+    previous = (root, {"release": "t1", "images": records, "sources": SOURCES})
+    changed = copy.deepcopy(records)
+    changed[0]["split"] = "test" if changed[0]["split"] != "test" else "val"
+    built: list[str] = []
+    to_dict = pystac.Item.to_dict
+
+    def counting(self, *args, **kwargs):
+        built.append(self.id)
+        return to_dict(self, *args, **kwargs)
+
+    cases = [(changed, SOURCES, {changed[0]["id"]}),
+             (records, [{**SOURCES[0], "acquired_range": ["2017-01-01", "2020-12-31"]}], {r["id"] for r in records})]
+    for n, (recs, sources, rebuilt) in enumerate(cases):
+        fresh, reused = tmp_path / f"fresh{n}", tmp_path / f"reused{n}"
+        write_stac(fresh, recs, release="t2", sources=sources)
+        monkeypatch.setattr(pystac.Item, "to_dict", counting)
+        built.clear()
+        write_stac(reused, recs, release="t2", sources=sources, previous=previous)
+        monkeypatch.undo()
+        assert set(built) == rebuilt
+        files = sorted(p.relative_to(fresh) for p in fresh.rglob("*.json"))
+        assert files == sorted(p.relative_to(reused) for p in reused.rglob("*.json")) and len(files) == 1 + len(recs)
+        assert [f for f in files if (fresh / f).read_bytes() != (reused / f).read_bytes()] == []
+        assert b'"collection": "oem-t2"' in (reused / files[-1]).read_bytes()
+
+
+def test_known_valid_collection_links_are_skipped_with_the_same_problems(synthetic, no_network):
+    """The build's incremental check leaves out collection links equal to a validated collection's: a changed
+    link is still checked and reported with its index in the full list, exactly as by the full check."""
+    from pipeline.release.validate.stac import link_key
+
+    root, _ = synthetic
+    coll = json.loads((root / COLLECTION).read_text())
+    known = {link_key(link) for link in coll["links"]}
+    assert validate_stac_object(COLLECTION, coll, known) == validate_stac_object(COLLECTION, coll) == []
+    bad = copy.deepcopy(coll)
+    items = [i for i, link in enumerate(bad["links"]) if link["rel"] == "item"]
+    bad["links"][items[0]]["href"] = 3
+    del bad["links"][items[-1]]["rel"]
+    full = validate_stac_object(COLLECTION, bad)
+    assert validate_stac_object(COLLECTION, bad, known) == full
+    assert any(f"links/{items[0]}/href" in p for p in full) and any(f"links/{items[-1]}:" in p for p in full), full
+
+
 def test_schema_problems_are_reported(synthetic, no_network):
     root, records = synthetic
     item = json.loads((root / "stac/items/vienna_1.json").read_text())

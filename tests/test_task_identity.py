@@ -339,3 +339,27 @@ def test_a_changed_stage_changes_its_version_and_no_other(monkeypatch):
     assert {s for s in before if before[s] != after[s]} == users
     assert "prepare" in users and "count" not in users
     assert versions.code_versions() == before
+
+
+def test_a_changed_schema_changes_the_release_version_and_no_other(monkeypatch, tmp_path):
+    """The release is checked against pipeline/schemas: editing a schema must change the release stage's version
+    (so a build re-checks every image instead of trusting those the previous release validated)."""
+    import shutil
+
+    schemas = tmp_path / "schemas"
+    shutil.copytree(versions.ROOT / "pipeline" / "schemas", schemas)
+    monkeypatch.setattr(versions, "DATA", {"release": (str(schemas),)})
+
+    def fresh() -> dict[str, str]:
+        versions.code_version.cache_clear()
+        return versions.code_versions()
+
+    try:
+        before = fresh()
+        path = schemas / "manifest.schema.json"
+        path.write_text(path.read_text().replace('"type"', '"type" ', 1))
+        after = fresh()
+    finally:
+        monkeypatch.undo()
+        versions.code_version.cache_clear()
+    assert {s for s in before if before[s] != after[s]} == {"release"}

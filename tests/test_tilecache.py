@@ -54,3 +54,36 @@ def test_without_a_cache_the_tile_is_placed_and_hashed(tmp_path):
     _tile(src, 3)
     dst = tmp_path / "r" / "a.tif"
     assert tilecache.place_tile(src, dst, kind="image") == _sha(dst)
+
+
+def test_linked_sha_trusts_only_an_unchanged_link_of_the_cached_cog(tmp_path):
+    """The checksum the incremental release check relies on: given for a hard link of the cache's COG, never for
+    a copy, a file changed in place (same size) or after the work tile changed."""
+    import os
+    import shutil
+
+    src, cache = tmp_path / "work" / "t.tif", tmp_path / "cache"
+    src.parent.mkdir()
+    _tile(src, 10)
+    linked, copied = tmp_path / "r1" / "a.tif", tmp_path / "r1" / "copy.tif"
+    sha = tilecache.place_tile(src, linked, kind="image", cache=cache)
+    shutil.copyfile(linked, copied)
+    assert tilecache.linked_sha(src, linked, kind="image", cache=cache) == sha == _sha(copied)
+    assert tilecache.linked_sha(src, copied, kind="image", cache=cache) is None  # same bytes, not the same file
+    assert tilecache.linked_sha(src, linked, kind="label", cache=cache) is None  # no such entry
+
+    size = linked.stat().st_size
+    with open(linked, "r+b") as fh:  # changed in place, same size: the cache's COG itself changes
+        fh.seek(size - 1)
+        last = fh.read(1)
+        fh.seek(size - 1)
+        fh.write(bytes([last[0] ^ 0xFF]))
+    os.utime(linked, ns=(linked.stat().st_atime_ns, linked.stat().st_mtime_ns + 1))  # whatever the clock's grain
+    assert linked.stat().st_size == size and _sha(linked) != sha
+    assert tilecache.linked_sha(src, linked, kind="image", cache=cache) is None
+
+    fresh = tmp_path / "r2" / "a.tif"
+    new_sha = tilecache.place_tile(src, fresh, kind="image", cache=cache)  # the stale entry is remade
+    assert new_sha == _sha(fresh) and tilecache.linked_sha(src, fresh, kind="image", cache=cache) == new_sha
+    _tile(src, 99)  # the work tile changes: the entry no longer vouches for anything
+    assert tilecache.linked_sha(src, fresh, kind="image", cache=cache) is None

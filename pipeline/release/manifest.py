@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from importlib import resources
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
@@ -80,13 +80,33 @@ def format_json_path(path: Iterable[Any]) -> str:
     return out
 
 
-def schema_problems(manifest: Any, schema: dict[str, Any] | None = None) -> list[str]:
+def _schema_errors(manifest: Any, schema: dict[str, Any], skip_images: Collection[int]) -> list[Any]:
+    """The schema errors of ``manifest``, the ``images`` members at the indices ``skip_images`` left out (each
+    other member validated against ``#/$defs/image`` with its path ``images[i]...`` restored)."""
+    validator = jsonschema.Draft202012Validator(schema)
+    images = manifest.get("images") if isinstance(manifest, dict) else None
+    if not skip_images or not isinstance(images, list):
+        return list(validator.iter_errors(manifest))
+    errors = list(validator.iter_errors({**manifest, "images": []}))
+    one = jsonschema.Draft202012Validator({"$defs": schema.get("$defs", {}), "$ref": "#/$defs/image"})
+    for i, rec in enumerate(images):
+        if i in skip_images:
+            continue
+        for err in one.iter_errors(rec):
+            err.path.extendleft([i, "images"])  # absolute_path = images[i]...
+            errors.append(err)
+    return errors
+
+
+def schema_problems(manifest: Any, schema: dict[str, Any] | None = None, *,
+                    skip_images: Collection[int] = ()) -> list[str]:
     """Every JSON-Schema error of ``manifest`` as ``"<path>: <message>"`` (or ``"<message>"`` at the root).
 
     Sorted by path (array indices numerically), then message, so the output is deterministic.
+    ``skip_images``: indices of ``images`` members known to be valid (the incremental check of
+    :mod:`pipeline.release.validate.incremental`), not validated again; the problems of the others are the same.
     """
-    validator = jsonschema.Draft202012Validator(schema if schema is not None else load_schema())
-    errors = list(validator.iter_errors(manifest))
+    errors = _schema_errors(manifest, schema if schema is not None else load_schema(), skip_images)
 
     def key(err: jsonschema.ValidationError) -> tuple:
         return tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in err.absolute_path), err.message
@@ -131,6 +151,7 @@ def build_manifest(
     selection: dict[str, Any] | None = None,
     uda: dict[str, Any] | None = None,
     summary: dict[str, Any] | None = None,
+    valid_images: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """Assemble the manifest and check it against the schema.
 
@@ -147,6 +168,9 @@ def build_manifest(
     tile selection), ``uda`` (:func:`pipeline.dataset.splits.uda.uda_section`) and ``summary``
     (:func:`pipeline.release.summary.release_summary`) are added when not None.
 
+    ``valid_images``: image records known to follow the schema (those of a validated previous release checked by
+    the same code, :mod:`pipeline.release.validate.incremental`); a record equal to one of them is not
+    validated again.
     Raises :class:`ManifestError` when the result does not follow the schema.
     """
     recs = [_plain({k: img[k] for k in IMAGE_FIELDS + IMAGE_OPTIONAL_FIELDS if k in img}) for img in images]
@@ -177,7 +201,8 @@ def build_manifest(
                         ("summary", summary)):
         if value is not None:
             manifest[name] = _plain(value)
-    problems = schema_problems(manifest)
+    known = {r.get("id"): r for r in valid_images if isinstance(r, dict)}
+    problems = schema_problems(manifest, skip_images={i for i, r in enumerate(recs) if known.get(r.get("id")) == r})
     if problems:
         raise ManifestError(problems)
     return manifest

@@ -294,11 +294,51 @@ def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
+def _retitled(data: bytes, old: tuple[str, str], new: tuple[str, str]) -> bytes | None:
+    """The bytes of an item written by :func:`write_stac` for collection id and title ``old``, as written for
+    ``new``: its one ``collection`` line and three link ``title`` lines replaced; None when they are not exactly
+    there (then the item is rebuilt)."""
+    def line(indent: int, key: str, value: str) -> bytes:
+        return f"\n{' ' * indent}\"{key}\": {json.dumps(value, ensure_ascii=False)},\n".encode()
+
+    pairs = ((line(1, "collection", old[0]), line(1, "collection", new[0]), 1),
+             (line(3, "title", old[1]), line(3, "title", new[1]), 3))
+    for before, after, count in pairs:
+        if data.count(before) != count:
+            return None
+        data = data.replace(before, after)
+    return data
+
+
+def _reusable(records: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any]],
+              previous: tuple[Path, dict[str, Any]] | None) -> tuple[dict[str, Path], tuple[str, str]]:
+    """Image id -> item file of the ``previous`` release (folder, manifest) made from an equal record and an
+    equal source ``acquired_range``, and that release's collection (id, title)."""
+    if previous is None:
+        return {}, ("", "")
+    folder, manifest = previous
+    try:
+        old_title = str(json.loads((Path(folder) / COLLECTION).read_text("utf-8"))["title"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, ("", "")
+    before = {r.get("id"): r for r in manifest.get("images") or [] if isinstance(r, dict)}
+    ranges = {s.get("name"): s.get("acquired_range") for s in sources}
+    old_ranges = {s.get("name"): s.get("acquired_range") for s in manifest.get("sources") or []}
+    same = {r["id"]: Path(folder) / ITEMS_DIR / f"{r['id']}.json" for r in records
+            if before.get(r["id"]) == r and ranges.get(r.get("source")) == old_ranges.get(r.get("source"))}
+    return same, (f"oem-{manifest.get('release')}", old_title)
+
+
 def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
-               title: str | None = None) -> list[str]:
+               title: str | None = None, previous: tuple[Path, dict[str, Any]] | None = None) -> list[str]:
     """Write ``stac/collection.json`` and ``stac/items/<id>.json`` into the release folder ``out`` for the
     manifest image records (with ``image``/``label`` release paths).  Returns the written files relative
-    to ``out`` (collection first, then items in natural id order)."""
+    to ``out`` (collection first, then items in natural id order).  Items are written straight into ``out`` (the
+    release folder is itself written under a temporary name and renamed whole); the collection atomically.
+    ``previous``: (folder, manifest) of a release written by this same code (the caller checks the release
+    stage's code version): the item of an image whose record and source ``acquired_range`` equal that
+    release's is its item file with this release's collection id and title (the only values an item takes from
+    its release), not rebuilt; the bytes are the same as a rebuilt item's."""
     import pystac
 
     from pipeline import atomic
@@ -312,8 +352,19 @@ def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, so
         item.set_self_href(str(out / ITEMS_DIR / f"{item.id}.json"))
     collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
     atomic.write_text(root, _dump(collection.to_dict(include_self_link=False, transform_hrefs=True)))
+    (out / ITEMS_DIR).mkdir(parents=True, exist_ok=True)
+    reuse, old = _reusable(records, sources, previous)
+    new = (collection.id, str(collection.title))
     for item in sorted(collection.get_items(), key=lambda i: natural_key(i.id)):
         rel = f"{ITEMS_DIR}/{item.id}.json"
-        atomic.write_text(out / rel, _dump(item.to_dict(include_self_link=False, transform_hrefs=True)))
+        data = None
+        if item.id in reuse:
+            try:
+                data = _retitled(reuse[item.id].read_bytes(), old, new)
+            except OSError:
+                data = None
+        if data is None:
+            data = _dump(item.to_dict(include_self_link=False, transform_hrefs=True)).encode("utf-8")
+        (out / rel).write_bytes(data)
         written.append(rel)
     return written

@@ -47,8 +47,7 @@ def _link(src: Path, dst: Path) -> bool:
 
 def cached_tile(src: Path, kind: str, cache: Path) -> tuple[Path, str]:
     """The cached COG of work tile ``src`` and its sha256, made when missing or stale (module docstring)."""
-    key = hashlib.sha256(f"{kind}\0{src.resolve()}".encode()).hexdigest()[:24]
-    cog, record = cache / kind / f"{key}.tif", cache / kind / f"{key}.json"
+    cog, record = _cache_paths(src, kind, cache)
     source = _stamp(src)
     try:
         rec = json.loads(record.read_text())
@@ -61,6 +60,27 @@ def cached_tile(src: Path, kind: str, cache: Path) -> tuple[Path, str]:
     sha = sha256_file(cog)
     atomic.write_json(record, {"path": str(src), "source": source, "cog": _stamp(cog), "sha256": sha})
     return cog, sha
+
+
+def _cache_paths(src: Path, kind: str, cache: Path) -> tuple[Path, Path]:
+    key = hashlib.sha256(f"{kind}\0{src.resolve()}".encode()).hexdigest()[:24]
+    return cache / kind / f"{key}.tif", cache / kind / f"{key}.json"
+
+
+def linked_sha(src: str | Path, dst: str | Path, *, kind: str, cache: str | Path) -> str | None:
+    """The sha256 the cache recorded for work tile ``src`` when ``dst`` is still exactly that cache entry's COG
+    (the same ``(inode, size, mtime_ns)`` as when it was hashed: a hard link of it, unchanged since) and
+    ``src`` is unchanged too; None otherwise (no entry, a stale one, a copy or a file changed since).
+    No file is read but the small record: this is what lets a release trust a linked tile's checksum."""
+    src, dst = Path(src), Path(dst)
+    _, record = _cache_paths(src, kind, Path(cache))
+    try:
+        rec = json.loads(record.read_text())
+        if rec["source"] == _stamp(src) and rec["cog"] == _stamp(dst):
+            return str(rec["sha256"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def place_tile(src: str | Path, dst: str | Path, *, kind: str, cache: str | Path | None = None) -> str:

@@ -13,11 +13,18 @@ from pipeline.dataset.pool import PENDING_REASON, REJECT_COLUMNS
 from pipeline.errors import EmptyRelease
 from pipeline.release.changes import changes_markdown, release_changes
 from pipeline.release.geoparquet import write_index
-from pipeline.release.manifest import build_manifest, file_entries, write_split_files, write_uda_files
+from pipeline.release.manifest import (
+    SCHEMA_VERSION,
+    build_manifest,
+    file_entries,
+    write_split_files,
+    write_uda_files,
+)
 from pipeline.release.stac import write_stac
 from pipeline.release.summary import release_summary
-from pipeline.release.tilecache import place_tile
+from pipeline.release.tilecache import linked_sha, place_tile
 from pipeline.release.torchgeo import zone_lines, zone_section
+from pipeline.release.validate.incremental import valid_images
 
 #: ``pending.csv``: one selected tile awaiting annotation per row; ``reason`` says why (no 8-class labels in
 #: its source, or an unfinished annotation in ``done/``).
@@ -61,7 +68,7 @@ def write_release(
     split_infos: list[dict], stats_dir: Path, created_with: dict[str, Any], sources: list[dict[str, Any]],
     provenance: dict[str, dict], extra: dict[str, Any] | None = None,
     previous_manifest: dict[str, Any] | None = None, uda: dict[str, Any] | None = None,
-    tile_cache: Path | None = None,
+    tile_cache: Path | None = None, previous_dir: Path | None = None,
 ) -> dict:
     """Fill the (empty or new) folder ``out`` with images, labels, split files, rejects, pending tiles,
     per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
@@ -81,6 +88,8 @@ def write_release(
     (``stac/``, :mod:`pipeline.release.stac`) and a GeoParquet index (``index.parquet``,
     :mod:`pipeline.release.geoparquet`) of the manifest's images are listed in ``files``.  With ``tile_cache`` (a
     folder) each work tile is converted and hashed once for all releases (:mod:`pipeline.release.tilecache`).
+    ``previous_dir``: the folder of ``previous_manifest``'s release, whose STAC items of unchanged images are
+    reused when it was written by the same code (:func:`pipeline.release.stac.write_stac`).
     Returns the manifest.
     A release without images is refused: :class:`pipeline.errors.EmptyRelease` (nothing is written)."""
     if not images:
@@ -107,6 +116,7 @@ def write_release(
         release=release, created_with={**created_with, "tile_format": TILE_FORMAT}, sources=sources, images=records,
         splits_info=split_infos,
         previous_release=previous_release, uda=uda,
+        valid_images=valid_images(previous_manifest, {"schema_version": SCHEMA_VERSION, "created_with": created_with}),
         summary=release_summary(records, pending=pending,
                                 annotation_repairs=sum(int(im.get("repaired_polygons", 0)) for im in images)),
     )
@@ -117,7 +127,9 @@ def write_release(
     zone_files = zone_lines(records)  # per-UTM-zone lists for torchgeo (pipeline.release.torchgeo)
     for rel, lines in zone_files.items():
         atomic.write_text(out / rel, "".join(f"{line}\n" for line in lines))
-    catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"])
+    reuse = (previous_dir, previous_manifest) if previous_dir is not None and previous_manifest is not None \
+        and valid_images(previous_manifest, manifest) else None  # written by the same code
+    catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"], previous=reuse)
     catalog_files.append(write_index(out, manifest["images"]))
     extra_files = (["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + list(zone_files)
                    + catalog_files)
@@ -129,3 +141,17 @@ def write_release(
     manifest["files"] = file_entries(out, extra_files)
     atomic.write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def linked_tiles(out: Path, images: list[dict], tile_cache: Path) -> dict[str, str]:
+    """Release-relative path -> sha256 of the image and label files of ``out`` that are still the tile cache's
+    COG of their work tile, unchanged since the cache hashed it (:func:`pipeline.release.tilecache.linked_sha`);
+    the others (copies, changed or replaced files) are left out.  Reads no tile."""
+    found = {}
+    for im in images:
+        for kind, src in (("image", im["_image_src"]), ("label", im["_label_src"])):
+            rel = f"{im['region']}/{kind}s/{im['id']}.tif"
+            sha = linked_sha(src, out / rel, kind=kind, cache=tile_cache)
+            if sha is not None:
+                found[rel] = sha
+    return found

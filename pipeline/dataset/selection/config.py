@@ -8,7 +8,7 @@ from pipeline.errors import ConfigError
 
 #: Version of the selection method: part of ``SelectTiles``' output name, so a new method never answers with a
 #: selection the old one made.  Bump it when the selection's result changes for the same inputs.
-METHOD = "pooled-crossfit-1"
+METHOD = "pooled-crossfit-2"
 
 #: Class ids 1..8 are trained; 0 (unlabelled / nodata) is ignored by the loss.
 NUM_CLASSES = 8
@@ -29,9 +29,12 @@ class ModelConfig:
     widths: tuple[int, int, int] = (32, 48, 64)
     size: int = 256            # side length at which tiles are read (the 256 px COG overview of 1024 px tiles)
     folds: int = 3             # K of the K-fold cross-fitting
-    epochs: float = 6.0        # passes over the training tiles (steps = ceil(epochs * n / batch_size))
+    epochs: float = 12.0       # passes over the training tiles (steps = ceil(epochs * n / batch_size)); with
+                               # 128 px crops an epoch shows a quarter of each tile, so 12 cost half of the
+                               # former 6 epochs of whole tiles
     batch_size: int = 16
-    crop: int = 256            # random crop side used in training (== size: whole tiles)
+    crop: int = 128            # random crop side per tile in training (the network is fully convolutional;
+                               # held-out losses, features and candidates use whole ``size`` px tiles)
     lr: float = 3e-3
     weight_decay: float = 1e-4
     threads: int = 2           # torch intra-op threads on CPU

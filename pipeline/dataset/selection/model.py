@@ -7,9 +7,12 @@ with additive skips back to 1/4, and a 1x1 head predicting 4x4 sub-pixels per ce
 i.e. 8 class logits (ids 1..8) at full 256 px resolution.  BatchNorm + ReLU everywhere; channels_last.
 
 Training (:func:`train_model`): AdamW with a one-cycle learning-rate schedule, ``ceil(epochs * n /
-batch_size)`` steps of ``batch_size`` tiles drawn by seeded permutations, a seeded random crop
-(``crop`` px, whole tiles by default), flip and quarter-turn per batch, cross-entropy over labelled pixels
-(label 0 ignored).  Every fold model and the deployed model start from the same seeded initialisation.
+batch_size)`` steps of ``batch_size`` tiles drawn by seeded permutations, a seeded random ``crop`` px window
+per tile (128 of the 256 px by default: a quarter of the pixels per step, which is most of the training cost,
+since the stem, the full-resolution head and the loss scale with the pixels; the network is fully
+convolutional, so held-out losses, features and candidates still use whole tiles), flip and quarter-turn per
+batch, cross-entropy over labelled pixels (label 0 ignored).  Every fold model and the deployed model start
+from the same seeded initialisation.
 
 Cross-fitting (:func:`cross_fit`): the pooled labelled tiles are dealt into ``folds`` folds *within each
 region* (seeded shuffle, round robin), so every fold model has seen the other labelled tiles of a held-out
@@ -124,11 +127,19 @@ def to_target(labels: np.ndarray | torch.Tensor, device: torch.device) -> torch.
     return torch.as_tensor(labels).to(device).long() - 1
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor, crop: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    size = x.shape[-1]
-    if crop < size:
-        oy, ox = (int(v) for v in torch.randint(0, size - crop + 1, (2,), generator=gen))
-        x, y = x[..., oy:oy + crop, ox:ox + crop], y[..., oy:oy + crop, ox:ox + crop]
+def random_crops(images: torch.Tensor, labels: torch.Tensor, crop: int,
+          gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random ``crop`` px window per tile of ``(B, S, S, 3)`` images and ``(B, S, S)`` labels (the
+    uint8 tiles, before conversion: only the crop is converted)."""
+    size = images.shape[1]
+    if crop >= size:
+        return images, labels
+    offsets = torch.randint(0, size - crop + 1, (len(images), 2), generator=gen).tolist()
+    return (torch.stack([im[oy:oy + crop, ox:ox + crop] for im, (oy, ox) in zip(images, offsets)]),
+            torch.stack([lb[oy:oy + crop, ox:ox + crop] for lb, (oy, ox) in zip(labels, offsets)]))
+
+
+def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     aug = int(torch.randint(0, 8, (1,), generator=gen))
     if aug & 4:
         x, y = x.flip(3), y.flip(2)
@@ -156,7 +167,8 @@ def train_model(images: np.ndarray, labels: np.ndarray, cfg: ModelConfig, *, ini
         if len(order) < cfg.batch_size:
             order += torch.randperm(n, generator=gen).tolist()
         idx, order = order[:min(cfg.batch_size, n)], order[min(cfg.batch_size, n):]
-        x, y = _augment(to_input(imgs_u8[idx], device), to_target(labs_u8[idx], device), cfg.crop, gen)
+        xb, yb = random_crops(imgs_u8[idx], labs_u8[idx], cfg.crop, gen)
+        x, y = _augment(to_input(xb, device), to_target(yb, device), gen)
         loss = F.cross_entropy(model(x), y, ignore_index=IGNORE)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -5,6 +5,10 @@ One module per concern: :mod:`.report` (:func:`~.report.validate_release`, the c
 :mod:`.uda` (9), :mod:`.changes` (10), :mod:`.outputs` (11) with :mod:`.stac` (the STAC catalog, offline);
 :mod:`.common` holds what they share.
 
+A build that continues a validated release passes a :class:`~.incremental.Trust` (:mod:`.incremental`): checks 4
+and 11 and the schema checks of the image records and STAC items it names are not repeated; the command line
+never does, and checks everything.
+
 :func:`~.report.validate_release` returns problem lines; an empty list means the release is valid.  Every line
 starts with the release-relative file it concerns (``manifest.json``, ``austin/images/austin_1.tif``,
 ``train.txt`` or, for a name found in several split files, ``train.txt, test.txt``), then ``": "`` and

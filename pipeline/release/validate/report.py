@@ -14,6 +14,7 @@ from pipeline.release.validate.changes import check_changes, released_before
 from pipeline.release.validate.common import MANIFEST
 from pipeline.release.validate.consistency import check_consistency
 from pipeline.release.validate.files import check_files_entries
+from pipeline.release.validate.incremental import Trust
 from pipeline.release.validate.outputs import check_user_outputs
 from pipeline.release.validate.rasters import check_record_files, check_stray_rasters
 from pipeline.release.validate.split_files import check_split_files
@@ -21,13 +22,16 @@ from pipeline.release.validate.uda import check_uda_files
 from pipeline.release.validate.zones import check_zone_files
 
 
-def validate_report(release_dir: str | Path) -> dict[str, Any]:
+def validate_report(release_dir: str | Path, *, trust: Trust | None = None) -> dict[str, Any]:
     """Validate a release folder; ``{"valid", "problems", "warnings", "images", "release", "release_dir"}``.
 
     ``images`` is the number of image records in the manifest (0 when it cannot be read) and
     ``release`` the manifest's ``release`` (None when unknown).  ``warnings`` are named findings that do not
     make the release invalid (:mod:`pipeline.release.validate.audit`: problems the frozen history of earlier
     releases makes unfixable, regions that are one leakage group).
+    ``trust`` (the build's incremental check, :mod:`pipeline.release.validate.incremental`) names the image
+    records and STAC items whose byte-level checks a validated previous release already made; without it (the
+    ``validate`` command) everything is checked.
     """
     root = Path(release_dir)
     out: list[str] = []
@@ -52,14 +56,18 @@ def validate_report(release_dir: str | Path) -> dict[str, Any]:
         out.append(f"{MANIFEST}: schema_version {shown} (expected {SCHEMA_VERSION})")
         return report
     report["release"] = manifest.get("release") if isinstance(manifest.get("release"), str) else None
-    out.extend(f"{MANIFEST}: schema: {line}" for line in schema_problems(manifest))
-
+    trust = trust or Trust()
     images = manifest.get("images")
+    skip = [i for i, r in enumerate(images) if isinstance(r, dict) and r.get("id") in trust.records] \
+        if isinstance(images, list) else []
+    out.extend(f"{MANIFEST}: schema: {line}" for line in schema_problems(manifest, skip_images=set(skip)))
+
     records = [r for r in images if isinstance(r, dict)] if isinstance(images, list) else []
     report["images"] = len(images) if isinstance(images, list) else 0
     check_consistency(manifest, records, out)
     for rec in records:
-        check_record_files(root, rec, out)
+        if rec.get("id") not in trust.records:
+            check_record_files(root, rec, out)
     check_stray_rasters(root, records, out)
     check_files_entries(root, manifest, out)
     check_split_files(root, records, out)
@@ -67,14 +75,15 @@ def validate_report(release_dir: str | Path) -> dict[str, Any]:
     check_uda_files(root, manifest, records, out)
     check_zone_files(root, manifest, records, out)
     check_changes(root, manifest, records, out)
-    check_user_outputs(root, manifest, records, out)
+    check_user_outputs(root, manifest, records, out, trust=trust)
     report["valid"] = not out
     return report
 
 
-def validate_release(release_dir: Path) -> list[str]:
-    """Problem lines of the release in ``release_dir`` (module docstring); ``[]`` means valid."""
-    return validate_report(release_dir)["problems"]
+def validate_release(release_dir: Path, *, trust: Trust | None = None) -> list[str]:
+    """Problem lines of the release in ``release_dir`` (module docstring); ``[]`` means valid (``trust``: see
+    :func:`validate_report`)."""
+    return validate_report(release_dir, trust=trust)["problems"]
 
 
 # --- command line ---------------------------------------------------------------------------------
