@@ -116,8 +116,11 @@ def test_same_inputs_and_seed_give_the_same_result(small_index):
 def test_too_few_labelled_tiles_fall_back_to_seeded_random(small_index):
     pool = pool_candidates(small_index, sorted(small_index["regions"])[:3])  # 3 x 12 = 36 < 40 labelled
     res = select(pool)
-    assert res.model is None and res.gate is None
+    # the model is trained and its gate measured for the record (n >= MIN_DIAGNOSTIC), but never used
+    assert res.model is not None and res.gate is not None and res.gate.n == 36 and not res.gate.passed
+    assert res.gate.rho is not None and res.gate.ci_low is not None and res.gate.ci_high is not None
     assert res.fallback.startswith("only 36 labelled tiles") and str(MIN_POOLED) in res.fallback
+    assert res.gate.reason == res.fallback and "not used" in res.fallback
     for reg in res.regions.values():
         assert Counter(t.reason for t in reg.selected) == {"labelled": 12, "random": 48}
     again = select(pool)

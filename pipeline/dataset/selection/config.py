@@ -21,6 +21,11 @@ UNLABELLED = 0
 #: from 0, a smaller n could not show it.
 MIN_POOLED = 40
 
+#: Fewest labelled tiles for which the model is trained and its cross-validated rho (with interval) recorded even
+#: though selection falls back (fewer than MIN_POOLED): the record then shows how far the data is from a usable
+#: model (the demo's 21 tiles) instead of nothing.  Below it the 5-fold cross-validation itself is meaningless.
+MIN_DIAGNOSTIC = 10
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -50,6 +55,7 @@ class RegressorConfig:
     cv_folds: int = 5
     bootstrap: int = 2000
     min_pooled: int = MIN_POOLED
+    min_diagnostic: int = MIN_DIAGNOSTIC
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,8 @@ def summary_lines(record: Mapping[str, Any]) -> list[str]:
     if record.get("rho"):
         lo, hi = record["rho"]["ci95"]
         ratio = record.get("hard_vs_random_true_loss")
-        lines.append(f"Selection model: n={record['n']} labelled tiles, "
+        label = "Selection model (recorded, not used)" if record.get("fallback") else "Selection model"
+        lines.append(f"{label}: n={record['n']} labelled tiles, "
                      f"cross-validated rho={_num(record['rho']['value'])} [95 % CI {_num(lo)}, {_num(hi)}], "
                      f"device {record.get('device')}"
                      + (f", hard/random true loss {ratio:.2f}" if ratio is not None else ""))

@@ -136,14 +136,17 @@ def fit_with_gate(x: np.ndarray, y: np.ndarray, regions: Sequence[str], cfg: Reg
         return GateReport(n=n, rho=rho, ci_low=ci[0], ci_high=ci[1], within_region_rho=wr, passed=passed,
                           reason=reason, cv_folds=min(cfg.cv_folds, n), bootstrap=cfg.bootstrap, regressor=desc)
 
-    if n < cfg.min_pooled:
-        return FittedRegressor(None, report(reason=(
-            f"only {n} labelled tiles with labelled pixels in the pooled set (< {cfg.min_pooled}): "
-            f"seeded random sampling")), cfg)
+    too_few = (f"only {n} labelled tiles with labelled pixels in the pooled set (< {cfg.min_pooled}): "
+               f"seeded random sampling")
+    if n < min(cfg.min_pooled, cfg.min_diagnostic):
+        return FittedRegressor(None, report(reason=too_few), cfg)
     cv = cross_validated(x, y, cfg, seed)
     rho = spearman(y, cv)
     ci = bootstrap_ci(y, cv, cfg.bootstrap, seed + 1)
     wr = within_region_rho(y, cv, regions)
+    if n < cfg.min_pooled:  # measured and recorded for information, never used
+        return FittedRegressor(None, report(rho, ci, wr, reason=too_few + " (the cross-validated rho of this "
+                                            "small set is recorded for information, not used)"), cfg)
     if not math.isfinite(rho) or not ci[0] > 0:
         return FittedRegressor(None, report(rho, ci, wr, reason=(
             f"cross-validated Spearman rho {rho:.3f} with 95 % interval [{ci[0]:.3f}, {ci[1]:.3f}] "
