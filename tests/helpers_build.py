@@ -28,6 +28,19 @@ sources:
     options: {seed: 7, size: small}
 """
 
+def local_sources(path: Path, folders: dict[str, Path], attribution: str = "test suite") -> Path:
+    """Write ``path``: a sources file with one ``local`` source (CC BY 4.0) per ``{name: folder}``; ``path``."""
+    entries = "".join(f"""
+  - name: {name}
+    kind: local
+    location: {folder}
+    license: CC BY 4.0
+    attribution: {attribution}
+""" for name, folder in folders.items())
+    path.write_text("\nsources:" + entries)
+    return path
+
+
 RELEASE = "test"
 SPLIT_TRIALS = 200
 #: Longest a single build may take before a test gives up (the small demo builds in ~20 s on 2 cores).

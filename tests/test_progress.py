@@ -12,7 +12,7 @@ import termios
 import time
 
 from pipeline.progress import STAGES, Board, stage_of
-from tests.helpers_build import BUILD_TIMEOUT, ROOT, luigi_cmd, pipeline_env, run_luigi
+from tests.helpers_build import BUILD_TIMEOUT, ROOT, local_sources, luigi_cmd, pipeline_env, run_luigi
 from tests.test_bad_input import _scene
 
 LINE = re.compile(r"^\[progress [^\]]+\] (.*)$")
@@ -47,14 +47,7 @@ def test_non_tty_build_prints_per_stage_lines_ending_at_their_totals(tmp_path):
     local = tmp_path / "upstream"
     for i in range(2):
         _scene(local, f"good_{i}", i)
-    (tmp_path / "sources.yaml").write_text(f"""
-sources:
-  - name: folder
-    kind: local
-    location: {local}
-    license: CC BY 4.0
-    attribution: progress suite
-""")
+    local_sources(tmp_path / "sources.yaml", {"folder": local}, "progress suite")
     data = tmp_path / "data"
     cmd = luigi_cmd(data, tmp_path / "sources.yaml", "--PipelineConfig-progress-interval", "0.2", split_trials=20)
     proc = run_luigi(cmd)  # stdout is a pipe: plain lines
@@ -106,14 +99,7 @@ def test_tty_build_draws_a_live_table_that_ends_at_the_totals(tmp_path):
     local = tmp_path / "upstream"
     for i in range(2):
         _scene(local, f"good_{i}", i)
-    (tmp_path / "sources.yaml").write_text(f"""
-sources:
-  - name: folder
-    kind: local
-    location: {local}
-    license: CC BY 4.0
-    attribution: progress suite
-""")
+    local_sources(tmp_path / "sources.yaml", {"folder": local}, "progress suite")
     cmd = luigi_cmd(tmp_path / "data", tmp_path / "sources.yaml", "--PipelineConfig-progress-interval", "0.2",
                     split_trials=20)
     code, out = _run_on_pty(cmd)

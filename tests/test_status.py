@@ -7,7 +7,7 @@ import subprocess
 import sys
 from collections import Counter
 
-from tests.helpers_build import ROOT, luigi_cmd, release_dir, run_luigi
+from tests.helpers_build import ROOT, local_sources, luigi_cmd, release_dir, run_luigi
 from tests.test_bad_input import _scene
 
 
@@ -16,14 +16,7 @@ def test_status_json_matches_the_release_and_work_folders(tmp_path):
     for i in range(2):
         _scene(local, f"good_{i}", i)
     _scene(local, "unlabelled", 5, label=False)  # its tile awaits annotation
-    (tmp_path / "sources.yaml").write_text(f"""
-sources:
-  - name: folder
-    kind: local
-    location: {local}
-    license: CC BY 4.0
-    attribution: status suite
-""")
+    local_sources(tmp_path / "sources.yaml", {"folder": local}, "status suite")
     data = tmp_path / "data"
     empty = subprocess.run([sys.executable, "-m", "pipeline", "status", str(data), "--json"], cwd=ROOT,
                            capture_output=True, text=True)
