@@ -84,7 +84,7 @@ class Luigid:
         cmd = [exe] if exe else [sys.executable, "-c", "import sys; from luigi.cmdline import luigid; luigid()"]
         env = dict(os.environ, LUIGI_CONFIG_PATH=str(CENTRAL))
         self.proc = subprocess.Popen(cmd + ["--address", "127.0.0.1", "--port", str(self.port), "--state-path",
-                                            str(work / "luigid.state"), "--logdir", str(work)],
+                                            str(work / f"luigid-{self.port}.state"), "--logdir", str(work)],
                                      cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -86,6 +86,20 @@ class PipelineTask(luigi.Task):
     checkers only, so nothing changes at run time.  Partial outputs: module docstring.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # luigid knows a task by its id alone, and an output's path is relative to the data folder: the same
+        # parameters in another data folder are another task (builds in two folders on one luigid must not be
+        # told that each other's tasks are running or done).  The folder is part of the id, not of digest():
+        # output names stay the same wherever the folder is.
+        from luigi.task import task_id_str
+
+        from tasks.config import data_dir
+
+        params = self.to_str_params(only_significant=True, only_public=True)
+        self.task_id = task_id_str(self.get_task_family(), {**params, "data_dir": str(data_dir().resolve())})
+        self._Task__hash = hash(self.task_id)  # luigi.Task.__hash__ returns its private copy
+
     def digest(self) -> str:
         """12 hex digits of SHA-256 over the task family and its significant parameters (cached)."""
         cached = self.__dict__.get("_digest")

@@ -109,6 +109,23 @@ def test_release_and_seed_give_different_task_ids(config):
     assert _root().task_id == a.task_id  # the same configuration is the same task
 
 
+def test_the_data_folder_is_part_of_task_ids_and_not_of_output_names(config, tmp_path):
+    """Two builds with the same settings in two data folders on one luigid are different tasks; their outputs
+    have the same names, each in its own folder."""
+    def graph(folder: Path) -> list[tuple[str, str, int, str, Path]]:
+        config.set("PipelineConfig", "data_dir", str(folder))
+        luigi.task_register.Register.clear_instance_cache()
+        return [(t.task_family, t.task_id, hash(t), t.digest(), Path(t.output().path).relative_to(folder))
+                for t in _graph(_root())]
+
+    first, second = graph(tmp_path / "data"), graph(tmp_path / "other")
+    assert len(first) == len(second) > 5
+    for (fam_a, id_a, hash_a, dig_a, rel_a), (fam_b, id_b, hash_b, dig_b, rel_b) in zip(first, second):
+        assert fam_a == fam_b and id_a != id_b and hash_a != hash_b
+        assert (dig_a, rel_a) == (dig_b, rel_b)
+    assert graph(tmp_path / "data") == first
+
+
 def test_pipelineconfig_on_the_command_line_reaches_the_root(config):
     argv = ["BuildRelease", "--PipelineConfig-release", "v0.2.0", "--PipelineConfig-seed", "7",
             "--PipelineConfig-tile-size", "512"]
