@@ -88,9 +88,6 @@ class Transfer:
     def total(self) -> int | None:
         return None if self.current_total is None else self.finished + self.current_total
 
-    def rate(self, now: float) -> float:
-        return self.done / (now - self.first) if now > self.first else 0.0
-
     def text(self, now: float) -> str:
         return transfer_text([(self.done, self.total, now - self.first, True)])
 

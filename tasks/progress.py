@@ -225,7 +225,6 @@ def on_run(task) -> None:
         percentage = task.__dict__.get("set_progress_percentage")
         if percentage is not None:
             percentage(percent)
-        task.__dict__["_stage_text"] = text
         task.__dict__["set_status_message"] = lambda message: forward(f"{text} | {message}")
     except Exception:  # noqa: BLE001  (progress must never turn a build into a failure)
         pass

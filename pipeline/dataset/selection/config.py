@@ -57,6 +57,11 @@ class RegressorConfig:
     min_pooled: int = MIN_POOLED
     min_diagnostic: int = MIN_DIAGNOSTIC
 
+    @property
+    def min_trained(self) -> int:
+        """Fewest labelled tiles for which the model is trained at all (used from ``min_pooled`` on)."""
+        return min(self.min_pooled, self.min_diagnostic)
+
 
 @dataclass(frozen=True)
 class SelectionConfig:

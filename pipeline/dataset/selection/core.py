@@ -295,7 +295,7 @@ def select(pool_by_region: Mapping[str, Sequence[Candidate]], *, config: Selecti
         pooled = _read_pooled(plans, cfg)
         clock.tick("read_labelled")
         n = int(pooled.trainable.sum())
-        if n < min(cfg.regressor.min_pooled, cfg.regressor.min_diagnostic):
+        if n < cfg.regressor.min_trained:
             fallback = (f"only {n} labelled tiles with labelled pixels in the pooled set "
                         f"(< {cfg.regressor.min_pooled}): seeded random sampling")
         else:

@@ -138,7 +138,7 @@ def fit_with_gate(x: np.ndarray, y: np.ndarray, regions: Sequence[str], cfg: Reg
 
     too_few = (f"only {n} labelled tiles with labelled pixels in the pooled set (< {cfg.min_pooled}): "
                f"seeded random sampling")
-    if n < min(cfg.min_pooled, cfg.min_diagnostic):
+    if n < cfg.min_trained:
         return FittedRegressor(None, report(reason=too_few), cfg)
     cv = cross_validated(x, y, cfg, seed)
     rho = spearman(y, cv)
