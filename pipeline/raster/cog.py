@@ -32,7 +32,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+# rasterio.shutil is imported here, never first inside a tile thread: two threads importing a submodule at once
+# can see it half-bound ("module 'rasterio' has no attribute 'shutil'", seen in a build of 6 scenes)
 import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.io import MemoryFile
 
 from pipeline import atomic
 from pipeline.constants import CLASS_COLORS, CLASS_NAMES, UNLABELLED
@@ -96,8 +102,6 @@ def _options(kind: str) -> dict[str, str]:
 def to_cog(src_tif: str | Path, dst_tif: str | Path, *, kind: str = "image") -> Path:
     """Copy the GeoTIFF ``src_tif`` to a COG at ``dst_tif`` (``kind`` ``"image"`` or ``"label"`` picks the
     options in :data:`COG_OPTIONS`).  ``dst_tif`` must differ from ``src_tif``.  Returns ``dst_tif``."""
-    import rasterio
-    import rasterio.shutil
 
     src, dst = Path(src_tif), Path(dst_tif)
     if src.resolve() == dst.resolve():
@@ -105,8 +109,6 @@ def to_cog(src_tif: str | Path, dst_tif: str | Path, *, kind: str = "image") -> 
     opts = _options(kind)
     with rasterio.Env(GDAL_NUM_THREADS="1"), atomic.atomic_path(dst) as tmp:
         if kind == "label":
-            from rasterio.io import MemoryFile
-
             with MemoryFile() as mem:  # the tile with its label metadata, then the COG of that
                 rasterio.shutil.copy(str(src), mem.name, driver="GTiff")
                 with rasterio.open(mem.name, "r+") as ds:
@@ -121,7 +123,6 @@ def follows_policy(path: str | Path, *, kind: str = "image") -> bool:
     """Whether ``path`` is already a COG written with the ``kind`` policy (COG driver layout, DEFLATE,
     ``BLOCKSIZE`` blocks, the policy's predictor, overviews when larger than one block; labels: the colour
     table and class names), so it can be published as is.  Unreadable files are not."""
-    import rasterio
 
     opts = _options(kind)
     try:
@@ -173,9 +174,6 @@ def write_tile_cog(path: str | Path, data: np.ndarray, *, crs: Any, transform: S
 
     ``mask`` (``(rows, cols)``, non-zero = valid) becomes an internal mask with its own overview; label tiles
     get :func:`apply_label_metadata`.  Byte-identical for identical inputs.  Returns ``path``."""
-    import rasterio
-    import rasterio.shutil
-    from rasterio.enums import ColorInterp, Resampling
 
     opts = _options(kind)
     if data.ndim != 3 or 0 in data.shape:
@@ -255,7 +253,6 @@ def validate_cog(path: str | Path) -> list[str]:
         except Exception as exc:  # unreadable file
             return [f"{name}: cannot be read ({exc})"]
         return [f"{name}: {e}" for e in errors] + [f"{name}: warning: {w}" for w in warnings]
-    import rasterio
 
     out = []
     try:
