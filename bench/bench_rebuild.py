@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     ratio = add["wall"] / alone["wall"]
-    scene_fams = {"FetchSource", "CatalogSource", "PrepareScene", "TileScene", "LabelScene", "CountSegments"}
+    scene_fams = {"FetchSource", "CatalogSource", "PrepareScene", "TileScene", "LabelScene", "CountSegments",
+                  "SourcePool"}  # the added source's own tasks
     big_ran = {k: n for k, n in add["ran"].items() if k[1] == "big"}
     only_added = not big_ran and {f for (f, s) in add["ran"] if s == "added"} == scene_fams
     print(f"\nbench_rebuild: big source {big['scenes']} scenes in {big['regions']} regions, {big['tiles']} images at "

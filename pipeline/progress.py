@@ -20,7 +20,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "prepare": ("PrepareScene",),
     "tile": ("TileScene",),
     "label": ("LabelScene",),
-    "count": ("CountSegments", "AssembleTiles"),
+    "count": ("CountSegments", "SourcePool", "AssembleTiles"),
     "select": ("SelectTiles", "ExportAnnotationTodo"),
     "split": ("SplitDataset",),
     "stats": ("ComputeStats",),

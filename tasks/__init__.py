@@ -8,7 +8,7 @@ imports it through ``pipeline/__init__.py``; code that drives builds itself impo
 from tasks import summary
 from tasks.base import new_build
 from tasks.config import PipelineConfig
-from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
+from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SourcePool, SplitDataset
 from tasks.publish import PublishRelease
 from tasks.release import BuildRelease
 from tasks.scene import CountSegments, LabelScene, PrepareScene, TileScene
@@ -20,6 +20,6 @@ if summary.is_luigi_cli():
 
 __all__ = [
     "PipelineConfig", "FetchSource", "CatalogSource", "PrepareScene", "TileScene", "LabelScene", "CountSegments",
-    "AssembleTiles", "SelectTiles", "ExportAnnotationTodo", "SplitDataset", "ComputeStats", "BuildRelease",
-    "PublishRelease",
+    "SourcePool", "AssembleTiles", "SelectTiles", "ExportAnnotationTodo", "SplitDataset", "ComputeStats",
+    "BuildRelease", "PublishRelease",
 ]

@@ -83,6 +83,13 @@ def cfg() -> PipelineConfig:
     return PipelineConfig()
 
 
+def setting(name: str):
+    """One ``[PipelineConfig]`` value, resolved as ``getattr(cfg(), name)`` would be (command line, then
+    ``luigi.cfg``, then the default) without resolving the other ~30 parameters: the paths below are asked
+    for thousands of times per build (1.4 ms per ``cfg()``: 7.7 s of a 2,000-image rebuild)."""
+    return getattr(PipelineConfig, name).task_value("PipelineConfig", name)
+
+
 def limits() -> Limits:
     """The limits on hostile input of this build (``[PipelineConfig]`` keys named like the fields).
 
@@ -98,7 +105,7 @@ def limits() -> Limits:
 # comes from its parameters (tasks.params), never from here.
 
 def data_dir() -> Path:
-    return Path(cfg().data_dir)
+    return Path(setting("data_dir"))
 
 
 def raw_dir(source: str, raw: str) -> Path:
@@ -125,8 +132,8 @@ def annotation_cache_dir() -> Path:
 
 
 def annotation_dir() -> Path:
-    c = cfg()
-    return Path(c.annotation_dir) if c.annotation_dir else data_dir() / "annotation"
+    folder = setting("annotation_dir")
+    return Path(folder) if folder else data_dir() / "annotation"
 
 
 def done_dir() -> Path:

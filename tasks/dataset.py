@@ -21,13 +21,13 @@ from pathlib import Path
 import luigi
 
 from pipeline import atomic
-from pipeline.dataset.pool import assemble_pool, name_images
+from pipeline.dataset.pool import assemble_pool, merge_pools, name_images
 from pipeline.errors import SourceFailed
 from pipeline.sources.config import scene_region
 from pipeline.sources.outcome import failure_of
 from tasks.base import PipelineTask
 from tasks.config import annotation_cache_dir, catalog_scenes, cfg, load_scene, releases_root, todo_dir, work_dir
-from tasks.params import PoolParams, SelectParams, SplitParams
+from tasks.params import PoolParams, SelectParams, SourcePoolParams, SplitParams
 from tasks.plan import load_index, previous_folder, verified_sources
 from tasks.scene import CountSegments, relocate
 from tasks.sources import CatalogSource
@@ -57,52 +57,50 @@ class PreviousRelease:
         return folder, (load_manifest(folder, self.previous_digest) if folder is not None else None)
 
 
-class AssembleTiles(PoolParams, PipelineTask):
-    """Run the per-scene chain for every scene of every enabled source, then gather all tiles with their
-    stable key, region, country and continent into the pool (module docstring: static and dynamic scenes)."""
+class SourcePool(SourcePoolParams, PipelineTask):
+    """One source's share of the tile pool: the per-scene chain of each of its scenes, then their tiles with
+    stable key, region, country and continent, and the source's rejects (:func:`assemble_pool`).
 
-    def catalog_tasks(self) -> list[CatalogSource]:
-        return [CatalogSource(source_name=n, raw=r, catalog=c) for n, r, c in self.sources]
+    Its parameters are its source's digests, that source's annotations, the processing parameters and code
+    versions: a source that did not change keeps its share when another is added, and Luigi does not even look
+    at the per-scene tasks of a complete share (module docstring: static and dynamic scenes)."""
 
-    def scene_tasks(self, source) -> list[CountSegments]:
-        """The last per-scene task of every scene of ``source`` (its catalog must exist)."""
-        name, _, catalog = source
+    def catalog_task(self) -> CatalogSource:
+        return CatalogSource(source_name=self.source_name, raw=self.raw, catalog=self.catalog)
+
+    def scene_tasks(self) -> list[CountSegments]:
+        """The last per-scene task of every scene of the source (its catalog must exist)."""
         index = load_index(str(annotation_cache_dir()), self.annotation_index)
-        return [CountSegments(**self.scene_params(source, sid, index.scene(name, sid)))
-                for sid in sorted(catalog_scenes(name, catalog))]
+        source = (self.source_name, self.raw, self.catalog)
+        return [CountSegments(**self.scene_params(source, sid, index.scene(self.source_name, sid)))
+                for sid in sorted(catalog_scenes(self.source_name, self.catalog))]
 
-    def static_sources(self) -> list:
-        """Sources whose catalogs existed when this task's requirements were first asked for (fixed then, so
-        the requirements do not change between scheduling and running)."""
+    def static(self) -> bool:
+        """Whether the catalog existed when the requirements were first asked for (fixed then, so the
+        requirements do not change between scheduling and running)."""
         if "_static" not in self.__dict__:
-            self.__dict__["_static"] = [s for s, t in zip(self.sources, self.catalog_tasks()) if t.complete()]
+            self.__dict__["_static"] = self.catalog_task().complete()
         return self.__dict__["_static"]
 
     def requires(self):
-        return {"catalogs": self.catalog_tasks(),
-                "scenes": [t for s in self.static_sources() for t in self.scene_tasks(s)]}
+        return {"catalog": self.catalog_task(), "scenes": self.scene_tasks() if self.static() else []}
 
     def output(self):
-        return dataset_target(self, "pool")
+        return dataset_target(self, f"source-{self.source_name}")
 
     def run(self):
-        static = self.static_sources()
-        later = [t for s in self.sources if s not in static for t in self.scene_tasks(s)]
-        if later:
-            self.set_status_message(f"processing {len(later)} scenes")
-            yield later  # scenes of sources catalogued after scheduling; run() resumes once all are complete
+        if not self.static():
+            later = self.scene_tasks()
+            if later:
+                self.set_status_message(f"processing {len(later)} scenes")
+                yield later  # scenes catalogued after scheduling; run() resumes once all are complete
 
-        self.set_status_message("assembling the tile pool")
-        options = {s.name: s.options for s in verified_sources(cfg().sources_file, self.sources)}
-        catalogs = [_load(t.output().path) for t in self.catalog_tasks()]
-        failed = {c["source"]: f"{c['failed'].get('file')}: {c['failed']['reason']}" for c in catalogs if failure_of(c)}
-        if failed and not cfg().allow_partial_release:
-            raise SourceFailed(failed)  # after every other source's scenes were tiled and labelled
-        scenes = [self._scene_item(task, scene_region(options[task.source_name], task.scene_id))
-                  for s in self.sources for task in self.scene_tasks(s)]
-        catalog_rejects = [r for cat in catalogs for r in cat.get("rejects", [])]
-        roots = {cat["source"]: cat["root"] for cat in catalogs}
-        pool = assemble_pool(scenes, catalog_rejects=catalog_rejects, source_roots=roots)
+        self.set_status_message(f"assembling the tile pool of {self.source_name}")
+        (config,) = verified_sources(cfg().sources_file, [(self.source_name, self.raw, self.catalog)])
+        catalog = _load(self.input()["catalog"].path)
+        scenes = [self._scene_item(task, scene_region(config.options, task.scene_id)) for task in self.scene_tasks()]
+        pool = assemble_pool(scenes, catalog_rejects=catalog.get("rejects", []),
+                             source_roots={catalog["source"]: catalog["root"]})
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, pool)
 
@@ -123,6 +121,37 @@ class AssembleTiles(PoolParams, PipelineTask):
             "labels": {**labels, "labels": relocate(labels["labels"], "label", label_task.out_dir, folder)},
             "segments": _load(task.output().path),
         }
+
+
+class AssembleTiles(PoolParams, PipelineTask):
+    """Every enabled source's share of the pool (:class:`SourcePool`) merged into the pool: all tiles with their
+    stable key, region, country and continent, and all rejects.  Fails with ``SourceFailed`` when a source could
+    not be fetched or catalogued (after every other source's scenes were processed), unless partial releases
+    are allowed."""
+
+    def catalog_tasks(self) -> list[CatalogSource]:
+        return [CatalogSource(source_name=n, raw=r, catalog=c) for n, r, c in self.sources]
+
+    def source_pools(self) -> list[SourcePool]:
+        index = load_index(str(annotation_cache_dir()), self.annotation_index)
+        return [self.clone(SourcePool, source_name=n, raw=r, catalog=c, annotations=index.source(n))
+                for n, r, c in self.sources]
+
+    def requires(self):
+        return {"catalogs": self.catalog_tasks(), "sources": self.source_pools()}
+
+    def output(self):
+        return dataset_target(self, "pool")
+
+    def run(self):
+        self.set_status_message("assembling the tile pool")
+        catalogs = [_load(t.path) for t in self.input()["catalogs"]]
+        failed = {c["source"]: f"{c['failed'].get('file')}: {c['failed']['reason']}" for c in catalogs if failure_of(c)}
+        if failed and not cfg().allow_partial_release:
+            raise SourceFailed(failed)  # after every other source's scenes were tiled and labelled
+        pool = merge_pools([_load(t.path) for t in self.input()["sources"]])
+        self.set_progress_percentage(100)
+        atomic.write_json(self.output().path, pool)
 
 
 class SelectTiles(SelectParams, PreviousRelease, PipelineTask):

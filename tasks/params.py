@@ -90,13 +90,13 @@ class CountParams(LabelParams):
 
 # ---------------------------------------------------------------------------------------------- dataset tasks
 
-class PoolParams:
-    sources = luigi.ListParameter(description="[[name, raw digest, catalog digest], ...] of the enabled sources")
+class SceneSetParams:
+    """What the per-scene tasks of a set of scenes share: processing parameters and code versions."""
+
     target_gsds = luigi.ListParameter(description="GSDs (m) that finer sources go to")
     tile_size = luigi.IntParameter(description="tile width and height in pixels")
     max_nodata_fraction = luigi.FloatParameter(description="tiles with more nodata are dropped")
     max_grid_pixels = luigi.IntParameter(description="most output pixels one scene may produce")
-    annotation_index = luigi.Parameter(description="digest of the annotation index ('' when there is none)")
     codes = luigi.DictParameter(description="code versions of the prepare, tile, label, count and dataset stages")
 
     def scene_params(self, source: list | tuple, scene_id: str, annotations: str) -> dict:
@@ -109,6 +109,19 @@ class PoolParams:
                 "annotations": annotations,
                 "code_prepare": c["prepare"], "code_tile": c["tile"], "code_label": c["label"],
                 "code_count": c["count"]}
+
+
+class SourcePoolParams(CatalogParams, SceneSetParams):
+    """One source's share of the pool: it depends on that source, its annotations and the processing only."""
+
+    annotations = luigi.Parameter(default="", description="digest of the source's completed annotations ('' none)")
+    annotation_index = luigi.Parameter(significant=False, description="the annotation index to look scenes up in "
+                                       "(not significant: ``annotations`` is this source's part of it)")
+
+
+class PoolParams(SceneSetParams):
+    sources = luigi.ListParameter(description="[[name, raw digest, catalog digest], ...] of the enabled sources")
+    annotation_index = luigi.Parameter(description="digest of the annotation index ('' when there is none)")
 
 
 class SelectParams(PoolParams):

@@ -174,6 +174,14 @@ class AnnotationIndex:
         return _h("scene-annotations", sorted(hits)) if hits else ""
 
 
+    def source(self, source: str) -> str:
+        """Digest of the files that may belong to a scene of ``source`` ("" if none): every name starting with
+        ``<source>~`` or the legacy ``<source>-`` (a superset of its scenes' files: a file of source ``a-b``
+        can change the digest of source ``a``, which only redoes ``a``'s cheap pool share)."""
+        hits = [list(p) for p in self.pairs if p[0].startswith((f"{source}~", f"{source}-"))]
+        return _h("source-annotations", hits) if hits else ""
+
+
 def load_index(cache_dir: str, digest: str) -> AnnotationIndex:
     """The stored index ``digest`` (empty for ""; one kept in memory by :func:`read_only`)."""
     held = _READ_ONLY["indexes"].get(digest)

@@ -164,7 +164,7 @@ def make_plan(argv: list[str]) -> dict[str, Any]:
             "tasks": {f: counts.get(f, 0) for f in families},
             "tasks_total": sum(counts.values()),
             "stages": {stage: sum(counts.get(f, 0) for f in fams) for stage, fams in STAGES.items()},
-            "tasks_unknown": list(SCENE_FAMILIES) if unknown and "AssembleTiles" in counts else [],
+            "tasks_unknown": list(SCENE_FAMILIES) if unknown and "SourcePool" in counts else [],
             "tasks_complete": dict(Counter(t.task_family for t in complete)),
             "regions": {"selection_runs": files["selection_runs"], "touched": touched,
                         "unknown_scenes": unknown_scenes},
@@ -173,7 +173,7 @@ def make_plan(argv: list[str]) -> dict[str, Any]:
         }
 
 
-_FAMILY_ORDER = ("FetchSource", "CatalogSource", *SCENE_FAMILIES, "AssembleTiles", "SelectTiles",
+_FAMILY_ORDER = ("FetchSource", "CatalogSource", *SCENE_FAMILIES, "SourcePool", "AssembleTiles", "SelectTiles",
                  "ExportAnnotationTodo", "SplitDataset", "ComputeStats", "BuildRelease")
 
 

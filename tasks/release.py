@@ -104,6 +104,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         previous = _previous_manifest(split.get("previous_release"))
         uda = uda_section(images, seed=int(self.seed))
         self.set_status_message(f"writing release {self.release} ({len(images)} images)")
+        linked: dict[str, str] = {}
         with atomic.atomic_path(target) as tmp:
             write_release(
                 tmp, release=str(self.release), images=images, rejects=rejects, pending=pending,
@@ -111,9 +112,9 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                 created_with=self.created_with(split, selection), sources=sources, provenance=provenance,
                 extra={"selection": {k: v for k, v in selection.items() if k != "selected"}},
                 previous_manifest=previous, uda=uda, tile_cache=work_dir() / "release-tiles",
-                previous_dir=Path(split["previous_release"]["folder"]) if previous else None,
+                previous_dir=Path(split["previous_release"]["folder"]) if previous else None, linked=linked,
             )
-            problems = validate_release(tmp, trust=self._trust(tmp, images, split.get("previous_release"), previous))
+            problems = validate_release(tmp, trust=self._trust(tmp, linked, split.get("previous_release"), previous))
             if problems:
                 raise ReleaseInvalid(str(self.release), problems)
             viewer = self._write_viewer(tmp, target, split.get("previous_release")) if self.viewer else ""
@@ -122,15 +123,15 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
               f"{len(rejects)} rejects -> {target.resolve()}\n{viewer}"
               f"Validate with: python -m pipeline validate {target}\n", flush=True)
 
-    def _trust(self, tmp: Path, images: list[dict], record: dict | None, previous: dict | None):
-        """What the build's validation need not check again (:mod:`pipeline.release.validate.incremental`)."""
+    @staticmethod
+    def _trust(tmp: Path, linked: dict[str, str], record: dict | None, previous: dict | None):
+        """What the build's validation need not check again (:mod:`pipeline.release.validate.incremental`):
+        ``linked`` are the tiles ``write_release`` placed as hard links of unchanged tile-cache entries."""
         from pipeline.release.validate.incremental import release_trust
-        from pipeline.release.writer import linked_tiles
 
         if record is None or previous is None:
             return None
-        verified = linked_tiles(tmp, images, work_dir() / "release-tiles")
-        return release_trust(tmp, Path(record["folder"]), previous, verified)
+        return release_trust(tmp, Path(record["folder"]), previous, linked)
 
     def _write_viewer(self, tmp: Path, target: Path, previous: dict | None) -> str:
         """The release browser (derived from the release's files, not listed in the manifest), reusing the

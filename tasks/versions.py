@@ -37,8 +37,9 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "label": (("pipeline.labels.labelling", "pipeline.labels.landcover", "pipeline.labels.annotations"),
               ("tasks.scene:SceneTask", "tasks.scene:LabelScene")),
     "count": (("pipeline.labels.segments",), ("tasks.scene:SceneTask", "tasks.scene:CountSegments")),
-    "dataset": (("pipeline.dataset",), ("tasks.dataset:AssembleTiles", "tasks.dataset:SelectTiles",
-                                        "tasks.dataset:ExportAnnotationTodo", "tasks.dataset:SplitDataset",
+    "dataset": (("pipeline.dataset",), ("tasks.dataset:SourcePool", "tasks.dataset:AssembleTiles",
+                                        "tasks.dataset:SelectTiles", "tasks.dataset:ExportAnnotationTodo",
+                                        "tasks.dataset:SplitDataset",
                                         "tasks.dataset:ComputeStats")),
     "release": (("pipeline.release",), ("tasks.release:BuildRelease",)),
 }

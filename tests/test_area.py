@@ -59,6 +59,25 @@ def test_tiles_overlapping_across_utm_zones_are_unioned():
     assert 1.1 * tile_km2 < got < 1.5 * tile_km2  # overlapping by roughly three quarters, rotated ~2 degrees
 
 
+def test_the_split_stages_recorded_groups_give_the_same_areas():
+    """The release and the statistics take the leakage groups the split stage recorded (``group``) instead of
+    testing every footprint pair again: the areas are exactly those computed from scratch; without a recorded
+    group on every record they are computed."""
+    from pipeline.dataset.splits.leakage import leakage_groups
+    from pipeline.dataset.stats.area import recorded_groups
+
+    recs = [_rec("austin_1", 0.0), _rec("austin_2", TILE / 2), _rec("austin_3", 3 * TILE),
+            _rec("lima_1", 0.0, crs="EPSG:32718", x0=280000.0, region="lima", country="Peru",
+                 continent="South America")]
+    groups = leakage_groups(recs)
+    assert groups["austin_2"] == "austin_1" and groups["austin_3"] == "austin_3"
+    with_groups = [dict(r, group=groups[r["id"]]) for r in recs]
+    assert recorded_groups(with_groups) == groups and recorded_groups(recs) is None
+    assert released_area(recs, recorded_groups(with_groups)) == released_area(recs)
+    assert compute_stats(with_groups)["area"] == compute_stats(recs)["area"]
+    assert release_summary(with_groups, groups=groups) == release_summary(recs)
+
+
 def test_manifest_summary_counts_released_images_and_union_area():
     a, b = _rec("austin_1", 0.0), _rec("austin_2", TILE / 2)
     summary = release_summary([a, b], pending=[{"footprints_repaired": 2, "footprints_dropped": 1,

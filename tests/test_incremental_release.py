@@ -28,11 +28,18 @@ from tests.helpers_build import DEMO_SOURCES, SPLIT_TRIALS
 SCENE_TASKS = {"PrepareScene", "TileScene", "LabelScene", "CountSegments"}
 
 STARTED: list[tuple[str, str | None]] = []
+CHECKED: list[tuple[str, str | None]] = []  # tasks whose complete() the scheduling asked
 
 
 @luigi.Task.event_handler(luigi.Event.START)
 def _record_start(task):
     STARTED.append((task.task_family, getattr(task, "source_name", None)))
+
+
+@luigi.Task.event_handler(luigi.Event.DEPENDENCY_PRESENT)
+@luigi.Task.event_handler(luigi.Event.DEPENDENCY_MISSING)
+def _record_checked(task):
+    CHECKED.append((task.task_family, getattr(task, "source_name", None)))
 
 
 def _build(base: Path, release: str) -> tuple[bool, float]:
@@ -46,6 +53,7 @@ def _build(base: Path, release: str) -> tuple[bool, float]:
     from tasks import BuildRelease
 
     STARTED.clear()
+    CHECKED.clear()
     t0 = time.monotonic()
     ok = luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
     return ok, time.monotonic() - t0
@@ -74,9 +82,9 @@ def releases(tmp_path_factory):
 """)
     ok, _ = _build(base, "v2")
     assert ok, "v2 failed"
-    started_v2 = list(STARTED)
+    started_v2, checked_v2 = list(STARTED), list(CHECKED)
     rels = base / "data" / "releases"
-    return {"base": base, "v1": rels / "v1", "v2": rels / "v2", "started_v2": started_v2}
+    return {"base": base, "v1": rels / "v1", "v2": rels / "v2", "started_v2": started_v2, "checked_v2": checked_v2}
 
 
 def test_released_images_keep_id_and_split(releases):
@@ -113,6 +121,11 @@ def test_only_the_new_sources_scene_tasks_ran(releases):
     assert {src for _, src in scene_runs} == {"aerial"}
     assert {fam for fam, _ in scene_runs} == SCENE_TASKS
     assert {src for fam, src in releases["started_v2"] if fam in ("FetchSource", "CatalogSource")} == {"aerial"}
+    # the unchanged source's pool share is complete (found so once), so the scheduler never even asks its
+    # scenes' tasks (a complete task fires DEPENDENCY_PRESENT when the scheduling finds it so)
+    checked = collections.Counter(releases["checked_v2"])
+    assert checked[("SourcePool", "demo")] == 1, checked
+    assert not [t for t in checked if t[0] in SCENE_TASKS], checked
 
 
 def test_changes_report_lists_exactly_the_added_images(releases):
@@ -166,7 +179,7 @@ def test_changing_one_source_reruns_that_source_only(releases):
     assert ok
     per_source = {(fam, src) for fam, src in started if src is not None}
     assert {src for _, src in per_source} == {"aerial"}, per_source
-    assert {fam for fam, _ in per_source} == {"FetchSource", "CatalogSource"} | SCENE_TASKS
+    assert {fam for fam, _ in per_source} == {"FetchSource", "CatalogSource", "SourcePool"} | SCENE_TASKS
     raws = sorted(p.name.rsplit("-", 1)[0] for p in (base / "data" / "raw").iterdir())
     assert raws == ["aerial", "aerial", "demo"]  # the old and the new location of "aerial"; "demo" once
     m2, m3 = _manifest(releases["v2"]), _manifest(base / "data" / "releases" / "v3")
@@ -187,11 +200,13 @@ def test_changing_a_stage_reruns_it_and_what_follows_only(releases, monkeypatch)
     ok, _ = _build(releases["base"], "v2-label")
     assert ok
     ran = collections.Counter(fam for fam, _ in STARTED)
-    assert set(ran) == {"LabelScene", "CountSegments", "AssembleTiles", "SelectTiles", "ExportAnnotationTodo",
+    assert set(ran) == {"LabelScene", "CountSegments", "SourcePool", "AssembleTiles", "SelectTiles",
+                        "ExportAnnotationTodo",
                         "SplitDataset", "ComputeStats", "BuildRelease"}, ran
     from tasks import BuildRelease
 
-    scenes = BuildRelease().requires()["pool"].requires()["scenes"]
+    scenes = [t for share in BuildRelease().requires()["pool"].requires()["sources"]
+              for t in share.requires()["scenes"]]
     assert ran["LabelScene"] == ran["CountSegments"] == len(scenes) > 10
     m = _manifest(releases["base"] / "data" / "releases" / "v2-label")
     assert m["created_with"]["code_versions"]["label"] == "0" * 12

@@ -177,6 +177,24 @@ def test_released_tiles_are_kept_and_count_towards_the_quota(small_index):
     assert len(many.regions[name].selected) == 65
 
 
+def test_regions_an_earlier_release_filled_predict_nothing(small_pool, default_result):
+    """A rebuild that adds a region (the others filled by the previous release: their picks are released
+    tiles): only the open region's candidates are predicted, and its picks are exactly those of the full
+    selection (the pooled model and regressor are the same)."""
+    names = sorted(small_pool)
+    open_region = names[-1]
+    released = [t.id for n in names[:-1] for t in default_result.regions[n].selected]
+    res = select(small_pool, config=SelectionConfig(), keep=released)
+    assert res.fallback is None and res.gate.rho == default_result.gate.rho
+    unlabelled = len(small_pool[open_region]) - len(default_result.regions[open_region].labelled)
+    assert res.timings["n_candidates"] == unlabelled  # the open region's only
+    for n in names[:-1]:
+        assert {t.reason for t in res.regions[n].selected} == {"released"}
+        assert not res.regions[n].predicted_loss
+    picks = lambda r: [(t.id, t.reason) for t in r.regions[open_region].selected]  # noqa: E731
+    assert picks(res) == picks(default_result) and "hard" in {why for _, why in picks(res)}
+
+
 def test_regions_at_or_below_n_max_keep_everything_and_pending_subsets_wait(small_index):
     names = sorted(small_index["regions"])[:5]
     pool = pool_candidates(small_index, names)

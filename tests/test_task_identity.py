@@ -36,6 +36,11 @@ sources:
 SCENES = [f"local-site{i:02d}" for i in range(12)]
 
 
+def _scenes(root) -> list:
+    """The per-scene tasks (``CountSegments``) the root requires, through every source's pool share."""
+    return [t for share in root.requires()["pool"].requires()["sources"] for t in share.requires()["scenes"]]
+
+
 @pytest.fixture
 def config(tmp_path):
     """PipelineConfig pointing at a temporary data folder and sources file (restored afterwards)."""
@@ -145,7 +150,7 @@ def test_max_grid_pixels_is_significant_and_the_download_limits_are_not(config):
 
     def ids():
         root = _root()
-        scene = root.requires()["pool"].requires()["scenes"][0]
+        scene = _scenes(root)[0]
         prepare = scene.requires().requires().requires()
         return {"root": root.task_id, "pool": root.requires()["pool"].task_id, "prepare": prepare.task_id,
                 "fetch": root.requires()["fetch"]["folder"].task_id, "plan": prepare.output().path}
@@ -178,6 +183,20 @@ def test_scene_annotations_match_whole_tile_keys():
     assert index.scene("src", "c") == ""
 
 
+def test_a_sources_annotation_digest_covers_its_files_only():
+    """A source's pool share is named by the annotations of that source: another source's files change nothing
+    (a superset under the legacy ``-`` form is allowed: it only redoes the share)."""
+    from tasks.plan import AnnotationIndex
+
+    mine = [("src~a~r000_c000.geojson", "1"), ("src-b-r000_c001.tif", "2")]
+    others = [("other~a~r000_c000.geojson", "3"), ("sr~x~r0.tif", "4")]
+    index = AnnotationIndex(mine + others)
+    assert index.source("src") == AnnotationIndex(mine).source("src") != ""
+    assert AnnotationIndex(mine + [(n, h + "x") for n, h in others]).source("src") == index.source("src")
+    assert AnnotationIndex([(mine[0][0], "9"), mine[1], *others]).source("src") != index.source("src")
+    assert index.source("none") == ""
+
+
 def test_outputs_carry_the_digest_of_their_source_entry(config, tmp_path):
     root = _root()
     sources = {name: (raw, catalog) for name, raw, catalog in root.sources}
@@ -201,12 +220,12 @@ def test_outputs_carry_the_digest_of_their_source_entry(config, tmp_path):
 def test_per_scene_tasks_are_static_once_the_catalog_exists(config):
     root = _root()
     pool = root.requires()["pool"]
-    assert pool.requires()["scenes"] == []  # no catalog yet: the scenes are dynamic dependencies
+    assert all(p.requires()["scenes"] == [] for p in pool.requires()["sources"])  # no catalog yet: dynamic
     tasks.config._catalog.cache_clear()
     _fake_catalog(root)
     luigi.task_register.Register.clear_instance_cache()
     root = _root()
-    scenes = root.requires()["pool"].requires()["scenes"]
+    scenes = _scenes(root)
     assert sorted(t.scene_id for t in scenes) == SCENES
     chain = _graph(scenes[0])
     assert {t.task_family for t in chain} == {"CountSegments", "LabelScene", "TileScene", "PrepareScene",
@@ -235,7 +254,7 @@ def test_annotation_digests_are_computed_once_at_the_root_and_passed_per_scene(c
     root = _root()
     monkeypatch.setattr(os, "scandir", real_scandir)
     assert listings.count(str(done)) == 1, listings  # one listing of done/ for the whole build
-    by_scene = {t.scene_id: t for t in root.requires()["pool"].requires()["scenes"]}
+    by_scene = {t.scene_id: t for t in _scenes(root)}
     assert by_scene[SCENES[3]].annotations and all(not by_scene[s].annotations for s in SCENES if s != SCENES[3])
     ids = {s: t.task_id for s, t in by_scene.items()}
 
@@ -256,8 +275,10 @@ def test_annotation_digests_are_computed_once_at_the_root_and_passed_per_scene(c
     # editing the annotation changes that scene's label and count tasks, and nothing upstream or elsewhere
     (done / f"{key}.geojson").write_text('{"type": "FeatureCollection", "features": [], "x": 1}')
     luigi.task_register.Register.clear_instance_cache()
-    edited = {t.scene_id: t for t in _root().requires()["pool"].requires()["scenes"]}
+    edited = {t.scene_id: t for t in _scenes(_root())}
     assert {s for s in SCENES if edited[s].task_id != ids[s]} == {SCENES[3]}
+    shares = [{t.source_name: t.task_id for t in r.requires()["pool"].requires()["sources"]} for r in (root, _root())]
+    assert {n for n in shares[0] if shares[0][n] != shares[1][n]} == {"folder"}  # its source's pool share only
     assert edited[SCENES[3]].requires().requires().task_id == by_scene[SCENES[3]].requires().requires().task_id
 
 

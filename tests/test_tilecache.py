@@ -87,3 +87,39 @@ def test_linked_sha_trusts_only_an_unchanged_link_of_the_cached_cog(tmp_path):
     assert new_sha == _sha(fresh) and tilecache.linked_sha(src, fresh, kind="image", cache=cache) == new_sha
     _tile(src, 99)  # the work tile changes: the entry no longer vouches for anything
     assert tilecache.linked_sha(src, fresh, kind="image", cache=cache) is None
+
+
+def test_placing_reports_exactly_the_links_linked_sha_confirms(tmp_path, monkeypatch):
+    """The release build takes the tiles it may trust from the placement itself (``linked``) instead of reading
+    every cache record again: the same answer as :func:`linked_sha` right after, for a fresh entry, a reused one
+    and a copy (another file system: no link, not reported)."""
+    src, cache = tmp_path / "work" / "t.tif", tmp_path / "cache"
+    src.parent.mkdir()
+    _tile(src, 10)
+    linked: dict[str, str] = {}
+    first, second = tmp_path / "r1" / "a.tif", tmp_path / "r2" / "a.tif"
+    for dst in (first, second):  # made into the cache, then reused
+        sha = tilecache.place_tile(src, dst, kind="image", cache=cache, linked=linked)
+        assert linked[str(dst)] == sha == tilecache.linked_sha(src, dst, kind="image", cache=cache)
+
+    def no_link(a, b):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(tilecache.os, "link", no_link)
+    copy = tmp_path / "r3" / "a.tif"
+    assert tilecache.place_tile(src, copy, kind="image", cache=cache, linked=linked) == _sha(copy)
+    assert str(copy) not in linked and tilecache.linked_sha(src, copy, kind="image", cache=cache) is None
+
+
+def test_a_symlinked_work_folder_shares_the_cache_entry(tmp_path):
+    """The cache key is the work tile's resolved path (each folder resolved once per process): a tile reached
+    through a symlinked folder is the same entry, converted and hashed once."""
+    src = tmp_path / "work" / "t.tif"
+    src.parent.mkdir()
+    _tile(src, 7)
+    (tmp_path / "alias").symlink_to(tmp_path / "work")
+    cache = tmp_path / "cache"
+    a = tilecache.place_tile(src, tmp_path / "r1" / "a.tif", kind="image", cache=cache)
+    b = tilecache.place_tile(tmp_path / "alias" / "t.tif", tmp_path / "r2" / "a.tif", kind="image", cache=cache)
+    assert a == b and len(list((cache / "image").glob("*.tif"))) == 1
+    assert (tmp_path / "r1" / "a.tif").stat().st_ino == (tmp_path / "r2" / "a.tif").stat().st_ino

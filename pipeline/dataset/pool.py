@@ -141,9 +141,17 @@ def assemble_pool(
                     "_label_src": str(folder / lab["label"]),
                 })
             tiles_out.append(rec)
-    tiles_out.sort(key=lambda t: t["key"])
-    rejects.sort(key=lambda r: (r["source"], r["scene_id"], r["stage"], r["file"]))
-    return {"tiles": tiles_out, "rejects": rejects}
+    return merge_pools([{"tiles": tiles_out, "rejects": rejects}])
+
+
+def merge_pools(parts: Iterable[Mapping[str, list]]) -> dict[str, list]:
+    """One pool of the pools ``parts`` (e.g. one per source): tiles in key order, rejects in (source, scene,
+    stage, file) order, so merging the pools of parts of the scenes equals assembling all the scenes at once."""
+    parts = list(parts)
+    tiles = sorted((t for p in parts for t in p["tiles"]), key=lambda t: t["key"])
+    rejects = sorted((r for p in parts for r in p["rejects"]),
+                     key=lambda r: (r["source"], r["scene_id"], r["stage"], r["file"]))
+    return {"tiles": tiles, "rejects": rejects}
 
 
 def name_images(tiles: list[dict], previous: Mapping[str, str] | None = None) -> list[dict]:

@@ -21,10 +21,11 @@ from pipeline.dataset.stats.area import released_area
 
 
 def release_summary(records: Sequence[Mapping[str, Any]], *, pending: Iterable[Mapping[str, Any]] = (),
-                    annotation_repairs: int = 0) -> dict[str, Any]:
+                    annotation_repairs: int = 0, groups: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The ``summary`` of the manifest image ``records`` (module docstring).  ``pending`` rows may carry
-    ``footprints_repaired`` / ``footprints_dropped`` and ``pending_reason``."""
-    area = released_area(records)
+    ``footprints_repaired`` / ``footprints_dropped`` and ``pending_reason``; ``groups``: the records' leakage
+    groups when known (the validator leaves them out: it recomputes them)."""
+    area = released_area(records, groups)
     out: dict[str, Any] = {
         "images": len(records),
         "splits": {s: sum(1 for r in records if r.get("split") == s) for s in SPLITS},

@@ -17,6 +17,7 @@ a copy, hashed again.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -63,8 +64,19 @@ def cached_tile(src: Path, kind: str, cache: Path) -> tuple[Path, str]:
 
 
 def _cache_paths(src: Path, kind: str, cache: Path) -> tuple[Path, Path]:
-    key = hashlib.sha256(f"{kind}\0{src.resolve()}".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{kind}\0{_resolved(src)}".encode()).hexdigest()[:24]
     return cache / kind / f"{key}.tif", cache / kind / f"{key}.json"
+
+
+def _resolved(path: Path) -> Path:
+    """``path.resolve()``, resolving each folder once (a release places thousands of tiles of a few hundred
+    scene folders); a tile that is itself a symlink is resolved whole."""
+    return path.resolve() if path.is_symlink() else _resolved_folder(os.path.abspath(path.parent)) / path.name
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolved_folder(folder: str) -> Path:
+    return Path(folder).resolve()
 
 
 def linked_sha(src: str | Path, dst: str | Path, *, kind: str, cache: str | Path) -> str | None:
@@ -83,11 +95,18 @@ def linked_sha(src: str | Path, dst: str | Path, *, kind: str, cache: str | Path
     return None
 
 
-def place_tile(src: str | Path, dst: str | Path, *, kind: str, cache: str | Path | None = None) -> str:
-    """Put the COG of work tile ``src`` at ``dst`` (through ``cache`` when given); its sha256."""
+def place_tile(src: str | Path, dst: str | Path, *, kind: str, cache: str | Path | None = None,
+               linked: dict[str, str] | None = None) -> str:
+    """Put the COG of work tile ``src`` at ``dst`` (through ``cache`` when given); its sha256.  ``linked``: when
+    ``dst`` is a hard link of the cache entry (what :func:`linked_sha` would confirm), ``linked[str(dst)]`` is
+    set to the sha256 (so a release need not read every record again to know which tiles it can trust)."""
     src, dst = Path(src), Path(dst)
     if cache is None:
         place_cog(src, dst, kind=kind)
         return sha256_file(dst)
     cog, sha = cached_tile(src, kind, Path(cache))
-    return sha if _link(cog, dst) else sha256_file(dst)
+    if not _link(cog, dst):
+        return sha256_file(dst)
+    if linked is not None:
+        linked[str(dst)] = sha
+    return sha

@@ -10,6 +10,7 @@ from typing import Any
 
 from pipeline import atomic
 from pipeline.dataset.pool import PENDING_REASON, REJECT_COLUMNS
+from pipeline.dataset.stats.area import recorded_groups
 from pipeline.errors import EmptyRelease
 from pipeline.release.changes import changes_markdown, release_changes
 from pipeline.release.geoparquet import write_index
@@ -68,7 +69,7 @@ def write_release(
     split_infos: list[dict], stats_dir: Path, created_with: dict[str, Any], sources: list[dict[str, Any]],
     provenance: dict[str, dict], extra: dict[str, Any] | None = None,
     previous_manifest: dict[str, Any] | None = None, uda: dict[str, Any] | None = None,
-    tile_cache: Path | None = None, previous_dir: Path | None = None,
+    tile_cache: Path | None = None, previous_dir: Path | None = None, linked: dict[str, str] | None = None,
 ) -> dict:
     """Fill the (empty or new) folder ``out`` with images, labels, split files, rejects, pending tiles,
     per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
@@ -89,21 +90,27 @@ def write_release(
     :mod:`pipeline.release.geoparquet`) of the manifest's images are listed in ``files``.  With ``tile_cache`` (a
     folder) each work tile is converted and hashed once for all releases (:mod:`pipeline.release.tilecache`).
     ``previous_dir``: the folder of ``previous_manifest``'s release, whose STAC items of unchanged images are
-    reused when it was written by the same code (:func:`pipeline.release.stac.write_stac`).
+    reused when it was written by the same code (:func:`pipeline.release.stac.write_stac`).  ``linked`` (a dict)
+    receives release-relative path -> sha256 of the tiles placed as hard links of unchanged tile-cache entries
+    (as :func:`linked_tiles` would find them right after).
     Returns the manifest.
     A release without images is refused: :class:`pipeline.errors.EmptyRelease` (nothing is written)."""
     if not images:
         raise EmptyRelease(release, empty_release_reason(sources, rejects, pending))
     out.mkdir(parents=True, exist_ok=True)
     records = []
+    placed: dict[str, str] = {}
     for im in images:
         rec = {k: v for k, v in im.items() if not k.startswith("_")}
         name = f"{rec['id']}.tif"
         rec["image"] = f"{rec['region']}/images/{name}"
         rec["label"] = f"{rec['region']}/labels/{name}"
-        rec["sha256_image"] = place_tile(im["_image_src"], out / rec["image"], kind="image", cache=tile_cache)
-        rec["sha256_label"] = place_tile(im["_label_src"], out / rec["label"], kind="label", cache=tile_cache)
+        for kind in ("image", "label"):
+            rec[f"sha256_{kind}"] = place_tile(im[f"_{kind}_src"], out / rec[kind], kind=kind, cache=tile_cache,
+                                               linked=placed)
         records.append(rec)
+    if linked is not None:
+        linked.update({os.path.relpath(p, out): sha for p, sha in placed.items()})
     write_split_files(out, records)
     atomic.write_text(out / "rejects.csv", _csv(rejects, REJECT_COLUMNS))
     pending = [dict(p, reason=p.get("pending_reason") or PENDING_REASON) for p in pending]
@@ -117,7 +124,7 @@ def write_release(
         splits_info=split_infos,
         previous_release=previous_release, uda=uda,
         valid_images=valid_images(previous_manifest, {"schema_version": SCHEMA_VERSION, "created_with": created_with}),
-        summary=release_summary(records, pending=pending,
+        summary=release_summary(records, pending=pending, groups=recorded_groups(records),
                                 annotation_repairs=sum(int(im.get("repaired_polygons", 0)) for im in images)),
     )
     changes = release_changes(previous_manifest, manifest)

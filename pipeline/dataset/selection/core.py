@@ -132,9 +132,9 @@ def _predict_candidates(plans: list[_Region], cf: CrossFit, reg: FittedRegressor
     background), features, prediction.  Where a candidate has a true label, it is read along and the
     deployed model's loss on it is recorded (evaluation only; same forward pass).  The phases are timed
     (wall and CPU); label reading is included, so the per-candidate cost is an upper bound."""
-    todo = [(r, i) for r, p in enumerate(plans) if p.stage == "selected"
-            for i in range(len(p.tiles)) if i not in set(p.labelled)]
-    preds = {r: np.full(len(p.tiles), np.nan) for r, p in enumerate(plans) if p.stage == "selected"}
+    open_regions = [r for r, p in enumerate(plans) if p.stage == "selected" and _open_slots(p, cfg) > 0]
+    todo = [(r, i) for r in open_regions for i in range(len(plans[r].tiles)) if i not in set(plans[r].labelled)]
+    preds = {r: np.full(len(plans[r].tiles), np.nan) for r in open_regions}
     paths = [plans[r].tiles[i].image for r, i in todo]
     labels = [plans[r].tiles[i].label for r, i in todo]
     has_labels = any(labels)
@@ -157,6 +157,14 @@ def _predict_candidates(plans: list[_Region], cf: CrossFit, reg: FittedRegressor
         plans[r].predicted = a
     timings["n_candidates"] = float(len(todo))
     timings["candidates_with_labels_read"] = float(sum(1 for lab in labels if lab))
+
+
+def _open_slots(p: _Region, cfg: SelectionConfig) -> int:
+    """How many of the region's picks are left to random and hard sampling once its released tiles and its
+    labelled subset are in (:func:`pipeline.dataset.selection.sampling.fill_region`).  A region with none (a
+    region an earlier release filled: a rebuild that adds a source) needs no candidate predicted."""
+    kept = set(p.kept)
+    return max(0, cfg.quota - len(kept) - sum(1 for i in p.labelled if i not in kept))
 
 
 class _Clock:

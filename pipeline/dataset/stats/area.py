@@ -81,10 +81,23 @@ def area_by(records: Iterable[Mapping[str, Any]], key: Callable[[Mapping[str, An
     return {k: union_area_km2(parts[k], groups) for k in sorted(parts)}
 
 
-def released_area(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """``{"area_km2", "regions", "countries", "continents"}``: the union area overall and per place (km²)."""
+def recorded_groups(records: Iterable[Mapping[str, Any]]) -> dict[str, str] | None:
+    """``{id: group}`` from the records' ``group`` fields (the split stage's leakage groups of exactly these
+    records), or None when a record has none."""
+    groups = {}
+    for r in records:
+        if not r.get("group"):
+            return None
+        groups[str(r["id"])] = str(r["group"])
+    return groups
+
+
+def released_area(records: Iterable[Mapping[str, Any]], groups: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``{"area_km2", "regions", "countries", "continents"}``: the union area overall and per place (km²).
+    ``groups``: the leakage groups of exactly ``records`` when already known (:func:`recorded_groups`), else
+    they are computed (the same result, at the cost of every footprint pair test)."""
     recs = list(records)
-    groups = leakage_groups(recs)
+    groups = leakage_groups(recs) if groups is None else groups
     return {
         "area_km2": union_area_km2(recs, groups),
         "regions": area_by(recs, lambda r: str(r["region"]), groups),

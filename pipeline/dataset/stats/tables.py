@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.constants import CLASS_COLORS, CLASS_IDS, CLASS_NAMES, CONTINENTS, NUM_CLASSES, SPLITS, URBAN_CLASSES
-from pipeline.dataset.stats.area import released_area
+from pipeline.dataset.stats.area import recorded_groups, released_area
 from pipeline.errors import ValidationError
 
 HIST_BIN_WIDTH = 100
@@ -244,7 +244,7 @@ def compute_stats(images: list[dict]) -> dict[str, Any]:
     Policies are in the package docstring.  Raises :class:`~pipeline.errors.ValidationError` on malformed records.
     """
     recs = _prepare(images)
-    area = released_area(images)
+    area = released_area(images, recorded_groups(images))
     return {
         "table1": _table1(recs, area["area_km2"]),
         "table2": _table2(recs),
