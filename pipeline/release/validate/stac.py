@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -189,7 +190,8 @@ def validate_stac(release_dir: str | Path, *, expected_ids: Iterable[str] | None
                 out.append(f"{rel}: {key} asset {ahref} does not name a file of the release")
     if expected_ids is not None:
         want = sorted(expected_ids, key=natural_key)
-        dup = sorted({i for i in seen if seen.count(i) > 1}, key=natural_key)
+        counts = Counter(seen)
+        dup = sorted((i for i, n in counts.items() if n > 1), key=natural_key)
         missing = sorted(set(want) - set(seen), key=natural_key)
         extra = sorted(set(seen) - set(want), key=natural_key)
         kinds = (("duplicate items", dup), ("no item for images", missing), ("items for unknown images", extra))
