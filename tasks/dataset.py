@@ -6,11 +6,14 @@ sources' digests, processing parameters, code versions, annotation index, select
 the previous release's manifest digest (``tasks.params``).  Adding a source or an annotation gives new
 dataset-level outputs while the per-scene work of unchanged scenes is reused.
 
-Graph shape: ``AssembleTiles`` requires every source's ``CatalogSource`` and, for each source whose catalog
-already exists when the graph is built, the per-scene tasks of all its scenes (static requirements: any
-worker process that schedules the build can run them).  Scenes of a source whose catalog did not exist yet
-are yielded from ``run()`` (dynamic dependencies: run by the process that runs ``AssembleTiles``); the next
-scheduling pass (``python -m tasks.worker`` does one per phase) sees them statically.
+Graph shape: ``AssembleTiles`` requires every source's ``CatalogSource`` and ``SourcePool`` (the source's share
+of the pool, named by that source alone).  A ``SourcePool`` requires, when its catalog already exists when
+the graph is built, the per-scene tasks of all its scenes (static requirements: any worker process that
+schedules the build can run them); the scenes of a source whose catalog did not exist yet are yielded from
+its ``run()`` (dynamic dependencies: run by the process that runs it); the next scheduling pass (``python -m
+tasks.worker`` does one per phase) sees them statically.  Luigi expands only incomplete tasks, so the
+per-scene tasks of a source whose share is complete are never even checked: adding a source schedules that
+source's work, not the whole release's.
 """
 from __future__ import annotations
 

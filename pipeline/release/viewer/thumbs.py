@@ -128,6 +128,15 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def _files(folder: Path) -> set[str]:
+    """Names of the files in ``folder`` (symlinks followed, as ``Path.is_file``); empty when it is missing."""
+    try:
+        with os.scandir(folder) as it:
+            return {e.name for e in it if e.is_file()}
+    except OSError:
+        return set()
+
+
 def provide(jobs: Iterable[Job], out_dir: Path, *, colors: Mapping[int, Sequence[int]], reuse: Sequence[Path] = (),
             workers: int = WORKERS) -> dict[str, int]:
     """Make sure ``out_dir`` holds every job's thumbnail: kept when already there, linked from the first
@@ -137,11 +146,12 @@ def provide(jobs: Iterable[Job], out_dir: Path, *, colors: Mapping[int, Sequence
     todo: dict[str, Job] = {}
     seen: set[str] = set()
     reused = 0
+    folders = [(d, _files(d)) for d in (out_dir, *reuse)]  # one listing per folder, not a stat per thumbnail
     for job in jobs:
         if job.name in seen:
             continue
         seen.add(job.name)
-        cached = next((d / job.name for d in (out_dir, *reuse) if (d / job.name).is_file()), None)
+        cached = next((d / job.name for d, names in folders if job.name in names), None)
         if cached is None:
             todo[job.name] = job
             continue
