@@ -195,6 +195,23 @@ def test_regions_an_earlier_release_filled_predict_nothing(small_pool, default_r
     assert picks(res) == picks(default_result) and "hard" in {why for _, why in picks(res)}
 
 
+def test_no_model_is_trained_when_no_region_has_picks_to_make(small_pool, default_result, monkeypatch):
+    """Every sampled region filled by the previous release (a rebuild that adds a small region): the picks are the
+    released tiles, which no model would change, so none is trained; the console says so."""
+    from pipeline.dataset.selection import core
+    from pipeline.dataset.selection.record import summary_lines
+
+    released = [t.id for r in default_result.regions.values() for t in r.selected]
+    monkeypatch.setattr(core, "cross_fit", lambda *a, **k: pytest.fail("a model was trained"))
+    res = select(small_pool, config=SelectionConfig(), keep=released)
+    assert res.model is None and res.gate is None and res.fallback is None
+    assert sorted(res.selected_ids) == sorted(released)
+    line = "Selection: no sampled region has picks left to make"
+    record = {"regions": {n: {"stage": r.stage} for n, r in res.regions.items()}, "fallback": None, "rho": None}
+    assert any(s.startswith(line) for s in summary_lines(record))
+    assert not any(s.startswith(line) for s in summary_lines({**record, "regions": {"a": {"stage": "all"}}}))
+
+
 def test_regions_at_or_below_n_max_keep_everything_and_pending_subsets_wait(small_index):
     names = sorted(small_index["regions"])[:5]
     pool = pool_candidates(small_index, names)

@@ -167,6 +167,15 @@ def _open_slots(p: _Region, cfg: SelectionConfig) -> int:
     return max(0, cfg.quota - len(kept) - sum(1 for i in p.labelled if i not in kept))
 
 
+def _needs_model(p: _Region, cfg: SelectionConfig) -> bool:
+    """Whether the region's picks depend on the model: it has open slots (hard picks by predicted loss), or its
+    labelled subset overflows what its released tiles leave of the quota (picked by held-out loss).  When no
+    region does (a rebuild whose previous release filled every sampled region), no model is trained."""
+    kept = set(p.kept)
+    left = cfg.quota - len(kept)
+    return left > 0 and sum(1 for i in p.labelled if i not in kept) != left
+
+
 class _Clock:
     """Accumulates wall seconds (``timings[key]``) and process CPU seconds, all threads
     (``timings[key + "_cpu"]``), per phase."""
@@ -299,7 +308,7 @@ def select(pool_by_region: Mapping[str, Sequence[Candidate]], *, config: Selecti
     cf = gate = pooled = None
     fallback = None
     dev = pick_device(device)
-    if any(p.stage == "selected" for p in plans):
+    if any(p.stage == "selected" and _needs_model(p, cfg) for p in plans):
         pooled = _read_pooled(plans, cfg)
         clock.tick("read_labelled")
         n = int(pooled.trainable.sum())

@@ -102,6 +102,10 @@ def summary_lines(record: Mapping[str, Any]) -> list[str]:
                      f"cross-validated rho={_num(record['rho']['value'])} [95 % CI {_num(lo)}, {_num(hi)}], "
                      f"device {record.get('device')}"
                      + (f", hard/random true loss {ratio:.2f}" if ratio is not None else ""))
+    sampled = any(r.get("stage") == "selected" for r in record.get("regions", {}).values())
+    if sampled and not record.get("fallback") and not record.get("rho"):
+        lines.append("Selection: no sampled region has picks left to make (their released tiles and labelled "
+                     "subsets fill them): no model trained")
     stages = record.get("counts", {}).get("annotation_stages", {})
     if stages:
         lines.append("Annotation loop: " + ", ".join(f"{stages.get(s, 0)} {s.replace('_', ' ')}"
