@@ -42,6 +42,12 @@ def _load(path: str | Path):
     return json.loads(Path(path).read_text())
 
 
+def _write_record(path: str | Path, obj) -> None:
+    """A dataset record (pool share, pool, selection, split: read by tasks, not by people) as compact canonical
+    JSON, atomically: the JSON encoder's C path, 3-4x faster than indented for a 5,000-image split."""
+    atomic.write_text(path, json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n")
+
+
 def dataset_target(task: PipelineTask, name: str, suffix: str = ".json") -> luigi.LocalTarget:
     """``data/work/dataset/<name>-<task digest><suffix>``."""
     return luigi.LocalTarget(str(work_dir() / "dataset" / f"{name}-{task.digest()}{suffix}"))
@@ -105,7 +111,7 @@ class SourcePool(SourcePoolParams, PipelineTask):
         pool = assemble_pool(scenes, catalog_rejects=catalog.get("rejects", []),
                              source_roots={catalog["source"]: catalog["root"]})
         self.set_progress_percentage(100)
-        atomic.write_json(self.output().path, pool)
+        _write_record(self.output().path, pool)
 
     @staticmethod
     def _scene_item(task: CountSegments, region_override: str | None) -> dict:
@@ -154,7 +160,7 @@ class AssembleTiles(PoolParams, PipelineTask):
             raise SourceFailed(failed)  # after every other source's scenes were tiled and labelled
         pool = merge_pools([_load(t.path) for t in self.input()["sources"]])
         self.set_progress_percentage(100)
-        atomic.write_json(self.output().path, pool)
+        _write_record(self.output().path, pool)
 
 
 class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
@@ -188,7 +194,7 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
             logger.warning(w)
         for line in summary_lines(record):  # the fallback's line is a warning: the console shows it
             logger.log(logging.WARNING if record["fallback"] else logging.INFO, line)
-        atomic.write_json(self.output().path, record)
+        _write_record(self.output().path, record)
 
     def _progress(self, message: str, fraction: float) -> None:
         self.set_status_message(message)
@@ -258,7 +264,7 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
             im["split"] = assignment[im["id"]]
             im["group"] = groups.get(im["id"], im["id"])
         self.set_progress_percentage(100)
-        atomic.write_json(self.output().path, {
+        _write_record(self.output().path, {
             "seed": int(self.seed), "trials": int(self.split_trials), "ratios": list(self.ratios),
             "images": images, "regions": infos,
             "previous_release": None if previous is None else {
