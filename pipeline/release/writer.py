@@ -98,19 +98,7 @@ def write_release(
     if not images:
         raise EmptyRelease(release, empty_release_reason(sources, rejects, pending))
     out.mkdir(parents=True, exist_ok=True)
-    records = []
-    placed: dict[str, str] = {}
-    for im in images:
-        rec = {k: v for k, v in im.items() if not k.startswith("_")}
-        name = f"{rec['id']}.tif"
-        rec["image"] = f"{rec['region']}/images/{name}"
-        rec["label"] = f"{rec['region']}/labels/{name}"
-        for kind in ("image", "label"):
-            rec[f"sha256_{kind}"] = place_tile(im[f"_{kind}_src"], out / rec[kind], kind=kind, cache=tile_cache,
-                                               linked=placed)
-        records.append(rec)
-    if linked is not None:
-        linked.update({os.path.relpath(p, out): sha for p, sha in placed.items()})
+    records = _place_images(out, images, tile_cache, linked)
     write_split_files(out, records)
     atomic.write_text(out / "rejects.csv", _csv(rejects, REJECT_COLUMNS))
     pending = [dict(p, reason=p.get("pending_reason") or PENDING_REASON) for p in pending]
@@ -148,6 +136,26 @@ def write_release(
     manifest["files"] = file_entries(out, extra_files)
     atomic.write_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _place_images(out: Path, images: list[dict], tile_cache: Path | None,
+                  linked: dict[str, str] | None) -> list[dict]:
+    """The manifest records of ``images`` with their files placed under ``out`` (``<region>/images|labels/<id>.tif``)
+    and their sha256; ``linked`` receives the hard links of unchanged tile-cache entries (:func:`write_release`)."""
+    records = []
+    placed: dict[str, str] = {}
+    for im in images:
+        rec = {k: v for k, v in im.items() if not k.startswith("_")}
+        name = f"{rec['id']}.tif"
+        rec["image"] = f"{rec['region']}/images/{name}"
+        rec["label"] = f"{rec['region']}/labels/{name}"
+        for kind in ("image", "label"):
+            rec[f"sha256_{kind}"] = place_tile(im[f"_{kind}_src"], out / rec[kind], kind=kind, cache=tile_cache,
+                                               linked=placed)
+        records.append(rec)
+    if linked is not None:
+        linked.update({os.path.relpath(p, out): sha for p, sha in placed.items()})
+    return records
 
 
 def linked_tiles(out: Path, images: list[dict], tile_cache: Path) -> dict[str, str]:
