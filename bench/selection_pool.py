@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
 import resource
 import shutil
@@ -144,7 +145,9 @@ def generate_pool(params: PoolParams = PoolParams(), root: Path | str = DEFAULT_
     t0, c0 = time.perf_counter(), _cpu_children() + time.process_time()
     records: list[dict] = []
     if workers > 1:
-        with ProcessPoolExecutor(workers) as ex:
+        # spawned, not forked: a test process that ran builds before holds threads (GDAL, OpenMP) whose locks a
+        # forked child can inherit taken, and then waits forever (seen: test_incremental_release, then this)
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
             for part in ex.map(_render_region_chunk, jobs):
                 records.extend(part)
     else:

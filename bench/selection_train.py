@@ -13,6 +13,7 @@ The machine may be shared: the CPU seconds are the figure to compare, the projec
 from __future__ import annotations
 
 import math
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -42,7 +43,8 @@ def _render_region(args: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndar
 def render_labelled(n: int, px: int = 256, seed: int = 7, workers: int = 2) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``n`` labelled tiles ``(images (n, px, px, 3), labels (n, px, px), region per tile)``."""
     jobs = [(seed, r, min(PER_REGION, n - r * PER_REGION), px) for r in range(math.ceil(n / PER_REGION))]
-    with ProcessPoolExecutor(workers) as ex:
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:  # not forked: torch
+        # threads of the calling process may hold locks a forked child would inherit taken
         parts = list(ex.map(_render_region, jobs))
     groups = [f"r{r:03d}" for r, (_, _, c, _) in enumerate(jobs) for _ in range(c)]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), groups
