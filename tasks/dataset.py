@@ -139,7 +139,7 @@ class AssembleTiles(PoolParams, PipelineTask):
     are allowed."""
 
     def catalog_tasks(self) -> list[CatalogSource]:
-        return [CatalogSource(source_name=n, raw=r, catalog=c) for n, r, c in self.sources]
+        return [share.catalog_task() for share in self.source_pools()]
 
     def source_pools(self) -> list[SourcePool]:
         index = load_index(str(annotation_cache_dir()), self.annotation_index)

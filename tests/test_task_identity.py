@@ -19,15 +19,9 @@ from luigi.cmdline_parser import CmdlineParser
 
 import tasks  # noqa: F401  (registers the tasks)
 from tasks import versions
+from tests.helpers_build import DEMO_SOURCES
 
-SOURCES = """
-sources:
-  - name: demo
-    kind: demo
-    license: CC0-1.0 (synthetic)
-    attribution: oem-pipeline demo
-    options: {seed: 7, size: small}
-  - name: folder
+SOURCES = DEMO_SOURCES + """  - name: folder
     kind: local
     location: /somewhere/geotiffs
     license: CC BY 4.0

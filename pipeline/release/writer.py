@@ -23,7 +23,7 @@ from pipeline.release.manifest import (
 )
 from pipeline.release.stac import write_stac
 from pipeline.release.summary import release_summary
-from pipeline.release.tilecache import linked_sha, place_tile
+from pipeline.release.tilecache import place_tile
 from pipeline.release.torchgeo import zone_lines, zone_section
 from pipeline.release.validate.incremental import valid_images
 
@@ -92,7 +92,7 @@ def write_release(
     ``previous_dir``: the folder of ``previous_manifest``'s release, whose STAC items of unchanged images are
     reused when it was written by the same code (:func:`pipeline.release.stac.write_stac`).  ``linked`` (a dict)
     receives release-relative path -> sha256 of the tiles placed as hard links of unchanged tile-cache entries
-    (as :func:`linked_tiles` would find them right after).
+    (what :func:`pipeline.release.tilecache.linked_sha` confirms for each right after).
     Returns the manifest.
     A release without images is refused: :class:`pipeline.errors.EmptyRelease` (nothing is written)."""
     if not images:
@@ -156,17 +156,3 @@ def _place_images(out: Path, images: list[dict], tile_cache: Path | None,
     if linked is not None:
         linked.update({os.path.relpath(p, out): sha for p, sha in placed.items()})
     return records
-
-
-def linked_tiles(out: Path, images: list[dict], tile_cache: Path) -> dict[str, str]:
-    """Release-relative path -> sha256 of the image and label files of ``out`` that are still the tile cache's
-    COG of their work tile, unchanged since the cache hashed it (:func:`pipeline.release.tilecache.linked_sha`);
-    the others (copies, changed or replaced files) are left out.  Reads no tile."""
-    found = {}
-    for im in images:
-        for kind, src in (("image", im["_image_src"]), ("label", im["_label_src"])):
-            rel = f"{im['region']}/{kind}s/{im['id']}.tif"
-            sha = linked_sha(src, out / rel, kind=kind, cache=tile_cache)
-            if sha is not None:
-                found[rel] = sha
-    return found

@@ -159,21 +159,27 @@ def _predict_candidates(plans: list[_Region], cf: CrossFit, reg: FittedRegressor
     timings["candidates_with_labels_read"] = float(sum(1 for lab in labels if lab))
 
 
+def _quota_left(p: _Region, cfg: SelectionConfig) -> tuple[int, int]:
+    """(what the region's released tiles leave of its quota, its labelled tiles not released), as
+    :func:`pipeline.dataset.selection.sampling.fill_region` fills it."""
+    kept = set(p.kept)
+    return cfg.quota - len(kept), sum(1 for i in p.labelled if i not in kept)
+
+
 def _open_slots(p: _Region, cfg: SelectionConfig) -> int:
     """How many of the region's picks are left to random and hard sampling once its released tiles and its
-    labelled subset are in (:func:`pipeline.dataset.selection.sampling.fill_region`).  A region with none (a
-    region an earlier release filled: a rebuild that adds a source) needs no candidate predicted."""
-    kept = set(p.kept)
-    return max(0, cfg.quota - len(kept) - sum(1 for i in p.labelled if i not in kept))
+    labelled subset are in.  A region with none (a region an earlier release filled: a rebuild that adds a
+    source) needs no candidate predicted."""
+    left, labelled = _quota_left(p, cfg)
+    return max(0, left - labelled)
 
 
 def _needs_model(p: _Region, cfg: SelectionConfig) -> bool:
     """Whether the region's picks depend on the model: it has open slots (hard picks by predicted loss), or its
     labelled subset overflows what its released tiles leave of the quota (picked by held-out loss).  When no
     region does (a rebuild whose previous release filled every sampled region), no model is trained."""
-    kept = set(p.kept)
-    left = cfg.quota - len(kept)
-    return left > 0 and sum(1 for i in p.labelled if i not in kept) != left
+    left, labelled = _quota_left(p, cfg)
+    return left > 0 and labelled != left
 
 
 class _Clock:
