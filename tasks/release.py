@@ -105,6 +105,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         uda = uda_section(images, seed=int(self.seed))
         self.set_status_message(f"writing release {self.release} ({len(images)} images)")
         linked: dict[str, str] = {}
+        reused: set[str] = set()
         with atomic.atomic_path(target) as tmp:
             write_release(
                 tmp, release=str(self.release), images=images, rejects=rejects, pending=pending,
@@ -113,8 +114,10 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                 extra={"selection": {k: v for k, v in selection.items() if k != "selected"}},
                 previous_manifest=previous, uda=uda, tile_cache=work_dir() / "release-tiles",
                 previous_dir=Path(split["previous_release"]["folder"]) if previous else None, linked=linked,
+                reused_items=reused,
             )
-            problems = validate_release(tmp, trust=self._trust(tmp, linked, split.get("previous_release"), previous))
+            trust = self._trust(tmp, linked, reused, split.get("previous_release"), previous)
+            problems = validate_release(tmp, trust=trust)
             if problems:
                 raise ReleaseInvalid(str(self.release), problems)
             viewer = self._write_viewer(tmp, target, split.get("previous_release")) if self.viewer else ""
@@ -124,14 +127,15 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
               f"Validate with: python -m pipeline validate {target}\n", flush=True)
 
     @staticmethod
-    def _trust(tmp: Path, linked: dict[str, str], record: dict | None, previous: dict | None):
+    def _trust(tmp: Path, linked: dict[str, str], reused: set[str], record: dict | None, previous: dict | None):
         """What the build's validation need not check again (:mod:`pipeline.release.validate.incremental`):
-        ``linked`` are the tiles ``write_release`` placed as hard links of unchanged tile-cache entries."""
+        ``linked`` are the tiles ``write_release`` placed as hard links of unchanged tile-cache entries,
+        ``reused`` the STAC items it wrote from the previous release's."""
         from pipeline.release.validate.incremental import release_trust
 
         if record is None or previous is None:
             return None
-        return release_trust(tmp, Path(record["folder"]), previous, linked)
+        return release_trust(tmp, Path(record["folder"]), previous, linked, items=reused)
 
     def _write_viewer(self, tmp: Path, target: Path, previous: dict | None) -> str:
         """The release browser (derived from the release's files, not listed in the manifest), reusing the

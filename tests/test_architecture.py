@@ -260,3 +260,19 @@ def test_architecture_doc_names_every_task_and_stage():
     missing = sorted(c for c in classes if not re.search(rf"\b{c}\b", doc))
     missing += sorted(f"pipeline/{s}/" for s in stages if f"pipeline/{s}/" not in doc)
     assert not missing, f"docs/ARCHITECTURE.md does not mention: {missing}"
+
+
+def test_the_task_modules_load_torch_only_when_a_model_is_trained():
+    """torch, scikit-learn and scipy take seconds to import: the tasks (every worker process) and the selection
+    up to its decision to train import none of them, so a rebuild whose sampled regions are filled never does."""
+    proc = _python("""
+        import sys
+        import tasks
+        import pipeline.dataset.selection.core, pipeline.dataset.selection.record
+        heavy = sorted(m for m in ("torch", "sklearn", "scipy") if m in sys.modules)
+        assert not heavy, heavy
+        import pipeline.dataset.selection.training
+        assert "torch" in sys.modules
+        print("light")
+    """)
+    assert proc.returncode == 0 and "light" in proc.stdout, proc.stderr

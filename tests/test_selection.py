@@ -197,12 +197,14 @@ def test_regions_an_earlier_release_filled_predict_nothing(small_pool, default_r
 
 def test_no_model_is_trained_when_no_region_has_picks_to_make(small_pool, default_result, monkeypatch):
     """Every sampled region filled by the previous release (a rebuild that adds a small region): the picks are the
-    released tiles, which no model would change, so none is trained; the console says so."""
-    from pipeline.dataset.selection import core
+    released tiles, which no model would change, so none is trained (no labelled tile is even read for it); the
+    console says so."""
+    from pipeline.dataset.selection import training
     from pipeline.dataset.selection.record import summary_lines
 
     released = [t.id for r in default_result.regions.values() for t in r.selected]
-    monkeypatch.setattr(core, "cross_fit", lambda *a, **k: pytest.fail("a model was trained"))
+    monkeypatch.setattr(training, "cross_fit", lambda *a, **k: pytest.fail("a model was trained"))
+    monkeypatch.setattr(training, "_read_pooled", lambda *a, **k: pytest.fail("the labelled set was read"))
     res = select(small_pool, config=SelectionConfig(), keep=released)
     assert res.model is None and res.gate is None and res.fallback is None
     assert sorted(res.selected_ids) == sorted(released)

@@ -1,7 +1,7 @@
 """A GeoParquet index of a release (``index.parquet``; geopandas + pyarrow, no Luigi here).
 
 One row per image, in natural id order, geometry = the tile footprint in WGS 84 (EPSG:4326): the native
-UTM rectangle with its corners transformed to lon/lat (:func:`pipeline.release.stac.footprint_lonlat`, the same
+UTM rectangle with its corners transformed to lon/lat (:func:`pipeline.release.footprints.footprint_lonlat`, the same
 polygon as the STAC item), with a GeoParquet 1.1 ``bbox`` covering column for fast spatial filtering.
 
 Columns: ``id, split, region, country, country_code, continent, source, source_kind, license, gsd, crs,
@@ -23,7 +23,8 @@ from typing import Any
 
 from pipeline.constants import CLASS_IDS
 from pipeline.dataset.ids import natural_key
-from pipeline.release.stac import acquired_time, footprint_lonlat
+from pipeline.release.footprints import footprints_lonlat
+from pipeline.release.stac import acquired_time
 
 INDEX = "index.parquet"
 STRING_COLUMNS = ("id", "split", "region", "country", "country_code", "continent", "source", "source_kind",
@@ -38,7 +39,7 @@ def index_frame(records: Sequence[dict[str, Any]]):
     from shapely.geometry import Polygon
 
     recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
-    rows, geoms = [], []
+    rows = []
     for r in recs:
         total = int(r["width"]) * int(r["height"])
         counts = r.get("class_pixels") or {}
@@ -48,7 +49,7 @@ def index_frame(records: Sequence[dict[str, Any]]):
             row[f"share_{c}"] = int(counts.get(str(c), 0)) / total if total else 0.0
         row["share_unlabelled"] = int(r.get("unlabelled_pixels", 0)) / total if total else 0.0
         rows.append(row)
-        geoms.append(Polygon(footprint_lonlat(r)))
+    geoms = [Polygon(ring) for ring in footprints_lonlat(recs)]
     columns = list(STRING_COLUMNS[:9]) + ["gsd", "crs", "width", "height", "acquired", "image", "label",
                                           "sha256_image", "sha256_label", *SHARE_COLUMNS]
     df = pd.DataFrame(rows, columns=columns)

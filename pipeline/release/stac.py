@@ -48,12 +48,12 @@ import posixpath
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pipeline.constants import CLASS_IDS, CLASS_NAMES, SPLITS
 from pipeline.dataset.ids import natural_key
+from pipeline.release.footprints import epsg_of, footprint_lonlat, footprints_lonlat
 from pipeline.release.manifest import class_table
 from pipeline.sources.adapters import UNKNOWN_ACQUISITION
 
@@ -90,36 +90,6 @@ def spdx_license(text: str | None) -> str:
     if re.match(r"^CC[- ]BY", base, re.I) and _SPDX.match(dashed):
         return dashed.upper()
     return "other"
-
-
-@lru_cache(maxsize=64)
-def _to_lonlat(crs: str):
-    from pyproj import Transformer
-
-    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
-
-
-def footprint_lonlat(rec: dict[str, Any], ndigits: int = 7) -> list[list[float]]:
-    """Closed counter-clockwise ring (lon, lat) of an image record: its native ``bounds`` rectangle with
-    the corners transformed from ``crs`` to WGS 84; ``bounds_lonlat`` as a box when that fails."""
-    try:
-        minx, miny, maxx, maxy = (float(v) for v in rec["bounds"])
-        t = _to_lonlat(str(rec["crs"]))
-        corners = [(minx, miny), (maxx, miny), (maxx, maxy), (minx, maxy)]
-        ring = [[round(float(x), ndigits), round(float(y), ndigits)]
-                for x, y in (t.transform(cx, cy) for cx, cy in corners)]
-        if not all(map(lambda p: all(map(lambda v: v == v and abs(v) != float("inf"), p)), ring)):
-            raise ValueError("non-finite coordinates")
-    except Exception:  # noqa: BLE001  (unknown CRS, malformed bounds: fall back to the lon/lat box)
-        w, s, e, n = (round(float(v), ndigits) for v in rec["bounds_lonlat"])
-        ring = [[w, s], [e, s], [e, n], [w, n]]
-    return ring + [list(ring[0])]
-
-
-def epsg_of(crs: str) -> int | None:
-    """The integer EPSG code of ``"EPSG:<n>"``, else None."""
-    auth, _, code = str(crs).partition(":")
-    return int(code) if auth.upper() == "EPSG" and code.isdigit() else None
 
 
 def _bbox(ring: Sequence[Sequence[float]]) -> list[float]:
@@ -173,12 +143,13 @@ def _span(rec: dict[str, Any], ranges: dict[str, Sequence[str]] | None) -> tuple
     return (when, when) if when is not None else time_range(rec, ranges)
 
 
-def build_item(rec: dict[str, Any], collection_id: str, ranges: dict[str, Sequence[str]] | None = None):
+def build_item(rec: dict[str, Any], collection_id: str, ranges: dict[str, Sequence[str]] | None = None,
+               ring: list[list[float]] | None = None):
     """The pystac Item of one manifest image record (hrefs relative to ``stac/items/<id>.json``); ``ranges``:
-    source name -> ``acquired_range`` (:func:`time_range`)."""
+    source name -> ``acquired_range`` (:func:`time_range`); ``ring``: its :func:`footprint_lonlat` when known."""
     import pystac
 
-    ring = footprint_lonlat(rec)
+    ring = ring if ring is not None else footprint_lonlat(rec)
     when = _acquired(rec)
     props: dict[str, Any] = {}
     if when is None:
@@ -238,17 +209,23 @@ def _summary(values: Iterable[Any]) -> list[Any]:
 
 
 def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
-                     title: str | None = None, href: str | None = None):
+                     title: str | None = None, href: str | None = None,
+                     rings: Sequence[list[list[float]]] | None = None, items: bool = True):
     """The pystac Collection of a release with one Item per manifest image record (not yet saved).  ``href``: the
-    collection's file, its items then at ``items/<id>.json`` beside it."""
+    collection's file, its items then at ``items/<id>.json`` beside it.  ``rings``: the records'
+    :func:`footprints_lonlat` (computed when None); ``items=False``: the collection alone (its extent and
+    summaries still cover every record; :func:`write_stac` adds the item links)."""
     import pystac
 
     cid = f"oem-{release}"
-    recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
+    order = sorted(range(len(records)), key=lambda i: natural_key(str(records[i]["id"])))
+    recs = [records[i] for i in order]
+    all_rings = list(rings) if rings is not None else footprints_lonlat(records)
+    rings = [all_rings[i] for i in order]
     ranges = {str(s["name"]): s["acquired_range"] for s in sources if s.get("acquired_range")}
-    items = [build_item(r, cid, ranges) for r in recs]
-    bbox = [min(i.bbox[0] for i in items), min(i.bbox[1] for i in items),
-            max(i.bbox[2] for i in items), max(i.bbox[3] for i in items)] if items else [-180.0, -90.0, 180.0, 90.0]
+    boxes = [_bbox(ring) for ring in rings]
+    bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes),
+            max(b[2] for b in boxes), max(b[3] for b in boxes)] if boxes else [-180.0, -90.0, 180.0, 90.0]
     spans = [_span(r, ranges) for r in recs]
     interval: list[list[datetime | None]] = ([[min(s for s, _ in spans), max(e for _, e in spans)]] if spans
                                              else [[None, None]])
@@ -288,16 +265,26 @@ def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources
             roles=["labels", "labels-raster"]),
     }
     if href is not None:
-        # before the items: pystac looks an object's self and parent links up by scanning its links, so with the
-        # item links first every added item costs a scan of all of them (quadratic: 6 s for 5,000 items)
         collection.set_self_href(href)
+    if items:
+        _add_items(collection, [build_item(r, cid, ranges, ring) for r, ring in zip(recs, rings)])
+    return collection
+
+
+def _add_items(collection, items: Sequence[Any]) -> None:
+    """Add ``items`` to ``collection``, their self hrefs ``items/<id>.json`` beside the collection's when it has
+    one: set before adding, because pystac looks an object's self and parent links up by scanning its links, so
+    with the item links first every added item costs a scan of all of them (quadratic: 6 s for 5,000 items)."""
+    import pystac
+
+    href = collection.get_self_href()
+    if href is not None:
         folder = posixpath.dirname(href)
         for item in items:
             item.set_self_href(posixpath.join(folder, ITEMS_DIR.removeprefix(f"{STAC_DIR}/"), f"{item.id}.json"))
     strategy = pystac.layout.AsIsLayoutStrategy()
     for item in items:
         collection.add_item(item, strategy=strategy)
-    return collection
 
 
 def _dump(obj: dict[str, Any]) -> str:
@@ -340,7 +327,8 @@ def _reusable(records: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any
 
 
 def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
-               title: str | None = None, previous: tuple[Path, dict[str, Any]] | None = None) -> list[str]:
+               title: str | None = None, previous: tuple[Path, dict[str, Any]] | None = None,
+               reused: set[str] | None = None) -> list[str]:
     """Write ``stac/collection.json`` and ``stac/items/<id>.json`` into the release folder ``out`` for the
     manifest image records (with ``image``/``label`` release paths).  Returns the written files relative
     to ``out`` (collection first, then items in natural id order).  Items are written straight into ``out`` (the
@@ -348,30 +336,46 @@ def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, so
     ``previous``: (folder, manifest) of a release written by this same code (the caller checks the release
     stage's code version): the item of an image whose record and source ``acquired_range`` equal that
     release's is its item file with this release's collection id and title (the only values an item takes from
-    its release), not rebuilt; the bytes are the same as a rebuilt item's."""
+    its release), not rebuilt (no pystac object is made for it); the bytes are the same as a rebuilt item's.
+    ``reused`` (a set) receives the release-relative files of those items (what
+    :mod:`pipeline.release.validate.incremental` trusts)."""
     import pystac
 
     from pipeline import atomic
 
     out = Path(out)
     root = out / COLLECTION
-    collection = build_collection(records, release=release, sources=sources, title=title, href=str(root))
-    written = [COLLECTION]
+    recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
+    rings = footprints_lonlat(recs)
+    collection = build_collection(recs, release=release, sources=sources, title=title, href=str(root),
+                                  rings=rings, items=False)
     collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
-    atomic.write_text(root, _dump(collection.to_dict(include_self_link=False, transform_hrefs=True)))
-    (out / ITEMS_DIR).mkdir(parents=True, exist_ok=True)
-    reuse, old = _reusable(records, sources, previous)
+    reuse, old = _reusable(recs, sources, previous)
     new = (collection.id, str(collection.title))
-    for item in sorted(collection.get_items(), key=lambda i: natural_key(i.id)):
-        rel = f"{ITEMS_DIR}/{item.id}.json"
-        data = None
-        if item.id in reuse:
+    data: dict[str, bytes] = {}
+    for rec in recs:
+        if rec["id"] in reuse:
             try:
-                data = _retitled(reuse[item.id].read_bytes(), old, new)
+                if (got := _retitled(reuse[rec["id"]].read_bytes(), old, new)) is not None:
+                    data[rec["id"]] = got
             except OSError:
-                data = None
-        if data is None:
-            data = _dump(item.to_dict(include_self_link=False, transform_hrefs=True)).encode("utf-8")
-        (out / rel).write_bytes(data)
+                pass
+    if reused is not None:
+        reused.update(f"{ITEMS_DIR}/{i}.json" for i in data)
+    ranges = {str(s["name"]): s["acquired_range"] for s in sources if s.get("acquired_range")}
+    fresh = [build_item(r, collection.id, ranges, ring) for r, ring in zip(recs, rings) if r["id"] not in data]
+    _add_items(collection, fresh)
+    for item in fresh:
+        item.set_parent(collection)  # links root, collection, parent: the order pystac's get_items() leaves
+        data[item.id] = _dump(item.to_dict(include_self_link=False, transform_hrefs=True)).encode("utf-8")
+    collection_dict = collection.to_dict(include_self_link=False, transform_hrefs=True)
+    collection_dict["links"] = [link for link in collection_dict["links"] if link.get("rel") != "item"] + [
+        {"href": f"./items/{r['id']}.json", "rel": "item", "type": "application/geo+json"} for r in recs]
+    atomic.write_text(root, _dump(collection_dict))
+    (out / ITEMS_DIR).mkdir(parents=True, exist_ok=True)
+    written = [COLLECTION]
+    for rec in recs:
+        rel = f"{ITEMS_DIR}/{rec['id']}.json"
+        (out / rel).write_bytes(data[rec["id"]])
         written.append(rel)
     return written

@@ -45,13 +45,15 @@ def release_summary(records: Sequence[Mapping[str, Any]], *, pending: Iterable[M
     return out
 
 
-def summary_problems(manifest: Mapping[str, Any], records: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Where a manifest's ``summary`` disagrees with its images (counts, union areas); [] without one."""
+def summary_problems(manifest: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
+                     groups: Mapping[str, str] | None = None) -> list[str]:
+    """Where a manifest's ``summary`` disagrees with its images (counts, union areas); [] without one.
+    ``groups``: the records' leakage groups when the caller computed them (never the manifest's own)."""
     summary = manifest.get("summary")
     if not isinstance(summary, dict):
         return []
     try:
-        expected = release_summary(records)
+        expected = release_summary(records, groups=groups)
     except Exception as exc:  # noqa: BLE001  (malformed records are reported by the schema)
         return [f"manifest.json: summary cannot be checked ({exc})"]
     out = []

@@ -23,7 +23,7 @@ from pipeline.release.manifest import (
 )
 from pipeline.release.stac import write_stac
 from pipeline.release.summary import release_summary
-from pipeline.release.tilecache import place_tile
+from pipeline.release.tilecache import TileCache, place_tile
 from pipeline.release.torchgeo import zone_lines, zone_section
 from pipeline.release.validate.incremental import valid_images
 
@@ -70,6 +70,7 @@ def write_release(
     provenance: dict[str, dict], extra: dict[str, Any] | None = None,
     previous_manifest: dict[str, Any] | None = None, uda: dict[str, Any] | None = None,
     tile_cache: Path | None = None, previous_dir: Path | None = None, linked: dict[str, str] | None = None,
+    reused_items: set[str] | None = None,
 ) -> dict:
     """Fill the (empty or new) folder ``out`` with images, labels, split files, rejects, pending tiles,
     per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
@@ -92,13 +93,18 @@ def write_release(
     ``previous_dir``: the folder of ``previous_manifest``'s release, whose STAC items of unchanged images are
     reused when it was written by the same code (:func:`pipeline.release.stac.write_stac`).  ``linked`` (a dict)
     receives release-relative path -> sha256 of the tiles placed as hard links of unchanged tile-cache entries
-    (what :func:`pipeline.release.tilecache.linked_sha` confirms for each right after).
+    (what :func:`pipeline.release.tilecache.linked_sha` confirms for each right after); ``reused_items`` (a set)
+    the STAC item files written from the previous release's items (``write_stac``'s ``reused``).
     Returns the manifest.
     A release without images is refused: :class:`pipeline.errors.EmptyRelease` (nothing is written)."""
     if not images:
         raise EmptyRelease(release, empty_release_reason(sources, rejects, pending))
     out.mkdir(parents=True, exist_ok=True)
-    records = _place_images(out, images, tile_cache, linked)
+    previous_release = (previous_manifest or {}).get("release") or None
+    cache = TileCache(tile_cache, previous_release) if tile_cache is not None else None
+    records = _place_images(out, images, cache, linked)
+    if cache is not None:
+        cache.save(release)
     write_split_files(out, records)
     atomic.write_text(out / "rejects.csv", _csv(rejects, REJECT_COLUMNS))
     pending = [dict(p, reason=p.get("pending_reason") or PENDING_REASON) for p in pending]
@@ -106,7 +112,6 @@ def write_release(
     for name, record in sorted(provenance.items()):
         atomic.write_json(out / "provenance" / f"{name}.json", {k: v for k, v in record.items() if k != "root"})
     shutil.copytree(stats_dir, out / "stats")
-    previous_release = (previous_manifest or {}).get("release") or None
     manifest = build_manifest(
         release=release, created_with={**created_with, "tile_format": TILE_FORMAT}, sources=sources, images=records,
         splits_info=split_infos,
@@ -124,7 +129,8 @@ def write_release(
         atomic.write_text(out / rel, "".join(f"{line}\n" for line in lines))
     reuse = (previous_dir, previous_manifest) if previous_dir is not None and previous_manifest is not None \
         and valid_images(previous_manifest, manifest) else None  # written by the same code
-    catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"], previous=reuse)
+    catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"], previous=reuse,
+                               reused=reused_items)
     catalog_files.append(write_index(out, manifest["images"]))
     extra_files = (["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + list(zone_files)
                    + catalog_files)
@@ -138,7 +144,7 @@ def write_release(
     return manifest
 
 
-def _place_images(out: Path, images: list[dict], tile_cache: Path | None,
+def _place_images(out: Path, images: list[dict], cache: TileCache | None,
                   linked: dict[str, str] | None) -> list[dict]:
     """The manifest records of ``images`` with their files placed under ``out`` (``<region>/images|labels/<id>.tif``)
     and their sha256; ``linked`` receives the hard links of unchanged tile-cache entries (:func:`write_release`)."""
@@ -150,9 +156,11 @@ def _place_images(out: Path, images: list[dict], tile_cache: Path | None,
         rec["image"] = f"{rec['region']}/images/{name}"
         rec["label"] = f"{rec['region']}/labels/{name}"
         for kind in ("image", "label"):
-            rec[f"sha256_{kind}"] = place_tile(im[f"_{kind}_src"], out / rec[kind], kind=kind, cache=tile_cache,
-                                               linked=placed)
+            dst = out / rec[kind]
+            rec[f"sha256_{kind}"] = (cache.place(im[f"_{kind}_src"], dst, kind=kind, linked=placed) if cache
+                                     else place_tile(im[f"_{kind}_src"], dst, kind=kind))
         records.append(rec)
     if linked is not None:
-        linked.update({os.path.relpath(p, out): sha for p, sha in placed.items()})
+        prefix = len(str(out)) + 1  # every key is str(out / <release-relative path>)
+        linked.update({p[prefix:]: sha for p, sha in placed.items()})
     return records

@@ -2,7 +2,7 @@
 docstring, *Leakage groups*)."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -55,38 +55,70 @@ def footprint(image: Mapping[str, Any]):
     return None
 
 
+def footprints(images: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """:func:`footprint` of every image (the same geometries), with one coordinate transformation and one
+    vectorised polygon construction per CRS instead of one per image; the images it cannot treat so (no CRS
+    or bounds, an invalid or antimeridian-crossing rectangle) go through :func:`footprint` one by one."""
+    import shapely
+
+    out: list[Any] = [None] * len(images)
+    groups: dict[str, list[int]] = {}
+    for i, d in enumerate(images):
+        crs, b = d.get("crs"), d.get("bounds")
+        if isinstance(crs, str) and isinstance(b, (list, tuple)) and len(b) == 4:
+            groups.setdefault(crs, []).append(i)
+        else:
+            out[i] = footprint(d)
+    t = np.arange(_EDGE_POINTS) / _EDGE_POINTS
+    for crs, idx in groups.items():
+        try:
+            b = np.array([[float(v) for v in images[i]["bounds"]] for i in idx], dtype=float)
+            x0, y0, x1, y1 = (b[:, k:k + 1] for k in range(4))
+            n = _EDGE_POINTS
+            xs = np.concatenate([x0 + (x1 - x0) * t, np.repeat(x1, n, 1), x1 - (x1 - x0) * t, np.repeat(x0, n, 1)], 1)
+            ys = np.concatenate([np.repeat(y0, n, 1), y0 + (y1 - y0) * t, np.repeat(y1, n, 1), y1 - (y1 - y0) * t], 1)
+            lon, lat = _to_lonlat(crs).transform(xs.ravel(), ys.ravel())
+            lon, lat = np.asarray(lon, dtype=float).reshape(xs.shape), np.asarray(lat, dtype=float).reshape(xs.shape)
+            polys = shapely.polygons(np.stack([lon, lat], axis=2))
+            ok = (np.ptp(lon, axis=1) <= 180.0) & shapely.is_valid(polys) & (shapely.area(polys) > 0)
+        except Exception:  # noqa: BLE001  (malformed bounds, an unknown CRS: one by one, as footprint() does)
+            ok, polys = np.zeros(len(idx), bool), None
+        for k, i in enumerate(idx):
+            out[i] = polys[k] if ok[k] and polys is not None else footprint(images[i])
+    return out
+
+
 def overlapping_pairs(
     images: Iterable[Mapping[str, Any]], *, tolerance: float = OVERLAP_TOLERANCE
 ) -> list[tuple[str, str, float]]:
     """Every pair of images whose footprints (:func:`footprint`) overlap by more than ``tolerance`` of the
     smaller footprint's area, as ``(id_a, id_b, fraction)`` with ``id_a`` before ``id_b`` in natural order,
     pairs sorted naturally; ``fraction`` is the intersection over the smaller area, rounded to 1e-6.
-    Images without a footprint overlap nothing."""
-    from shapely import STRtree
+    Images without a footprint overlap nothing.  The candidate pairs (an R-tree query) are measured in one
+    vectorised call each (shapely), not pair by pair."""
+    import shapely
 
     recs = sorted(images, key=lambda d: natural_key(str(d["id"])))
     ids = [str(d["id"]) for d in recs]
     geoms, idx = [], []
-    for i, d in enumerate(recs):
-        g = footprint(d)
+    for i, g in enumerate(footprints(recs)):
         if g is not None and not g.is_empty:
             geoms.append(g)
             idx.append(i)
     if len(geoms) < 2:
         return []
-    tree = STRtree(geoms)
-    left, right = tree.query(geoms, predicate="intersects")
-    out = []
-    for a, b in zip(left.tolist(), right.tolist()):
-        if a >= b:
-            continue
-        ga, gb = geoms[a], geoms[b]
-        smaller = min(ga.area, gb.area)
-        if smaller <= 0:
-            continue
-        frac = ga.intersection(gb).area / smaller
-        if frac > tolerance:
-            out.append((ids[idx[a]], ids[idx[b]], round(min(frac, 1.0), 6)))
+    garr = np.empty(len(geoms), dtype=object)
+    garr[:] = geoms
+    left, right = shapely.STRtree(garr).query(garr, predicate="intersects")
+    keep = left < right
+    left, right = left[keep], right[keep]
+    areas = shapely.area(garr)
+    smaller = np.minimum(areas[left], areas[right])
+    keep = smaller > 0
+    left, right, smaller = left[keep], right[keep], smaller[keep]
+    frac = shapely.area(shapely.intersection(garr[left], garr[right])) / smaller
+    out = [(ids[idx[a]], ids[idx[b]], round(min(float(f), 1.0), 6))
+           for a, b, f in zip(left.tolist(), right.tolist(), frac.tolist()) if f > tolerance]
     return sorted(out, key=lambda t: (natural_key(t[0]), natural_key(t[1])))
 
 

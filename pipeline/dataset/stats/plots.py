@@ -156,16 +156,24 @@ def _plot_world_map(fig, stats: dict) -> None:
 
 
 def _plot_region_classes(fig, stats: dict) -> None:
+    """Stacked horizontal bars, one row per region: one collection of rectangles per class (drawn and saved
+    several times faster than ``barh``'s one artist per bar, which took 1.7 s for 100 regions)."""
+    from matplotlib.collections import PolyCollection
+
     regions = stats["regions"]
     ax = fig.add_subplot()
-    y = np.arange(len(regions))
+    y = np.arange(len(regions), dtype=float)
     left = np.zeros(len(regions))
+    lo, hi = y - 0.4, y + 0.4
     for c in CLASS_IDS:
         w = np.array([r[f"pct_{slug(CLASS_NAMES[c])}"] for r in regions], dtype=float)
-        ax.barh(y, w, left=left, color=_class_color(c), edgecolor="black", linewidth=0.3)
-        left += w
+        right = left + w
+        verts = np.stack([np.stack([left, lo], 1), np.stack([right, lo], 1), np.stack([right, hi], 1),
+                          np.stack([left, hi], 1)], 1)
+        ax.add_collection(PolyCollection(verts, facecolors=[_class_color(c)], edgecolors="black", linewidths=0.3))  # type: ignore[arg-type]  # an (n, 4, 2) array is a sequence of polygons
+        left = right
     ax.set_yticks(y, [r["region"] for r in regions], fontsize="small")
-    ax.invert_yaxis()
+    ax.set_ylim(len(regions) - 0.4 + 0.5, -0.4 - 0.5)  # first region at the top, as barh with invert_yaxis
     ax.set_xlim(0, 100)
     ax.set_xlabel("% of labelled pixels")
     ax.set_title("Class shares per region")

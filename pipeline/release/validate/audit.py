@@ -121,9 +121,11 @@ def _region_audit(region: str, recs: list[dict[str, Any]], ratios: tuple | None,
 
 
 def check_split_audit(manifest: dict[str, Any], records: list[dict[str, Any]], out: list[str],
-                      warnings: list[str] | None = None, held: set[str] | None = None) -> None:
+                      warnings: list[str] | None = None, held: set[str] | None = None,
+                      pairs: list[tuple[str, str, float]] | None = None) -> None:
     """Append problems to ``out`` and named warnings to ``warnings`` (module docstring); ``held``: ids of the
-    images released before (kept from the previous release)."""
+    images released before (kept from the previous release); ``pairs``: :func:`overlapping_pairs` of all
+    ``records`` when the caller has them (else computed here)."""
     warnings = [] if warnings is None else warnings
     held = held or set()
     usable = [r for r in records if isinstance(r.get("region"), str) and r.get("split") in SPLITS
@@ -133,11 +135,14 @@ def check_split_audit(manifest: dict[str, Any], records: list[dict[str, Any]], o
         by_region.setdefault(r["region"], []).append(r)
     with_ids = [r for r in usable if isinstance(r.get("image"), str)]
     by_id = {r["id"]: r for r in with_ids}
-    try:
-        pairs = overlapping_pairs(with_ids)
-    except Exception as exc:  # a malformed CRS or bounds (reported by the schema) must not stop the report
-        out.append(f"{MANIFEST}: footprints cannot be compared ({exc})")
-        pairs = []
+    if pairs is not None:  # the pairs of a subset are the pairs of the whole between its members
+        pairs = [p for p in pairs if p[0] in by_id and p[1] in by_id]
+    else:
+        try:
+            pairs = overlapping_pairs(with_ids)
+        except Exception as exc:  # a malformed CRS or bounds (reported by the schema) must not stop the report
+            out.append(f"{MANIFEST}: footprints cannot be compared ({exc})")
+            pairs = []
     groups = groups_from_pairs((r["id"] for r in usable), pairs)
     ratios = _ratios_of(manifest)
     for region in sorted(by_region):

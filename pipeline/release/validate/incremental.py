@@ -23,7 +23,8 @@ A record ``id`` is trusted when all of these hold:
    and mtime).  A changed, copied or replaced file is not in ``verified``, so it is checked in full.
 
 A STAC item of a trusted record is trusted when its JSON equals the previous release's item of that id up to
-the release-specific values (the ``collection`` id and its links' titles, which must be strings).  The links
+the release-specific values (the ``collection`` id and its links' titles, which must be strings): compared
+here, or known from the build, which wrote it as the previous item with those values replaced.  The links
 of the new collection that equal links of the previous release's collection are not schema-checked again (the
 schemas constrain links one by one); the rest of the collection is.
 
@@ -34,7 +35,7 @@ passes no trust and checks every file.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,15 +114,19 @@ def trusted_items(root: Path, previous_root: Path, ids: frozenset[str]) -> froze
 
 
 def release_trust(root: Path, previous_root: Path | None, previous: Mapping[str, Any] | None,
-                  verified: Mapping[str, str]) -> Trust:
+                  verified: Mapping[str, str], items: Collection[str] | None = None) -> Trust:
     """The :class:`Trust` of the release in ``root`` (manifest written) continuing the validated release in
     ``previous_root`` whose manifest is ``previous`` (None: nothing is trusted); ``verified``: condition 3 of
-    the module docstring."""
+    the module docstring.  ``items``: the release-relative STAC item files the writer made from the previous
+    release's item files (:func:`pipeline.release.stac.write_stac`'s ``reused``: equal up to the release-specific
+    values by construction), trusted for trusted records without reading them again; None: compared here."""
     manifest = _read_json(Path(root) / "manifest.json")
     if previous_root is None or not previous or not isinstance(manifest, dict):
         return Trust()
     ids = trusted_records(manifest, previous, verified)
     collection = _read_json(Path(previous_root) / COLLECTION) if ids else None
     links = collection.get("links") if isinstance(collection, dict) else None
-    return Trust(records=ids, stac_items=trusted_items(Path(root), Path(previous_root), ids),
+    stac_items = (trusted_items(Path(root), Path(previous_root), ids) if items is None
+                  else frozenset(items) & {f"{ITEMS_DIR}/{i}.json" for i in ids})
+    return Trust(records=ids, stac_items=stac_items,
                  collection_links=frozenset(link_key(x) for x in links) if isinstance(links, list) else frozenset())

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.dataset.splits.leakage import groups_from_pairs, overlapping_pairs
 from pipeline.release.manifest import SCHEMA_VERSION, schema_problems
 from pipeline.release.validate.audit import check_split_audit
 from pipeline.release.validate.changes import check_changes, released_before
@@ -64,20 +65,34 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None) -> d
 
     records = [r for r in images if isinstance(r, dict)] if isinstance(images, list) else []
     report["images"] = len(images) if isinstance(images, list) else 0
-    check_consistency(manifest, records, out)
+    pairs = _overlaps(records)
+    groups = groups_from_pairs((r["id"] for r in records), pairs) if pairs is not None else None
+    check_consistency(manifest, records, out, groups=groups)
     for rec in records:
         if rec.get("id") not in trust.records:
             check_record_files(root, rec, out)
     check_stray_rasters(root, records, out)
     check_files_entries(root, manifest, out)
     check_split_files(root, records, out)
-    check_split_audit(manifest, records, out, warnings, held=released_before(root, manifest, records))
+    check_split_audit(manifest, records, out, warnings, held=released_before(root, manifest, records),
+                      pairs=pairs)
     check_uda_files(root, manifest, records, out)
     check_zone_files(root, manifest, records, out)
     check_changes(root, manifest, records, out)
     check_user_outputs(root, manifest, records, out, trust=trust)
     report["valid"] = not out
     return report
+
+
+def _overlaps(records: list[dict[str, Any]]) -> list[tuple[str, str, float]] | None:
+    """The overlapping footprint pairs of all ``records``, computed once for the summary and the split audit;
+    None when a record has no string id or the footprints cannot be compared (each check then says so)."""
+    if not all(isinstance(r.get("id"), str) for r in records):
+        return None
+    try:
+        return overlapping_pairs(records)
+    except Exception:  # noqa: BLE001  (a malformed CRS or bounds, reported by the checks themselves)
+        return None
 
 
 def validate_release(release_dir: Path, *, trust: Trust | None = None) -> list[str]:

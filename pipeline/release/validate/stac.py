@@ -59,9 +59,18 @@ def _registry():
     return Registry(retrieve=missing).with_resources(resources_)  # type: ignore[call-arg]  # attrs alias
 
 
+@lru_cache(maxsize=64)
+def _validator(schema_url: str):
+    """One validator per schema, reused for every object (it keeps the ``$ref`` targets it resolved: 5,052 items
+    26.5 -> 24.6 s)."""
+    import jsonschema
+
+    registry = _registry()
+    return jsonschema.Draft7Validator(registry.contents(schema_url), registry=registry)
+
+
 def _schema_problems(rel: str, obj: dict[str, Any], schema_url: str, links: Sequence[int] | None = None) -> list[str]:
     """``links``: the index in the original object of each member of ``obj["links"]`` (when some were left out)."""
-    import jsonschema
 
     def path(err) -> list:
         p = list(err.absolute_path)
@@ -69,12 +78,10 @@ def _schema_problems(rel: str, obj: dict[str, Any], schema_url: str, links: Sequ
             p[1] = links[p[1]]
         return p
 
-    registry = _registry()
     try:
-        schema = registry.contents(schema_url)
+        validator = _validator(schema_url)
     except Exception:  # noqa: BLE001
         return [f"{rel}: schema {schema_url} is not available offline (not in pipeline/schemas/stac)"]
-    validator = jsonschema.Draft7Validator(schema, registry=registry)
     try:
         errors = sorted(validator.iter_errors(obj), key=lambda e: (list(map(str, path(e))), e.message))
     except Exception as exc:  # noqa: BLE001  (an unresolvable $ref)

@@ -90,15 +90,15 @@ def viewer_data(release: Path, manifest: dict[str, Any], out: Path) -> dict[str,
     record with its selection reason, thumbnail names and links, rejects and pending tiles."""
     reasons = _selection_reasons(manifest)
     root = _rel(release, out)
+    items = thumbs.file_names(release / "stac" / "items")  # one listing, not a stat per image
     images = []
     for im in manifest["images"]:
         sel = reasons.get(im.get("key") or "", {})
-        stac = release / "stac" / "items" / f"{im['id']}.json"
         images.append({
             "record": im, "reason": sel.get("reason"), "loss": sel.get("predicted_loss"),
             "thumb": f"thumbs/{thumbs.thumb_name(im['sha256_image'], 'image')}",
             "overlay": f"thumbs/{thumbs.thumb_name(im['sha256_label'], 'label')}",
-            "stac": f"stac/items/{im['id']}.json" if stac.is_file() else None,
+            "stac": f"stac/items/{im['id']}.json" if f"{im['id']}.json" in items else None,
         })
     return {
         "release": manifest.get("release"), "previous_release": manifest.get("previous_release"),
@@ -144,7 +144,14 @@ def default_reuse(release: Path, manifest: dict[str, Any]) -> list[Path]:
 
 
 def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    """Bytes of the files under ``folder`` (one ``stat`` per entry, from the folder listings)."""
+    total = 0
+    for entry in os.scandir(folder):
+        if entry.is_dir(follow_symlinks=False):
+            total += _folder_bytes(Path(entry.path))
+        elif entry.is_file():
+            total += entry.stat().st_size
+    return total
 
 
 def write_viewer(release: Path, out: Path | None = None, *, reuse: Sequence[Path] | None = None,

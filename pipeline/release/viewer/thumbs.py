@@ -128,7 +128,7 @@ def _link(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def _files(folder: Path) -> set[str]:
+def file_names(folder: Path) -> set[str]:
     """Names of the files in ``folder`` (symlinks followed, as ``Path.is_file``); empty when it is missing."""
     try:
         with os.scandir(folder) as it:
@@ -146,7 +146,7 @@ def provide(jobs: Iterable[Job], out_dir: Path, *, colors: Mapping[int, Sequence
     todo: dict[str, Job] = {}
     seen: set[str] = set()
     reused = 0
-    folders = [(d, _files(d)) for d in (out_dir, *reuse)]  # one listing per folder, not a stat per thumbnail
+    folders = [(d, file_names(d)) for d in (out_dir, *reuse)]  # one listing per folder, not a stat per thumbnail
     for job in jobs:
         if job.name in seen:
             continue
