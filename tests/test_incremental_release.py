@@ -321,7 +321,7 @@ def test_incremental_check_changes_no_output(releases, monkeypatch, tmp_path):
     aside = tmp_path / "v2-incremental"
     shutil.move(incremental, aside)
     monkeypatch.setattr(BuildRelease, "_trust", lambda self, *args: None)
-    monkeypatch.setattr(stac, "_reusable", lambda *args: ({}, ("", "")))
+    monkeypatch.setattr(stac, "_reusable", lambda *args: {})
     try:
         ok, _ = _build(releases["base"], "v2")
         assert ok and STARTED == [("BuildRelease", None)]

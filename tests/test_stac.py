@@ -165,11 +165,14 @@ def test_synthetic_catalog_is_valid_and_deterministic(synthetic, tmp_path_factor
 
 
 def test_items_of_unchanged_images_are_reused_byte_identically(synthetic, tmp_path, monkeypatch):
-    """A release continuing ``t1`` reuses the items of unchanged records (only collection id and title differ)
-    and rebuilds the others: a changed record, and every record whose source's acquired_range changed; the
-    files are byte-identical to a catalog written from scratch."""
+    """A release continuing ``t1`` reuses the items of unchanged records as hard links of ``t1``'s item files
+    (nothing in an item names its release: one collection id, untitled links) and rebuilds the others: a changed
+    record, and every record whose source's acquired_range changed; the files are byte-identical to a catalog
+    written from scratch."""
     root, records = synthetic
     previous = (root, {"release": "t1", "images": records, "sources": SOURCES})
+    item = json.loads((root / "stac" / "items" / f"{records[0]['id']}.json").read_text())
+    assert item["collection"] == "oem" and all("title" not in link for link in item["links"])
     changed = copy.deepcopy(records)
     changed[0]["split"] = "test" if changed[0]["split"] != "test" else "val"
     built: list[str] = []
@@ -192,7 +195,10 @@ def test_items_of_unchanged_images_are_reused_byte_identically(synthetic, tmp_pa
         files = sorted(p.relative_to(fresh) for p in fresh.rglob("*.json"))
         assert files == sorted(p.relative_to(reused) for p in reused.rglob("*.json")) and len(files) == 1 + len(recs)
         assert [f for f in files if (fresh / f).read_bytes() != (reused / f).read_bytes()] == []
-        assert b'"collection": "oem-t2"' in (reused / files[-1]).read_bytes()
+        assert b'"collection": "oem"' in (reused / files[-1]).read_bytes()
+        same_inode = {f.stem for f in files if f.parent.name == "items"
+                      and (reused / f).stat().st_ino == (root / f).stat().st_ino}
+        assert same_inode == {r["id"] for r in records} - rebuilt
 
 
 def test_known_valid_collection_links_are_skipped_with_the_same_problems(synthetic, no_network):

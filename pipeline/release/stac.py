@@ -11,7 +11,10 @@ Policies
   it is the one version that has both ``proj:code`` and the deprecated-but-allowed ``proj:epsg`` (v2.0.0
   forbids ``proj:epsg``), and tools that read only ``proj:epsg`` (older stackstac/odc-stac, the QGIS STAC
   plugin) need it.
-* **Collection**: id ``oem-<release>``; extent = union of the items' WGS 84 footprints and the time range
+* **Collection**: id ``oem`` in every release (the release names its title and description), so the item of an
+  image that two releases share is the same bytes in both: a release that continues another hard-links those
+  items instead of writing them (STAC's versioning model: one collection id, one version per catalog; load one
+  release per STAC API collection); extent = union of the items' WGS 84 footprints and the time range
   covering every item (its acquisition time, or its ``start_datetime``..``end_datetime``); ``license`` the
   single SPDX id shared by every image, else ``other``; one provider per source (licensor + producer, its
   attribution and licence text as description, its location as URL when that is http(s)) plus
@@ -36,7 +39,8 @@ Policies
   with the same ids as strings (the schema requires string names), so counts join ``label:classes`` by
   id; the class names are in the collection's ``classes`` summary; ``label:tasks ["segmentation"]``.
   Assets ``image`` (COG, roles ``data``) and ``label`` (COG, roles ``labels, labels-raster``) point at
-  ``../../<region>/images|labels/<id>.tif``.
+  ``../../<region>/images|labels/<id>.tif``.  An item's links (root, collection, parent: ``../collection.json``)
+  carry no title, so nothing in an item names its release.
 * Output is deterministic: items in natural id order, no timestamps, canonical JSON.
 
 Offline validation of the catalog: :mod:`pipeline.release.validate.stac`.
@@ -44,6 +48,7 @@ Offline validation of the catalog: :mod:`pipeline.release.validate.stac`.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 from collections.abc import Iterable, Sequence
@@ -61,6 +66,8 @@ STAC_DIR = "stac"
 COLLECTION = f"{STAC_DIR}/collection.json"
 ITEMS_DIR = f"{STAC_DIR}/items"
 STAC_VERSION = "1.1.0"
+#: The collection id of every release (module docstring).
+COLLECTION_ID = "oem"
 PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
 LABEL_SCHEMA = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -217,7 +224,7 @@ def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources
     summaries still cover every record; :func:`write_stac` adds the item links)."""
     import pystac
 
-    cid = f"oem-{release}"
+    cid = COLLECTION_ID
     order = sorted(range(len(records)), key=lambda i: natural_key(str(records[i]["id"])))
     recs = [records[i] for i in order]
     all_rings = list(rings) if rings is not None else footprints_lonlat(records)
@@ -291,39 +298,46 @@ def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _retitled(data: bytes, old: tuple[str, str], new: tuple[str, str]) -> bytes | None:
-    """The bytes of an item written by :func:`write_stac` for collection id and title ``old``, as written for
-    ``new``: its one ``collection`` line and three link ``title`` lines replaced; None when they are not exactly
-    there (then the item is rebuilt)."""
-    def line(indent: int, key: str, value: str) -> bytes:
-        return f"\n{' ' * indent}\"{key}\": {json.dumps(value, ensure_ascii=False)},\n".encode()
-
-    pairs = ((line(1, "collection", old[0]), line(1, "collection", new[0]), 1),
-             (line(3, "title", old[1]), line(3, "title", new[1]), 3))
-    for before, after, count in pairs:
-        if data.count(before) != count:
-            return None
-        data = data.replace(before, after)
-    return data
+def _item_bytes(item: Any) -> bytes:
+    """An item's file: canonical JSON, its links without titles (module docstring)."""
+    data = item.to_dict(include_self_link=False, transform_hrefs=True)
+    for link in data.get("links") or []:
+        link.pop("title", None)
+    return _dump(data).encode("utf-8")
 
 
 def _reusable(records: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any]],
-              previous: tuple[Path, dict[str, Any]] | None) -> tuple[dict[str, Path], tuple[str, str]]:
+              previous: tuple[Path, dict[str, Any]] | None) -> dict[str, Path]:
     """Image id -> item file of the ``previous`` release (folder, manifest) made from an equal record and an
-    equal source ``acquired_range``, and that release's collection (id, title)."""
+    equal source ``acquired_range`` (the same bytes as this release's item, the collection id being the same)."""
     if previous is None:
-        return {}, ("", "")
+        return {}
     folder, manifest = previous
     try:
-        old_title = str(json.loads((Path(folder) / COLLECTION).read_text("utf-8"))["title"])
+        if json.loads((Path(folder) / COLLECTION).read_text("utf-8"))["id"] != COLLECTION_ID:
+            return {}
     except (OSError, ValueError, KeyError, TypeError):
-        return {}, ("", "")
+        return {}
     before = {r.get("id"): r for r in manifest.get("images") or [] if isinstance(r, dict)}
     ranges = {s.get("name"): s.get("acquired_range") for s in sources}
     old_ranges = {s.get("name"): s.get("acquired_range") for s in manifest.get("sources") or []}
-    same = {r["id"]: Path(folder) / ITEMS_DIR / f"{r['id']}.json" for r in records
+    return {r["id"]: Path(folder) / ITEMS_DIR / f"{r['id']}.json" for r in records
             if before.get(r["id"]) == r and ranges.get(r.get("source")) == old_ranges.get(r.get("source"))}
-    return same, (f"oem-{manifest.get('release')}", old_title)
+
+
+def _link_or_copy(src: Path, dst: Path) -> bool:
+    """Hard-link ``src`` to ``dst`` (a copy across file systems); False when ``src`` cannot be read."""
+    try:
+        os.link(src, dst)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            dst.write_bytes(src.read_bytes())
+            return True
+        except OSError:
+            return False
 
 
 def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
@@ -335,10 +349,9 @@ def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, so
     release folder is itself written under a temporary name and renamed whole); the collection atomically.
     ``previous``: (folder, manifest) of a release written by this same code (the caller checks the release
     stage's code version): the item of an image whose record and source ``acquired_range`` equal that
-    release's is its item file with this release's collection id and title (the only values an item takes from
-    its release), not rebuilt (no pystac object is made for it); the bytes are the same as a rebuilt item's.
-    ``reused`` (a set) receives the release-relative files of those items (what
-    :mod:`pipeline.release.validate.incremental` trusts)."""
+    release's is a hard link of that release's item file (nothing in an item names its release, so the bytes are
+    the same as a rebuilt item's), not rebuilt (no pystac object is made for it).  ``reused`` (a set) receives the
+    release-relative files of those items (what :mod:`pipeline.release.validate.incremental` trusts)."""
     import pystac
 
     from pipeline import atomic
@@ -350,32 +363,19 @@ def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, so
     collection = build_collection(recs, release=release, sources=sources, title=title, href=str(root),
                                   rings=rings, items=False)
     collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
-    reuse, old = _reusable(recs, sources, previous)
-    new = (collection.id, str(collection.title))
-    data: dict[str, bytes] = {}
-    for rec in recs:
-        if rec["id"] in reuse:
-            try:
-                if (got := _retitled(reuse[rec["id"]].read_bytes(), old, new)) is not None:
-                    data[rec["id"]] = got
-            except OSError:
-                pass
+    reuse = _reusable(recs, sources, previous)
+    (out / ITEMS_DIR).mkdir(parents=True, exist_ok=True)
+    linked = {i for i, src in reuse.items() if _link_or_copy(src, out / ITEMS_DIR / f"{i}.json")}
     if reused is not None:
-        reused.update(f"{ITEMS_DIR}/{i}.json" for i in data)
+        reused.update(f"{ITEMS_DIR}/{i}.json" for i in linked)
     ranges = {str(s["name"]): s["acquired_range"] for s in sources if s.get("acquired_range")}
-    fresh = [build_item(r, collection.id, ranges, ring) for r, ring in zip(recs, rings) if r["id"] not in data]
+    fresh = [build_item(r, collection.id, ranges, ring) for r, ring in zip(recs, rings) if r["id"] not in linked]
     _add_items(collection, fresh)
     for item in fresh:
         item.set_parent(collection)  # links root, collection, parent: the order pystac's get_items() leaves
-        data[item.id] = _dump(item.to_dict(include_self_link=False, transform_hrefs=True)).encode("utf-8")
+        (out / ITEMS_DIR / f"{item.id}.json").write_bytes(_item_bytes(item))
     collection_dict = collection.to_dict(include_self_link=False, transform_hrefs=True)
     collection_dict["links"] = [link for link in collection_dict["links"] if link.get("rel") != "item"] + [
         {"href": f"./items/{r['id']}.json", "rel": "item", "type": "application/geo+json"} for r in recs]
     atomic.write_text(root, _dump(collection_dict))
-    (out / ITEMS_DIR).mkdir(parents=True, exist_ok=True)
-    written = [COLLECTION]
-    for rec in recs:
-        rel = f"{ITEMS_DIR}/{rec['id']}.json"
-        (out / rel).write_bytes(data[rec["id"]])
-        written.append(rel)
-    return written
+    return [COLLECTION, *(f"{ITEMS_DIR}/{rec['id']}.json" for rec in recs)]

@@ -145,6 +145,21 @@ def validate_stac_object(rel: str, obj: dict[str, Any], known_links: Collection[
     return out
 
 
+def _read_item(root: Path, href: str) -> dict[str, Any] | str:
+    """The item a collection's item link names (its JSON), or the problem line saying why it cannot be read."""
+    if "://" in href or href.startswith("/"):
+        return f"{COLLECTION}: item link {href} is not relative"
+    rel = posixpath.normpath(posixpath.join(STAC_DIR, href))
+    ipath = root / rel
+    if not ipath.is_file():
+        return f"{rel}: missing (linked from {COLLECTION})"
+    try:
+        item = json.loads(ipath.read_text("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return f"{rel}: not valid JSON ({exc})"
+    return item if isinstance(item, dict) else f"{rel}: not a JSON object"
+
+
 def validate_stac(release_dir: str | Path, *, expected_ids: Iterable[str] | None = None,
                   trusted: Collection[str] = (), known_links: Collection[str] = ()) -> list[str]:
     """Problems of the release's STAC catalog (``[]`` = valid), each ``"<release-relative file>: ..."``:
@@ -163,22 +178,12 @@ def validate_stac(release_dir: str | Path, *, expected_ids: Iterable[str] | None
         return [f"{COLLECTION}: not valid JSON ({exc})"]
     out = validate_stac_object(COLLECTION, collection, known_links)
     seen: list[str] = []
-    for link in collection.get("links", []):
-        if link.get("rel") != "item":
-            continue
-        href = str(link.get("href", ""))
-        if "://" in href or href.startswith("/"):
-            out.append(f"{COLLECTION}: item link {href} is not relative")
-            continue
+    links = [str(link.get("href", "")) for link in collection.get("links", []) if link.get("rel") == "item"]
+    for href in links:
+        item = _read_item(root, href)
         rel = posixpath.normpath(posixpath.join(STAC_DIR, href))
-        ipath = root / rel
-        if not ipath.is_file():
-            out.append(f"{rel}: missing (linked from {COLLECTION})")
-            continue
-        try:
-            item = json.loads(ipath.read_text("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            out.append(f"{rel}: not valid JSON ({exc})")
+        if isinstance(item, str):
+            out.append(item)
             continue
         if rel not in trusted:
             out.extend(validate_stac_object(rel, item))
