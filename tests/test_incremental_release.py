@@ -281,6 +281,10 @@ def test_build_check_trusts_exactly_the_unchanged_released_images(releases):
 
     v1_links = json.loads((releases["v1"] / "stac" / "collection.json").read_text())["links"]
     assert trust.collection_links == {link_key(link) for link in v1_links} and len(v1_links) > len(unchanged)
+    from pipeline.release.validate.incremental import file_key
+
+    shared = {file_key(e) for e in m1["files"]} & {file_key(e) for e in m2["files"]}
+    assert trust.file_entries == {file_key(e) for e in m1["files"]} and len(shared) >= len(unchanged)  # items
     full, incremental = validate_report(releases["v2"]), validate_report(releases["v2"], trust=trust)
     assert full["valid"] and (full["problems"], full["warnings"]) == (incremental["problems"], incremental["warnings"])
 

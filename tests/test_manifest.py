@@ -213,3 +213,18 @@ def test_schema_problems_skipping_known_valid_images_reports_the_same_problems(b
     assert len(full) == 3 and any(line.startswith("images[2]") for line in full)
     assert schema_problems(bad, skip_images={0, 3}) == full
     assert schema_problems(bad, skip_images={0, 1, 3}) == [p for p in full if not p.startswith("images[1]")]
+
+
+def test_schema_problems_skipping_known_valid_files_entries_reports_the_same_problems(built):
+    """``files`` entries equal to a validated previous manifest's are left out of the incremental schema check;
+    a changed entry is still reported, with its index, exactly as by the full check."""
+    manifest = copy.deepcopy(built[1])
+    manifest["files"] = [{"path": f"stac/items/t{i}.json", "sha256": "0" * 64, "bytes": 10 + i} for i in range(5)]
+    assert schema_problems(manifest) == []
+    manifest["files"][3]["bytes"] = -1
+    manifest["files"][4]["extra"] = True
+    full = schema_problems(manifest)
+    assert len(full) == 2 and {line.split(".")[0].split(":")[0] for line in full} == {"files[3]", "files[4]"}
+    assert schema_problems(manifest, skip_files={0, 1, 2}) == full
+    assert schema_problems(manifest, skip_files={0, 1, 2, 3}) == [p for p in full if not p.startswith("files[3]")]
+    assert schema_problems(manifest, skip_images=set(range(len(manifest["images"]))), skip_files={0}) == full

@@ -80,33 +80,41 @@ def format_json_path(path: Iterable[Any]) -> str:
     return out
 
 
-def _schema_errors(manifest: Any, schema: dict[str, Any], skip_images: Collection[int]) -> list[Any]:
-    """The schema errors of ``manifest``, the ``images`` members at the indices ``skip_images`` left out (each
-    other member validated against ``#/$defs/image`` with its path ``images[i]...`` restored)."""
+def _schema_errors(manifest: Any, schema: dict[str, Any], skip_images: Collection[int],
+                   skip_files: Collection[int] = ()) -> list[Any]:
+    """The schema errors of ``manifest``, the ``images`` and ``files`` members at the indices ``skip_images`` and
+    ``skip_files`` left out (each other member validated against its array's item schema, its path
+    ``images[i]...`` / ``files[i]...`` restored; neither array has a constraint across members)."""
     validator = jsonschema.Draft202012Validator(schema)
-    images = manifest.get("images") if isinstance(manifest, dict) else None
-    if not skip_images or not isinstance(images, list):
+    skips = {"images": skip_images, "files": skip_files}
+    members = {k: manifest.get(k) for k in skips} if isinstance(manifest, dict) else {}
+    left = {k: v for k, v in members.items() if skips[k] and isinstance(v, list)}
+    if not left:
         return list(validator.iter_errors(manifest))
-    errors = list(validator.iter_errors({**manifest, "images": []}))
-    one = jsonschema.Draft202012Validator({"$defs": schema.get("$defs", {}), "$ref": "#/$defs/image"})
-    for i, rec in enumerate(images):
-        if i in skip_images:
-            continue
-        for err in one.iter_errors(rec):
-            err.path.extendleft([i, "images"])  # absolute_path = images[i]...
-            errors.append(err)
+    errors = list(validator.iter_errors({**manifest, **{k: [] for k in left}}))
+    defs = schema.get("$defs", {})
+    for key, values in left.items():
+        sub = {"$ref": "#/$defs/image"} if key == "images" else schema["properties"][key]["items"]
+        one = jsonschema.Draft202012Validator({"$defs": defs, **sub})
+        for i, value in enumerate(values):
+            if i in skips[key]:
+                continue
+            for err in one.iter_errors(value):
+                err.path.extendleft([i, key])  # absolute_path = images[i]... / files[i]...
+                errors.append(err)
     return errors
 
 
 def schema_problems(manifest: Any, schema: dict[str, Any] | None = None, *,
-                    skip_images: Collection[int] = ()) -> list[str]:
+                    skip_images: Collection[int] = (), skip_files: Collection[int] = ()) -> list[str]:
     """Every JSON-Schema error of ``manifest`` as ``"<path>: <message>"`` (or ``"<message>"`` at the root).
 
     Sorted by path (array indices numerically), then message, so the output is deterministic.
-    ``skip_images``: indices of ``images`` members known to be valid (the incremental check of
-    :mod:`pipeline.release.validate.incremental`), not validated again; the problems of the others are the same.
+    ``skip_images`` / ``skip_files``: indices of ``images`` / ``files`` members known to be valid (the incremental
+    check of :mod:`pipeline.release.validate.incremental`), not validated again; the problems of the others are
+    the same.
     """
-    errors = _schema_errors(manifest, schema if schema is not None else load_schema(), skip_images)
+    errors = _schema_errors(manifest, schema if schema is not None else load_schema(), skip_images, skip_files)
 
     def key(err: jsonschema.ValidationError) -> tuple:
         return tuple((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in err.absolute_path), err.message

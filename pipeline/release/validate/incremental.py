@@ -8,8 +8,11 @@ them.  :func:`release_trust` decides which records and STAC items are trusted; a
 :func:`~pipeline.release.validate.report.validate_report` skips, for those only:
 
 * check 4 (hash, raster read, grid, pixel counts) and the COG check of 11 for a trusted record;
-* its part of the JSON-Schema check 2 (records are validated one by one as members of ``images``);
-* the schema check of a trusted STAC item (its assets and collection are still checked).
+* its part of the JSON-Schema check 2 (records are validated one by one as members of ``images``), and so is
+  every ``files`` entry equal to one of the previous manifest's (checked there by the same code and schema);
+* reading a trusted STAC item again (its schema, id, collection and assets): it is the previous release's
+  validated item (the same bytes, or equal but for the release-specific values) of an equal record, whose
+  files are this release's trusted files at the same paths; that the file exists is still checked.
 
 A record ``id`` is trusted when all of these hold:
 
@@ -52,6 +55,13 @@ class Trust:
     stac_items: frozenset[str] = field(default_factory=frozenset)
     #: the previous release's collection links (canonical JSON, :func:`~pipeline.release.validate.stac.link_key`)
     collection_links: frozenset[str] = field(default_factory=frozenset)
+    #: the previous release's ``files`` entries (:func:`file_key`): an equal entry follows the schema
+    file_entries: frozenset[str] = field(default_factory=frozenset)
+
+
+def file_key(entry: Any) -> str:
+    """A manifest ``files`` entry as canonical JSON (how known-valid entries are named)."""
+    return json.dumps(entry, sort_keys=True, ensure_ascii=False)
 
 
 def _checker(manifest: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -128,5 +138,7 @@ def release_trust(root: Path, previous_root: Path | None, previous: Mapping[str,
     links = collection.get("links") if isinstance(collection, dict) else None
     stac_items = (trusted_items(Path(root), Path(previous_root), ids) if items is None
                   else frozenset(items) & {f"{ITEMS_DIR}/{i}.json" for i in ids})
+    files = previous.get("files") if valid_images(previous, manifest) else None
     return Trust(records=ids, stac_items=stac_items,
+                 file_entries=frozenset(map(file_key, files)) if isinstance(files, list) else frozenset(),
                  collection_links=frozenset(link_key(x) for x in links) if isinstance(links, list) else frozenset())

@@ -15,7 +15,7 @@ from pipeline.release.validate.changes import check_changes, released_before
 from pipeline.release.validate.common import MANIFEST
 from pipeline.release.validate.consistency import check_consistency
 from pipeline.release.validate.files import check_files_entries
-from pipeline.release.validate.incremental import Trust
+from pipeline.release.validate.incremental import Trust, file_key
 from pipeline.release.validate.outputs import check_user_outputs
 from pipeline.release.validate.rasters import check_record_files, check_stray_rasters
 from pipeline.release.validate.split_files import check_split_files
@@ -61,7 +61,11 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None) -> d
     images = manifest.get("images")
     skip = [i for i, r in enumerate(images) if isinstance(r, dict) and r.get("id") in trust.records] \
         if isinstance(images, list) else []
-    out.extend(f"{MANIFEST}: schema: {line}" for line in schema_problems(manifest, skip_images=set(skip)))
+    files = manifest.get("files")
+    skip_files = {i for i, e in enumerate(files) if file_key(e) in trust.file_entries} \
+        if isinstance(files, list) and trust.file_entries else set()
+    out.extend(f"{MANIFEST}: schema: {line}"
+               for line in schema_problems(manifest, skip_images=set(skip), skip_files=skip_files))
 
     records = [r for r in images if isinstance(r, dict)] if isinstance(images, list) else []
     report["images"] = len(images) if isinstance(images, list) else 0

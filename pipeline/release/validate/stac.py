@@ -166,8 +166,9 @@ def validate_stac(release_dir: str | Path, *, expected_ids: Iterable[str] | None
     the collection and every item linked from it follow the STAC core and extension schemas (offline,
     see the module docstring), every item's ``image`` and ``label`` assets exist, items belong to the
     collection, and (with ``expected_ids``) there is exactly one item per expected image id.  Items whose
-    release-relative file is in ``trusted`` (:mod:`pipeline.release.validate.incremental`) skip the schema check,
-    and so do the collection's links in ``known_links`` (:func:`validate_stac_object`)."""
+    release-relative file is in ``trusted`` (:mod:`pipeline.release.validate.incremental`) are not read again
+    (their id is their file's name), and the collection's links in ``known_links`` skip the schema check
+    (:func:`validate_stac_object`)."""
     root = Path(release_dir)
     path = root / COLLECTION
     if not path.is_file():
@@ -180,13 +181,15 @@ def validate_stac(release_dir: str | Path, *, expected_ids: Iterable[str] | None
     seen: list[str] = []
     links = [str(link.get("href", "")) for link in collection.get("links", []) if link.get("rel") == "item"]
     for href in links:
-        item = _read_item(root, href)
         rel = posixpath.normpath(posixpath.join(STAC_DIR, href))
+        if rel in trusted and (root / rel).is_file():
+            seen.append(posixpath.basename(rel).removesuffix(".json"))  # not read again: module docstring of
+            continue  # pipeline.release.validate.incremental
+        item = _read_item(root, href)
         if isinstance(item, str):
             out.append(item)
             continue
-        if rel not in trusted:
-            out.extend(validate_stac_object(rel, item))
+        out.extend(validate_stac_object(rel, item))
         seen.append(str(item.get("id")))
         if item.get("collection") != collection.get("id"):
             out.append(f"{rel}: collection {item.get('collection')!r}, expected {collection.get('id')!r}")
