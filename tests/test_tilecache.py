@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pytest
 import rasterio
 from rasterio.transform import from_origin
 
@@ -123,3 +124,26 @@ def test_a_symlinked_work_folder_shares_the_cache_entry(tmp_path):
     b = tilecache.place_tile(tmp_path / "alias" / "t.tif", tmp_path / "r2" / "a.tif", kind="image", cache=cache)
     assert a == b and len(list((cache / "image").glob("*.tif"))) == 1
     assert (tmp_path / "r1" / "a.tif").stat().st_ino == (tmp_path / "r2" / "a.tif").stat().st_ino
+
+
+def test_a_release_places_the_tiles_of_the_previous_release_from_its_index(tmp_path, monkeypatch):
+    """The next release looks tiles up in the index the previous one left (no per-tile record read); a tile
+    whose work file changed since, or a malformed index entry, is looked up in the cache as without an index."""
+    src, other, cache = tmp_path / "work" / "t.tif", tmp_path / "work" / "u.tif", tmp_path / "cache"
+    src.parent.mkdir()
+    _tile(src, 10)
+    _tile(other, 11)
+    first = tilecache.TileCache(cache)
+    shas = {p: first.place(p, tmp_path / "r1" / p.name, kind="image") for p in (src, other)}
+    first.save("r1")
+    second = tilecache.TileCache(cache, "r1")
+    real = tilecache._cached
+    monkeypatch.setattr(tilecache, "_cached", lambda *a: pytest.fail("looked up outside the index"))
+    linked: dict[str, str] = {}
+    assert second.place(src, tmp_path / "r2" / "t.tif", kind="image", linked=linked) == shas[src]
+    assert linked == {str(tmp_path / "r2" / "t.tif"): shas[src]}
+    monkeypatch.setattr(tilecache, "_cached", real)
+    second.known[f"image\0{other}"] = {**second.known[f"image\0{other}"], "key": "../../escape"}
+    _tile(src, 12)  # rewritten: a new inode, so the index entry is stale
+    got = {p: second.place(p, tmp_path / "r2b" / p.name, kind="image") for p in (src, other)}
+    assert got == {src: _sha(tmp_path / "r2b" / "t.tif"), other: shas[other]} and got[src] != shas[src]

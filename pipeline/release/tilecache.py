@@ -15,10 +15,11 @@ returns its sha256; with a cache folder it first looks the work tile up there:
 So a rebuild that adds a source converts and hashes only the new tiles.  Across file systems the release gets
 a copy, hashed again.
 
-A release build also leaves ``<cache>/index/<release>.json``: the records of every tile it placed, keyed by
-kind and work tile path.  The next release (:class:`TileCache` opened with that release's name) looks its tiles
-up there first, with the same two stamp checks, instead of reading one small record per tile (10,000 reads and
-path resolutions for a 5,000-image release); an entry whose stamps no longer match is looked up as above.
+A release build also leaves ``<cache>/index/<digest>.json`` (16 hex digits of SHA-256 over the release name):
+the records of every tile it placed, keyed by kind and work tile path.  The next release (:class:`TileCache`
+opened with that release's name) looks its tiles up there first, with the same two stamp checks, instead of
+reading one small record per tile (10,000 reads and path resolutions for a 5,000-image release); an entry whose
+stamps no longer match, or that is malformed, is looked up as above.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -134,13 +136,14 @@ class TileCache:
 
     def _hit(self, name: str, src: Path, kind: str) -> tuple[Path, dict] | None:
         rec = self.known.get(name)
+        if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str) \
+                or not re.fullmatch(r"[0-9a-f]{24}", str(rec.get("key"))):
+            return None
+        cog = self.folder / kind / f"{rec['key']}.tif"
         try:
-            cog = self.folder / kind / f"{rec['key']}.tif"  # type: ignore[index]
-            if rec["source"] == _stamp(src) and rec["cog"] == _stamp(cog):  # type: ignore[index]
-                return cog, rec  # type: ignore[return-value]
-        except (OSError, KeyError, TypeError, ValueError):
-            pass
-        return None
+            return (cog, rec) if rec.get("source") == _stamp(src) and rec.get("cog") == _stamp(cog) else None
+        except OSError:
+            return None
 
     def place(self, src: str | Path, dst: str | Path, *, kind: str, linked: dict[str, str] | None = None) -> str:
         """:func:`place_tile` through this cache."""
