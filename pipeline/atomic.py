@@ -51,7 +51,7 @@ def canonical_json(obj: Any) -> str:
     """Canonical JSON text: sorted keys, 1-space indent, trailing newline; in a top-level object, a member that is
     a list of objects (a manifest's ``images`` and ``files``) is written one compact object per line.  Any JSON
     reader reads it the same; a diff of two manifests shows one line per changed image; and it is written by the
-    C encoder (indenting uses the pure-Python one: a 5,000-image manifest 0.38 -> 0.1 s)."""
+    C encoder (indenting uses the pure-Python one: a 5,000-image manifest 0.38 -> 0.25 s)."""
     def block(value: Any) -> str:
         if isinstance(value, list) and value and all(isinstance(e, dict) for e in value):
             return "[\n" + ",\n".join("  " + json.dumps(e, sort_keys=True, ensure_ascii=False) for e in value) + "\n ]"

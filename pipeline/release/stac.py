@@ -217,11 +217,10 @@ def _summary(values: Iterable[Any]) -> list[Any]:
 
 def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
                      title: str | None = None, href: str | None = None,
-                     rings: Sequence[list[list[float]]] | None = None, items: bool = True):
-    """The pystac Collection of a release with one Item per manifest image record (not yet saved).  ``href``: the
-    collection's file, its items then at ``items/<id>.json`` beside it.  ``rings``: the records'
-    :func:`footprints_lonlat` (computed when None); ``items=False``: the collection alone (its extent and
-    summaries still cover every record; :func:`write_stac` adds the item links)."""
+                     rings: Sequence[list[list[float]]] | None = None):
+    """The pystac Collection of a release for its manifest image records, without its items (:func:`write_stac`
+    adds them; its extent and summaries cover every record).  ``href``: the collection's file, its items then at
+    ``items/<id>.json`` beside it.  ``rings``: the records' :func:`footprints_lonlat` (computed when None)."""
     import pystac
 
     cid = COLLECTION_ID
@@ -273,8 +272,6 @@ def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources
     }
     if href is not None:
         collection.set_self_href(href)
-    if items:
-        _add_items(collection, [build_item(r, cid, ranges, ring) for r, ring in zip(recs, rings)])
     return collection
 
 
@@ -361,7 +358,7 @@ def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, so
     recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
     rings = footprints_lonlat(recs)
     collection = build_collection(recs, release=release, sources=sources, title=title, href=str(root),
-                                  rings=rings, items=False)
+                                  rings=rings)
     collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
     reuse = _reusable(recs, sources, previous)
     (out / ITEMS_DIR).mkdir(parents=True, exist_ok=True)

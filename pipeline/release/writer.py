@@ -94,7 +94,7 @@ def write_release(
     reused when it was written by the same code (:func:`pipeline.release.stac.write_stac`).  ``linked`` (a dict)
     receives release-relative path -> sha256 of the tiles placed as hard links of unchanged tile-cache entries
     (what :func:`pipeline.release.tilecache.linked_sha` confirms for each right after); ``reused_items`` (a set)
-    the STAC item files written from the previous release's items (``write_stac``'s ``reused``).
+    receives the STAC item files linked from the previous release's items (``write_stac``'s ``reused``).
     Returns the manifest.
     A release without images is refused: :class:`pipeline.errors.EmptyRelease` (nothing is written)."""
     if not images:

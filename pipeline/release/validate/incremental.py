@@ -127,9 +127,9 @@ def release_trust(root: Path, previous_root: Path | None, previous: Mapping[str,
                   verified: Mapping[str, str], items: Collection[str] | None = None) -> Trust:
     """The :class:`Trust` of the release in ``root`` (manifest written) continuing the validated release in
     ``previous_root`` whose manifest is ``previous`` (None: nothing is trusted); ``verified``: condition 3 of
-    the module docstring.  ``items``: the release-relative STAC item files the writer made from the previous
-    release's item files (:func:`pipeline.release.stac.write_stac`'s ``reused``: equal up to the release-specific
-    values by construction), trusted for trusted records without reading them again; None: compared here."""
+    the module docstring.  ``items``: the release-relative STAC item files the writer hard-linked from the previous
+    release's item files (:func:`pipeline.release.stac.write_stac`'s ``reused``: the same files), trusted for
+    trusted records without reading them again; None: compared here."""
     manifest = _read_json(Path(root) / "manifest.json")
     if previous_root is None or not previous or not isinstance(manifest, dict):
         return Trust()
