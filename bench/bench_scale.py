@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 STAGES = {"FetchSource": "fetch", "CatalogSource": "fetch", "PrepareScene": "prepare", "TileScene": "tile",
           "LabelScene": "label", "CountSegments": "count", "SelectTiles": "select", "SplitDataset": "split",
-          "ComputeStats": "stats", "BuildRelease": "release"}
+          "ComputeStats": "stats", "StageRelease": "release", "BuildRelease": "release"}
 STAGE_ORDER = ("fetch", "prepare", "tile", "label", "count", "select", "split", "stats", "release", "other")
 TARGET_BUILD_S, TARGET_NOOP_S, TARGET_ADD_RATIO = 3600.0, 30.0, 1.1
 #: Disk use per candidate tile (work tiles) and per released image (one release), measured on `small`.

@@ -24,7 +24,7 @@ STAGES: dict[str, tuple[str, ...]] = {
     "select": ("SelectTiles", "ExportAnnotationTodo"),
     "split": ("SplitDataset",),
     "stats": ("ComputeStats",),
-    "release": ("BuildRelease", "PublishRelease"),
+    "release": ("StageRelease", "BuildRelease", "PublishRelease"),
 }
 _STAGE_OF = {family: stage for stage, families in STAGES.items() for family in families}
 

@@ -10,7 +10,7 @@ from tasks.base import new_build
 from tasks.config import PipelineConfig
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SourcePool, SplitDataset
 from tasks.publish import PublishRelease
-from tasks.release import BuildRelease
+from tasks.release import BuildRelease, StageRelease
 from tasks.scene import CountSegments, LabelScene, PrepareScene, TileScene
 from tasks.sources import CatalogSource, FetchSource
 
@@ -21,5 +21,5 @@ if summary.is_luigi_cli():
 __all__ = [
     "PipelineConfig", "FetchSource", "CatalogSource", "PrepareScene", "TileScene", "LabelScene", "CountSegments",
     "SourcePool", "AssembleTiles", "SelectTiles", "ExportAnnotationTodo", "SplitDataset", "ComputeStats",
-    "BuildRelease", "PublishRelease",
+    "StageRelease", "BuildRelease", "PublishRelease",
 ]

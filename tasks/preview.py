@@ -174,7 +174,7 @@ def make_plan(argv: list[str]) -> dict[str, Any]:
 
 
 _FAMILY_ORDER = ("FetchSource", "CatalogSource", *SCENE_FAMILIES, "SourcePool", "AssembleTiles", "SelectTiles",
-                 "ExportAnnotationTodo", "SplitDataset", "ComputeStats", "BuildRelease")
+                 "ExportAnnotationTodo", "SplitDataset", "ComputeStats", "StageRelease", "BuildRelease")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

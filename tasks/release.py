@@ -18,15 +18,52 @@ from pipeline.dataset.pool import footprint_rejects
 from pipeline.dataset.splits.uda import uda_section
 from pipeline.errors import ReleaseInvalid
 from pipeline.params import ProcessingParams
+from pipeline.release.staging import drop_stage, take_stage
 from pipeline.release.writer import write_release
 from pipeline.sources.adapters import acquired_range
 from pipeline.sources.outcome import failure_of, failure_reject, manifest_failure
 from tasks.base import PipelineTask
 from tasks.config import cfg, release_dir, work_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
-from tasks.params import RootParams, RootRegister
+from tasks.params import RootParams, RootRegister, SplitParams
 from tasks.plan import verified_sources
 from tasks.sources import FetchSource
+
+
+class StageRelease(SplitParams, PipelineTask):
+    """The release's tiles and viewer thumbnails, placed ahead of its manifest in a stage folder that
+    ``BuildRelease`` takes over by renaming (:mod:`pipeline.release.staging`).  They need the split only, so
+    this runs beside ``ComputeStats``: with two workers, both are busy."""
+
+    release = luigi.Parameter(description="release version: data/releases/<release>/")
+    code_release = luigi.Parameter(description="code version of the release stage")
+    viewer = luigi.BoolParameter(parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                 description="stage the viewer's thumbnails too")
+
+    def requires(self):
+        return self.clone(SplitDataset)
+
+    def output(self):
+        return luigi.LocalTarget(str(work_dir() / "release-stage" / f"{self.release}-{self.digest()}.json"))
+
+    def run(self):
+        from pipeline.release.staging import stage_folder, stage_release
+
+        split = json.loads(Path(self.input().path).read_text())
+        record = split.get("previous_release")
+        previous = _previous_manifest(record)
+        viewers = [release_dir(self.release) / "viewer"] + ([Path(record["folder"]) / "viewer"] if record else [])
+        sources = [{"name": s.name, "acquired_range": acquired_range(s)}
+                   for s in verified_sources(cfg().sources_file, self.sources)]
+        self.set_status_message(f"placing the tiles of {len(split['images'])} images")
+        with atomic.atomic_path(stage_folder(Path(self.output().path))) as tmp:
+            record = stage_release(
+                tmp, release=str(self.release), code_release=str(self.code_release), images=split["images"],
+                sources=sources, tile_cache=work_dir() / "release-tiles",
+                previous=(Path(record["folder"]), previous) if record and previous else None,
+                thumbs_from=[v / "thumbs" for v in viewers] if self.viewer else None)
+        atomic.write_text(self.output().path, json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+        self.set_progress_percentage(100)
 
 
 class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
@@ -36,7 +73,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         return {
             "pool": self.clone(AssembleTiles), "selection": self.clone(SelectTiles),
             "split": self.clone(SplitDataset), "stats": self.clone(ComputeStats),
-            "todo": self.clone(ExportAnnotationTodo),
+            "todo": self.clone(ExportAnnotationTodo), "stage": self.clone(StageRelease),
             "fetch": {name: FetchSource(source_name=name, raw=raw) for name, raw, _ in self.sources},
         }
 
@@ -106,7 +143,10 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         self.set_status_message(f"writing release {self.release} ({len(images)} images)")
         linked: dict[str, str] = {}
         reused: set[str] = set()
+        stage = Path(self.input()["stage"].path)
+        staged = load(self.input()["stage"])
         with atomic.atomic_path(target) as tmp:
+            thumbs = take_stage(stage, tmp)
             write_release(
                 tmp, release=str(self.release), images=images, rejects=rejects, pending=pending,
                 split_infos=split["regions"], stats_dir=Path(self.input()["stats"].path),
@@ -114,13 +154,15 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                 extra={"selection": {k: v for k, v in selection.items() if k != "selected"}},
                 previous_manifest=previous, uda=uda, tile_cache=work_dir() / "release-tiles",
                 previous_dir=Path(split["previous_release"]["folder"]) if previous else None, linked=linked,
-                reused_items=reused,
+                reused_items=reused, staged=staged,
             )
             trust = self._trust(tmp, linked, reused, split.get("previous_release"), previous)
             problems = validate_release(tmp, trust=trust)
             if problems:
                 raise ReleaseInvalid(str(self.release), problems)
-            viewer = self._write_viewer(tmp, target, split.get("previous_release")) if self.viewer else ""
+            viewer = (self._write_viewer(tmp, target, split.get("previous_release"), thumbs, staged["thumbs"])
+                      if self.viewer else "")
+        drop_stage(stage)
         self.set_progress_percentage(100)
         print(f"\nRelease {self.release}: {len(images)} images, {len(pending)} pending annotation, "
               f"{len(rejects)} rejects -> {target.resolve()}\n{viewer}"
@@ -137,14 +179,18 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
             return None
         return release_trust(tmp, Path(record["folder"]), previous, linked, items=reused)
 
-    def _write_viewer(self, tmp: Path, target: Path, previous: dict | None) -> str:
-        """The release browser (derived from the release's files, not listed in the manifest), reusing the
-        thumbnails of the viewer it replaces and of the previous release's viewer."""
+    def _write_viewer(self, tmp: Path, target: Path, previous: dict | None, thumbs: Path,
+                      staged: dict | None) -> str:
+        """The release browser (derived from the release's files, not listed in the manifest) with the
+        thumbnails staged by ``StageRelease`` (``thumbs``; ``staged``: their counts), reusing those of the
+        viewer it replaces and of the previous release's viewer for any the stage left out."""
         from pipeline.release.viewer import summary_line, write_viewer
 
         self.set_status_message(f"writing the release browser of {self.release}")
         reuse = [target / "viewer"] + ([Path(previous["folder"]) / "viewer"] if previous else [])
-        summary = write_viewer(tmp, tmp / "viewer", reuse=reuse)
+        summary = write_viewer(tmp, tmp / "viewer", reuse=reuse, thumbs_dir=thumbs)
+        made = int((staged or {}).get("made", 0))  # made by the stage, kept by the viewer: made all the same
+        summary = {**summary, "made": summary["made"] + made, "reused": summary["reused"] - made}
         return summary_line({**summary, "index": target / "viewer" / "index.html"}) + "\n"
 
 

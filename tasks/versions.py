@@ -18,6 +18,10 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import json
+import os
+import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +45,7 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                         "tasks.dataset:SelectTiles", "tasks.dataset:ExportAnnotationTodo",
                                         "tasks.dataset:SplitDataset",
                                         "tasks.dataset:ComputeStats")),
-    "release": (("pipeline.release",), ("tasks.release:BuildRelease",)),
+    "release": (("pipeline.release",), ("tasks.release:StageRelease", "tasks.release:BuildRelease")),
 }
 
 #: stage -> data folders (relative to the repository) whose files' bytes are part of its version: the JSON
@@ -177,5 +181,75 @@ def code_version(stage: str) -> str:
 
 
 def code_versions() -> dict[str, str]:
-    """Every stage's version (cached for the life of the process: code does not change under it)."""
-    return {stage: code_version(stage) for stage in STAGES}
+    """Every stage's version.  Parsing every module takes ~2 s, which every build, every worker process and every
+    ``plan`` would pay; so the versions are remembered in a cache file (:func:`cache_file`) with what they were
+    computed from: the modules read, the modules found in each listed package, the data files, the stage
+    definitions of this module and the Python version (whose :mod:`ast` makes the dumps).  They are reused only
+    when a digest of all of that, taken again now (reading ~150 files, milliseconds), is the same; otherwise
+    they are computed and the file replaced."""
+    cached = _read_cache()
+    if cached is not None and _inputs_digest(cached["inputs"]) == cached["digest"]:
+        return dict(cached["versions"])
+    result = {stage: code_version(stage) for stage in STAGES}
+    inputs = {
+        "modules": sorted({m for s in STAGES for m in stage_modules(s)}
+                          | {spec.split(":")[0] for _, classes in STAGES.values() for spec in classes}),
+        "packages": {r: _expand(r) for libs, _ in STAGES.values() for r in libs if _is_package(r)},
+        "data": sorted(f for folders in DATA.values() for f in folders),
+    }
+    _write_cache({"inputs": inputs, "digest": _inputs_digest(inputs), "versions": result})
+    return result
+
+
+def cache_file() -> Path:
+    """``$XDG_CACHE_HOME/oem-pipeline/code-versions-<digest of this checkout's path>.json`` (``~/.cache``)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "oem-pipeline" / f"code-versions-{hashlib.sha256(str(ROOT).encode()).hexdigest()[:12]}.json"
+
+
+def _is_package(name: str) -> bool:
+    path = module_path(name)
+    return path is not None and path.name == "__init__.py"
+
+
+def _inputs_digest(inputs: dict) -> str | None:
+    """SHA-256 over the Python version, the package listings now and the bytes of every module and data file
+    named by ``inputs``; None when one of them is gone (the versions are then computed again)."""
+    config = json.dumps([STAGES, DATA, IGNORED, PROJECT, str(ROOT)], sort_keys=True)  # what this module defines
+    h = hashlib.sha256(f"{sys.version}\n{config}\n{json.dumps(inputs, sort_keys=True)}\n".encode())
+    try:
+        for name, modules in sorted(inputs["packages"].items()):
+            if _expand(name) != modules:
+                return None
+        for name in inputs["modules"]:
+            h.update(f"module {name}\n".encode() + _source(name).encode() + b"\n")
+        for folder in inputs["data"]:
+            base = ROOT / folder
+            for path in sorted(p for p in base.rglob("*") if p.is_file()):
+                h.update(f"data {folder}/{path.relative_to(base).as_posix()}\n".encode() + path.read_bytes() + b"\n")
+    except (AssertionError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return h.hexdigest()
+
+
+def _read_cache() -> dict | None:
+    try:
+        data = json.loads(cache_file().read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(data, dict) and isinstance(data.get("inputs"), dict) and isinstance(data.get("digest"), str) \
+        and isinstance(data.get("versions"), dict) and set(data["versions"]) == set(STAGES)
+    return data if ok else None
+
+
+def _write_cache(data: dict) -> None:
+    """Replace the cache file atomically (concurrent builds: the last one wins); a read-only home is no error."""
+    target = cache_file()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, sort_keys=True)
+        os.replace(tmp, target)
+    except OSError:
+        pass

@@ -202,7 +202,7 @@ def test_changing_a_stage_reruns_it_and_what_follows_only(releases, monkeypatch)
     ran = collections.Counter(fam for fam, _ in STARTED)
     assert set(ran) == {"LabelScene", "CountSegments", "SourcePool", "AssembleTiles", "SelectTiles",
                         "ExportAnnotationTodo",
-                        "SplitDataset", "ComputeStats", "BuildRelease"}, ran
+                        "SplitDataset", "ComputeStats", "StageRelease", "BuildRelease"}, ran
     from tasks import BuildRelease
 
     scenes = [t for share in BuildRelease().requires()["pool"].requires()["sources"]
@@ -297,7 +297,11 @@ def test_build_check_never_trusts_a_changed_file_or_record(releases, tmp_path):
     shutil.copytree(releases["v2"], copy, copy_function=os.link)
     before = _v2_trust(releases, copy)
     m = _manifest(copy)
-    a, b = (r for r in m["images"] if r["id"] in sorted(before.records)[:2])
+    a, b, c = (r for r in m["images"] if r["id"] in sorted(before.records)[:3])
+    item = copy / "stac" / "items" / f"{c['id']}.json"  # rewritten, the same JSON: trusted, its bytes hashed
+    text = item.read_text()
+    item.unlink()
+    item.write_text(text.replace('"type": "Feature"', '"type":  "Feature"'))
     label = copy / a["label"]
     data = label.read_bytes()
     label.unlink()  # a new file under the old name (the shared inode stays as it is)
@@ -308,8 +312,11 @@ def test_build_check_never_trusts_a_changed_file_or_record(releases, tmp_path):
     after = _v2_trust(releases, copy)
     assert after.records == before.records - {a["id"], b["id"]}
     assert f"stac/items/{b['id']}.json" not in after.stac_items
+    assert f"stac/items/{c['id']}.json" in after.stac_items and f"stac/items/{c['id']}.json" not in after.same_bytes
+    assert after.same_bytes == after.stac_items - {f"stac/items/{c['id']}.json"}  # the others: links of v1's
     problems = validate_release(copy, trust=after)
     assert problems == validate_release(copy)
+    assert any(p.startswith(f"stac/items/{c['id']}.json: sha256 mismatch") for p in problems), problems
     assert any(p.startswith(f"{a['label']}: sha256 mismatch") for p in problems), problems
     assert any(p.startswith(f"{b['label']}: pixel counts differ") for p in problems), problems
     assert validate_release(releases["v2"]) == []  # the shared files are untouched
@@ -328,7 +335,7 @@ def test_incremental_check_changes_no_output(releases, monkeypatch, tmp_path):
     monkeypatch.setattr(stac, "_reusable", lambda *args: {})
     try:
         ok, _ = _build(releases["base"], "v2")
-        assert ok and STARTED == [("BuildRelease", None)]
+        assert ok and STARTED == [("StageRelease", None), ("BuildRelease", None)]  # the stage was taken by v2
         files, rebuilt = ([p.relative_to(d) for p in sorted(d.rglob("*")) if p.is_file()
                            and p.relative_to(d).parts[0] != "viewer"] for d in (aside, incremental))
         assert files == rebuilt and len(files) > 50
@@ -391,3 +398,44 @@ def test_name_images_keeps_released_ids():
     assert [im["id"] for im in name_images(moved, previous=first)] == ["cusco_1"]
     assert previous_maps({"images": [{"key": "k", "id": "austin_1", "split": "val"}]}) == (
         {"k": "val"}, {"k": "austin_1"})
+
+
+def _closure(task) -> set[str]:
+    """The families of every task ``task`` requires, transitively."""
+    out: set[str] = set()
+    todo = list(luigi.task.flatten(task.requires()))
+    while todo:
+        t = todo.pop()
+        if t.task_family not in out:
+            out.add(t.task_family)
+            todo.extend(luigi.task.flatten(t.requires()))
+    return out
+
+
+def test_release_stage_runs_beside_the_statistics_and_is_taken_whole(releases, monkeypatch):
+    """StageRelease (tiles, STAC items, index, thumbnails) and ComputeStats need only the split, so two workers
+    run them at once; BuildRelease takes the stage by renaming (nothing left in the stage folder).  A build
+    that fails after taking it (here: validation) leaves no complete stage behind, so the next build stages
+    again and publishes a valid release."""
+    from pipeline.release.validate import report
+    from tasks import BuildRelease
+    from tasks.config import work_dir
+
+    _build(releases["base"], "v2")  # the v2 configuration (a no-op)
+    needs = BuildRelease().requires()
+    assert "ComputeStats" not in _closure(needs["stage"]) and "StageRelease" not in _closure(needs["stats"])
+    assert list((work_dir() / "release-stage").iterdir()) == []  # v1's and v2's stages were taken whole
+    m = _manifest(releases["v2"])
+    tile = releases["v2"] / m["images"][0]["image"]
+    assert tile.stat().st_nlink >= 3  # the tile cache's COG, v1's and v2's release: one inode, linked once each
+
+    monkeypatch.setattr(report, "validate_release", lambda *a, **k: ["injected problem"])
+    ok, _ = _build(releases["base"], "v3-stage")
+    assert not ok and not (releases["v2"].parent / "v3-stage").exists()
+    assert not list((work_dir() / "release-stage").glob("*.json"))  # the taken stage is incomplete
+    monkeypatch.undo()
+    ok, _ = _build(releases["base"], "v3-stage")
+    assert ok and ("StageRelease", None) in STARTED
+    assert validate_release(releases["v2"].parent / "v3-stage") == []
+    assert list((work_dir() / "release-stage").iterdir()) == []
+    shutil.rmtree(releases["v2"].parent / "v3-stage")

@@ -395,3 +395,30 @@ def test_a_changed_schema_changes_the_release_version_and_no_other(monkeypatch, 
         monkeypatch.undo()
         versions.code_version.cache_clear()
     assert {s for s in before if before[s] != after[s]} == {"release"}
+
+
+def test_code_versions_are_remembered_until_what_made_them_changes(monkeypatch, tmp_path):
+    """The versions (~2 s of parsing) are read back from the cache file while every module, package listing and
+    data file they came from is unchanged; an edited module or a new module in a listed package recomputes."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    first = versions.code_versions()
+    assert versions.cache_file().is_relative_to(tmp_path) and versions.cache_file().is_file()
+
+    def parse_nothing(stage):
+        raise AssertionError("parsed although nothing changed")
+
+    with monkeypatch.context() as m:
+        m.setattr(versions, "code_version", parse_nothing)
+        assert versions.code_versions() == first  # from the cache file
+        real_expand = versions._expand
+        m.setattr(versions, "_expand", lambda name: real_expand(name) + (["pipeline.release.new"]
+                                                                          if name == "pipeline.release" else []))
+        with pytest.raises(AssertionError, match="parsed although"):
+            versions.code_versions()  # a module appeared in the release package: computed again
+
+    def edit(name, text):
+        return text + "\n\nEXTRA = 1\n" if name == "pipeline.release.writer" else text
+
+    edited = _versions_with(monkeypatch, edit)
+    assert {s for s in first if first[s] != edited[s]} == {"release"}
+    assert versions.code_versions() == first  # the real sources again: computed again, not the edited ones

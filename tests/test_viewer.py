@@ -18,6 +18,7 @@ import pytest
 import rasterio
 
 from pipeline.constants import CLASS_COLORS
+from pipeline.errors import ThumbnailError
 from pipeline.release.validate.report import validate_release
 from pipeline.release.viewer import ViewerError, thumbs, write_viewer
 from tests.browser import DevTools, dump_dom, needs_chromium, screenshot
@@ -301,3 +302,15 @@ def test_world_map_asset_matches_the_page_projection():
     assert worldmap.project(-180, worldmap.LAT_TOP) == (0, 0)
     # a ring that crosses the antimeridian is made continuous before clipping (no stripe across the map)
     assert [p[0] for p in worldmap._unwrap([(179.0, 0.0), (-179.0, 1.0), (-178.0, 0.0)])] == [179.0, 181.0, 182.0]
+
+
+def test_thumbnails_made_ahead_skip_an_unreadable_tile_and_the_viewer_names_it(tmp_path):
+    """The release stage makes thumbnails before validation with ``skip_errors``: an unreadable tile is left
+    out (counted), not fatal; without it, the viewer's own call names the file."""
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"not a tiff")
+    job = thumbs.Job("image", bad, "ab" * 32, thumbs.thumb_name("ab" * 32, "image"))
+    counts = thumbs.provide([job], tmp_path / "ahead", colors=CLASS_COLORS, skip_errors=True)
+    assert (counts["made"], counts["failed"]) == (0, 1) and not any((tmp_path / "ahead").iterdir())
+    with pytest.raises(ThumbnailError, match="broken.tif"):
+        thumbs.provide([job], tmp_path / "viewer", colors=CLASS_COLORS)

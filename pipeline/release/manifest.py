@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path, PurePath, PurePosixPath
 from typing import Any
@@ -147,6 +147,29 @@ def class_table() -> list[dict[str, Any]]:
     ]
 
 
+def manifest_images(images: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The manifest's ``images``: each record reduced to :data:`IMAGE_FIELDS` plus the
+    :data:`IMAGE_OPTIONAL_FIELDS` it has, as plain JSON values, in natural id order."""
+    recs = [_plain({k: img[k] for k in IMAGE_FIELDS + IMAGE_OPTIONAL_FIELDS if k in img}) for img in images]
+    recs.sort(key=lambda r: natural_key(str(r.get("id", ""))))
+    return recs
+
+
+def manifest_sources(sources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The manifest's ``sources`` (:func:`build_manifest`), sorted by name."""
+    src = []
+    for s in sources:
+        entry: dict[str, Any] = {k: s[k] for k in ("name", "kind", "license") if k in s}
+        entry.update({k: s.get(k, "") for k in ("attribution", "location")})
+        if s.get("acquired_range"):
+            entry["acquired_range"] = list(s["acquired_range"])
+        if s.get("failed"):  # left out of a partial release: where and why its fetch failed
+            entry["failed"] = {k: str(v) for k, v in s["failed"].items() if k in ("stage", "file", "reason")}
+        src.append(_plain(entry))
+    src.sort(key=lambda s: str(s.get("name", "")))
+    return src
+
+
 def build_manifest(
     *,
     release: str,
@@ -181,18 +204,8 @@ def build_manifest(
     validated again.
     Raises :class:`ManifestError` when the result does not follow the schema.
     """
-    recs = [_plain({k: img[k] for k in IMAGE_FIELDS + IMAGE_OPTIONAL_FIELDS if k in img}) for img in images]
-    recs.sort(key=lambda r: natural_key(str(r.get("id", ""))))
-    src = []
-    for s in sources:
-        entry: dict[str, Any] = {k: s[k] for k in ("name", "kind", "license") if k in s}
-        entry.update({k: s.get(k, "") for k in ("attribution", "location")})
-        if s.get("acquired_range"):
-            entry["acquired_range"] = list(s["acquired_range"])
-        if s.get("failed"):  # left out of a partial release: where and why its fetch failed
-            entry["failed"] = {k: str(v) for k, v in s["failed"].items() if k in ("stage", "file", "reason")}
-        src.append(_plain(entry))
-    src.sort(key=lambda s: str(s.get("name", "")))
+    recs = manifest_images(images)
+    src = manifest_sources(sources)
     counts = {s: sum(1 for r in recs if r.get("split") == s) for s in SPLITS}
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -242,11 +255,14 @@ def write_split_files(release_dir: Path, images: list[dict[str, Any]]) -> None:
         write_text(Path(release_dir) / SPLIT_FILES[split], "".join(f"{n}\n" for n in names))
 
 
-def file_entries(release_dir: Path, rel_paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+def file_entries(release_dir: Path, rel_paths: Iterable[str | Path],
+                 known: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """``[{"path", "sha256", "bytes"}]`` for files inside ``release_dir``, sorted by path.
 
     ``rel_paths`` are relative to ``release_dir``; absolute paths, ``..`` components and duplicates are
-    refused (ValueError), as are missing files (FileNotFoundError).
+    refused (ValueError), as are missing files (FileNotFoundError).  ``known``: path -> entry of a file that is
+    a hard link of a file of a validated release with that entry (a reused STAC item); the entry is taken, not
+    hashed again, when the size still matches.
     """
     release_dir = Path(release_dir)
     out: dict[str, dict[str, Any]] = {}
@@ -260,7 +276,10 @@ def file_entries(release_dir: Path, rel_paths: Iterable[str | Path]) -> list[dic
         full = release_dir / key
         if not full.is_file():
             raise FileNotFoundError(f"{full}: missing")
-        out[key] = {"path": key, "sha256": sha256_file(full), "bytes": full.stat().st_size}
+        size = full.stat().st_size
+        before = (known or {}).get(key)
+        sha = before["sha256"] if before is not None and before.get("bytes") == size else sha256_file(full)
+        out[key] = {"path": key, "sha256": sha, "bytes": size}
     return [out[k] for k in sorted(out)]
 
 

@@ -20,9 +20,9 @@ Policies
   attribution and licence text as description, its location as URL when that is http(s)) plus
   ``oem-pipeline`` as processor;
   ``item_assets`` describes ``image``/``label``; summaries: ``gsd``, ``proj:code``, ``proj:epsg`` (the
-  integer codes, for clients that predate ``proj:code``), ``split``,
-  ``continent``, ``region``, ``country``, ``source``, ``label:type``, ``label:tasks``, ``label:classes``
-  and ``classes`` (``{"id", "name", "color"}`` of the 8 classes, as in the manifest).
+  integer codes, for clients that predate ``proj:code``), ``split``, ``continent``, ``region``, ``country``,
+  ``source``, ``label:type``, ``label:tasks``, ``label:classes`` and ``classes`` (``{"id", "name", "color"}``
+  of the 8 classes, as in the manifest).
 * **Item** (id = image id): geometry = the tile's UTM rectangle with its four corners transformed to
   WGS 84 (lon/lat, 7 decimals), bbox its bounds; ``datetime`` = acquisition date (midnight UTC) when
   known, else ``null`` with ``start_datetime``/``end_datetime`` = the source's documented imagery period
@@ -340,39 +340,61 @@ def _link_or_copy(src: Path, dst: Path) -> bool:
 def write_stac(out: Path, records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
                title: str | None = None, previous: tuple[Path, dict[str, Any]] | None = None,
                reused: set[str] | None = None) -> list[str]:
-    """Write ``stac/collection.json`` and ``stac/items/<id>.json`` into the release folder ``out`` for the
-    manifest image records (with ``image``/``label`` release paths).  Returns the written files relative
-    to ``out`` (collection first, then items in natural id order).  Items are written straight into ``out`` (the
-    release folder is itself written under a temporary name and renamed whole); the collection atomically.
-    ``previous``: (folder, manifest) of a release written by this same code (the caller checks the release
-    stage's code version): the item of an image whose record and source ``acquired_range`` equal that
-    release's is a hard link of that release's item file (nothing in an item names its release, so the bytes are
-    the same as a rebuilt item's), not rebuilt (no pystac object is made for it).  ``reused`` (a set) receives the
-    release-relative files of those items (what :mod:`pipeline.release.validate.incremental` trusts)."""
+    """Write the items (:func:`write_items`) and the collection (:func:`write_collection`) of the manifest image
+    records into the release folder ``out``; returns the files relative to ``out``, the collection first."""
+    items = write_items(out, records, sources=sources, previous=previous, reused=reused)
+    return [write_collection(out, records, release=release, sources=sources, title=title), *items]
+
+
+def write_items(out: Path, records: Sequence[dict[str, Any]], *, sources: Sequence[dict[str, Any]],
+                previous: tuple[Path, dict[str, Any]] | None = None, reused: set[str] | None = None) -> list[str]:
+    """Write ``stac/items/<id>.json`` into the release folder ``out`` (straight in: the folder is itself renamed
+    whole) for the manifest image records; returns them relative to ``out``, natural id order.  ``sources``: the
+    manifest's (their ``acquired_range``).  ``previous``: (folder, manifest) of a release written by this same
+    code (the caller checks the release stage's code version): the item of an image whose record and source
+    ``acquired_range`` equal that release's is a hard link of that release's item file (nothing in an item
+    names its release: the same bytes as a rebuilt item's), no pystac object made.  ``reused`` (a set)
+    receives those items' files (what :mod:`pipeline.release.validate.incremental` trusts)."""
     import pystac
 
-    from pipeline import atomic
-
     out = Path(out)
-    root = out / COLLECTION
     recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
-    rings = footprints_lonlat(recs)
-    collection = build_collection(recs, release=release, sources=sources, title=title, href=str(root),
-                                  rings=rings)
-    collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
     reuse = _reusable(recs, sources, previous)
     (out / ITEMS_DIR).mkdir(parents=True, exist_ok=True)
     linked = {i for i, src in reuse.items() if _link_or_copy(src, out / ITEMS_DIR / f"{i}.json")}
     if reused is not None:
         reused.update(f"{ITEMS_DIR}/{i}.json" for i in linked)
-    ranges = {str(s["name"]): s["acquired_range"] for s in sources if s.get("acquired_range")}
-    fresh = [build_item(r, collection.id, ranges, ring) for r, ring in zip(recs, rings) if r["id"] not in linked]
-    _add_items(collection, fresh)
-    for item in fresh:
-        item.set_parent(collection)  # links root, collection, parent: the order pystac's get_items() leaves
-        (out / ITEMS_DIR / f"{item.id}.json").write_bytes(_item_bytes(item))
+    fresh_recs = [r for r in recs if r["id"] not in linked]
+    if fresh_recs:
+        # the items' links are relative to the collection's file: an unsaved collection of the same id at the
+        # same place gives the same bytes as the release's
+        collection = build_collection(fresh_recs, release="", sources=sources, href=str(out / COLLECTION))
+        collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
+        ranges = {str(s["name"]): s["acquired_range"] for s in sources if s.get("acquired_range")}
+        fresh = [build_item(r, collection.id, ranges, ring)
+                 for r, ring in zip(fresh_recs, footprints_lonlat(fresh_recs))]
+        _add_items(collection, fresh)
+        for item in fresh:
+            item.set_parent(collection)  # links root, collection, parent: the order pystac's get_items() leaves
+            (out / ITEMS_DIR / f"{item.id}.json").write_bytes(_item_bytes(item))
+    return [f"{ITEMS_DIR}/{rec['id']}.json" for rec in recs]
+
+
+def write_collection(out: Path, records: Sequence[dict[str, Any]], *, release: str,
+                     sources: Sequence[dict[str, Any]], title: str | None = None) -> str:
+    """Write ``stac/collection.json`` (atomically) into the release folder ``out``, linking the items of
+    ``records`` (:func:`write_items`); returns its path relative to ``out``."""
+    import pystac
+
+    from pipeline import atomic
+
+    root = Path(out) / COLLECTION
+    recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
+    collection = build_collection(recs, release=release, sources=sources, title=title, href=str(root),
+                                  rings=footprints_lonlat(recs))
+    collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
     collection_dict = collection.to_dict(include_self_link=False, transform_hrefs=True)
     collection_dict["links"] = [link for link in collection_dict["links"] if link.get("rel") != "item"] + [
         {"href": f"./items/{r['id']}.json", "rel": "item", "type": "application/geo+json"} for r in recs]
     atomic.write_text(root, _dump(collection_dict))
-    return [COLLECTION, *(f"{ITEMS_DIR}/{rec['id']}.json" for rec in recs)]
+    return COLLECTION

@@ -36,18 +36,18 @@ from pipeline.raster.cog import place_cog
 from pipeline.release.manifest import sha256_file
 
 
-def _stamp(path: Path) -> list[int]:
-    st = path.stat()
+def _stamp(path: str | Path) -> list[int]:
+    st = os.stat(path)
     return [st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def _link(src: Path, dst: Path) -> bool:
+def _link(src: str | Path, dst: str | Path) -> bool:
     """Hard-link ``src`` to ``dst``; False when that is impossible (another file system: a copy is made)."""
     try:
         os.link(src, dst)
         return True
     except FileNotFoundError:  # the folder is made by the first tile placed in it, not checked for every tile
-        dst.parent.mkdir(parents=True, exist_ok=True)
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, dst)
             return True
@@ -115,12 +115,16 @@ def linked_sha(src: str | Path, dst: str | Path, *, kind: str, cache: str | Path
     return None
 
 
+_KEY = re.compile(r"[0-9a-f]{24}")
+
+
 class TileCache:
     """The tile cache folder of one release build: :meth:`place` is :func:`place_tile`, looking tiles up first in
     the index the release ``previous`` left (module docstring); :meth:`save` leaves this release's index."""
 
     def __init__(self, folder: str | Path, previous: str | None = None):
         self.folder = Path(folder)
+        self.root = os.fspath(self.folder)
         self.known: dict[str, dict] = self._load(previous) if previous else {}
         self.placed: dict[str, dict] = {}
 
@@ -134,12 +138,12 @@ class TileCache:
         except (OSError, ValueError, AttributeError):
             return {}
 
-    def _hit(self, name: str, src: Path, kind: str) -> tuple[Path, dict] | None:
+    def _hit(self, name: str, src: str, kind: str) -> tuple[str, dict] | None:
         rec = self.known.get(name)
         if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str) \
-                or not re.fullmatch(r"[0-9a-f]{24}", str(rec.get("key"))):
+                or not _KEY.fullmatch(str(rec.get("key"))):
             return None
-        cog = self.folder / kind / f"{rec['key']}.tif"
+        cog = f"{self.root}/{kind}/{rec['key']}.tif"  # strings, not Paths: 10,000 tiles a release
         try:
             return (cog, rec) if rec.get("source") == _stamp(src) and rec.get("cog") == _stamp(cog) else None
         except OSError:
@@ -147,9 +151,10 @@ class TileCache:
 
     def place(self, src: str | Path, dst: str | Path, *, kind: str, linked: dict[str, str] | None = None) -> str:
         """:func:`place_tile` through this cache."""
-        src, dst = Path(src), Path(dst)
+        src, dst = os.fspath(src), os.fspath(dst)
         name = f"{kind}\0{src}"
-        cog, rec = self._hit(name, src, kind) or _cached(src, kind, self.folder)
+        hit = self._hit(name, src, kind)
+        cog, rec = hit if hit is not None else _cached(Path(src), kind, self.folder)
         self.placed[name] = rec
         if not _link(cog, dst):
             return sha256_file(dst)

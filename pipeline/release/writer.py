@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,10 @@ from pipeline.release.manifest import (
     write_split_files,
     write_uda_files,
 )
-from pipeline.release.stac import write_stac
+from pipeline.release.stac import write_collection, write_stac
+from pipeline.release.staging import place_images
 from pipeline.release.summary import release_summary
-from pipeline.release.tilecache import TileCache, place_tile
+from pipeline.release.tilecache import TileCache
 from pipeline.release.torchgeo import zone_lines, zone_section
 from pipeline.release.validate.incremental import valid_images
 
@@ -32,16 +32,6 @@ from pipeline.release.validate.incremental import valid_images
 PENDING_COLUMNS = ("key", "region", "source", "source_scene_id", "tile", "todo", "reason")
 #: Recorded as ``created_with.tile_format``: release tiles are Cloud-Optimized GeoTIFFs (pipeline.raster.cog).
 TILE_FORMAT = "COG"
-
-
-def _place(src: Path, dst: Path) -> None:
-    """Hard-link ``src`` to ``dst`` (work files are only ever replaced by rename, never rewritten in
-    place, so the link stays intact), falling back to a copy across file systems."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 def _csv(rows: list[dict], columns: tuple[str, ...]) -> str:
@@ -70,7 +60,7 @@ def write_release(
     provenance: dict[str, dict], extra: dict[str, Any] | None = None,
     previous_manifest: dict[str, Any] | None = None, uda: dict[str, Any] | None = None,
     tile_cache: Path | None = None, previous_dir: Path | None = None, linked: dict[str, str] | None = None,
-    reused_items: set[str] | None = None,
+    reused_items: set[str] | None = None, staged: dict | None = None,
 ) -> dict:
     """Fill the (empty or new) folder ``out`` with images, labels, split files, rejects, pending tiles,
     per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
@@ -95,16 +85,16 @@ def write_release(
     receives release-relative path -> sha256 of the tiles placed as hard links of unchanged tile-cache entries
     (what :func:`pipeline.release.tilecache.linked_sha` confirms for each right after); ``reused_items`` (a set)
     receives the STAC item files linked from the previous release's items (``write_stac``'s ``reused``).
+    ``staged``: the record of a stage whose tiles are already in ``out`` (:mod:`pipeline.release.staging`): its
+    records, links, STAC items and index are taken, nothing is placed (``images``, ``tile_cache`` and
+    ``previous_dir`` are then not used).
     Returns the manifest.
     A release without images is refused: :class:`pipeline.errors.EmptyRelease` (nothing is written)."""
     if not images:
         raise EmptyRelease(release, empty_release_reason(sources, rejects, pending))
     out.mkdir(parents=True, exist_ok=True)
     previous_release = (previous_manifest or {}).get("release") or None
-    cache = TileCache(tile_cache, previous_release) if tile_cache is not None else None
-    records = _place_images(out, images, cache, linked)
-    if cache is not None:
-        cache.save(release)
+    records = _records(out, release, images, staged, tile_cache, previous_release, linked)
     write_split_files(out, records)
     atomic.write_text(out / "rejects.csv", _csv(rejects, REJECT_COLUMNS))
     pending = [dict(p, reason=p.get("pending_reason") or PENDING_REASON) for p in pending]
@@ -127,11 +117,8 @@ def write_release(
     zone_files = zone_lines(records)  # per-UTM-zone lists for torchgeo (pipeline.release.torchgeo)
     for rel, lines in zone_files.items():
         atomic.write_text(out / rel, "".join(f"{line}\n" for line in lines))
-    reuse = (previous_dir, previous_manifest) if previous_dir is not None and previous_manifest is not None \
-        and valid_images(previous_manifest, manifest) else None  # written by the same code
-    catalog_files = write_stac(out, manifest["images"], release=release, sources=manifest["sources"], previous=reuse,
-                               reused=reused_items)
-    catalog_files.append(write_index(out, manifest["images"]))
+    reused = reused_items if reused_items is not None else set()
+    catalog_files = _catalogs(out, manifest, staged, previous_dir, previous_manifest, reused)
     extra_files = (["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + list(zone_files)
                    + catalog_files)
     extra_files += sorted(
@@ -139,28 +126,37 @@ def write_release(
     )
     manifest.update(extra or {})
     manifest["zones"] = zone_section(records)
-    manifest["files"] = file_entries(out, extra_files)
+    before = {e["path"]: e for e in (previous_manifest or {}).get("files") or []
+              if isinstance(e, dict) and e.get("path") in reused}  # linked from the previous release
+    manifest["files"] = file_entries(out, extra_files, known=before)
     atomic.write_json(out / "manifest.json", manifest)
     return manifest
 
 
-def _place_images(out: Path, images: list[dict], cache: TileCache | None,
-                  linked: dict[str, str] | None) -> list[dict]:
-    """The manifest records of ``images`` with their files placed under ``out`` (``<region>/images|labels/<id>.tif``)
-    and their sha256; ``linked`` receives the hard links of unchanged tile-cache entries (:func:`write_release`)."""
-    records = []
-    placed: dict[str, str] = {}
-    for im in images:
-        rec = {k: v for k, v in im.items() if not k.startswith("_")}
-        name = f"{rec['id']}.tif"
-        rec["image"] = f"{rec['region']}/images/{name}"
-        rec["label"] = f"{rec['region']}/labels/{name}"
-        for kind in ("image", "label"):
-            dst = out / rec[kind]
-            rec[f"sha256_{kind}"] = (cache.place(im[f"_{kind}_src"], dst, kind=kind, linked=placed) if cache
-                                     else place_tile(im[f"_{kind}_src"], dst, kind=kind))
-        records.append(rec)
-    if linked is not None:
-        prefix = len(str(out)) + 1  # every key is str(out / <release-relative path>)
-        linked.update({p[prefix:]: sha for p, sha in placed.items()})
+def _records(out: Path, release: str, images: list[dict], staged: dict | None, tile_cache: Path | None,
+             previous_release: str | None, linked: dict[str, str] | None) -> list[dict]:
+    """The manifest records of ``images``, their tiles placed (or the stage's, already in ``out``)."""
+    if staged is not None:
+        if linked is not None:
+            linked.update(staged["linked"])
+        return staged["records"]
+    cache = TileCache(tile_cache, previous_release) if tile_cache is not None else None
+    records = place_images(out, images, cache, linked)
+    if cache is not None:
+        cache.save(release)
     return records
+
+
+def _catalogs(out: Path, manifest: dict, staged: dict | None, previous_dir: Path | None,
+              previous_manifest: dict | None, reused_items: set[str]) -> list[str]:
+    """Write the STAC catalog and the GeoParquet index (with a stage, only the STAC collection: the items and
+    the index were written with the tiles); returns their release-relative files."""
+    if staged is not None:
+        reused_items.update(staged["reused_items"])
+        return [write_collection(out, manifest["images"], release=manifest["release"], sources=manifest["sources"]),
+                *staged["stac_items"], staged["index"]]
+    reuse = (previous_dir, previous_manifest) if previous_dir is not None and previous_manifest is not None \
+        and valid_images(previous_manifest, manifest) else None  # written by the same code
+    files = write_stac(out, manifest["images"], release=manifest["release"], sources=manifest["sources"],
+                       previous=reuse, reused=reused_items)
+    return [*files, write_index(out, manifest["images"])]

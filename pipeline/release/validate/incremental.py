@@ -12,7 +12,10 @@ them.  :func:`release_trust` decides which records and STAC items are trusted; a
   every ``files`` entry equal to one of the previous manifest's (checked there by the same code and schema);
 * reading a trusted STAC item again (its schema, id, collection and assets): it is the previous release's
   validated item (the same bytes, or equal but for the release-specific values) of an equal record, whose
-  files are this release's trusted files at the same paths; that the file exists is still checked.
+  files are this release's trusted files at the same paths; that the file exists is still checked, and so
+  are the existence and size of its ``files`` entry, which is not hashed again when it equals the previous
+  manifest's entry for that item and the file is the previous release's bytes (the writer's hard link, whose
+  entry it took from the previous manifest: :func:`~pipeline.release.manifest.file_entries`'s ``known``).
 
 A record ``id`` is trusted when all of these hold:
 
@@ -31,7 +34,7 @@ here, or known from the build, which wrote it as the previous item with those va
 of the new collection that equal links of the previous release's collection are not schema-checked again (the
 schemas constrain links one by one); the rest of the collection is.
 
-Everything else always runs in full: consistency, stray rasters, every ``files`` entry hashed, split files,
+Everything else always runs in full: consistency, stray rasters, every other ``files`` entry hashed, split files,
 split audit, UDA, zones, changes, the collection and ``index.parquet``.  ``python -m pipeline validate``
 passes no trust and checks every file.
 """
@@ -57,6 +60,8 @@ class Trust:
     collection_links: frozenset[str] = field(default_factory=frozenset)
     #: the previous release's ``files`` entries (:func:`file_key`): an equal entry follows the schema
     file_entries: frozenset[str] = field(default_factory=frozenset)
+    #: trusted STAC item files that are the previous release's bytes (hard links the writer made, or compared)
+    same_bytes: frozenset[str] = field(default_factory=frozenset)
 
 
 def file_key(entry: Any) -> str:
@@ -111,6 +116,13 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _same_bytes(a: Path, b: Path) -> bool:
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
 def trusted_items(root: Path, previous_root: Path, ids: frozenset[str]) -> frozenset[str]:
     """Release-relative STAC item files of records ``ids`` equal to the previous release's up to the
     release-specific values."""
@@ -136,9 +148,12 @@ def release_trust(root: Path, previous_root: Path | None, previous: Mapping[str,
     ids = trusted_records(manifest, previous, verified)
     collection = _read_json(Path(previous_root) / COLLECTION) if ids else None
     links = collection.get("links") if isinstance(collection, dict) else None
-    stac_items = (trusted_items(Path(root), Path(previous_root), ids) if items is None
-                  else frozenset(items) & {f"{ITEMS_DIR}/{i}.json" for i in ids})
+    if items is None:
+        stac_items = trusted_items(Path(root), Path(previous_root), ids)
+        same = frozenset(rel for rel in stac_items if _same_bytes(Path(root) / rel, Path(previous_root) / rel))
+    else:
+        stac_items = same = frozenset(items) & {f"{ITEMS_DIR}/{i}.json" for i in ids}
     files = previous.get("files") if valid_images(previous, manifest) else None
-    return Trust(records=ids, stac_items=stac_items,
+    return Trust(records=ids, stac_items=stac_items, same_bytes=same,
                  file_entries=frozenset(map(file_key, files)) if isinstance(files, list) else frozenset(),
                  collection_links=frozenset(link_key(x) for x in links) if isinstance(links, list) else frozenset())

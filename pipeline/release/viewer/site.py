@@ -76,12 +76,14 @@ def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(path, start)).as_posix()
 
 
-def _jobs(release: Path, images: Sequence[dict[str, Any]]) -> list[thumbs.Job]:
+def image_jobs(release: Path, images: Sequence[dict[str, Any]]) -> list[thumbs.Job]:
+    """The thumbnails of the manifest records ``images`` of the release folder ``release`` (image, label)."""
     jobs = []
+    root = os.fspath(release)
     for im in images:
         for kind in ("image", "label"):
             sha = im[f"sha256_{kind}"]
-            jobs.append(thumbs.Job(kind, release / im[kind], sha, thumbs.thumb_name(sha, kind)))
+            jobs.append(thumbs.Job(kind, f"{root}/{im[kind]}", sha, thumbs.thumb_name(sha, kind)))
     return jobs
 
 
@@ -155,10 +157,12 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def write_viewer(release: Path, out: Path | None = None, *, reuse: Sequence[Path] | None = None,
-                 workers: int = thumbs.WORKERS) -> dict[str, Any]:
+                 workers: int = thumbs.WORKERS, thumbs_dir: Path | None = None) -> dict[str, Any]:
     """Write the viewer of the release folder ``release`` to ``out`` (default ``<release>/viewer``),
     replacing what is there atomically.  Thumbnails are reused from ``out`` and from the viewer folders
-    ``reuse`` (default :func:`default_reuse`), the rest made on ``workers`` threads.  Returns a summary:
+    ``reuse`` (default :func:`default_reuse`), the rest made on ``workers`` threads.  ``thumbs_dir``: a folder
+    of thumbnails made ahead (:mod:`pipeline.release.staging`), moved into the viewer, not linked; counted as
+    reused.  Returns a summary:
     ``out``, ``index``, ``images``, ``made``, ``reused``, ``decoded_max``, ``bytes``, ``bytes_per_image``,
     ``seconds`` (wall) and ``cpu_seconds`` (this process, all threads)."""
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
@@ -170,8 +174,14 @@ def write_viewer(release: Path, out: Path | None = None, *, reuse: Sequence[Path
     folders = [out, *(default_reuse(release, manifest) if reuse is None else reuse)]
     with atomic.atomic_path(out) as tmp:
         tmp.mkdir(parents=True)
-        counts = thumbs.provide(_jobs(release, manifest["images"]), tmp / "thumbs", colors=class_colors(manifest),
-                                reuse=[Path(f) / "thumbs" for f in folders], workers=workers)
+        made_ahead: list[Path] = []
+        if thumbs_dir is not None and thumbs_dir.is_dir():
+            try:
+                os.replace(thumbs_dir, tmp / "thumbs")
+            except OSError:  # another file system: linked or copied like reused thumbnails
+                made_ahead = [thumbs_dir]
+        counts = thumbs.provide(image_jobs(release, manifest["images"]), tmp / "thumbs", colors=class_colors(manifest),
+                                reuse=[Path(f) / "thumbs" for f in folders] + made_ahead, workers=workers)
         for name in ASSETS:
             (tmp / name).write_bytes(_asset(name))
         (tmp / "world.js").write_text(_script("OEM_WORLD", json.loads(_asset("world-110m.json"))), encoding="utf-8")

@@ -42,7 +42,7 @@ class Job:
     """One thumbnail to provide: ``kind`` ``"image"`` or ``"label"``, the tile, its sha256, the output name."""
 
     kind: str
-    src: Path
+    src: str | Path
     sha256: str
     name: str
 
@@ -113,7 +113,7 @@ def _encode_label(ids: np.ndarray, lut: np.ndarray) -> bytes:
 def make_thumbnail(job: Job, out_dir: Path, lut: np.ndarray) -> int:
     """Write one thumbnail atomically to ``out_dir / job.name``; returns the width of the decoded level."""
     try:
-        data, decoded = read_reduced(job.src, THUMB_SIZE, label=job.kind == "label")
+        data, decoded = read_reduced(Path(job.src), THUMB_SIZE, label=job.kind == "label")
     except Exception as exc:  # noqa: BLE001  (rasterio raises many types; the file and cause are the point)
         raise ThumbnailError(str(job.src), f"cannot read for a thumbnail: {exc}") from exc
     blob = _encode_label(data, lut) if job.kind == "label" else _encode_image(data)
@@ -121,7 +121,7 @@ def make_thumbnail(job: Job, out_dir: Path, lut: np.ndarray) -> int:
     return decoded
 
 
-def _link(src: Path, dst: Path) -> None:
+def _link(src: str | Path, dst: str | Path) -> None:
     try:
         os.link(src, dst)
     except OSError:
@@ -138,27 +138,42 @@ def file_names(folder: Path) -> set[str]:
 
 
 def provide(jobs: Iterable[Job], out_dir: Path, *, colors: Mapping[int, Sequence[int]], reuse: Sequence[Path] = (),
-            workers: int = WORKERS) -> dict[str, int]:
+            workers: int = WORKERS, skip_errors: bool = False) -> dict[str, int]:
     """Make sure ``out_dir`` holds every job's thumbnail: kept when already there, linked from the first
     folder of ``reuse`` that has it, else made (on ``workers`` threads).  Returns counts ``made``,
-    ``reused`` and ``decoded_max`` (the widest level any thumbnail was decoded from)."""
+    ``reused`` and ``decoded_max`` (the widest level any thumbnail was decoded from).  A thumbnail that cannot
+    be made raises :class:`ThumbnailError`, or with ``skip_errors`` is left out (counted as ``failed``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     todo: dict[str, Job] = {}
     seen: set[str] = set()
     reused = 0
-    folders = [(d, file_names(d)) for d in (out_dir, *reuse)]  # one listing per folder, not a stat per thumbnail
+    # one listing per folder, not a stat per thumbnail; paths as strings (10,000 thumbnails a release)
+    folders = [(os.fspath(d), file_names(d)) for d in (out_dir, *reuse)]
+    out = folders[0][0]
     for job in jobs:
         if job.name in seen:
             continue
         seen.add(job.name)
-        cached = next((d / job.name for d, names in folders if job.name in names), None)
+        cached = next((d for d, names in folders if job.name in names), None)
         if cached is None:
             todo[job.name] = job
             continue
-        if cached.parent != out_dir:
-            _link(cached, out_dir / job.name)
+        if cached != out:
+            _link(f"{cached}/{job.name}", f"{out}/{job.name}")
         reused += 1
     lut = label_lut(colors)
+    failed: list[str] = []
+
+    def make(job: Job) -> int:
+        try:
+            return make_thumbnail(job, out_dir, lut)
+        except ThumbnailError:
+            if not skip_errors:
+                raise
+            failed.append(job.name)
+            return 0
+
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        decoded = list(pool.map(lambda j: make_thumbnail(j, out_dir, lut), todo.values()))
-    return {"made": len(todo), "reused": reused, "decoded_max": max(decoded, default=0)}
+        decoded = list(pool.map(make, todo.values()))
+    return {"made": len(todo) - len(failed), "reused": reused, "decoded_max": max(decoded, default=0),
+            **({"failed": len(failed)} if skip_errors else {})}

@@ -1,0 +1,126 @@
+"""Stage a release's per-image files ahead of its manifest, and hand them over to the release (no Luigi here).
+
+A release's tiles, STAC items, index and viewer thumbnails depend on the split alone, not on the statistics, so
+the build places them in their own task while the statistics are computed (with two workers both are busy),
+into a stage folder that the release task then takes over by renaming: no file is linked or written twice.
+
+* ``<stage>/release/<region>/images|labels/<id>.tif``: the tiles, placed as :mod:`pipeline.release.writer` would
+  (through the tile cache: a hard link of an unchanged cache entry, else converted once);
+* ``<stage>/release/stac/items/<id>.json`` and ``<stage>/release/index.parquet``: the images' STAC items (an
+  unchanged image's is a hard link of the previous release's item) and GeoParquet index; the release task adds
+  the STAC collection, which also describes the sources;
+* ``<stage>/thumbs/``: the viewer's thumbnails of those tiles (when the release has a viewer): kept from an
+  earlier viewer of this release or the previous release's, else made.  A thumbnail that cannot be made here
+  is left to the viewer, which is written after validation (so an unreadable tile is reported by validation,
+  naming the file, before the viewer would fail on it);
+* the stage record (beside the folder, ``<stage>.json``, :func:`stage_release`'s result): the images' records
+  with their release paths and sha256, the tiles placed as links of unchanged cache entries, thumbnail counts.
+
+:func:`take_stage` removes the record first (the stage is incomplete from then on: a build that fails later
+stages again), then renames the staged tree into the release folder being written.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.release.manifest import class_table
+from pipeline.release.tilecache import TileCache, place_tile
+
+RELEASE = "release"
+THUMBS = "thumbs"
+
+
+def place_images(out: Path, images: list[dict], cache: TileCache | None,
+                 linked: dict[str, str] | None) -> list[dict]:
+    """The manifest records of ``images`` with their files placed under ``out`` (``<region>/images|labels/<id>.tif``)
+    and their sha256; ``linked`` receives release-relative path -> sha256 of the tiles placed as hard links of
+    unchanged tile-cache entries (what :func:`pipeline.release.tilecache.linked_sha` confirms)."""
+    records = []
+    placed: dict[str, str] = {}
+    root = os.fspath(out)
+    for im in images:
+        rec = {k: v for k, v in im.items() if not k.startswith("_")}
+        name = f"{rec['id']}.tif"
+        rec["image"] = f"{rec['region']}/images/{name}"
+        rec["label"] = f"{rec['region']}/labels/{name}"
+        for kind in ("image", "label"):
+            dst = f"{root}/{rec[kind]}"  # a string, not a Path: 10,000 tiles a release
+            rec[f"sha256_{kind}"] = (cache.place(im[f"_{kind}_src"], dst, kind=kind, linked=placed) if cache
+                                     else place_tile(im[f"_{kind}_src"], dst, kind=kind))
+        records.append(rec)
+    if linked is not None:
+        prefix = len(root) + 1  # every key is <root>/<release-relative path>
+        linked.update({p[prefix:]: sha for p, sha in placed.items()})
+    return records
+
+
+def stage_release(folder: Path, *, release: str, code_release: str, images: list[dict],
+                  sources: list[dict[str, Any]], tile_cache: Path | None, previous: tuple[Path, dict[str, Any]] | None,
+                  thumbs_from: Sequence[Path] | None) -> dict[str, Any]:
+    """Fill the new folder ``folder`` (module docstring) with the tiles of ``images`` (split records carrying
+    ``_image_src`` / ``_label_src`` work files), their STAC items and GeoParquet index, and, unless
+    ``thumbs_from`` is None, their thumbnails (reused from those thumbnail folders when there).  ``sources``:
+    the release's sources (their ``acquired_range`` goes into the items).  ``tile_cache``: the tile cache folder
+    (None: every tile converted here); its index is saved under ``release`` and looked up under the previous
+    release's first (:class:`pipeline.release.tilecache.TileCache`).  ``previous``: (folder, manifest) of the
+    release this one continues; its STAC items are reused when it was written by the same code (its
+    ``code_versions.release`` is ``code_release``; :func:`pipeline.release.stac.write_items`).  Returns the
+    stage record: ``records``, ``linked``, ``stac_items`` and ``reused_items`` (release-relative), ``index``,
+    ``thumbs`` (counts, or None)."""
+    from pipeline.release.geoparquet import write_index
+    from pipeline.release.manifest import SCHEMA_VERSION, manifest_images, manifest_sources
+    from pipeline.release.stac import write_items
+    from pipeline.release.validate.incremental import valid_images
+    from pipeline.release.viewer import thumbs
+    from pipeline.release.viewer.site import class_colors, image_jobs
+
+    folder.mkdir(parents=True)
+    prev_manifest = previous[1] if previous is not None else None
+    cache = TileCache(tile_cache, (prev_manifest or {}).get("release") or None) if tile_cache is not None else None
+    linked: dict[str, str] = {}
+    out = folder / RELEASE
+    records = place_images(out, images, cache, linked)
+    if cache is not None:
+        cache.save(release)
+    plain = manifest_images(records)
+    same_code = valid_images(prev_manifest, {"schema_version": SCHEMA_VERSION, "created_with": {
+        "code_versions": {"release": code_release}}})
+    reused: set[str] = set()
+    items = write_items(out, plain, sources=manifest_sources(sources), previous=previous if same_code else None,
+                        reused=reused)
+    index = write_index(out, plain)
+    counts = None
+    if thumbs_from is not None:
+        counts = thumbs.provide(image_jobs(folder / RELEASE, records), folder / THUMBS,
+                                colors=class_colors({"classes": class_table()}), reuse=list(thumbs_from),
+                                skip_errors=True)
+    return {"records": records, "linked": linked, "stac_items": items, "reused_items": sorted(reused),
+            "index": index, "thumbs": counts}
+
+
+def stage_folder(record: Path) -> Path:
+    """The stage folder of the stage record ``record`` (``<stage>.json`` -> ``<stage>``)."""
+    return record.with_suffix("")
+
+
+def take_stage(record: Path, out: Path) -> Path:
+    """Move the staged tiles of the stage whose record is ``record`` to ``out`` (the release folder being
+    written; it must not exist), after removing the record.  Returns the staged thumbnail folder (it may be
+    missing); the caller removes the emptied stage folder (:func:`drop_stage`)."""
+    folder = stage_folder(record)
+    record.unlink()
+    try:
+        os.replace(folder / RELEASE, out)
+    except OSError:  # another file system
+        shutil.copytree(folder / RELEASE, out)
+    return folder / THUMBS
+
+
+def drop_stage(record: Path) -> None:
+    """Remove what is left of a stage (its record and folder)."""
+    record.unlink(missing_ok=True)
+    shutil.rmtree(stage_folder(record), ignore_errors=True)
