@@ -31,9 +31,9 @@ from tasks.sources import FetchSource
 
 
 class StageRelease(SplitParams, PipelineTask):
-    """The release's tiles and viewer thumbnails, placed ahead of its manifest in a stage folder that
-    ``BuildRelease`` takes over by renaming (:mod:`pipeline.release.staging`).  They need the split only, so
-    this runs beside ``ComputeStats``: with two workers, both are busy."""
+    """The release's tiles, STAC items, GeoParquet index and viewer thumbnails, placed ahead of its manifest in
+    a stage folder that ``BuildRelease`` takes over by renaming (:mod:`pipeline.release.staging`).  They need
+    the split only, so this runs beside ``ComputeStats``: with two workers, both are busy."""
 
     release = luigi.Parameter(description="release version: data/releases/<release>/")
     code_release = luigi.Parameter(description="code version of the release stage")
@@ -50,19 +50,19 @@ class StageRelease(SplitParams, PipelineTask):
         from pipeline.release.staging import stage_folder, stage_release
 
         split = json.loads(Path(self.input().path).read_text())
-        record = split.get("previous_release")
-        previous = _previous_manifest(record)
-        viewers = [release_dir(self.release) / "viewer"] + ([Path(record["folder"]) / "viewer"] if record else [])
+        before = split.get("previous_release")  # SplitDataset's record of the release this one continues
+        previous = _previous_manifest(before)
+        viewers = [release_dir(self.release) / "viewer"] + ([Path(before["folder"]) / "viewer"] if before else [])
         sources = [{"name": s.name, "acquired_range": acquired_range(s)}
                    for s in verified_sources(cfg().sources_file, self.sources)]
         self.set_status_message(f"placing the tiles of {len(split['images'])} images")
         with atomic.atomic_path(stage_folder(Path(self.output().path))) as tmp:
-            record = stage_release(
+            staged = stage_release(
                 tmp, release=str(self.release), code_release=str(self.code_release), images=split["images"],
                 sources=sources, tile_cache=work_dir() / "release-tiles",
-                previous=(Path(record["folder"]), previous) if record and previous else None,
+                previous=(Path(before["folder"]), previous) if before and previous else None,
                 thumbs_from=[v / "thumbs" for v in viewers] if self.viewer else None)
-        atomic.write_text(self.output().path, json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+        atomic.write_text(self.output().path, json.dumps(staged, sort_keys=True, separators=(",", ":")) + "\n")
         self.set_progress_percentage(100)
 
 
