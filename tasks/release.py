@@ -189,8 +189,11 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         self.set_status_message(f"writing the release browser of {self.release}")
         reuse = [target / "viewer"] + ([Path(previous["folder"]) / "viewer"] if previous else [])
         summary = write_viewer(tmp, tmp / "viewer", reuse=reuse, thumbs_dir=thumbs)
-        made = int((staged or {}).get("made", 0))  # made by the stage, kept by the viewer: made all the same
-        summary = {**summary, "made": summary["made"] + made, "reused": summary["reused"] - made}
+        ahead = staged or {}  # thumbnails made by the stage and kept by the viewer: made all the same
+        made = int(ahead.get("made", 0))
+        summary = {**summary, "made": summary["made"] + made, "reused": summary["reused"] - made,
+                   "seconds": summary["seconds"] + float(ahead.get("seconds", 0.0)),
+                   "cpu_seconds": summary["cpu_seconds"] + float(ahead.get("cpu_seconds", 0.0))}
         return summary_line({**summary, "index": target / "viewer" / "index.html"}) + "\n"
 
 

@@ -22,7 +22,9 @@ stages again), then renames the staged tree into the release folder being writte
 from __future__ import annotations
 
 import os
+import resource
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,7 @@ def stage_release(folder: Path, *, release: str, code_release: str, images: list
     release this one continues; its STAC items are reused when it was written by the same code (its
     ``code_versions.release`` is ``code_release``; :func:`pipeline.release.stac.write_items`).  Returns the
     stage record: ``records``, ``linked``, ``stac_items`` and ``reused_items`` (release-relative), ``index``,
-    ``thumbs`` (counts, or None)."""
+    ``thumbs`` (counts and the wall and CPU seconds spent on them, or None)."""
     from pipeline.release.geoparquet import write_index
     from pipeline.release.manifest import SCHEMA_VERSION, manifest_images, manifest_sources
     from pipeline.release.stac import write_items
@@ -93,11 +95,15 @@ def stage_release(folder: Path, *, release: str, code_release: str, images: list
     items = write_items(out, plain, sources=manifest_sources(sources), previous=previous if same_code else None,
                         reused=reused)
     index = write_index(out, plain)
-    counts = None
+    counts: dict[str, float] | None = None
     if thumbs_from is not None:
-        counts = thumbs.provide(image_jobs(folder / RELEASE, records), folder / THUMBS,
-                                colors=class_colors({"classes": class_table()}), reuse=list(thumbs_from),
-                                skip_errors=True)
+        t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+        made = thumbs.provide(image_jobs(folder / RELEASE, records), folder / THUMBS,
+                              colors=class_colors({"classes": class_table()}), reuse=list(thumbs_from),
+                              skip_errors=True)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        counts = {**made, "seconds": time.perf_counter() - t0,
+                  "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)}
     return {"records": records, "linked": linked, "stac_items": items, "reused_items": sorted(reused),
             "index": index, "thumbs": counts}
 
