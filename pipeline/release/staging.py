@@ -98,7 +98,7 @@ def stage_release(folder: Path, *, release: str, code_release: str, images: list
     counts: dict[str, float] | None = None
     if thumbs_from is not None:
         t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
-        made = thumbs.provide(image_jobs(folder / RELEASE, records), folder / THUMBS,
+        made = thumbs.provide(image_jobs(out, records), folder / THUMBS,
                               colors=class_colors({"classes": class_table()}), reuse=list(thumbs_from),
                               skip_errors=True)
         r1 = resource.getrusage(resource.RUSAGE_SELF)
