@@ -156,12 +156,13 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                 previous_dir=Path(split["previous_release"]["folder"]) if previous else None, linked=linked,
                 reused_items=reused, staged=staged,
             )
-            trust = self._trust(tmp, linked, reused, split.get("previous_release"), previous)
-            problems = validate_release(tmp, trust=trust)
+            written = _read_manifest(tmp)  # parsed once: the trust, the validation and the viewer read it
+            trust = self._trust(tmp, linked, reused, split.get("previous_release"), previous, written)
+            problems = validate_release(tmp, trust=trust, manifest=written)
             if problems:
                 raise ReleaseInvalid(str(self.release), problems)
-            viewer = (self._write_viewer(tmp, target, split.get("previous_release"), thumbs, staged["thumbs"])
-                      if self.viewer else "")
+            viewer = (self._write_viewer(tmp, target, split.get("previous_release"), thumbs, staged["thumbs"],
+                                         written) if self.viewer else "")
         drop_stage(stage)
         self.set_progress_percentage(100)
         print(f"\nRelease {self.release}: {len(images)} images, {len(pending)} pending annotation, "
@@ -169,7 +170,8 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
               f"Validate with: python -m pipeline validate {target}\n", flush=True)
 
     @staticmethod
-    def _trust(tmp: Path, linked: dict[str, str], reused: set[str], record: dict | None, previous: dict | None):
+    def _trust(tmp: Path, linked: dict[str, str], reused: set[str], record: dict | None, previous: dict | None,
+               manifest: dict | None = None):
         """What the build's validation need not check again (:mod:`pipeline.release.validate.incremental`):
         ``linked`` are the tiles ``write_release`` placed as hard links of unchanged tile-cache entries,
         ``reused`` the STAC items it wrote from the previous release's."""
@@ -177,10 +179,10 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
 
         if record is None or previous is None:
             return None
-        return release_trust(tmp, Path(record["folder"]), previous, linked, items=reused)
+        return release_trust(tmp, Path(record["folder"]), previous, linked, items=reused, manifest=manifest)
 
     def _write_viewer(self, tmp: Path, target: Path, previous: dict | None, thumbs: Path,
-                      staged: dict | None) -> str:
+                      staged: dict | None, manifest: dict | None = None) -> str:
         """The release browser (derived from the release's files, not listed in the manifest) with the
         thumbnails staged by ``StageRelease`` (``thumbs``; ``staged``: their counts), reusing those of the
         viewer it replaces and of the previous release's viewer for any the stage left out."""
@@ -188,13 +190,23 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
 
         self.set_status_message(f"writing the release browser of {self.release}")
         reuse = [target / "viewer"] + ([Path(previous["folder"]) / "viewer"] if previous else [])
-        summary = write_viewer(tmp, tmp / "viewer", reuse=reuse, thumbs_dir=thumbs)
+        summary = write_viewer(tmp, tmp / "viewer", reuse=reuse, thumbs_dir=thumbs, manifest=manifest)
         ahead = staged or {}  # thumbnails made by the stage and kept by the viewer: made all the same
         made = int(ahead.get("made", 0))
         summary = {**summary, "made": summary["made"] + made, "reused": summary["reused"] - made,
                    "seconds": summary["seconds"] + float(ahead.get("seconds", 0.0)),
                    "cpu_seconds": summary["cpu_seconds"] + float(ahead.get("cpu_seconds", 0.0))}
         return summary_line({**summary, "index": target / "viewer" / "index.html"}) + "\n"
+
+
+def _read_manifest(folder: Path) -> dict | None:
+    """The manifest the release writer left in ``folder``, parsed (None when it cannot be read or is not a JSON
+    object: the validation then reads the file itself and names the problem, the viewer too)."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _previous_manifest(record: dict | None) -> dict | None:

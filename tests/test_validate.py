@@ -394,3 +394,21 @@ def test_changes_report_must_not_move_released_images(release):
     write_json(release / "stats" / "changes.json", release_changes(None, m))
     assert validate_release(release) == [
         "stats/changes.json: previous_release is None, manifest says 'test-0.0'"]
+
+
+def test_a_manifest_given_in_memory_is_checked_alike_and_left_unchanged(release):
+    """The build parses manifest.json once and hands it to the validation (then to the viewer): the same
+    problems as when the validation reads the file, and no check changes the object it was given."""
+    import copy
+
+    m = load_manifest(release)
+    m["images"][0]["class_pixels"] = {"1": 1}
+    m["images"].append(dict(m["images"][1]))
+    save_manifest(release, m)
+    given = load_manifest(release)
+    before = copy.deepcopy(given)
+    problems = validate_release(release)
+    assert len(problems) >= 2
+    assert validate_release(release, manifest=given) == problems
+    assert given == before
+    assert validate_release(build_release(release.parent / "ok"), manifest=None) == []

@@ -126,8 +126,18 @@ def schema_problems(manifest: Any, schema: dict[str, Any] | None = None, *,
     return lines
 
 
+_LEAVES = (str, int, float, bool, type(None))
+
+
 def _plain(obj: Any) -> Any:
     """Convert to plain JSON types: tuples -> lists, NumPy scalars/arrays -> Python values, Paths -> str."""
+    kind = type(obj)
+    if kind in _LEAVES:  # exact types first: a manifest converts ~400,000 values, nearly all of them plain
+        return obj
+    if kind is dict:
+        return {k if type(k) is str else str(k): _plain(v) for k, v in obj.items()}
+    if kind is list:
+        return [_plain(v) for v in obj]
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

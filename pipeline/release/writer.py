@@ -21,7 +21,7 @@ from pipeline.release.manifest import (
     write_uda_files,
 )
 from pipeline.release.stac import write_collection, write_stac
-from pipeline.release.staging import place_images
+from pipeline.release.staging import place_images, unpack_stage
 from pipeline.release.summary import release_summary
 from pipeline.release.tilecache import TileCache
 from pipeline.release.torchgeo import zone_lines, zone_section
@@ -94,6 +94,7 @@ def write_release(
         raise EmptyRelease(release, empty_release_reason(sources, rejects, pending))
     out.mkdir(parents=True, exist_ok=True)
     previous_release = (previous_manifest or {}).get("release") or None
+    staged = unpack_stage(staged, images) if staged is not None else None
     records = _records(out, release, images, staged, tile_cache, previous_release, linked)
     write_split_files(out, records)
     atomic.write_text(out / "rejects.csv", _csv(rejects, REJECT_COLUMNS))

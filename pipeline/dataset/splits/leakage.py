@@ -112,14 +112,57 @@ def overlapping_pairs(
     left, right = shapely.STRtree(garr).query(garr, predicate="intersects")
     keep = left < right
     left, right = left[keep], right[keep]
-    areas = shapely.area(garr)
-    smaller = np.minimum(areas[left], areas[right])
-    keep = smaller > 0
-    left, right, smaller = left[keep], right[keep], smaller[keep]
-    frac = shapely.area(shapely.intersection(garr[left], garr[right])) / smaller
+    frac = _overlap_fractions(garr, [recs[i] for i in idx], left, right)
     out = [(ids[idx[a]], ids[idx[b]], round(min(float(f), 1.0), 6))
            for a, b, f in zip(left.tolist(), right.tolist(), frac.tolist()) if f > tolerance]
     return sorted(out, key=lambda t: (natural_key(t[0]), natural_key(t[1])))
+
+
+def _native_boxes(recs: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's ``bounds`` (NaN when it has none, or not a rectangle of positive area) and a code of its
+    ``crs`` string (-1 when none): the rectangles that pairs in one CRS are measured with."""
+    boxes = np.full((len(recs), 4), np.nan)
+    codes = np.full(len(recs), -1)
+    seen: dict[str, int] = {}
+    for i, d in enumerate(recs):
+        crs, b = d.get("crs"), d.get("bounds")
+        if not (isinstance(crs, str) and isinstance(b, (list, tuple)) and len(b) == 4):
+            continue
+        try:
+            x0, y0, x1, y1 = (float(v) for v in b)
+        except (TypeError, ValueError):
+            continue
+        if x1 > x0 and y1 > y0 and np.isfinite([x0, y0, x1, y1]).all():
+            boxes[i] = (x0, y0, x1, y1)
+            codes[i] = seen.setdefault(crs, len(seen))
+    return boxes, codes
+
+
+def _overlap_fractions(garr: np.ndarray, recs: Sequence[Mapping[str, Any]], left: np.ndarray,
+                       right: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller area of each candidate pair (``garr[left]``, ``garr[right]``; ``recs``
+    their records): two images in one CRS are axis-aligned rectangles there (``bounds``), measured exactly
+    with arithmetic on their corners (the tiles of one grid that merely touch share 0 area); any other pair
+    is measured on its longitude/latitude footprints (shapely, vectorised).  A pair of zero smaller area
+    gets 0."""
+    import shapely
+
+    boxes, codes = _native_boxes(recs)
+    frac = np.zeros(len(left))
+    same = (codes[left] >= 0) & (codes[left] == codes[right])
+    a, b = boxes[left[same]], boxes[right[same]]
+    w = np.clip(np.minimum(a[:, 2], b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0.0, None)
+    h = np.clip(np.minimum(a[:, 3], b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0.0, None)
+    smaller = np.minimum((a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1]), (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]))
+    frac[same] = w * h / smaller
+    other = np.flatnonzero(~same)
+    if len(other):
+        areas = shapely.area(garr)
+        smaller = np.minimum(areas[left[other]], areas[right[other]])
+        pos = smaller > 0
+        inter = shapely.area(shapely.intersection(garr[left[other[pos]]], garr[right[other[pos]]]))
+        frac[other[pos]] = inter / smaller[pos]
+    return frac
 
 
 def groups_from_pairs(ids: Iterable[str], pairs: Iterable[tuple[str, str, float]]) -> dict[str, str]:

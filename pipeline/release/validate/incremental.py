@@ -136,13 +136,16 @@ def trusted_items(root: Path, previous_root: Path, ids: frozenset[str]) -> froze
 
 
 def release_trust(root: Path, previous_root: Path | None, previous: Mapping[str, Any] | None,
-                  verified: Mapping[str, str], items: Collection[str] | None = None) -> Trust:
+                  verified: Mapping[str, str], items: Collection[str] | None = None,
+                  manifest: Mapping[str, Any] | None = None) -> Trust:
     """The :class:`Trust` of the release in ``root`` (manifest written) continuing the validated release in
     ``previous_root`` whose manifest is ``previous`` (None: nothing is trusted); ``verified``: condition 3 of
     the module docstring.  ``items``: the release-relative STAC item files the writer hard-linked from the previous
     release's item files (:func:`pipeline.release.stac.write_stac`'s ``reused``: the same files), trusted for
-    trusted records without reading them again; None: compared here."""
-    manifest = _read_json(Path(root) / "manifest.json")
+    trusted records without reading them again; None: compared here.  ``manifest``: the release's manifest as
+    the caller parsed it from ``root`` (default: read here)."""
+    if manifest is None:
+        manifest = _read_json(Path(root) / "manifest.json")
     if previous_root is None or not previous or not isinstance(manifest, dict):
         return Trust()
     ids = trusted_records(manifest, previous, verified)

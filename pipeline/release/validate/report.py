@@ -23,7 +23,8 @@ from pipeline.release.validate.uda import check_uda_files
 from pipeline.release.validate.zones import check_zone_files
 
 
-def validate_report(release_dir: str | Path, *, trust: Trust | None = None) -> dict[str, Any]:
+def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
+                    manifest: Any = None) -> dict[str, Any]:
     """Validate a release folder; ``{"valid", "problems", "warnings", "images", "release", "release_dir"}``.
 
     ``images`` is the number of image records in the manifest (0 when it cannot be read) and
@@ -33,6 +34,8 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None) -> d
     ``trust`` (the build's incremental check, :mod:`pipeline.release.validate.incremental`) names the image
     records and STAC items whose byte-level checks a validated previous release already made; without it (the
     ``validate`` command) everything is checked.
+    ``manifest``: the JSON value the caller parsed from the folder's ``manifest.json`` (a build that goes on to
+    use it, so the file is read once); default: read here.  No check changes it.
     """
     root = Path(release_dir)
     out: list[str] = []
@@ -44,7 +47,7 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None) -> d
         out.append(f"{MANIFEST}: missing")
         return report
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        manifest = json.loads(mpath.read_text(encoding="utf-8")) if manifest is None else manifest
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         out.append(f"{MANIFEST}: not valid JSON ({exc})")
         return report
@@ -101,10 +104,10 @@ def _overlaps(records: list[dict[str, Any]]) -> list[tuple[str, str, float]] | N
         return None
 
 
-def validate_release(release_dir: Path, *, trust: Trust | None = None) -> list[str]:
-    """Problem lines of the release in ``release_dir`` (module docstring); ``[]`` means valid (``trust``: see
-    :func:`validate_report`)."""
-    return validate_report(release_dir, trust=trust)["problems"]
+def validate_release(release_dir: Path, *, trust: Trust | None = None, manifest: Any = None) -> list[str]:
+    """Problem lines of the release in ``release_dir`` (module docstring); ``[]`` means valid (``trust`` and
+    ``manifest``: see :func:`validate_report`)."""
+    return validate_report(release_dir, trust=trust, manifest=manifest)["problems"]
 
 
 # --- command line ---------------------------------------------------------------------------------

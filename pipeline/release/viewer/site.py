@@ -157,17 +157,18 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def write_viewer(release: Path, out: Path | None = None, *, reuse: Sequence[Path] | None = None,
-                 workers: int = thumbs.WORKERS, thumbs_dir: Path | None = None) -> dict[str, Any]:
+                 workers: int = thumbs.WORKERS, thumbs_dir: Path | None = None,
+                 manifest: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the viewer of the release folder ``release`` to ``out`` (default ``<release>/viewer``),
     replacing what is there atomically.  Thumbnails are reused from ``out`` and from the viewer folders
     ``reuse`` (default :func:`default_reuse`), the rest made on ``workers`` threads.  ``thumbs_dir``: a folder
     of thumbnails made ahead (:mod:`pipeline.release.staging`), moved into the viewer, not linked; counted as
-    reused.  Returns a summary:
+    reused.  ``manifest``: the release's manifest as the caller parsed it (default: read here).  Returns a summary:
     ``out``, ``index``, ``images``, ``made``, ``reused``, ``decoded_max``, ``bytes``, ``bytes_per_image``,
     ``seconds`` (wall) and ``cpu_seconds`` (this process, all threads)."""
     t0, r0 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
     release = Path(release)
-    manifest = load_manifest(release)
+    manifest = load_manifest(release) if manifest is None else manifest
     out = Path(out) if out is not None else release / "viewer"
     if out.resolve() == release.resolve() or out.resolve() in release.resolve().parents:
         raise ViewerError(str(out), "the viewer folder would replace the release folder; choose another --out")
