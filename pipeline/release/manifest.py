@@ -246,7 +246,7 @@ def split_lines(images: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
         split = img["split"]
         if split not in out:
             raise ValueError(f"image {img.get('id')!r}: unknown split {split!r}")
-        out[split].append(PurePosixPath(img["image"]).name)
+        out[split].append(file_name(img["image"]))
     for s in SPLITS:
         names = out[s]
         if len(set(names)) != len(names):
@@ -297,6 +297,13 @@ def file_entries(release_dir: Path, rel_paths: Iterable[str | Path],
 UDA_DIR = "uda"
 
 
+def file_name(path: str) -> str:
+    """``PurePosixPath(path).name``, without making a path object for the usual ``<region>/images/<id>.tif``
+    (a release names its 5,000 images so several times)."""
+    name = path.rpartition("/")[2]
+    return name if name and name not in (".", "..") else PurePosixPath(path).name
+
+
 def continent_slug(continent: str) -> str:
     """``"North America"`` -> ``"north_america"`` (lower case, runs of other characters -> ``_``)."""
     return re.sub(r"[^a-z0-9]+", "_", continent.lower()).strip("_")
@@ -312,7 +319,7 @@ def uda_lines(images: Sequence[dict[str, Any]], uda: dict[str, Any]) -> dict[str
     (``austin_1.tif``) in natural order, as in the split files."""
     by_region: dict[str, list[str]] = {}
     for img in images:
-        by_region.setdefault(img["region"], []).append(PurePosixPath(img["image"]).name)
+        by_region.setdefault(img["region"], []).append(file_name(img["image"]))
 
     def names(regions: Iterable[str]) -> list[str]:
         return sorted((n for r in set(regions) for n in by_region.get(r, [])), key=natural_key)

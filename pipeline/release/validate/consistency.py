@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Hashable
-from pathlib import PurePosixPath
 from typing import Any
 
 from pipeline.constants import SPLITS
 from pipeline.dataset.ids import natural_key
+from pipeline.release.manifest import file_name
 from pipeline.release.summary import summary_problems
 from pipeline.release.validate.common import MANIFEST
 
@@ -19,7 +19,7 @@ def check_consistency(manifest: dict[str, Any], records: list[dict[str, Any]], o
     ids: Counter[str] = Counter(r["id"] for r in records if isinstance(r.get("id"), str))
     for i in sorted((i for i, n in ids.items() if n > 1), key=natural_key):
         out.append(f"{MANIFEST}: id {i} is used by {ids[i]} images")
-    names = Counter(PurePosixPath(r["image"]).name for r in records if isinstance(r.get("image"), str))
+    names = Counter(file_name(r["image"]) for r in records if isinstance(r.get("image"), str))
     for n in sorted((n for n, c in names.items() if c > 1), key=natural_key):
         out.append(f"{MANIFEST}: file name {n} is used by {names[n]} images")
     for idx, r in enumerate(manifest.get("images", [])):

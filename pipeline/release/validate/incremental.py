@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import compact_json
 from pipeline.release.stac import COLLECTION, ITEMS_DIR
 from pipeline.release.validate.stac import link_key
 
@@ -66,7 +67,7 @@ class Trust:
 
 def file_key(entry: Any) -> str:
     """A manifest ``files`` entry as canonical JSON (how known-valid entries are named)."""
-    return json.dumps(entry, sort_keys=True, ensure_ascii=False)
+    return compact_json(entry)
 
 
 def _checker(manifest: Mapping[str, Any]) -> tuple[Any, Any]:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from pipeline.constants import SPLITS
 from pipeline.dataset.ids import natural_key
-from pipeline.release.manifest import SPLIT_FILES
+from pipeline.release.manifest import SPLIT_FILES, file_name
 
 _COUNT_WORDS = {2: "two", 3: "three"}
 
@@ -46,7 +46,7 @@ def check_split_files(root: Path, records: list[dict[str, Any]], out: list[str])
     by_name: dict[str, Any] = {}
     for r in records:
         if isinstance(r.get("image"), str):
-            by_name.setdefault(PurePosixPath(r["image"]).name, r.get("split"))
+            by_name.setdefault(file_name(r["image"]), r.get("split"))
     sets = {s: set(names) for s, names in listed.items()}
     for name in sorted(set().union(*sets.values()) if sets else set(), key=natural_key):
         where = [s for s in SPLITS if name in sets.get(s, ())]

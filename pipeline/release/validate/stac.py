@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import compact_json
 from pipeline.dataset.ids import natural_key
 from pipeline.release.stac import COLLECTION, STAC_DIR, STAC_VERSION
 
@@ -127,7 +128,7 @@ def _core_schema(obj: dict[str, Any]) -> str:
 
 def link_key(link: Any) -> str:
     """A link object as canonical JSON (how known-valid links are named)."""
-    return json.dumps(link, sort_keys=True, ensure_ascii=False)
+    return compact_json(link)
 
 
 def validate_stac_object(rel: str, obj: dict[str, Any], known_links: Collection[str] = ()) -> list[str]:
