@@ -92,3 +92,30 @@ def test_manifest_summary_counts_released_images_and_union_area():
     wrong = dict(summary, area_km2=round(2 * TILE * TILE / 1e6, 6))
     assert summary_problems({"summary": wrong}, [a, b]) == [
         f"manifest.json: summary.area_km2 is {wrong['area_km2']!r}, the images give {summary['area_km2']!r}"]
+
+
+def test_overlap_fractions_in_one_crs_are_exact_and_pairs_across_zones_are_still_found():
+    """Overlapping pairs (leakage groups, the split audit): two tiles in one CRS are measured on their rectangles
+    (exact: 3/4 and 1/4 here; tiles that only share an edge are no pair), a pair across UTM zones on the
+    longitude/latitude footprints, as before."""
+    from pyproj import Transformer
+    from shapely.geometry import box
+
+    from pipeline.dataset.splits.leakage import footprint, overlapping_pairs
+
+    a, b, c, top = _rec("austin_1", 0.0), _rec("austin_2", TILE / 4), _rec("austin_3", TILE), _rec("austin_4", 0, TILE)
+    assert overlapping_pairs([top, c, b, a]) == [("austin_1", "austin_2", 0.75), ("austin_2", "austin_3", 0.25)]
+    # the rectangle measure agrees with the polygon one in the native CRS
+    ra, rb = box(*a["bounds"]), box(*b["bounds"])
+    assert ra.intersection(rb).area / min(ra.area, rb.area) == pytest.approx(0.75)
+
+    west = _rec("zone_1", 0.0, crs="EPSG:32614", x0=166100.0)
+    x13, y13 = Transformer.from_crs("EPSG:32614", "EPSG:32613", always_xy=True).transform(
+        west["bounds"][0] + TILE / 4, west["bounds"][1])
+    east = _rec("zone_2", 0.0, crs="EPSG:32613", x0=x13)
+    east["bounds"] = [x13, y13, x13 + TILE, y13 + TILE]
+    [(i, j, frac)] = overlapping_pairs([west, east])
+    fw, fe = footprint(west), footprint(east)
+    assert (i, j) == ("zone_1", "zone_2")
+    assert frac == round(fw.intersection(fe).area / min(fw.area, fe.area), 6)
+    assert 0.6 < frac < 0.9

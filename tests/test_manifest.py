@@ -228,3 +228,17 @@ def test_schema_problems_skipping_known_valid_files_entries_reports_the_same_pro
     assert schema_problems(manifest, skip_files={0, 1, 2}) == full
     assert schema_problems(manifest, skip_files={0, 1, 2, 3}) == [p for p in full if not p.startswith("files[3]")]
     assert schema_problems(manifest, skip_images=set(range(len(manifest["images"]))), skip_files={0}) == full
+
+
+def test_file_names_and_compact_json_match_the_library_forms():
+    """The fast forms used for 5,000-image releases give what ``PurePosixPath.name`` and ``json.dumps`` give."""
+    import json
+    from pathlib import PurePosixPath
+
+    from pipeline.atomic import compact_json
+    from pipeline.release.manifest import file_name
+
+    for path in ("austin/images/austin_1.tif", "a.tif", "a/b/", "a/b/.", "..", "a/..", "", "/", "//x", "a//b", "."):
+        assert file_name(path) == PurePosixPath(path).name, path
+    for value in ({"b": 1, "a": [1, 2.5, "é", None, True]}, [], "x", {"z": {"y": float("nan")}}):
+        assert compact_json(value) == json.dumps(value, sort_keys=True, ensure_ascii=False)

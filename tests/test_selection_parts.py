@@ -188,3 +188,21 @@ def test_annotation_stages_and_console_lines():
           "hard_vs_random_true_loss": 1.5, "counts": {}}
     assert summary_lines(ok) == ["Selection model: n=72 labelled tiles, cross-validated rho=0.610 "
                                  "[95 % CI 0.450, 0.740], device cpu, hard/random true loss 1.50"]
+
+
+def test_region_results_serialise_as_asdict_would_after_cleaning():
+    """``SelectionResult.to_dict`` turns the region results into dicts in one pass (no ``asdict`` deep copies):
+    the same JSON as ``asdict`` then cleaning, floats rounded, NaN/inf None, tuples lists."""
+    from dataclasses import asdict
+
+    from pipeline.dataset.selection.result import RegionResult, SelectionResult, TileDecision, _clean
+
+    region = RegionResult(region="austin", n_candidates=3, quota=2, stage="selected", labelled=["a"], kept=["b"],
+                          selected=[TileDecision("a", "labelled", 0.123456789, float("nan")),
+                                    TileDecision("c", "hard", float("inf"))],
+                          predicted_loss={"a": 1 / 3, "c": 2.0}, hard_true_loss=None, random_true_loss=0.5)
+    result = SelectionResult(config={"k": (1, 2.0000004)}, regions={"austin": region}, model=None, gate=None,
+                             fallback=None, evaluation={})
+    assert result.to_dict(timings=False)["regions"]["austin"] == _clean(asdict(region))
+    assert result.to_dict(timings=False)["regions"]["austin"]["selected"][0] == {
+        "id": "a", "reason": "labelled", "predicted_loss": 0.123457, "measured_loss": None}
