@@ -412,3 +412,33 @@ def test_a_manifest_given_in_memory_is_checked_alike_and_left_unchanged(release)
     assert validate_release(release, manifest=given) == problems
     assert given == before
     assert validate_release(build_release(release.parent / "ok"), manifest=None) == []
+
+
+def test_tile_listing_and_safe_paths_match_the_pathlib_forms(tmp_path):
+    """The stray-raster check lists ``*/images/*.tif`` and ``*/labels/*.tif`` with one scandir per folder, and
+    ``safe_rel`` skips the path object for plain paths: the same answers as ``Path.glob`` / ``PurePosixPath``,
+    hidden names, symlinked folders, broken links and a folder named like a tile included."""
+    from pathlib import PurePosixPath
+
+    from pipeline.release.validate.common import safe_rel
+    from pipeline.release.validate.rasters import _tile_files
+
+    for rel in ("a/images", "a/labels", ".h/images", "b/images/sub.tif", "c"):
+        (tmp_path / rel).mkdir(parents=True)
+    for rel in ("a/images/x.tif", "a/images/.y.tif", "a/images/z.TIF", "a/labels/l.tif", ".h/images/q.tif",
+                "a/images/.tif", "c/images"):
+        (tmp_path / rel).touch()
+    (tmp_path / "lnk").symlink_to(tmp_path / "a")
+    (tmp_path / "a/images/broken.tif").symlink_to(tmp_path / "nowhere")
+    globbed = [p.relative_to(tmp_path).as_posix() for pattern in ("*/images/*.tif", "*/labels/*.tif")
+               for p in tmp_path.glob(pattern)]
+    assert sorted(_tile_files(tmp_path)) == sorted(globbed) and len(globbed) == 12
+
+    def by_path_object(rel):
+        if not isinstance(rel, str) or not rel or "\\" in rel:
+            return None
+        p = PurePosixPath(rel)
+        return None if p.is_absolute() or any(part in ("..", ".") for part in rel.split("/")) else p.as_posix()
+
+    for rel in ("a/b.tif", "a//b", "/a", "a/", "./a", "a/./b", "..", "a/..", "", "a\\b", None, 3, "//", "/", "x"):
+        assert safe_rel(rel) == by_path_object(rel), rel

@@ -17,6 +17,9 @@ def safe_rel(rel: Any) -> str | None:
     """``rel`` as a POSIX path when it is a string naming something inside the release, else None."""
     if not isinstance(rel, str) or not rel or "\\" in rel:
         return None
+    parts = rel.split("/")
+    if "" not in parts:  # no leading, trailing or doubled slash: the path is already in its POSIX form
+        return None if any(part in ("..", ".") for part in parts) else rel
     p = PurePosixPath(rel)
     if p.is_absolute() or any(part in ("..", ".") for part in rel.split("/")):
         return None
