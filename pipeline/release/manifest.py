@@ -134,10 +134,10 @@ def _plain(obj: Any) -> Any:
     kind = type(obj)
     if kind in _LEAVES:  # exact types first: a manifest converts ~400,000 values, nearly all of them plain
         return obj
-    if kind is dict:
-        return {k if type(k) is str else str(k): _plain(v) for k, v in obj.items()}
+    if kind is dict:  # leaves inline: no call per plain value
+        return {k if type(k) is str else str(k): v if type(v) in _LEAVES else _plain(v) for k, v in obj.items()}
     if kind is list:
-        return [_plain(v) for v in obj]
+        return [v if type(v) in _LEAVES else _plain(v) for v in obj]
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

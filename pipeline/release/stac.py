@@ -304,7 +304,7 @@ def _item_bytes(item: Any) -> bytes:
 
 
 def _reusable(records: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any]],
-              previous: tuple[Path, dict[str, Any]] | None) -> dict[str, Path]:
+              previous: tuple[Path, dict[str, Any]] | None) -> dict[str, str]:
     """Image id -> item file of the ``previous`` release (folder, manifest) made from an equal record and an
     equal source ``acquired_range`` (the same bytes as this release's item, the collection id being the same)."""
     if previous is None:
@@ -318,11 +318,12 @@ def _reusable(records: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any
     before = {r.get("id"): r for r in manifest.get("images") or [] if isinstance(r, dict)}
     ranges = {s.get("name"): s.get("acquired_range") for s in sources}
     old_ranges = {s.get("name"): s.get("acquired_range") for s in manifest.get("sources") or []}
-    return {r["id"]: Path(folder) / ITEMS_DIR / f"{r['id']}.json" for r in records
+    items = f"{os.fspath(folder)}/{ITEMS_DIR}"  # strings, not Paths: 5,000 items a release
+    return {r["id"]: f"{items}/{r['id']}.json" for r in records
             if before.get(r["id"]) == r and ranges.get(r.get("source")) == old_ranges.get(r.get("source"))}
 
 
-def _link_or_copy(src: Path, dst: Path) -> bool:
+def _link_or_copy(src: str | Path, dst: str | Path) -> bool:
     """Hard-link ``src`` to ``dst`` (a copy across file systems); False when ``src`` cannot be read."""
     try:
         os.link(src, dst)
@@ -331,7 +332,7 @@ def _link_or_copy(src: Path, dst: Path) -> bool:
         return False
     except OSError:
         try:
-            dst.write_bytes(src.read_bytes())
+            Path(dst).write_bytes(Path(src).read_bytes())
             return True
         except OSError:
             return False
@@ -361,7 +362,8 @@ def write_items(out: Path, records: Sequence[dict[str, Any]], *, sources: Sequen
     recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
     reuse = _reusable(recs, sources, previous)
     (out / ITEMS_DIR).mkdir(parents=True, exist_ok=True)
-    linked = {i for i, src in reuse.items() if _link_or_copy(src, out / ITEMS_DIR / f"{i}.json")}
+    items_dir = f"{os.fspath(out)}/{ITEMS_DIR}"
+    linked = {i for i, src in reuse.items() if _link_or_copy(src, f"{items_dir}/{i}.json")}
     if reused is not None:
         reused.update(f"{ITEMS_DIR}/{i}.json" for i in linked)
     fresh_recs = [r for r in recs if r["id"] not in linked]

@@ -29,9 +29,11 @@ Policies
   UTM zones) belong to one group (union-find over all overlapping pairs), and a group is never split.  A
   footprint is the tile's UTM ``bounds`` rectangle (8 points per edge) transformed to EPSG:4326, or the
   ``bounds_lonlat`` box when ``crs``/``bounds`` are absent; two footprints overlap when their intersection
-  area exceeds :data:`OVERLAP_TOLERANCE` (1e-6) of the smaller footprint.  (Plain ``bounds_lonlat`` boxes
-  of neighbouring UTM tiles overlap by thin slivers because of meridian convergence, which would chain a
-  whole scene into one group; the transformed rectangles of edge-sharing tiles do not.)  The group id is
+  area exceeds :data:`OVERLAP_TOLERANCE` (1e-6) of the smaller footprint, measured on the ``bounds``
+  rectangles themselves when both tiles are in one CRS (exact: edge-sharing tiles share 0), else on the
+  EPSG:4326 footprints.  (Plain ``bounds_lonlat`` boxes of neighbouring UTM tiles overlap by thin slivers
+  because of meridian convergence, which would chain a whole scene into one group; the transformed
+  rectangles of edge-sharing tiles do not.)  The group id is
   the member id that sorts first in natural order (``austin_2`` before ``austin_10``).
 * **Group assignment**: the trials permute *units* (a leakage group of undecided images, singletons
   included) instead of images; units are ordered by their first member id before permuting, so with

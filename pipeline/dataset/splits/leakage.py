@@ -94,8 +94,9 @@ def overlapping_pairs(
     """Every pair of images whose footprints (:func:`footprint`) overlap by more than ``tolerance`` of the
     smaller footprint's area, as ``(id_a, id_b, fraction)`` with ``id_a`` before ``id_b`` in natural order,
     pairs sorted naturally; ``fraction`` is the intersection over the smaller area, rounded to 1e-6.
-    Images without a footprint overlap nothing.  The candidate pairs (an R-tree query) are measured in one
-    vectorised call each (shapely), not pair by pair."""
+    Images without a footprint overlap nothing.  The candidate pairs (an R-tree query of the footprints) are
+    measured all at once (:func:`_overlap_fractions`: on their rectangles when in one CRS, with shapely on the
+    footprints otherwise), not pair by pair."""
     import shapely
 
     recs = sorted(images, key=lambda d: natural_key(str(d["id"])))
