@@ -63,7 +63,7 @@ def place_images(out: Path, images: list[dict], cache: TileCache | None,
     root = os.fspath(out)
     for im in images:
         rec = image_record(im)
-        for kind in ("image", "label"):
+        for kind in KINDS:
             dst = f"{root}/{rec[kind]}"  # a string, not a Path: 10,000 tiles a release
             rec[f"sha256_{kind}"] = (cache.place(im[f"_{kind}_src"], dst, kind=kind, linked=placed) if cache
                                      else place_tile(im[f"_{kind}_src"], dst, kind=kind))
@@ -120,7 +120,7 @@ def stage_release(folder: Path, *, release: str, code_release: str, images: list
                   "cpu_seconds": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)}
     return {"sha256": {r["id"]: [r["sha256_image"], r["sha256_label"]] for r in records},
             "copied": sorted(r[k] for r in records for k in KINDS if r[k] not in linked),
-            "fresh_items": sorted(i for i in map(_item_id, items) if f"{ITEMS_DIR}/{i}.json" not in reused),
+            "fresh_items": sorted(_item_id(rel) for rel in items if rel not in reused),
             "index": index, "thumbs": counts}
 
 
