@@ -121,6 +121,11 @@ def work_dir() -> Path:
     return data_dir() / "work"
 
 
+def history_dir() -> Path:
+    """The releases' history records (:func:`pipeline.dataset.history.release_history`), named by manifest digest."""
+    return work_dir() / "history"
+
+
 def scene_dir(source: str, catalog: str, scene_id: str) -> Path:
     """Work files of one scene: ``<data>/work/scenes/<source>-<catalog digest>/<scene>/``."""
     return work_dir() / "scenes" / f"{source}-{catalog}" / scene_id

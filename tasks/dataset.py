@@ -29,7 +29,16 @@ from pipeline.errors import SourceFailed
 from pipeline.sources.config import scene_region
 from pipeline.sources.outcome import failure_of
 from tasks.base import PipelineTask
-from tasks.config import annotation_cache_dir, catalog_scenes, cfg, load_scene, releases_root, todo_dir, work_dir
+from tasks.config import (
+    annotation_cache_dir,
+    catalog_scenes,
+    cfg,
+    history_dir,
+    load_scene,
+    releases_root,
+    todo_dir,
+    work_dir,
+)
 from tasks.params import PoolParams, SelectParams, SourcePoolParams, SplitParams
 from tasks.plan import load_index, previous_folder, verified_sources
 from tasks.scene import CountSegments, relocate
@@ -59,11 +68,15 @@ class PreviousRelease:
     previous: str
     previous_digest: str
 
-    def previous_manifest(self) -> tuple[Path | None, dict | None]:
-        from pipeline.dataset.history import load_manifest
+    def previous_history(self) -> tuple[Path | None, str | None, dict[str, str], dict[str, str]]:
+        """``(folder, release name, key -> split, key -> id)`` of the previous release (all empty without one),
+        from its small history record (:func:`pipeline.dataset.history.release_history`)."""
+        from pipeline.dataset.history import release_history
 
         folder = previous_folder(releases_root(), self.previous)
-        return folder, (load_manifest(folder, self.previous_digest) if folder is not None else None)
+        if folder is None:
+            return None, None, {}, {}
+        return (folder, *release_history(folder, self.previous_digest, history_dir()))
 
 
 class SourcePool(SourcePoolParams, PipelineTask):
@@ -183,11 +196,9 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
         return dataset_target(self, "selection")
 
     def run(self):
-        from pipeline.dataset.history import previous_maps
         from pipeline.dataset.selection.record import select_tiles, summary_lines
 
-        _, previous = self.previous_manifest()
-        released = set(previous_maps(previous)[0])
+        released = set(self.previous_history()[2])
         pool = _load(self.input().path)
         record = select_tiles(pool["tiles"], params=self._params(), released=released, progress=self._progress)
         for w in record["warnings"]:
@@ -246,12 +257,10 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
         return dataset_target(self, "split")
 
     def run(self):
-        from pipeline.dataset.history import previous_maps
         from pipeline.dataset.splits.leakage import footprint, leakage_groups
         from pipeline.dataset.splits.trials import split_dataset
 
-        folder, previous = self.previous_manifest()
-        prev_splits, prev_ids = previous_maps(previous)
+        folder, name, prev_splits, prev_ids = self.previous_history()
         pool = _load(self.input()["pool"].path)
         chosen = set(_load(self.input()["selection"].path)["selected"])
         self.set_status_message(f"splitting {len(chosen)} selected tiles ({self.split_trials} trials per region)")
@@ -267,8 +276,8 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
         _write_record(self.output().path, {
             "seed": int(self.seed), "trials": int(self.split_trials), "ratios": list(self.ratios),
             "images": images, "regions": infos,
-            "previous_release": None if previous is None else {
-                "release": previous.get("release"), "folder": str(folder), "digest": self.previous_digest},
+            "previous_release": None if folder is None else {
+                "release": name, "folder": str(folder), "digest": self.previous_digest},
         })
 
 

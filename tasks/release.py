@@ -14,6 +14,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import atomic
+from pipeline.dataset.history import manifest_digest, remember_release
 from pipeline.dataset.pool import footprint_rejects
 from pipeline.dataset.splits.uda import uda_section
 from pipeline.errors import ReleaseInvalid
@@ -23,7 +24,7 @@ from pipeline.release.writer import write_release
 from pipeline.sources.adapters import acquired_range
 from pipeline.sources.outcome import failure_of, failure_reject, manifest_failure
 from tasks.base import PipelineTask
-from tasks.config import cfg, release_dir, work_dir
+from tasks.config import cfg, history_dir, release_dir, work_dir
 from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, SelectTiles, SplitDataset
 from tasks.params import RootParams, RootRegister, SplitParams
 from tasks.plan import verified_sources
@@ -164,6 +165,8 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
             viewer = (self._write_viewer(tmp, target, split.get("previous_release"), thumbs, staged["thumbs"],
                                          written) if self.viewer else "")
         drop_stage(stage)
+        if written is not None:  # what the next release continuing this one reads instead of its manifest
+            remember_release(history_dir(), manifest_digest(target), written)
         self.set_progress_percentage(100)
         print(f"\nRelease {self.release}: {len(images)} images, {len(pending)} pending annotation, "
               f"{len(rejects)} rejects -> {target.resolve()}\n{viewer}"

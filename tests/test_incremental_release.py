@@ -115,6 +115,17 @@ def test_released_images_keep_id_and_split(releases):
     assert any(fresh_ids[k] != im["id"] or fresh_split[v2[k]["id"]] != im["split"] for k, im in v1.items())
 
 
+def test_each_release_leaves_the_history_record_its_successor_reads(releases):
+    from pipeline.dataset.history import manifest_digest, previous_maps
+
+    history = releases["base"] / "data" / "work" / "history"
+    for name in ("v1", "v2"):
+        manifest = _manifest(releases[name])
+        record = json.loads((history / f"{manifest_digest(releases[name])}.json").read_text())
+        splits, ids = previous_maps(manifest)
+        assert record == {"release": name, "images": {k: [ids[k], splits[k]] for k in splits}}
+
+
 def test_only_the_new_sources_scene_tasks_ran(releases):
     scene_runs = [(fam, src) for fam, src in releases["started_v2"] if fam in SCENE_TASKS]
     assert scene_runs, releases["started_v2"]

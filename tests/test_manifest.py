@@ -198,6 +198,13 @@ def test_file_entries(tmp_path):
         file_entries(tmp_path, ["train.txt", "train.txt"])
     with pytest.raises(FileNotFoundError):
         file_entries(tmp_path, ["val.txt"])
+    for not_a_file in ("stats", "train.txt/x"):  # a folder; a path through a file
+        with pytest.raises(FileNotFoundError):
+            file_entries(tmp_path, [not_a_file])
+    # plain strings (taken as they are) and path objects / unusual spellings (normalised) name the same entries
+    assert file_entries(tmp_path, ["stats/a.json", "train.txt"]) == entries
+    assert file_entries(tmp_path, [Path("stats") / "a.json", "./train.txt"]) == entries
+    assert file_entries(tmp_path, ["stats//a.json", "train.txt/"]) == entries
 
 
 def test_schema_problems_skipping_known_valid_images_reports_the_same_problems(built):

@@ -135,3 +135,43 @@ def test_validate_cli_prints_warnings_and_exits_0(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "manifest.json: region austin: class 6 (water) has pixels in the region but none in train" in proc.stdout
+
+
+def _history_manifest(tmp_path, images):
+    from pipeline.atomic import write_json
+    from pipeline.dataset.history import manifest_digest
+
+    folder = tmp_path / "v1"
+    write_json(folder / "manifest.json", {"release": "v1", "images": images})
+    return folder, manifest_digest(folder)
+
+
+def test_history_record_gives_the_manifest_maps_and_is_read_instead_of_it(tmp_path):
+    from pipeline.dataset.history import release_history, remember_release
+
+    images = [{"id": "a_1", "split": "train", "source": "s", "source_scene_id": "x-1", "tile": "t0"},
+              {"id": "a_2", "split": "test", "key": "legacy-key"}]
+    folder, digest = _history_manifest(tmp_path, images)
+    splits, ids = previous_maps({"images": images})
+    history = tmp_path / "history"
+    assert release_history(folder, digest, history) == ("v1", splits, ids)  # from the manifest, record left
+    assert (history / f"{digest}.json").is_file()
+    (folder / "manifest.json").write_text("{}")  # the record answers now, not the (here spoilt) manifest
+    assert release_history(folder, digest, history) == ("v1", splits, ids)
+    (history / f"{digest}.json").write_text('{"images": {"k": ["only-one"]}}')  # unusable: made again
+    folder, digest2 = _history_manifest(tmp_path, images)
+    assert digest2 == digest and release_history(folder, digest, history) == ("v1", splits, ids)
+    other = remember_release(tmp_path / "h2", digest, {"release": "v1", "images": images})
+    assert json.loads(other.read_text()) == json.loads((history / f"{digest}.json").read_text())
+
+
+def test_history_without_a_record_checks_the_manifest_digest(tmp_path):
+    import pytest
+
+    from pipeline.dataset.history import release_history
+    from pipeline.errors import BuildError
+
+    folder, digest = _history_manifest(tmp_path, [{"id": "a_1", "split": "val", "key": "k1"}])
+    (folder / "manifest.json").write_text('{"release": "v1", "images": []}')  # changed after planning
+    with pytest.raises(BuildError, match="changed while this build ran"):
+        release_history(folder, digest, tmp_path / "history")

@@ -14,16 +14,23 @@ Policies
   never answered by a stale work file.
 * :func:`previous_maps`: stable key (:func:`pipeline.dataset.ids.image_key`) -> split and -> id of every
   image of a manifest; the next build keeps both for images it releases again.
+* :func:`release_history`: those maps and the release's name, kept in a small record named by the manifest's
+  digest (:func:`remember_release`, written when a release is built; or by the first build that reads the
+  manifest for them): a build continuing a 5,000-image release reads ~0.3 MB instead of parsing its 7.6 MB
+  manifest twice (selection and split).  Named by the digest of the manifest's bytes, it can only describe
+  that manifest; one that cannot be read is made again from the manifest.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline import atomic
 from pipeline.dataset.ids import image_key, natural_key
 from pipeline.errors import BuildError, ConfigError, PreviousReleaseNotFound
 
@@ -95,3 +102,49 @@ def previous_maps(manifest: Mapping[str, Any] | None) -> tuple[dict[str, str], d
         splits[key] = img["split"]
         ids[key] = img["id"]
     return splits, ids
+
+
+def release_maps(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """The history record of ``manifest``: ``{"release": name, "images": {key: [id, split]}}``."""
+    splits, ids = previous_maps(manifest)
+    return {"release": manifest.get("release"), "images": {k: [ids[k], splits[k]] for k in splits}}
+
+
+def remember_release(history_dir: str | Path, digest: str, manifest: Mapping[str, Any]) -> Path:
+    """Write the history record of ``manifest`` (whose :func:`manifest_digest` is ``digest``) as
+    ``<history_dir>/<digest>.json`` (compact JSON, atomically); returns its path."""
+    return _write_record(Path(history_dir) / f"{digest}.json", release_maps(manifest))
+
+
+def _write_record(path: Path, record: dict[str, Any]) -> Path:
+    atomic.write_text(path, json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+    return path
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    images = record.get("images") if isinstance(record, dict) else None
+    if not isinstance(images, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) for v in images.values()):
+        return None
+    return record
+
+
+def release_history(folder: str | Path, digest: str, history_dir: str | Path | None = None
+                    ) -> tuple[str | None, dict[str, str], dict[str, str]]:
+    """``(release name, key -> split, key -> id)`` of the release in ``folder`` whose manifest has digest
+    ``digest``: from its history record in ``history_dir`` when there (module docstring), else from the manifest
+    (:func:`load_manifest`: a :class:`~pipeline.errors.BuildError` when it changed since), leaving the record
+    for the next reader."""
+    path = Path(history_dir) / f"{digest}.json" if history_dir is not None else None
+    record = _read_record(path) if path is not None and os.path.isfile(path) else None
+    if record is None:
+        record = release_maps(load_manifest(folder, digest))
+        if path is not None:
+            _write_record(path, record)
+    images = record["images"]
+    name = record.get("release")
+    return (str(name) if name else None, {k: v[1] for k, v in images.items()}, {k: v[0] for k, v in images.items()})

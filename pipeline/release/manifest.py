@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path, PurePath, PurePosixPath
@@ -274,23 +276,36 @@ def file_entries(release_dir: Path, rel_paths: Iterable[str | Path],
     a hard link of a file of a validated release with that entry (a reused STAC item); the entry is taken, not
     hashed again, when the size still matches.
     """
-    release_dir = Path(release_dir)
+    root = os.fspath(release_dir)
     out: dict[str, dict[str, Any]] = {}
     for rel in rel_paths:
-        p = PurePosixPath(Path(rel).as_posix())
-        if p.is_absolute() or any(part in ("..", ".") for part in p.parts) or not p.parts:
-            raise ValueError(f"{rel}: not a path inside the release folder")
-        key = p.as_posix()
+        key = _entry_path(rel)
         if key in out:
             raise ValueError(f"{rel}: listed twice")
-        full = release_dir / key
-        if not full.is_file():
+        full = f"{root}/{key}"  # a string, not a Path: a release lists ~5,000 STAC items
+        try:
+            st = os.stat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
             raise FileNotFoundError(f"{full}: missing")
-        size = full.stat().st_size
         before = (known or {}).get(key)
-        sha = before["sha256"] if before is not None and before.get("bytes") == size else sha256_file(full)
-        out[key] = {"path": key, "sha256": sha, "bytes": size}
+        sha = before["sha256"] if before is not None and before.get("bytes") == st.st_size else sha256_file(full)
+        out[key] = {"path": key, "sha256": sha, "bytes": st.st_size}
     return [out[k] for k in sorted(out)]
+
+
+def _entry_path(rel: str | Path) -> str:
+    """``rel`` as the POSIX path a ``files`` entry names (ValueError when it is not inside the release folder);
+    a plain ``a/b/c`` string is taken as it is, without a path object."""
+    if isinstance(rel, str) and "\\" not in rel:
+        parts = rel.split("/")
+        if "" not in parts and "." not in parts and ".." not in parts:
+            return rel
+    p = PurePosixPath(Path(rel).as_posix())
+    if p.is_absolute() or any(part in ("..", ".") for part in p.parts) or not p.parts:
+        raise ValueError(f"{rel}: not a path inside the release folder")
+    return p.as_posix()
 
 
 #: Folder of the unsupervised-domain-adaptation split files in a release.
