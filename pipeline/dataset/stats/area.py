@@ -53,10 +53,17 @@ def _group_area_m2(members: list[Mapping[str, Any]]) -> float:
     if len(members) == 1:
         x0, y0, x1, y1 = (float(v) for v in members[0]["bounds"])
         return (x1 - x0) * (y1 - y0)
+    return _union_m2(tuple((str(m.get("crs")), tuple(float(v) for v in m["bounds"])) for m in members))
+
+
+@lru_cache(maxsize=4096)
+def _union_m2(members: tuple[tuple[str, tuple[float, ...]], ...]) -> float:
+    """Union area of the members' rectangles ``(crs, bounds)`` in the first one's CRS, remembered: a release's
+    summary and statistics ask it for each overlapping group overall and per region, country and continent."""
     from shapely import unary_union
 
-    crs = str(members[0].get("crs"))
-    return float(unary_union([_rectangle(m, crs) for m in members]).area)
+    crs = members[0][0]
+    return float(unary_union([_rectangle({"crs": c, "bounds": b}, crs) for c, b in members]).area)
 
 
 def union_area_km2(records: Iterable[Mapping[str, Any]], groups: Mapping[str, str] | None = None) -> float:
