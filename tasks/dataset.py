@@ -244,7 +244,9 @@ class ExportAnnotationTodo(SelectParams, PipelineTask):
 class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
     """Name the released images (``<region>_<n>``) and split them per region 6:1:3 train/val/test: the
     best of ``split_trials`` seeded random trials (least class mismatch between train and test), never
-    separating images whose footprints overlap (leakage groups).  Images of the previous release
+    separating images whose footprints overlap (leakage groups).  The record also carries the pool's selected
+    tiles pending annotation and its rejects, which the release lists (so the release task does not parse the
+    5 MB pool again).  Images of the previous release
     (parameters ``previous``, ``previous_digest``) keep their id and split; the output name carries the
     digest of that release's manifest, so a different previous release never reuses a stale split."""
 
@@ -276,6 +278,9 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
         _write_record(self.output().path, {
             "seed": int(self.seed), "trials": int(self.split_trials), "ratios": list(self.ratios),
             "images": images, "regions": infos,
+            # what the release lists besides its images, so that it need not read the pool again
+            "pending": [t for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen],
+            "rejects": pool["rejects"],
             "previous_release": None if folder is None else {
                 "release": name, "folder": str(folder), "digest": self.previous_digest},
         })

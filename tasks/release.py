@@ -116,20 +116,18 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         from pipeline.release.validate.report import validate_release
 
         load = lambda target: json.loads(Path(target.path).read_text())  # noqa: E731
-        pool = load(self.input()["pool"])
-        split = load(self.input()["split"])
+        split = load(self.input()["split"])  # with the pool's pending tiles and rejects (SplitDataset)
         selection = load(self.input()["selection"])
         todo = {e["key"]: e for e in load(self.input()["todo"])["exported"]}
-        chosen = set(selection["selected"])
         pending = [
             {**t, "todo": f"{todo[t['key']]['tile']}.tif" if t["key"] in todo else "",
              "footprints_repaired": todo.get(t["key"], {}).get("repaired_polygons", 0),
              "footprints_dropped": todo.get(t["key"], {}).get("dropped_polygons", 0)}
-            for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen
+            for t in split["pending"]
         ]
         provenance = {name: load(target) for name, target in self.input()["fetch"].items()}
         failed = {name: f for name, rec in provenance.items() if (f := failure_of(rec))}  # partial release
-        rejects = (pool["rejects"] + footprint_rejects(todo.values(), provenance)
+        rejects = (split["rejects"] + footprint_rejects(todo.values(), provenance)
                    + [failure_reject(name, f) for name, f in sorted(failed.items())])
         sources = [
             {"name": s.name, "kind": s.kind, "location": s.location or "builtin:demo", "license": s.license,
