@@ -24,7 +24,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import atomic
-from pipeline.dataset.pool import assemble_pool, merge_pools, name_images
+from pipeline.dataset.pool import assemble_pool, merge_pools, name_images, selected_pending
 from pipeline.errors import SourceFailed
 from pipeline.sources.config import scene_region
 from pipeline.sources.outcome import failure_of
@@ -228,7 +228,7 @@ class ExportAnnotationTodo(SelectParams, PipelineTask):
         catalogs = {name: catalog for name, _, catalog in self.sources}
         pool = _load(self.input()["pool"].path)
         chosen = set(_load(self.input()["selection"].path)["selected"])
-        pending = [t for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen]
+        pending = selected_pending(pool["tiles"], chosen)
         exported = []
         for i, t in enumerate(pending):
             scene = load_scene(t["source"], catalogs[t["source"]], t["source_scene_id"])
@@ -279,7 +279,7 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
             "seed": int(self.seed), "trials": int(self.split_trials), "ratios": list(self.ratios),
             "images": images, "regions": infos,
             # what the release lists besides its images, so that it need not read the pool again
-            "pending": [t for t in pool["tiles"] if t["status"] == "pending" and t["key"] in chosen],
+            "pending": selected_pending(pool["tiles"], chosen),
             "rejects": pool["rejects"],
             "previous_release": None if folder is None else {
                 "release": name, "folder": str(folder), "digest": self.previous_digest},

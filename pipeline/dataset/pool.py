@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +152,12 @@ def merge_pools(parts: Iterable[Mapping[str, list]]) -> dict[str, list]:
     rejects = sorted((r for p in parts for r in p["rejects"]),
                      key=lambda r: (r["source"], r["scene_id"], r["stage"], r["file"]))
     return {"tiles": tiles, "rejects": rejects}
+
+
+def selected_pending(tiles: Iterable[dict], chosen: Collection[str]) -> list[dict]:
+    """The pool ``tiles`` awaiting annotation whose key is in the selection ``chosen`` (in pool order): what the
+    annotation todo exports and the release lists in ``pending.csv``."""
+    return [t for t in tiles if t["status"] == "pending" and t["key"] in chosen]
 
 
 def name_images(tiles: list[dict], previous: Mapping[str, str] | None = None) -> list[dict]:
