@@ -249,3 +249,15 @@ def test_file_names_and_compact_json_match_the_library_forms():
         assert file_name(path) == PurePosixPath(path).name, path
     for value in ({"b": 1, "a": [1, 2.5, "é", None, True]}, [], "x", {"z": {"y": float("nan")}}):
         assert compact_json(value) == json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def test_file_size_answers_where_path_is_file_does(tmp_path):
+    from pipeline.release.manifest import file_size
+
+    (tmp_path / "f").write_text("abc")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "ln").symlink_to(tmp_path / "f")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nope")
+    for rel in ("f", "dir", "ln", "dangling", "f/x", "missing", "a\0b"):
+        assert (file_size(tmp_path, rel) is not None) == (tmp_path / rel).is_file(), rel
+    assert file_size(tmp_path, "ln") == file_size(str(tmp_path), "f") == 3

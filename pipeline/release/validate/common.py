@@ -1,8 +1,6 @@
 """What the release checkers share: the manifest name, safe release-relative paths, checksum checks."""
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -26,16 +24,6 @@ def safe_rel(rel: Any) -> str | None:
     if p.is_absolute() or any(part in ("..", ".") for part in rel.split("/")):
         return None
     return p.as_posix()
-
-
-def file_size(root: str | Path, rel: str) -> int | None:
-    """Size of the regular file ``<root>/<rel>`` (symlinks followed, as ``Path.is_file``), None when there is none:
-    one ``stat`` of a string, no path objects (a release's checks ask so for ~10,000 files)."""
-    try:
-        st = os.stat(f"{os.fspath(root)}/{rel}")
-    except (OSError, ValueError):
-        return None
-    return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
 def exc_text(exc: Exception, root: Path) -> str:

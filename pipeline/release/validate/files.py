@@ -6,7 +6,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from pipeline.release.validate.common import check_file_hash, file_size, safe_rel
+from pipeline.release.manifest import file_size
+from pipeline.release.validate.common import check_file_hash, safe_rel
 
 
 def check_files_entries(root: Path, manifest: dict[str, Any], out: list[str], trusted: Collection[str] = ()) -> None:

@@ -15,7 +15,6 @@ and in Python ``StacValidate(path, recursive=True, schema_map=pipeline.release.v
 from __future__ import annotations
 
 import json
-import os
 import posixpath
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 from pipeline.atomic import compact_json
 from pipeline.dataset.ids import natural_key
+from pipeline.release.manifest import file_size
 from pipeline.release.stac import COLLECTION, STAC_DIR, STAC_VERSION
 
 _SCHEMA_PACKAGE_DIR = ("schemas", "stac")
@@ -184,7 +184,7 @@ def validate_stac(release_dir: str | Path, *, expected_ids: Iterable[str] | None
     links = [str(link.get("href", "")) for link in collection.get("links", []) if link.get("rel") == "item"]
     for href in links:
         rel = posixpath.normpath(posixpath.join(STAC_DIR, href))
-        if rel in trusted and os.path.isfile(f"{root}/{rel}"):
+        if rel in trusted and file_size(root, rel) is not None:
             seen.append(posixpath.basename(rel).removesuffix(".json"))  # not read again: module docstring of
             continue  # pipeline.release.validate.incremental
         item = _read_item(root, href)
