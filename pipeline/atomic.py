@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
@@ -47,19 +49,62 @@ def write_bytes(target: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-#: ``json.dumps(value, sort_keys=True, ensure_ascii=False)`` without a new encoder object per call (a release
-#: encodes ~40,000 small objects so: its manifest's records and files, their keys in the incremental check).
+#: ``json.dumps(value, sort_keys=True, ensure_ascii=False)`` without a new encoder object per call (the
+#: incremental check names ~40,000 small objects of a release so: its manifest's records and files entries).
 compact_json = json.JSONEncoder(sort_keys=True, ensure_ascii=False).encode
+
+
+def record_bytes(obj: Any) -> bytes:
+    """``obj`` as compact JSON with sorted keys, UTF-8 (no spaces, no trailing newline), by orjson: ~10x faster
+    than the standard library's encoder (a 5,000-image split or manifest: 0.13 -> 0.013 s).  A value orjson does
+    not take (a non-string key, an integer beyond 64 bits) falls back to the standard library with the same
+    separators; a non-finite float is written as ``null`` (orjson's rule; ``json`` would write ``NaN``, which is
+    not JSON)."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def indented_bytes(obj: Any) -> bytes:
+    """``obj`` as JSON with sorted keys, indented by 2 spaces, UTF-8, with a trailing newline, by orjson (the
+    standard library indents in pure Python: a 5,000-item STAC collection 0.1 s); the same fallback as
+    :func:`record_bytes`."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2) + b"\n"
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return (json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def read_record(path: str | Path) -> Any:
+    """The JSON value in the file ``path``, parsed by orjson (~2x the standard library's speed on the 5 MB pool
+    and split records); a text orjson refuses but ``json`` reads (``NaN``, huge integers) is read by ``json``,
+    so both read the same files alike.  Raises ``ValueError`` (``json.JSONDecodeError``) for text that is not
+    JSON, ``OSError`` when the file cannot be read."""
+    return parse_record(Path(path).read_bytes())
+
+
+def parse_record(data: bytes | str) -> Any:
+    """:func:`read_record` of text or bytes already read."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)
+
+
+def write_record(target: str | Path, obj: Any) -> None:
+    """Write :func:`record_bytes` and a newline atomically (records that tasks read, not people)."""
+    write_bytes(target, record_bytes(obj) + b"\n")
 
 
 def canonical_json(obj: Any) -> str:
     """Canonical JSON text: sorted keys, 1-space indent, trailing newline; in a top-level object, a member that is
-    a list of objects (a manifest's ``images`` and ``files``) is written one compact object per line.  Any JSON
-    reader reads it the same; a diff of two manifests shows one line per changed image; and it is written by the
-    C encoder (indenting uses the pure-Python one: a 5,000-image manifest 0.38 -> 0.25 s)."""
+    a list of objects (a manifest's ``images`` and ``files``) is written one compact object per line
+    (:func:`record_bytes`).  Any JSON reader reads it the same, and a diff of two manifests shows one line per
+    changed image.  The rest is written by the standard library (indented: a few kB)."""
     def block(value: Any) -> str:
         if isinstance(value, list) and value and all(isinstance(e, dict) for e in value):
-            return "[\n" + ",\n".join("  " + compact_json(e) for e in value) + "\n ]"
+            return (b"[\n  " + b",\n  ".join(map(record_bytes, value)) + b"\n ]").decode()
         return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).replace("\n", "\n ")
 
     if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) for k in obj):

@@ -17,7 +17,6 @@ source's work, not the whole release's.
 """
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -48,13 +47,13 @@ logger = logging.getLogger("luigi-interface")
 
 
 def _load(path: str | Path):
-    return json.loads(Path(path).read_text())
+    return atomic.read_record(path)
 
 
 def _write_record(path: str | Path, obj) -> None:
     """A dataset record (pool share, pool, selection, split: read by tasks, not by people) as compact canonical
-    JSON, atomically: the JSON encoder's C path, 3-4x faster than indented for a 5,000-image split."""
-    atomic.write_text(path, json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n")
+    JSON, atomically (:func:`pipeline.atomic.write_record`)."""
+    atomic.write_record(path, obj)
 
 
 def dataset_target(task: PipelineTask, name: str, suffix: str = ".json") -> luigi.LocalTarget:

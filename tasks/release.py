@@ -50,7 +50,7 @@ class StageRelease(SplitParams, PipelineTask):
     def run(self):
         from pipeline.release.staging import stage_folder, stage_release
 
-        split = json.loads(Path(self.input().path).read_text())
+        split = atomic.read_record(self.input().path)
         before = split.get("previous_release")  # SplitDataset's record of the release this one continues
         previous = _previous_manifest(before)
         viewers = [release_dir(self.release) / "viewer"] + ([Path(before["folder"]) / "viewer"] if before else [])
@@ -63,7 +63,7 @@ class StageRelease(SplitParams, PipelineTask):
                 sources=sources, tile_cache=work_dir() / "release-tiles",
                 previous=(Path(before["folder"]), previous) if before and previous else None,
                 thumbs_from=[v / "thumbs" for v in viewers] if self.viewer else None)
-        atomic.write_text(self.output().path, json.dumps(staged, sort_keys=True, separators=(",", ":")) + "\n")
+        atomic.write_record(self.output().path, staged)
         self.set_progress_percentage(100)
 
 
@@ -115,7 +115,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
     def run(self):
         from pipeline.release.validate.report import validate_release
 
-        load = lambda target: json.loads(Path(target.path).read_text())  # noqa: E731
+        load = lambda target: atomic.read_record(target.path)  # noqa: E731
         split = load(self.input()["split"])  # with the pool's pending tiles and rejects (SplitDataset)
         selection = load(self.input()["selection"])
         todo = {e["key"]: e for e in load(self.input()["todo"])["exported"]}
@@ -204,7 +204,7 @@ def _read_manifest(folder: Path) -> dict | None:
     """The manifest the release writer left in ``folder``, parsed (None when it cannot be read or is not a JSON
     object: the validation then reads the file itself and names the problem, the viewer too)."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        manifest = atomic.read_record(folder / "manifest.json")
     except (OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) else None

@@ -119,3 +119,20 @@ def test_overlap_fractions_in_one_crs_are_exact_and_pairs_across_zones_are_still
     assert (i, j) == ("zone_1", "zone_2")
     assert frac == round(fw.intersection(fe).area / min(fw.area, fe.area), 6)
     assert 0.6 < frac < 0.9
+
+
+def test_released_area_per_place_is_each_place_measured_by_itself():
+    """``released_area`` measures every place in one pass; its figures are exactly those of measuring each
+    place's images by themselves (a leakage group split between two regions counts its part in each)."""
+    from pipeline.dataset.stats.area import area_by
+
+    recs = [_rec("austin_1", 0.0), _rec("dallas_2", TILE / 2, region="dallas"), _rec("austin_3", 3 * TILE),
+            _rec("austin_4", 3.25 * TILE), _rec("austin_10", 9 * TILE, dy=TILE / 3),
+            _rec("lima_1", 0.0, crs="EPSG:32718", x0=280000.0, region="lima", country="Peru",
+                 continent="South America")]
+    area = released_area(list(reversed(recs)))
+    assert area["area_km2"] == union_area_km2(recs)
+    for section, field in (("regions", "region"), ("countries", "country"), ("continents", "continent")):
+        assert area[section] == area_by(recs, lambda r, f=field: str(r[f])), section
+    assert list(area["regions"]) == ["austin", "dallas", "lima"]
+    assert area["regions"]["dallas"] == pytest.approx(TILE * TILE / 1e6, abs=1e-6)

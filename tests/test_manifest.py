@@ -261,3 +261,29 @@ def test_file_size_answers_where_path_is_file_does(tmp_path):
     for rel in ("f", "dir", "ln", "dangling", "f/x", "missing", "a\0b"):
         assert (file_size(tmp_path, rel) is not None) == (tmp_path / rel).is_file(), rel
     assert file_size(tmp_path, "ln") == file_size(str(tmp_path), "f") == 3
+
+
+def test_record_json_forms_read_back_as_the_standard_library_reads_them(tmp_path):
+    """The fast (orjson) forms of the dataset records, the manifest and STAC files: sorted keys, what ``json``
+    reads back equal; values orjson does not take fall back to ``json``; what ``json`` reads, ``read_record``
+    reads alike (NaN in an older record)."""
+    import json
+
+    from pipeline.atomic import canonical_json, indented_bytes, read_record, record_bytes, write_record
+
+    value = {"b": 1, "a": [1, 2.5, "é</", None, True, 1e-7, 1e16], "c": {"z": {}, "y": []}}
+    assert record_bytes(value) == json.dumps(value, sort_keys=True, ensure_ascii=False,
+                                              separators=(",", ":")).replace("1e-07", "1e-7").encode()
+    assert json.loads(indented_bytes(value)) == value and indented_bytes(value).endswith(b"}\n")
+    assert json.loads(record_bytes({"n": 2 ** 70})) == {"n": 2 ** 70}  # beyond orjson: the standard library
+    assert record_bytes({"x": float("nan")}) == b'{"x":null}'
+    manifest = {"release": "v1", "images": [{"id": "a_1", "b": 2}, {"id": "a_2", "b": [3]}], "files": []}
+    text = canonical_json(manifest)
+    assert json.loads(text) == manifest and '\n  {"b":2,"id":"a_1"},\n' in text
+    write_record(tmp_path / "r.json", value)
+    assert read_record(tmp_path / "r.json") == value
+    (tmp_path / "old.json").write_text(json.dumps({"x": float("nan")}))
+    assert str(read_record(tmp_path / "old.json")["x"]) == "nan"
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ValueError):
+        read_record(tmp_path / "bad.json")

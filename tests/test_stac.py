@@ -201,6 +201,23 @@ def test_items_of_unchanged_images_are_reused_byte_identically(synthetic, tmp_pa
         assert same_inode == {r["id"] for r in records} - rebuilt
 
 
+def test_collection_bbox_is_exactly_the_items_bboxes_extent(release):
+    """The collection's spatial extent (:func:`footprints_bbox`, no rings made) is the extent of the items'
+    ``bbox``es exactly, also for a record whose CRS cannot be used (its ``bounds_lonlat`` box)."""
+    from pipeline.release.footprints import footprints_bbox, footprints_lonlat
+    from pipeline.release.stac import _bbox
+
+    records = manifest_of(release)["images"]
+    (bbox,) = json.loads((release / COLLECTION).read_text())["extent"]["spatial"]["bbox"]
+    boxes = [json.loads((release / "stac" / "items" / f"{r['id']}.json").read_text())["bbox"] for r in records]
+    assert bbox == [min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+                    max(b[3] for b in boxes)]
+    odd = [*records, dict(records[0], id="odd_1", crs="EPSG:999999", bounds_lonlat=[179.5, -89.0, 179.9, -88.5])]
+    rings = [_bbox(r) for r in footprints_lonlat(odd)]
+    assert footprints_bbox(odd) == [min(b[0] for b in rings), -89.0, 179.9, max(b[3] for b in rings)]
+    assert footprints_bbox([]) is None
+
+
 def test_known_valid_collection_links_are_skipped_with_the_same_problems(synthetic, no_network):
     """The build's incremental check leaves out collection links equal to a validated collection's: a changed
     link is still checked and reported with its index in the full list, exactly as by the full check."""

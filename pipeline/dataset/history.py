@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -90,7 +89,7 @@ def load_manifest(release_folder: str | Path, digest: str | None = None) -> dict
     raw = path.read_bytes()
     if digest is not None and hashlib.sha256(raw).hexdigest()[:12] != digest:
         raise BuildError(f"{path} changed while this build ran (digest {digest}); run the build again")
-    return json.loads(raw)
+    return atomic.parse_record(raw)
 
 
 def previous_maps(manifest: Mapping[str, Any] | None) -> tuple[dict[str, str], dict[str, str]]:
@@ -117,13 +116,13 @@ def remember_release(history_dir: str | Path, digest: str, manifest: Mapping[str
 
 
 def _write_record(path: Path, record: dict[str, Any]) -> Path:
-    atomic.write_text(path, json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n")
+    atomic.write_record(path, record)
     return path
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = atomic.read_record(path)
     except (OSError, ValueError):
         return None
     images = record.get("images") if isinstance(record, dict) else None

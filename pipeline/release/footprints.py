@@ -31,12 +31,12 @@ def footprint_lonlat(rec: dict[str, Any], ndigits: int = 7) -> list[list[float]]
     return ring + [list(ring[0])]
 
 
-def footprints_lonlat(records: Sequence[dict[str, Any]], ndigits: int = 7) -> list[list[list[float]]]:
-    """:func:`footprint_lonlat` of every record, the same rings, with one coordinate transformation per CRS
-    (instead of one per record: 5,000 records 0.23 -> 0.06 s)."""
+def _corners(records: Sequence[dict[str, Any]]):
+    """Per CRS of ``records``: ``(indices, lon, lat, ok)``, the four corners of each record's ``bounds``
+    transformed in one call (``lon``, ``lat``: arrays of shape (n, 4); ``ok``: all finite), or ``(indices, None,
+    None, None)`` when the CRS or a bounds value cannot be used (those records go record by record)."""
     import numpy as np
 
-    out: list[list[list[float]] | None] = [None] * len(records)
     groups: dict[str, list[int]] = {}
     for i, rec in enumerate(records):
         groups.setdefault(str(rec.get("crs")), []).append(i)
@@ -48,17 +48,42 @@ def footprints_lonlat(records: Sequence[dict[str, Any]], ndigits: int = 7) -> li
             lon, lat = _to_lonlat(crs).transform(xs, ys)
             lon, lat = np.asarray(lon).reshape(-1, 4), np.asarray(lat).reshape(-1, 4)
             ok = np.isfinite(lon).all(axis=1) & np.isfinite(lat).all(axis=1)
-        except Exception:  # noqa: BLE001  (unknown CRS, malformed bounds: record by record below)
-            for i in idx:
-                out[i] = footprint_lonlat(records[i], ndigits)
+        except Exception:  # noqa: BLE001  (unknown CRS, malformed bounds: record by record)
+            yield idx, None, None, None
             continue
+        yield idx, lon, lat, ok
+
+
+def footprints_lonlat(records: Sequence[dict[str, Any]], ndigits: int = 7) -> list[list[list[float]]]:
+    """:func:`footprint_lonlat` of every record, the same rings, with one coordinate transformation per CRS
+    (instead of one per record: 5,000 records 0.23 -> 0.06 s)."""
+    out: list[list[list[float]] | None] = [None] * len(records)
+    for idx, lon, lat, ok in _corners(records):
         for k, i in enumerate(idx):
-            if not ok[k]:
+            if ok is None or not ok[k]:
                 out[i] = footprint_lonlat(records[i], ndigits)
                 continue
             ring = [[round(float(x), ndigits), round(float(y), ndigits)] for x, y in zip(lon[k], lat[k])]
             out[i] = ring + [list(ring[0])]
     return out  # type: ignore[return-value]
+
+
+def footprints_bbox(records: Sequence[dict[str, Any]], ndigits: int = 7) -> list[float] | None:
+    """``[west, south, east, north]`` over the :func:`footprints_lonlat` rings of ``records`` (None for none),
+    without making the rings: the extremes of the transformed corners rounded once, which are the extremes of the
+    rounded corners (rounding never reverses an order)."""
+    lo, hi = [float("inf")] * 2, [float("-inf")] * 2
+    for idx, lon, lat, ok in _corners(records):
+        if ok is not None and ok.any():
+            lo = [min(lo[0], float(lon[ok].min())), min(lo[1], float(lat[ok].min()))]
+            hi = [max(hi[0], float(lon[ok].max())), max(hi[1], float(lat[ok].max()))]
+        for k, i in enumerate(idx):
+            if ok is None or not ok[k]:
+                for x, y in footprint_lonlat(records[i], ndigits):
+                    lo, hi = [min(lo[0], x), min(lo[1], y)], [max(hi[0], x), max(hi[1], y)]
+    if not records:
+        return None
+    return [round(v, ndigits) for v in (lo[0], lo[1], hi[0], hi[1])]
 
 
 def epsg_of(crs: str) -> int | None:

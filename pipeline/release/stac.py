@@ -56,9 +56,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pipeline import atomic
 from pipeline.constants import CLASS_IDS, CLASS_NAMES, SPLITS
 from pipeline.dataset.ids import natural_key
-from pipeline.release.footprints import epsg_of, footprint_lonlat, footprints_lonlat
+from pipeline.release.footprints import epsg_of, footprint_lonlat, footprints_bbox, footprints_lonlat
 from pipeline.release.manifest import class_table
 from pipeline.sources.adapters import UNKNOWN_ACQUISITION
 
@@ -216,22 +217,18 @@ def _summary(values: Iterable[Any]) -> list[Any]:
 
 
 def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources: Sequence[dict[str, Any]],
-                     title: str | None = None, href: str | None = None,
-                     rings: Sequence[list[list[float]]] | None = None):
+                     title: str | None = None, href: str | None = None):
     """The pystac Collection of a release for its manifest image records, without its items (:func:`write_stac`
-    adds them; its extent and summaries cover every record).  ``href``: the collection's file, its items then at
-    ``items/<id>.json`` beside it.  ``rings``: the records' :func:`footprints_lonlat` (computed when None)."""
+    adds them; its extent and summaries cover every record, the spatial extent their footprints': the items'
+    ``bbox``, :func:`~pipeline.release.footprints.footprints_bbox`).  ``href``: the collection's file, its items
+    then at ``items/<id>.json`` beside it."""
     import pystac
 
     cid = COLLECTION_ID
     order = sorted(range(len(records)), key=lambda i: natural_key(str(records[i]["id"])))
     recs = [records[i] for i in order]
-    all_rings = list(rings) if rings is not None else footprints_lonlat(records)
-    rings = [all_rings[i] for i in order]
     ranges = {str(s["name"]): s["acquired_range"] for s in sources if s.get("acquired_range")}
-    boxes = [_bbox(ring) for ring in rings]
-    bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes),
-            max(b[2] for b in boxes), max(b[3] for b in boxes)] if boxes else [-180.0, -90.0, 180.0, 90.0]
+    bbox = footprints_bbox(records) or [-180.0, -90.0, 180.0, 90.0]
     spans = [_span(r, ranges) for r in recs]
     interval: list[list[datetime | None]] = ([[min(s for s, _ in spans), max(e for _, e in spans)]] if spans
                                              else [[None, None]])
@@ -291,8 +288,8 @@ def _add_items(collection, items: Sequence[Any]) -> None:
         collection.add_item(item, strategy=strategy)
 
 
-def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+def _dump(obj: dict[str, Any]) -> bytes:
+    return atomic.indented_bytes(obj)
 
 
 def _item_bytes(item: Any) -> bytes:
@@ -300,7 +297,7 @@ def _item_bytes(item: Any) -> bytes:
     data = item.to_dict(include_self_link=False, transform_hrefs=True)
     for link in data.get("links") or []:
         link.pop("title", None)
-    return _dump(data).encode("utf-8")
+    return _dump(data)
 
 
 def _reusable(records: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any]],
@@ -386,15 +383,12 @@ def write_collection(out: Path, records: Sequence[dict[str, Any]], *, release: s
     ``records`` (:func:`write_items`); returns its path relative to ``out``."""
     import pystac
 
-    from pipeline import atomic
-
     root = Path(out) / COLLECTION
     recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
-    collection = build_collection(recs, release=release, sources=sources, title=title, href=str(root),
-                                  rings=footprints_lonlat(recs))
+    collection = build_collection(recs, release=release, sources=sources, title=title, href=str(root))
     collection.catalog_type = pystac.CatalogType.SELF_CONTAINED
     collection_dict = collection.to_dict(include_self_link=False, transform_hrefs=True)
     collection_dict["links"] = [link for link in collection_dict["links"] if link.get("rel") != "item"] + [
         {"href": f"./items/{r['id']}.json", "rel": "item", "type": "application/geo+json"} for r in recs]
-    atomic.write_text(root, _dump(collection_dict))
+    atomic.write_bytes(root, _dump(collection_dict))
     return COLLECTION

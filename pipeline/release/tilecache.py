@@ -133,7 +133,7 @@ class TileCache:
 
     def _load(self, release: str) -> dict[str, dict]:
         try:
-            data = json.loads(self._index(release).read_text())
+            data = atomic.read_record(self._index(release))
             return data["tiles"] if data.get("release") == release and isinstance(data.get("tiles"), dict) else {}
         except (OSError, ValueError, AttributeError):
             return {}
@@ -166,7 +166,7 @@ class TileCache:
         """Leave the index of the tiles placed so far, for the next release (compact JSON, atomically)."""
         target = self._index(release)
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic.write_text(target, json.dumps({"release": release, "tiles": self.placed}, separators=(",", ":")))
+        atomic.write_record(target, {"release": release, "tiles": self.placed})
 
 
 def place_tile(src: str | Path, dst: str | Path, *, kind: str, cache: str | Path | None = None,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -189,18 +189,21 @@ def render_pngs(stats: dict) -> dict[str, bytes]:
     from matplotlib.figure import Figure
 
     n_regions = len(stats["regions"])
-    specs = {
-        "images_per_continent.png": ((7, 4.5), _plot_images_per_continent),
-        "class_proportions.png": ((7, 4.5), _plot_class_proportions),
-        "segments_histogram.png": ((7, 4.5), _plot_segments_histogram),
-        "world_map.png": ((10, 5.6), _plot_world_map),
-        "region_classes.png": ((9, 2.5 + 0.22 * max(n_regions, 1)), _plot_region_classes),
+    # the per-region figure has a row per region: its layout is tight_layout's one pass over the artists, not the
+    # constrained solver's repeated measuring of every tick label (100 regions: 0.84 -> 0.55 s, same room for the
+    # labels and the legend)
+    specs: dict[str, tuple[tuple[float, float], Callable[[Any, dict], None], Literal["constrained", "tight"]]] = {
+        "images_per_continent.png": ((7, 4.5), _plot_images_per_continent, "constrained"),
+        "class_proportions.png": ((7, 4.5), _plot_class_proportions, "constrained"),
+        "segments_histogram.png": ((7, 4.5), _plot_segments_histogram, "constrained"),
+        "world_map.png": ((10, 5.6), _plot_world_map, "constrained"),
+        "region_classes.png": ((9, 2.5 + 0.22 * max(n_regions, 1)), _plot_region_classes, "tight"),
     }
     out = {}
     with matplotlib.rc_context():
         matplotlib.rcdefaults()  # ignore any user matplotlibrc: same bytes everywhere
-        for name, (size, plot) in specs.items():
-            fig = Figure(figsize=size, layout="constrained")
+        for name, (size, plot, layout) in specs.items():
+            fig = Figure(figsize=size, layout=layout)
             plot(fig, stats)
             out[name] = _png(fig)
     return out

@@ -113,7 +113,7 @@ def viewer_data(release: Path, manifest: dict[str, Any], out: Path) -> dict[str,
 
 
 def _script(name: str, obj: Any) -> str:
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, sort_keys=True).replace("</", "<\\/")
+    text = atomic.record_bytes(obj).decode().replace("</", "<\\/")
     return f"window.{name} = {text};\n"
 
 
