@@ -72,6 +72,8 @@ def footprints_bbox(records: Sequence[dict[str, Any]], ndigits: int = 7) -> list
     """``[west, south, east, north]`` over the :func:`footprints_lonlat` rings of ``records`` (None for none),
     without making the rings: the extremes of the transformed corners rounded once, which are the extremes of the
     rounded corners (rounding never reverses an order)."""
+    if not records:
+        return None
     lo, hi = [float("inf")] * 2, [float("-inf")] * 2
     for idx, lon, lat, ok in _corners(records):
         if ok is not None and ok.any():
@@ -81,8 +83,6 @@ def footprints_bbox(records: Sequence[dict[str, Any]], ndigits: int = 7) -> list
             if ok is None or not ok[k]:
                 for x, y in footprint_lonlat(records[i], ndigits):
                     lo, hi = [min(lo[0], x), min(lo[1], y)], [max(hi[0], x), max(hi[1], y)]
-    if not records:
-        return None
     return [round(v, ndigits) for v in (lo[0], lo[1], hi[0], hi[1])]
 
 

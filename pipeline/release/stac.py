@@ -47,7 +47,6 @@ Offline validation of the catalog: :mod:`pipeline.release.validate.stac`.
 """
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import re
@@ -308,7 +307,7 @@ def _reusable(records: Sequence[dict[str, Any]], sources: Sequence[dict[str, Any
         return {}
     folder, manifest = previous
     try:
-        if json.loads((Path(folder) / COLLECTION).read_text("utf-8"))["id"] != COLLECTION_ID:
+        if atomic.read_record(Path(folder) / COLLECTION)["id"] != COLLECTION_ID:
             return {}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
