@@ -150,6 +150,8 @@ class AssembleTiles(PoolParams, PipelineTask):
     not be fetched or catalogued (after every other source's scenes were processed), unless partial releases
     are allowed."""
 
+    pause_collector = True  # records of every image (tasks.base, pipeline.gcpause)
+
     def catalog_tasks(self) -> list[CatalogSource]:
         return [share.catalog_task() for share in self.source_pools()]
 
@@ -249,6 +251,8 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
     (parameters ``previous``, ``previous_digest``) keep their id and split; the output name carries the
     digest of that release's manifest, so a different previous release never reuses a stale split."""
 
+    pause_collector = True  # records of every image (tasks.base, pipeline.gcpause)
+
     ratios = (6, 1, 3)
 
     def requires(self):
@@ -288,6 +292,8 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
 class ComputeStats(SplitParams, PipelineTask):
     """The paper's tables and figures for the released images, as JSON, CSV, PNG and a README, and
     ``selection.json`` (every region's annotation-loop stage, the selection model's gate)."""
+
+    pause_collector = True  # records of every image (tasks.base, pipeline.gcpause)
 
     def requires(self):
         return {"split": self.clone(SplitDataset), "selection": self.clone(SelectTiles)}

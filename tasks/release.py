@@ -13,7 +13,7 @@ from pathlib import Path
 
 import luigi
 
-from pipeline import atomic
+from pipeline import atomic, forked
 from pipeline.dataset.history import manifest_digest, remember_release
 from pipeline.dataset.pool import footprint_rejects
 from pipeline.dataset.splits.uda import uda_section
@@ -35,6 +35,8 @@ class StageRelease(SplitParams, PipelineTask):
     """The release's tiles, STAC items, GeoParquet index and viewer thumbnails, placed ahead of its manifest in
     a stage folder that ``BuildRelease`` takes over by renaming (:mod:`pipeline.release.staging`).  They need
     the split only, so this runs beside ``ComputeStats``: with two workers, both are busy."""
+
+    pause_collector = True  # records of every image (tasks.base, pipeline.gcpause)
 
     release = luigi.Parameter(description="release version: data/releases/<release>/")
     code_release = luigi.Parameter(description="code version of the release stage")
@@ -69,6 +71,8 @@ class StageRelease(SplitParams, PipelineTask):
 
 class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
     """Build, validate and publish a release (the folder appears only once it is complete and valid)."""
+
+    pause_collector = True  # records of every image (tasks.base, pipeline.gcpause)
 
     def requires(self):
         return {
@@ -157,11 +161,16 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
             )
             written = _read_manifest(tmp)  # parsed once: the trust, the validation and the viewer read it
             trust = self._trust(tmp, linked, reused, split.get("previous_release"), previous, written)
-            problems = validate_release(tmp, trust=trust, manifest=written)
-            if problems:
-                raise ReleaseInvalid(str(self.release), problems)
-            viewer = (self._write_viewer(tmp, target, split.get("previous_release"), thumbs, staged["thumbs"],
-                                         written) if self.viewer else "")
+            browsing = " and writing its browser" if self.viewer else ""
+            self.set_status_message(f"checking release {self.release}{browsing}")
+            # the browser is written by a forked process while this one checks the release (with two cores both
+            # are busy); a release that is not valid fails with its problems, whatever became of the browser
+            with (forked.start(self._write_viewer, tmp, target, split.get("previous_release"), thumbs,
+                               staged["thumbs"], written) if self.viewer else forked.done(lambda: "")) as browser:
+                problems = validate_release(tmp, trust=trust, manifest=written)
+                if problems:
+                    raise ReleaseInvalid(str(self.release), problems)
+                viewer = browser.result()
         drop_stage(stage)
         if written is not None:  # what the next release continuing this one reads instead of its manifest
             remember_release(history_dir(), manifest_digest(target), written)
@@ -186,10 +195,10 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                       staged: dict | None, manifest: dict | None = None) -> str:
         """The release browser (derived from the release's files, not listed in the manifest) with the
         thumbnails staged by ``StageRelease`` (``thumbs``; ``staged``: their counts), reusing those of the
-        viewer it replaces and of the previous release's viewer for any the stage left out."""
+        viewer it replaces and of the previous release's viewer for any the stage left out; its summary line.
+        Runs in a forked process (:meth:`run`): it reports no progress to Luigi."""
         from pipeline.release.viewer import summary_line, write_viewer
 
-        self.set_status_message(f"writing the release browser of {self.release}")
         reuse = [target / "viewer"] + ([Path(previous["folder"]) / "viewer"] if previous else [])
         summary = write_viewer(tmp, tmp / "viewer", reuse=reuse, thumbs_dir=thumbs, manifest=manifest)
         ahead = staged or {}  # thumbnails made by the stage and kept by the viewer: made all the same

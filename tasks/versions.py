@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +82,12 @@ def _expand(name: str) -> list[str]:
 
 def _imports(name: str, tree: ast.Module) -> set[str]:
     """Project modules imported anywhere in ``tree`` (module ``name``), relative imports resolved."""
+    return {n for n in _imported_names(name, tree) if module_path(n) is not None}
+
+
+def _imported_names(name: str, tree: ast.Module) -> set[str]:
+    """Every dotted name of this project that ``tree`` (module ``name``) imports, module or not (``from a.b import
+    c`` names ``a.b`` and ``a.b.c``), relative imports resolved."""
     path = module_path(name)
     package = name if path is not None and path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
@@ -94,10 +101,14 @@ def _imports(name: str, tree: ast.Module) -> set[str]:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
             names = [base] + [f"{base}.{a.name}" for a in node.names]
-        for n in names:
-            if n.split(".")[0] in PROJECT and module_path(n) is not None:
-                found.add(n)
+        found.update(n for n in names if n.split(".")[0] in PROJECT)
     return found
+
+
+def _absent_imports(modules: Iterable[str]) -> list[str]:
+    """The names ``modules`` import that are no module of this checkout (attributes, or a module not there yet):
+    the cached versions are stale once one of them becomes a module, which a version would then follow."""
+    return sorted({n for m in modules for n in _imported_names(m, _parsed(m)) if module_path(n) is None})
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -196,6 +207,7 @@ def code_versions() -> dict[str, str]:
                           | {spec.split(":")[0] for _, classes in STAGES.values() for spec in classes}),
         "packages": {r: _expand(r) for libs, _ in STAGES.values() for r in libs if _is_package(r)},
         "data": sorted(f for folders in DATA.values() for f in folders),
+        "absent": _absent_imports({m for s in STAGES for m in stage_modules(s)}),
     }
     _write_cache({"inputs": inputs, "digest": _inputs_digest(inputs), "versions": result})
     return result
@@ -221,6 +233,8 @@ def _inputs_digest(inputs: dict) -> str | None:
         for name, modules in sorted(inputs["packages"].items()):
             if _expand(name) != modules:
                 return None
+        if any(module_path(n) is not None for n in inputs["absent"]):
+            return None  # an import the versions did not follow is a module now
         for name in inputs["modules"]:
             h.update(f"module {name}\n".encode() + _source(name).encode() + b"\n")
         for folder in inputs["data"]:

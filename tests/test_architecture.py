@@ -37,7 +37,8 @@ CODE_ROOTS = ("pipeline", "tasks", "oem_demo")
 STAGES = ("sources", "raster", "labels", "dataset", "release")
 #: Modules of ``pipeline/`` shared by every stage (they import no stage).
 SHARED = ("pipeline", "pipeline.__main__", "pipeline.atomic", "pipeline.constants", "pipeline.errors",
-          "pipeline.limits", "pipeline.params", "pipeline.rng", "pipeline.scene")
+          "pipeline.limits", "pipeline.params", "pipeline.rng", "pipeline.scene", "pipeline.gcpause",
+          "pipeline.forked", "pipeline.progress")
 #: Imports allowed although the rules forbid them: (importing module, imported module) -> why.
 LAYERING_ALLOWED: dict[tuple[str, str], str] = {
     ("pipeline", "tasks"): "the Luigi entry point: imported only when luigi.cmdline loads the package",

@@ -13,7 +13,7 @@ import rasterio
 from rasterio.transform import Affine
 
 from pipeline.raster.cog import COG_OPTIONS, follows_policy, place_cog, to_cog, validate_cog, write_cog
-from pipeline.release.validate.report import validate_release
+from pipeline.release.validate.report import validate_release, validate_report
 from tests.helpers_outputs import demo_release, manifest_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +85,9 @@ def test_validation_reports_a_non_cog_tile(release, tmp_path):
     problems = validate_release(copy)
     assert any(p.startswith(f"{im['label']}: not a valid COG: ") for p in problems), problems
     assert any(p.startswith(f"{im['label']}: sha256 mismatch") for p in problems)
+    # check 11 (the COGs) ran in a forked process beside the others: the same report as all in this one
+    assert validate_report(copy) == validate_report(copy, concurrent=False)
+    assert problems[-1].startswith(f"{im['label']}: not a valid COG: ")  # check 11's lines come last, as before
 
 
 @pytest.mark.parametrize("kind", ["image", "label"])

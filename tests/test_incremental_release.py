@@ -450,3 +450,37 @@ def test_release_stage_runs_beside_the_statistics_and_is_taken_whole(releases, m
     assert validate_release(releases["v2"].parent / "v3-stage") == []
     assert list((work_dir() / "release-stage").iterdir()) == []
     shutil.rmtree(releases["v2"].parent / "v3-stage")
+
+
+def test_the_browser_is_written_beside_the_check_and_a_failure_names_its_cause(releases, monkeypatch):
+    """``BuildRelease`` writes the release browser in a forked process while it checks the release: a browser
+    that cannot be written fails the build with its own error, a release that is not valid fails with its
+    problems (``ReleaseInvalid``) whatever became of the browser, and neither leaves a release folder."""
+    import pipeline.release.validate.report as report
+    import pipeline.release.viewer as viewer
+    from pipeline.errors import ReleaseInvalid, ThumbnailError
+
+    pids: list[int] = []
+
+    def broken_browser(*args, **kwargs):
+        pids.append(os.getpid())  # the forked process's own list: reported through the error instead
+        raise ThumbnailError("tile.tif", f"cannot be read (browser process {os.getpid()})")
+
+    failures: list[BaseException] = []
+    callbacks = luigi.Task._event_callbacks.setdefault(luigi.Task, {}).setdefault(luigi.Event.FAILURE, set())
+    record = lambda task, exc: failures.append(exc)  # noqa: E731
+    callbacks.add(record)
+    try:
+        monkeypatch.setattr(viewer, "write_viewer", broken_browser)
+        ok, _ = _build(releases["base"], "v3-browser")
+        assert not ok and not (releases["base"] / "data" / "releases" / "v3-browser").exists()
+        assert isinstance(failures[-1], ThumbnailError) and not pids
+        assert int(str(failures[-1]).rsplit(" ", 1)[1].rstrip(")")) != os.getpid()  # written by another process
+        assert "in the forked process" in failures[-1].__notes__[-1]
+
+        monkeypatch.setattr(report, "validate_release", lambda *a, **k: ["manifest.json: a planted problem"])
+        ok, _ = _build(releases["base"], "v3-browser")
+        assert not ok and not (releases["base"] / "data" / "releases" / "v3-browser").exists()
+        assert isinstance(failures[-1], ReleaseInvalid) and "a planted problem" in str(failures[-1])
+    finally:
+        callbacks.discard(record)

@@ -422,3 +422,26 @@ def test_code_versions_are_remembered_until_what_made_them_changes(monkeypatch, 
     edited = _versions_with(monkeypatch, edit)
     assert {s for s in first if first[s] != edited[s]} == {"release"}
     assert versions.code_versions() == first  # the real sources again: computed again, not the edited ones
+
+
+def test_cached_versions_are_stale_once_a_missing_imported_module_appears(monkeypatch, tmp_path):
+    """A module imported (lazily) before its file exists is no part of a version; once the file appears, a version
+    follows it, so the versions remembered without it must be computed again (a checkout that gained the file)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    real_path = versions.module_path
+    appeared: set[str] = set()
+    monkeypatch.setattr(versions, "module_path", lambda name: (
+        real_path("pipeline.atomic") if name in appeared else real_path(name)))
+    name = "pipeline.release.geoparquet.write_index"  # an imported attribute: no module of its own
+    versions.code_versions()
+    assert name in json.loads(versions.cache_file().read_text())["inputs"]["absent"]
+
+    def parse_nothing(stage):
+        raise AssertionError("parsed although nothing changed")
+
+    with monkeypatch.context() as m:
+        m.setattr(versions, "code_version", parse_nothing)
+        versions.code_versions()  # from the cache file
+        appeared.add(name)
+        with pytest.raises(AssertionError, match="parsed although"):
+            versions.code_versions()

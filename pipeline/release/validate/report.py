@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline import forked
 from pipeline.dataset.splits.leakage import groups_from_pairs, overlapping_pairs
+from pipeline.gcpause import collector_paused
 from pipeline.release.manifest import SCHEMA_VERSION, schema_problems
 from pipeline.release.validate.audit import check_split_audit
 from pipeline.release.validate.changes import check_changes, released_before
@@ -24,7 +26,7 @@ from pipeline.release.validate.zones import check_zone_files
 
 
 def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
-                    manifest: Any = None) -> dict[str, Any]:
+                    manifest: Any = None, concurrent: bool = True) -> dict[str, Any]:
     """Validate a release folder; ``{"valid", "problems", "warnings", "images", "release", "release_dir"}``.
 
     ``images`` is the number of image records in the manifest (0 when it cannot be read) and
@@ -36,6 +38,9 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
     ``validate`` command) everything is checked.
     ``manifest``: the JSON value the caller parsed from the folder's ``manifest.json`` (a build that goes on to
     use it, so the file is read once); default: read here.  No check changes it.
+    ``concurrent``: the outputs for users (check 11: COG tiles, STAC catalog, index) are checked in a forked
+    process (:mod:`pipeline.forked`) while this one makes the release-wide checks; the problems are the same,
+    in the same order.
     """
     root = Path(release_dir)
     out: list[str] = []
@@ -72,6 +77,24 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
 
     records = [r for r in images if isinstance(r, dict)] if isinstance(images, list) else []
     report["images"] = len(images) if isinstance(images, list) else 0
+    outputs = (forked.start if concurrent else forked.done)(_user_outputs, root, manifest, records, trust)
+    with outputs:
+        _release_wide(root, manifest, records, trust, files, out, warnings)
+        out.extend(outputs.result())
+    report["valid"] = not out
+    return report
+
+
+def _user_outputs(root: Path, manifest: dict[str, Any], records: list[dict[str, Any]], trust: Trust) -> list[str]:
+    """Check 11's problem lines (:func:`check_user_outputs`)."""
+    out: list[str] = []
+    check_user_outputs(root, manifest, records, out, trust=trust)
+    return out
+
+
+def _release_wide(root: Path, manifest: dict[str, Any], records: list[dict[str, Any]], trust: Trust, files: Any,
+                  out: list[str], warnings: list[str]) -> None:
+    """Checks 1-10 after the schema: consistency, files, splits, audit, UDA, zones, changes."""
     pairs = _overlaps(records)
     groups = groups_from_pairs((r["id"] for r in records), pairs) if pairs is not None else None
     check_consistency(manifest, records, out, groups=groups)
@@ -88,9 +111,6 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
     check_uda_files(root, manifest, records, out)
     check_zone_files(root, manifest, records, out)
     check_changes(root, manifest, records, out)
-    check_user_outputs(root, manifest, records, out, trust=trust)
-    report["valid"] = not out
-    return report
 
 
 def _overlaps(records: list[dict[str, Any]]) -> list[tuple[str, str, float]] | None:
@@ -133,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"{root}: not a directory", file=sys.stderr)
         return 2
-    report = validate_report(root)
+    with collector_paused():  # records of every image: pipeline.gcpause
+        report = validate_report(root)
     if args.json:
         print(json.dumps(report, indent=1, ensure_ascii=False))
     else:

@@ -1,0 +1,131 @@
+"""A function run in a forked child process beside the caller, its result (or exception) handed back.
+
+The release task runs alone at the end of a build, so one of two cores would idle while it checks the release;
+:func:`start` runs a self-contained part of that work (a check that reads files and returns problem lines, the
+release browser written into the release folder) in a child made by ``fork``: it starts at once (no imports,
+no pickled arguments: the child has the caller's memory), and its return value, or the exception it raised,
+comes back pickled through a pipe when the caller asks for it (:meth:`Forked.result`).
+
+The child never returns into the caller's code: it ends with ``os._exit`` after sending its outcome (no
+``atexit`` handlers, no inherited buffers flushed twice).  Where ``fork`` does not exist the function runs in
+the caller at :func:`start`, with the same results.  A child that dies without an outcome (killed, out of
+memory) is a :class:`~pipeline.errors.BuildError` naming its exit status.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from pipeline.errors import BuildError
+
+T = TypeVar("T")
+
+
+class Forked(Generic[T]):
+    """A started function: :meth:`result` waits for it; used as a context manager, the child is always waited
+    for (its outcome dropped when nobody asked for it, e.g. when the caller failed meanwhile)."""
+
+    def __init__(self, pid: int | None, fd: int | None, outcome: tuple[bool, Any] | None = None) -> None:
+        self._pid, self._fd, self._outcome = pid, fd, outcome
+
+    def _collect(self) -> tuple[bool, Any]:
+        if self._outcome is None:
+            assert self._pid is not None and self._fd is not None
+            with os.fdopen(self._fd, "rb") as pipe:
+                data = pipe.read()
+            _, status = os.waitpid(self._pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+            try:
+                self._outcome = pickle.loads(data)
+            except Exception:  # noqa: BLE001  (nothing or a truncated outcome: the child died)
+                self._outcome = (False, BuildError(f"forked process {self._pid} ended without a result "
+                                                   f"(exit status {code})"))
+        return self._outcome
+
+    def result(self) -> T:
+        """The function's return value, or its exception raised here (with the child's traceback as a note)."""
+        ok, value = self._collect()
+        if ok:
+            return value
+        raise value
+
+    def __enter__(self) -> Forked[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._collect()
+
+
+def _rebuilt(cls: type[BaseException], args: tuple, state: dict) -> BaseException:
+    """An exception as :class:`_Pickler` sent it: its ``args`` and attributes, its ``__init__`` not called."""
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles exceptions as class, ``args`` and attributes: the default calls the class with ``args``, which
+    fails for the many errors that take other arguments (a file and a reason, a release and its problems)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, BaseException) and type(obj).__module__ != "builtins":  # built-in ones pickle whole
+            return _rebuilt, (type(obj), obj.args, dict(obj.__dict__))
+        return NotImplemented
+
+
+def _dumps(value: Any) -> bytes:
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+    return buffer.getvalue()
+
+
+def _outcome_bytes(fn: Callable[..., Any], args: tuple, kwargs: dict) -> bytes:
+    try:
+        return _dumps((True, fn(*args, **kwargs)))
+    except BaseException as exc:  # noqa: BLE001  (handed to the caller, who raises it)
+        exc.add_note("in the forked process:\n" + "".join(traceback.format_exception(exc)).rstrip())
+        try:
+            data = _dumps((False, exc))
+            pickle.loads(data)  # a class that cannot be found again by its name (a local one): sent as text
+            return data
+        except Exception:  # noqa: BLE001
+            return _dumps((False, BuildError(f"{type(exc).__name__}: {exc}\n{exc.__notes__[-1]}")))
+
+
+def done(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Forked[T]:
+    """Run ``fn(*args, **kwargs)`` here, now: a finished :class:`Forked` (what :func:`start` gives where there is
+    no ``fork``; for callers that choose between the two)."""
+    try:
+        return Forked(None, None, (True, fn(*args, **kwargs)))
+    except Exception as exc:  # noqa: BLE001  (raised by result(), as from a child)
+        return Forked(None, None, (False, exc))
+
+
+def start(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Forked[T]:
+    """Run ``fn(*args, **kwargs)`` in a forked child process (module docstring); returns at once."""
+    if not hasattr(os, "fork"):
+        return done(fn, *args, **kwargs)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: send the outcome, then end without returning into the caller's code
+        status = 1
+        try:
+            os.close(read)
+            data = _outcome_bytes(fn, args, kwargs)
+            with os.fdopen(write, "wb") as pipe:
+                pipe.write(data)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    return Forked(pid, read)
