@@ -167,7 +167,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
             # are busy); a release that is not valid fails with its problems, whatever became of the browser
             with (forked.start(self._write_viewer, tmp, target, split.get("previous_release"), thumbs,
                                staged["thumbs"], written) if self.viewer else forked.done(lambda: "")) as browser:
-                problems = validate_release(tmp, trust=trust, manifest=written)
+                problems = validate_release(tmp, trust=trust, manifest=written, concurrent=True)
                 if problems:
                     raise ReleaseInvalid(str(self.release), problems)
                 viewer = browser.result()

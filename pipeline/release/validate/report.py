@@ -26,7 +26,7 @@ from pipeline.release.validate.zones import check_zone_files
 
 
 def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
-                    manifest: Any = None, concurrent: bool = True) -> dict[str, Any]:
+                    manifest: Any = None, concurrent: bool = False) -> dict[str, Any]:
     """Validate a release folder; ``{"valid", "problems", "warnings", "images", "release", "release_dir"}``.
 
     ``images`` is the number of image records in the manifest (0 when it cannot be read) and
@@ -40,7 +40,8 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
     use it, so the file is read once); default: read here.  No check changes it.
     ``concurrent``: the outputs for users (check 11: COG tiles, STAC catalog, index) are checked in a forked
     process (:mod:`pipeline.forked`) while this one makes the release-wide checks; the problems are the same,
-    in the same order.
+    in the same order.  The build and the ``validate`` command ask for it; the default suits any caller (a
+    threaded program should not fork).
     """
     root = Path(release_dir)
     out: list[str] = []
@@ -124,10 +125,11 @@ def _overlaps(records: list[dict[str, Any]]) -> list[tuple[str, str, float]] | N
         return None
 
 
-def validate_release(release_dir: Path, *, trust: Trust | None = None, manifest: Any = None) -> list[str]:
-    """Problem lines of the release in ``release_dir`` (module docstring); ``[]`` means valid (``trust`` and
-    ``manifest``: see :func:`validate_report`)."""
-    return validate_report(release_dir, trust=trust, manifest=manifest)["problems"]
+def validate_release(release_dir: Path, *, trust: Trust | None = None, manifest: Any = None,
+                     concurrent: bool = False) -> list[str]:
+    """Problem lines of the release in ``release_dir`` (module docstring); ``[]`` means valid (``trust``,
+    ``manifest`` and ``concurrent``: see :func:`validate_report`)."""
+    return validate_report(release_dir, trust=trust, manifest=manifest, concurrent=concurrent)["problems"]
 
 
 # --- command line ---------------------------------------------------------------------------------
@@ -154,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{root}: not a directory", file=sys.stderr)
         return 2
     with collector_paused():  # records of every image: pipeline.gcpause
-        report = validate_report(root)
+        report = validate_report(root, concurrent=True)
     if args.json:
         print(json.dumps(report, indent=1, ensure_ascii=False))
     else:
