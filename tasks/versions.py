@@ -80,9 +80,15 @@ def _expand(name: str) -> list[str]:
     return out
 
 
-def _imports(name: str, tree: ast.Module) -> set[str]:
-    """Project modules imported anywhere in ``tree`` (module ``name``), relative imports resolved."""
-    return {n for n in _imported_names(name, tree) if module_path(n) is not None}
+def _imports(name: str) -> set[str]:
+    """Project modules imported anywhere in module ``name``, relative imports resolved."""
+    return {n for n in _module_names(name) if module_path(n) is not None}
+
+
+@functools.cache
+def _module_names(name: str) -> frozenset[str]:
+    """:func:`_imported_names` of module ``name`` (parsed once for :func:`closure` and :func:`_absent_imports`)."""
+    return frozenset(_imported_names(name, _parsed(name)))
 
 
 def _imported_names(name: str, tree: ast.Module) -> set[str]:
@@ -108,7 +114,7 @@ def _imported_names(name: str, tree: ast.Module) -> set[str]:
 def _absent_imports(modules: Iterable[str]) -> list[str]:
     """The names ``modules`` import that are no module of this checkout (attributes, or a module not there yet):
     the cached versions are stale once one of them becomes a module, which a version would then follow."""
-    return sorted({n for m in modules for n in _imported_names(m, _parsed(m)) if module_path(n) is None})
+    return sorted({n for m in modules for n in _module_names(m) if module_path(n) is None})
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -153,7 +159,7 @@ def closure(roots: tuple[str, ...]) -> list[str]:
         if name in seen or name in IGNORED or name.split(".")[0] == "tasks":
             continue
         seen.add(name)
-        todo.extend(_imports(name, _parsed(name)) - seen)
+        todo.extend(_imports(name) - seen)
     return sorted(seen)
 
 

@@ -341,7 +341,8 @@ def test_stage_modules_follow_imports():
 def _versions_with(monkeypatch, edit) -> dict[str, str]:
     """The stage versions when module sources are edited by ``edit(name, text) -> text`` (caches restored)."""
     real = versions._source.__wrapped__
-    caches = (versions._source, versions._module_dump, versions.stage_modules, versions.code_version)
+    caches = (versions._source, versions._module_dump, versions._module_names, versions.stage_modules,
+              versions.code_version)
     for c in caches:
         c.cache_clear()
     monkeypatch.setattr(versions, "_source", lambda name: edit(name, real(name)))
