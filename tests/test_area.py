@@ -2,6 +2,7 @@
 statistics and in the manifest's summary."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from pipeline.dataset.stats.area import released_area, union_area_km2
@@ -136,3 +137,46 @@ def test_released_area_per_place_is_each_place_measured_by_itself():
         assert area[section] == area_by(recs, lambda r, f=field: str(r[f])), section
     assert list(area["regions"]) == ["austin", "dallas", "lima"]
     assert area["regions"]["dallas"] == pytest.approx(TILE * TILE / 1e6, abs=1e-6)
+
+
+def test_overlapping_pairs_equal_a_pair_by_pair_measure_on_a_mixed_release():
+    """The R-tree proposes every pair whose footprints' envelopes meet (no polygon predicate); the result is
+    exactly the pairs a pair-by-pair measure keeps: rectangles in one CRS, footprints across CRSs, nothing for
+    records without usable bounds (missing, not numbers, not finite, of no area), corner-only contacts dropped."""
+    import itertools
+    import random
+
+    from pyproj import Transformer
+    from shapely.geometry import box
+
+    from pipeline.dataset.splits.leakage import _native_boxes, footprint, overlapping_pairs
+
+    rng = random.Random(7)
+    recs = [_rec(f"a_{i}", rng.uniform(0, 3 * TILE), rng.uniform(0, 3 * TILE)) for i in range(30)]
+    x13, y13 = Transformer.from_crs("EPSG:32614", "EPSG:32613", always_xy=True).transform(X0, Y0)
+    for i in range(12):  # the same ground in the next zone west: pairs across zones
+        dx, dy = rng.uniform(0, 2 * TILE), rng.uniform(0, 2 * TILE)
+        recs.append(dict(_rec(f"b_{i}", 0.0, crs="EPSG:32613"),
+                         bounds=[x13 + dx, y13 + dy, x13 + dx + TILE, y13 + dy + TILE]))
+    recs += [_rec("c_1", 5 * TILE), _rec("c_2", 6 * TILE, TILE)]  # corners touching only
+    broken = [dict(_rec(f"z_{k}", 0.0), bounds=b) for k, b in enumerate(
+        [None, ["x", 0, 1, 2], [0, 0, float("nan"), 1], [0, 0, float("inf"), 1], [5, 5, 5, 9], [1, 2, 3]])]
+    for r in broken:
+        r.pop("bounds_lonlat")
+    boxes, codes = _native_boxes(recs + broken)
+    assert (codes[len(recs):] == -1).all() and (codes[:len(recs)] >= 0).all()
+    assert np.isnan(boxes[len(recs):]).all() and (boxes[:len(recs)] == [r["bounds"] for r in recs]).all()
+
+    def measure(p, q):
+        if p["crs"] == q["crs"]:
+            a, b = box(*p["bounds"]), box(*q["bounds"])
+        else:
+            a, b = footprint(p), footprint(q)
+        return a.intersection(b).area / min(a.area, b.area)
+
+    expected = sorted((p["id"], q["id"]) for p, q in itertools.combinations(recs, 2) if measure(p, q) > 1e-6)
+    got = overlapping_pairs(recs + broken)
+    assert sorted((i, j) if i < j else (j, i) for i, j, _ in got) == sorted(
+        (i, j) if i < j else (j, i) for i, j in expected)
+    assert any(i.startswith("a_") and j.startswith("b_") for i, j, _ in got)
+    assert not any("c_" in i + j or "z_" in i + j for i, j, _ in got)

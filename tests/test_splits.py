@@ -177,3 +177,30 @@ def test_split_dataset_groups_by_region():
         split_dataset(imgs + [dict(imgs[0])], trials=10, seed=0)
     with pytest.raises(ValueError):
         split_dataset([{"id": "x_1", "class_pixels": {}}], trials=10, seed=0)
+
+
+def test_a_region_decided_before_is_kept_whole_with_the_info_every_trial_gives():
+    """A region whose images were all released before (kept, the one cheap path of a rebuild): the same
+    assignment and info as when its trials are all that one assignment, scored (best trial 0)."""
+    from pipeline.dataset.splits.trials import _best_trial, class_matrix
+
+    images = _images(23, seed=5)
+    fixed = {d["id"]: ("train", "train", "val", "test", "test")[i % 5] for i, d in enumerate(images)}
+    part, info = split_region(images, seed=3, region="r", trials=400, fixed=fixed)
+    assert part == dict(sorted(fixed.items()))
+    ordered = sorted(images, key=lambda d: d["id"])
+    code = np.array([("train", "val", "test").index(fixed[d["id"]]) for d in ordered])
+    expected = {"region": "r", "trials": 400, "fixed": 23}
+    assert _best_trial(class_matrix(ordered), np.tile(code, (400, 1)), [14, 2, 7], expected) == 0
+    assert info == {**expected, "counts": {"train": 10, "val": 5, "test": 8}}
+    # and split_dataset with the previous release's splits: every region of it kept, the new one split
+    old, new = _images(30, seed=1, region="a"), _images(12, seed=2, region="b")
+    first, _ = split_dataset(old, seed=9)
+    from pipeline.dataset.ids import image_key
+
+    for d in old + new:
+        d.update(source="s", source_scene_id="x", tile=d["id"])
+    previous = {image_key(d): first[d["id"]] for d in old}
+    both, infos = split_dataset(old + new, seed=9, groups={}, previous=previous)
+    assert {i: both[i] for i in first} == first and [i["region"] for i in infos] == ["a", "b"]
+    assert infos[0]["fixed"] == 30 and infos[0]["best_trial"] == 0 and "fixed" not in infos[1]

@@ -235,3 +235,27 @@ def test_malformed_records_are_rejected(change, message):
     change(images[0])
     with pytest.raises(ValueError, match=message):
         compute_stats(images)
+
+
+@pytest.mark.parametrize("names", [["a"], [f"region_with_a_long_name_{i:03d}" for i in range(80)]])
+def test_region_figure_fits_its_labels_and_legend_in_the_page(names):
+    """The per-region figure's margins (measured, no layout engine): every tick label, the title, the axis label
+    and the legend beside the bars lie inside the page, with about tight_layout's pad left on each side."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from pipeline.dataset.stats.plots import _plot_region_classes
+
+    stats = {"regions": [{"region": n, **{f"pct_{k}": 12.5 for k in (
+        "bareland", "rangeland", "developed_space", "road", "tree", "water", "agriculture_land", "building")}}
+        for n in names]}
+    with matplotlib.rc_context():
+        matplotlib.rcdefaults()
+        fig = Figure(figsize=(9, 2.5 + 0.22 * len(names)))
+        _plot_region_classes(fig, stats)
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        tight, page = fig.get_tightbbox(renderer), fig.bbox_inches
+        pad = 1.08 * 10 / 72  # inches
+        for gap in (tight.x0 - page.x0, page.x1 - tight.x1, tight.y0 - page.y0, page.y1 - tight.y1):
+            assert 0.5 * pad < gap < 2 * pad

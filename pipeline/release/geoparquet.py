@@ -41,16 +41,16 @@ def index_frame(records: Sequence[dict[str, Any]]):
     from shapely.geometry import Polygon
 
     recs = sorted(records, key=lambda r: natural_key(str(r["id"])))
-    rows = []
-    for r in recs:
-        total = int(r["width"]) * int(r["height"])
-        counts = r.get("class_pixels") or {}
-        row: dict[str, Any] = {k: (None if r.get(k) is None else str(r.get(k))) for k in STRING_COLUMNS}
-        row.update(gsd=float(r["gsd"]), width=int(r["width"]), height=int(r["height"]), acquired=acquired_time(r))
-        for c in CLASS_IDS:
-            row[f"share_{c}"] = int(counts.get(str(c), 0)) / total if total else 0.0
-        row["share_unlabelled"] = int(r.get("unlabelled_pixels", 0)) / total if total else 0.0
-        rows.append(row)
+    # column by column (a dict per row and pandas' conversion of 5,000 of them cost more than the columns)
+    data: dict[str, Any] = {k: [None if (v := r.get(k)) is None else str(v) for r in recs] for k in STRING_COLUMNS}
+    sizes = [int(r["width"]) * int(r["height"]) for r in recs]
+    data.update(gsd=[float(r["gsd"]) for r in recs], width=[int(r["width"]) for r in recs],
+                height=[int(r["height"]) for r in recs], acquired=[acquired_time(r) for r in recs])
+    for c in CLASS_IDS:
+        data[f"share_{c}"] = [int((r.get("class_pixels") or {}).get(str(c), 0)) / total if total else 0.0
+                              for r, total in zip(recs, sizes)]
+    data["share_unlabelled"] = [int(r.get("unlabelled_pixels", 0)) / total if total else 0.0
+                                for r, total in zip(recs, sizes)]
     rings = footprints_lonlat(recs)
     if rings and all(len(ring) == 5 for ring in rings):  # one vectorised call (5,000 polygons 0.15 -> 0.005 s)
         geoms = list(shapely.polygons(np.asarray(rings, dtype=float)))
@@ -58,7 +58,7 @@ def index_frame(records: Sequence[dict[str, Any]]):
         geoms = [Polygon(ring) for ring in rings]
     columns = list(STRING_COLUMNS[:9]) + ["gsd", "crs", "width", "height", "acquired", "image", "label",
                                           "sha256_image", "sha256_label", *SHARE_COLUMNS]
-    df = pd.DataFrame(rows, columns=columns)
+    df = pd.DataFrame({k: data[k] for k in columns}, columns=columns)
     for col in STRING_COLUMNS:
         df[col] = df[col].astype("string")
     df["acquired"] = pd.to_datetime(df["acquired"], utc=True).astype("datetime64[ns, UTC]")

@@ -2,6 +2,7 @@
 docstring, *Leakage groups*)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
@@ -34,8 +35,9 @@ def footprint(image: Mapping[str, Any]):
     from shapely.geometry import MultiPolygon, Polygon, box
 
     crs, b = image.get("crs"), image.get("bounds")
-    if isinstance(crs, str) and isinstance(b, (list, tuple)) and len(b) == 4:
-        x0, y0, x1, y1 = (float(v) for v in b)
+    corners = _finite(b) if isinstance(crs, str) else None
+    if corners is not None:
+        x0, y0, x1, y1 = corners
         t = np.arange(_EDGE_POINTS) / _EDGE_POINTS
         xs = np.concatenate([x0 + (x1 - x0) * t, np.full(_EDGE_POINTS, x1), x1 - (x1 - x0) * t,
                              np.full(_EDGE_POINTS, x0)])
@@ -53,6 +55,17 @@ def footprint(image: Mapping[str, Any]):
     if isinstance(bl, (list, tuple)) and len(bl) == 4:
         return box(*(float(v) for v in bl))
     return None
+
+
+def _finite(bounds: Any) -> tuple[float, float, float, float] | None:
+    """``bounds`` as four finite floats, or None (not a list of four numbers, or one of them not finite)."""
+    if not (isinstance(bounds, (list, tuple)) and len(bounds) == 4):
+        return None
+    try:
+        x0, y0, x1, y1 = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        return None
+    return (x0, y0, x1, y1) if all(map(math.isfinite, (x0, y0, x1, y1))) else None
 
 
 def footprints(images: Sequence[Mapping[str, Any]]) -> list[Any]:
@@ -94,9 +107,9 @@ def overlapping_pairs(
     """Every pair of images whose footprints (:func:`footprint`) overlap by more than ``tolerance`` of the
     smaller footprint's area, as ``(id_a, id_b, fraction)`` with ``id_a`` before ``id_b`` in natural order,
     pairs sorted naturally; ``fraction`` is the intersection over the smaller area, rounded to 1e-6.
-    Images without a footprint overlap nothing.  The candidate pairs (an R-tree query of the footprints) are
-    measured all at once (:func:`_overlap_fractions`: on their rectangles when in one CRS, with shapely on the
-    footprints otherwise), not pair by pair."""
+    Images without a footprint overlap nothing.  The candidate pairs (an R-tree query of the footprints'
+    envelopes) are measured all at once (:func:`_overlap_fractions`: on their rectangles when in one CRS, with
+    shapely on the footprints otherwise), not pair by pair."""
     import shapely
 
     recs = sorted(images, key=lambda d: natural_key(str(d["id"])))
@@ -110,7 +123,9 @@ def overlapping_pairs(
         return []
     garr = np.empty(len(geoms), dtype=object)
     garr[:] = geoms
-    left, right = shapely.STRtree(garr).query(garr, predicate="intersects")
+    # candidates: intersecting envelopes (no predicate: testing each pair's polygons costs more than measuring
+    # it); a candidate whose footprints do not meet measures 0 and is dropped like any pair at or below tolerance
+    left, right = shapely.STRtree(garr).query(garr)
     keep = left < right
     left, right = left[keep], right[keep]
     frac = _overlap_fractions(garr, [recs[i] for i in idx], left, right)
@@ -121,21 +136,29 @@ def overlapping_pairs(
 
 def _native_boxes(recs: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Each record's ``bounds`` (NaN when it has none, or not a rectangle of positive area) and a code of its
-    ``crs`` string (-1 when none): the rectangles that pairs in one CRS are measured with."""
+    ``crs`` string (-1 when none): the rectangles that pairs in one CRS are measured with (the checks on the
+    numbers vectorised: one ``isfinite`` for all rectangles, not one per record)."""
     boxes = np.full((len(recs), 4), np.nan)
     codes = np.full(len(recs), -1)
     seen: dict[str, int] = {}
+    rows, values, kinds = [], [], []
     for i, d in enumerate(recs):
         crs, b = d.get("crs"), d.get("bounds")
         if not (isinstance(crs, str) and isinstance(b, (list, tuple)) and len(b) == 4):
             continue
         try:
-            x0, y0, x1, y1 = (float(v) for v in b)
+            values.append((float(b[0]), float(b[1]), float(b[2]), float(b[3])))
         except (TypeError, ValueError):
             continue
-        if x1 > x0 and y1 > y0 and np.isfinite([x0, y0, x1, y1]).all():
-            boxes[i] = (x0, y0, x1, y1)
-            codes[i] = seen.setdefault(crs, len(seen))
+        rows.append(i)
+        kinds.append(crs)
+    if not rows:
+        return boxes, codes
+    arr = np.array(values, dtype=float)
+    good = np.isfinite(arr).all(axis=1) & (arr[:, 2] > arr[:, 0]) & (arr[:, 3] > arr[:, 1])
+    for k in np.flatnonzero(good).tolist():
+        boxes[rows[k]] = arr[k]
+        codes[rows[k]] = seen.setdefault(kinds[k], len(seen))
     return boxes, codes
 
 

@@ -198,6 +198,8 @@ def _assignments(cp: np.ndarray, code: np.ndarray, group_of: list[str], target: 
     trial brings it there."""
     n = len(code)
     units = undecided_units(code, group_of)
+    if not units:  # every image decided before (a region the release keeps as it was): all trials are this one
+        return code[None, :].copy()
     decided = [int((code == s).sum()) for s in range(3)]
     if not any(decided) and len(units) == 1 and n > 1:
         warnings.append(f"{SINGLE_GROUP}: all {n} images of region {region} overlap (one leakage group), "

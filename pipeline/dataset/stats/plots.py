@@ -182,6 +182,23 @@ def _plot_region_classes(fig, stats: dict) -> None:
     handles = [Patch(facecolor=_class_color(c), edgecolor="black", linewidth=0.3, label=CLASS_NAMES[c])
                for c in CLASS_IDS]
     ax.legend(handles=handles, fontsize="small", loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _fit_margins(fig, ax)
+
+
+def _fit_margins(fig, ax) -> None:
+    """Give the axes the room its texts need (tick labels, title, axis label, the legend beside it) and a pad
+    of 1.08 font sizes, as ``tight_layout`` does, from one measurement of the axes' tight bounding box with the
+    Agg renderer: ``tight_layout`` measured every tick label in two passes and once more in a drawing pass
+    before the real one (100 regions: 0.8 -> 0.45 s for this figure)."""
+    from matplotlib import rcParams
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    width, height = fig.bbox.width, fig.bbox.height
+    tight, box = ax.get_tightbbox(renderer), ax.bbox
+    pad = 1.08 * float(rcParams["font.size"]) * fig.dpi / 72  # points -> pixels
+    fig.subplots_adjust(left=(box.x0 - tight.x0 + pad) / width, right=1 - (tight.x1 - box.x1 + pad) / width,
+                        bottom=(box.y0 - tight.y0 + pad) / height, top=1 - (tight.y1 - box.y1 + pad) / height)
 
 
 def render_pngs(stats: dict) -> dict[str, bytes]:
@@ -189,15 +206,14 @@ def render_pngs(stats: dict) -> dict[str, bytes]:
     from matplotlib.figure import Figure
 
     n_regions = len(stats["regions"])
-    # the per-region figure has a row per region: its layout is tight_layout's one pass over the artists, not the
-    # constrained solver's repeated measuring of every tick label (100 regions: 0.84 -> 0.55 s, same room for the
-    # labels and the legend)
-    specs: dict[str, tuple[tuple[float, float], Callable[[Any, dict], None], Literal["constrained", "tight"]]] = {
+    # the per-region figure has a row per region: its margins are measured once (_fit_margins), not by a layout
+    # engine's repeated measuring of every tick label (constrained: 0.84 s for 100 regions, tight: 0.55 s)
+    specs: dict[str, tuple[tuple[float, float], Callable[[Any, dict], None], Literal["constrained"] | None]] = {
         "images_per_continent.png": ((7, 4.5), _plot_images_per_continent, "constrained"),
         "class_proportions.png": ((7, 4.5), _plot_class_proportions, "constrained"),
         "segments_histogram.png": ((7, 4.5), _plot_segments_histogram, "constrained"),
         "world_map.png": ((10, 5.6), _plot_world_map, "constrained"),
-        "region_classes.png": ((9, 2.5 + 0.22 * max(n_regions, 1)), _plot_region_classes, "tight"),
+        "region_classes.png": ((9, 2.5 + 0.22 * max(n_regions, 1)), _plot_region_classes, None),
     }
     out = {}
     with matplotlib.rc_context():
