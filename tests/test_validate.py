@@ -217,6 +217,17 @@ def test_wrong_schema_version(release):
     assert validate_release(release) == ["manifest.json: schema_version '0.9' is not supported (expected 1.0)"]
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_number_json_has_not_is_named(release, constant):
+    """Python's json reads NaN and Infinity; JSON has no such numbers, and no footprint could be made of them:
+    the manifest is refused as not valid JSON, naming the constant."""
+    m = load_manifest(release)
+    m["images"][0]["bounds"][2] = float(constant.replace("Infinity", "inf"))
+    (release / "manifest.json").write_text(json.dumps(m, indent=1))  # the standard library writes the constant
+    [problem] = validate_release(release)
+    assert problem == f"manifest.json: not valid JSON ({constant} is not a JSON number)"
+
+
 def test_missing_or_empty_licence(release):
     m = load_manifest(release)
     idx, rec = record(m, "austin_2")

@@ -53,8 +53,9 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
         out.append(f"{MANIFEST}: missing")
         return report
     try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8")) if manifest is None else manifest
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = json.loads(mpath.read_text(encoding="utf-8"), parse_constant=_not_json) \
+            if manifest is None else manifest
+    except (UnicodeDecodeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         out.append(f"{MANIFEST}: not valid JSON ({exc})")
         return report
     if not isinstance(manifest, dict):
@@ -84,6 +85,12 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
         out.extend(outputs.result())
     report["valid"] = not out
     return report
+
+
+def _not_json(constant: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity``, which Python's ``json`` reads but JSON has not (RFC 8259): no
+    number of a manifest may be one (a footprint of such bounds could not be compared)."""
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _user_outputs(root: Path, manifest: dict[str, Any], records: list[dict[str, Any]], trust: Trust) -> list[str]:
