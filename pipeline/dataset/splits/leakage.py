@@ -136,29 +136,18 @@ def overlapping_pairs(
 
 def _native_boxes(recs: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     """Each record's ``bounds`` (NaN when it has none, or not a rectangle of positive area) and a code of its
-    ``crs`` string (-1 when none): the rectangles that pairs in one CRS are measured with (the checks on the
-    numbers vectorised: one ``isfinite`` for all rectangles, not one per record)."""
+    ``crs`` string (-1 when none): the rectangles that pairs in one CRS are measured with."""
     boxes = np.full((len(recs), 4), np.nan)
     codes = np.full(len(recs), -1)
     seen: dict[str, int] = {}
-    rows, values, kinds = [], [], []
     for i, d in enumerate(recs):
-        crs, b = d.get("crs"), d.get("bounds")
-        if not (isinstance(crs, str) and isinstance(b, (list, tuple)) and len(b) == 4):
+        crs = d.get("crs")
+        if not isinstance(crs, str):
             continue
-        try:
-            values.append((float(b[0]), float(b[1]), float(b[2]), float(b[3])))
-        except (TypeError, ValueError):
-            continue
-        rows.append(i)
-        kinds.append(crs)
-    if not rows:
-        return boxes, codes
-    arr = np.array(values, dtype=float)
-    good = np.isfinite(arr).all(axis=1) & (arr[:, 2] > arr[:, 0]) & (arr[:, 3] > arr[:, 1])
-    for k in np.flatnonzero(good).tolist():
-        boxes[rows[k]] = arr[k]
-        codes[rows[k]] = seen.setdefault(kinds[k], len(seen))
+        b = _finite(d.get("bounds"))
+        if b is not None and b[2] > b[0] and b[3] > b[1]:
+            boxes[i] = b
+            codes[i] = seen.setdefault(crs, len(seen))
     return boxes, codes
 
 
