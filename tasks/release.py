@@ -211,9 +211,13 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
 
 def _read_manifest(folder: Path) -> dict | None:
     """The manifest the release writer left in ``folder``, parsed (None when it cannot be read or is not a JSON
-    object: the validation then reads the file itself and names the problem, the viewer too)."""
+    object: the validation then reads the file itself and names the problem, the viewer too).  Read as the
+    ``validate`` command reads it (:func:`pipeline.release.validate.report.parse_manifest`: no ``NaN``), so the
+    build accepts no release that command refuses."""
+    from pipeline.release.validate.report import parse_manifest
+
     try:
-        manifest = atomic.read_record(folder / "manifest.json")
+        manifest = parse_manifest((folder / "manifest.json").read_bytes())
     except (OSError, ValueError):
         return None
     return manifest if isinstance(manifest, dict) else None

@@ -226,6 +226,13 @@ def test_a_number_json_has_not_is_named(release, constant):
     (release / "manifest.json").write_text(json.dumps(m, indent=1))  # the standard library writes the constant
     [problem] = validate_release(release)
     assert problem == f"manifest.json: not valid JSON ({constant} is not a JSON number)"
+    # the build reads its manifest the same way: not parsed, so its validation reads the file and names it
+    from tasks.release import _read_manifest
+
+    assert _read_manifest(release) is None
+    m["images"][0]["bounds"][2] = 2 ** 70  # a huge integer: JSON, read by the fallback
+    (release / "manifest.json").write_text(json.dumps(m, indent=1))
+    assert _read_manifest(release)["images"][0]["bounds"][2] == 2 ** 70
 
 
 def test_missing_or_empty_licence(release):
