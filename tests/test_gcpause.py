@@ -76,3 +76,37 @@ def test_the_tasks_over_every_images_records_pause_the_collector():
     # pixel work, model training, GeoTIFF export and a run with dynamic dependencies keep the collector
     assert not any(t.pause_collector for t in (PrepareScene, TileScene, LabelScene, CountSegments, SelectTiles,
                                                ExportAnnotationTodo, SourcePool))
+
+
+class _Frozen(PipelineTask):
+    """Writes the collector's frozen-object count seen by ``run`` (and its process id) to its output."""
+
+    label = luigi.Parameter()
+    folder = luigi.Parameter()
+
+    def output(self):
+        return luigi.LocalTarget(f"{self.folder}/{self.label}.txt")
+
+    def run(self):
+        import os
+
+        with self.output().open("w") as f:
+            f.write(f"{gc.get_freeze_count()} {os.getpid()}")
+
+
+def test_a_task_in_a_forked_worker_process_freezes_what_it_inherited_and_the_scheduling_process_does_not(tmp_path):
+    """Luigi forks a process per task with 2 workers: there the objects inherited from the scheduling process are
+    frozen (the task's collections scan only its own); a task run in the scheduling process (1 worker) freezes
+    nothing, so the cycles of the many tasks it runs are still collected."""
+    import os
+
+    gc.unfreeze()
+    forked = [_Frozen(label=f"forked-{i}", folder=str(tmp_path)) for i in range(2)]
+    assert luigi.build(forked, workers=2, local_scheduler=True, log_level="WARNING")
+    for task in forked:
+        frozen, pid = map(int, open(task.output().path).read().split())
+        assert pid != os.getpid() and frozen > 1000
+    in_process = _Frozen(label="in-process", folder=str(tmp_path))
+    assert luigi.build([in_process], workers=1, local_scheduler=True, log_level="WARNING")
+    frozen, pid = map(int, open(in_process.output().path).read().split())
+    assert pid == os.getpid() and frozen == 0 and gc.get_freeze_count() == 0

@@ -238,7 +238,8 @@ def test_schema_problems_skipping_known_valid_files_entries_reports_the_same_pro
 
 
 def test_file_names_and_compact_json_match_the_library_forms():
-    """The fast forms used for 5,000-image releases give what ``PurePosixPath.name`` and ``json.dumps`` give."""
+    """The fast forms used for 5,000-image releases give what ``PurePosixPath.name`` gives; ``compact_json`` names
+    equal values alike (whatever their key order) and different values apart, and reads back as the value."""
     import json
     from pathlib import PurePosixPath
 
@@ -247,8 +248,11 @@ def test_file_names_and_compact_json_match_the_library_forms():
 
     for path in ("austin/images/austin_1.tif", "a.tif", "a/b/", "a/b/.", "..", "a/..", "", "/", "//x", "a//b", "."):
         assert file_name(path) == PurePosixPath(path).name, path
-    for value in ({"b": 1, "a": [1, 2.5, "é", None, True]}, [], "x", {"z": {"y": float("nan")}}):
-        assert compact_json(value) == json.dumps(value, sort_keys=True, ensure_ascii=False)
+    values = ({"b": 1, "a": [1, 2.5, "é", None, True]}, [], "x", {"z": {"y": 1e-05}}, {"k": 10**30}, {"b": 2, "a": 1})
+    for value in values:
+        assert json.loads(compact_json(value)) == value
+    assert compact_json({"a": 1, "b": 2}) == compact_json({"b": 2, "a": 1})
+    assert len({compact_json(v) for v in values}) == len(values)
 
 
 def test_file_size_answers_where_path_is_file_does(tmp_path):
@@ -280,6 +284,14 @@ def test_record_json_forms_read_back_as_the_standard_library_reads_them(tmp_path
     manifest = {"release": "v1", "images": [{"id": "a_1", "b": 2}, {"id": "a_2", "b": [3]}], "files": []}
     text = canonical_json(manifest)
     assert json.loads(text) == manifest and '\n  {"b":2,"id":"a_1"},\n' in text
+    # members that are not lists of objects keep the standard library's 1-space layout (orjson's 2 halved)
+    nested = {"selection": {"r": {"kept": ["a~b", "c"], "z": {}, "e": [], "x": [[1, {"y": "é\u2028"}]]}},
+              "n": 3, "s": "x\ny", "big": {"k": 10 ** 30}, "files": [{"p": 1}, 2]}
+    stdlib = "{\n" + ",\n".join(f" {json.dumps(k)}: " + json.dumps(nested[k], indent=1, sort_keys=True,
+                                                                     ensure_ascii=False).replace("\n", "\n ")
+                                 for k in sorted(nested)) + "\n}\n"
+    assert canonical_json(nested) == stdlib
+    assert canonical_json([{"b": 1, "a": [2]}]) == json.dumps([{"b": 1, "a": [2]}], indent=1, sort_keys=True) + "\n"
     write_record(tmp_path / "r.json", value)
     assert read_record(tmp_path / "r.json") == value
     (tmp_path / "old.json").write_text(json.dumps({"x": float("nan")}))
