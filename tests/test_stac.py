@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -309,3 +310,56 @@ def test_items_carry_proj_epsg_and_proj_code_under_projection_v1_2(release, no_n
     bad = copy.deepcopy(good)
     bad["properties"]["proj:epsg"] = "EPSG:32633"
     assert validate_stac_object("item.json", bad)
+
+
+def test_split_checks_give_the_report_of_one_process(release, tmp_path, monkeypatch):
+    """With ``concurrent``, check 11 runs beside the schema and release-wide checks, its COG tiles in one forked
+    process and the second half of the STAC items in another: the report is the one a single process gives,
+    problems in the same order (an item broken in each half, a missing item, a tile that is not a COG)."""
+    import rasterio
+
+    from pipeline import forked
+    from pipeline.release.validate import stac as stac_module
+    from pipeline.release.validate.report import validate_report
+
+    copy_ = tmp_path / "rel"
+    shutil.copytree(release, copy_)
+    images = manifest_of(release)["images"]
+    collection = json.loads((copy_ / COLLECTION).read_text())
+    hrefs = [link["href"] for link in collection["links"] if link["rel"] == "item"]
+    assert len(hrefs) == len(images) >= 6
+    for href in (hrefs[0], hrefs[-1]):  # one in each half
+        victim = copy_ / "stac" / href
+        data = json.loads(victim.read_text())
+        data["properties"]["label:type"] = "mask"
+        victim.unlink()
+        victim.write_text(json.dumps(data))
+    (copy_ / "stac" / hrefs[len(hrefs) // 2 + 1]).unlink()
+    tile = copy_ / images[1]["label"]
+    with rasterio.open(tile) as src:
+        profile, data = src.profile, src.read()
+    profile.update(driver="GTiff", tiled=False, compress="deflate")
+    profile.pop("blockxsize", None), profile.pop("blockysize", None)
+    tile.unlink()
+    with rasterio.open(tile, "w", **profile) as dst:  # same pixels, plain striped GeoTIFF
+        dst.write(data)
+
+    log = tmp_path / "started.txt"  # forks are started in forked processes too: logged to a file
+    real_start = forked.start
+
+    def start(fn, *args, **kwargs):
+        with log.open("a") as f:
+            f.write(f"{fn.__name__}\n")
+        return real_start(fn, *args, **kwargs)
+
+    monkeypatch.setattr(forked, "start", start)
+    monkeypatch.setattr(stac_module, "CONCURRENT_ITEMS", 2)
+    split = validate_report(copy_, concurrent=True)
+    assert sorted(log.read_text().split()) == ["_cog_problems", "_items_problems", "_user_outputs"]
+    one = validate_report(copy_)
+    assert split == one and not one["valid"]
+    problems = one["problems"]
+    first, last = (posixpath.normpath(f"stac/{h}") for h in (hrefs[0], hrefs[-1]))
+    assert [p.split(":")[0] for p in problems if ": label: " in p and "mask" in p] == [first, last]
+    assert any(p.endswith("missing (linked from stac/collection.json)") for p in problems)
+    assert any(p.startswith(f"{images[1]['label']}: not a valid COG: ") for p in problems)

@@ -41,9 +41,10 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
     ``manifest``: the JSON value the caller parsed from the folder's ``manifest.json`` (a build that goes on to
     use it, so the file is read once); default: read here.  No check changes it.
     ``concurrent``: the outputs for users (check 11: COG tiles, STAC catalog, index) are checked in a forked
-    process (:mod:`pipeline.forked`) while this one makes the release-wide checks; the problems are the same,
-    in the same order.  The build and the ``validate`` command ask for it; the default suits any caller (a
-    threaded program should not fork).
+    process (:mod:`pipeline.forked`) while this one makes the schema and release-wide checks, and check 11
+    checks the COG tiles in another and half of the STAC items in a third (from 64 to check on: a 5,000-image
+    release 52 -> 36 s on two cores); the problems are the same, in the same order.  The build and the
+    ``validate`` command ask for it; the default suits any caller (a threaded program should not fork).
     """
     root = Path(release_dir)
     out: list[str] = []
@@ -75,13 +76,13 @@ def validate_report(release_dir: str | Path, *, trust: Trust | None = None,
     files = manifest.get("files")
     skip_files = {i for i, e in enumerate(files) if file_key(e) in trust.file_entries} \
         if isinstance(files, list) and trust.file_entries else set()
-    out.extend(f"{MANIFEST}: schema: {line}"
-               for line in schema_problems(manifest, skip_images=set(skip), skip_files=skip_files))
-
     records = [r for r in images if isinstance(r, dict)] if isinstance(images, list) else []
     report["images"] = len(images) if isinstance(images, list) else 0
-    outputs = (forked.start if concurrent else forked.done)(_user_outputs, root, manifest, records, trust)
-    with outputs:
+    outputs = (forked.start if concurrent else forked.done)(_user_outputs, root, manifest, records, trust,
+                                                             concurrent)
+    with outputs:  # check 11 runs from here on, beside the schema check (5,000 images: 5.6 s) and checks 1-10
+        out.extend(f"{MANIFEST}: schema: {line}"
+                   for line in schema_problems(manifest, skip_images=set(skip), skip_files=skip_files))
         _release_wide(root, manifest, records, trust, files, out, warnings)
         out.extend(outputs.result())
     report["valid"] = not out
@@ -105,10 +106,11 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not a JSON number")
 
 
-def _user_outputs(root: Path, manifest: dict[str, Any], records: list[dict[str, Any]], trust: Trust) -> list[str]:
+def _user_outputs(root: Path, manifest: dict[str, Any], records: list[dict[str, Any]], trust: Trust,
+                  concurrent: bool = False) -> list[str]:
     """Check 11's problem lines (:func:`check_user_outputs`)."""
     out: list[str] = []
-    check_user_outputs(root, manifest, records, out, trust=trust)
+    check_user_outputs(root, manifest, records, out, trust=trust, concurrent=concurrent)
     return out
 
 
