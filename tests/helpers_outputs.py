@@ -73,3 +73,16 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
+
+
+def strip_cog(path: Path) -> None:
+    """Replace the COG tile ``path`` by a plain striped GeoTIFF of the same pixels (a new file: not a COG)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        profile, data = src.profile, src.read()
+    profile.update(driver="GTiff", tiled=False, compress="deflate")
+    profile.pop("blockxsize", None), profile.pop("blockysize", None)
+    path.unlink()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)

@@ -14,7 +14,7 @@ from rasterio.transform import Affine
 
 from pipeline.raster.cog import COG_OPTIONS, follows_policy, place_cog, to_cog, validate_cog, write_cog
 from pipeline.release.validate.report import validate_release, validate_report
-from tests.helpers_outputs import demo_release, manifest_of
+from tests.helpers_outputs import demo_release, manifest_of, strip_cog
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,14 +74,7 @@ def test_validation_reports_a_non_cog_tile(release, tmp_path):
     copy = tmp_path / "rel"
     shutil.copytree(release, copy)
     im = manifest_of(release)["images"][0]
-    path = copy / im["label"]
-    with rasterio.open(path) as src:
-        profile, data = src.profile, src.read()
-    profile.update(driver="GTiff", tiled=False, compress="deflate")
-    profile.pop("blockxsize", None), profile.pop("blockysize", None)
-    path.unlink()
-    with rasterio.open(path, "w", **profile) as dst:  # same pixels, plain striped GeoTIFF
-        dst.write(data)
+    strip_cog(copy / im["label"])  # same pixels, plain striped GeoTIFF
     problems = validate_release(copy)
     assert any(p.startswith(f"{im['label']}: not a valid COG: ") for p in problems), problems
     assert any(p.startswith(f"{im['label']}: sha256 mismatch") for p in problems)

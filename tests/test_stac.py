@@ -15,7 +15,14 @@ import pytest
 from pipeline.release.stac import COLLECTION, LABEL_SCHEMA, PROJECTION_SCHEMA, spdx_license, write_stac
 from pipeline.release.validate.report import validate_release
 from pipeline.release.validate.stac import schema_dir, schema_map, validate_stac, validate_stac_object
-from tests.helpers_outputs import SOURCES, demo_release, manifest_of, no_network, synthetic_records  # noqa: F401
+from tests.helpers_outputs import (  # noqa: F401
+    SOURCES,
+    demo_release,
+    manifest_of,
+    no_network,
+    strip_cog,
+    synthetic_records,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -316,8 +323,6 @@ def test_split_checks_give_the_report_of_one_process(release, tmp_path, monkeypa
     """With ``concurrent``, check 11 runs beside the schema and release-wide checks, its COG tiles in one forked
     process and the second half of the STAC items in another: the report is the one a single process gives,
     problems in the same order (an item broken in each half, a missing item, a tile that is not a COG)."""
-    import rasterio
-
     from pipeline import forked
     from pipeline.release.validate import stac as stac_module
     from pipeline.release.validate.report import validate_report
@@ -335,14 +340,7 @@ def test_split_checks_give_the_report_of_one_process(release, tmp_path, monkeypa
         victim.unlink()
         victim.write_text(json.dumps(data))
     (copy_ / "stac" / hrefs[len(hrefs) // 2 + 1]).unlink()
-    tile = copy_ / images[1]["label"]
-    with rasterio.open(tile) as src:
-        profile, data = src.profile, src.read()
-    profile.update(driver="GTiff", tiled=False, compress="deflate")
-    profile.pop("blockxsize", None), profile.pop("blockysize", None)
-    tile.unlink()
-    with rasterio.open(tile, "w", **profile) as dst:  # same pixels, plain striped GeoTIFF
-        dst.write(data)
+    strip_cog(copy_ / images[1]["label"])
 
     log = tmp_path / "started.txt"  # forks are started in forked processes too: logged to a file
     real_start = forked.start
