@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipeline import forked
 from pipeline.raster.cog import validate_cog
 from pipeline.release.validate.common import safe_rel
 from pipeline.release.validate.incremental import Trust
@@ -17,8 +18,7 @@ def check_user_outputs(root: Path, manifest: dict[str, Any], records: list[dict[
     :data:`~pipeline.release.validate.stac.CONCURRENT_ITEMS` records to check on) while this one checks the STAC
     catalog, itself split in two (:func:`~pipeline.release.validate.stac.validate_stac`); same problems, same
     order."""
-    from pipeline import forked
-    from pipeline.release.validate.stac import CONCURRENT_ITEMS
+    from pipeline.release.validate.stac import CONCURRENT_ITEMS  # read when called: one threshold for both
 
     created = manifest.get("created_with")
     if not isinstance(created, dict) or created.get("tile_format") != "COG":

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from pipeline import forked
 from pipeline.atomic import compact_json
 from pipeline.dataset.ids import natural_key
 from pipeline.release.manifest import file_size
@@ -212,8 +213,6 @@ def validate_stac(release_dir: str | Path, *, expected_ids: Iterable[str] | None
     :data:`CONCURRENT_ITEMS` items on) is checked in a forked process (:mod:`pipeline.forked`) while this one
     checks the first half (the schema check of a 5,000-image catalog takes ~25 s); the problems are the same, in
     the same order."""
-    from pipeline import forked
-
     root = Path(release_dir)
     path = root / COLLECTION
     if not path.is_file():
