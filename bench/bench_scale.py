@@ -22,7 +22,9 @@ Measured, each as one ``luigi --module pipeline BuildRelease --workers N`` proce
 3. **adding the extra source** (Reykjavík) as release ``v0.2.0`` into the same data folder, against building
    that source alone in a fresh data folder (target: <= 1.1x), ``--repeat`` pairs (default 3), the data folder
    reset to what the no-op rebuild left before each; the verdict is on the median ratio, and the add build must
-   run exactly the tasks (families and counts) that building the source alone runs.
+   run exactly the tasks (families and counts) that building the source alone runs;
+4. the **floor** under that ratio (``bench/rebuild_floor.py``): the CPU seconds that writing ``v0.2.0``'s folder
+   takes beyond the alone build's whatever the design, and the ratio they give at best, over both cores.
 
 Checks (PASS/FAIL; exit status 1 when one FAILs): ``python -m pipeline validate`` on every release; released
 images, pool candidates, per-region counts, dropped tiles (nodata rows of ``rejects.csv``) and rejected
@@ -52,6 +54,8 @@ from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.rebuild_floor import floor_line, run_floor  # noqa: E402
 
 STAGES = {"FetchSource": "fetch", "CatalogSource": "fetch", "PrepareScene": "prepare", "TileScene": "tile",
           "LabelScene": "label", "CountSegments": "count", "SelectTiles": "select", "SplitDataset": "split",
@@ -342,6 +346,7 @@ def report(res: dict) -> list[str]:
         targets.append((f"adding the extra source <= {TARGET_ADD_RATIO}x building it alone (median of {len(pairs)})",
                         ratios[mid] <= TARGET_ADD_RATIO,
                         f"{add['wall_s']:.1f} s / {alone['wall_s']:.1f} s = {ratios[mid]:.2f}x"))
+        lines.append(floor_line(res.get("floor") or {}, alone["wall_s"]).strip())
     lines += [f"{'MET' if ok else 'NOT MET'}  {what}: {detail}" for what, ok, detail in targets]
     return lines
 
@@ -382,6 +387,8 @@ def run(args: argparse.Namespace) -> dict:
             res["builds"][f"extra_alone{_nth(i)}"] = build(work / "data-extra", alone, args.workers)
         res["checks"]["v0.2.0 (+extra)"] = check_release(work / "data", "v0.2.0", _merge(exp, exp_extra))
         res["checks"]["extra alone"] = check_release(work / "data-extra", "v0.1.0", exp_extra)
+        res["floor"] = run_floor([work / "data" / "releases" / "v0.1.0", work / "data" / "releases" / "v0.2.0",
+                               work / "data-extra" / "releases" / "v0.1.0"])
     if not args.keep and not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return res

@@ -484,3 +484,28 @@ def test_the_browser_is_written_beside_the_check_and_a_failure_names_its_cause(r
         assert isinstance(failures[-1], ReleaseInvalid) and "a planted problem" in str(failures[-1])
     finally:
         callbacks.discard(record)
+
+
+def test_rebuild_floor_measures_the_carried_over_release(releases):
+    """``bench/rebuild_floor.py`` (the floor under issue 15.6's ratio) on real releases: every file of the
+    continued release is linked once into a scratch folder that is removed after, each part is measured, the
+    floor ratio spreads its CPU seconds over the cores, and a missing release is reported, not measured."""
+    from bench.rebuild_floor import floor_line, floor_ratio, run_floor
+
+    v1, v2 = releases["v1"], releases["v2"]
+    before = sorted(p.name for p in v2.parent.iterdir())
+    nlink = {p: p.stat().st_nlink for p in v1.rglob("*") if p.is_file()}
+    floor = run_floor([v1, v2, v1])  # in its own process, as the benchmarks run it
+    assert floor["files_linked"] == len(nlink)
+    assert set(floor["parts"]) == {"links", "figures", "bytes"}
+    assert set(floor["whole"]) == {"manifest", "index", "collection"}
+    assert all(v >= 0 for v in [*floor["parts"].values(), *floor["whole"].values()])
+    assert floor["cpu"] == pytest.approx(sum(floor["parts"].values()), abs=1e-6) and floor["files_linked"] > 0
+    assert floor["whole_cpu"] == pytest.approx(floor["cpu"] + sum(floor["whole"].values()), abs=1e-6)
+    assert floor["images"] == {"new": len(_manifest(v2)["images"]), "alone": len(_manifest(v1)["images"])}
+    assert sorted(p.name for p in v2.parent.iterdir()) == before  # its scratch folder is gone
+    assert {p: p.stat().st_nlink for p in nlink} == nlink  # and with it every link it made
+    assert floor_ratio(8.0, 1.6) == pytest.approx(1.1) and floor_ratio(8.0, 1.6, cores=1) == pytest.approx(1.2)
+    assert f"{floor['files_linked']} files linked" in floor_line(floor, 8.0)
+    assert run_floor([v1, v2, v1.parent / "missing"]) == {}
+    assert "floor not measured" in floor_line({"error": "boom"}, 8.0)
