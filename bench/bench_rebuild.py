@@ -14,8 +14,9 @@ process start to exit; a probe module logs every task start and end (family, sou
    big source; its time is compared with
 4. building the added source alone, in a fresh data folder: target ``r2`` <= 1.1x that;
 5. the floor under that ratio (``bench/rebuild_floor.py``): the CPU seconds that writing ``r2``'s folder takes
-   beyond the alone build's whatever the design (hard links of every carried file, the manifest, the index, the
-   STAC collection, the figures of ~100 regions), and the ratio they give at best, spread over both cores.
+   beyond the alone build's whatever the design (hard links of every carried file, the figures of ~100 regions,
+   the manifest as bytes), then with the documents that list every image re-made (manifest, index, STAC
+   collection), and the ratio each gives at best, spread over both cores.
 
 Steps 3 and 4 run ``--repeat`` times (default 5), the data folder reset to its state after step 2 before each
 pair (on a small VM a pair's ratio varies by +-20 % between runs: 1.06-1.67x for one code on one afternoon);

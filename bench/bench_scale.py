@@ -24,7 +24,8 @@ Measured, each as one ``luigi --module pipeline BuildRelease --workers N`` proce
    reset to what the no-op rebuild left before each; the verdict is on the median ratio, and the add build must
    run exactly the tasks (families and counts) that building the source alone runs;
 4. the **floor** under that ratio (``bench/rebuild_floor.py``): the CPU seconds that writing ``v0.2.0``'s folder
-   takes beyond the alone build's whatever the design, and the ratio they give at best, over both cores.
+   takes beyond the alone build's whatever the design, then with the manifest, index and STAC collection re-made,
+   and the ratio each gives at best, over both cores.
 
 Checks (PASS/FAIL; exit status 1 when one FAILs): ``python -m pipeline validate`` on every release; released
 images, pool candidates, per-region counts, dropped tiles (nodata rows of ``rejects.csv``) and rejected
