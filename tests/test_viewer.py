@@ -192,7 +192,10 @@ def test_marker_click_and_filter_controls_in_the_page(release, manifest, tmp_pat
         browser.js("new Promise(r => setTimeout(r, 30))")
         entry = json.loads(browser.js("document.getElementById('entry').textContent"))
         assert entry == target  # the image's manifest entry, in full
-        loaded = "[...document.querySelectorAll('#detail img')].map(i => i.complete && i.naturalWidth)"
+        # each detail image once the browser has fetched and decoded it (a busy machine takes longer than the
+        # 30 ms above to load the two files); one that cannot be decoded gives false
+        loaded = ("Promise.all([...document.querySelectorAll('#detail img')].map(i => i.decode()"
+                  ".then(() => i.complete && i.naturalWidth, () => false)))")
         assert browser.js(loaded) == [thumbs.THUMB_SIZE, thumbs.THUMB_SIZE]  # thumbnail and overlay decode
         browser.png(ARTIFACTS / "viewer-detail.png")
     finally:
