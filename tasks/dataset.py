@@ -67,14 +67,16 @@ class PreviousRelease:
     previous: str
     previous_digest: str
 
-    def previous_history(self) -> tuple[Path | None, str | None, dict[str, str], dict[str, str]]:
-        """``(folder, release name, key -> split, key -> id)`` of the previous release (all empty without one),
-        from its small history record (:func:`pipeline.dataset.history.release_history`)."""
+    def previous_history(self) -> tuple[Path | None, str | None, dict[str, str], dict[str, str],
+                                        dict[str, list[str]]]:
+        """``(folder, release name, key -> split, key -> id, retired: key -> [id, split, last release])`` of the
+        previous release (all empty without one), from its small history record
+        (:func:`pipeline.dataset.history.release_history`)."""
         from pipeline.dataset.history import release_history
 
         folder = previous_folder(releases_root(), self.previous)
         if folder is None:
-            return None, None, {}, {}
+            return None, None, {}, {}, {}
         return (folder, *release_history(folder, self.previous_digest, history_dir()))
 
 
@@ -248,8 +250,10 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
     separating images whose footprints overlap (leakage groups).  The record also carries the pool's selected
     tiles pending annotation and its rejects, which the release lists (so the release task does not parse the
     5 MB pool again).  Images of the previous release
-    (parameters ``previous``, ``previous_digest``) keep their id and split; the output name carries the
-    digest of that release's manifest, so a different previous release never reuses a stale split."""
+    (parameters ``previous``, ``previous_digest``) keep their id and split, as do images released earlier in its
+    lineage that come back (the record's ``retired`` lists those of the lineage this release does not ship); the
+    output name carries the digest of that release's manifest, so a different previous release never reuses a
+    stale split."""
 
     pause_collector = True  # records of every image (tasks.base, pipeline.gcpause)
 
@@ -262,18 +266,23 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
         return dataset_target(self, "split")
 
     def run(self):
+        from pipeline.dataset.history import retired_images
+        from pipeline.dataset.ids import image_key
         from pipeline.dataset.splits.leakage import footprint, leakage_groups
         from pipeline.dataset.splits.trials import split_dataset
 
-        folder, name, prev_splits, prev_ids = self.previous_history()
+        folder, name, prev_splits, prev_ids, retired = self.previous_history()
         pool = _load(self.input()["pool"].path)
         chosen = set(_load(self.input()["selection"].path)["selected"])
         self.set_status_message(f"splitting {len(chosen)} selected tiles ({self.split_trials} trials per region)")
+        # the lineage: an image the previous release retired gets its id and split back, and no new image gets
+        # an id any release of the lineage used (pipeline.dataset.history)
         images = name_images([t for t in pool["tiles"] if t["status"] == "labelled" and t["key"] in chosen],
-                             previous=prev_ids)
+                             previous={**{k: v[0] for k, v in retired.items()}, **prev_ids})
         groups = leakage_groups(images) if any(footprint(im) is not None for im in images) else {}
         assignment, infos = split_dataset(images, ratios=self.ratios, trials=int(self.split_trials),
-                                          seed=int(self.seed), groups=groups, previous=prev_splits)
+                                          seed=int(self.seed), groups=groups,
+                                          previous={**{k: v[1] for k, v in retired.items()}, **prev_splits})
         for im in images:
             im["split"] = assignment[im["id"]]
             im["group"] = groups.get(im["id"], im["id"])
@@ -286,6 +295,7 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
             "rejects": pool["rejects"],
             "previous_release": None if folder is None else {
                 "release": name, "folder": str(folder), "digest": self.previous_digest},
+            "retired": retired_images(name, prev_splits, prev_ids, retired, {image_key(im) for im in images}),
         })
 
 

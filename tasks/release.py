@@ -157,7 +157,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                 extra={"selection": {k: v for k, v in selection.items() if k != "selected"}},
                 previous_manifest=previous, uda=uda, tile_cache=work_dir() / "release-tiles",
                 previous_dir=Path(split["previous_release"]["folder"]) if previous else None, linked=linked,
-                reused_items=reused, staged=staged,
+                reused_items=reused, staged=staged, retired=split.get("retired"),
             )
             written = _read_manifest(tmp)  # parsed once: the trust, the validation and the viewer read it
             trust = self._trust(tmp, linked, reused, split.get("previous_release"), previous, written)

@@ -154,13 +154,15 @@ def test_history_record_gives_the_manifest_maps_and_is_read_instead_of_it(tmp_pa
     folder, digest = _history_manifest(tmp_path, images)
     splits, ids = previous_maps({"images": images})
     history = tmp_path / "history"
-    assert release_history(folder, digest, history) == ("v1", splits, ids)  # from the manifest, record left
+    assert release_history(folder, digest, history) == ("v1", splits, ids, {})  # from the manifest, record left
     assert (history / f"{digest}.json").is_file()
     (folder / "manifest.json").write_text("{}")  # the record answers now, not the (here spoilt) manifest
-    assert release_history(folder, digest, history) == ("v1", splits, ids)
-    (history / f"{digest}.json").write_text('{"images": {"k": ["only-one"]}}')  # unusable: made again
-    folder, digest2 = _history_manifest(tmp_path, images)
-    assert digest2 == digest and release_history(folder, digest, history) == ("v1", splits, ids)
+    assert release_history(folder, digest, history) == ("v1", splits, ids, {})
+    for unusable in ('{"images": {"k": ["only-one"]}, "retired": {}}',  # made again from the manifest
+                     '{"release": "v1", "images": {}}'):  # written before lineages: no retired images
+        (history / f"{digest}.json").write_text(unusable)
+        folder, digest2 = _history_manifest(tmp_path, images)
+        assert digest2 == digest and release_history(folder, digest, history) == ("v1", splits, ids, {})
     other = remember_release(tmp_path / "h2", digest, {"release": "v1", "images": images})
     assert json.loads(other.read_text()) == json.loads((history / f"{digest}.json").read_text())
 

@@ -14,18 +14,23 @@ Policies
   never answered by a stale work file.
 * :func:`previous_maps`: stable key (:func:`pipeline.dataset.ids.image_key`) -> split and -> id of every
   image of a manifest; the next build keeps both for images it releases again.
-* :func:`release_history`: those maps and the release's name, kept in a small record named by the manifest's
-  digest (:func:`remember_release`, written when a release is built; or by the first build that reads the
-  manifest for them): a build continuing a 5,000-image release reads ~0.3 MB instead of parsing its 7.6 MB
-  manifest twice (selection and split).  Named by the digest of the manifest's bytes, it can only describe
-  that manifest; one that cannot be read is made again from the manifest.
+* Lineage: a release remembers the images its predecessors released that it does not (its manifest's
+  ``retired``: key, id, split and the last release that shipped each, :func:`retired_images`), so an image
+  dropped and released again later gets its id and split back, and a new image never gets an id that named
+  another image anywhere in the lineage (ids are numbered after every id the lineage used).
+* :func:`release_history`: those maps, the retired images and the release's name, kept in a small record
+  named by the manifest's digest (:func:`remember_release`, written when a release is built; or by the first
+  build that reads the manifest for them): a build continuing a 5,000-image release reads ~0.3 MB instead of
+  parsing its 7.6 MB manifest twice (selection and split).  Named by the digest of the manifest's bytes, it can
+  only describe that manifest; one that cannot be read, or was written before lineages (no ``retired``), is
+  made again from the manifest.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,9 +109,24 @@ def previous_maps(manifest: Mapping[str, Any] | None) -> tuple[dict[str, str], d
 
 
 def release_maps(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """The history record of ``manifest``: ``{"release": name, "images": {key: [id, split]}}``."""
+    """The history record of ``manifest``: ``{"release": name, "images": {key: [id, split]}, "retired": {key:
+    [id, split, last release]}}`` (``retired``: the manifest's, empty for a manifest without one)."""
     splits, ids = previous_maps(manifest)
-    return {"release": manifest.get("release"), "images": {k: [ids[k], splits[k]] for k in splits}}
+    retired = {str(r["key"]): [str(r["id"]), str(r["split"]), str(r["last_release"])]
+               for r in manifest.get("retired") or []}
+    return {"release": manifest.get("release"), "images": {k: [ids[k], splits[k]] for k in splits},
+            "retired": retired}
+
+
+def retired_images(previous: str | None, splits: Mapping[str, str], ids: Mapping[str, str],
+                   retired: Mapping[str, Sequence[str]], keys: Collection[str]) -> list[dict[str, str]]:
+    """The ``retired`` list of a release whose images have the stable keys ``keys``, continuing the release
+    ``previous`` (its key -> split and key -> id maps, and its own ``retired``: key -> [id, split, last
+    release]): every image of the lineage this release does not ship, as ``{"key", "id", "split",
+    "last_release"}`` sorted by key (the images of ``previous`` last shipped there)."""
+    out = {k: list(v) for k, v in retired.items() if k not in keys}
+    out.update({k: [ids[k], splits[k], str(previous)] for k in ids if k not in keys})
+    return [{"key": k, "id": v[0], "split": v[1], "last_release": v[2]} for k, v in sorted(out.items())]
 
 
 def remember_release(history_dir: str | Path, digest: str, manifest: Mapping[str, Any]) -> Path:
@@ -126,18 +146,20 @@ def _read_record(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     images = record.get("images") if isinstance(record, dict) else None
-    if not isinstance(images, dict) or not all(
-            isinstance(v, list) and len(v) == 2 and all(isinstance(x, str) for x in v) for v in images.values()):
+    retired = record.get("retired") if isinstance(record, dict) else None  # none: written before lineages
+    if not isinstance(images, dict) or not isinstance(retired, dict) or not all(
+            isinstance(v, list) and len(v) == n and all(isinstance(x, str) for x in v)
+            for values, n in ((images, 2), (retired, 3)) for v in values.values()):
         return None
     return record
 
 
 def release_history(folder: str | Path, digest: str, history_dir: str | Path | None = None
-                    ) -> tuple[str | None, dict[str, str], dict[str, str]]:
-    """``(release name, key -> split, key -> id)`` of the release in ``folder`` whose manifest has digest
-    ``digest``: from its history record in ``history_dir`` when there (module docstring), else from the manifest
-    (:func:`load_manifest`: a :class:`~pipeline.errors.BuildError` when it changed since), leaving the record
-    for the next reader."""
+                    ) -> tuple[str | None, dict[str, str], dict[str, str], dict[str, list[str]]]:
+    """``(release name, key -> split, key -> id, retired: key -> [id, split, last release])`` of the release in
+    ``folder`` whose manifest has digest ``digest``: from its history record in ``history_dir`` when there (module
+    docstring), else from the manifest (:func:`load_manifest`: a :class:`~pipeline.errors.BuildError` when it
+    changed since), leaving the record for the next reader."""
     path = Path(history_dir) / f"{digest}.json" if history_dir is not None else None
     record = _read_record(path) if path is not None and os.path.isfile(path) else None
     if record is None:
@@ -146,4 +168,5 @@ def release_history(folder: str | Path, digest: str, history_dir: str | Path | N
             _write_record(path, record)
     images = record["images"]
     name = record.get("release")
-    return (str(name) if name else None, {k: v[1] for k, v in images.items()}, {k: v[0] for k, v in images.items()})
+    return (str(name) if name else None, {k: v[1] for k, v in images.items()}, {k: v[0] for k, v in images.items()},
+            dict(record["retired"]))

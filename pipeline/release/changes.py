@@ -61,25 +61,30 @@ def release_changes(previous_manifest: Mapping[str, Any] | None, manifest: Mappi
     "changed": [{"key", "id", "what": ["image"|"label", ...]}], "renamed": [{"key", "previous_id", "id"}],
     "split_moves": [{"key", "id", "previous", "current"}], "class_pixels": {"previous", "current", "delta"}
     (class id "1".."8" -> pixels), "splits": {"previous", "current", "delta"} (split -> images)}``.
-    ``unchanged`` counts matched images with equal checksums, id and split.
+    ``unchanged`` counts matched images with equal checksums, id and split.  An added image that the previous
+    release lists as retired (released earlier in its lineage, :mod:`pipeline.dataset.history`) has
+    ``returned_from`` (the last release that shipped it), and is compared with that entry for ``renamed`` and
+    ``split_moves``: it comes back with its id and split.
     """
     prev = _index(previous_manifest)
     cur = _index(manifest)
-    added = [_brief(k, cur[k]) for k in sorted(set(cur) - set(prev))]
+    back = {str(r.get("key")): r for r in (previous_manifest or {}).get("retired") or [] if isinstance(r, dict)}
+    added = [{**_brief(k, cur[k]), **({"returned_from": back[k].get("last_release")} if k in back else {})}
+             for k in sorted(set(cur) - set(prev))]
     removed = [_brief(k, prev[k]) for k in sorted(set(prev) - set(cur))]
     changed, renamed, moves = [], [], []
     unchanged = 0
-    for k in sorted(set(cur) & set(prev)):
-        a, b = prev[k], cur[k]
+    for k in sorted((set(cur) & set(prev)) | (set(cur) & set(back))):
+        a, b = prev.get(k) or back[k], cur[k]
         what = [name for name, field in (("image", "sha256_image"), ("label", "sha256_label"))
-                if a.get(field) != b.get(field)]
+                if k in prev and a.get(field) != b.get(field)]
         if what:
             changed.append({"key": k, "id": b.get("id"), "what": what})
         if a.get("id") != b.get("id"):
             renamed.append({"key": k, "previous_id": a.get("id"), "id": b.get("id")})
         if a.get("split") != b.get("split"):
             moves.append({"key": k, "id": b.get("id"), "previous": a.get("split"), "current": b.get("split")})
-        if not what and a.get("id") == b.get("id") and a.get("split") == b.get("split"):
+        if k in prev and not what and a.get("id") == b.get("id") and a.get("split") == b.get("split"):
             unchanged += 1
     pc, cc = _class_totals(prev), _class_totals(cur)
     ps, cs = _split_totals(prev), _split_totals(cur)
@@ -136,8 +141,9 @@ def changes_markdown(changes: Mapping[str, Any], *, limit: int = 50) -> str:
         lines.append(f"| {c} {CLASS_NAMES[int(c)]} | {cp['previous'][c]:,} | {cp['current'][c]:,} | "
                      f"{_signed(cp['delta'][c])} |")
     lines.append("")
-    lines += _listing("Added", [f"`{a['id']}` ({a['key']}, {a['region']}, {a['split']})" for a in changes["added"]],
-                      limit)
+    lines += _listing("Added", [f"`{a['id']}` ({a['key']}, {a['region']}, {a['split']})"
+                                + (f", back from {a['returned_from']}" if a.get("returned_from") else "")
+                                for a in changes["added"]], limit)
     lines += _listing("Removed", [f"`{a['id']}` ({a['key']}, {a['region']}, {a['split']})" for a in changes["removed"]],
                       limit)
     lines += _listing("Changed", [f"`{c['id']}` ({c['key']}): {', '.join(c['what'])}" for c in changes["changed"]],

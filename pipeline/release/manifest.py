@@ -214,6 +214,7 @@ def build_manifest(
     uda: dict[str, Any] | None = None,
     summary: dict[str, Any] | None = None,
     valid_images: Sequence[dict[str, Any]] = (),
+    retired: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Assemble the manifest and check it against the schema.
 
@@ -228,7 +229,8 @@ def build_manifest(
     region.  ``files`` (optional, from :func:`file_entries`) lists other release files.
     ``previous_release`` (the release this one keeps splits from), ``selection`` (free-form record of the
     tile selection), ``uda`` (:func:`pipeline.dataset.splits.uda.uda_section`) and ``summary``
-    (:func:`pipeline.release.summary.release_summary`) are added when not None.
+    (:func:`pipeline.release.summary.release_summary`) are added when not None; ``retired`` (the images of the
+    lineage this release does not ship, :func:`pipeline.dataset.history.retired_images`) when not empty.
 
     ``valid_images``: image records known to follow the schema (those of a validated previous release checked by
     the same code, :mod:`pipeline.release.validate.incremental`); a record equal to one of them is not
@@ -253,6 +255,8 @@ def build_manifest(
                         ("summary", summary)):
         if value is not None:
             manifest[name] = _plain(value)
+    if retired:
+        manifest["retired"] = _plain(sorted(retired, key=lambda d: str(d.get("key", ""))))
     known = {r.get("id"): r for r in valid_images if isinstance(r, dict)}
     problems = schema_problems(manifest, skip_images={i for i, r in enumerate(recs) if known.get(r.get("id")) == r})
     if problems:

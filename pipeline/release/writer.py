@@ -60,7 +60,7 @@ def write_release(
     provenance: dict[str, dict], extra: dict[str, Any] | None = None,
     previous_manifest: dict[str, Any] | None = None, uda: dict[str, Any] | None = None,
     tile_cache: Path | None = None, previous_dir: Path | None = None, linked: dict[str, str] | None = None,
-    reused_items: set[str] | None = None, staged: dict | None = None,
+    reused_items: set[str] | None = None, staged: dict | None = None, retired: list[dict] | None = None,
 ) -> dict:
     """Fill the (empty or new) folder ``out`` with images, labels, split files, rejects, pending tiles,
     per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
@@ -71,7 +71,8 @@ def write_release(
     ``summary`` (:mod:`pipeline.release.summary`).
     ``previous_manifest`` (the manifest of the release this one continues, or None) is recorded as
     ``previous_release`` and compared in ``stats/changes.json`` / ``stats/changes.md``
-    (:mod:`pipeline.release.changes`; everything is *added* without one).  ``uda``
+    (:mod:`pipeline.release.changes`; everything is *added* without one); ``retired`` (the images of its lineage
+    this release does not ship, :func:`pipeline.dataset.history.retired_images`) is the manifest's ``retired``.  ``uda``
     (:func:`pipeline.dataset.splits.uda.uda_section`) becomes the manifest's ``uda`` section and its split files
     ``uda/*.txt`` (:func:`pipeline.release.manifest.uda_lines`); ``zones/<epsg>.txt`` list the images per UTM
     zone (the manifest's ``zones`` section, :mod:`pipeline.release.torchgeo`).  Images and labels are written as
@@ -106,7 +107,7 @@ def write_release(
     manifest = build_manifest(
         release=release, created_with={**created_with, "tile_format": TILE_FORMAT}, sources=sources, images=records,
         splits_info=split_infos,
-        previous_release=previous_release, uda=uda,
+        previous_release=previous_release, uda=uda, retired=retired,
         valid_images=valid_images(previous_manifest, {"schema_version": SCHEMA_VERSION, "created_with": created_with}),
         summary=release_summary(records, pending=pending, groups=recorded_groups(records),
                                 annotation_repairs=sum(int(im.get("repaired_polygons", 0)) for im in images)),

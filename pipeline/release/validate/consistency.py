@@ -1,4 +1,4 @@
-"""Check 3: the manifest agrees with itself (unique ids and names, file paths, split counts)."""
+"""Check 3: the manifest agrees with itself (unique ids and names, file paths, split counts, retired images)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -6,7 +6,7 @@ from collections.abc import Hashable
 from typing import Any
 
 from pipeline.constants import SPLITS
-from pipeline.dataset.ids import natural_key
+from pipeline.dataset.ids import image_key, natural_key
 from pipeline.release.manifest import file_name
 from pipeline.release.summary import summary_problems
 from pipeline.release.validate.common import MANIFEST
@@ -19,6 +19,7 @@ def check_consistency(manifest: dict[str, Any], records: list[dict[str, Any]], o
     ids: Counter[str] = Counter(r["id"] for r in records if isinstance(r.get("id"), str))
     for i in sorted((i for i, n in ids.items() if n > 1), key=natural_key):
         out.append(f"{MANIFEST}: id {i} is used by {ids[i]} images")
+    _check_retired(manifest, records, out)
     names = Counter(file_name(r["image"]) for r in records if isinstance(r.get("image"), str))
     for n in sorted((n for n, c in names.items() if c > 1), key=natural_key):
         out.append(f"{MANIFEST}: file name {n} is used by {names[n]} images")
@@ -52,3 +53,30 @@ def check_consistency(manifest: dict[str, Any], records: list[dict[str, Any]], o
             if {s: info["counts"].get(s) for s in SPLITS} != have:
                 out.append(f"{MANIFEST}: splits.regions[{idx}] ({reg}) counts {info['counts']} "
                            f"differ from its images' splits {have}")
+
+
+def _check_retired(manifest: dict[str, Any], records: list[dict[str, Any]], out: list[str]) -> None:
+    """The lineage's retired images (the manifest's ``retired``, :mod:`pipeline.dataset.history`): an id names
+    one image in the whole lineage, so no retired id is an image's id or another retired image's, and a retired
+    image is not also shipped (its key is no image's)."""
+    listed = manifest.get("retired")
+    retired = {i: r for i, r in enumerate(listed) if isinstance(r, dict)} if isinstance(listed, list) else {}
+    if not retired:
+        return
+    shipped_ids = {r["id"] for r in records if isinstance(r.get("id"), str)}
+    shipped_keys = set()
+    for r in records:
+        try:
+            shipped_keys.add(image_key(r))
+        except ValueError:  # no key: the schema check names it
+            pass
+    ids: Counter[Any] = Counter(r.get("id") for r in retired.values())
+    for i, r in retired.items():
+        rid, key = r.get("id"), r.get("key")
+        if rid in shipped_ids:
+            out.append(f"{MANIFEST}: retired[{i}] ({key}) has id {rid}, which names a released image")
+        elif ids[rid] > 1:
+            out.append(f"{MANIFEST}: retired[{i}] ({key}) has id {rid}, which {ids[rid] - 1} other retired "
+                       f"image{'s' if ids[rid] > 2 else ''} also had")
+        if key in shipped_keys:
+            out.append(f"{MANIFEST}: retired[{i}] ({key}) is also a released image")
