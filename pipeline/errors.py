@@ -22,6 +22,7 @@
     │   └── ViewerError                    a release folder the release browser cannot be written for
     │       └── ThumbnailError             a tile of it that cannot be made into a thumbnail
     └── BuildError                       a build that cannot go on (also a ``RuntimeError``)
+        ├── ProcessDied                    a forked child killed by a signal (a native crash, out of memory)
         └── SourceFailed                   sources whose fetch failed: no release unless a partial one is allowed
 
 Input errors are *per item*: the tasks turn them into ``rejects.csv`` rows (``stage`` says where) and go on
@@ -178,6 +179,31 @@ class ThumbnailError(ViewerError):
 
 class BuildError(PipelineError, RuntimeError):
     """A build that cannot go on, e.g. because an input changed while it ran; running it again helps."""
+
+
+class ProcessDied(BuildError):
+    """A forked child process (:mod:`pipeline.forked`) that ended without handing back a result: killed by a
+    signal (``status`` negative: a crash in native code, the out-of-memory killer) or exited early."""
+
+    def __init__(self, pid: int, status: int):
+        self.pid, self.status = pid, status
+        super().__init__(f"forked process {pid} ended without a result (exit status {status}{signal_words(status)})")
+
+
+def signal_words(status: int) -> str:
+    """``", SIGSEGV: ..."`` for an exit status that is a signal (negative), ``""`` for another."""
+    import signal
+
+    if status >= 0:
+        return ""
+    try:
+        name = signal.Signals(-status).name
+    except ValueError:
+        return f", signal {-status}"
+    hint = {"SIGSEGV": "a crash in native code", "SIGBUS": "a crash in native code", "SIGABRT": "native code aborted",
+            "SIGKILL": "killed, e.g. out of memory", "SIGFPE": "a crash in native code",
+            "SIGILL": "a crash in native code"}.get(name)
+    return f", {name}" + (f": {hint}" if hint else "")
 
 
 class SourceFailed(BuildError):

@@ -9,7 +9,10 @@ comes back pickled through a pipe when the caller asks for it (:meth:`Forked.res
 The child never returns into the caller's code: it ends with ``os._exit`` after sending its outcome (no
 ``atexit`` handlers, no inherited buffers flushed twice).  Where ``fork`` does not exist the function runs in
 the caller at :func:`start`, with the same results.  A child that dies without an outcome (killed, out of
-memory) is a :class:`~pipeline.errors.BuildError` naming its exit status.
+memory) is a :class:`~pipeline.errors.ProcessDied` (a ``BuildError``) naming its exit status and signal.
+
+:func:`contained` uses the same child as a wall around native decoders reading a file a source supplies: the
+per-scene tasks plan, tile and read source labels through it, so a crash is that scene's reject.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from pipeline.errors import BuildError
+from pipeline.errors import BuildError, ProcessDied, SceneRejected, signal_words
 
 T = TypeVar("T")
 
@@ -43,8 +46,7 @@ class Forked(Generic[T]):
             try:
                 self._outcome = pickle.loads(data)
             except Exception:  # noqa: BLE001  (nothing or a truncated outcome: the child died)
-                self._outcome = (False, BuildError(f"forked process {self._pid} ended without a result "
-                                                   f"(exit status {code})"))
+                self._outcome = (False, ProcessDied(self._pid, code))
         return self._outcome
 
     def result(self) -> T:
@@ -129,3 +131,26 @@ def start(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Forked[T]:
             os._exit(status)
     os.close(write)
     return Forked(pid, read)
+
+
+def contained(fn: Callable[..., T], /, *args: Any, file: str, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` run in a forked child and waited for: the decoding of a file a source controls
+    (GDAL, libtiff, OpenCV and OGR are native code), so that a file that crashes a decoder or exhausts memory
+    costs only itself.  A child killed by a signal (or ending without a result) is a
+    :class:`~pipeline.errors.SceneRejected` naming ``file`` and the signal: the caller's ``rejects.csv`` row.
+    Exceptions ``fn`` raises come back as they are (with the child's traceback as a note)."""
+    try:
+        return start(_without_crash_trace, fn, *args, **kwargs).result()
+    except ProcessDied as exc:
+        raise SceneRejected(file, f"the process reading it died (exit status {exc.status}"
+                                  f"{signal_words(exc.status)}); the file is malformed, hostile or more than "
+                                  "the machine's memory allows") from exc
+
+
+def _without_crash_trace(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn`` with Python's crash traceback (``faulthandler``, on in task processes) off: a decoder crash in a
+    contained child is a rejects row, not a fatal error printed in the middle of a build that goes on."""
+    import faulthandler
+
+    faulthandler.disable()
+    return fn(*args, **kwargs)

@@ -89,6 +89,15 @@ def _freeze_inherited() -> None:
         gc.freeze()
 
 
+def _trace_crashes() -> None:
+    """Print the Python traceback of every thread to stderr if the task's process crashes (a signal from native
+    code: GDAL, OpenCV, torch), so that Luigi's "died unexpectedly with exit code -11" comes with where."""
+    import faulthandler
+
+    if not faulthandler.is_enabled():
+        faulthandler.enable(all_threads=True)
+
+
 class PipelineTask(luigi.Task):
     """A Luigi task of the build.
 
@@ -167,6 +176,7 @@ class PipelineTask(luigi.Task):
         from tasks import progress
 
         _freeze_inherited()
+        _trace_crashes()
         progress.on_run(self)  # the stage's figures as the task's status (luigid)
         partial = self.partial_inputs()
         if partial:

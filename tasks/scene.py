@@ -5,7 +5,9 @@ the digest of the task's parameters (which include every upstream parameter and 
 ``plan-<d>.json``, ``tiles-<d>/`` (``tiles.json`` + ``images/``), ``labels-<d>/`` (``labels.json`` + ``labels/``)
 and ``segments-<d>.json``.  A multi-file output writes its files first (each atomically) and its JSON record
 last, atomically; the record's existence is the task's completion.  Heavy pixel work happens in
-:mod:`pipeline.raster.plan` and :mod:`pipeline.raster.tiling`, one output tile at a time.
+:mod:`pipeline.raster.plan` and :mod:`pipeline.raster.tiling`, one output tile at a time.  What reads a
+file the source supplies (planning, tiling, the source's labels) runs in a forked child
+(:func:`pipeline.forked.contained`): a file that crashes the decoder is a reject of its stage, not a dead task.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import luigi
 import numpy as np
 import rasterio
 
-from pipeline import atomic
+from pipeline import atomic, forked
 from pipeline.errors import BuildError, PipelineInputError
 from tasks.base import PipelineTask
 from tasks.config import done_dir, load_scene, scene_dir
@@ -66,8 +68,8 @@ class PrepareScene(PrepareParams, SceneTask):
         scene = self.scene
         self.set_status_message(f"planning {scene.key}")
         try:
-            plan = plan_scene(scene, targets=tuple(float(g) for g in self.target_gsds), tile_size=self.tile_size,
-                              max_grid_pixels=self.max_grid_pixels)
+            plan = forked.contained(plan_scene, scene, targets=tuple(float(g) for g in self.target_gsds),
+                                    tile_size=self.tile_size, max_grid_pixels=self.max_grid_pixels, file=scene.image)
         except PipelineInputError as exc:
             plan = {"status": "rejected", "file": exc.file, "reason": exc.reason, "stage": exc.stage}
         self.set_progress_percentage(100)
@@ -97,8 +99,8 @@ class TileScene(TileParams, SceneTask):
         if plan["status"] == "ok":
             self.set_status_message(f"tiling {self.scene.key} onto {plan['grid']['crs']} at {plan['grid']['gsd']} m")
             try:
-                tiles, dropped = write_scene_tiles(
-                    self.scene, plan, self.out_dir,
+                tiles, dropped = forked.contained(
+                    write_scene_tiles, self.scene, plan, self.out_dir, file=self.scene.image,
                     tile_size=self.tile_size, max_nodata_fraction=self.max_nodata_fraction,
                 )
             except PipelineInputError as exc:
@@ -150,7 +152,9 @@ class LabelScene(LabelParams, SceneTask):
         if tiles:
             self.set_status_message(f"labelling {len(tiles)} tiles of {self.scene.key}")
             try:
-                labels = write_label_tiles(self.scene, plan, tiles, out)
+                scene = self.scene
+                read = scene.landcover or scene.building_mask or scene.footprints or scene.image
+                labels = forked.contained(write_label_tiles, scene, plan, tiles, out, file=read)
             except PipelineInputError as exc:
                 rejects.append({"file": exc.file, "reason": exc.reason, "stage": "annotation"})
                 labels = [
