@@ -3,7 +3,9 @@ passes down as significant Luigi parameters (see ``tasks.params``):
 
 * per enabled source ``[name, raw, catalog]``: ``raw`` = 12 hex digits over the source's ``sources.yaml``
   entry (kind, location, options, licence, attribution: :func:`pipeline.sources.object_store.source_digest`,
-  also the raw cache's key) and the fetch code; ``catalog`` = 12 hex digits over ``raw`` and the catalog code.
+  also the raw cache's key), the fetch code and, for a local path (read in place), the path, size and
+  modification time of its files (one walk, nothing read); ``catalog`` = 12 hex digits over ``raw`` and the
+  catalog code.
 * the code versions of the stages (:mod:`tasks.versions`);
 * the *annotation index*: every completed annotation file in ``<annotation>/done/`` with the SHA-256 of its
   bytes, found with one listing of the folder; a file is hashed only when its (size, mtime_ns, inode) is not
@@ -46,8 +48,17 @@ def source_digests(src: SourceConfig, codes: dict[str, str]) -> tuple[str, str]:
     """``(raw, catalog)`` digests of one source (module docstring)."""
     from pipeline.sources.object_store import source_digest
 
-    raw = _h("raw", source_digest(src), codes["fetch"])
+    raw = _h("raw", source_digest(src), codes["fetch"], *_local_files(src))
     return raw, _h("catalog", raw, codes["catalog"])
+
+
+def _local_files(src: SourceConfig) -> list[str]:
+    """``[stamp]`` of a source read in place from a local path (its files' paths, sizes and times:
+    :func:`pipeline.sources.localfs.location_stamp`), so that editing a file there makes the source new;
+    ``[]`` for a downloaded or generated one (its ``sources.yaml`` entry says what it is)."""
+    from pipeline.sources.localfs import location_stamp
+
+    return [location_stamp(src.location)] if src.location and src.scheme == "file" else []
 
 
 def sources_param(sources_file: str | Path, *, max_bytes: int | None = None) -> list[list[str]]:

@@ -210,3 +210,31 @@ def _proj_file_token(path: Path, chunk: int = 1 << 20) -> str | None:
                 if token in text:
                     return token.decode()
             tail = text[-keep:]
+
+
+def location_stamp(location: str | Path) -> str:
+    """12 hex digits over what a local source's files are now, from their metadata alone: the path, size and
+    modification time (ns) of every file below the folder ``location`` (hidden entries left out, symbolic links
+    to folders not followed, links to files followed: the walk of :func:`walk_files`), or of the file
+    ``location`` itself.  A file edited, replaced, added, removed or renamed changes it; nothing is read, so
+    the root of every build can take it (a local folder is read in place, not copied: without this, a
+    changed file would be released as the pixels and checksums of the file it replaced)."""
+    root = Path(os.path.expanduser(str(location))).absolute()
+    rows: list[tuple[str, int, int]] = []
+    if root.is_dir():
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+            here = Path(dirpath)
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink()]
+            rows.extend(_stat_row(here / name, root) for name in filenames if not name.startswith("."))
+    else:
+        rows.append(_stat_row(root, root.parent))
+    return hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()[:12]
+
+
+def _stat_row(path: Path, root: Path) -> tuple[str, int, int]:
+    """``(relative path, size, mtime_ns)`` of ``path`` (its link target's when it is one; -1s when missing)."""
+    try:
+        st = os.stat(path)
+        return path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns
+    except OSError:
+        return path.relative_to(root).as_posix(), -1, -1

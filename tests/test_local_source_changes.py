@@ -1,0 +1,79 @@
+"""A local folder source is read in place, so its files are part of what determines its outputs: a file edited
+there makes the source new (its ``raw`` digest carries the files' paths, sizes and times), and the next release
+is built from the new file, its provenance checksum included, instead of reusing the work made from the old one.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pipeline.sources.localfs import location_stamp
+from tests.helpers_build import BUILD_TIMEOUT, ROOT, local_sources, luigi_cmd, pipeline_env
+from tests.test_bad_input import _label, _rgb, _scene
+
+
+def test_stamp_follows_the_files_not_their_reading(tmp_path):
+    folder = tmp_path / "src"
+    _scene(folder, "a", 0)
+    (folder / ".hidden").write_text("x")
+    first = location_stamp(folder)
+    assert location_stamp(folder) == first
+    (folder / "a.tif").read_bytes()  # reading changes nothing
+    (folder / ".hidden").write_text("changed")  # nor do hidden files, which a source never uses
+    assert location_stamp(folder) == first
+    st = (folder / "a.tif").stat()
+    steps = [lambda: os.utime(folder / "a.tif", ns=(st.st_atime_ns, st.st_mtime_ns + 1)),  # same size, rewritten
+             lambda: (folder / "b.tif").write_bytes(b"II*\x00"),  # added
+             lambda: (folder / "b.tif").rename(folder / "c.tif"),  # renamed
+             lambda: (folder / "c.tif").unlink()]  # removed (back to the first step's files)
+    stamps = [first]
+    for step in steps:
+        step()
+        stamps.append(location_stamp(folder))
+    assert len(set(stamps)) == 4 and stamps[4] == stamps[1]  # each step changes it; the same files, the same
+    single = location_stamp(folder / "a.tif")  # a location that is one file
+    (folder / "a.tif").write_bytes(b"II*\x00 other")
+    assert location_stamp(folder / "a.tif") != single
+
+
+def _build(base: Path, sources: Path, release: str) -> str:
+    proc = subprocess.run(luigi_cmd(base / "data", sources, release=release, split_trials=20), cwd=ROOT,
+                          env=pipeline_env(), capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_file_edited_in_a_local_folder_is_released_as_it_is_now(tmp_path):
+    folder = tmp_path / "src"
+    _scene(folder, "good_a", 0)
+    _scene(folder, "good_b", 1)
+    sources = local_sources(tmp_path / "sources.yaml", {"folder": folder})
+    _build(tmp_path, sources, "v1")
+    time.sleep(0.01)  # a new modification time even on a coarse clock
+    _scene(folder, "good_b", 1, image=_rgb(_label(seed=5)), label_data=_label(seed=5))  # same names, new pixels
+    log = _build(tmp_path, sources, "v2")
+    assert "FetchSource 1" in log and "TileScene 2" in log  # the source is fetched and tiled again
+    releases = tmp_path / "data" / "releases"
+    changes = json.loads((releases / "v2" / "stats" / "changes.json").read_text())
+    changed = {c["key"].split("~")[1] for c in changes["changed"]}
+    assert changed == {"good_b"}, changes  # good_a's tiles come out the same bytes: unchanged
+    record = json.loads((releases / "v2" / "provenance" / "folder.json").read_text())
+    shas = {f["path"]: f["sha256"] for f in record["files"]}
+    assert shas["good_b.tif"] == _sha(folder / "good_b.tif")  # the provenance names the file as it is now
+    old = json.loads((releases / "v1" / "provenance" / "folder.json").read_text())
+    assert {f["path"]: f["sha256"] for f in old["files"]}["good_b.tif"] != shas["good_b.tif"]
+    with open(releases / "v2" / "rejects.csv", newline="") as f:
+        assert not list(csv.DictReader(f))
+    check = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(releases / "v2")], cwd=ROOT,
+                           env=pipeline_env(), capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
