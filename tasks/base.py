@@ -8,15 +8,25 @@ starts another, for drivers that run several builds in one process).  Such an ou
 build only: the next build finds it incomplete and runs the task again, so the failed source is fetched
 again and whatever was made without it is remade.  A task that runs without partial inputs removes its
 markers after writing its outputs.
+
+Two builds on one data folder without a central scheduler (two terminals, two CI jobs sharing a data cache,
+releases ``v2`` and ``v3`` built at once) would otherwise run their common tasks side by side, e.g. both
+generating the same raw folder, one replacing it under the other.  A task's ``run`` therefore holds an
+exclusive lock on ``work/locks/<family>-<digest>.lock`` (``flock``: released when its process ends, however
+it ends); a task that waited for it and finds its output made meanwhile does not run again.  With luigid the
+lock is never contended (luigid hands each task to one worker).  Tasks with dynamic dependencies (a
+generator ``run``) take no lock: their outputs are single records written atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import inspect
 import json
 import os
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -62,18 +72,53 @@ def _partial_aware(run):
     else:
         @functools.wraps(run)
         def plain(self):
-            partial = self._before_run()
-            try:
-                with self._collector():
-                    result = run(self)
-            except BaseException:
-                self._abandon()
-                raise
-            self._after_run(partial)
-            return result
+            with self._exclusive() as done_meanwhile:
+                if done_meanwhile:
+                    return None  # another build on this data folder made the output while this one waited
+                partial = self._before_run()
+                try:
+                    with self._collector():
+                        result = run(self)
+                except BaseException:
+                    self._abandon()
+                    raise
+                self._after_run(partial)
+                return result
         wrapped = plain
     wrapped._partial_aware = True  # type: ignore[attr-defined]
     return wrapped
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path, on_wait: Callable[[], None]) -> Iterator[bool]:
+    """Hold an exclusive ``flock`` on ``path`` (made when missing); yields whether it had to wait for another
+    process.  Where the file system has no locks (``ENOLCK``: NFS without a lock manager) it holds none: luigid
+    alone then decides who runs what, as on every multi-machine setup."""
+    import fcntl
+    import time
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        yield False
+        return
+    waited = False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited:
+                    on_wait()
+                    waited = True
+                time.sleep(0.1)
+            except OSError:
+                break
+        yield waited
+    finally:
+        os.close(fd)  # releases the lock (a forked child holding the descriptor has ended by then)
 
 
 def _freeze_inherited() -> None:
@@ -171,6 +216,22 @@ class PipelineTask(luigi.Task):
         """Whether an input of this task is partial (made in this build without a failed source)."""
         return any(Path(t.path + PARTIAL_SUFFIX).exists() for t in luigi.task.flatten(self.input())
                    if isinstance(t, luigi.LocalTarget))
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[bool]:
+        """Run under this task's lock file ``work/locks/<family>-<digest>.lock`` (module docstring); yields
+        whether the task is complete after waiting for another process that held it (then it is not run)."""
+        if not luigi.task.flatten(self.output()):
+            yield False
+            return
+        from tasks.config import work_dir
+
+        def waiting() -> None:
+            if callable(self.set_status_message):
+                self.set_status_message("waiting for another build on this data folder that runs this task")
+
+        with _file_lock(work_dir() / "locks" / f"{self.task_family}-{self.digest()}.lock", waiting) as waited:
+            yield waited and self.complete()
 
     def _before_run(self) -> bool:
         from tasks import progress
