@@ -133,6 +133,10 @@ def start(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Forked[T]:
     return Forked(pid, read)
 
 
+#: How a :func:`contained` reject's reason begins (a later reader of the same file can tell it crashed once).
+DIED = "the process reading it died"
+
+
 def contained(fn: Callable[..., T], /, *args: Any, file: str, **kwargs: Any) -> T:
     """``fn(*args, **kwargs)`` run in a forked child and waited for: the decoding of a file a source controls
     (GDAL, libtiff, OpenCV and OGR are native code), so that a file that crashes a decoder or exhausts memory
@@ -142,7 +146,7 @@ def contained(fn: Callable[..., T], /, *args: Any, file: str, **kwargs: Any) -> 
     try:
         return start(_without_crash_trace, fn, *args, **kwargs).result()
     except ProcessDied as exc:
-        raise SceneRejected(file, f"the process reading it died (exit status {exc.status}"
+        raise SceneRejected(file, f"{DIED} (exit status {exc.status}"
                                   f"{signal_words(exc.status)}); the file is malformed, hostile or more than "
                                   "the machine's memory allows") from exc
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import luigi
 
-from pipeline import atomic
+from pipeline import atomic, forked
 from pipeline.dataset.pool import assemble_pool, merge_pools, name_images, selected_pending
 from pipeline.errors import SourceFailed
 from pipeline.sources.config import scene_region
@@ -232,12 +232,16 @@ class ExportAnnotationTodo(SelectParams, PipelineTask):
         pool = _load(self.input()["pool"].path)
         chosen = set(_load(self.input()["selection"].path)["selected"])
         pending = selected_pending(pool["tiles"], chosen)
+        # scenes whose source labels killed the process reading them (LabelScene's reject): not read again here
+        crashed = {(r["source"], r["scene_id"]): f"{r['file']}: {r['reason']}" for r in pool["rejects"]
+                   if r.get("stage") == "annotation" and str(r.get("reason", "")).startswith(forked.DIED)}
         exported = []
         for i, t in enumerate(pending):
             scene = load_scene(t["source"], catalogs[t["source"]], t["source_scene_id"])
             tile = {"tile_id": t["tile"], "crs": t["crs"], "transform": t["transform"],
                     "window": [0, 0, t["width"], t["height"]]}
-            exported.append({"key": t["key"], **export_todo(scene, tile, Path(t["_image_src"]), todo_dir())})
+            exported.append({"key": t["key"], **export_todo(scene, tile, Path(t["_image_src"]), todo_dir(),
+                                                            crashed=crashed.get((t["source"], t["source_scene_id"])))})
             self.set_progress_percentage(int(100 * (i + 1) / max(1, len(pending))))
         self.set_status_message(f"exported {len(exported)} pre-annotations to {todo_dir()}")
         self.set_progress_percentage(100)

@@ -221,14 +221,19 @@ def building_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame | None
     return None
 
 
-def export_todo(scene: Scene, tile: dict, image_path: Path, todo_dir: Path) -> dict[str, Any]:
+def export_todo(scene: Scene, tile: dict, image_path: Path, todo_dir: Path, *,
+                crashed: str | None = None) -> dict[str, Any]:
     """Write the pre-annotation of one pending tile to ``todo_dir`` (GeoTIFF + GeoJSON + image).
 
     Unusable source footprints (unreadable file, mask of another shape, ...) do not stop the export: the
     tile is exported without buildings and the record carries ``footprints_error`` (one line) and
-    ``reject`` (a :data:`pipeline.dataset.pool.REJECT_COLUMNS` row for ``rejects.csv``)."""
+    ``reject`` (a :data:`pipeline.dataset.pool.REJECT_COLUMNS` row for ``rejects.csv``).  ``crashed``: the
+    reason of the scene's label reject when reading its source labels killed the process
+    (:func:`pipeline.forked.contained`): the footprints are not read again (that reject is the row)."""
     grid = TileGrid.from_tile_record(tile)
     key = tile_key(scene.source, scene.scene_id, tile["tile_id"])
+    if crashed is not None:
+        return {**export_preannotation(key, grid, image_path, None, todo_dir), "footprints_error": crashed}
     try:
         footprints = building_footprints(scene, grid)
     except PipelineInputError as exc:
