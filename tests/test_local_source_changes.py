@@ -37,6 +37,11 @@ def test_stamp_follows_the_files_not_their_reading(tmp_path):
         step()
         stamps.append(location_stamp(folder))
     assert len(set(stamps)) == 4 and stamps[4] == stamps[1]  # each step changes it; the same files, the same
+    os.symlink("/proc/self/pagemap", folder / "pagemap.tif")  # a pseudo-file (new time at every look): kind only
+    os.mkfifo(folder / "fifo.tif")
+    with_special = location_stamp(folder)
+    time.sleep(0.01)
+    assert location_stamp(folder) == with_special
     single = location_stamp(folder / "a.tif")  # a location that is one file
     (folder / "a.tif").write_bytes(b"II*\x00 other")
     assert location_stamp(folder / "a.tif") != single

@@ -220,7 +220,7 @@ def location_stamp(location: str | Path) -> str:
     the root of every build can take it (a local folder is read in place, not copied: without this, a
     changed file would be released as the pixels and checksums of the file it replaced)."""
     root = Path(os.path.expanduser(str(location))).absolute()
-    rows: list[tuple[str, int, int]] = []
+    rows: list[tuple[str, str, int, int]] = []
     if root.is_dir():
         for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
             here = Path(dirpath)
@@ -231,10 +231,18 @@ def location_stamp(location: str | Path) -> str:
     return hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()[:12]
 
 
-def _stat_row(path: Path, root: Path) -> tuple[str, int, int]:
-    """``(relative path, size, mtime_ns)`` of ``path`` (its link target's when it is one; -1s when missing)."""
+def _stat_row(path: Path, root: Path) -> tuple[str, str, int, int]:
+    """``(relative path, kind, size, mtime_ns)`` of ``path``: its link target's size and time when that is a
+    regular file outside the pseudo file systems (which the fetch leaves out: a link to ``/proc/self/pagemap``
+    has a new time at every look), else its kind only (a FIFO, a device, a missing or pseudo target)."""
+    rel = path.relative_to(root).as_posix()
     try:
         st = os.stat(path)
-        return path.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns
-    except OSError:
-        return path.relative_to(root).as_posix(), -1, -1
+        pseudo = stat.S_ISLNK(os.lstat(path).st_mode) and is_pseudo(path.resolve())
+    except (OSError, RuntimeError):
+        return rel, "unreadable", 0, 0
+    if pseudo:
+        return rel, "pseudo-file", 0, 0
+    if not stat.S_ISREG(st.st_mode):
+        return rel, file_kind(st.st_mode), 0, 0
+    return rel, "", st.st_size, st.st_mtime_ns
