@@ -18,6 +18,7 @@ import pytest
 
 from tests.helpers_build import BUILD_TIMEOUT, DEMO_SOURCES, ROOT, luigi_cmd, pipeline_env, release_dir
 
+TOKYO = "demo~local-tokyo-tokyo_1~r000_c000"
 PROBE = textwrap.dedent('''
     import ctypes
     import os
@@ -51,6 +52,7 @@ PROBE = textwrap.dedent('''
     wrap(tiling, "write_scene_tiles", killed, scene_named("khartoum"))
     wrap(landcover, "write_label_tiles", segfault, scene_named("vienna"))
     wrap(labelling, "building_footprints", segfault, scene_named("vienna"))  # the same file, read for the export
+    wrap(labelling, "import_annotation", segfault, lambda path, grid: "crash" in path.read_text())
     if os.environ.get("CRASH_STATS"):
         wrap(stats_write, "write_stats", segfault, lambda *a: True)
 ''')
@@ -58,6 +60,9 @@ PROBE = textwrap.dedent('''
 
 def _build(tmp_path, **env):
     (tmp_path / "crash_probe.py").write_text(PROBE)
+    done = tmp_path / "data" / "annotation" / "done"  # a completed annotation whose import crashes
+    done.mkdir(parents=True, exist_ok=True)
+    (done / f"{TOKYO}.geojson").write_text('{"crash": true}')
     sources = tmp_path / "sources.yaml"
     sources.write_text(DEMO_SOURCES)
     cmd = luigi_cmd(tmp_path / "data", sources, module="crash_probe", split_trials=20)
@@ -79,18 +84,22 @@ def test_scenes_that_crash_their_reader_are_rejects_and_the_release_is_valid(cra
     with open(rel / "rejects.csv", newline="") as f:
         rows = {(r["scene_id"], r["stage"]): r for r in csv.DictReader(f)}
     crashes = {k: r for k, r in rows.items() if "process reading it died" in r["reason"]}
-    by_stage = {stage: (scene, r) for (scene, stage), r in crashes.items()}
-    assert set(by_stage) == {"prepare", "tile", "annotation"}, rows
-    for stage, part, signame in (("prepare", "lima", "SIGSEGV"), ("tile", "khartoum", "SIGKILL"),
-                                 ("annotation", "vienna", "SIGSEGV")):
-        scene, row = by_stage[stage]
-        assert part in scene and signame in row["reason"], row
+    parts = ("lima", "khartoum", "vienna", "tokyo")
+    by_scene = {next(p for p in parts if p in scene): (stage, r) for (scene, stage), r in crashes.items()}
+    assert len(crashes) == 4 and set(by_scene) == set(parts), rows
+    for part, stage, signame in (("lima", "prepare", "SIGSEGV"), ("khartoum", "tile", "SIGKILL"),
+                                 ("vienna", "annotation", "SIGSEGV"), ("tokyo", "annotation", "SIGSEGV")):
+        got, row = by_scene[part]
+        assert got == stage and signame in row["reason"], row
         assert row["file"] and not row["file"].startswith("/"), row  # the file, relative to the source's folder
+    assert by_scene["tokyo"][1]["file"] == f"done/{TOKYO}.geojson"  # the completed annotation that crashed
     assert "Fatal Python error" not in proc.stderr  # a contained crash is a row, not a fatal error on the console
     manifest = json.loads((rel / "manifest.json").read_text())
     regions = {im["region"] for im in manifest["images"]}
     assert "lima" not in regions and "khartoum" not in regions
     assert {"tokyo", "austin", "paris"} <= regions  # the other scenes are released
+    tokyo = next(im for im in manifest["images"] if im["key"] == TOKYO)
+    assert sum(tokyo["class_pixels"].values()) > 0  # released with the label of its source
     with open(rel / "pending.csv", newline="") as f:  # vienna's tiles stay, awaiting labels (like a bad label file)
         todo = [r["todo"] for r in csv.DictReader(f) if r["region"] == "vienna"]
     assert todo and all(todo)  # ... exported for annotation without buildings: the crashing file is not read again

@@ -135,6 +135,14 @@ def _label_record(tile_id: str, data: np.ndarray, rel: str, origin: str, **extra
     }
 
 
+def find_tile_annotation(scene: Scene, tile_id: str, done_dir: Path) -> Path | None:
+    """The completed annotation of one tile in ``done_dir`` (named by its key, or by the key it had before keys
+    used ``~``: the legacy name, also matched exactly), or None."""
+    path = find_annotation(Path(done_dir), tile_key(scene.source, scene.scene_id, tile_id))
+    return path if path is not None else find_annotation(Path(done_dir), legacy_tile_key(scene.source, scene.scene_id,
+                                                                                          tile_id))
+
+
 def apply_annotations(
     scene: Scene, tiles: list[dict], records: list[dict], out_dir: Path, done_dir: Path | None
 ) -> tuple[list[dict], list[dict]]:
@@ -155,9 +163,7 @@ def apply_annotations(
         tid = t["tile_id"]
         key = tile_key(scene.source, scene.scene_id, tid)
         try:
-            path = find_annotation(Path(done_dir), key)
-            if path is None:  # completed before keys used "~": the legacy name, also matched exactly
-                path = find_annotation(Path(done_dir), legacy_tile_key(scene.source, scene.scene_id, tid))
+            path = find_tile_annotation(scene, tid, Path(done_dir))
             if path is None:
                 continue
             grid = TileGrid.from_tile_record(t)
