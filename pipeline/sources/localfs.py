@@ -22,6 +22,7 @@ file that mentions PROJ's file-reading keys (``+init``, ``nadgrids``, ...: a CRS
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import stat
@@ -214,35 +215,29 @@ def _proj_file_token(path: Path, chunk: int = 1 << 20) -> str | None:
 
 def location_stamp(location: str | Path) -> str:
     """12 hex digits over what a local source's files are now, from their metadata alone: the path, size and
-    modification time (ns) of every file below the folder ``location`` (hidden entries left out, symbolic links
-    to folders not followed, links to files followed: the walk of :func:`walk_files`), or of the file
-    ``location`` itself.  A file edited, replaced, added, removed or renamed changes it; nothing is read, so
-    the root of every build can take it (a local folder is read in place, not copied: without this, a
-    changed file would be released as the pixels and checksums of the file it replaced)."""
+    modification time (ns) of every file :func:`walk_files` finds below the folder ``location`` (or of the file
+    ``location``), and the path and reason of every entry it leaves out (a FIFO, a link to a pseudo-file: by
+    kind, as a link to ``/proc/self/pagemap`` has a new time at every look).  A file edited, replaced, added,
+    removed or renamed changes it; nothing is read, so the root of every build can take it (a local folder is
+    read in place, not copied: without this, a changed file would be released as the pixels and checksums of
+    the file it replaced).  No size limit applies here: the stamp says what is there, the fetch what is used."""
     root = Path(os.path.expanduser(str(location))).absolute()
-    rows: list[tuple[str, str, int, int]] = []
+    unlimited = dataclasses.replace(DEFAULT_LIMITS, local_file_max_bytes=1 << 62)
     if root.is_dir():
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-            here = Path(dirpath)
-            dirnames[:] = [d for d in dirnames if not d.startswith(".") and not (here / d).is_symlink()]
-            rows.extend(_stat_row(here / name, root) for name in filenames if not name.startswith("."))
+        files, skipped = walk_files(root, unlimited)
     else:
-        rows.append(_stat_row(root, root.parent))
+        why = file_problem(root, unlimited.local_file_max_bytes)
+        files, skipped = ([], [(root, why)]) if why else ([root], [])
+        root = root.parent
+    rows = [(p.relative_to(root).as_posix(), *_size_time(p)) for p in files]
+    rows += [(p.relative_to(root).as_posix(), why, 0, 0) for p, why in skipped]
     return hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()[:12]
 
 
-def _stat_row(path: Path, root: Path) -> tuple[str, str, int, int]:
-    """``(relative path, kind, size, mtime_ns)`` of ``path``: its link target's size and time when that is a
-    regular file outside the pseudo file systems (which the fetch leaves out: a link to ``/proc/self/pagemap``
-    has a new time at every look), else its kind only (a FIFO, a device, a missing or pseudo target)."""
-    rel = path.relative_to(root).as_posix()
+def _size_time(path: Path) -> tuple[str, int, int]:
+    """``("", size, mtime_ns)`` of a file (its link target's), ``("unreadable", 0, 0)`` when it is gone."""
     try:
         st = os.stat(path)
-        pseudo = stat.S_ISLNK(os.lstat(path).st_mode) and is_pseudo(path.resolve())
-    except (OSError, RuntimeError):
-        return rel, "unreadable", 0, 0
-    if pseudo:
-        return rel, "pseudo-file", 0, 0
-    if not stat.S_ISREG(st.st_mode):
-        return rel, file_kind(st.st_mode), 0, 0
-    return rel, "", st.st_size, st.st_mtime_ns
+    except OSError:
+        return "unreadable", 0, 0
+    return "", st.st_size, st.st_mtime_ns
