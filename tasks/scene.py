@@ -21,7 +21,7 @@ import numpy as np
 import rasterio
 
 from pipeline import atomic, forked
-from pipeline.errors import BuildError, PipelineInputError, SceneRejected
+from pipeline.errors import BuildError, PipelineInputError
 from tasks.base import PipelineTask
 from tasks.config import done_dir, load_scene, scene_dir
 from tasks.params import CountParams, LabelParams, PrepareParams, TileParams
@@ -167,34 +167,12 @@ class LabelScene(LabelParams, SceneTask):
         atomic.write_json(self.output().path, {"labels": labels, "rejects": rejects})
 
     def _annotated(self, tiles: list[dict], labels: list[dict], out: Path) -> tuple[list[dict], list[dict]]:
-        """:func:`~pipeline.labels.labelling.apply_annotations`: in a forked child when the scene has completed
-        annotations (files GDAL / OGR decode); when one crashes it, tile by tile, so that the file that did is
-        that tile's reject (its label stays the source's) and the others are imported."""
-        from pipeline.labels.labelling import apply_annotations, find_tile_annotation
+        """The scene's completed annotations applied: read in a forked child when it has any
+        (:func:`~pipeline.labels.labelling.apply_annotations_contained`), else nothing is read."""
+        from pipeline.labels.labelling import apply_annotations, apply_annotations_contained
 
-        scene = self.scene
-        if not self.annotations:  # no completed annotation of this scene: nothing is read
-            return apply_annotations(scene, tiles, labels, out, done_dir())
-        try:
-            return forked.contained(apply_annotations, scene, tiles, labels, out, done_dir(), file=str(done_dir()))
-        except SceneRejected:
-            pass
-        by_id = {r["tile_id"]: r for r in labels}
-        records, rejects = [], []
-        for t in sorted(tiles, key=lambda t: t["tile_id"]):
-            try:
-                path = find_tile_annotation(scene, t["tile_id"], done_dir())
-            except PipelineInputError:  # several files for one tile: apply_annotations names them
-                path = None
-            try:
-                got, more = forked.contained(apply_annotations, scene, [t], [by_id[t["tile_id"]]], out, done_dir(),
-                                             file=str(path))
-            except SceneRejected as exc:
-                rel = path.relative_to(done_dir().parent).as_posix() if path else str(done_dir())
-                got, more = [by_id[t["tile_id"]]], [{"file": rel, "reason": exc.reason, "stage": "annotation"}]
-            records.extend(got)
-            rejects.extend(more)
-        return records, rejects
+        apply = apply_annotations_contained if self.annotations else apply_annotations
+        return apply(self.scene, tiles, labels, out, done_dir())
 
 
 class CountSegments(CountParams, SceneTask):

@@ -41,7 +41,7 @@ from rasterio.vrt import WarpedVRT
 from shapely.geometry import shape
 
 from pipeline.constants import NUM_CLASSES
-from pipeline.errors import AnnotationRejected, PipelineInputError
+from pipeline.errors import AnnotationRejected, PipelineInputError, SceneRejected
 from pipeline.labels.annotations.export import export_preannotation, write_label
 from pipeline.labels.annotations.grid import TileGrid
 from pipeline.labels.annotations.importer import ANNOTATION_SUFFIXES, find_annotation, import_annotation
@@ -50,7 +50,7 @@ from pipeline.raster.reading import open_raster, open_scene
 from pipeline.scene import Georef, Scene
 from pipeline.sources.footprints import load_footprints
 
-__all__ = ["tile_key", "annotation_digest", "apply_annotations", "export_todo"]
+__all__ = ["tile_key", "annotation_digest", "apply_annotations", "apply_annotations_contained", "export_todo"]
 
 
 def _selector(prefix: str):
@@ -188,6 +188,36 @@ def apply_annotations(
         by_id[tid] = _label_record(tid, data, rel, "annotation", annotation=path.name,
                                    repaired_polygons=int(report.get("repaired_polygons", 0)))
     return [by_id[t["tile_id"]] for t in sorted(tiles, key=lambda t: t["tile_id"])], rejects
+
+
+def apply_annotations_contained(scene: Scene, tiles: list[dict], records: list[dict], out_dir: Path,
+                                done_dir: Path) -> tuple[list[dict], list[dict]]:
+    """:func:`apply_annotations` in a forked child (:func:`pipeline.forked.contained`: annotation files are
+    decoded by GDAL / OGR, native code); when one crashes it, again tile by tile, so that the file that did is
+    that tile's reject (the tile keeps its record) and the others are imported."""
+    from pipeline import forked
+
+    try:
+        return forked.contained(apply_annotations, scene, tiles, records, out_dir, done_dir, file=str(done_dir))
+    except SceneRejected:
+        pass
+    by_id = {r["tile_id"]: r for r in records}
+    out: list[dict] = []
+    rejects: list[dict] = []
+    for t in sorted(tiles, key=lambda t: t["tile_id"]):
+        try:
+            path = find_tile_annotation(scene, t["tile_id"], done_dir)
+        except PipelineInputError:  # several files for one tile: apply_annotations names them
+            path = None
+        try:
+            got, more = forked.contained(apply_annotations, scene, [t], [by_id[t["tile_id"]]], out_dir, done_dir,
+                                         file=str(path or done_dir))
+        except SceneRejected as exc:
+            got, more = [by_id[t["tile_id"]]], [{"file": _annotation_rel(exc.file, Path(done_dir)),
+                                                 "reason": exc.reason, "stage": "annotation"}]
+        out.extend(got)
+        rejects.extend(more)
+    return out, rejects
 
 
 def _annotation_rel(file: str, done_dir: Path) -> str:
