@@ -47,7 +47,8 @@ SPLITS: tuple[str, str, str] = ("train", "val", "test")
 
 #: The six inhabited continents, in the order of the manifest schema and the statistics tables.
 CONTINENTS: tuple[str, ...] = ("Africa", "Asia", "Europe", "North America", "South America", "Oceania")
-#: GeoNames continent codes -> continent names (Antarctica included: a place there is located, not released).
+#: GeoNames continent codes -> continent names (Antarctica included: a place there is located, then rejected: the
+#: pool leaves out a scene outside :data:`CONTINENTS`, :func:`pipeline.dataset.pool.outside_continents`).
 CONTINENT_CODES: dict[str, str] = {
     "AF": "Africa",
     "AS": "Asia",

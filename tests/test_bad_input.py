@@ -4,7 +4,8 @@
    ids 1..8) and bad ones.  Every bad file is a named row of ``rejects.csv`` (file + reason) and the good
    ones still release; inputs the band/dtype policies convert (1-band grey, 16-bit RGB, RGBA with alpha)
    release as 3-band uint8, and a rotated affine is accepted and warped onto a north-up UTM grid.  A label
-   with value 200 or of another shape is rejected and its tiles wait in ``pending.csv``.
+   with value 200 or of another shape is rejected and its tiles wait in ``pending.csv``.  A good scene in
+   Antarctica is a reject (stage ``locate``): a release covers the six inhabited continents.
 2. Bad ``sources.yaml`` files: the build exits non-zero naming the file, the source and the key, and
    writes nothing.
 3. A 404 from an ``xbd`` HTTP source (loopback server): the source fails (its fetch record says so, with the
@@ -92,6 +93,7 @@ EXPECTED_REJECTS = {
     "bad_8_bands.tif": "got 8",
     "labels/label_value_200.tif": "200",
     "labels/label_wrong_shape.tif": "differs from image",
+    "in_antarctica.tif": "located in Antarctica",  # a good scene, but outside the six continents of a release
 }
 RELEASED = ["good_a", "good_b", "convert_grey", "convert_uint16", "convert_rgba", "rotated"]
 PENDING = ["label_value_200", "label_wrong_shape"]
@@ -125,6 +127,9 @@ def make_local_source(root: Path) -> None:
     _scene(root, "bad_gsd_08", 11, label=False, transform=_transform(11, gsd=0.8))
     _scene(root, "bad_all_nodata", 12, label=False, image=np.zeros((3, N, N), np.uint8), nodata=0)
     _scene(root, "bad_8_bands", 13, label=False, image=np.repeat(_rgb(_label(seed=13)), 3, axis=0)[:8])
+    # a good labelled scene at McMurdo Station (UTM 58S): located in Antarctica, which no release covers (before:
+    # its image reached the manifest and the schema's six continents failed the whole build)
+    _scene(root, "in_antarctica", 14, crs="EPSG:32758", transform=Affine(GSD, 0.0, 539000.0, 0.0, -GSD, 1357900.0))
 
 
 def _sources_yaml(local: Path, extra: str = "") -> str:

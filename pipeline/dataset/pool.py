@@ -13,6 +13,7 @@ from typing import Any
 
 from rasterio.warp import transform_bounds
 
+from pipeline.constants import CONTINENTS
 from pipeline.dataset.ids import image_key
 from pipeline.dataset.regions import locate
 from pipeline.labels.keys import tile_key
@@ -107,6 +108,9 @@ def assemble_pool(
             continue
         lon, lat = plan["center_lonlat"]
         loc = locate(lon, lat, region_hint=item.get("region_override") or scene.region_hint)
+        if loc.continent not in CONTINENTS:  # Antarctica: planned and tiled (UPS South), but not released
+            rejects.append(_reject(scene, scene.image, "locate", outside_continents(loc.continent, lon, lat)))
+            continue
         labels = {r["tile_id"]: r for r in item["labels"]["labels"]}
         segments = {r["tile_id"]: r for r in item["segments"]["segments"]}
         folder = Path(item["folder"])
@@ -142,6 +146,15 @@ def assemble_pool(
                 })
             tiles_out.append(rec)
     return merge_pools([{"tiles": tiles_out, "rejects": rejects}])
+
+
+def outside_continents(continent: str, lon: float, lat: float) -> str:
+    """The reject reason of a scene whose centre lies outside the six continents a release covers
+    (:data:`pipeline.constants.CONTINENTS`, the manifest's ``continent`` values): Antarctica, or a place whose
+    country has no continent in the offline gazetteer (``Unknown``)."""
+    where = "a country of unknown continent" if continent == "Unknown" else continent
+    return (f"located in {where} (centre {lon:.4f}, {lat:.4f}): a release covers the six inhabited continents "
+            f"({', '.join(CONTINENTS)})")
 
 
 def merge_pools(parts: Iterable[Mapping[str, list]]) -> dict[str, list]:
