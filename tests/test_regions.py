@@ -91,3 +91,11 @@ def test_spacenet_aoi_and_the_gazetteer_give_one_region(tmp_path, aoi, lon, lat)
     from_adapter = locate(lon, lat, region_hint=scene.region_hint).region
     from_gazetteer = locate(lon, lat).region
     assert from_adapter == from_gazetteer == {"Vegas": "las_vegas", "RIO": "rio_de_janeiro"}[aoi]
+
+
+def test_a_hint_without_latin_letters_falls_back_to_the_coordinates():
+    # local folders named in other scripts: the slug is empty, so the place names the region, not one shared
+    # region "unknown" for every such folder
+    assert locate(139.69, 35.69, region_hint="東京").region == "tokyo"
+    assert locate(37.62, 55.75, region_hint="Москва").region == "moscow"
+    assert locate(139.69, 35.69, region_hint="Tokyo-23").region == "tokyo_23"  # a hint with letters still wins

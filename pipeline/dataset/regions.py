@@ -127,16 +127,18 @@ def metro_city(lon: float, lat: float) -> str | None:
 
 
 def locate(lon: float, lat: float, region_hint: str | None = None) -> Location:
-    """Region, country and continent of ``(lon, lat)`` (degrees, WGS 84), offline and deterministic."""
+    """Region, country and continent of ``(lon, lat)`` (degrees, WGS 84), offline and deterministic; the region is
+    ``region_hint`` slugified (:func:`slugify`) when that leaves a name, else the metro city (module docstring)."""
     if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
         raise ValueError(f"coordinates out of range: lon={lon}, lat={lat}")
     place = _geocoder().query([(lat, lon)])[0]
     cc = place["cc"]
     country = _countries().get(cc, {})
     continent = CONTINENT_CODES.get(country.get("continentcode", ""), "Unknown")
-    if region_hint:
-        region = slugify(region_hint)
-    else:
+    # a hint with no Latin letter or digit (a folder named 東京 or Москва) names no region: the coordinates do,
+    # as without a hint (before, every such hint became one region ``unknown``)
+    region = slugify(region_hint) if region_hint else ""
+    if not region:
         city = metro_city(lon, lat)
         region = slugify(city) if city else slugify(place.get("admin1") or place["name"])
     return Location(
