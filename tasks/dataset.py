@@ -255,8 +255,9 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
     tiles pending annotation and its rejects, which the release lists (so the release task does not parse the
     5 MB pool again).  Images of the previous release
     (parameters ``previous``, ``previous_digest``) keep their id and split, as do images released earlier in its
-    lineage that come back (the record's ``retired`` lists those of the lineage this release does not ship); the
-    output name carries the digest of that release's manifest, so a different previous release never reuses a
+    lineage that come back (the record's ``retired`` lists those of the lineage this release does not ship, with
+    their footprints), and a new image on the place of a retired one keeps its split (``same_place_as``,
+    :mod:`pipeline.dataset.splits.lineage`); the output name carries the digest of that release's manifest, so a different previous release never reuses a
     stale split."""
 
     pause_collector = True  # records of every image (tasks.base, pipeline.gcpause)
@@ -270,9 +271,10 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
         return dataset_target(self, "split")
 
     def run(self):
-        from pipeline.dataset.history import retired_images
+        from pipeline.dataset.history import lineage_places, retired_images
         from pipeline.dataset.ids import image_key
         from pipeline.dataset.splits.leakage import footprint, leakage_groups
+        from pipeline.dataset.splits.lineage import lineage_anchors
         from pipeline.dataset.splits.trials import split_dataset
 
         folder, name, prev_splits, prev_ids, retired = self.previous_history()
@@ -284,12 +286,20 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
         images = name_images([t for t in pool["tiles"] if t["status"] == "labelled" and t["key"] in chosen],
                              previous={**{k: v[0] for k, v in retired.items()}, **prev_ids})
         groups = leakage_groups(images) if any(footprint(im) is not None for im in images) else {}
+        kept = {**{k: v[1] for k, v in retired.items()}, **prev_splits}
+        shipped = {image_key(im) for im in images}
+        # footprints of the lineage only where some of its images are not shipped again (no cost otherwise)
+        places = lineage_places(folder, self.previous_digest, history_dir()) if set(kept) - shipped else {}
+        gone = retired_images(name, prev_splits, prev_ids, retired, shipped, places)
+        anchors = lineage_anchors(images, groups, kept, gone)  # a new key on a retired image's place
         assignment, infos = split_dataset(images, ratios=self.ratios, trials=int(self.split_trials),
                                           seed=int(self.seed), groups=groups,
-                                          previous={**{k: v[1] for k, v in retired.items()}, **prev_splits})
+                                          previous={**kept, **{k: split for k, (split, _) in anchors.items()}})
         for im in images:
             im["split"] = assignment[im["id"]]
             im["group"] = groups.get(im["id"], im["id"])
+            if image_key(im) in anchors:
+                im["same_place_as"] = anchors[image_key(im)][1]
         self.set_progress_percentage(100)
         _write_record(self.output().path, {
             "seed": int(self.seed), "trials": int(self.split_trials), "ratios": list(self.ratios),
@@ -299,7 +309,7 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
             "rejects": pool["rejects"],
             "previous_release": None if folder is None else {
                 "release": name, "folder": str(folder), "digest": self.previous_digest},
-            "retired": retired_images(name, prev_splits, prev_ids, retired, {image_key(im) for im in images}),
+            "retired": gone,
         })
 
 

@@ -123,7 +123,9 @@ def test_each_release_leaves_the_history_record_its_successor_reads(releases):
         manifest = _manifest(releases[name])
         record = json.loads((history / f"{manifest_digest(releases[name])}.json").read_text())
         splits, ids = previous_maps(manifest)
-        assert record == {"release": name, "images": {k: [ids[k], splits[k]] for k in splits}, "retired": {}}
+        places = {im["key"]: [im["crs"], *im["bounds"]] for im in manifest["images"]}  # for same_place_as
+        assert record == {"release": name, "images": {k: [ids[k], splits[k]] for k in splits}, "retired": {},
+                          "places": places}
 
 
 def test_only_the_new_sources_scene_tasks_ran(releases):

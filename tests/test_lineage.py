@@ -56,7 +56,8 @@ def test_a_release_remembers_the_images_it_leaves_out(lineage):
     extra = _images(lineage["v1"], "extra")
     assert extra and not _images(lineage["v2"], "extra")
     retired = _manifest(lineage["v2"])["retired"]
-    assert retired == [{"key": k, "id": extra[k]["id"], "split": extra[k]["split"], "last_release": "v1"}
+    assert retired == [{"key": k, "id": extra[k]["id"], "split": extra[k]["split"], "last_release": "v1",
+                        "crs": extra[k]["crs"], "bounds": extra[k]["bounds"]}  # its place: same_place_as
                        for k in sorted(extra)]
 
 

@@ -17,7 +17,9 @@ Policies
 * Lineage: a release remembers the images its predecessors released that it does not (its manifest's
   ``retired``: key, id, split and the last release that shipped each, :func:`retired_images`), so an image
   dropped and released again later gets its id and split back, and a new image never gets an id that named
-  another image anywhere in the lineage (ids are numbered after every id the lineage used).
+  another image anywhere in the lineage (ids are numbered after every id the lineage used).  Retired images
+  carry their footprint (``crs``, ``bounds``; the record's ``places``, :func:`lineage_places`): a new image on
+  one keeps its split (:mod:`pipeline.dataset.splits.lineage`).
 * :func:`release_history`: those maps, the retired images and the release's name, kept in a small record
   named by the manifest's digest (:func:`remember_release`, written when a release is built; or by the first
   build that reads the manifest for them): a build continuing a 5,000-image release reads ~0.3 MB instead of
@@ -108,25 +110,45 @@ def previous_maps(manifest: Mapping[str, Any] | None) -> tuple[dict[str, str], d
     return splits, ids
 
 
+def _place(record: Mapping[str, Any]) -> list[Any] | None:
+    """``[crs, x0, y0, x1, y1]`` of an image or retired record that has a CRS string and four finite bounds."""
+    crs, bounds = record.get("crs"), record.get("bounds")
+    if not isinstance(crs, str) or not isinstance(bounds, (list, tuple)) or len(bounds) != 4:
+        return None
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
+               for v in bounds):
+        return None
+    return [crs, *(float(v) for v in bounds)]
+
+
 def release_maps(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """The history record of ``manifest``: ``{"release": name, "images": {key: [id, split]}, "retired": {key:
-    [id, split, last release]}}`` (``retired``: the manifest's, empty for a manifest without one)."""
+    [id, split, last release]}, "places": {key: [crs, x0, y0, x1, y1]}}`` (``retired``: the manifest's, empty for a
+    manifest without one; ``places``: the footprint of every image and retired image that has one, which the
+    next release anchors new images on when it no longer ships these, :mod:`pipeline.dataset.splits.lineage`)."""
     splits, ids = previous_maps(manifest)
     retired = {str(r["key"]): [str(r["id"]), str(r["split"]), str(r["last_release"])]
                for r in manifest.get("retired") or []}
+    places = {str(r["key"]): p for r in manifest.get("retired") or [] if (p := _place(r)) is not None}
+    places.update({image_key(im): p for im in manifest.get("images", []) or [] if (p := _place(im)) is not None})
     return {"release": manifest.get("release"), "images": {k: [ids[k], splits[k]] for k in splits},
-            "retired": retired}
+            "retired": retired, "places": places}
 
 
 def retired_images(previous: str | None, splits: Mapping[str, str], ids: Mapping[str, str],
-                   retired: Mapping[str, Sequence[str]], keys: Collection[str]) -> list[dict[str, str]]:
+                   retired: Mapping[str, Sequence[str]], keys: Collection[str],
+                   places: Mapping[str, Sequence[Any]] | None = None) -> list[dict[str, Any]]:
     """The ``retired`` list of a release whose images have the stable keys ``keys``, continuing the release
     ``previous`` (its key -> split and key -> id maps, and its own ``retired``: key -> [id, split, last
     release]): every image of the lineage this release does not ship, as ``{"key", "id", "split",
-    "last_release"}`` sorted by key (the images of ``previous`` last shipped there)."""
+    "last_release"}`` sorted by key (the images of ``previous`` last shipped there), with ``crs`` and ``bounds``
+    where ``places`` (:func:`lineage_places`) has its footprint."""
     out = {k: list(v) for k, v in retired.items() if k not in keys}
     out.update({k: [ids[k], splits[k], str(previous)] for k in ids if k not in keys})
-    return [{"key": k, "id": v[0], "split": v[1], "last_release": v[2]} for k, v in sorted(out.items())]
+    places = places or {}
+    return [{"key": k, "id": v[0], "split": v[1], "last_release": v[2],
+             **({"crs": places[k][0], "bounds": list(places[k][1:])} if k in places else {})}
+            for k, v in sorted(out.items())]
 
 
 def remember_release(history_dir: str | Path, digest: str, manifest: Mapping[str, Any]) -> Path:
@@ -147,11 +169,33 @@ def _read_record(path: Path) -> dict[str, Any] | None:
         return None
     images = record.get("images") if isinstance(record, dict) else None
     retired = record.get("retired") if isinstance(record, dict) else None  # none: written before lineages
+    places = record.get("places") if isinstance(record, dict) else None  # none: written before lineage places
+    if not isinstance(places, dict):
+        return None
     if not isinstance(images, dict) or not isinstance(retired, dict) or not all(
             isinstance(v, list) and len(v) == n and all(isinstance(x, str) for x in v)
             for values, n in ((images, 2), (retired, 3)) for v in values.values()):
         return None
     return record
+
+
+def _history_record(folder: str | Path, digest: str, history_dir: str | Path | None) -> dict[str, Any]:
+    path = Path(history_dir) / f"{digest}.json" if history_dir is not None else None
+    record = _read_record(path) if path is not None and os.path.isfile(path) else None
+    if record is None:
+        record = release_maps(load_manifest(folder, digest))
+        if path is not None:
+            _write_record(path, record)
+    return record
+
+
+def lineage_places(folder: str | Path, digest: str, history_dir: str | Path | None = None
+                   ) -> dict[str, list[Any]]:
+    """key -> ``[crs, x0, y0, x1, y1]``: the footprints of the images and retired images of the release in
+    ``folder`` (its history record's ``places``, :func:`release_maps`; read as :func:`release_history` reads it)."""
+    places = _history_record(folder, digest, history_dir)["places"]
+    return {str(k): v for k, v in places.items() if isinstance(v, list) and len(v) == 5 and isinstance(v[0], str)
+            and all(isinstance(x, (int, float)) for x in v[1:])}
 
 
 def release_history(folder: str | Path, digest: str, history_dir: str | Path | None = None
@@ -160,12 +204,7 @@ def release_history(folder: str | Path, digest: str, history_dir: str | Path | N
     ``folder`` whose manifest has digest ``digest``: from its history record in ``history_dir`` when there (module
     docstring), else from the manifest (:func:`load_manifest`: a :class:`~pipeline.errors.BuildError` when it
     changed since), leaving the record for the next reader."""
-    path = Path(history_dir) / f"{digest}.json" if history_dir is not None else None
-    record = _read_record(path) if path is not None and os.path.isfile(path) else None
-    if record is None:
-        record = release_maps(load_manifest(folder, digest))
-        if path is not None:
-            _write_record(path, record)
+    record = _history_record(folder, digest, history_dir)
     images = record["images"]
     name = record.get("release")
     return (str(name) if name else None, {k: v[1] for k, v in images.items()}, {k: v[0] for k, v in images.items()},

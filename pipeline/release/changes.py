@@ -64,12 +64,14 @@ def release_changes(previous_manifest: Mapping[str, Any] | None, manifest: Mappi
     ``unchanged`` counts matched images with equal checksums, id and split.  An added image that the previous
     release lists as retired (released earlier in its lineage, :mod:`pipeline.dataset.history`) has
     ``returned_from`` (the last release that shipped it), and is compared with that entry for ``renamed`` and
-    ``split_moves``: it comes back with its id and split.
+    ``split_moves``: it comes back with its id and split.  An added image on the place of a retired one has its
+    ``same_place_as`` (:mod:`pipeline.dataset.splits.lineage`: it kept that image's split).
     """
     prev = _index(previous_manifest)
     cur = _index(manifest)
     back = {str(r.get("key")): r for r in (previous_manifest or {}).get("retired") or [] if isinstance(r, dict)}
-    added = [{**_brief(k, cur[k]), **({"returned_from": back[k].get("last_release")} if k in back else {})}
+    added = [{**_brief(k, cur[k]), **({"returned_from": back[k].get("last_release")} if k in back else {}),
+              **({"same_place_as": cur[k]["same_place_as"]} if cur[k].get("same_place_as") else {})}
              for k in sorted(set(cur) - set(prev))]
     removed = [_brief(k, prev[k]) for k in sorted(set(prev) - set(cur))]
     changed, renamed, moves = [], [], []
@@ -143,6 +145,8 @@ def changes_markdown(changes: Mapping[str, Any], *, limit: int = 50) -> str:
     lines.append("")
     lines += _listing("Added", [f"`{a['id']}` ({a['key']}, {a['region']}, {a['split']})"
                                 + (f", back from {a['returned_from']}" if a.get("returned_from") else "")
+                                + (f", on the place of retired {a['same_place_as']}: its split kept"
+                                   if a.get("same_place_as") else "")
                                 for a in changes["added"]], limit)
     lines += _listing("Removed", [f"`{a['id']}` ({a['key']}, {a['region']}, {a['split']})" for a in changes["removed"]],
                       limit)

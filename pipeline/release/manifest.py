@@ -46,9 +46,10 @@ IMAGE_FIELDS: tuple[str, ...] = (
     "class_pixels", "unlabelled_pixels", "segments", "edge_segments", "segments_total", "acquired",
 )
 #: Optional fields of one image record, kept when the caller's record has them: the stable key across
-#: releases (``<source>~<scene id>~<tile id>``, :mod:`pipeline.labels.keys`) and the leakage group (see
-#: :mod:`pipeline.dataset.splits.leakage`).
-IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group")
+#: releases (``<source>~<scene id>~<tile id>``, :mod:`pipeline.labels.keys`), the leakage group (see
+#: :mod:`pipeline.dataset.splits.leakage`) and the retired image whose place and split a new image keeps
+#: (:mod:`pipeline.dataset.splits.lineage`).
+IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group", "same_place_as")
 #: Optional top-level sections: the release this one follows, the tile selection record, UDA splits.
 OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda", "summary", "zones")
 #: Fields of one source entry.

@@ -42,13 +42,15 @@ def check_changes(root: Path, manifest: dict[str, Any], records: list[dict[str, 
 
 def released_before(root: Path, manifest: dict[str, Any], records: list[dict[str, Any]]) -> set[str]:
     """Ids of the images released before in the lineage (they keep their split): every image that the changes
-    report does not list as *added*, or lists as back from an earlier release (``returned_from``); empty without
-    a previous release or a readable report."""
+    report does not list as *added*, or lists as back from an earlier release (``returned_from``) or on the place
+    of a retired image (``same_place_as``: its split is the retired image's); empty without a previous release or
+    a readable report."""
     if not manifest.get("previous_release"):
         return set()
     try:
         changes = json.loads((root / CHANGES).read_text(encoding="utf-8"))
-        added = {a.get("id") for a in changes["added"] if isinstance(a, dict) and not a.get("returned_from")}
+        added = {a.get("id") for a in changes["added"]
+                 if isinstance(a, dict) and not a.get("returned_from") and not a.get("same_place_as")}
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
         return set()
     return {r["id"] for r in records if isinstance(r.get("id"), str) and r["id"] not in added}

@@ -7,6 +7,7 @@ from typing import Any
 
 from pipeline.constants import SPLITS
 from pipeline.dataset.ids import image_key, natural_key
+from pipeline.dataset.splits.leakage import overlapping_pairs
 from pipeline.release.manifest import file_name
 from pipeline.release.summary import summary_problems
 from pipeline.release.validate.common import MANIFEST
@@ -20,6 +21,7 @@ def check_consistency(manifest: dict[str, Any], records: list[dict[str, Any]], o
     for i in sorted((i for i, n in ids.items() if n > 1), key=natural_key):
         out.append(f"{MANIFEST}: id {i} is used by {ids[i]} images")
     _check_retired(manifest, records, out)
+    _check_same_place(manifest, records, out)
     names = Counter(file_name(r["image"]) for r in records if isinstance(r.get("image"), str))
     for n in sorted((n for n, c in names.items() if c > 1), key=natural_key):
         out.append(f"{MANIFEST}: file name {n} is used by {names[n]} images")
@@ -80,3 +82,32 @@ def _check_retired(manifest: dict[str, Any], records: list[dict[str, Any]], out:
                        f"image{'s' if ids[rid] > 2 else ''} also had")
         if key in shipped_keys:
             out.append(f"{MANIFEST}: retired[{i}] ({key}) is also a released image")
+
+
+def _check_same_place(manifest: dict[str, Any], records: list[dict[str, Any]], out: list[str]) -> None:
+    """An image's ``same_place_as`` (:mod:`pipeline.dataset.splits.lineage`) names a retired image of the
+    manifest, whose split it has and whose footprint (when listed) it overlaps: the validation's split audit counts
+    it as released before, so the claim is checked rather than trusted."""
+    claims = [r for r in records if r.get("same_place_as") is not None]
+    if not claims:
+        return
+    listed = manifest.get("retired")
+    retired = {r.get("key"): r for r in listed if isinstance(r, dict)} if isinstance(listed, list) else {}
+    for r in claims:
+        key, other = r.get("id"), retired.get(r["same_place_as"])
+        if other is None:
+            out.append(f"{MANIFEST}: image {key} is on the place of {r['same_place_as']!r}, which is no retired image")
+        elif other.get("split") != r.get("split"):
+            out.append(f"{MANIFEST}: image {key} is in {r.get('split')} but on the place of retired "
+                       f"{r['same_place_as']}, which was in {other.get('split')}")
+        elif other.get("crs") is not None and not _overlap(r, other):
+            out.append(f"{MANIFEST}: image {key} does not overlap retired {r['same_place_as']}, whose place it "
+                       "claims")
+
+
+def _overlap(record: dict[str, Any], retired: dict[str, Any]) -> bool:
+    try:
+        return bool(overlapping_pairs([{"id": "a", "crs": record.get("crs"), "bounds": record.get("bounds")},
+                                       {"id": "b", "crs": retired.get("crs"), "bounds": retired.get("bounds")}]))
+    except Exception:  # noqa: BLE001  (malformed bounds or CRS: the schema check names them)
+        return False
