@@ -190,6 +190,14 @@ class ProcessDied(BuildError):
         super().__init__(f"forked process {pid} ended without a result (exit status {status}{signal_words(status)})")
 
 
+class ProcessTimedOut(ProcessDied):
+    """A forked child process stopped (``SIGKILL``) because it ran longer than its caller allows (``seconds``)."""
+
+    def __init__(self, pid: int, seconds: float):
+        self.pid, self.status, self.seconds = pid, -9, seconds
+        BuildError.__init__(self, f"forked process {pid} ran longer than {seconds:g} s and was stopped")
+
+
 def signal_words(status: int) -> str:
     """``", SIGSEGV: ..."`` for an exit status that is a signal (negative), ``""`` for another."""
     import signal

@@ -19,12 +19,14 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import select
+import signal
 import sys
 import traceback
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from pipeline.errors import BuildError, ProcessDied, SceneRejected, signal_words
+from pipeline.errors import BuildError, ProcessDied, ProcessTimedOut, SceneRejected, signal_words
 
 T = TypeVar("T")
 
@@ -36,9 +38,15 @@ class Forked(Generic[T]):
     def __init__(self, pid: int | None, fd: int | None, outcome: tuple[bool, Any] | None = None) -> None:
         self._pid, self._fd, self._outcome = pid, fd, outcome
 
-    def _collect(self) -> tuple[bool, Any]:
+    def _collect(self, timeout: float | None = None) -> tuple[bool, Any]:
         if self._outcome is None:
             assert self._pid is not None and self._fd is not None
+            if timeout is not None and not select.select([self._fd], [], [], max(0.0, timeout))[0]:
+                os.kill(self._pid, signal.SIGKILL)  # nothing sent in time: stopped, and its result never read
+                os.waitpid(self._pid, 0)
+                os.close(self._fd)
+                self._outcome = (False, ProcessTimedOut(self._pid, timeout))
+                return self._outcome
             with os.fdopen(self._fd, "rb") as pipe:
                 data = pipe.read()
             _, status = os.waitpid(self._pid, 0)
@@ -49,9 +57,12 @@ class Forked(Generic[T]):
                 self._outcome = (False, ProcessDied(self._pid, code))
         return self._outcome
 
-    def result(self) -> T:
-        """The function's return value, or its exception raised here (with the child's traceback as a note)."""
-        ok, value = self._collect()
+    def result(self, timeout: float | None = None) -> T:
+        """The function's return value, or its exception raised here (with the child's traceback as a note).
+        ``timeout``: seconds to wait for the child to send it; then the child is killed and
+        :class:`~pipeline.errors.ProcessTimedOut` raised (a function run here, where there is no ``fork``, has
+        already ended)."""
+        ok, value = self._collect(timeout)
         if ok:
             return value
         raise value

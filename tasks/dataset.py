@@ -257,8 +257,8 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
     (parameters ``previous``, ``previous_digest``) keep their id and split, as do images released earlier in its
     lineage that come back (the record's ``retired`` lists those of the lineage this release does not ship, with
     their footprints), and a new image on the place of a retired one keeps its split (``same_place_as``,
-    :mod:`pipeline.dataset.splits.lineage`); the output name carries the digest of that release's manifest, so a different previous release never reuses a
-    stale split."""
+    :mod:`pipeline.dataset.splits.lineage`); the output name carries the digest of that release's manifest, so a
+    different previous release never reuses a stale split."""
 
     pause_collector = True  # records of every image (tasks.base, pipeline.gcpause)
 
@@ -289,7 +289,8 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
         kept = {**{k: v[1] for k, v in retired.items()}, **prev_splits}
         shipped = {image_key(im) for im in images}
         # footprints of the lineage only where some of its images are not shipped again (no cost otherwise)
-        places = lineage_places(folder, self.previous_digest, history_dir()) if set(kept) - shipped else {}
+        places = lineage_places(folder, self.previous_digest, history_dir()) \
+            if folder is not None and set(kept) - shipped else {}
         gone = retired_images(name, prev_splits, prev_ids, retired, shipped, places)
         anchors = lineage_anchors(images, groups, kept, gone)  # a new key on a retired image's place
         assignment, infos = split_dataset(images, ratios=self.ratios, trials=int(self.split_trials),

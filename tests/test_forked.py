@@ -102,3 +102,25 @@ def test_a_builtin_error_keeps_its_fields():
     with pytest.raises(FileNotFoundError) as info:
         forked.start(missing).result()
     assert info.value.errno == 2 and info.value.filename == "/nonexistent/file"
+
+
+def _sleeps(seconds):
+    import time
+
+    time.sleep(seconds)
+    return "woke"
+
+
+def test_a_child_past_its_timeout_is_stopped_and_named():
+    import time
+
+    from pipeline.errors import ProcessTimedOut
+
+    job = forked.start(_sleeps, 60)
+    t0 = time.perf_counter()
+    with pytest.raises(ProcessTimedOut, match="longer than 0.3 s") as info:
+        job.result(timeout=0.3)
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(ProcessLookupError):  # killed and reaped, not left running
+        os.kill(info.value.pid, 0)
+    assert forked.start(_sleeps, 0).result(timeout=30) == "woke"  # in time: its result

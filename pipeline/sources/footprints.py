@@ -11,29 +11,35 @@ Policies:
 * A zero-byte file, a file with no features, and — for SpaceNet scenes, whose chips without buildings
   come with empty or invalid GeoJSON — an unreadable file all mean "no buildings", not an error.
   An unreadable file of any other kind raises :class:`~pipeline.errors.AnnotationRejected`.
-* Z coordinates are dropped; invalid polygons are repaired with ``shapely.make_valid`` and only their
-  polygonal parts kept; empty, null and non-polygonal geometries (points, lines) are dropped.
+* Z coordinates are dropped; invalid polygons are repaired with ``shapely.make_valid`` (all of a file's
+  together, in a forked child given :data:`REPAIR_MAX_S`, else the file is rejected: :func:`repair_polygons`)
+  and only their polygonal parts kept; empty, null and non-polygonal geometries (points, lines) are dropped.
 * When the file declares a CRS different from ``scene.footprints_crs`` the polygons are reprojected
   to ``scene.footprints_crs`` (OGC:CRS84 and EPSG:4326 count as the same: GeoJSON is lon/lat).
 """
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
+import numpy as np
 import shapely
 from pyproj import CRS
 from rasterio.crs import CRS as RioCRS
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.errors import AnnotationRejected
+from pipeline import forked
+from pipeline.errors import AnnotationRejected, ProcessTimedOut
 from pipeline.limits import DEFAULT_LIMITS
 from pipeline.scene import Scene
 from pipeline.sources.localfs import PROJ_FILE_TOKENS, file_problem, read_bounded, vector_problem
 
+#: Seconds the repair of one file's invalid polygons may take (:func:`repair_polygons`).
+REPAIR_MAX_S = 30.0
 #: ``Scene.extra["footprints_format"]`` values.
 XBD_JSON = "xbd-json"
 VECTOR = "vector"
@@ -45,12 +51,46 @@ def empty_footprints(crs: str | None) -> gpd.GeoDataFrame:
 
 
 def polygonal(geom: BaseGeometry | None) -> BaseGeometry | None:
-    """``geom`` as a valid 2-D Polygon/MultiPolygon, or ``None`` when nothing polygonal is left."""
+    """``geom`` as a valid 2-D Polygon/MultiPolygon, or ``None`` when nothing polygonal is left (repaired here,
+    however long that takes: the geometries of a file a source or an annotator supplies go through
+    :func:`repair_polygons`)."""
     if geom is None or geom.is_empty:
         return None
     geom = shapely.force_2d(geom)
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
+    return _polygonal_part(geom)
+
+
+def repair_polygons(geoms: Sequence[BaseGeometry | None], file: str,
+                    seconds: float = REPAIR_MAX_S) -> list[BaseGeometry | None]:
+    """:func:`polygonal` of each geometry of one file, its invalid ones repaired together in a forked child
+    (:mod:`pipeline.forked`) that may take ``seconds``: the time GEOS's ``make_valid`` takes grows with the
+    square of the crossings of a polygon's edges or faster (a star polygon of 201 vertices, ~20,000 crossings:
+    41 s; of 1,601 vertices: hours), so a few kilobytes of hostile GeoJSON could otherwise hold a build for days.
+    Raises :class:`~pipeline.errors.AnnotationRejected` naming ``file`` when the repair takes longer."""
+    flat = [None if g is None or g.is_empty else shapely.force_2d(g) for g in geoms]
+    invalid = [i for i, g in enumerate(flat) if g is not None and not g.is_valid]
+    if invalid:
+        try:
+            fixed = forked.start(_make_valid, [flat[i] for i in invalid]).result(timeout=seconds)
+        except ProcessTimedOut:
+            raise AnnotationRejected(file, f"repairing its {len(invalid)} invalid polygon(s) took longer than "
+                                           f"{seconds:g} s (edges that cross each other thousands of times: "
+                                           "repair them in an editor)") from None
+        for i, g in zip(invalid, fixed):
+            flat[i] = g
+    return [None if g is None else _polygonal_part(g) for g in flat]
+
+
+def _make_valid(geoms: list[BaseGeometry]) -> list[BaseGeometry]:
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = geoms
+    return list(shapely.make_valid(arr))
+
+
+def _polygonal_part(geom: BaseGeometry) -> BaseGeometry | None:
+    """The polygonal part of a valid 2-D geometry (None when there is none)."""
     if isinstance(geom, (Polygon, MultiPolygon)):
         return None if geom.is_empty else geom
     parts = [g for g in getattr(geom, "geoms", []) if isinstance(g, (Polygon, MultiPolygon)) and not g.is_empty]
@@ -167,8 +207,8 @@ def vector_crs(path: str | Path, default: str | None = "EPSG:4326") -> str | Non
     return crs_string(info["crs"]) if info.get("crs") else default
 
 
-def _clean(geoms: list[BaseGeometry | None], crs: str | None) -> gpd.GeoDataFrame:
-    kept = [g for g in (polygonal(g) for g in geoms) if g is not None]
+def _clean(geoms: list[BaseGeometry | None], crs: str | None, file: str) -> gpd.GeoDataFrame:
+    kept = [g for g in repair_polygons(geoms, file) if g is not None]
     return gpd.GeoDataFrame(geometry=gpd.GeoSeries(kept, crs=crs), crs=crs)
 
 
@@ -190,7 +230,7 @@ def _read_vector(path: Path, crs: str | None, lenient: bool) -> gpd.GeoDataFrame
         raise AnnotationRejected(str(path), f"unreadable footprint file: {exc}") from exc
     if len(gdf) == 0:
         return empty_footprints(crs)
-    out = _clean(list(gdf.geometry), gdf.crs if gdf.crs is not None else crs)
+    out = _clean(list(gdf.geometry), gdf.crs if gdf.crs is not None else crs, str(path))
     if crs is None:
         return out
     if out.crs is None:
@@ -210,5 +250,5 @@ def load_footprints(scene: Scene) -> gpd.GeoDataFrame:
         raise AnnotationRejected(str(path), "footprint file does not exist")
     if (scene.extra or {}).get("footprints_format") == XBD_JSON:
         data = read_xbd_label(path)
-        return _clean([g for _, g in xbd_polygons(data, "lng_lat", path)], crs or "EPSG:4326")
+        return _clean([g for _, g in xbd_polygons(data, "lng_lat", path)], crs or "EPSG:4326", str(path))
     return _read_vector(path, crs, lenient=scene.kind == "spacenet")

@@ -17,7 +17,7 @@ from shapely.geometry.base import BaseGeometry
 from pipeline.constants import CLASS_NAMES, NUM_CLASSES
 from pipeline.errors import AnnotationRejected
 from pipeline.labels.annotations.grid import TileGrid, burn
-from pipeline.sources.footprints import crs_string, polygonal, same_crs
+from pipeline.sources.footprints import crs_string, repair_polygons, same_crs
 from pipeline.sources.localfs import file_problem, vector_problem
 
 #: Slack (in pixels) around the tile bounds for a vector file without CRS to be taken in the grid CRS.
@@ -150,7 +150,12 @@ def _feature_shapes(gdf: gpd.GeoDataFrame, col: Any, f: str) -> tuple[list[Shape
     problems: dict[str, list[int]] = {}
     shapes: list[Shape] = []
     repaired = 0
-    for i, (geom, value) in enumerate(zip(gdf.geometry, gdf[col])):
+    geoms = list(gdf.geometry)
+    polygons = [g if isinstance(g, (Polygon, MultiPolygon)) and not g.is_empty else None for g in geoms]
+    reasons = {i: shapely.is_valid_reason(g) for i, g in enumerate(polygons) if g is not None and not g.is_valid}
+    fixes = repair_polygons([polygons[i] for i in reasons], f) if reasons else []  # bounded in time
+    fixed_of = dict(zip(reasons, fixes))
+    for i, (geom, value) in enumerate(zip(geoms, gdf[col])):
         cid, problem = _class_id(value)
         if problem:
             problems.setdefault(problem, []).append(i)
@@ -160,9 +165,8 @@ def _feature_shapes(gdf: gpd.GeoDataFrame, col: Any, f: str) -> tuple[list[Shape
         if not isinstance(geom, (Polygon, MultiPolygon)):
             problems.setdefault(f"{geom.geom_type} is not a polygon", []).append(i)
             continue
-        if not geom.is_valid:
-            why = shapely.is_valid_reason(geom)
-            fixed = polygonal(geom)
+        if i in reasons:
+            why, fixed = reasons[i], fixed_of[i]
             if fixed is None or fixed.area <= 0:
                 problems.setdefault(f"invalid polygon ({why}) has nothing polygonal left after make_valid",
                                     []).append(i)
@@ -209,8 +213,8 @@ def _in_tile(shapes: list[Shape], src_crs: Any, bounds: tuple[float, ...], grid:
             raise AnnotationRejected(f, f"cannot reproject from {crs_string(src_crs)} to {grid.crs}: {exc}") from exc
     tile = grid.footprint
     inside: list[Shape] = []
-    for g, (_, cid, i) in zip(geoms, shapes):
-        g = polygonal(g)  # reprojection can (rarely) invalidate a polygon; repair so intersects() is reliable
+    # reprojection can (rarely) invalidate a polygon; repaired (bounded in time) so intersects() is reliable
+    for g, (_, cid, i) in zip(repair_polygons(geoms, f), shapes):
         if g is not None and g.intersects(tile) and not g.touches(tile):
             inside.append((g, cid, i))
     if not inside:
