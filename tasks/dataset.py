@@ -185,7 +185,8 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
     over every region's every-k-th labelled tiles, cross-fitted; one loss regressor; highest predicted loss
     first), or seeded random only when the regressor fails its quality gate (``pipeline.dataset.selection``).
     Tiles released by the previous release are always kept (they count towards the quota), so a rebuild
-    never drops a released image."""
+    never drops a released image, and so are tiles on the place of an image of the lineage the pool no longer has
+    (its key changed: :mod:`pipeline.dataset.splits.lineage`)."""
 
     def requires(self):
         return self.clone(AssembleTiles)
@@ -201,8 +202,10 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
     def run(self):
         from pipeline.dataset.selection.record import select_tiles, summary_lines
 
-        released = set(self.previous_history()[2])
+        folder, name, prev_splits, prev_ids, retired = self.previous_history()
+        released = set(prev_splits)
         pool = _load(self.input().path)
+        released |= self._on_retired_places(pool["tiles"], folder, name, prev_splits, prev_ids, retired)
         record = select_tiles(pool["tiles"], params=self._params(), released=released, progress=self._progress)
         for w in record["warnings"]:
             logger.warning(w)
@@ -213,6 +216,22 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
     def _progress(self, message: str, fraction: float) -> None:
         self.set_status_message(message)
         self.set_progress_percentage(int(100 * fraction))
+
+    def _on_retired_places(self, tiles: list[dict], folder: Path | None, name: str | None,
+                           prev_splits: dict[str, str], prev_ids: dict[str, str],
+                           retired: dict[str, list[str]]) -> set[str]:
+        """Keys of pool tiles on the place of an image the lineage released and the pool no longer has (a source
+        renamed, a folder reorganised: :func:`pipeline.dataset.splits.lineage.on_retired_places`); nothing is
+        read when every image of the lineage is still in the pool."""
+        from pipeline.dataset.history import lineage_places, retired_images
+        from pipeline.dataset.splits.lineage import on_retired_places
+
+        keys = {t["key"] for t in tiles}
+        if folder is None or not (set(prev_splits) | set(retired)) - keys:
+            return set()
+        gone = retired_images(name, prev_splits, prev_ids, retired, keys,
+                              lineage_places(folder, self.previous_digest, history_dir()))
+        return on_retired_places([t for t in tiles if t["key"] not in prev_splits and t["key"] not in retired], gone)
 
 
 class ExportAnnotationTodo(SelectParams, PipelineTask):
