@@ -38,6 +38,7 @@ from typing import Any
 
 from pipeline import atomic
 from pipeline.dataset.ids import image_key, natural_key
+from pipeline.dataset.splits.leakage import finite_bounds
 from pipeline.errors import BuildError, ConfigError, PreviousReleaseNotFound
 
 MANIFEST = "manifest.json"
@@ -112,13 +113,8 @@ def previous_maps(manifest: Mapping[str, Any] | None) -> tuple[dict[str, str], d
 
 def _place(record: Mapping[str, Any]) -> list[Any] | None:
     """``[crs, x0, y0, x1, y1]`` of an image or retired record that has a CRS string and four finite bounds."""
-    crs, bounds = record.get("crs"), record.get("bounds")
-    if not isinstance(crs, str) or not isinstance(bounds, (list, tuple)) or len(bounds) != 4:
-        return None
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and abs(v) != float("inf")
-               for v in bounds):
-        return None
-    return [crs, *(float(v) for v in bounds)]
+    crs, bounds = record.get("crs"), finite_bounds(record.get("bounds"))
+    return [crs, *bounds] if isinstance(crs, str) and bounds is not None else None
 
 
 def release_maps(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,7 +35,7 @@ def footprint(image: Mapping[str, Any]):
     from shapely.geometry import MultiPolygon, Polygon, box
 
     crs, b = image.get("crs"), image.get("bounds")
-    corners = _finite(b) if isinstance(crs, str) else None
+    corners = finite_bounds(b) if isinstance(crs, str) else None
     if corners is not None:
         x0, y0, x1, y1 = corners
         t = np.arange(_EDGE_POINTS) / _EDGE_POINTS
@@ -57,7 +57,7 @@ def footprint(image: Mapping[str, Any]):
     return None
 
 
-def _finite(bounds: Any) -> tuple[float, float, float, float] | None:
+def finite_bounds(bounds: Any) -> tuple[float, float, float, float] | None:
     """``bounds`` as four finite floats, or None (not a list of four numbers, or one of them not finite)."""
     if not (isinstance(bounds, (list, tuple)) and len(bounds) == 4):
         return None
@@ -144,7 +144,7 @@ def _native_boxes(recs: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.nda
         crs = d.get("crs")
         if not isinstance(crs, str):
             continue
-        b = _finite(d.get("bounds"))
+        b = finite_bounds(d.get("bounds"))
         if b is not None and b[2] > b[0] and b[3] > b[1]:
             boxes[i] = b
             codes[i] = seen.setdefault(crs, len(seen))
