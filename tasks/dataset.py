@@ -23,7 +23,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import atomic, forked
-from pipeline.dataset.pool import assemble_pool, merge_pools, name_images, selected_pending
+from pipeline.dataset.pool import assemble_pool, merge_pools, name_images, selected_pending, unmatched_annotations
 from pipeline.errors import SourceFailed
 from pipeline.sources.config import scene_region
 from pipeline.sources.outcome import failure_of
@@ -175,6 +175,10 @@ class AssembleTiles(PoolParams, PipelineTask):
         if failed and not cfg().allow_partial_release:
             raise SourceFailed(failed)  # after every other source's scenes were tiled and labelled
         pool = merge_pools([_load(t.path) for t in self.input()["sources"]])
+        names = load_index(str(annotation_cache_dir()), self.annotation_index).names
+        unused = unmatched_annotations(names, pool["tiles"], {n for n, _, _ in self.sources})
+        if unused:  # completed annotations that name no tile: rejects rows, not silently ignored
+            pool["rejects"] = merge_pools([{"tiles": [], "rejects": pool["rejects"] + unused}])["rejects"]
         self.set_progress_percentage(100)
         _write_record(self.output().path, pool)
 

@@ -16,7 +16,7 @@ from rasterio.warp import transform_bounds
 from pipeline.constants import CONTINENTS
 from pipeline.dataset.ids import image_key
 from pipeline.dataset.regions import locate
-from pipeline.labels.keys import tile_key
+from pipeline.labels.keys import legacy_tile_key, split_tile_key, tile_key
 from pipeline.scene import Scene
 
 REJECT_COLUMNS = ("source", "scene_id", "file", "stage", "reason")
@@ -155,6 +155,40 @@ def outside_continents(continent: str, lon: float, lat: float) -> str:
     where = "a country of unknown continent" if continent == "Unknown" else continent
     return (f"located in {where} (centre {lon:.4f}, {lat:.4f}): a release covers the six inhabited continents "
             f"({', '.join(CONTINENTS)})")
+
+
+def unmatched_annotations(names: Iterable[str], tiles: Iterable[Mapping[str, Any]],
+                          sources: Collection[str]) -> list[dict[str, str]]:
+    """``rejects.csv`` rows (stage ``annotation``, file ``done/<name>``) for the completed annotation files
+    ``names`` that name no tile of the pool ``tiles`` by its key or legacy key (:mod:`pipeline.labels.keys`), so an
+    annotation that a build cannot use is said, not silently ignored: after a source is renamed or disabled
+    (``sources``: the enabled ones), its scene is rejected or renamed, or the file is misnamed."""
+    names = list(names)
+    if not names:
+        return []
+    used: set[str] = set()
+    scenes: dict[str, set[str]] = defaultdict(set)
+    for t in tiles:
+        used.update((tile_key(t["source"], t["source_scene_id"], t["tile"]),
+                     legacy_tile_key(t["source"], t["source_scene_id"], t["tile"])))
+        scenes[t["source"]].add(t["source_scene_id"])
+    out = []
+    for name in names:
+        stem = Path(name).stem
+        if stem in used:
+            continue
+        parts = split_tile_key(stem)
+        if parts is None:
+            why = "its name is no tile key (<source>~<scene>~<tile>) of this build"
+        elif parts[0] not in sources:
+            why = f"no enabled source is named {parts[0]!r} (renamed or disabled: its tiles have other keys now)"
+        elif parts[1] not in scenes[parts[0]]:
+            why = f"source {parts[0]!r} has no tile of scene {parts[1]!r} in this build"
+        else:
+            why = f"scene {parts[1]!r} of {parts[0]!r} has no tile {parts[2]!r} in this build"
+        out.append({"source": parts[0] if parts else "", "scene_id": parts[1] if parts else "",
+                    "file": f"done/{name}", "stage": "annotation", "reason": f"not used: {why}"})
+    return out
 
 
 def merge_pools(parts: Iterable[Mapping[str, list]]) -> dict[str, list]:
