@@ -111,6 +111,20 @@ def test_same_seed_gives_byte_identical_manifest(release, tmp_path):
     assert (rel / "manifest.json").read_bytes() == (rel2 / "manifest.json").read_bytes()
 
 
+def test_a_data_folder_given_relative_gives_the_same_release(release, tmp_path):
+    # the README's command builds in `data` (relative): rejects.csv named the coarse demo scene by the work path
+    # "data/raw/demo-<digest>/files/local/...", not relative to the source's folder, so the release differed from
+    # one built with an absolute data folder
+    base, sources, rel = release
+    import os
+
+    ok, rel2 = build(Path(os.path.relpath(tmp_path / "data")), sources)
+    assert ok
+    rows = (rel2 / "rejects.csv").read_text()
+    assert "local/denver/denver_coarse_1.tif" in rows and "raw/" not in rows, rows
+    assert (rel / "manifest.json").read_bytes() == (rel2 / "manifest.json").read_bytes()
+
+
 def test_flipping_one_byte_fails_validation_naming_the_file(release, tmp_path):
     _, _, rel = release
     copy = tmp_path / "rel"

@@ -28,9 +28,13 @@ def relative_to_root(file: str, root: str | None) -> str:
     """``file`` relative to its source's fetched root, so reports do not depend on where the data folder
     is (releases built in two places stay byte-identical): inside the root its path below it (a symlink
     judged by where it is, not where it points), the root itself its name, outside it a ``../`` path.
-    Relative paths are returned as they are."""
-    if not root or not file or not Path(file).is_absolute():
+    A relative path below a relative root (a data folder given as ``data``, the default) loses the root's part;
+    other relative paths (already relative to the root) are returned as they are."""
+    if not root or not file:
         return str(file)
+    if not Path(file).is_absolute():
+        prefix = str(root).rstrip("/") + "/"
+        return str(file)[len(prefix):] if not Path(root).is_absolute() and str(file).startswith(prefix) else str(file)
     pairs = ((Path(os.path.abspath(file)), Path(os.path.abspath(root))), (Path(file).resolve(), Path(root).resolve()))
     for f, r in pairs:
         if f == r:
@@ -46,10 +50,10 @@ def relative_to_root(file: str, root: str | None) -> str:
 
 
 def relative_reason(reason: str, root: str | None) -> str:
-    """``reason`` with the source root's absolute path left out (GDAL quotes the whole path)."""
+    """``reason`` with the source root's path left out, absolute or as given (GDAL quotes the whole path)."""
     if not root:
         return reason
-    for r in {os.path.abspath(root), str(Path(root).resolve())}:
+    for r in dict.fromkeys((os.path.abspath(root), str(Path(root).resolve()), str(root))):  # absolute forms first
         reason = reason.replace(r.rstrip("/") + "/", "")
     return reason
 
