@@ -18,6 +18,7 @@ source's work, not the whole release's.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from pathlib import Path
 
 import luigi
@@ -78,6 +79,17 @@ class PreviousRelease:
         if folder is None:
             return None, None, {}, {}, {}
         return (folder, *release_history(folder, self.previous_digest, history_dir()))
+
+    def retired_after(self, history: tuple, keys: Collection[str]) -> list[dict]:
+        """The lineage's images (``history``: :meth:`previous_history`) that a release of the stable keys ``keys``
+        does not ship (:func:`pipeline.dataset.history.retired_images`), with their footprints, which are read only
+        when there is such an image (:func:`pipeline.dataset.history.lineage_places`)."""
+        from pipeline.dataset.history import lineage_places, retired_images
+
+        folder, name, prev_splits, prev_ids, retired = history
+        gone = folder is not None and bool((set(prev_splits) | set(retired)) - set(keys))
+        places = lineage_places(folder, self.previous_digest, history_dir()) if gone else {}
+        return retired_images(name, prev_splits, prev_ids, retired, keys, places)
 
 
 class SourcePool(SourcePoolParams, PipelineTask):
@@ -205,11 +217,17 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
 
     def run(self):
         from pipeline.dataset.selection.record import select_tiles, summary_lines
+        from pipeline.dataset.splits.lineage import on_retired_places
 
-        folder, name, prev_splits, prev_ids, retired = self.previous_history()
-        released = set(prev_splits)
+        history = self.previous_history()
+        prev_splits, retired = history[2], history[4]
         pool = _load(self.input().path)
-        released |= self._on_retired_places(pool["tiles"], folder, name, prev_splits, prev_ids, retired)
+        gone = self.retired_after(history, {t["key"] for t in pool["tiles"]})
+        # tiles on the place of a lineage image the pool no longer has (its key changed) are kept like released ones
+        released = set(prev_splits)
+        if gone:
+            lineage = released | retired.keys()
+            released |= on_retired_places([t for t in pool["tiles"] if t["key"] not in lineage], gone)
         record = select_tiles(pool["tiles"], params=self._params(), released=released, progress=self._progress)
         for w in record["warnings"]:
             logger.warning(w)
@@ -220,22 +238,6 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
     def _progress(self, message: str, fraction: float) -> None:
         self.set_status_message(message)
         self.set_progress_percentage(int(100 * fraction))
-
-    def _on_retired_places(self, tiles: list[dict], folder: Path | None, name: str | None,
-                           prev_splits: dict[str, str], prev_ids: dict[str, str],
-                           retired: dict[str, list[str]]) -> set[str]:
-        """Keys of pool tiles on the place of an image the lineage released and the pool no longer has (a source
-        renamed, a folder reorganised: :func:`pipeline.dataset.splits.lineage.on_retired_places`); nothing is
-        read when every image of the lineage is still in the pool."""
-        from pipeline.dataset.history import lineage_places, retired_images
-        from pipeline.dataset.splits.lineage import on_retired_places
-
-        keys = {t["key"] for t in tiles}
-        if folder is None or not (set(prev_splits) | set(retired)) - keys:
-            return set()
-        gone = retired_images(name, prev_splits, prev_ids, retired, keys,
-                              lineage_places(folder, self.previous_digest, history_dir()))
-        return on_retired_places([t for t in tiles if t["key"] not in prev_splits and t["key"] not in retired], gone)
 
 
 class ExportAnnotationTodo(SelectParams, PipelineTask):
@@ -294,7 +296,6 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
         return dataset_target(self, "split")
 
     def run(self):
-        from pipeline.dataset.history import lineage_places, retired_images
         from pipeline.dataset.ids import image_key
         from pipeline.dataset.splits.leakage import footprint, leakage_groups
         from pipeline.dataset.splits.lineage import lineage_anchors
@@ -310,11 +311,7 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
                              previous={**{k: v[0] for k, v in retired.items()}, **prev_ids})
         groups = leakage_groups(images) if any(footprint(im) is not None for im in images) else {}
         kept = {**{k: v[1] for k, v in retired.items()}, **prev_splits}
-        shipped = {image_key(im) for im in images}
-        # footprints of the lineage only where some of its images are not shipped again (no cost otherwise)
-        places = lineage_places(folder, self.previous_digest, history_dir()) \
-            if folder is not None and set(kept) - shipped else {}
-        gone = retired_images(name, prev_splits, prev_ids, retired, shipped, places)
+        gone = self.retired_after((folder, name, prev_splits, prev_ids, retired), {image_key(im) for im in images})
         anchors = lineage_anchors(images, groups, kept, gone)  # a new key on a retired image's place
         assignment, infos = split_dataset(images, ratios=self.ratios, trials=int(self.split_trials),
                                           seed=int(self.seed), groups=groups,
