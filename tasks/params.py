@@ -17,6 +17,7 @@ import luigi
 from luigi.parameter import _no_value
 from luigi.task_register import Register
 
+from pipeline.dataset.ids import check_release_name
 from tasks import plan, versions
 from tasks.config import PipelineConfig, annotation_cache_dir, done_dir, releases_root
 
@@ -187,6 +188,7 @@ class RootRegister(Register):
 
 def derive(release: str) -> dict:
     """The root's derived parameters (:data:`DERIVED`) for building ``release`` with the current configuration."""
+    check_release_name(release)  # before anything reads or writes under releases/
     c = PipelineConfig()
     codes = versions.code_versions()
     cache = annotation_cache_dir()

@@ -6,6 +6,9 @@ cap guards the machine: an alias bomb used to grow past 3 GB).
   with a non-zero exit and nothing written, in bounded time and memory.
 * A build with no enabled source, or whose every scene is rejected, refuses to write an empty release:
   non-zero exit, a message saying why (``EmptyRelease``), no release folder.
+* A release name that is not one folder name under ``releases/`` is refused at once, naming the rule, and the
+  releases already there are untouched (``--release .`` used to replace the whole ``releases/`` folder,
+  ``../x`` to write beside it).
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.helpers_build import luigi_cmd, release_dir, run_measured
+from pipeline.dataset.ids import release_name_problem
+from tests.helpers_build import local_sources, luigi_cmd, release_dir, run_measured
 from tests.test_bad_input import _scene
 
 GUARD = 8 << 30  # address space of the build process (a normal build needs well under 2 GiB)
@@ -90,3 +94,38 @@ def test_every_scene_rejected_is_no_release(tmp_path):
     assert "folder/blank.tif: blank: every valid pixel is (7, 7, 7)" in out, out[-3000:]
     assert not release_dir(tmp_path / "data").exists()
     assert list((tmp_path / "data" / "catalog").glob("folder-*.json"))  # the build ran up to the release
+
+
+BAD_RELEASE_NAMES = [".", "..", "../escaped", "v2/", "sub/v3", ".hidden", "v1 final", "x" * 101]
+
+
+def test_release_names_are_one_plain_folder_name():
+    for name in ["v0.1.0", "v0.10.0", "2026-12", "oem_v1.0.0+build.5", "r1", "x" * 100]:
+        assert release_name_problem(name) is None, name
+    for name in BAD_RELEASE_NAMES + ["", "-v1", "v1\\x", "v1\n"]:
+        assert release_name_problem(name), name
+
+
+def test_a_bad_release_name_is_refused_and_earlier_releases_are_kept(tmp_path):
+    folder = tmp_path / "folder"
+    _scene(folder, "a", 0)
+    sources = local_sources(tmp_path / "sources.yaml", {"folder": folder})
+
+    def run(i_name):
+        i, name = i_name
+        data = tmp_path / f"data{i}"
+        earlier = data / "releases" / "v1"
+        earlier.mkdir(parents=True)
+        (earlier / "manifest.json").write_text("{}")
+        result = run_measured(luigi_cmd(data, sources, release=name), log=tmp_path / f"{i}.log", timeout=MAX_WALL,
+                              max_address_space=GUARD)
+        return data, result
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        runs = list(pool.map(run, enumerate(BAD_RELEASE_NAMES)))
+    for name, (data, (code, out, _, _)) in zip(BAD_RELEASE_NAMES, runs):
+        assert code != 0, (name, out[-2000:])
+        assert f"release name {name!r} is not one folder name under releases/" in out, (name, out[-2000:])
+        assert sorted(p.name for p in data.iterdir()) == ["releases"], name  # nothing fetched, nothing written
+        assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == [
+            "releases", "releases/v1", "releases/v1/manifest.json"], name

@@ -1,5 +1,10 @@
-"""Names of released images: their natural order and the stable key that follows an image across releases.
+"""Names: of releases (what a release may be called), of released images (their natural order) and the stable
+key that follows an image across releases.
 
+* A release name is one folder name under ``<data_dir>/releases/`` and part of S3 keys and STAC ids
+  (:func:`release_name_problem`): letters, digits and ``. _ + -``, starting with a letter or digit.  Without
+  that rule ``--release .`` replaced the whole ``releases/`` folder (every earlier release gone) and
+  ``--release ../x`` wrote outside it.
 * Image ids are ``<region>_<n>`` (:func:`pipeline.dataset.pool.name_images`); :func:`natural_key` orders them
   (and release names such as ``v0.10.0``) with digit runs compared as numbers.
 * The stable key of an image is ``<source>~<source scene id>~<tile id>`` (the pool's tile key,
@@ -17,7 +22,27 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pipeline.errors import ConfigError
 from pipeline.labels.keys import tile_key
+
+#: What a release may be called (also the manifest schema's ``release`` pattern).
+RELEASE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+def release_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a release (module docstring), or None when it can."""
+    if RELEASE_NAME.fullmatch(name):
+        return None
+    return (f"release name {name!r} is not one folder name under releases/: use letters, digits and '.', '_', "
+            "'+', '-', starting with a letter or digit, at most 100 characters (e.g. v0.2.0)")
+
+
+def check_release_name(name: str) -> str:
+    """``name`` when it can name a release; else a :class:`~pipeline.errors.ConfigError` saying why."""
+    problem = release_name_problem(name)
+    if problem:
+        raise ConfigError(problem)
+    return name
 
 
 @functools.lru_cache(maxsize=1 << 16)
