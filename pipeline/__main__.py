@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("pipeline.release.validate.report", "check a release folder against its manifest.json"),
     "browse": ("pipeline.release.viewer.cli", "write a release's static, offline browser to <release>/viewer/"),
     "status": ("pipeline.release.status", "where a data folder stands: sources, regions (annotation loop), releases"),
+    "relocate": ("pipeline.datafolder", "point a moved or copied data folder's work records at its files"),
     "plan": ("tasks.preview", "what a build with the same options would do, without running or writing anything"),
 }
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import luigi
 
+from pipeline.datafolder import where
 from pipeline.limits import DEFAULT_LIMITS, MAX_GRID_TOTAL, Limits
 from pipeline.scene import Scene
 
@@ -105,7 +106,8 @@ def limits() -> Limits:
 # comes from its parameters (tasks.params), never from here.
 
 def data_dir() -> Path:
-    return Path(setting("data_dir"))
+    """The data folder as an absolute path (records name files by it: :mod:`pipeline.datafolder`)."""
+    return Path(where(setting("data_dir")))
 
 
 def raw_dir(source: str, raw: str) -> Path:

@@ -17,9 +17,11 @@ import luigi
 from luigi.parameter import _no_value
 from luigi.task_register import Register
 
+from pipeline.datafolder import location_problem, remember_location
 from pipeline.dataset.ids import check_release_name
+from pipeline.errors import ConfigError
 from tasks import plan, versions
-from tasks.config import PipelineConfig, annotation_cache_dir, done_dir, releases_root
+from tasks.config import PipelineConfig, annotation_cache_dir, data_dir, done_dir, releases_root
 
 
 class FromConfig:
@@ -189,12 +191,15 @@ class RootRegister(Register):
 def derive(release: str) -> dict:
     """The root's derived parameters (:data:`DERIVED`) for building ``release`` with the current configuration."""
     check_release_name(release)  # before anything reads or writes under releases/
+    moved = location_problem(data_dir())  # work records name files by absolute path (pipeline.datafolder)
+    if moved:
+        raise ConfigError(moved)
     c = PipelineConfig()
     codes = versions.code_versions()
     cache = annotation_cache_dir()
     index = plan.annotation_index(done_dir(), cache)
     prev, prev_digest = plan.previous(releases_root(), release, c.previous_release)
-    return {
+    derived = {
         "sources": plan.sources_param(c.sources_file, max_bytes=int(c.sources_max_bytes)),
         "annotation_index": plan.store_index(index, cache),
         "codes": {k: codes[k] for k in plan.POOL_CODES},
@@ -202,3 +207,6 @@ def derive(release: str) -> dict:
         "previous": prev,
         "previous_digest": prev_digest,
     }
+    if not plan.is_read_only():  # the configuration is good: this build writes into the data folder
+        remember_location(data_dir())
+    return derived

@@ -127,6 +127,11 @@ def read_only():
         _READ_ONLY["on"] = before
 
 
+def is_read_only() -> bool:
+    """Whether the root's parameters are being computed without writing (:func:`read_only`)."""
+    return bool(_READ_ONLY["on"])
+
+
 def annotation_index(done_dir: Path, cache_dir: Path) -> dict[str, str]:
     """``{file name: sha256}`` of every completed annotation, hashing only files new to the cache."""
     cache_file = cache_dir / "hashes.json"
