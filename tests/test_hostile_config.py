@@ -12,13 +12,14 @@ cap guards the machine: an alias bomb used to grow past 3 GB).
 """
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from pipeline.dataset.ids import release_name_problem
-from tests.helpers_build import local_sources, luigi_cmd, release_dir, run_measured
+from pipeline.dataset.ids import RELEASE_NAME, release_name_problem
+from tests.helpers_build import ROOT, local_sources, luigi_cmd, release_dir, run_measured
 from tests.test_bad_input import _scene
 
 GUARD = 8 << 30  # address space of the build process (a normal build needs well under 2 GiB)
@@ -100,6 +101,8 @@ BAD_RELEASE_NAMES = [".", "..", "../escaped", "v2/", "sub/v3", ".hidden", "v1 fi
 
 
 def test_release_names_are_one_plain_folder_name():
+    schema = json.loads((ROOT / "pipeline" / "schemas" / "manifest.schema.json").read_text())
+    assert schema["properties"]["release"]["pattern"] == f"^{RELEASE_NAME.pattern}$"  # one rule, two readers
     for name in ["v0.1.0", "v0.10.0", "2026-12", "oem_v1.0.0+build.5", "r1", "x" * 100]:
         assert release_name_problem(name) is None, name
     for name in BAD_RELEASE_NAMES + ["", "-v1", "v1\\x", "v1\n"]:
