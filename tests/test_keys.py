@@ -11,6 +11,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from pipeline.datafolder import relocate
 from pipeline.dataset.history import previous_maps
 from pipeline.dataset.ids import image_key
 from pipeline.dataset.pool import name_images
@@ -135,6 +136,7 @@ def test_rebuild_after_upgrading_keeps_ids_and_splits(tmp_path_factory):
     base = tmp_path_factory.mktemp("upgrade")
     data = base / "data"
     shutil.copytree(ref, data, copy_function=_link)
+    relocate(data)  # a copy: its records named the reference folder's files (rewritten, never edited in place)
     old_release = release_dir(data)
     manifest_path = old_release / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
