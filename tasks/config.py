@@ -128,9 +128,10 @@ def history_dir() -> Path:
     return work_dir() / "history"
 
 
-def scene_dir(source: str, catalog: str, scene_id: str) -> Path:
-    """Work files of one scene: ``<data>/work/scenes/<source>-<catalog digest>/<scene>/``."""
-    return work_dir() / "scenes" / f"{source}-{catalog}" / scene_id
+def scene_dir(source: str, scene_id: str) -> Path:
+    """Work files of one scene: ``<data>/work/scenes/<source>/<scene>/`` (each named by its task's digest, which
+    carries the scene digest: :func:`tasks.plan.scene_digest`)."""
+    return work_dir() / "scenes" / source / scene_id
 
 
 def annotation_cache_dir() -> Path:

@@ -40,7 +40,7 @@ from tasks.config import (
     work_dir,
 )
 from tasks.params import PoolParams, SelectParams, SourcePoolParams, SplitParams
-from tasks.plan import load_index, previous_folder, verified_sources
+from tasks.plan import load_index, previous_folder, scene_base, scene_digest, verified_sources
 from tasks.scene import CountSegments, relocate
 from tasks.sources import CatalogSource
 
@@ -107,8 +107,11 @@ class SourcePool(SourcePoolParams, PipelineTask):
         """The last per-scene task of every scene of the source (its catalog must exist)."""
         index = load_index(str(annotation_cache_dir()), self.annotation_index)
         source = (self.source_name, self.raw, self.catalog)
-        return [CountSegments(**self.scene_params(source, sid, index.scene(self.source_name, sid)))
-                for sid in sorted(catalog_scenes(self.source_name, self.catalog))]
+        base, in_place = scene_base(cfg().sources_file, self.source_name, self.catalog)
+        scenes = catalog_scenes(self.source_name, self.catalog)
+        return [CountSegments(**self.scene_params(source, sid, scene_digest(base, scenes[sid], in_place),
+                                                  index.scene(self.source_name, sid)))
+                for sid in sorted(scenes)]
 
     def static(self) -> bool:
         """Whether the catalog existed when the requirements were first asked for (fixed then, so the

@@ -70,6 +70,10 @@ class CatalogParams(SourceParams):
 
 
 class PrepareParams(CatalogParams):
+    raw = luigi.Parameter(significant=False, description="the source's raw digest (finds its catalog; ``scene`` "
+                          "says what the outputs are made from)")
+    catalog = luigi.Parameter(significant=False, description="the source's catalog digest (finds the scene's record)")
+    scene_inputs = luigi.Parameter(description="digest of what the scene is made from (tasks.plan.scene_digest)")
     scene_id = luigi.Parameter(description="the adapter's scene id")
     target_gsds = luigi.ListParameter(description="GSDs (m) that finer sources go to")
     tile_size = luigi.IntParameter(description="tile width and height in pixels")
@@ -102,11 +106,11 @@ class SceneSetParams:
     max_grid_pixels = luigi.IntParameter(description="most output pixels one scene may produce")
     codes = luigi.DictParameter(description="code versions of the prepare, tile, label, count and dataset stages")
 
-    def scene_params(self, source: list | tuple, scene_id: str, annotations: str) -> dict:
-        """The parameters of the per-scene tasks of one scene."""
+    def scene_params(self, source: list | tuple, scene_id: str, scene_inputs: str, annotations: str) -> dict:
+        """The parameters of the per-scene tasks of one scene (``scene_inputs``: :func:`tasks.plan.scene_digest`)."""
         name, raw, catalog = source
         c = self.codes
-        return {"source_name": name, "raw": raw, "catalog": catalog, "scene_id": scene_id,
+        return {"source_name": name, "raw": raw, "catalog": catalog, "scene_inputs": scene_inputs, "scene_id": scene_id,
                 "target_gsds": self.target_gsds, "tile_size": self.tile_size,
                 "max_nodata_fraction": self.max_nodata_fraction, "max_grid_pixels": self.max_grid_pixels,
                 "annotations": annotations,

@@ -61,6 +61,37 @@ def _local_files(src: SourceConfig) -> list[str]:
     return [location_stamp(src.location)] if src.location and src.scheme == "file" else []
 
 
+def scene_base(sources_file: str | Path, name: str, catalog: str) -> tuple[str, bool]:
+    """``(base, in_place)``: what every scene digest of source ``name`` starts from.  For a source read in place
+    from a local path: its ``sources.yaml`` entry and the fetch and catalog code, without the stamp of its
+    whole folder (each scene adds its own files: :func:`scene_digest`), so a file added to the folder redoes
+    the new scene's work only; for any other source: its ``catalog`` digest."""
+    from pipeline.sources.object_store import source_digest
+
+    for src in load_sources(sources_file, max_bytes=_sources_max_bytes()):
+        if src.name == name and _local_files(src):
+            codes = versions.code_versions()
+            return _h("scene-base", source_digest(src), codes["fetch"], codes["catalog"]), True
+    return catalog, False
+
+
+def scene_digest(base: str, scene: Any, in_place: bool) -> str:
+    """12 hex digits over what one scene's per-scene outputs are made from: ``base`` (:func:`scene_base`), its
+    catalog record and, for a source read in place, the path, size and modification time of each of its files
+    (image, land cover, building mask, footprints; nothing read)."""
+    record = scene.to_dict()
+    stamps = []
+    if in_place:
+        for key in ("image", "landcover", "building_mask", "footprints"):
+            if record.get(key):
+                try:
+                    st = os.stat(record[key])
+                    stamps.append([key, st.st_size, st.st_mtime_ns])
+                except OSError as exc:
+                    stamps.append([key, type(exc).__name__])
+    return _h("scene", base, record, stamps)
+
+
 def sources_param(sources_file: str | Path, *, max_bytes: int | None = None) -> list[list[str]]:
     """``[[name, raw, catalog], ...]`` of the enabled sources, in file order (a sources file over ``max_bytes``
     is refused: :func:`pipeline.sources.config.load_sources`)."""

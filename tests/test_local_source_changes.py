@@ -67,7 +67,7 @@ def test_a_file_edited_in_a_local_folder_is_released_as_it_is_now(tmp_path):
     time.sleep(0.01)  # a new modification time even on a coarse clock
     _scene(folder, "good_b", 1, image=_rgb(_label(seed=5)), label_data=_label(seed=5))  # same names, new pixels
     log = _build(tmp_path, sources, "v2")
-    assert "FetchSource 1" in log and "TileScene 2" in log  # the source is fetched and tiled again
+    assert "FetchSource 1" in log and "TileScene 1" in log  # the source is fetched again, the edited scene tiled
     releases = tmp_path / "data" / "releases"
     changes = json.loads((releases / "v2" / "stats" / "changes.json").read_text())
     changed = {c["key"].split("~")[1] for c in changes["changed"]}
@@ -82,3 +82,24 @@ def test_a_file_edited_in_a_local_folder_is_released_as_it_is_now(tmp_path):
     check = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(releases / "v2")], cwd=ROOT,
                            env=pipeline_env(), capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_file_added_to_a_local_folder_redoes_that_scene_only(tmp_path):
+    """A scene added to a folder read in place is the only one prepared, tiled, labelled and counted (its
+    source's catalog and pool share are made again); the earlier images keep their ids and splits."""
+    folder = tmp_path / "src"
+    for i in range(4):
+        _scene(folder, f"s{i}", i)
+    sources = local_sources(tmp_path / "sources.yaml", {"folder": folder})
+    assert "PrepareScene 4" in _build(tmp_path, sources, "v1")
+    _scene(folder, "s4", 4)
+    log = _build(tmp_path, sources, "v2")
+    for family in ("PrepareScene", "TileScene", "LabelScene", "CountSegments"):
+        assert f"{family} 1," in log or f"{family} 1)" in log, log[-3000:]
+    releases = tmp_path / "data" / "releases"
+    v1, v2 = (json.loads((releases / r / "manifest.json").read_text()) for r in ("v1", "v2"))
+    before = {im["key"]: (im["id"], im["split"]) for im in v1["images"]}
+    after = {im["key"]: (im["id"], im["split"]) for im in v2["images"]}
+    assert len(after) == 5 and all(after[k] == v for k, v in before.items())
+    changes = json.loads((releases / "v2" / "stats" / "changes.json").read_text())
+    assert [c["key"].split("~")[1] for c in changes["added"]] == ["s4"] and not changes["changed"], changes

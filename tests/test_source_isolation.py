@@ -51,7 +51,7 @@ def test_a_failed_source_costs_only_itself(tmp_path):
         assert "allow_partial_release" in out
         assert not release_dir(data).exists()
         # the other source went through the per-scene chain: fetched, tiled and labelled
-        labelled = sorted(p.parent.parent.name for p in data.glob("work/scenes/folder-*/*/labels-*/labels.json"))
+        labelled = sorted(p.parent.parent.name for p in data.glob("work/scenes/folder/*/labels-*/labels.json"))
         assert len(labelled) == 2, labelled
         assert len(srv.requests_for("/gone/scenes.zip")) >= 1
         tried = len(srv.requests_for("/gone/scenes.zip"))

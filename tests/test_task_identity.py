@@ -225,7 +225,8 @@ def test_per_scene_tasks_are_static_once_the_catalog_exists(config):
     assert {t.task_family for t in chain} == {"CountSegments", "LabelScene", "TileScene", "PrepareScene",
                                                "CatalogSource", "FetchSource"}
     folder = Path(scenes[0].output().path).parent
-    assert folder.parent.name == f"folder-{scenes[0].catalog}" and folder.name == scenes[0].scene_id
+    assert folder.parent.name == "folder" and folder.name == scenes[0].scene_id  # named by the scene alone
+    assert "catalog" not in scenes[0].to_str_params(only_significant=True) and scenes[0].scene_inputs
 
 
 # --- annotations ----------------------------------------------------------------------------------------
