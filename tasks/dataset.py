@@ -107,9 +107,9 @@ class SourcePool(SourcePoolParams, PipelineTask):
         """The last per-scene task of every scene of the source (its catalog must exist)."""
         index = load_index(str(annotation_cache_dir()), self.annotation_index)
         source = (self.source_name, self.raw, self.catalog)
-        base, in_place = scene_base(cfg().sources_file, self.source_name, self.catalog)
+        in_place = scene_base(cfg().sources_file, self.source_name)
         scenes = catalog_scenes(self.source_name, self.catalog)
-        return [CountSegments(**self.scene_params(source, sid, scene_digest(base, scenes[sid], in_place),
+        return [CountSegments(**self.scene_params(source, sid, scene_digest(self.catalog, scenes[sid], in_place),
                                                   index.scene(self.source_name, sid)))
                 for sid in sorted(scenes)]
 

@@ -61,35 +61,58 @@ def _local_files(src: SourceConfig) -> list[str]:
     return [location_stamp(src.location)] if src.location and src.scheme == "file" else []
 
 
-def scene_base(sources_file: str | Path, name: str, catalog: str) -> tuple[str, bool]:
-    """``(base, in_place)``: what every scene digest of source ``name`` starts from.  For a source read in place
-    from a local path: its ``sources.yaml`` entry and the fetch and catalog code, without the stamp of its
-    whole folder (each scene adds its own files: :func:`scene_digest`), so a file added to the folder redoes
-    the new scene's work only; for any other source: its ``catalog`` digest."""
+def scene_base(sources_file: str | Path, name: str) -> tuple[str, str] | None:
+    """``(folder, base)`` for a source read in place from a local folder: its absolute path, and what every
+    scene digest of it starts from (its ``sources.yaml`` entry and the fetch and catalog code, without the stamp
+    of the whole folder: each scene adds its own files, :func:`scene_digest`, so a file added to the folder redoes
+    the new scene's work only); None for any other source."""
     from pipeline.sources.object_store import source_digest
 
     for src in load_sources(sources_file, max_bytes=_sources_max_bytes()):
-        if src.name == name and _local_files(src):
+        if src.name == name and _local_files(src) and Path(os.path.expanduser(src.location)).is_dir():
             codes = versions.code_versions()
-            return _h("scene-base", source_digest(src), codes["fetch"], codes["catalog"]), True
-    return catalog, False
+            folder = os.path.abspath(os.path.expanduser(src.location))
+            return folder, _h("scene-base", source_digest(src), codes["fetch"], codes["catalog"])
+    return None
 
 
-def scene_digest(base: str, scene: Any, in_place: bool) -> str:
-    """12 hex digits over what one scene's per-scene outputs are made from: ``base`` (:func:`scene_base`), its
-    catalog record and, for a source read in place, the path, size and modification time of each of its files
-    (image, land cover, building mask, footprints; nothing read)."""
+def sidecars(path: str) -> list[str]:
+    """The files GDAL reads beside the raster ``path`` when they exist: an external mask or overviews, auxiliary
+    metadata, a world file, a MapInfo TAB or .prj georeference (both cases of the extension)."""
+    stem, ext = os.path.splitext(path)
+    e = ext[1:].lower()
+    names = [f"{path}.aux.xml", f"{path}.msk", f"{path}.ovr", f"{path}.aux", f"{stem}.aux"]
+    for suffix in {f"{e[:1]}{e[-1:]}w", f"{e}w", "wld", "tab", "prj"} if e else {"wld", "tab", "prj"}:
+        names += [f"{stem}.{suffix}", f"{stem}.{suffix.upper()}"]
+    return sorted(set(names))
+
+
+def scene_digest(catalog: str, scene: Any, in_place: tuple[str, str] | None) -> str:
+    """12 hex digits over what one scene's per-scene outputs are made from.  For a scene read in place from its
+    source's folder (``in_place``: :func:`scene_base`): the folder's base digest, the scene's catalog record, and
+    the path, size and modification time of each of its files (image, land cover, building mask, footprints) and
+    of the side-car files GDAL would read beside its rasters (:func:`sidecars`; nothing read).  For any other
+    scene: its source's ``catalog`` digest (which determines the catalog) and the scene id; not the record,
+    whose paths lie in the data folder (a moved data folder keeps its work: :mod:`pipeline.datafolder`)."""
+    if in_place is None or not os.path.abspath(scene.image).startswith(in_place[0].rstrip("/") + "/"):
+        return _h("scene", catalog, scene.scene_id)
     record = scene.to_dict()
-    stamps = []
-    if in_place:
-        for key in ("image", "landcover", "building_mask", "footprints"):
-            if record.get(key):
-                try:
-                    st = os.stat(record[key])
-                    stamps.append([key, st.st_size, st.st_mtime_ns])
-                except OSError as exc:
-                    stamps.append([key, type(exc).__name__])
-    return _h("scene", base, record, stamps)
+    stamps: list[list] = []
+    for key in ("image", "landcover", "building_mask", "footprints"):
+        if record.get(key):
+            stamps.append([key, *_stat(record[key])])
+            if key != "footprints":
+                stamps += [[name, *_stat(name)] for name in sidecars(record[key]) if os.path.lexists(name)]
+    return _h("scene", in_place[1], record, stamps)
+
+
+def _stat(path: str) -> list:
+    """``[size, mtime_ns]`` of ``path``, or ``[error name]`` when it cannot be looked at."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return [type(exc).__name__]
+    return [st.st_size, st.st_mtime_ns]
 
 
 def sources_param(sources_file: str | Path, *, max_bytes: int | None = None) -> list[list[str]]:

@@ -144,6 +144,8 @@ def test_rebuild_after_upgrading_keeps_ids_and_splits(tmp_path_factory):
     manifest_path.write_text(json.dumps(_legacy(manifest), indent=1, sort_keys=True) + "\n")
     proc = run_luigi(luigi_cmd(data, reference_sources(tmp_path_factory), release="test2"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = next(line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Build summary:"))
+    assert not [f for f in ("FetchSource", "PrepareScene", "TileScene", "LabelScene") if f in summary], summary
     new = json.loads((release_dir(data, "test2") / "manifest.json").read_text())
     assert new["previous_release"] == "test"
     before = {(im["source"], im["source_scene_id"], im["tile"]): (im["id"], im["split"]) for im in manifest["images"]}

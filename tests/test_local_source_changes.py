@@ -103,3 +103,34 @@ def test_a_file_added_to_a_local_folder_redoes_that_scene_only(tmp_path):
     assert len(after) == 5 and all(after[k] == v for k, v in before.items())
     changes = json.loads((releases / "v2" / "stats" / "changes.json").read_text())
     assert [c["key"].split("~")[1] for c in changes["added"]] == ["s4"] and not changes["changed"], changes
+
+
+def test_a_scene_digest_follows_its_own_files_and_their_side_cars_only(tmp_path):
+    """What makes a local scene's per-scene work new: its image or labels edited, a side-car GDAL reads beside
+    them (a world file, an external mask) added or edited; not another file of the folder."""
+    from pipeline.scene import Scene
+    from tasks.plan import scene_digest, sidecars
+
+    image = tmp_path / "a.tif"
+    image.write_bytes(b"II*\x00 one")
+    scene = Scene(source="folder", scene_id="a", kind="local", image=str(image), license="x", attribution="y")
+    here = (str(tmp_path), "base")
+    first = scene_digest("cat", scene, here)
+    assert scene_digest("cat", scene, here) == first and scene_digest("cat", scene, (str(tmp_path), "other")) != first
+    assert scene_digest("cat2", scene, here) == first  # a new catalog (another file added): the same scene
+    (tmp_path / "b.tif").write_bytes(b"II*\x00 another scene")
+    (tmp_path / "notes.txt").write_text("x")
+    assert scene_digest("cat", scene, here) == first  # other files of the folder: not this scene's
+    assert str(tmp_path / "a.tfw") in sidecars(str(image)) and str(tmp_path / "a.TFW") in sidecars(str(image))
+    seen = {first}
+    for step in (lambda: (tmp_path / "a.tfw").write_text("0.3\n0\n0\n-0.3\n600000\n5340000\n"),
+                 lambda: (tmp_path / "a.tfw").write_text("0.3\n0\n0\n-0.3\n600100.5\n5340000\n"),
+                 lambda: (tmp_path / "a.tif.msk").write_bytes(b"II*\x00 mask"),
+                 lambda: image.write_bytes(b"II*\x00 two")):
+        step()
+        seen.add(scene_digest("cat", scene, here))
+    assert len(seen) == 5  # each step makes the scene new
+    # a downloaded or extracted scene (not under the folder read in place): its catalog digest and scene id (its
+    # files lie in the data folder, which may move)
+    moved = Scene(source="folder", scene_id="a", kind="xbd", image="/elsewhere/a.tif", license="x", attribution="y")
+    assert scene_digest("cat", moved, here) == scene_digest("cat", scene, None) != scene_digest("cat2", moved, here)
