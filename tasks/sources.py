@@ -14,7 +14,7 @@ from pipeline import atomic
 from pipeline.errors import PipelineInputError
 from pipeline.sources.outcome import failure_of, failure_record, is_source_failure
 from tasks.base import PipelineTask
-from tasks.config import catalog_path, cfg, limits, raw_dir
+from tasks.config import catalog_path, cfg, limits, raw_dir, work_dir
 from tasks.params import CatalogParams, SourceParams
 from tasks.plan import verified_source
 
@@ -26,6 +26,20 @@ def stamped(record: dict, src) -> dict:
     from tasks.versions import code_version
 
     return {**record, "made_by": {"entry": source_digest(src), "fetch_code": code_version("fetch")}}
+
+
+def local_hashes_path(source: str) -> Path:
+    """The digests of a local source's files as its last fetch found them (:func:`fetch_source`'s ``hashes``)."""
+    return work_dir() / "local-hashes" / f"{source}.json"
+
+
+def _read_hashes(source: str) -> dict[str, list]:
+    """:func:`local_hashes_path`'s table ({} when there is none or it cannot be read: every file is read)."""
+    try:
+        table = json.loads(local_hashes_path(source).read_text())
+    except (OSError, ValueError):
+        return {}
+    return table if isinstance(table, dict) else {}
 
 
 class FetchSource(SourceParams, PipelineTask):
@@ -91,7 +105,10 @@ class FetchSource(SourceParams, PipelineTask):
 
             # a STAC fetch reports items done / found, not bytes: its percentage only
             progress = self._percent if src.kind == "stac" else self._progress
-            record = fetch_source(src, dest, progress=progress, limits=limits())
+            hashes = _read_hashes(src.name) if src.scheme == "file" else None
+            record = fetch_source(src, dest, progress=progress, limits=limits(), hashes=hashes)
+            if hashes is not None:
+                atomic.write_json(local_hashes_path(src.name), hashes)
             record.setdefault("root", str(dest))
             if "_transfer" in self.__dict__:
                 from tasks.progress import report_transfer

@@ -154,3 +154,38 @@ def test_load_sources_rejects_ftp(tmp_path):
     )
     with pytest.raises(SourcesError, match="unsupported scheme 'ftp'"):
         load_sources(path)
+
+
+def test_a_local_folder_fetched_again_reads_only_its_new_and_changed_files(tmp_path, monkeypatch):
+    """The digests of an earlier fetch are taken again for files whose size, time and inode did not change:
+    adding a scene to a folder of gigabytes reads that scene only; the record is the same as a full fetch's."""
+    import os
+
+    import pipeline.sources.localfs as localfs
+
+    data = tmp_path / "mydata"
+    data.mkdir()
+    for name in ("a.tif", "b.tif", "c.tif"):
+        (data / name).write_bytes(name.encode() * 1000)
+    read: list[str] = []
+    real = localfs.sha256_bounded
+    monkeypatch.setattr(localfs, "sha256_bounded", lambda p, *a, **k: read.append(Path(p).name) or real(p, *a, **k))
+    hashes: dict = {}
+    first = fetch_source(_src("local", str(data)), tmp_path / "out", hashes=hashes)
+    assert sorted(read) == ["a.tif", "b.tif", "c.tif"] and sorted(Path(p).name for p in hashes) == sorted(read)
+    read.clear()
+    (data / "d.tif").write_bytes(b"new scene")
+    st = (data / "b.tif").stat()
+    (data / "b.tif").write_bytes(b"B" * 3000)  # same size, new bytes: a new modification time
+    os.utime(data / "b.tif", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    (data / "c.tif").unlink()
+    again = fetch_source(_src("local", str(data)), tmp_path / "out", hashes=hashes)
+    assert sorted(read) == ["b.tif", "d.tif"]  # a.tif: taken from the earlier fetch
+    assert sorted(Path(p).name for p in hashes) == ["a.tif", "b.tif", "d.tif"]  # c.tif forgotten
+    assert again == fetch_source(_src("local", str(data)), tmp_path / "out")  # as a fetch without the table
+    assert {f["path"]: f["sha256"] for f in again["files"]}["b.tif"] == _sha(b"B" * 3000)
+    assert first["files"][0] == again["files"][0]
+    hashes[str((data / "a.tif").absolute())][3] = "0" * 64  # a table entry is trusted only with the stamp
+    (data / "a.tif").write_bytes(b"x")
+    assert {f["path"]: f["sha256"] for f in fetch_source(_src("local", str(data)), tmp_path / "out",
+                                                          hashes=hashes)["files"]}["a.tif"] == _sha(b"x")

@@ -128,6 +128,25 @@ def sha256_bounded(path: str | Path, max_bytes: int | None = None,
     return sha.hexdigest(), n
 
 
+def sha256_remembered(path: str | Path, max_bytes: int | None, known: dict[str, list],
+                      seen: dict[str, list]) -> tuple[str, int]:
+    """:func:`sha256_bounded` of ``path``, unless ``known`` (absolute path -> ``[size, mtime_ns, inode, sha256]``
+    from an earlier fetch) has the file as it is now: then that digest, nothing read.  The file is checked
+    (:func:`check_file`: kind, limit) either way; ``seen`` gets its entry.  The same trust as the stamp a local
+    folder is keyed by (:func:`location_stamp`) and the annotation index's: a file rewritten keeps neither
+    its size, its modification time and its inode."""
+    size = check_file(path, max_bytes, FetchError)
+    st = os.stat(path)
+    stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+    hit = known.get(str(path))
+    if isinstance(hit, list) and len(hit) == 4 and hit[:3] == stamp and isinstance(hit[3], str):
+        sha, n = hit[3], size
+    else:
+        sha, n = sha256_bounded(path, max_bytes)
+    seen[str(path)] = [*stamp, sha]
+    return sha, n
+
+
 def read_bounded(path: str | Path, max_bytes: int, error: type[PipelineInputError] = FetchError,
                  what: str = "sidecar_max_bytes") -> bytes:
     """The bytes of a side-car file that must be read whole (JSON), at most ``max_bytes`` (the limit
