@@ -70,8 +70,8 @@ class CatalogParams(SourceParams):
 
 
 class PrepareParams(CatalogParams):
-    raw = luigi.Parameter(significant=False, description="the source's raw digest (finds its catalog; ``scene`` "
-                          "says what the outputs are made from)")
+    raw = luigi.Parameter(significant=False, description="the source's raw digest (finds its catalog; "
+                          "``scene_inputs`` says what the outputs are made from)")
     catalog = luigi.Parameter(significant=False, description="the source's catalog digest (finds the scene's record)")
     scene_inputs = luigi.Parameter(description="digest of what the scene is made from (tasks.plan.scene_digest)")
     scene_id = luigi.Parameter(description="the adapter's scene id")

@@ -76,43 +76,26 @@ def scene_base(sources_file: str | Path, name: str) -> tuple[str, str] | None:
     return None
 
 
-def sidecars(path: str) -> list[str]:
-    """The files GDAL reads beside the raster ``path`` when they exist: an external mask or overviews, auxiliary
-    metadata, a world file, a MapInfo TAB or .prj georeference (both cases of the extension)."""
-    stem, ext = os.path.splitext(path)
-    e = ext[1:].lower()
-    names = [f"{path}.aux.xml", f"{path}.msk", f"{path}.ovr", f"{path}.aux", f"{stem}.aux"]
-    for suffix in {f"{e[:1]}{e[-1:]}w", f"{e}w", "wld", "tab", "prj"} if e else {"wld", "tab", "prj"}:
-        names += [f"{stem}.{suffix}", f"{stem}.{suffix.upper()}"]
-    return sorted(set(names))
-
-
 def scene_digest(catalog: str, scene: Any, in_place: tuple[str, str] | None) -> str:
     """12 hex digits over what one scene's per-scene outputs are made from.  For a scene read in place from its
     source's folder (``in_place``: :func:`scene_base`): the folder's base digest, the scene's catalog record, and
     the path, size and modification time of each of its files (image, land cover, building mask, footprints) and
-    of the side-car files GDAL would read beside its rasters (:func:`sidecars`; nothing read).  For any other
-    scene: its source's ``catalog`` digest (which determines the catalog) and the scene id; not the record,
-    whose paths lie in the data folder (a moved data folder keeps its work: :mod:`pipeline.datafolder`)."""
+    of the side-car files GDAL would read beside its rasters (:func:`~pipeline.sources.localfs.sidecars`; nothing
+    read).  For any other scene: its source's ``catalog`` digest (which determines the catalog) and the scene id;
+    not the record, whose paths lie in the data folder (a moved data folder keeps its work:
+    :mod:`pipeline.datafolder`)."""
+    from pipeline.sources.localfs import sidecars, size_time
+
     if in_place is None or not os.path.abspath(scene.image).startswith(in_place[0].rstrip("/") + "/"):
         return _h("scene", catalog, scene.scene_id)
     record = scene.to_dict()
     stamps: list[list] = []
     for key in ("image", "landcover", "building_mask", "footprints"):
         if record.get(key):
-            stamps.append([key, *_stat(record[key])])
+            stamps.append([key, *size_time(record[key])])
             if key != "footprints":
-                stamps += [[name, *_stat(name)] for name in sidecars(record[key]) if os.path.lexists(name)]
+                stamps += [[name, *size_time(name)] for name in sidecars(record[key]) if os.path.lexists(name)]
     return _h("scene", in_place[1], record, stamps)
-
-
-def _stat(path: str) -> list:
-    """``[size, mtime_ns]`` of ``path``, or ``[error name]`` when it cannot be looked at."""
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        return [type(exc).__name__]
-    return [st.st_size, st.st_mtime_ns]
 
 
 def sources_param(sources_file: str | Path, *, max_bytes: int | None = None) -> list[list[str]]:

@@ -109,7 +109,8 @@ def test_a_scene_digest_follows_its_own_files_and_their_side_cars_only(tmp_path)
     """What makes a local scene's per-scene work new: its image or labels edited, a side-car GDAL reads beside
     them (a world file, an external mask) added or edited; not another file of the folder."""
     from pipeline.scene import Scene
-    from tasks.plan import scene_digest, sidecars
+    from pipeline.sources.localfs import sidecars
+    from tasks.plan import scene_digest
 
     image = tmp_path / "a.tif"
     image.write_bytes(b"II*\x00 one")

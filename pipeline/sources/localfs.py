@@ -248,15 +248,26 @@ def location_stamp(location: str | Path) -> str:
         why = file_problem(root, unlimited.local_file_max_bytes)
         files, skipped = ([], [(root, why)]) if why else ([root], [])
         root = root.parent
-    rows = [(p.relative_to(root).as_posix(), *_size_time(p)) for p in files]
+    rows = [(p.relative_to(root).as_posix(), *size_time(p)) for p in files]
     rows += [(p.relative_to(root).as_posix(), why, 0, 0) for p, why in skipped]
     return hashlib.sha256(repr(sorted(rows)).encode()).hexdigest()[:12]
 
 
-def _size_time(path: Path) -> tuple[str, int, int]:
+def size_time(path: str | Path) -> tuple[str, int, int]:
     """``("", size, mtime_ns)`` of a file (its link target's), ``("unreadable", 0, 0)`` when it is gone."""
     try:
         st = os.stat(path)
     except OSError:
         return "unreadable", 0, 0
     return "", st.st_size, st.st_mtime_ns
+
+
+def sidecars(path: str) -> list[str]:
+    """The files GDAL reads beside the raster ``path`` when they exist: an external mask or overviews, auxiliary
+    metadata, a world file, a MapInfo TAB or .prj georeference (both cases of the extension)."""
+    stem, ext = os.path.splitext(path)
+    e = ext[1:].lower()
+    names = [f"{path}.aux.xml", f"{path}.msk", f"{path}.ovr", f"{path}.aux", f"{stem}.aux"]
+    for suffix in {f"{e[:1]}{e[-1:]}w", f"{e}w", "wld", "tab", "prj"} if e else {"wld", "tab", "prj"}:
+        names += [f"{stem}.{suffix}", f"{stem}.{suffix.upper()}"]
+    return sorted(set(names))
