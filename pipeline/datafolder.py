@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from pipeline import atomic
+from pipeline.errors import ConfigError
 
 #: The file under the data folder that says where the folder was when it was last built in.
 MARKER = Path("work") / "location"
@@ -78,13 +80,18 @@ def relocate(data: str | Path) -> dict:
     done: dict = {"from": before, "to": now, "files": 0, "records": 0}
     if before is None or _same_folder(before, folder):
         return done
-    old = json.dumps(before.rstrip("/") + "/")[1:-1].encode()  # as the path reads inside a JSON string
+    if now.startswith(before.rstrip("/") + "/"):  # a rewritten path would match again if this were rerun
+        raise ConfigError(f"data folder {now} lies inside the place it was built in ({before}): move it elsewhere")
+    # a path where it starts a JSON string, or a part of one after a NUL (the tile cache's "<kind>\0<path>" keys):
+    # "/data/...", never the same letters inside another path ("/mnt/data/..." of a source folder)
+    old = re.compile(rb'(?:(?<=")|(?<=\\u0000))' + re.escape(json.dumps(before.rstrip("/") + "/")[1:-1].encode()))
     new = json.dumps(now.rstrip("/") + "/")[1:-1].encode()
     for path in record_files(folder):
         text = path.read_bytes()
         done["records"] += 1
-        if old in text:
-            atomic.write_bytes(path, text.replace(old, new))
+        fixed = old.sub(lambda _: new, text)
+        if fixed != text:
+            atomic.write_bytes(path, fixed)
             done["files"] += 1
     remember_location(folder)
     return done

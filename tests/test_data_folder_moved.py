@@ -7,9 +7,12 @@ next release reuses every per-scene result.  Another path to the same folder (a 
 """
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
+
+import pytest
 
 from tests.helpers_build import ROOT, local_sources, luigi_cmd, pipeline_env, release_dir, run_luigi
 from tests.test_bad_input import _scene
@@ -61,3 +64,29 @@ def test_a_moved_data_folder_is_refused_then_relocated_and_reused(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(release_dir(new, "v2"))], cwd=ROOT,
                           env=pipeline_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "valid:" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_relocate_rewrites_paths_that_start_in_the_old_place_only(tmp_path):
+    """A path that merely contains the old place's letters (a source folder /mnt/data/... when the data folder was
+    /data) is not rewritten; rerunning relocate changes nothing more; a folder moved inside its old place is
+    refused (its rewritten paths would match again)."""
+    from pipeline.datafolder import relocate, remember_location
+    from pipeline.errors import ConfigError
+
+    old, new = tmp_path / "data", tmp_path / "moved"
+    remember_location(old)
+    record = {"tile": f"{old}/work/scenes/a/r0.tif", "source_file": f"/mnt{old}/scene.tif", "n": 1}
+    (old / "work" / "dataset").mkdir(parents=True)
+    (old / "work" / "dataset" / "pool-x.json").write_text(json.dumps(record))
+    old.rename(new)
+    assert relocate(new)["files"] == 1
+    got = json.loads((new / "work" / "dataset" / "pool-x.json").read_text())
+    assert got == {**record, "tile": f"{new}/work/scenes/a/r0.tif"}
+    assert relocate(new)["files"] == 0
+    outer = tmp_path / "outer"  # moved inside the place it was built in: refused
+    remember_location(outer)
+    outer.rename(tmp_path / "parked")
+    outer.mkdir()
+    (tmp_path / "parked").rename(outer / "data")
+    with pytest.raises(ConfigError, match="lies inside the place it was built in"):
+        relocate(outer / "data")
