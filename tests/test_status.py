@@ -21,6 +21,8 @@ def test_status_json_matches_the_release_and_work_folders(tmp_path):
     empty = subprocess.run([sys.executable, "-m", "pipeline", "status", str(data), "--json"], cwd=ROOT,
                            capture_output=True, text=True)
     assert empty.returncode == 1 and "no such data folder" in empty.stdout
+    (data / "annotation" / "done").mkdir(parents=True)
+    (data / "annotation" / "done" / "final_version.tif").write_bytes(b"II*\x00")  # names no tile: a rejects row
     proc = run_luigi(luigi_cmd(data, tmp_path / "sources.yaml", "--PipelineConfig-progress", "false",
                                split_trials=20))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -42,9 +44,11 @@ def test_status_json_matches_the_release_and_work_folders(tmp_path):
     assert r["splits"] == {s: manifest["splits"][s] for s in ("train", "val", "test")}
     with open(rel / "pending.csv", newline="") as fh:
         assert r["pending"] == len(list(csv.DictReader(fh))) == 1
+    assert r["rejects"] == 1 and r["rejects_by_stage"] == {"annotation": 1}  # a row of the release only
     ((region, reg),) = st["regions"].items()
     assert (reg["tiles"], reg["labelled"], reg["pending"]) == (3, 2, 1)
     assert reg["stage"] == "awaiting selected annotations"
     text = subprocess.run([sys.executable, "-m", "pipeline", "status", str(data)], cwd=ROOT, capture_output=True,
                           text=True, timeout=120).stdout
     assert f"{region}: 3 tiles, 2 labelled, 1 pending" in text and f"{rel.name}: 2 images" in text
+    assert "1 pending, 1 rejects (annotation 1)" in text, text

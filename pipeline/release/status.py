@@ -9,9 +9,10 @@ beside it): tiles, labelled, pending annotation, and the selection stage:
 * ``awaiting selected annotations``: selected tiles await annotation (their pre-annotations are in the todo
   folder); ``complete``: every selected tile is labelled; ``not selected yet``: no selection was made.
 
-Per release (``releases/*/manifest.json``): images, regions, splits, pending and rejects rows.  Rejected
-scenes/tiles are counted per source from the pool's rejects.  Nothing is computed or written: the answer is
-as fresh as the last build.
+Per release (``releases/*/manifest.json``): images, regions, splits, pending and rejects rows, the latter per
+stage (a completed annotation no tile uses, a footprint file that cannot be read, ... are rows of the release
+only).  Rejected scenes/tiles are counted per source from the pool's rejects.  Nothing is computed or
+written: the answer is as fresh as the last build.
 """
 from __future__ import annotations
 
@@ -41,6 +42,14 @@ def _rows(path: Path) -> int:
         return 0
     with open(path, newline="") as fh:
         return max(0, sum(1 for _ in csv.reader(fh)) - 1)
+
+
+def _stages(path: Path) -> dict[str, int]:
+    """Rows of a release's ``rejects.csv`` per stage (``prepare``, ``tile``, ``annotation``, ``footprints``, ...)."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as fh:
+        return dict(sorted(Counter(row.get("stage") or "?" for row in csv.DictReader(fh)).items()))
 
 
 def _sources(data: Path, pool: dict | None) -> dict[str, dict]:
@@ -99,6 +108,7 @@ def _releases(data: Path) -> dict[str, dict]:
             "images": len(images), "regions": dict(sorted(Counter(i.get("region") for i in images).items())),
             "splits": {s: m.get("splits", {}).get(s, 0) for s in ("train", "val", "test")},
             "pending": _rows(manifest.parent / "pending.csv"), "rejects": _rows(manifest.parent / "rejects.csv"),
+            "rejects_by_stage": _stages(manifest.parent / "rejects.csv"),
             "failed_sources": sorted(s["name"] for s in m.get("sources", []) if s.get("failed")),
         }
     return out
@@ -131,9 +141,10 @@ def format_status(st: dict[str, Any]) -> str:
     lines.append("Releases:" if st["releases"] else "Releases: none")
     for name, r in st["releases"].items():
         failed = f", without failed source(s) {', '.join(r['failed_sources'])}" if r["failed_sources"] else ""
+        stages = ", ".join(f"{stage} {n}" for stage, n in r["rejects_by_stage"].items())
         lines.append(f"  {name}: {r['images']} images in {len(r['regions'])} regions (train {r['splits']['train']}, "
                      f"val {r['splits']['val']}, test {r['splits']['test']}), {r['pending']} pending, "
-                     f"{r['rejects']} rejects{failed}")
+                     f"{r['rejects']} rejects{f' ({stages})' if stages else ''}{failed}")
     return "\n".join(lines)
 
 
