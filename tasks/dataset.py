@@ -104,14 +104,18 @@ class SourcePool(SourcePoolParams, PipelineTask):
         return CatalogSource(source_name=self.source_name, raw=self.raw, catalog=self.catalog)
 
     def scene_tasks(self) -> list[CountSegments]:
-        """The last per-scene task of every scene of the source (its catalog must exist)."""
-        index = load_index(str(annotation_cache_dir()), self.annotation_index)
-        source = (self.source_name, self.raw, self.catalog)
-        in_place = scene_base(cfg().sources_file, self.source_name)
-        scenes = catalog_scenes(self.source_name, self.catalog)
-        return [CountSegments(**self.scene_params(source, sid, scene_digest(self.catalog, scenes[sid], in_place),
+        """The last per-scene task of every scene of the source (its catalog must exist), made once per instance:
+        ``requires``, ``input`` and ``run`` ask for them again, and each scene's digest stats its files."""
+        if "_scene_tasks" not in self.__dict__:
+            index = load_index(str(annotation_cache_dir()), self.annotation_index)
+            source = (self.source_name, self.raw, self.catalog)
+            in_place = scene_base(cfg().sources_file, self.source_name)
+            scenes = catalog_scenes(self.source_name, self.catalog)
+            self.__dict__["_scene_tasks"] = [
+                CountSegments(**self.scene_params(source, sid, scene_digest(self.catalog, scenes[sid], in_place),
                                                   index.scene(self.source_name, sid)))
                 for sid in sorted(scenes)]
+        return self.__dict__["_scene_tasks"]
 
     def static(self) -> bool:
         """Whether the catalog existed when the requirements were first asked for (fixed then, so the
