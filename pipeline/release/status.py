@@ -104,11 +104,12 @@ def _releases(data: Path) -> dict[str, dict]:
         if not isinstance(m, dict):
             continue
         images = m.get("images", [])
+        stages = _stages(manifest.parent / "rejects.csv")  # rejects.csv read once: its rows, per stage
         out[manifest.parent.name] = {
             "images": len(images), "regions": dict(sorted(Counter(i.get("region") for i in images).items())),
             "splits": {s: m.get("splits", {}).get(s, 0) for s in ("train", "val", "test")},
-            "pending": _rows(manifest.parent / "pending.csv"), "rejects": _rows(manifest.parent / "rejects.csv"),
-            "rejects_by_stage": _stages(manifest.parent / "rejects.csv"),
+            "pending": _rows(manifest.parent / "pending.csv"), "rejects": sum(stages.values()),
+            "rejects_by_stage": stages,
             "failed_sources": sorted(s["name"] for s in m.get("sources", []) if s.get("failed")),
         }
     return out
