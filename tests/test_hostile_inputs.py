@@ -220,6 +220,10 @@ def test_scene_ids_of_names_without_ascii_and_of_long_names():
     long = safe_id("a" * 300)
     assert len(long) <= MAX_ID_CHARS and long.endswith(digest8("a" * 300))
     assert safe_id("Good_A") == safe_id("good_a") == "good_a"
+    # a name outside ASCII ends in its own digest: ids never depend on which other names a folder holds
+    assert safe_id("São Paulo 1") == f"s_o_paulo_1-{digest8('São Paulo 1')}"
+    assert safe_id("北京_1") == f"1-{digest8('北京_1')}" != safe_id("上海_1")
+    assert len(safe_id("é" * 200 + "a" * 200)) <= MAX_ID_CHARS
 
 
 # -- annotation class values -------------------------------------------------------------------------

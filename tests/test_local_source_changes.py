@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.sources.adapters.base import safe_id
 from pipeline.sources.localfs import location_stamp
 from tests.helpers_build import BUILD_TIMEOUT, ROOT, local_sources, luigi_cmd, pipeline_env
 from tests.test_bad_input import _label, _rgb, _scene
@@ -86,13 +87,17 @@ def test_a_file_edited_in_a_local_folder_is_released_as_it_is_now(tmp_path):
 
 def test_a_file_added_to_a_local_folder_redoes_that_scene_only(tmp_path):
     """A scene added to a folder read in place is the only one prepared, tiled, labelled and counted (its
-    source's catalog and pool share are made again); the earlier images keep their ids and splits."""
+    source's catalog and pool share are made again); the earlier images keep their ids and splits, also when
+    the added file's name and an earlier one's have the same ASCII letters (``上海_1`` beside ``北京_1``: the
+    earlier scene's id was ``1`` and became ``1-<digest>`` when the other came, so its image was retired and
+    released again under a new id)."""
     folder = tmp_path / "src"
-    for i in range(4):
+    for i in range(3):
         _scene(folder, f"s{i}", i)
+    _scene(folder, "北京_1", 3)
     sources = local_sources(tmp_path / "sources.yaml", {"folder": folder})
     assert "PrepareScene 4" in _build(tmp_path, sources, "v1")
-    _scene(folder, "s4", 4)
+    _scene(folder, "上海_1", 4)
     log = _build(tmp_path, sources, "v2")
     for family in ("PrepareScene", "TileScene", "LabelScene", "CountSegments"):
         assert f"{family} 1," in log or f"{family} 1)" in log, log[-3000:]
@@ -102,7 +107,8 @@ def test_a_file_added_to_a_local_folder_redoes_that_scene_only(tmp_path):
     after = {im["key"]: (im["id"], im["split"]) for im in v2["images"]}
     assert len(after) == 5 and all(after[k] == v for k, v in before.items())
     changes = json.loads((releases / "v2" / "stats" / "changes.json").read_text())
-    assert [c["key"].split("~")[1] for c in changes["added"]] == ["s4"] and not changes["changed"], changes
+    assert [c["key"].split("~")[1] for c in changes["added"]] == [safe_id("上海_1")] and not changes["changed"]
+    assert not changes["removed"], changes
 
 
 def test_a_scene_digest_follows_its_own_files_and_their_side_cars_only(tmp_path):

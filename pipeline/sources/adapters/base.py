@@ -10,10 +10,12 @@ Policies shared by every adapter (implemented here, in :meth:`Adapter.scenes`):
 * ``Scene.source`` is the source's name; ``Scene.license`` / ``Scene.attribution`` come from the
   :class:`~pipeline.sources.config.SourceConfig` (an adapter may override per item, as OpenAerialMap does).
 * ``scene_id`` is unique within the source and filesystem-safe (``[a-z0-9_.-]``, at most
-  :data:`MAX_ID_CHARS` characters, see :func:`safe_id`); a name with nothing ASCII in it gets
-  ``scene-<8 hex digits>`` (a digest of the name).  When two files map to one id (``Good_A.tif`` and
-  ``good_a.tif``) both are kept, each as ``<id>-<8 hex digits of its path relative to the root>``, so
-  neither depends on the other's presence or on the order of the listing.
+  :data:`MAX_ID_CHARS` characters, see :func:`safe_id`); a name with characters outside ASCII ends in
+  ``-<8 hex digits>`` (a digest of the name; ``scene-<8 hex digits>`` when nothing ASCII is left), so
+  ``北京_1.tif`` and ``上海_1.tif`` never share an id and a file added to a folder never changes the id of one
+  already there.  When two ASCII names map to one id (``Good_A.tif`` and ``good_a.tif``) both are kept, each
+  as ``<id>-<8 hex digits of its path relative to the root>``, so neither depends on the order of the
+  listing.
 * Every file a scene names (image, labels, footprints, building mask) must be a regular file, or a symlink
   to one outside ``/proc``, ``/sys``, ``/dev``, of at most ``local_file_max_bytes``
   (:func:`pipeline.sources.localfs.file_problem`); side-cars read whole (JSON) at most
@@ -63,13 +65,15 @@ def safe_id(text: str) -> str:
     """Lower-case ``text`` and replace every run of characters outside ``[a-z0-9_.-]`` by ``_``.
 
     Leading/trailing ``_`` and ``.`` are stripped (no hidden files, no ``..``).  When nothing is left (a
-    name without ASCII letters or digits, e.g. ``日本``) the id is ``scene-<digest8(text)>``; an id longer
-    than :data:`MAX_ID_CHARS` is cut and ends in ``-<digest8(text)>``.  Deterministic, never raises.
+    name without ASCII letters or digits, e.g. ``日本``) the id is ``scene-<digest8(text)>``; a name with any
+    character outside ASCII (``São Paulo 1``, ``北京_1``: what is left of two of them often coincides) and an
+    id longer than :data:`MAX_ID_CHARS` end in ``-<digest8(text)>`` (cut to fit).  Each id depends on its own
+    name alone, never on the other names of the folder.  Deterministic, never raises.
     """
     out = _UNSAFE.sub("_", text.lower()).strip("_.")
     if not out:
         return f"scene-{digest8(text)}"
-    if len(out) > MAX_ID_CHARS:
+    if len(out) > MAX_ID_CHARS or not text.isascii():
         return out[: MAX_ID_CHARS - 9].rstrip("_.-") + "-" + digest8(text)
     return out
 
