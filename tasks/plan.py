@@ -63,32 +63,36 @@ def _local_files(src: SourceConfig) -> list[str]:
 
 def scene_base(sources_file: str | Path, name: str) -> tuple[str, str] | None:
     """``(folder, base)`` for a source read in place from a local folder: its absolute path, and what every
-    scene digest of it starts from (its ``sources.yaml`` entry and the fetch and catalog code, without the stamp
-    of the whole folder: each scene adds its own files, :func:`scene_digest`, so a file added to the folder redoes
-    the new scene's work only); None for any other source."""
+    scene digest of it starts from (its ``sources.yaml`` entry but its licence and attribution, which no
+    per-scene output carries, and the fetch and catalog code, without the stamp of the whole folder: each scene
+    adds its own files, :func:`scene_digest`, so a file added to the folder redoes the new scene's work only);
+    None for any other source."""
     from pipeline.sources.object_store import source_digest
 
     for src in load_sources(sources_file, max_bytes=_sources_max_bytes()):
         if src.name == name and _local_files(src) and Path(os.path.expanduser(src.location)).is_dir():
             codes = versions.code_versions()
             folder = os.path.abspath(os.path.expanduser(src.location))
-            return folder, _h("scene-base", source_digest(src), codes["fetch"], codes["catalog"])
+            return folder, _h("scene-base", source_digest(src, terms=False), codes["fetch"], codes["catalog"])
     return None
 
 
 def scene_digest(catalog: str, scene: Any, in_place: tuple[str, str] | None) -> str:
     """12 hex digits over what one scene's per-scene outputs are made from.  For a scene read in place from its
-    source's folder (``in_place``: :func:`scene_base`): the folder's base digest, the scene's catalog record, and
-    the path, size and modification time of each of its files (image, land cover, building mask, footprints) and
-    of the side-car files GDAL would read beside its rasters (:func:`~pipeline.sources.localfs.sidecars`; nothing
-    read).  For any other scene: its source's ``catalog`` digest (which determines the catalog) and the scene id;
+    source's folder (``in_place``: :func:`scene_base`): the folder's base digest, the scene's catalog record but
+    its licence and attribution (a corrected attribution in ``sources.yaml`` redoes no pixel work: the pool takes
+    them from the catalog, :func:`pipeline.dataset.pool.assemble_pool`), and the path, size and modification
+    time of each of its files (image, land cover, building mask, footprints) and of the side-car files GDAL
+    would read beside its rasters (:func:`~pipeline.sources.localfs.sidecars`; nothing read).  For any other
+    scene: its source's ``catalog`` digest (which determines the catalog) and the scene id;
     not the record, whose paths lie in the data folder (a moved data folder keeps its work:
     :mod:`pipeline.datafolder`)."""
     from pipeline.sources.localfs import sidecars, size_time
+    from pipeline.sources.object_store import TERMS
 
     if in_place is None or not os.path.abspath(scene.image).startswith(in_place[0].rstrip("/") + "/"):
         return _h("scene", catalog, scene.scene_id)
-    record = scene.to_dict()
+    record = {k: v for k, v in scene.to_dict().items() if k not in TERMS}
     stamps: list[list] = []
     for key in ("image", "landcover", "building_mask", "footprints"):
         if record.get(key):

@@ -282,11 +282,19 @@ def publish_release(release_dir: Path, url: str, *, endpoint_url: str | None = N
 
 # --------------------------------------------------------------------------------------------- raw cache
 
-def source_digest(source: SourceConfig) -> str:
+#: The fields of a source's entry that say on what terms its files are used, not what the files or their pixels
+#: are: in its fetch record and catalog, and in its images' manifest records, but in no per-scene output.
+TERMS = ("license", "attribution")
+
+
+def source_digest(source: SourceConfig, *, terms: bool = True) -> str:
     """12 hex digits over everything of a source's configuration that shapes its raw folder or fetch
-    record (kind, location, options, licence, attribution; not ``enabled``)."""
+    record (kind, location, options, licence, attribution; not ``enabled``); without :data:`TERMS` when
+    ``terms`` is false (what a scene's pixels are made from)."""
     d = dataclasses.asdict(source)
     d.pop("enabled", None)
+    for key in () if terms else TERMS:
+        d.pop(key, None)
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
