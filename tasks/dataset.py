@@ -109,10 +109,10 @@ class SourcePool(SourcePoolParams, PipelineTask):
         if "_scene_tasks" not in self.__dict__:
             index = load_index(str(annotation_cache_dir()), self.annotation_index)
             source = (self.source_name, self.raw, self.catalog)
-            in_place = scene_base(cfg().sources_file, self.source_name)
+            catalog, in_place = scene_base(cfg().sources_file, self.source_name, self.catalog)
             scenes = catalog_scenes(self.source_name, self.catalog)
             self.__dict__["_scene_tasks"] = [
-                CountSegments(**self.scene_params(source, sid, scene_digest(self.catalog, scenes[sid], in_place),
+                CountSegments(**self.scene_params(source, sid, scene_digest(catalog, scenes[sid], in_place),
                                                   index.scene(self.source_name, sid)))
                 for sid in sorted(scenes)]
         return self.__dict__["_scene_tasks"]

@@ -44,11 +44,12 @@ def _h(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def source_digests(src: SourceConfig, codes: dict[str, str]) -> tuple[str, str]:
-    """``(raw, catalog)`` digests of one source (module docstring)."""
+def source_digests(src: SourceConfig, codes: dict[str, str], *, terms: bool = True) -> tuple[str, str]:
+    """``(raw, catalog)`` digests of one source (module docstring); without its licence and attribution when
+    ``terms`` is false (:func:`scene_base`)."""
     from pipeline.sources.object_store import source_digest
 
-    raw = _h("raw", source_digest(src), codes["fetch"], *_local_files(src))
+    raw = _h("raw", source_digest(src, terms=terms), codes["fetch"], *_local_files(src))
     return raw, _h("catalog", raw, codes["catalog"])
 
 
@@ -61,31 +62,37 @@ def _local_files(src: SourceConfig) -> list[str]:
     return [location_stamp(src.location)] if src.location and src.scheme == "file" else []
 
 
-def scene_base(sources_file: str | Path, name: str) -> tuple[str, str] | None:
-    """``(folder, base)`` for a source read in place from a local folder: its absolute path, and what every
-    scene digest of it starts from (its ``sources.yaml`` entry but its licence and attribution, which no
-    per-scene output carries, and the fetch and catalog code, without the stamp of the whole folder: each scene
-    adds its own files, :func:`scene_digest`, so a file added to the folder redoes the new scene's work only);
-    None for any other source."""
+def scene_base(sources_file: str | Path, name: str, catalog: str) -> tuple[str, tuple[str, str] | None]:
+    """What the scene digests (:func:`scene_digest`) of source ``name`` start from, its licence and attribution
+    left out (no per-scene output carries them: the pool takes them from the catalog, so correcting them in
+    ``sources.yaml`` redoes no pixel work): ``(catalog, in_place)``.  ``catalog``: the source's catalog digest as
+    it would be without its terms (:func:`source_digests`; the given ``catalog`` for a folder read in place,
+    whose scenes are keyed by their own files, and when the source is not in the file).  ``in_place``, for a
+    source read in place from a local folder: ``(folder, base)``, its absolute path and the digest of its entry
+    and the fetch and catalog code, without the stamp of the whole folder (each scene adds its own files, so a
+    file added to the folder redoes the new scene's work only); else None."""
     from pipeline.sources.object_store import source_digest
 
     for src in load_sources(sources_file, max_bytes=_sources_max_bytes()):
-        if src.name == name and _local_files(src) and Path(os.path.expanduser(src.location)).is_dir():
-            codes = versions.code_versions()
-            folder = os.path.abspath(os.path.expanduser(src.location))
-            return folder, _h("scene-base", source_digest(src, terms=False), codes["fetch"], codes["catalog"])
-    return None
+        if src.name != name:
+            continue
+        codes = versions.code_versions()
+        if src.location and src.scheme == "file" and Path(os.path.expanduser(src.location)).is_dir():
+            folder = os.path.abspath(os.path.expanduser(src.location))  # its scenes: each keyed by its own files
+            return catalog, (folder, _h("scene-base", source_digest(src, terms=False), codes["fetch"],
+                                        codes["catalog"]))
+        return source_digests(src, codes, terms=False)[1], None
+    return catalog, None
 
 
 def scene_digest(catalog: str, scene: Any, in_place: tuple[str, str] | None) -> str:
-    """12 hex digits over what one scene's per-scene outputs are made from.  For a scene read in place from its
-    source's folder (``in_place``: :func:`scene_base`): the folder's base digest, the scene's catalog record but
-    its licence and attribution (a corrected attribution in ``sources.yaml`` redoes no pixel work: the pool takes
-    them from the catalog, :func:`pipeline.dataset.pool.assemble_pool`), and the path, size and modification
-    time of each of its files (image, land cover, building mask, footprints) and of the side-car files GDAL
-    would read beside its rasters (:func:`~pipeline.sources.localfs.sidecars`; nothing read).  For any other
-    scene: its source's ``catalog`` digest (which determines the catalog) and the scene id;
-    not the record, whose paths lie in the data folder (a moved data folder keeps its work:
+    """12 hex digits over what one scene's per-scene outputs are made from (``catalog`` and ``in_place``:
+    :func:`scene_base`, which leaves the source's licence and attribution out).  For a scene read in place from
+    its source's folder: the folder's base digest, the scene's catalog record but its licence and attribution,
+    and the path, size and modification time of each of its files (image, land cover, building mask, footprints)
+    and of the side-car files GDAL would read beside its rasters (:func:`~pipeline.sources.localfs.sidecars`;
+    nothing read).  For any other scene: the ``catalog`` digest (which determines the catalog) and the scene
+    id; not the record, whose paths lie in the data folder (a moved data folder keeps its work:
     :mod:`pipeline.datafolder`)."""
     from pipeline.sources.localfs import sidecars, size_time
     from pipeline.sources.object_store import TERMS

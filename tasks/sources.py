@@ -1,7 +1,8 @@
 """Per-source tasks: fetch the raw data, then list its scenes through the source's adapter.
 
 Both are named by digests of the source's ``sources.yaml`` entry and their code (``tasks.plan``): changing a
-source's kind, location, options, licence or attribution refetches and re-catalogs that source only.
+source's kind, location, options, licence or attribution refetches and re-catalogs that source only (a changed
+licence or attribution alone downloads nothing again: :mod:`pipeline.sources.rawreuse`).
 """
 from __future__ import annotations
 
@@ -19,13 +20,20 @@ from tasks.params import CatalogParams, SourceParams
 from tasks.plan import verified_source
 
 
-def stamped(record: dict, src) -> dict:
-    """The fetch record with what made it: the digest of the source's entry and the fetch code version (so
-    ``python -m pipeline plan`` can tell an edited entry from changed code)."""
+def made_by(src) -> dict[str, str]:
+    """What makes a source's fetch record: the digest of its entry, of its entry but its licence and attribution
+    (a later raw folder of the same content starts from this one's files: :mod:`pipeline.sources.rawreuse`) and
+    the fetch code version (so ``python -m pipeline plan`` can tell an edited entry from changed code)."""
     from pipeline.sources.object_store import source_digest
     from tasks.versions import code_version
 
-    return {**record, "made_by": {"entry": source_digest(src), "fetch_code": code_version("fetch")}}
+    return {"entry": source_digest(src), "content": source_digest(src, terms=False),
+            "fetch_code": code_version("fetch")}
+
+
+def stamped(record: dict, src) -> dict:
+    """The fetch record with what made it (:func:`made_by`)."""
+    return {**record, "made_by": made_by(src)}
 
 
 def local_hashes_path(source: str) -> Path:
@@ -62,6 +70,7 @@ class FetchSource(SourceParams, PipelineTask):
                 self.set_progress_percentage(100)
                 atomic.write_json(self.output().path, stamped(record, src))
                 return
+        self._reuse_earlier(src, dest)
         try:
             record = self._fetch(src, dest)
         except Exception as exc:  # noqa: BLE001 - filtered: only expected failures cost the source alone
@@ -77,6 +86,24 @@ class FetchSource(SourceParams, PipelineTask):
             upload_raw(src, dest, record, cache_url, endpoint_url=endpoint, progress=self._percent)
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, stamped(record, src))
+
+    def _reuse_earlier(self, src, dest: Path) -> None:
+        """Start a new raw folder of a downloaded source from the files of an earlier one of the same content
+        (its licence or attribution corrected: :mod:`pipeline.sources.rawreuse`), so nothing is downloaded again."""
+        from pipeline.sources.rawreuse import DOWNLOADED, reusable_raw, seed_raw
+
+        if src.scheme not in DOWNLOADED or dest.exists():
+            return
+        here = raw_dir(self.source_name, self.raw)
+        earlier = reusable_raw(here.parent, self.source_name, here, made_by(src))
+        if earlier is None:
+            return
+        try:
+            linked = seed_raw(dest, earlier)
+        except OSError as exc:  # another file system: fetched from nothing
+            self.set_status_message(f"cannot reuse {earlier.parent.name} ({exc}): fetching {src.name} again")
+            return
+        self.set_status_message(f"reusing {linked} files of {earlier.parent.name} (the same content)")
 
     def _percent(self, done: int, total: int | None) -> None:
         """Files of a raw-cache restore or upload."""

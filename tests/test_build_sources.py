@@ -97,9 +97,30 @@ sources:
 
         try:
             assert luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
+            xbd_requests = http.requests_for("/xbd/train_images_labels_targets.tar.gz")
+            scene_work = sorted((tmp_path / "data" / "work" / "scenes").rglob("*"))
+            # the terms of every source corrected: fetched and catalogued again, nothing downloaded again (the new
+            # raw folders start as links of the earlier ones) and no scene prepared, tiled, labelled or counted again
+            sources.write_text(sources.read_text().replace("license: CC BY", "license: CC0 BY")
+                               .replace("attribution: ", "attribution: corrected, "))
+            cfg.set("PipelineConfig", "release", "corrected")
+            assert luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
         finally:
             cfg.remove_option("PipelineConfig", "allow_private_networks")
-        xbd_requests = http.requests_for("/xbd/train_images_labels_targets.tar.gz")
+        assert http.requests_for("/xbd/train_images_labels_targets.tar.gz") == xbd_requests
+    assert sorted((tmp_path / "data" / "work" / "scenes").rglob("*")) == scene_work
+    corrected = tmp_path / "data" / "releases" / "corrected"
+    assert validate_release(corrected) == []
+    images = json.loads((corrected / "manifest.json").read_text())["images"]
+    assert {im["source"]: im["license"] for im in images}["spacenet"] == "CC0 BY-SA 4.0"
+    assert all(im["attribution"].startswith("corrected, ") for im in images)
+    for name in ("xbd", "spacenet"):
+        provenance = json.loads((corrected / "provenance" / f"{name}.json").read_text())
+        assert all(f["attribution"].startswith("corrected, ") for f in provenance["files"]), name
+        old, new = sorted((tmp_path / "data" / "raw").glob(f"{name}-*/fetch.json"), key=lambda r: r.stat().st_mtime)
+        assert {f["sha256"] for f in json.loads(new.read_text())["files"]} == \
+            {f["sha256"] for f in json.loads(old.read_text())["files"]}
+        assert all(p.stat().st_nlink == 2 for p in (new.parent / "files").rglob("*") if p.is_file()), name
 
     assert len(xbd_requests) == 2  # cut once, then resumed (not restarted)
     assert "Range" not in xbd_requests[0]["headers"]
@@ -114,7 +135,7 @@ sources:
     assert by_source["xbd"] == {"CC BY-NC-SA 4.0"} and by_source["spacenet"] == {"CC BY-SA 4.0"}
     kinds = {im["source_kind"] for im in manifest["images"]}
     assert kinds == {"xbd", "spacenet", "inria", "local"}
-    (fetch_record,) = (tmp_path / "data" / "raw").glob("spacenet-*/fetch.json")
+    fetch_record = min((tmp_path / "data" / "raw").glob("spacenet-*/fetch.json"), key=lambda r: r.stat().st_mtime)
     fetched = json.loads(fetch_record.read_text())
     assert all(f["url"].startswith("s3://") and len(f["sha256"]) == 64 for f in fetched["files"])
     rejects = (rel / "rejects.csv").read_text()

@@ -189,3 +189,38 @@ def test_a_local_folder_fetched_again_reads_only_its_new_and_changed_files(tmp_p
     (data / "a.tif").write_bytes(b"x")
     assert {f["path"]: f["sha256"] for f in fetch_source(_src("local", str(data)), tmp_path / "out",
                                                           hashes=hashes)["files"]}["a.tif"] == _sha(b"x")
+
+
+def test_a_new_raw_folder_starts_from_the_newest_earlier_one_of_the_same_content(tmp_path):
+    """pipeline.sources.rawreuse: the newest complete raw folder of the same source, entry but its terms and
+    fetch code (not another source's whose name extends this one's, not a failed fetch); its files linked, its
+    unfinished transfers not."""
+    import json
+    import os
+
+    from pipeline.sources.rawreuse import reusable_raw, seed_raw
+
+    made = {"entry": "e2", "content": "c1", "fetch_code": "f1"}
+
+    def raw(name: str, made_by: dict, when: int, **extra) -> Path:
+        folder = tmp_path / "raw" / name
+        (folder / "files" / "downloads").mkdir(parents=True)
+        (folder / "files" / "a.tif").write_bytes(name.encode())
+        (folder / "files" / "downloads" / "b.tar.part").write_bytes(b"half")
+        (folder / "files" / "downloads" / ".tmp-x").mkdir()
+        (folder / "fetch.json").write_text(json.dumps({"made_by": made_by, "files": [], **extra}))
+        os.utime(folder / "fetch.json", ns=(when, when))
+        return folder
+
+    here = tmp_path / "raw" / "xbd-000000000003"
+    raw("xbd-000000000001", dict(made, entry="e0"), 1)
+    newest = raw("xbd-000000000002", dict(made, entry="e1"), 2)
+    raw("xbd-vegas-00000000000a", made, 9)  # another source's (xbd-vegas)
+    raw("xbd-00000000000b", dict(made, fetch_code="f0"), 9)  # other fetch code
+    raw("xbd-00000000000c", made, 9, failed={"reason": "HTTP 500", "type": "FetchError"})
+    raw("xbd-00000000000d", dict(made, content="c0"), 9)  # other location or options
+    assert reusable_raw(tmp_path / "raw", "xbd", here, made) == newest / "files"
+    assert reusable_raw(tmp_path / "raw", "inria", here, made) is None
+    assert seed_raw(here / "files", newest / "files") == 1
+    assert (here / "files" / "a.tif").stat().st_ino == (newest / "files" / "a.tif").stat().st_ino
+    assert sorted(p.name for p in (here / "files").rglob("*")) == ["a.tif", "downloads"]

@@ -102,8 +102,8 @@ def _extract_into(
             and old.get("sha256") == archive_sha
             and all((dest / f["path"]).is_file() and (dest / f["path"]).stat().st_size == f["bytes"]
                     for f in old.get("files", []))
-        ):
-            return old["files"]
+        ):  # the source's terms as they are now (a raw folder started from an earlier one: pipeline.sources.rawreuse)
+            return [dict(f, license=source.license, attribution=source.attribution) for f in old["files"]]
     extracted = extract_archive(archive, dest, limits=limits)
     files = []
     for path in extracted:

@@ -1,0 +1,77 @@
+"""Start a downloaded source's new raw folder from an earlier one of the same content (no Luigi here).
+
+A source's raw folder is named by the digest of its whole ``sources.yaml`` entry (``tasks.plan``), its licence
+and attribution included: its fetch record states them for every file.  Correcting them makes a new raw folder,
+and fetching that from nothing would download the source again (tens of GB for xBD) for the same bytes.  So a
+new raw folder of a source fetched over the network (``http``, ``https``, ``s3`` locations) starts as hard links
+of the files of the newest complete raw folder of the same source whose fetch record was made from the same
+entry but its terms, by the same fetch code (its ``made_by``: ``content`` and ``fetch_code``).  The fetch then
+finds its files in place, as after an interrupted fetch (a download whose file is there makes no request, an
+archive whose extraction marker matches is not extracted again; every fetch writes through new files renamed
+into place, never into an existing one), and writes its record with the new terms.
+
+Not linked: unfinished transfers (``*.part``) and atomic writes (``.tmp-*``).  No candidate: a raw folder whose
+fetch failed (a failure record), one of another source (names with ``-`` are told apart by the 12-digit
+digest), a local location (read in place, or an archive whose bytes may have changed under the same entry).
+Where a hard link cannot be made (another file system), nothing is reused and the fetch starts from nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from pipeline.sources.outcome import failure_of
+
+_DIGEST = re.compile(r"[0-9a-f]{12}")
+#: Location schemes whose fetch downloads (what a reused raw folder saves).
+DOWNLOADED = ("http", "https", "s3")
+
+
+def reusable_raw(raw_root: Path, source: str, current: Path, made_by: dict[str, str]) -> Path | None:
+    """The ``files/`` folder of the newest raw folder under ``raw_root`` of ``source`` (not ``current``) whose
+    complete fetch record's ``made_by`` has ``made_by``'s ``content`` and ``fetch_code``; None when there is none."""
+    best: tuple[int, Path] | None = None
+    for record_path in raw_root.glob("*/fetch.json"):
+        folder = record_path.parent
+        name = folder.name
+        if folder == current or not name.startswith(f"{source}-") or not _DIGEST.fullmatch(name[len(source) + 1:]):
+            continue
+        try:
+            record = json.loads(record_path.read_text())
+            when = record_path.stat().st_mtime_ns
+        except (OSError, ValueError):
+            continue
+        made = record.get("made_by") if isinstance(record, dict) else None
+        if (not isinstance(made, dict) or failure_of(record) is not None or not (folder / "files").is_dir()
+                or any(made.get(k) != made_by[k] for k in ("content", "fetch_code"))):
+            continue
+        if best is None or when > best[0]:
+            best = when, folder / "files"
+    return best[1] if best else None
+
+
+def seed_raw(dest: Path, earlier: Path) -> int:
+    """Fill the new folder ``dest`` with hard links of the files under ``earlier`` (module docstring); the number
+    of files linked.  Made whole in a temporary folder renamed to ``dest``: nothing when it fails (OSError)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{dest.name}-", dir=dest.parent))
+    linked = 0
+    try:
+        for root, dirs, files in os.walk(earlier):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".tmp-"))
+            here = tmp / Path(root).relative_to(earlier)
+            here.mkdir(parents=True, exist_ok=True)
+            for name in sorted(files):
+                path = Path(root) / name
+                if name.endswith(".part") or name.startswith(".tmp-") or path.is_symlink() or not path.is_file():
+                    continue
+                os.link(path, here / name)
+                linked += 1
+        os.rename(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return linked
