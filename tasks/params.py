@@ -20,6 +20,7 @@ from luigi.task_register import Register
 from pipeline.datafolder import location_problem, remember_location
 from pipeline.dataset.ids import check_release_name
 from pipeline.errors import ConfigError
+from pipeline.params import config_problems
 from tasks import plan, versions
 from tasks.config import PipelineConfig, annotation_cache_dir, data_dir, done_dir, releases_root
 
@@ -192,6 +193,11 @@ class RootRegister(Register):
         return super().__call__(*args, **kwargs)
 
 
+#: The settings :func:`pipeline.params.config_problems` checks.
+CHECKED = ("tile_size", "target_gsds", "max_nodata_fraction", "split_trials", "region_min", "region_max",
+           "label_every", "selection_epochs", "random_fraction", "max_grid_pixels")
+
+
 def derive(release: str) -> dict:
     """The root's derived parameters (:data:`DERIVED`) for building ``release`` with the current configuration."""
     check_release_name(release)  # before anything reads or writes under releases/
@@ -199,6 +205,9 @@ def derive(release: str) -> dict:
     if moved:
         raise ConfigError(moved)
     c = PipelineConfig()
+    problems = config_problems(**{name: getattr(c, name) for name in CHECKED})
+    if problems:  # before anything is read or written: a bad value used to fail a late task or pass
+        raise ConfigError("[PipelineConfig] " + "; ".join(problems))
     codes = versions.code_versions()
     cache = annotation_cache_dir()
     index = plan.annotation_index(done_dir(), cache)

@@ -132,3 +132,42 @@ def test_a_bad_release_name_is_refused_and_earlier_releases_are_kept(tmp_path):
         assert sorted(p.name for p in data.iterdir()) == ["releases"], name  # nothing fetched, nothing written
         assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == [
             "releases", "releases/v1", "releases/v1/manifest.json"], name
+
+
+BAD_SETTINGS = [
+    (("--PipelineConfig-tile-size", "7"), "tile_size must be an integer from 64 to 8192, not 7"),
+    (("--PipelineConfig-target-gsds", "[0.3, 0.1]"), "each of target_gsds must be a number from 0.25 to 0.5, not 0.1"),
+    (("--PipelineConfig-max-nodata-fraction", "1.5"), "max_nodata_fraction must be a number from 0 to 1, not 1.5"),
+    (("--PipelineConfig-region-min", "80"), "region_min (80) must not be over region_max (70)"),
+]
+
+
+def test_bad_settings_are_refused_before_anything_runs(tmp_path):
+    """A processing or dataset setting out of range is refused when the build starts, naming it, with nothing
+    written; a tile size of 7 used to tile for hours, a target GSD of 0.1 m to build a release outside the
+    benchmark's 0.25-0.5 m, and the others to fail a late task after all the pixel work."""
+    from pipeline.params import config_problems
+
+    folder = tmp_path / "folder"
+    _scene(folder, "a", 0)
+    sources = local_sources(tmp_path / "sources.yaml", {"folder": folder})
+
+    def run(i_case):
+        i, (options, _) = i_case
+        data = tmp_path / f"data{i}"
+        return data, run_measured(luigi_cmd(data, sources, *options), log=tmp_path / f"{i}.log", timeout=MAX_WALL,
+                                  max_address_space=GUARD)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = list(pool.map(run, enumerate(BAD_SETTINGS)))
+    for (options, words), (data, (code, out, _, wall)) in zip(BAD_SETTINGS, runs):
+        assert code != 0 and "[PipelineConfig] " + words in out, (options, out[-2000:])
+        assert not data.exists() or not any(data.rglob("*.json")), options  # nothing fetched, nothing recorded
+        assert wall < 60, (options, wall)
+    good = dict(tile_size=1024, target_gsds=(0.3, 0.5), max_nodata_fraction=0.05, split_trials=1000, region_min=50,
+                region_max=70, label_every=10, selection_epochs=12, random_fraction=0.5, max_grid_pixels=10**9)
+    assert config_problems(**good) == []
+    for name, bad in [("split_trials", 0), ("label_every", 0), ("selection_epochs", -1), ("random_fraction", 2),
+                      ("target_gsds", ()), ("target_gsds", (0.3, float("nan"))), ("tile_size", 100.5),
+                      ("tile_size", True), ("max_grid_pixels", 0)]:
+        assert len(config_problems(**{**good, name: bad})) == 1, (name, bad)
