@@ -18,12 +18,14 @@ source's work, not the whole release's.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Collection
 from pathlib import Path
 
 import luigi
 
 from pipeline import atomic, forked
+from pipeline.dataset.copies import drop_copies
 from pipeline.dataset.pool import assemble_pool, merge_pools, name_images, selected_pending, unmatched_annotations
 from pipeline.errors import SourceFailed
 from pipeline.sources.config import scene_region
@@ -35,6 +37,7 @@ from tasks.config import (
     cfg,
     history_dir,
     load_scene,
+    raw_dir,
     releases_root,
     todo_dir,
     work_dir,
@@ -142,7 +145,8 @@ class SourcePool(SourcePoolParams, PipelineTask):
         catalog = _load(self.input()["catalog"].path)
         scenes = [self._scene_item(task, scene_region(config.options, task.scene_id)) for task in self.scene_tasks()]
         pool = assemble_pool(scenes, catalog_rejects=catalog.get("rejects", []),
-                             source_roots={catalog["source"]: catalog["root"]})
+                             source_roots={catalog["source"]: catalog["root"]},
+                             image_sha256=_fetched_checksums(raw_dir(self.source_name, self.raw) / "fetch.json"))
         self.set_progress_percentage(100)
         _write_record(self.output().path, pool)
 
@@ -163,6 +167,19 @@ class SourcePool(SourcePoolParams, PipelineTask):
             "labels": {**labels, "labels": relocate(labels["labels"], "label", label_task.out_dir, folder)},
             "segments": _load(task.output().path),
         }
+
+
+def _fetched_checksums(record_path: Path) -> dict[str, str]:
+    """Path -> SHA-256 of every file a source's fetch record lists ({} when it cannot be read)."""
+    try:
+        record = _load(record_path)
+    except (OSError, ValueError):
+        return {}
+    root, files = record.get("root"), record.get("files")
+    if not isinstance(root, str) or not isinstance(files, list):
+        return {}
+    return {os.path.join(root, f["path"]): f["sha256"] for f in files
+            if isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)}
 
 
 class AssembleTiles(PoolParams, PipelineTask):
@@ -194,6 +211,9 @@ class AssembleTiles(PoolParams, PipelineTask):
         if failed and not cfg().allow_partial_release:
             raise SourceFailed(failed)  # after every other source's scenes were tiled and labelled
         pool = merge_pools([_load(t.path) for t in self.input()["sources"]])
+        pool["tiles"], copies = drop_copies(pool["tiles"], [n for n, _, _ in self.sources])  # one copy released
+        if copies:
+            pool["rejects"] = merge_pools([{"tiles": [], "rejects": pool["rejects"] + copies}])["rejects"]
         names = load_index(str(annotation_cache_dir()), self.annotation_index).names
         unused = unmatched_annotations(names, pool["tiles"], {n for n, _, _ in self.sources})
         if unused:  # completed annotations that name no tile: rejects rows, not silently ignored

@@ -72,7 +72,8 @@ def footprint_rejects(exported: Iterable[dict], provenance: dict[str, dict]) -> 
 
 
 def assemble_pool(
-    scenes: list[dict[str, Any]], *, catalog_rejects: Sequence[dict] = (), source_roots: dict[str, str] | None = None
+    scenes: list[dict[str, Any]], *, catalog_rejects: Sequence[dict] = (), source_roots: dict[str, str] | None = None,
+    image_sha256: Mapping[str, str] | None = None,
 ) -> dict[str, list]:
     """``scenes``: one dict per scene with keys ``scene`` (Scene), ``region_override`` (str|None),
     ``folder`` (Path of its work files) and the loaded ``plan``, ``tiles``, ``labels``, ``segments`` records.
@@ -83,8 +84,11 @@ def assemble_pool(
     pending ones ``pending_reason`` (the label record's ``reason``, else :data:`PENDING_REASON`), tiles labelled
     or held back by an annotation ``repaired_polygons``.
     Files named in rejects are made relative to ``source_roots[source]`` (the fetched folder).
+    ``image_sha256``: the checksum of each scene image file (by its path), given to its tiles with the file's
+    relative path for :func:`pipeline.dataset.copies.drop_copies` (``_image_sha256``, ``_image_file``).
     """
     roots = source_roots or {}
+    shas = image_sha256 or {}
 
     def _reject(scene: Scene, file: str, stage: str, reason: str) -> dict[str, str]:
         root = roots.get(scene.source)
@@ -136,6 +140,9 @@ def assemble_pool(
                 "acquired": scene.acquired,
                 "_image_src": str(folder / tile["image"]),
             }
+            if shas.get(scene.image):
+                rec["_image_sha256"] = shas[scene.image]
+                rec["_image_file"] = relative_to_root(scene.image, roots.get(scene.source))
             if rec["status"] == "pending":
                 rec["pending_reason"] = (lab or {}).get("reason") or PENDING_REASON
             if lab is not None and lab.get("origin") == "annotation":
