@@ -44,12 +44,12 @@ def _h(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def source_digests(src: SourceConfig, codes: dict[str, str], *, terms: bool = True) -> tuple[str, str]:
-    """``(raw, catalog)`` digests of one source (module docstring); without its licence and attribution when
-    ``terms`` is false (:func:`scene_base`)."""
+def source_digests(src: SourceConfig, codes: dict[str, str], *, labels: bool = True) -> tuple[str, str]:
+    """``(raw, catalog)`` digests of one source (module docstring); without what only labels its images (licence,
+    attribution, region and acquisition-range options) when ``labels`` is false (:func:`scene_base`)."""
     from pipeline.sources.object_store import source_digest
 
-    raw = _h("raw", source_digest(src, terms=terms), codes["fetch"], *_local_files(src))
+    raw = _h("raw", source_digest(src, labels=labels), codes["fetch"], *_local_files(src))
     return raw, _h("catalog", raw, codes["catalog"])
 
 
@@ -63,10 +63,11 @@ def _local_files(src: SourceConfig) -> list[str]:
 
 
 def scene_base(sources_file: str | Path, name: str, catalog: str) -> tuple[str, tuple[str, str] | None]:
-    """What the scene digests (:func:`scene_digest`) of source ``name`` start from, its licence and attribution
-    left out (no per-scene output carries them: the pool takes them from the catalog, so correcting them in
+    """What the scene digests (:func:`scene_digest`) of source ``name`` start from, what only labels its images
+    left out (licence, attribution, ``options.region``/``regions``/``acquired_range``: no per-scene output
+    carries them, the pool and release take them from the catalog and the entry, so correcting them in
     ``sources.yaml`` redoes no pixel work): ``(catalog, in_place)``.  ``catalog``: the source's catalog digest as
-    it would be without its terms (:func:`source_digests`; the given ``catalog`` for a folder read in place,
+    it would be without them (:func:`source_digests`; the given ``catalog`` for a folder read in place,
     whose scenes are keyed by their own files, and when the source is not in the file).  ``in_place``, for a
     source read in place from a local folder: ``(folder, base)``, its absolute path and the digest of its entry
     and the fetch and catalog code, without the stamp of the whole folder (each scene adds its own files, so a
@@ -79,16 +80,17 @@ def scene_base(sources_file: str | Path, name: str, catalog: str) -> tuple[str, 
         codes = versions.code_versions()
         if src.location and src.scheme == "file" and Path(os.path.expanduser(src.location)).is_dir():
             folder = os.path.abspath(os.path.expanduser(src.location))  # its scenes: each keyed by its own files
-            return catalog, (folder, _h("scene-base", source_digest(src, terms=False), codes["fetch"],
+            return catalog, (folder, _h("scene-base", source_digest(src, labels=False), codes["fetch"],
                                         codes["catalog"]))
-        return source_digests(src, codes, terms=False)[1], None
+        return source_digests(src, codes, labels=False)[1], None
     return catalog, None
 
 
 def scene_digest(catalog: str, scene: Any, in_place: tuple[str, str] | None) -> str:
     """12 hex digits over what one scene's per-scene outputs are made from (``catalog`` and ``in_place``:
-    :func:`scene_base`, which leaves the source's licence and attribution out).  For a scene read in place from
-    its source's folder: the folder's base digest, the scene's catalog record but its licence and attribution,
+    :func:`scene_base`, which leaves what only labels the source's images out).  For a scene read in place from
+    its source's folder: the folder's base digest, the scene's catalog record but its licence, attribution and
+    region hint,
     and the path, size and modification time of each of its files (image, land cover, building mask, footprints)
     and of the side-car files GDAL would read beside its rasters (:func:`~pipeline.sources.localfs.sidecars`;
     nothing read).  For any other scene: the ``catalog`` digest (which determines the catalog) and the scene
@@ -99,7 +101,7 @@ def scene_digest(catalog: str, scene: Any, in_place: tuple[str, str] | None) -> 
 
     if in_place is None or not os.path.abspath(scene.image).startswith(in_place[0].rstrip("/") + "/"):
         return _h("scene", catalog, scene.scene_id)
-    record = {k: v for k, v in scene.to_dict().items() if k not in TERMS}
+    record = {k: v for k, v in scene.to_dict().items() if k not in (*TERMS, "region_hint")}
     stamps: list[list] = []
     for key in ("image", "landcover", "building_mask", "footprints"):
         if record.get(key):

@@ -2,7 +2,8 @@
 
 Both are named by digests of the source's ``sources.yaml`` entry and their code (``tasks.plan``): changing a
 source's kind, location, options, licence or attribution refetches and re-catalogs that source only (a changed
-licence or attribution alone downloads nothing again: :mod:`pipeline.sources.rawreuse`).
+licence, attribution, region or acquisition-range option alone downloads nothing again:
+:mod:`pipeline.sources.rawreuse`).
 """
 from __future__ import annotations
 
@@ -21,13 +22,13 @@ from tasks.plan import verified_source
 
 
 def made_by(src) -> dict[str, str]:
-    """What makes a source's fetch record: the digest of its entry, of its entry but its licence and attribution
+    """What makes a source's fetch record: the digest of its entry, of its entry but what only labels its images
     (a later raw folder of the same content starts from this one's files: :mod:`pipeline.sources.rawreuse`) and
     the fetch code version (so ``python -m pipeline plan`` can tell an edited entry from changed code)."""
     from pipeline.sources.object_store import source_digest
     from tasks.versions import code_version
 
-    return {"entry": source_digest(src), "content": source_digest(src, terms=False),
+    return {"entry": source_digest(src), "content": source_digest(src, labels=False),
             "fetch_code": code_version("fetch")}
 
 
@@ -89,7 +90,8 @@ class FetchSource(SourceParams, PipelineTask):
 
     def _reuse_earlier(self, src, dest: Path) -> None:
         """Start a new raw folder of a downloaded source from the files of an earlier one of the same content
-        (its licence or attribution corrected: :mod:`pipeline.sources.rawreuse`), so nothing is downloaded again."""
+        (its licence, attribution or regions corrected: :mod:`pipeline.sources.rawreuse`): nothing is downloaded
+        again."""
         from pipeline.sources.rawreuse import DOWNLOADED, reusable_raw, seed_raw
 
         if src.scheme not in DOWNLOADED or dest.exists():

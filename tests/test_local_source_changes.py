@@ -143,18 +143,18 @@ def test_a_scene_digest_follows_its_own_files_and_their_side_cars_only(tmp_path)
     assert scene_digest("cat", moved, here) == scene_digest("cat", scene, None) != scene_digest("cat2", moved, here)
 
 
-def test_a_corrected_licence_or_attribution_redoes_no_pixel_work(tmp_path):
-    """A source's licence and attribution label its images; no per-scene output is made from them. Correcting
-    them in ``sources.yaml`` fetches and catalogs the source again (its provenance names the new terms) and
-    re-releases its images with them, without preparing, tiling, labelling or counting a scene again (it did: a
-    DOI added to an attribution redid every scene of the source)."""
+def test_a_corrected_licence_attribution_or_region_redoes_no_pixel_work(tmp_path):
+    """A source's licence, attribution and region options label its images; no per-scene output is made from
+    them. Correcting them in ``sources.yaml`` fetches and catalogs the source again (its provenance names the new
+    terms) and re-releases its images with them, without preparing, tiling, labelling or counting a scene again
+    (it did: a DOI added to an attribution, or a region set, redid every scene of the source)."""
     folder = tmp_path / "src"
     for i in range(2):
         _scene(folder, f"s{i}", i)
     sources = local_sources(tmp_path / "sources.yaml", {"folder": folder})
     assert "PrepareScene 2" in _build(tmp_path, sources, "v1")
     text = sources.read_text().replace("CC BY 4.0", "CC BY-SA 4.0").replace("test suite", "test suite, doi:10/x")
-    sources.write_text(text)
+    sources.write_text(text + "    options: {region: graz}\n")
     log = _build(tmp_path, sources, "v2")
     ran = log[log.index("Build summary"):].split("\n")[0]
     assert "FetchSource 1" in ran and "CatalogSource 1" in ran, ran
@@ -162,7 +162,8 @@ def test_a_corrected_licence_or_attribution_redoes_no_pixel_work(tmp_path):
         assert family not in ran, ran
     releases = tmp_path / "data" / "releases"
     v2 = json.loads((releases / "v2" / "manifest.json").read_text())
-    assert {(im["license"], im["attribution"]) for im in v2["images"]} == {("CC BY-SA 4.0", "test suite, doi:10/x")}
+    assert {(im["license"], im["attribution"], im["region"]) for im in v2["images"]} == {
+        ("CC BY-SA 4.0", "test suite, doi:10/x", "graz")}
     record = json.loads((releases / "v2" / "provenance" / "folder.json").read_text())
     assert {(f["license"], f["attribution"]) for f in record["files"]} == {("CC BY-SA 4.0", "test suite, doi:10/x")}
     check = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(releases / "v2")], cwd=ROOT,

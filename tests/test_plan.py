@@ -156,7 +156,7 @@ def test_plan_after_adding_a_source_and_after_editing_an_entry(tmp_path):
     opts3[opts3.index("p1")] = "p3"
     edited = plan(opts3, data)
     by_name = {s["name"]: s for s in edited["sources"]}
-    why = "licence or attribution changed (its files and scenes' work are reused)"  # the attribution edited
+    why = "only its licence, attribution, regions or acquisition range changed (its files and scenes' work are reused)"
     assert by_name["folder"]["fetch"] == {"action": "refetch", "why": why}
     assert by_name["more"]["fetch"]["action"] == "none" and by_name["more"]["scenes_to_process"] == 0
     text = subprocess.run([sys.executable, "-m", "pipeline", "plan", *opts3], cwd=ROOT, capture_output=True,
@@ -173,7 +173,7 @@ def test_fetch_reason_tells_entry_from_code_and_says_when_it_cannot():
     assert fetch_reason({"made_by": made}, "e2", entry, "c1") == "entry changed"
     assert fetch_reason({"made_by": made}, "e1", entry, "c2") == "code changed (fetch code c1 -> c2)"
     terms = {"made_by": {**made, "content": "t1"}}  # the same entry but its licence or attribution
-    assert fetch_reason(terms, "e2", entry, "c1", "t1").startswith("licence or attribution changed")
+    assert fetch_reason(terms, "e2", entry, "c1", "t1").startswith("only its licence, attribution, regions")
     assert fetch_reason(terms, "e2", entry, "c1", "t2") == "entry changed"
     legacy = {**entry, "attribution": "b"}  # a record from before made_by: its entry fields still tell
     assert fetch_reason(legacy, "e1", entry, "c2") == "entry changed (attribution)"

@@ -48,8 +48,8 @@ def digest_siblings(folder: Path, name: str, suffix: str = "") -> list[Path]:
 def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_code: str,
                  content_digest: str | None = None) -> str:
     """Why a source whose current raw folder is missing is fetched: ``earlier`` is the fetch record of its
-    newest other raw folder (None: there is none); ``content_digest``: the entry's digest without its licence
-    and attribution (``made_by.content``: then no scene is processed again, nor a file downloaded again)."""
+    newest other raw folder (None: there is none); ``content_digest``: the entry's digest without what only
+    labels its images (``made_by.content``: then no scene is processed again, nor a file downloaded again)."""
     if earlier is None:
         return "new"
     made = earlier.get("made_by")
@@ -57,7 +57,8 @@ def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_cod
         if made.get("entry") != entry_digest:
             if content_digest is not None and made.get("content") == content_digest \
                     and made.get("fetch_code") == fetch_code:
-                return "licence or attribution changed (its files and scenes' work are reused)"
+                return ("only its licence, attribution, regions or acquisition range changed (its files and "
+                        "scenes' work are reused)")
             return "entry changed"
         return f"code changed (fetch code {made.get('fetch_code')} -> {fetch_code})"
     changed = [f for f in ENTRY_FIELDS if f in earlier and earlier.get(f) != entry.get(f)

@@ -282,19 +282,23 @@ def publish_release(release_dir: Path, url: str, *, endpoint_url: str | None = N
 
 # --------------------------------------------------------------------------------------------- raw cache
 
-#: The fields of a source's entry that say on what terms its files are used, not what the files or their pixels
-#: are: in its fetch record and catalog, and in its images' manifest records, but in no per-scene output.
+#: The fields of a source's entry that only label its images, never what its files or pixels are: the terms its
+#: files are used on (in its fetch record, catalog and manifest records) and, among its options, the regions its
+#: scenes are put in and the acquisition range of images without their own time (in its catalog and release).
 TERMS = ("license", "attribution")
+LABEL_OPTIONS = ("region", "regions", "region_override", "acquired_range")
 
 
-def source_digest(source: SourceConfig, *, terms: bool = True) -> str:
+def source_digest(source: SourceConfig, *, labels: bool = True) -> str:
     """12 hex digits over everything of a source's configuration that shapes its raw folder or fetch
-    record (kind, location, options, licence, attribution; not ``enabled``); without :data:`TERMS` when
-    ``terms`` is false (what a scene's pixels are made from)."""
+    record (kind, location, options, licence, attribution; not ``enabled``); without :data:`TERMS` and
+    :data:`LABEL_OPTIONS` when ``labels`` is false (what a scene's files and pixels are made from)."""
     d = dataclasses.asdict(source)
     d.pop("enabled", None)
-    for key in () if terms else TERMS:
-        d.pop(key, None)
+    if not labels:
+        for key in TERMS:
+            d.pop(key, None)
+        d["options"] = {k: v for k, v in (d.get("options") or {}).items() if k not in LABEL_OPTIONS}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -1,14 +1,16 @@
 """Start a downloaded source's new raw folder from an earlier one of the same content (no Luigi here).
 
-A source's raw folder is named by the digest of its whole ``sources.yaml`` entry (``tasks.plan``), its licence
-and attribution included: its fetch record states them for every file.  Correcting them makes a new raw folder,
-and fetching that from nothing would download the source again (tens of GB for xBD) for the same bytes.  So a
-new raw folder of a source fetched over the network (``http``, ``https``, ``s3`` locations) starts as hard links
-of the files of the newest complete raw folder of the same source whose fetch record was made from the same
-entry but its terms, by the same fetch code (its ``made_by``: ``content`` and ``fetch_code``).  The fetch then
-finds its files in place, as after an interrupted fetch (a download whose file is there makes no request, an
-archive whose extraction marker matches is not extracted again; every fetch writes through new files renamed
-into place, never into an existing one), and writes its record with the new terms.
+A source's raw folder is named by the digest of its whole ``sources.yaml`` entry (``tasks.plan``), what only
+labels its images included (licence and attribution, which its fetch record states for every file; the region
+and acquisition-range options: :data:`pipeline.sources.object_store.LABEL_OPTIONS`).  Correcting them makes a
+new raw folder, and fetching that from nothing would download the source again (tens of GB for xBD) for the
+same bytes.  So a new raw folder of a source fetched over the network (``http``, ``https``, ``s3`` locations)
+starts as hard links of the files of the newest complete raw folder of the same source whose fetch record was
+made from the same entry but those labels, by the same fetch code (its ``made_by``: ``content`` and
+``fetch_code``).  The fetch then finds its files in place, as after an interrupted fetch (a download whose file
+is there makes no request, an archive whose extraction marker matches is not extracted again; every fetch
+writes through new files renamed into place, never into an existing one), and writes its record with the
+entry as it is now.
 
 Not linked: unfinished transfers (``*.part``) and atomic writes (``.tmp-*``).  No candidate: a raw folder whose
 fetch failed (a failure record), one of another source (names with ``-`` are told apart by the 12-digit
