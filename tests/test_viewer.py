@@ -41,8 +41,8 @@ def manifest(release) -> dict:
     return json.loads((release / "manifest.json").read_text())
 
 
-def _geotiff(path: Path, size: int, gsd: float) -> None:
-    rng = np.random.default_rng(3)
+def _geotiff(path: Path, size: int, gsd: float, seed: int = 3) -> None:
+    rng = np.random.default_rng(seed)
     img = cv2.resize(rng.integers(40, 200, (24, 24, 3), dtype=np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32633",
@@ -57,7 +57,7 @@ def pending_release(tmp_path_factory) -> Path:
     labelled scene (so that the release holds an image), built with ``--PipelineConfig-viewer false``; no viewer
     is written."""
     base = tmp_path_factory.mktemp("pending")
-    _geotiff(base / "imagery" / "town" / "town.tif", 1024, 0.5)
+    _geotiff(base / "imagery" / "town" / "town.tif", 1024, 0.5, seed=4)  # not the labelled scene's copy
     _geotiff(base / "imagery" / "town" / "coarse.tif", 256, 0.8)
     _geotiff(base / "imagery" / "field" / "field.tif", 1024, 0.5)  # labelled, so the release is not empty
     classes = np.repeat(np.arange(1, 9, dtype=np.uint8), 128)[None, :].repeat(1024, axis=0)
@@ -219,8 +219,8 @@ def test_rejected_and_pending_tabs_list_the_reasons(pending_release, tmp_path):
         assert row["reason"] in dom and row["file"] in dom
     assert "coarser than 0.5 m" in dom
     dom = dump_dom(_url(pending_release, "#tab=pending"), tmp_path / "profile")
-    for row in pending:
-        assert row["key"] in dom and f"todo/{row['todo']}" in dom
+    for row in pending:  # each with its own reason (it used to be one fixed text, whatever held the tile back)
+        assert row["key"] in dom and f"todo/{row['todo']}" in dom and row["reason"] in dom
     assert dom.count("awaiting annotation") == len(pending)
     screenshot(_url(pending_release, "#tab=pending"), ARTIFACTS / "viewer-pending.png", tmp_path / "profile")
 

@@ -252,9 +252,10 @@
     $("#tab-rejects").innerHTML = `<h2>Rejected (${D.rejects.length})</h2><p>What the build left out, and why
       (<a href="${href("rejects.csv")}">rejects.csv</a>). ${stages}</p>` + table(D.rejects, [["stage", "stage"],
       ["source", "source"], ["scene_id", "scene"], ["file", "file"], ["reason", "reason"]], "Nothing was rejected.");
-    const pending = D.pending.map((p) => Object.assign({}, p, { reason: "awaiting annotation: the source has no 8-class labels" }));
-    $("#tab-pending").innerHTML = `<h2>Pending annotation (${D.pending.length})</h2><p>Selected tiles whose
-      source has no 8-class labels; they are not released until annotated (<a href="${href("pending.csv")}">pending.csv</a>;
+    // each row's own reason (pending.csv): no 8-class labels in its source, or an unfinished annotation in done/
+    const pending = D.pending.map((p) => Object.assign({}, p, { reason: p.reason || "awaiting annotation" }));
+    $("#tab-pending").innerHTML = `<h2>Pending annotation (${D.pending.length})</h2><p>Selected tiles without
+      usable 8-class labels yet; they are not released until annotated (<a href="${href("pending.csv")}">pending.csv</a>;
       pre-annotations in the annotation folder's <code>todo/</code>).</p>` + table(pending, [["region", "region"],
       ["key", "key"], ["source", "source"], ["source_scene_id", "scene"], ["tile", "tile"], ["reason", "reason"],
       ["todo", "pre-annotation", (r) => r.todo ? `todo/${esc(r.todo)}` : "none exported"]], "No tile is waiting for annotation.");
