@@ -123,10 +123,8 @@ def assemble_pool(
         segments = {r["tile_id"]: r for r in item["segments"]["segments"]}
         folder = Path(item["folder"])
         for tile in tiled["tiles"]:
-            lab = labels.get(tile["tile_id"])
             rec = {
                 "key": tile_key(scene.source, scene.scene_id, tile["tile_id"]),
-                "status": "labelled" if lab is not None and lab["status"] == "labelled" else "pending",
                 "region": loc.region, "country": loc.country, "country_code": loc.country_code,
                 "continent": loc.continent, "source": scene.source, "source_kind": scene.kind,
                 "source_scene_id": scene.scene_id, "tile": tile["tile_id"],
@@ -139,24 +137,33 @@ def assemble_pool(
                                   transform_bounds(tile["crs"], "EPSG:4326", *tile["bounds"], densify_pts=21)],
                 "acquired": scene.acquired,
                 "_image_src": str(folder / tile["image"]),
+                **_label_fields(labels.get(tile["tile_id"]), segments.get(tile["tile_id"]), folder),
             }
             if shas.get(scene.image):
                 rec["_image_sha256"] = shas[scene.image]
                 rec["_image_file"] = relative_to_root(scene.image, roots.get(scene.source))
-            if rec["status"] == "pending":
-                rec["pending_reason"] = (lab or {}).get("reason") or PENDING_REASON
-            if lab is not None and lab.get("origin") == "annotation":
-                rec["repaired_polygons"] = int(lab.get("repaired_polygons", 0))
-            if lab is not None and rec["status"] == "labelled":
-                seg = segments[tile["tile_id"]]
-                rec.update({
-                    "class_pixels": lab["class_pixels"], "unlabelled_pixels": int(lab["unlabelled_pixels"]),
-                    "segments": seg["segments"], "edge_segments": seg["edge_segments"],
-                    "segments_total": int(seg["total"]), "label_origin": lab.get("origin", "source"),
-                    "_label_src": str(folder / lab["label"]),
-                })
             tiles_out.append(rec)
     return merge_pools([{"tiles": tiles_out, "rejects": rejects}])
+
+
+def _label_fields(lab: dict | None, seg: dict | None, folder: Path) -> dict[str, Any]:
+    """A tile's ``status`` and what its label record (``lab``: None when the scene has no labels) and segment
+    counts (``seg``) add to its pool record (:func:`assemble_pool`)."""
+    labelled = lab is not None and lab["status"] == "labelled"
+    out: dict[str, Any] = {"status": "labelled" if labelled else "pending"}
+    if not labelled:
+        out["pending_reason"] = (lab or {}).get("reason") or PENDING_REASON
+    if lab is not None and lab.get("origin") == "annotation":
+        out["repaired_polygons"] = int(lab.get("repaired_polygons", 0))
+    if labelled:
+        assert lab is not None and seg is not None
+        out.update({
+            "class_pixels": lab["class_pixels"], "unlabelled_pixels": int(lab["unlabelled_pixels"]),
+            "segments": seg["segments"], "edge_segments": seg["edge_segments"],
+            "segments_total": int(seg["total"]), "label_origin": lab.get("origin", "source"),
+            "_label_src": str(folder / lab["label"]),
+        })
+    return out
 
 
 def outside_continents(continent: str, lon: float, lat: float) -> str:
