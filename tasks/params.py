@@ -208,6 +208,9 @@ def derive(release: str) -> dict:
     problems = config_problems(**{name: getattr(c, name) for name in CHECKED})
     if problems:  # before anything is read or written: a bad value used to fail a late task or pass
         raise ConfigError("[PipelineConfig] " + "; ".join(problems))
+    inside = plan.data_folder_problems(c.sources_file, data_dir(), max_bytes=int(c.sources_max_bytes))
+    if inside:
+        raise ConfigError(f"{c.sources_file}: " + "; ".join(inside))
     codes = versions.code_versions()
     cache = annotation_cache_dir()
     index = plan.annotation_index(done_dir(), cache)

@@ -171,3 +171,18 @@ def test_bad_settings_are_refused_before_anything_runs(tmp_path):
                       ("target_gsds", ()), ("target_gsds", (0.3, float("nan"))), ("tile_size", 100.5),
                       ("tile_size", True), ("max_grid_pixels", 0)]:
         assert len(config_problems(**{**good, name: bad})) == 1, (name, bad)
+
+
+def test_a_source_folder_holding_the_data_folder_is_refused(tmp_path):
+    """A local source whose folder holds the data folder (``location: .`` run from the imagery folder) is refused
+    at once, naming both; it used to fail every build with "source changed since this build was scheduled; run
+    the build again" (the build's own writes changed the folder), however often it was run."""
+    folder = tmp_path / "imagery"
+    _scene(folder, "a", 0)
+    sources = local_sources(tmp_path / "sources.yaml", {"folder": folder})
+    (tmp_path / "link").symlink_to(folder)
+    for data in (folder / "data", tmp_path / "link" / "oem"):
+        code, out, _, _ = run_measured(luigi_cmd(data, sources), log=tmp_path / f"{data.name}.log", timeout=MAX_WALL,
+                                       max_address_space=GUARD)
+        assert code != 0 and f"source 'folder': its folder {folder} holds the data folder" in out, out[-2000:]
+        assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "labels"]  # nothing written
