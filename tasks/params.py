@@ -22,7 +22,7 @@ from pipeline.dataset.ids import check_release_name
 from pipeline.errors import ConfigError
 from pipeline.params import config_problems
 from tasks import plan, versions
-from tasks.config import PipelineConfig, annotation_cache_dir, data_dir, done_dir, releases_root
+from tasks.config import PipelineConfig, annotation_cache_dir, annotation_dir, data_dir, done_dir, releases_root
 
 
 class FromConfig:
@@ -208,7 +208,8 @@ def derive(release: str) -> dict:
     problems = config_problems(**{name: getattr(c, name) for name in CHECKED})
     if problems:  # before anything is read or written: a bad value used to fail a late task or pass
         raise ConfigError("[PipelineConfig] " + "; ".join(problems))
-    inside = plan.data_folder_problems(c.sources_file, data_dir(), max_bytes=int(c.sources_max_bytes))
+    inside = plan.written_folder_problems(c.sources_file, {"data folder": data_dir(), "annotation folder":
+                                                           annotation_dir()}, max_bytes=int(c.sources_max_bytes))
     if inside:
         raise ConfigError(f"{c.sources_file}: " + "; ".join(inside))
     codes = versions.code_versions()

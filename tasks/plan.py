@@ -119,21 +119,26 @@ def sources_param(sources_file: str | Path, *, max_bytes: int | None = None) -> 
             if s.enabled]
 
 
-def data_folder_problems(sources_file: str | Path, data: Path, *, max_bytes: int | None = None) -> list[str]:
-    """One line per enabled source read in place from a local folder that holds the data folder ``data``: every
-    build writes there, so the folder's stamp (``_local_files``) changed under every build and each failed with
-    "source changed since this build was scheduled; run the build again", however often it was run (and its
-    releases and work tiles would have been read as scenes)."""
-    here = os.path.realpath(data)
+def written_folder_problems(sources_file: str | Path, written: dict[str, Path], *, max_bytes: int | None = None
+                            ) -> list[str]:
+    """One line per enabled source read in place from a local folder that holds a folder builds write to
+    (``written``: e.g. ``{"data folder": ..., "annotation folder": ...}``): every build writes there, so the
+    source's stamp (``_local_files``) changed under every build and each failed with "source changed since this
+    build was scheduled; run the build again", however often it was run (and the releases, work tiles or
+    pre-annotations written there were read as scenes)."""
     out = []
     for src in load_sources(sources_file, max_bytes=max_bytes):
         if not (src.enabled and src.location and src.scheme == "file"):
             continue
         folder = os.path.realpath(os.path.expanduser(src.location))
-        if os.path.isdir(folder) and os.path.commonpath([folder, here]) == folder:
-            out.append(f"source '{src.name}': its folder {folder} holds the data folder {here}, where every build "
-                       f"writes (its releases and work files would be read as scenes); put the data folder elsewhere "
-                       f"(--PipelineConfig-data-dir) or point the source at a folder without it")
+        if not os.path.isdir(folder):
+            continue
+        for what, path in written.items():
+            here = os.path.realpath(path)
+            if os.path.commonpath([folder, here]) == folder:
+                out.append(f"source '{src.name}': its folder {folder} holds the {what} {here}, where every build "
+                           f"writes (what is written there would be read as scenes); put the {what} elsewhere or "
+                           f"point the source at a folder without it")
     return out
 
 

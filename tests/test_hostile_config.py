@@ -174,9 +174,10 @@ def test_bad_settings_are_refused_before_anything_runs(tmp_path):
 
 
 def test_a_source_folder_holding_the_data_folder_is_refused(tmp_path):
-    """A local source whose folder holds the data folder (``location: .`` run from the imagery folder) is refused
-    at once, naming both; it used to fail every build with "source changed since this build was scheduled; run
-    the build again" (the build's own writes changed the folder), however often it was run."""
+    """A local source whose folder holds the data folder (``location: .`` run from the imagery folder) or the
+    annotation folder is refused at once, naming both; it used to fail every build with "source changed since
+    this build was scheduled; run the build again" (the build's own writes changed the folder), however often it
+    was run."""
     folder = tmp_path / "imagery"
     _scene(folder, "a", 0)
     sources = local_sources(tmp_path / "sources.yaml", {"folder": folder})
@@ -186,3 +187,9 @@ def test_a_source_folder_holding_the_data_folder_is_refused(tmp_path):
                                        max_address_space=GUARD)
         assert code != 0 and f"source 'folder': its folder {folder} holds the data folder" in out, out[-2000:]
         assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "labels"]  # nothing written
+    # the annotation folder likewise (its todo/ pre-annotations were read as scenes too)
+    code, out, _, _ = run_measured(luigi_cmd(tmp_path / "data", sources, "--PipelineConfig-annotation-dir",
+                                             str(folder / "annotation")), log=tmp_path / "ann.log", timeout=MAX_WALL,
+                                   max_address_space=GUARD)
+    assert code != 0 and f"its folder {folder} holds the annotation folder {folder / 'annotation'}" in out
+    assert sorted(p.name for p in folder.iterdir()) == ["a.tif", "labels"]
