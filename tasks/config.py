@@ -94,8 +94,10 @@ def setting(name: str):
 def limits() -> Limits:
     """The limits on hostile input of this build (``[PipelineConfig]`` keys named like the fields).
 
-    Not significant parameters: they decide only whether hostile input is rejected or fetched, never what a
-    good input's outputs contain (``max_grid_pixels`` does, so it is one: :mod:`tasks.params`)."""
+    Not task parameters: they decide whether hostile input is rejected or fetched, never what a good input's
+    pixels are (``max_grid_pixels`` does, so it is one: :mod:`tasks.params`); which files a fetch skipped and a
+    catalog rejected they do decide, so they are in every source's ``raw`` digest
+    (:func:`tasks.plan.limits_digest`), not in the per-scene tasks' keys."""
     c = cfg()
     # every Limits field that PipelineConfig declares a key for (from_mapping normalises allowed_networks)
     values = {f.name: getattr(c, f.name) for f in dataclasses.fields(Limits) if hasattr(PipelineConfig, f.name)}

@@ -45,12 +45,27 @@ def _h(*parts: Any) -> str:
 
 
 def source_digests(src: SourceConfig, codes: dict[str, str], *, labels: bool = True) -> tuple[str, str]:
-    """``(raw, catalog)`` digests of one source (module docstring); without what only labels its images (licence,
-    attribution, region and acquisition-range options) when ``labels`` is false (:func:`scene_base`)."""
+    """``(raw, catalog)`` digests of one source (module docstring), the limits on hostile input included (which
+    files a fetch skips and a catalog rejects as over a limit: :func:`limits_digest`); without what only labels
+    its images (licence, attribution, region and acquisition-range options) nor the limits when ``labels`` is
+    false (what a scene's pixels are made from: :func:`scene_base`)."""
     from pipeline.sources.object_store import source_digest
 
-    raw = _h("raw", source_digest(src, labels=labels), codes["fetch"], *_local_files(src))
+    raw = _h("raw", source_digest(src, labels=labels), codes["fetch"], *_local_files(src),
+             *([limits_digest()] if labels else []))
     return raw, _h("catalog", raw, codes["catalog"])
+
+
+def limits_digest() -> str:
+    """12 hex digits over this build's limits on hostile input (:func:`tasks.config.limits`): they decide which
+    files a fetch skips or refuses and which scenes a catalog rejects, so a fetch and catalog made under other
+    limits are not this build's (a file rejected as over ``local_file_max_bytes`` stayed rejected after the
+    limit was raised)."""
+    import dataclasses
+
+    from tasks.config import limits
+
+    return _h("limits", dataclasses.asdict(limits()))
 
 
 def _local_files(src: SourceConfig) -> list[str]:

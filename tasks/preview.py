@@ -56,6 +56,7 @@ def walk(root) -> tuple[list, list]:
 def _fetch_entry(root, source: list, src) -> dict[str, Any]:
     from pipeline.sources.object_store import source_digest
     from tasks.config import data_dir
+    from tasks.plan import limits_digest
     from tasks.sources import FetchSource
     from tasks.versions import code_version
 
@@ -69,7 +70,7 @@ def _fetch_entry(root, source: list, src) -> dict[str, Any]:
     earlier = load_json(newest(others)) if others else None
     entry = {"kind": src.kind, "location": src.location, "license": src.license, "attribution": src.attribution}
     why = fetch_reason(earlier if isinstance(earlier, dict) else None, source_digest(src), entry,
-                       code_version("fetch"), source_digest(src, labels=False))
+                       code_version("fetch"), source_digest(src, labels=False), limits_digest())
     return {"action": "fetch" if why == "new" else "refetch", "why": why}
 
 

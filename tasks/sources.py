@@ -18,7 +18,7 @@ from pipeline.sources.outcome import failure_of, failure_record, is_source_failu
 from tasks.base import PipelineTask
 from tasks.config import catalog_path, cfg, limits, raw_dir, work_dir
 from tasks.params import CatalogParams, SourceParams
-from tasks.plan import verified_source
+from tasks.plan import limits_digest, verified_source
 
 
 def made_by(src) -> dict[str, str]:
@@ -29,7 +29,7 @@ def made_by(src) -> dict[str, str]:
     from tasks.versions import code_version
 
     return {"entry": source_digest(src), "content": source_digest(src, labels=False),
-            "fetch_code": code_version("fetch")}
+            "fetch_code": code_version("fetch"), "limits": limits_digest()}
 
 
 def stamped(record: dict, src) -> dict:

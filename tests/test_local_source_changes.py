@@ -169,3 +169,27 @@ def test_a_corrected_licence_attribution_or_region_redoes_no_pixel_work(tmp_path
     check = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(releases / "v2")], cwd=ROOT,
                            env=pipeline_env(), capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_raised_limit_takes_back_what_it_left_out(tmp_path):
+    """Files a limit on hostile input left out are looked at again when the limit is raised: the limits key the
+    fetch and catalog (not the per-scene work). They used to be reused: scenes rejected as over
+    ``local_file_max_bytes`` stayed rejected, with the old limit in the reason, whatever the limit was then."""
+    folder = tmp_path / "src"
+    for i in range(3):
+        _scene(folder, f"s{i}", i)
+    sizes = sorted((folder / f"s{i}.tif").stat().st_size for i in range(3))
+    sources = local_sources(tmp_path / "sources.yaml", {"folder": folder})
+    proc = subprocess.run(luigi_cmd(tmp_path / "data", sources, "--PipelineConfig-local-file-max-bytes",
+                                    str(sizes[0]), release="v1", split_trials=20), cwd=ROOT, env=pipeline_env(),
+                          capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    releases = tmp_path / "data" / "releases"
+    with open(releases / "v1" / "rejects.csv", newline="") as f:
+        assert ["local_file_max_bytes" in r["reason"] for r in csv.DictReader(f)] == [True, True]
+    log = _build(tmp_path, sources, "v2")  # the default limit
+    ran = log[log.index("Build summary"):].split("\n")[0]
+    assert "PrepareScene 2," in ran, ran  # the two left out; the third scene's work is kept
+    assert len(json.loads((releases / "v2" / "manifest.json").read_text())["images"]) == 3
+    with open(releases / "v2" / "rejects.csv", newline="") as f:
+        assert not list(csv.DictReader(f))

@@ -135,15 +135,17 @@ def test_pipelineconfig_on_the_command_line_reaches_the_root(config):
         assert p.get_task_obj().release == "v9"  # the root's own parameter wins over the configuration
 
 
-def test_max_grid_pixels_is_significant_and_the_download_limits_are_not(config):
+def test_max_grid_pixels_is_significant_and_the_download_limits_name_the_fetch_only(config):
     """``max_grid_pixels`` decides which scenes a build holds: it names the plan and everything after it;
-    the limits on downloads decide only reject-or-fetch of hostile input and name nothing; ``viewer`` names
-    the root only."""
+    the limits on hostile input decide which files a fetch skips and a catalog rejects: they name the fetch
+    and catalog (so a raised limit takes back what it left out) and what follows them, never the per-scene work
+    of a scene; ``viewer`` names the root only."""
     _fake_catalog(_root())
     luigi.task_register.Register.clear_instance_cache()
 
     def ids():
         root = _root()
+        _fake_catalog(root)  # the catalog these limits name (the same scenes)
         scene = _scenes(root)[0]
         prepare = scene.requires().requires().requires()
         return {"root": root.task_id, "pool": root.requires()["pool"].task_id, "prepare": prepare.task_id,
@@ -151,7 +153,8 @@ def test_max_grid_pixels_is_significant_and_the_download_limits_are_not(config):
 
     base = ids()
     for key, value, changed in (("max_grid_pixels", "1000000", {"root", "pool", "prepare", "plan"}),
-                                ("download_max_bytes", "1000", set()), ("archive_max_ratio", "10", set()),
+                                ("download_max_bytes", "1000", {"root", "pool", "fetch"}),
+                                ("archive_max_ratio", "10", {"root", "pool", "fetch"}),
                                 ("viewer", "false", {"root"})):
         config.set("PipelineConfig", key, value)
         try:

@@ -46,10 +46,11 @@ def digest_siblings(folder: Path, name: str, suffix: str = "") -> list[Path]:
 
 
 def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_code: str,
-                 content_digest: str | None = None) -> str:
+                 content_digest: str | None = None, limits_digest: str | None = None) -> str:
     """Why a source whose current raw folder is missing is fetched: ``earlier`` is the fetch record of its
     newest other raw folder (None: there is none); ``content_digest``: the entry's digest without what only
-    labels its images (``made_by.content``: then no scene is processed again, nor a file downloaded again)."""
+    labels its images (``made_by.content``: then no scene is processed again, nor a file downloaded again);
+    ``limits_digest``: :func:`tasks.plan.limits_digest` (``made_by.limits``)."""
     if earlier is None:
         return "new"
     made = earlier.get("made_by")
@@ -60,6 +61,8 @@ def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_cod
                 return ("only its licence, attribution, regions or acquisition range changed (its files and "
                         "scenes' work are reused)")
             return "entry changed"
+        if made.get("fetch_code") == fetch_code and limits_digest is not None and made.get("limits") != limits_digest:
+            return "limits on hostile input changed (what they left out is looked at again)"
         return f"code changed (fetch code {made.get('fetch_code')} -> {fetch_code})"
     changed = [f for f in ENTRY_FIELDS if f in earlier and earlier.get(f) != entry.get(f)
                and not (f == "location" and earlier.get(f) == "builtin:demo" and not entry.get(f))]
