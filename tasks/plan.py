@@ -56,16 +56,23 @@ def source_digests(src: SourceConfig, codes: dict[str, str], *, labels: bool = T
     return raw, _h("catalog", raw, codes["catalog"])
 
 
+#: The limits on hostile input that decide what a complete fetch and catalog hold (which files or items are
+#: skipped or rejected); not those on time, rate and redirects, whose breach fails the fetch (it is tried again,
+#: resuming its transfers in the same raw folder) and sources_max_bytes (the sources file itself).
+KEYED_LIMITS = ("allow_private_networks", "allowed_networks", "download_max_bytes", "response_max_bytes",
+                "archive_max_bytes", "archive_max_entries", "archive_max_ratio", "local_file_max_bytes",
+                "sidecar_max_bytes")
+
+
 def limits_digest() -> str:
-    """12 hex digits over this build's limits on hostile input (:func:`tasks.config.limits`): they decide which
+    """12 hex digits over this build's :data:`KEYED_LIMITS` (:func:`tasks.config.limits`): they decide which
     files a fetch skips or refuses and which scenes a catalog rejects, so a fetch and catalog made under other
     limits are not this build's (a file rejected as over ``local_file_max_bytes`` stayed rejected after the
     limit was raised)."""
-    import dataclasses
-
     from tasks.config import limits
 
-    return _h("limits", dataclasses.asdict(limits()))
+    values = limits()
+    return _h("limits", {name: getattr(values, name) for name in KEYED_LIMITS})
 
 
 def _local_files(src: SourceConfig) -> list[str]:
