@@ -52,7 +52,7 @@ def source_digests(src: SourceConfig, codes: dict[str, str], *, labels: bool = T
     from pipeline.sources.object_store import source_digest
 
     raw = _h("raw", source_digest(src, labels=labels), codes["fetch"], *_local_files(src),
-             *([limits_digest()] if labels else []))
+             *([limits_digest(src)] if labels else []))
     return raw, _h("catalog", raw, codes["catalog"])
 
 
@@ -62,17 +62,22 @@ def source_digests(src: SourceConfig, codes: dict[str, str], *, labels: bool = T
 KEYED_LIMITS = ("allow_private_networks", "allowed_networks", "download_max_bytes", "response_max_bytes",
                 "archive_max_bytes", "archive_max_entries", "archive_max_ratio", "local_file_max_bytes",
                 "sidecar_max_bytes")
+#: Those of :data:`KEYED_LIMITS` that only a source reached over the network (or a STAC catalog, whose assets may
+#: be) meets: a local folder or archive is not fetched again when they change.
+NETWORK_LIMITS = ("allow_private_networks", "allowed_networks", "download_max_bytes", "response_max_bytes")
 
 
-def limits_digest() -> str:
-    """12 hex digits over this build's :data:`KEYED_LIMITS` (:func:`tasks.config.limits`): they decide which
-    files a fetch skips or refuses and which scenes a catalog rejects, so a fetch and catalog made under other
-    limits are not this build's (a file rejected as over ``local_file_max_bytes`` stayed rejected after the
-    limit was raised)."""
+def limits_digest(src: SourceConfig) -> str:
+    """12 hex digits over this build's :data:`KEYED_LIMITS` that source ``src`` meets (:func:`tasks.config.limits`):
+    they decide which files its fetch skips or refuses and which scenes its catalog rejects, so a fetch and
+    catalog made under other limits are not this build's (a file rejected as over ``local_file_max_bytes``
+    stayed rejected after the limit was raised)."""
     from tasks.config import limits
 
     values = limits()
-    return _h("limits", {name: getattr(values, name) for name in KEYED_LIMITS})
+    local = src.scheme == "file" and src.kind not in ("stac", "openaerialmap")
+    return _h("limits", {name: getattr(values, name) for name in KEYED_LIMITS
+                         if not (local and name in NETWORK_LIMITS)})
 
 
 def _local_files(src: SourceConfig) -> list[str]:

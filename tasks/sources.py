@@ -29,7 +29,7 @@ def made_by(src) -> dict[str, str]:
     from tasks.versions import code_version
 
     return {"entry": source_digest(src), "content": source_digest(src, labels=False),
-            "fetch_code": code_version("fetch"), "limits": limits_digest()}
+            "fetch_code": code_version("fetch"), "limits": limits_digest(src)}
 
 
 def stamped(record: dict, src) -> dict:

@@ -153,7 +153,8 @@ def test_max_grid_pixels_is_significant_and_the_download_limits_name_the_fetch_o
 
     base = ids()
     for key, value, changed in (("max_grid_pixels", "1000000", {"root", "pool", "prepare", "plan"}),
-                                ("download_max_bytes", "1000", {"root", "pool", "fetch"}),
+                                ("download_max_bytes", "1000", set()),  # a local folder downloads nothing
+                                ("local_file_max_bytes", "1000", {"root", "pool", "fetch"}),
                                 ("archive_max_ratio", "10", {"root", "pool", "fetch"}),
                                 ("download_deadline_s", "60", set()),  # a breach fails the fetch: resumed
                                 ("viewer", "false", {"root"})):
