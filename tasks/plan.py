@@ -80,6 +80,13 @@ def limits_digest(src: SourceConfig) -> str:
                          if not (local and name in NETWORK_LIMITS)})
 
 
+def _folder_read_in_place(src: SourceConfig) -> str | None:
+    """The absolute path of the local folder a source is read from in place (None: another location)."""
+    if src.location and src.scheme == "file" and os.path.isdir(os.path.expanduser(src.location)):
+        return os.path.abspath(os.path.expanduser(src.location))
+    return None
+
+
 def _local_files(src: SourceConfig) -> list[str]:
     """``[stamp]`` of a source read in place from a local path (its files' paths, sizes and times:
     :func:`pipeline.sources.localfs.location_stamp`), so that editing a file there makes the source new;
@@ -105,8 +112,8 @@ def scene_base(sources_file: str | Path, name: str, catalog: str) -> tuple[str, 
         if src.name != name:
             continue
         codes = versions.code_versions()
-        if src.location and src.scheme == "file" and Path(os.path.expanduser(src.location)).is_dir():
-            folder = os.path.abspath(os.path.expanduser(src.location))  # its scenes: each keyed by its own files
+        folder = _folder_read_in_place(src)
+        if folder is not None:  # its scenes: each keyed by its own files
             return catalog, (folder, _h("scene-base", source_digest(src, labels=False), codes["fetch"],
                                         codes["catalog"]))
         return source_digests(src, codes, labels=False)[1], None
@@ -117,12 +124,11 @@ def scene_digest(catalog: str, scene: Any, in_place: tuple[str, str] | None) -> 
     """12 hex digits over what one scene's per-scene outputs are made from (``catalog`` and ``in_place``:
     :func:`scene_base`, which leaves what only labels the source's images out).  For a scene read in place from
     its source's folder: the folder's base digest, the scene's catalog record but its licence, attribution and
-    region hint,
-    and the path, size and modification time of each of its files (image, land cover, building mask, footprints)
-    and of the side-car files GDAL would read beside its rasters (:func:`~pipeline.sources.localfs.sidecars`;
-    nothing read).  For any other scene: the ``catalog`` digest (which determines the catalog) and the scene
-    id; not the record, whose paths lie in the data folder (a moved data folder keeps its work:
-    :mod:`pipeline.datafolder`)."""
+    region hint, and the path, size and modification time of each of its files (image, land cover, building
+    mask, footprints) and of the side-car files GDAL would read beside its rasters
+    (:func:`~pipeline.sources.localfs.sidecars`; nothing read).  For any other scene: the ``catalog`` digest
+    (which determines the catalog) and the scene id; not the record, whose paths lie in the data folder (a moved
+    data folder keeps its work: :mod:`pipeline.datafolder`)."""
     from pipeline.sources.localfs import sidecars, size_time
     from pipeline.sources.object_store import TERMS
 
@@ -155,11 +161,10 @@ def written_folder_problems(sources_file: str | Path, written: dict[str, Path], 
     pre-annotations written there were read as scenes)."""
     out = []
     for src in load_sources(sources_file, max_bytes=max_bytes):
-        if not (src.enabled and src.location and src.scheme == "file"):
+        in_place = _folder_read_in_place(src) if src.enabled else None
+        if in_place is None:
             continue
-        folder = os.path.realpath(os.path.expanduser(src.location))
-        if not os.path.isdir(folder):
-            continue
+        folder = os.path.realpath(in_place)
         for what, path in written.items():
             here = os.path.realpath(path)
             if os.path.commonpath([folder, here]) == folder:
