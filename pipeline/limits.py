@@ -104,3 +104,10 @@ def human_bytes(n: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
+
+
+def human_sizes(size: float, limit: float) -> tuple[str, str]:
+    """``size`` and the ``limit`` it is over as :func:`human_bytes` writes them, or both in bytes where those
+    read alike (a file a few bytes over a limit was "29.2 KiB, over local_file_max_bytes (29.2 KiB)")."""
+    shown = human_bytes(size), human_bytes(limit)
+    return shown if shown[0] != shown[1] else (f"{int(size):,} B", f"{int(limit):,} B")

@@ -153,3 +153,15 @@ def test_building_mask_of_another_shape_is_named_and_the_tile_still_exported(tmp
                      "file": "mask_half.tif", "stage": "footprints",
                      "reason": f"building mask shape 128x128 differs from image {N}x{N}"}]
     assert set(rows[0]) == set(REJECT_COLUMNS)
+
+
+def test_a_size_just_over_a_limit_is_told_in_bytes(tmp_path):
+    """A size and the limit it is over read alike once rounded ("29.2 KiB, over local_file_max_bytes (29.2 KiB)"):
+    then both are given in bytes."""
+    from pipeline.limits import human_sizes
+    from pipeline.sources.localfs import file_problem
+
+    path = tmp_path / "a.tif"
+    path.write_bytes(b"x" * 29_883)
+    assert file_problem(path, 29_850) == "is 29,883 B, over local_file_max_bytes (29,850 B)"
+    assert human_sizes(3 << 20, 1 << 20) == ("3.0 MiB", "1.0 MiB")

@@ -22,7 +22,7 @@ import yaml
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 
 from pipeline.errors import SourcesError
-from pipeline.limits import DEFAULT_LIMITS, human_bytes
+from pipeline.limits import DEFAULT_LIMITS, human_bytes, human_sizes
 
 KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo", "stac")
 ALLOWED_SCHEMES = ("http", "https", "s3")
@@ -314,8 +314,8 @@ def _read_text(path: Path, max_bytes: int) -> str:
         raise SourcesError(f"{path}: {why}")
     size = path.stat().st_size
     if size > max_bytes:
-        raise SourcesError(f"{path.name}: file is {human_bytes(size)}, over sources_max_bytes "
-                           f"({human_bytes(max_bytes)})")
+        shown, limit = human_sizes(size, max_bytes)
+        raise SourcesError(f"{path.name}: file is {shown}, over sources_max_bytes ({limit})")
     try:
         with open(path, "rb") as fh:
             raw = fh.read(max_bytes + 1)

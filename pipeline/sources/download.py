@@ -27,7 +27,7 @@ import requests
 import urllib3
 
 from pipeline.errors import FetchError, LimitExceeded, NetworkPolicyError
-from pipeline.limits import DEFAULT_LIMITS, Limits, human_bytes
+from pipeline.limits import DEFAULT_LIMITS, Limits, human_sizes
 from pipeline.sources.netpolicy import check_url_limits, guard_of, policy_session
 
 #: Status codes in the 4xx range that are worth retrying (timeout, rate limit).
@@ -67,8 +67,8 @@ class _Budget:
 
     def check_size(self, nbytes: int | None, what: str) -> None:
         if nbytes is not None and nbytes > self.limits.download_max_bytes:
-            raise LimitExceeded(self.url, f"{what} {human_bytes(nbytes)} is over download_max_bytes "
-                                          f"({human_bytes(self.limits.download_max_bytes)})")
+            shown, limit = human_sizes(nbytes, self.limits.download_max_bytes)
+            raise LimitExceeded(self.url, f"{what} {shown} is over download_max_bytes ({limit})")
 
 
 class _RateMeter:

@@ -43,7 +43,7 @@ from urllib.parse import unquote, urlparse
 
 from pipeline import atomic
 from pipeline.errors import ConfigError, FetchError, LimitExceeded
-from pipeline.limits import DEFAULT_LIMITS, Limits, human_bytes
+from pipeline.limits import DEFAULT_LIMITS, Limits, human_sizes
 from pipeline.sources.archive import extract_archive, is_archive
 from pipeline.sources.config import SourceConfig
 from pipeline.sources.download import download, file_digests
@@ -247,8 +247,8 @@ def _fetch_s3(source: SourceConfig, dest: Path, progress: FetchProgress | None, 
         selected += 1
         url = f"s3://{bucket}/{key}"
         if obj["size"] > limits.download_max_bytes:
-            raise LimitExceeded(url, f"size {human_bytes(obj['size'])} is over download_max_bytes "
-                                     f"({human_bytes(limits.download_max_bytes)})")
+            shown, limit = human_sizes(obj["size"], limits.download_max_bytes)
+            raise LimitExceeded(url, f"size {shown} is over download_max_bytes ({limit})")
         archive = is_archive(rel)
         target = dest / DOWNLOADS / rel if archive else dest / rel
         got = download_key(bucket, key, target, endpoint_url=endpoint, expected_size=obj["size"],

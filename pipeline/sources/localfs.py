@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import FetchError, PipelineInputError
-from pipeline.limits import DEFAULT_LIMITS, Limits, human_bytes
+from pipeline.limits import DEFAULT_LIMITS, Limits, human_sizes
 
 #: The only GDAL drivers a raster supplied by a source is opened with, by the file's first bytes
 #: (:func:`raster_driver`; ``rasterio.open(..., driver=...)`` then allows no other).
@@ -86,7 +86,8 @@ def file_problem(path: str | Path, max_bytes: int | None = None, what: str = "lo
         kind = file_kind(st.st_mode)
         return f"{link}{kind}, not a regular file" if link else f"is a {kind}, not a regular file"
     if st.st_size > limit:
-        return f"is {human_bytes(st.st_size)}, over {what} ({human_bytes(limit)})"
+        shown, most = human_sizes(st.st_size, limit)
+        return f"is {shown}, over {what} ({most})"
     return None
 
 
@@ -157,7 +158,8 @@ def read_bounded(path: str | Path, max_bytes: int, error: type[PipelineInputErro
         raise error(str(path), why)
     size = path.stat().st_size
     if size > max_bytes:
-        raise error(str(path), f"is {human_bytes(size)}, over {what} ({human_bytes(max_bytes)})")
+        shown, most = human_sizes(size, max_bytes)
+        raise error(str(path), f"is {shown}, over {what} ({most})")
     return b"".join(_chunks(path, size, error))
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import requests
 
 from pipeline.errors import ConfigError, FetchError, LimitExceeded, NetworkPolicyError
-from pipeline.limits import DEFAULT_LIMITS, Limits, human_bytes
+from pipeline.limits import DEFAULT_LIMITS, Limits, human_bytes, human_sizes
 from pipeline.sources.netpolicy import check_url_limits, policy_session
 
 #: Hard cap on pages requested in one search, whatever ``meta.found`` says.
@@ -88,8 +88,8 @@ def build_params(
 def _read_capped(resp: requests.Response, url: str, max_bytes: int) -> bytes:
     length = resp.headers.get("Content-Length")
     if length and length.isdigit() and int(length) > max_bytes:
-        raise LimitExceeded(url, f"response of {human_bytes(int(length))} is over response_max_bytes "
-                                 f"({human_bytes(max_bytes)})")
+        shown, limit = human_sizes(int(length), max_bytes)
+        raise LimitExceeded(url, f"response of {shown} is over response_max_bytes ({limit})")
     chunks, n = [], 0
     for chunk in resp.iter_content(1 << 16):
         n += len(chunk)
