@@ -114,7 +114,7 @@ def scene_base(sources_file: str | Path, name: str, catalog: str) -> tuple[str, 
         codes = versions.code_versions()
         folder = _folder_read_in_place(src)
         if folder is not None:  # its scenes: each keyed by its own files
-            return catalog, (folder, _h("scene-base", source_digest(src, labels=False), codes["fetch"],
+            return catalog, (folder, _h("scene-base", source_digest(src, labels=False, where=False), codes["fetch"],
                                         codes["catalog"]))
         return source_digests(src, codes, labels=False)[1], None
     return catalog, None
@@ -126,22 +126,36 @@ def scene_digest(catalog: str, scene: Any, in_place: tuple[str, str] | None) -> 
     its source's folder: the folder's base digest, the scene's catalog record but its licence, attribution and
     region hint, and the path, size and modification time of each of its files (image, land cover, building
     mask, footprints) and of the side-car files GDAL would read beside its rasters
-    (:func:`~pipeline.sources.localfs.sidecars`; nothing read).  For any other scene: the ``catalog`` digest
-    (which determines the catalog) and the scene id; not the record, whose paths lie in the data folder (a moved
-    data folder keeps its work: :mod:`pipeline.datafolder`)."""
+    (:func:`~pipeline.sources.localfs.sidecars`; nothing read), every path relative to the folder, whose own
+    place is left out (a folder moved or mounted elsewhere, ``location`` changed with it, keeps its scenes'
+    work).  For any other scene: the ``catalog`` digest (which determines the catalog) and the scene id; not the
+    record, whose paths lie in the data folder (a moved data folder keeps its work: :mod:`pipeline.datafolder`)."""
     from pipeline.sources.localfs import sidecars, size_time
     from pipeline.sources.object_store import TERMS
 
     if in_place is None or not os.path.abspath(scene.image).startswith(in_place[0].rstrip("/") + "/"):
         return _h("scene", catalog, scene.scene_id)
+    folder = in_place[0]
     record = {k: v for k, v in scene.to_dict().items() if k not in (*TERMS, "region_hint")}
     stamps: list[list] = []
-    for key in ("image", "landcover", "building_mask", "footprints"):
+    for key in SCENE_FILES:
         if record.get(key):
-            stamps.append([key, *size_time(record[key])])
+            path, record[key] = record[key], _below(record[key], folder)
+            stamps.append([key, *size_time(path)])
             if key != "footprints":
-                stamps += [[name, *size_time(name)] for name in sidecars(record[key]) if os.path.lexists(name)]
+                stamps += [[_below(name, folder), *size_time(name)] for name in sidecars(path)
+                           if os.path.lexists(name)]
     return _h("scene", in_place[1], record, stamps)
+
+
+#: The files of a scene (its catalog record's keys).
+SCENE_FILES = ("image", "landcover", "building_mask", "footprints")
+
+
+def _below(path: str, folder: str) -> str:
+    """``path`` relative to ``folder`` when it lies there (a moved folder keeps its scenes' keys), else as given."""
+    absolute = os.path.abspath(path)
+    return os.path.relpath(absolute, folder) if absolute.startswith(folder.rstrip("/") + "/") else path
 
 
 def sources_param(sources_file: str | Path, *, max_bytes: int | None = None) -> list[list[str]]:

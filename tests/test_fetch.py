@@ -172,7 +172,7 @@ def test_a_local_folder_fetched_again_reads_only_its_new_and_changed_files(tmp_p
     monkeypatch.setattr(localfs, "sha256_bounded", lambda p, *a, **k: read.append(Path(p).name) or real(p, *a, **k))
     hashes: dict = {}
     first = fetch_source(_src("local", str(data)), tmp_path / "out", hashes=hashes)
-    assert sorted(read) == ["a.tif", "b.tif", "c.tif"] and sorted(Path(p).name for p in hashes) == sorted(read)
+    assert sorted(read) == ["a.tif", "b.tif", "c.tif"] and sorted(hashes) == sorted(read)
     read.clear()
     (data / "d.tif").write_bytes(b"new scene")
     st = (data / "b.tif").stat()
@@ -181,13 +181,18 @@ def test_a_local_folder_fetched_again_reads_only_its_new_and_changed_files(tmp_p
     (data / "c.tif").unlink()
     again = fetch_source(_src("local", str(data)), tmp_path / "out", hashes=hashes)
     assert sorted(read) == ["b.tif", "d.tif"]  # a.tif: taken from the earlier fetch
-    assert sorted(Path(p).name for p in hashes) == ["a.tif", "b.tif", "d.tif"]  # c.tif forgotten
+    assert sorted(hashes) == ["a.tif", "b.tif", "d.tif"]  # c.tif forgotten
     assert again == fetch_source(_src("local", str(data)), tmp_path / "out")  # as a fetch without the table
     assert {f["path"]: f["sha256"] for f in again["files"]}["b.tif"] == _sha(b"B" * 3000)
     assert first["files"][0] == again["files"][0]
-    hashes[str((data / "a.tif").absolute())][3] = "0" * 64  # a table entry is trusted only with the stamp
-    (data / "a.tif").write_bytes(b"x")
-    assert {f["path"]: f["sha256"] for f in fetch_source(_src("local", str(data)), tmp_path / "out",
+    read.clear()
+    moved = data.rename(tmp_path / "moved")  # the folder moved on its file system: nothing read again
+    moved_files = fetch_source(_src("local", str(moved)), tmp_path / "out", hashes=hashes)["files"]
+    assert [(f["path"], f["sha256"]) for f in moved_files] == [(f["path"], f["sha256"]) for f in again["files"]]
+    assert read == []
+    hashes["a.tif"][3] = "0" * 64  # a table entry is trusted only with the stamp
+    (moved / "a.tif").write_bytes(b"x")
+    assert {f["path"]: f["sha256"] for f in fetch_source(_src("local", str(moved)), tmp_path / "out",
                                                           hashes=hashes)["files"]}["a.tif"] == _sha(b"x")
 
 

@@ -193,3 +193,29 @@ def test_a_raised_limit_takes_back_what_it_left_out(tmp_path):
     assert len(json.loads((releases / "v2" / "manifest.json").read_text())["images"]) == 3
     with open(releases / "v2" / "rejects.csv", newline="") as f:
         assert not list(csv.DictReader(f))
+
+
+def test_a_moved_source_folder_keeps_its_scenes_work(tmp_path):
+    """A folder read in place that is moved (or mounted elsewhere) with its ``location`` changed to match keeps its
+    scenes' work: their keys are the files' paths relative to the folder, sizes and times. It used to redo every
+    scene (a dataset moved to a bigger disk: the whole source prepared, tiled, labelled and counted again)."""
+    folder = tmp_path / "src"
+    for i in range(3):
+        _scene(folder, f"s{i}", i)
+    sources = local_sources(tmp_path / "sources.yaml", {"folder": folder})
+    assert "PrepareScene 3" in _build(tmp_path, sources, "v1")
+    folder.rename(tmp_path / "moved")
+    local_sources(sources, {"folder": tmp_path / "moved"})
+    log = _build(tmp_path, sources, "v2")
+    ran = log[log.index("Build summary"):].split("\n")[0]
+    assert "FetchSource 1" in ran, ran  # the entry changed: fetched and catalogued again (checksums in provenance)
+    for family in ("PrepareScene", "TileScene", "LabelScene", "CountSegments"):
+        assert family not in ran, ran
+    releases = tmp_path / "data" / "releases"
+    changes = json.loads((releases / "v2" / "stats" / "changes.json").read_text())
+    assert changes["summary"]["unchanged"] == 3 and not changes["added"] and not changes["removed"], changes
+    record = json.loads((releases / "v2" / "provenance" / "folder.json").read_text())
+    assert all(f["url"].startswith((tmp_path / "moved").as_uri()) for f in record["files"])
+    check = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(releases / "v2")], cwd=ROOT,
+                           env=pipeline_env(), capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr

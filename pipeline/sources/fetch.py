@@ -177,7 +177,7 @@ def _fetch_local(source: SourceConfig, dest: Path, progress: FetchProgress | Non
     for path in files:
         rel = path.name if location == path else path.relative_to(location).as_posix()
         try:
-            sha, nbytes = sha256_remembered(path.absolute(), limits.local_file_max_bytes, known, seen)
+            sha, nbytes = sha256_remembered(path.absolute(), limits.local_file_max_bytes, known, seen, key=rel)
         except FetchError as exc:
             skipped.append((path, exc.reason))
             continue
@@ -341,7 +341,7 @@ def fetch_source(source: SourceConfig, dest: Path, *, progress: FetchProgress | 
     ``limits`` (default :data:`pipeline.limits.DEFAULT_LIMITS`) bound every download and extraction and set
     the network policy; ``record["rejects"]`` lists the items that failed alone (OpenAerialMap records; STAC
     items, also in ``stac-index.json``), ``record["skipped"]`` the local files left out (see the module doc).
-    ``hashes`` (a local folder or file: absolute path -> ``[size, mtime_ns, inode, sha256]``) are the digests
+    ``hashes`` (a local folder or file: relative path -> ``[size, mtime_ns, inode, sha256]``) are the digests
     of an earlier fetch of it, taken again for files that did not change (:func:`sha256_remembered`): adding a
     scene to a folder of gigabytes reads that scene only; on return it holds this fetch's files.
     Raises ``FetchError`` for anything missing, unreachable or corrupt, ``ConfigError`` for kind ``demo``

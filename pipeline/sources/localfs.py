@@ -130,21 +130,23 @@ def sha256_bounded(path: str | Path, max_bytes: int | None = None,
 
 
 def sha256_remembered(path: str | Path, max_bytes: int | None, known: dict[str, list],
-                      seen: dict[str, list]) -> tuple[str, int]:
-    """:func:`sha256_bounded` of ``path``, unless ``known`` (absolute path -> ``[size, mtime_ns, inode, sha256]``
-    from an earlier fetch) has the file as it is now: then that digest, nothing read.  The file is checked
-    (:func:`check_file`: kind, limit) either way; ``seen`` gets its entry.  The same trust as the stamp a local
-    folder is keyed by (:func:`location_stamp`) and the annotation index's: a file rewritten keeps neither
-    its size, its modification time and its inode."""
+                      seen: dict[str, list], key: str | None = None) -> tuple[str, int]:
+    """:func:`sha256_bounded` of ``path``, unless ``known`` (``key``, default the path -> ``[size, mtime_ns,
+    inode, sha256]`` from an earlier fetch) has the file as it is now: then that digest, nothing read.  The file
+    is checked (:func:`check_file`: kind, limit) either way; ``seen`` gets its entry.  The same trust as the
+    stamp a local folder is keyed by (:func:`location_stamp`) and the annotation index's: a file rewritten keeps
+    neither its size, its modification time and its inode (a folder moved on its file system keeps all three:
+    keyed by the path relative to the folder, its files are not read again)."""
     size = check_file(path, max_bytes, FetchError)
     st = os.stat(path)
     stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
-    hit = known.get(str(path))
+    name = key if key is not None else str(path)
+    hit = known.get(name)
     if isinstance(hit, list) and len(hit) == 4 and hit[:3] == stamp and isinstance(hit[3], str):
         sha, n = hit[3], size
     else:
         sha, n = sha256_bounded(path, max_bytes)
-    seen[str(path)] = [*stamp, sha]
+    seen[name] = [*stamp, sha]
     return sha, n
 
 

@@ -289,12 +289,16 @@ TERMS = ("license", "attribution")
 LABEL_OPTIONS = ("region", "regions", "region_override", "acquired_range")
 
 
-def source_digest(source: SourceConfig, *, labels: bool = True) -> str:
+def source_digest(source: SourceConfig, *, labels: bool = True, where: bool = True) -> str:
     """12 hex digits over everything of a source's configuration that shapes its raw folder or fetch
     record (kind, location, options, licence, attribution; not ``enabled``); without :data:`TERMS` and
-    :data:`LABEL_OPTIONS` when ``labels`` is false (what a scene's files and pixels are made from)."""
+    :data:`LABEL_OPTIONS` when ``labels`` is false (what a scene's files and pixels are made from); without the
+    location when ``where`` is false (a folder read in place, whose scenes are keyed by their files' paths
+    relative to it: ``tasks.plan.scene_digest``)."""
     d = dataclasses.asdict(source)
     d.pop("enabled", None)
+    if not where:
+        d.pop("location", None)
     if not labels:
         for key in TERMS:
             d.pop(key, None)
