@@ -32,7 +32,7 @@ from typing import Any
 
 from pipeline import atomic
 from pipeline.errors import BuildError, SourcesError
-from pipeline.sources.config import SourceConfig, load_sources
+from pipeline.sources.config import TERMS, SourceConfig, load_sources
 from tasks import versions
 from tasks.config import cfg
 
@@ -131,7 +131,6 @@ def scene_digest(catalog: str, scene: Any, in_place: tuple[str, str] | None) -> 
     work).  For any other scene: the ``catalog`` digest (which determines the catalog) and the scene id; not the
     record, whose paths lie in the data folder (a moved data folder keeps its work: :mod:`pipeline.datafolder`)."""
     from pipeline.sources.localfs import sidecars, size_time
-    from pipeline.sources.object_store import TERMS
 
     if in_place is None or not os.path.abspath(scene.image).startswith(in_place[0].rstrip("/") + "/"):
         return _h("scene", catalog, scene.scene_id)

@@ -191,6 +191,13 @@ def _iso_text(value: Any) -> Any:
     return value.isoformat() if isinstance(value, date) else value
 
 
+#: The fields of a source's entry that only label its images, never what its files or pixels are: the terms its
+#: files are used on (in its fetch record, catalog and manifest records) and, among its options, the regions its
+#: scenes are put in and the acquisition range of images without their own time (in its catalog and release).
+TERMS = ("license", "attribution")
+LABEL_OPTIONS = ("region", "regions", "region_override", "acquired_range")
+
+
 def _check_region_name(path: Path, name: str, key: str, value: Any) -> None:
     if not isinstance(value, str) or not REGION_NAME_RE.match(value):
         slug = re.sub(r"[^a-z0-9]+", "_", str(value).lower()).strip("_")

@@ -34,7 +34,7 @@ from typing import Any
 import botocore.exceptions
 
 from pipeline.errors import FetchError, ObjectStoreError
-from pipeline.sources.config import SourceConfig
+from pipeline.sources.config import LABEL_OPTIONS, TERMS, SourceConfig
 from pipeline.sources.s3 import _PLAIN_MD5_RE, _clean_etag, _digests, download_key, list_keys, parse_s3_url, s3_client
 
 log = logging.getLogger(__name__)
@@ -282,19 +282,13 @@ def publish_release(release_dir: Path, url: str, *, endpoint_url: str | None = N
 
 # --------------------------------------------------------------------------------------------- raw cache
 
-#: The fields of a source's entry that only label its images, never what its files or pixels are: the terms its
-#: files are used on (in its fetch record, catalog and manifest records) and, among its options, the regions its
-#: scenes are put in and the acquisition range of images without their own time (in its catalog and release).
-TERMS = ("license", "attribution")
-LABEL_OPTIONS = ("region", "regions", "region_override", "acquired_range")
-
-
 def source_digest(source: SourceConfig, *, labels: bool = True, where: bool = True) -> str:
     """12 hex digits over everything of a source's configuration that shapes its raw folder or fetch
-    record (kind, location, options, licence, attribution; not ``enabled``); without :data:`TERMS` and
-    :data:`LABEL_OPTIONS` when ``labels`` is false (what a scene's files and pixels are made from); without the
-    location when ``where`` is false (a folder read in place, whose scenes are keyed by their files' paths
-    relative to it: ``tasks.plan.scene_digest``)."""
+    record (kind, location, options, licence, attribution; not ``enabled``); without the
+    :data:`~pipeline.sources.config.TERMS` and :data:`~pipeline.sources.config.LABEL_OPTIONS` when ``labels``
+    is false (what a scene's files and pixels are made from); without the location when ``where`` is false (a
+    folder read in place, whose scenes are keyed by their files' paths relative to it:
+    ``tasks.plan.scene_digest``)."""
     d = dataclasses.asdict(source)
     d.pop("enabled", None)
     if not where:
