@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import csv
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -39,6 +40,7 @@ from luigi.event import Event
 
 from pipeline.dataset.balance import under_represented
 from pipeline.dataset.selection.record import summary_lines
+from pipeline.errors import PipelineError
 
 _MAIN_PID = os.getpid()
 _state: dict = {"tally": None, "present": {}, "scheduled": {}, "config": None, "seconds": {}}
@@ -308,4 +310,25 @@ def install() -> None:
     for event, handler in HANDLERS:
         luigi.Task.event_handler(event)(handler)
     atexit.register(_at_exit)
+    if is_luigi_cli():
+        logging.getLogger("luigi-interface").addFilter(_plain_refusal)
     _installed = True
+
+
+def _plain_refusal(record: logging.LogRecord) -> bool:
+    """A :class:`PipelineError` (a failure the pipeline means and words: a bad ``sources.yaml``, setting or
+    release name refused before any task runs, a release that would be empty or is invalid, a source that
+    failed) logged by Luigi as one line, not as a traceback through Luigi's internals: ``ERROR: cannot build:
+    <the error>`` when the root task refuses to be made, ``ERROR: <Task> failed: <Class>: <the error>`` when a
+    task fails with one.  Any other exception keeps its traceback (a bug shows where it is)."""
+    exc = record.exc_info[1] if record.exc_info else None
+    if not isinstance(exc, PipelineError):
+        return True
+    if record.getMessage() == "Uncaught exception in luigi":
+        record.msg, record.args, record.exc_info, record.exc_text = "cannot build: %s", (exc,), None, None
+    elif str(record.msg).startswith("[pid %s] Worker %s failed") and isinstance(record.args, tuple) \
+            and len(record.args) == 3:
+        family = getattr(record.args[2], "task_family", str(record.args[2]))
+        record.msg, record.args = "%s failed: %s: %s", (family, type(exc).__name__, exc)
+        record.exc_info, record.exc_text = None, None
+    return True

@@ -6,6 +6,8 @@ cap guards the machine: an alias bomb used to grow past 3 GB).
   with a non-zero exit and nothing written, in bounded time and memory.
 * A build with no enabled source, or whose every scene is rejected, refuses to write an empty release:
   non-zero exit, a message saying why (``EmptyRelease``), no release folder.
+* Each refusal before any task runs is one line, ``ERROR: cannot build: <file or setting>: <cause>``, not a
+  traceback through Luigi's command line (:func:`tasks.summary.install`).
 * A release name that is not one folder name under ``releases/`` is refused at once, naming the rule, and the
   releases already there are untouched (``--release .`` used to replace the whole ``releases/`` folder,
   ``../x`` to write beside it).
@@ -70,6 +72,7 @@ def test_hostile_sources_file_is_refused_at_once(config_runs, case):
     path, data, (code, out, rss, wall) = config_runs[case]
     assert code != 0, out[-2000:]
     assert f"{path.name}:" in out and CASES[case][1] in out, out[-2000:]
+    assert "ERROR: cannot build: " in out and "Traceback" not in out, out[-2000:]  # one line, not Luigi's internals
     assert not data.exists(), "a refused sources file wrote into its data folder"
     assert rss < MAX_RSS and wall < MAX_WALL, (rss, wall)
 
@@ -80,6 +83,7 @@ def test_no_enabled_source_is_no_release(tmp_path):
     code, out, rss, wall = run_measured(luigi_cmd(tmp_path / "data", sources), log=tmp_path / "build.log",
                                         max_address_space=GUARD)
     assert code != 0 and "would hold no image: no enabled source" in out, out[-3000:]
+    assert "Traceback" not in out, out[-3000:]
     assert not release_dir(tmp_path / "data").exists()
 
 
@@ -129,6 +133,7 @@ def test_a_bad_release_name_is_refused_and_earlier_releases_are_kept(tmp_path):
     for name, (data, (code, out, _, _)) in zip(BAD_RELEASE_NAMES, runs):
         assert code != 0, (name, out[-2000:])
         assert f"release name {name!r} is not one folder name under releases/" in out, (name, out[-2000:])
+        assert "ERROR: cannot build: " in out and "Traceback" not in out, (name, out[-2000:])
         assert sorted(p.name for p in data.iterdir()) == ["releases"], name  # nothing fetched, nothing written
         assert sorted(p.relative_to(data).as_posix() for p in data.rglob("*")) == [
             "releases", "releases/v1", "releases/v1/manifest.json"], name
@@ -162,6 +167,7 @@ def test_bad_settings_are_refused_before_anything_runs(tmp_path):
         runs = list(pool.map(run, enumerate(BAD_SETTINGS)))
     for (options, words), (data, (code, out, _, wall)) in zip(BAD_SETTINGS, runs):
         assert code != 0 and "[PipelineConfig] " + words in out, (options, out[-2000:])
+        assert "ERROR: cannot build: " in out and "Traceback" not in out, (options, out[-2000:])
         assert not data.exists() or not any(data.rglob("*.json")), options  # nothing fetched, nothing recorded
         assert wall < 60, (options, wall)
     good = dict(tile_size=1024, target_gsds=(0.3, 0.5), max_nodata_fraction=0.05, split_trials=1000, region_min=50,
