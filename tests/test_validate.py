@@ -328,6 +328,8 @@ def test_cli_exit_codes(release):
     ok = _cli("validate", str(release))
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout == f"valid: {release} (6 images)\n"
+    named = _cli("validate", str(release / "manifest.json"))  # the manifest named instead of its folder
+    assert named.returncode == 0 and named.stdout == ok.stdout, named.stderr
 
     (release / "austin/labels/austin_1.tif").unlink()
     bad = _cli("validate", str(release))

@@ -160,7 +160,8 @@ DESCRIPTION = "Check a built release folder against its ``manifest.json``: ``pyt
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of the ``validate`` sub-command."""
-    parser.add_argument("release_dir", metavar="release-dir", type=Path, help="release folder holding manifest.json")
+    parser.add_argument("release_dir", metavar="release-dir", type=Path,
+                        help="release folder holding manifest.json (or that manifest.json)")
     parser.add_argument("--json", action="store_true", help="print a JSON report instead of problem lines")
 
 
@@ -173,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     any); warnings alone never change the exit code.
     """
     root: Path = args.release_dir
+    if root.name == "manifest.json" and root.is_file():  # the manifest named instead of its folder
+        root = root.parent
     if not root.is_dir():
         print(f"{root}: not a directory", file=sys.stderr)
         return 2
