@@ -311,8 +311,16 @@ def install() -> None:
         luigi.Task.event_handler(event)(handler)
     atexit.register(_at_exit)
     if is_luigi_cli():
-        logging.getLogger("luigi-interface").addFilter(_plain_refusal)
+        plain_errors()
     _installed = True
+
+
+def plain_errors() -> None:
+    """Log the pipeline's own failures as one line (:func:`_plain_refusal`): for the ``luigi`` command and
+    ``python -m tasks.worker``; idempotent."""
+    logger = logging.getLogger("luigi-interface")
+    if _plain_refusal not in logger.filters:
+        logger.addFilter(_plain_refusal)
 
 
 def _plain_refusal(record: logging.LogRecord) -> bool:

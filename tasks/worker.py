@@ -42,10 +42,16 @@ def serve(argv: list[str]) -> int:
     from luigi.task_register import Register
 
     import tasks
+    from pipeline.errors import PipelineError
     from tasks import summary
 
+    summary.plain_errors()
     with CmdlineParser.global_instance(["BuildRelease", *argv]) as parser:
-        root = parser.get_task_obj()
+        try:
+            root = parser.get_task_obj()
+        except PipelineError as exc:  # a bad sources.yaml, setting or release name: nothing to build
+            print(f"ERROR: cannot build: {exc}", file=sys.stderr, flush=True)
+            return 1
         catalogs = root.clone(tasks.AssembleTiles).catalog_tasks()
         # a catalog that cannot be built fails pass 2 as it would fail a local build (after the other sources)
         if _build_until_done(catalogs) is None:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from pipeline.dataset.ids import RELEASE_NAME, release_name_problem
-from tests.helpers_build import ROOT, local_sources, luigi_cmd, release_dir, run_measured
+from tests.helpers_build import ROOT, local_sources, luigi_cmd, release_dir, run_measured, worker_cmd
 from tests.test_bad_input import _scene
 
 GUARD = 8 << 30  # address space of the build process (a normal build needs well under 2 GiB)
@@ -75,6 +75,18 @@ def test_hostile_sources_file_is_refused_at_once(config_runs, case):
     assert "ERROR: cannot build: " in out and "Traceback" not in out, out[-2000:]  # one line, not Luigi's internals
     assert not data.exists(), "a refused sources file wrote into its data folder"
     assert rss < MAX_RSS and wall < MAX_WALL, (rss, wall)
+
+
+def test_a_worker_of_a_central_build_refuses_a_bad_sources_file_in_one_line(tmp_path):
+    """``python -m tasks.worker`` (one worker of a build on luigid) refuses as the ``luigi`` command does, before
+    it asks any scheduler for work."""
+    path = tmp_path / "sources.yaml"
+    path.write_text(CASES["duplicate_key"][0])
+    code, out, _, _ = run_measured(worker_cmd(tmp_path / "data", path), log=tmp_path / "worker.log",
+                                   timeout=MAX_WALL, max_address_space=GUARD)
+    assert code == 1 and out.startswith("ERROR: cannot build: sources.yaml: ") and CASES["duplicate_key"][1] in out, \
+        out[-2000:]
+    assert "Traceback" not in out and not (tmp_path / "data").exists(), out[-2000:]
 
 
 def test_no_enabled_source_is_no_release(tmp_path):
