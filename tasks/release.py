@@ -29,6 +29,7 @@ from tasks.dataset import AssembleTiles, ComputeStats, ExportAnnotationTodo, Sel
 from tasks.params import RootParams, RootRegister, SplitParams
 from tasks.plan import verified_sources
 from tasks.sources import FetchSource
+from tasks.versions import library_versions
 
 
 class StageRelease(SplitParams, PipelineTask):
@@ -98,6 +99,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         return {
             **params.as_dict(),
             "code_versions": codes,
+            "libraries": library_versions(),  # those the code versions fold in (tasks.versions.LIBRARIES)
             "source_digests": {name: {"raw": raw, "catalog": catalog} for name, raw, catalog in self.sources},
             "seed": int(self.seed),
             "fingerprint": params.fingerprint(),

