@@ -85,7 +85,7 @@ def _catalog_entry(source: list, fetch: dict) -> dict[str, Any]:
     if fetch["action"] != "none":
         return {"action": "list", "why": "after the fetch"}
     earlier = digest_siblings(data_dir() / "catalog", name, ".json")
-    return {"action": "list", "why": "code changed (catalog code)" if earlier else "new"}
+    return {"action": "list", "why": "code changed (catalog code or a library it uses)" if earlier else "new"}
 
 
 def _sources(root, to_run: list) -> tuple[list[dict], list[str]]:
