@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("pipeline.release.status", "where a data folder stands: sources, regions (annotation loop), releases"),
     "relocate": ("pipeline.datafolder", "point a moved or copied data folder's work records at its files"),
     "plan": ("tasks.preview", "what a build with the same options would do, without running or writing anything"),
+    "prune": ("tasks.prune", "list (--delete: remove) what a data folder holds that no build with these options uses"),
 }
 
 

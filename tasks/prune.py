@@ -1,0 +1,103 @@
+"""``python -m pipeline prune [--delete] [luigi options]``: remove what no build with these options uses.
+
+Every output is named by a digest of what made it, so a code change, a library upgrade, a new setting or an
+edited source leaves the outputs it supersedes behind (:mod:`pipeline.prune`). This command makes the root task
+as ``plan`` does (same options as ``luigi --module pipeline BuildRelease``, derived parameters computed
+read-only), walks its whole task graph, complete tasks included, and collects every output (and partial
+marker) the build uses; what else lies in the keyed-output folders is listed with the space removing it frees.
+Nothing is removed without ``--delete``. It refuses while a build holds a task lock in the data folder.
+
+What it cannot know it keeps: the scene outputs of a source whose catalog does not exist yet (its scenes are
+unknown until it is fetched) and the raw folders of a source whose current fetch is not complete (a new raw
+folder may be seeded from an earlier one: :mod:`pipeline.sources.rawreuse`).
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+
+
+def needed_outputs(root) -> set[Path]:
+    """Every output path and partial marker of the task graph of ``root`` (complete tasks and their
+    requirements included), plus the folders kept whole for what the graph cannot show (module docstring)."""
+    import luigi
+
+    from pipeline.release.staging import stage_folder
+    from tasks.config import data_dir, scene_dir
+    from tasks.dataset import SourcePool
+    from tasks.release import StageRelease
+    from tasks.sources import FetchSource
+
+    seen: set[str] = set()
+    out: set[Path] = set()
+    stack = [root]
+    while stack:
+        task = stack.pop()
+        if task.task_id in seen:
+            continue
+        seen.add(task.task_id)
+        outputs = [Path(t.path) for t in luigi.task.flatten(task.output()) if isinstance(t, luigi.LocalTarget)]
+        out.update(outputs)
+        out.update(task.partial_markers())
+        if isinstance(task, StageRelease):
+            out.update(stage_folder(p) for p in outputs)
+        if isinstance(task, SourcePool) and not task.static():
+            out.add(scene_dir(task.source_name, "x").parent)  # its scenes are unknown: all of them kept
+        if isinstance(task, FetchSource) and not task.complete():
+            out.update((data_dir() / "raw").glob(f"{task.source_name}-*"))
+        stack.extend(luigi.task.flatten(task.requires()))
+    return out
+
+
+def prune(argv: list[str], delete: bool) -> tuple[str, int]:
+    """The report of pruning the data folder of a build with Luigi's options ``argv``, and the exit status."""
+    from luigi.cmdline_parser import CmdlineParser
+
+    from pipeline.limits import human_bytes
+    from pipeline.prune import freed_bytes, held_locks, remove, superseded
+    from tasks.config import data_dir, work_dir
+    from tasks.plan import read_only
+
+    with CmdlineParser.global_instance(["BuildRelease", *argv]) as parser, read_only():
+        root = parser.get_task_obj()
+        held = held_locks(work_dir() / "locks")
+        if held:
+            return (f"prune: a build is running in {data_dir()} (it holds {held[0].name}): run prune when no build "
+                    "is running", 1)
+        needed = needed_outputs(root)
+        data = data_dir()
+        found = superseded(data, needed)
+    sizes = {path: freed_bytes(path) for _, path in found}
+    kinds = Counter(kind for kind, _ in found)
+    lines = [f"{'Removed' if delete else 'Would remove'} from {data} (what a build of release "
+             f"{root.release} with these options does not use; its {len(needed)} outputs are kept):"]
+    for kind, path in found:
+        lines.append(f"  {kind:<15} {human_bytes(sizes[path]):>10}  {path}")
+        if delete:
+            remove(path)
+    summary = ", ".join(f"{n} {kind}{'s' if n > 1 and not kind.endswith('s') else ''}" for kind, n in kinds.items())
+    lines.append(f"{len(found)} entries ({summary or 'nothing'}), freeing {human_bytes(sum(sizes.values()))} "
+                 "(files also linked into a release free nothing)")
+    if found and not delete:
+        lines.append("Run again with --delete to remove them.")
+    return "\n".join(lines), 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--delete", action="store_true", help="remove what is listed (without it: list only)")
+    parser.epilog = ("Every other option is passed to the build as on the luigi command line, e.g. "
+                     "--PipelineConfig-release v0.2.0 --PipelineConfig-data-dir data")
+    parser.set_defaults(_extra_options=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.errors import PipelineError
+
+    try:
+        text, code = prune(list(args.extra), bool(args.delete))
+    except PipelineError as exc:
+        print(f"prune: {exc}")
+        return 1
+    print(text)
+    return code
