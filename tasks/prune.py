@@ -9,11 +9,15 @@ Nothing is removed without ``--delete``. It refuses while a build holds a task l
 
 What it cannot know it keeps: the scene outputs of a source whose catalog does not exist yet (its scenes are
 unknown until it is fetched) and the raw folders of a source whose current fetch is not complete (a new raw
-folder may be seeded from an earlier one: :mod:`pipeline.sources.rawreuse`).
+folder may be seeded from an earlier one: :mod:`pipeline.sources.rawreuse`).  A source listed in the sources
+file but disabled is "not now": its raw folders, catalogs and scene outputs are kept; one no longer listed is
+not.
 """
 from __future__ import annotations
 
 import argparse
+import glob
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -24,7 +28,8 @@ def needed_outputs(root) -> set[Path]:
     import luigi
 
     from pipeline.release.staging import stage_folder
-    from tasks.config import data_dir, scene_dir
+    from pipeline.sources.config import load_sources
+    from tasks.config import cfg, data_dir, scene_dir
     from tasks.dataset import SourcePool
     from tasks.release import StageRelease
     from tasks.sources import FetchSource
@@ -45,9 +50,20 @@ def needed_outputs(root) -> set[Path]:
         if isinstance(task, SourcePool) and not task.static():
             out.add(scene_dir(task.source_name, "x").parent)  # its scenes are unknown: all of them kept
         if isinstance(task, FetchSource) and not task.complete():
-            out.update((data_dir() / "raw").glob(f"{task.source_name}-*"))
+            out.update(_named(data_dir() / "raw", task.source_name))
         stack.extend(luigi.task.flatten(task.requires()))
+    for src in load_sources(cfg().sources_file):  # listed but disabled ("not now"): its downloads and work stay
+        if not src.enabled:
+            out.update([*_named(data_dir() / "raw", src.name), *_named(data_dir() / "catalog", src.name),
+                        scene_dir(src.name, "x").parent])
     return out
+
+
+def _named(folder: Path, source: str) -> list[Path]:
+    """The entries of ``folder`` keyed for ``source`` (``<source>-<12 hex digits>[.json]``: not those of a source
+    whose name merely starts with it, ``spacenet`` and ``spacenet-vegas``)."""
+    pattern = re.compile(re.escape(source) + r"-[0-9a-f]{12}(\.json)?")
+    return [p for p in folder.glob(f"{glob.escape(source)}-*") if pattern.fullmatch(p.name)]
 
 
 def prune(argv: list[str], delete: bool) -> tuple[str, int]:

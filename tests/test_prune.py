@@ -1,9 +1,10 @@
 """``python -m pipeline prune``: what a data folder holds that no build of the chosen options uses is listed,
 removed only with ``--delete``, and the build of those options still runs no per-scene task afterwards.
 
-One data folder, two local sources: release v1 from both, v2 with one of them disabled (its raw folder,
-catalog, scene outputs and pool share, and v1's dataset records, are then superseded), temporaries an
-interrupted build left (an old one and a fresh one), and a build holding a task lock.
+One data folder, two local sources: release v1 from both, v2 with one of them taken out of the sources file
+(its raw folder, catalog, scene outputs and pool share, and v1's dataset records, are then superseded; while it
+is listed but disabled they are kept), temporaries an interrupted build left (an old one and a fresh one), and a
+build holding a task lock.
 """
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def folder(tmp_path_factory):
     _scene(base / "b", "b0", 5)
     data = base / "data"
     both = _sources(base / "both.yaml", {"a": (base / "a", True), "b": (base / "b", True)})
-    only_a = _sources(base / "only_a.yaml", {"a": (base / "a", True), "b": (base / "b", False)})
+    only_a = _sources(base / "only_a.yaml", {"a": (base / "a", True)})
     for release, sources in (("v1", both), ("v2", only_a)):
         proc = run_luigi(luigi_cmd(data, sources, release=release))
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -66,6 +67,11 @@ def test_prune_lists_then_deletes_what_the_build_does_not_use(folder):
     (stale_release / "vienna").mkdir(parents=True)
     os.utime(stale_release, (old, old))
     before = _tree(data)
+
+    # b listed but disabled is "not now": its download, catalog and scene work are kept
+    b_off = _sources(base / "b_off.yaml", {"a": (base / "a", True), "b": (base / "b", False)})
+    kept = _prune(data, b_off, "v2")
+    assert kept.returncode == 0 and "/b-" not in kept.stdout and "scenes/b" not in kept.stdout, kept.stdout
 
     listed = _prune(data, only_a, "v2")
     assert listed.returncode == 0, listed.stdout + listed.stderr
@@ -114,6 +120,16 @@ def test_prune_refuses_while_a_build_holds_a_lock(folder):
     assert proc.returncode == 1 and "a build is running" in proc.stdout and lock.name in proc.stdout, proc.stdout
     assert _tree(data) == before | {"work/locks/" + lock.name}
     assert held_locks(lock.parent) == []
+
+
+def test_a_source_named_like_the_start_of_another_keeps_only_its_own_entries(tmp_path):
+    from tasks.prune import _named
+
+    for name in ("spacenet-0123456789ab", "spacenet-vegas-0123456789ab", "spacenet-0123456789ab.json",
+                 "spacenet-old"):
+        (tmp_path / name).write_text("")
+    assert sorted(p.name for p in _named(tmp_path, "spacenet")) == ["spacenet-0123456789ab",
+                                                                    "spacenet-0123456789ab.json"]
 
 
 def test_superseded_keeps_outputs_their_folders_and_what_lies_inside(tmp_path):
