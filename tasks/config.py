@@ -132,7 +132,7 @@ def history_dir() -> Path:
 
 def scene_dir(source: str, scene_id: str) -> Path:
     """Work files of one scene: ``<data>/work/scenes/<source>/<scene>/`` (each named by its task's digest, which
-    carries the scene digest: :func:`tasks.plan.scene_digest`)."""
+    carries the scene digest: :func:`tasks.scenekey.scene_digest`)."""
     return work_dir() / "scenes" / source / scene_id
 
 

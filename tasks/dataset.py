@@ -18,7 +18,6 @@ source's work, not the whole release's.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Collection
 from pathlib import Path
 
@@ -43,8 +42,9 @@ from tasks.config import (
     work_dir,
 )
 from tasks.params import PoolParams, SelectParams, SourcePoolParams, SplitParams
-from tasks.plan import load_index, previous_folder, scene_base, scene_digest, verified_sources
+from tasks.plan import load_index, previous_folder, scene_keys, verified_sources
 from tasks.scene import CountSegments, relocate
+from tasks.scenekey import fetched_checksums, scene_digest
 from tasks.sources import CatalogSource
 
 logger = logging.getLogger("luigi-interface")
@@ -112,10 +112,10 @@ class SourcePool(SourcePoolParams, PipelineTask):
         if "_scene_tasks" not in self.__dict__:
             index = load_index(str(annotation_cache_dir()), self.annotation_index)
             source = (self.source_name, self.raw, self.catalog)
-            catalog, in_place = scene_base(cfg().sources_file, self.source_name, self.catalog)
+            keys = scene_keys(cfg().sources_file, self.source_name, self.catalog, self.raw)
             scenes = catalog_scenes(self.source_name, self.catalog)
             self.__dict__["_scene_tasks"] = [
-                CountSegments(**self.scene_params(source, sid, scene_digest(catalog, scenes[sid], in_place),
+                CountSegments(**self.scene_params(source, sid, scene_digest(keys, scenes[sid]),
                                                   index.scene(self.source_name, sid)))
                 for sid in sorted(scenes)]
         return self.__dict__["_scene_tasks"]
@@ -146,7 +146,7 @@ class SourcePool(SourcePoolParams, PipelineTask):
         scenes = [self._scene_item(task, scene_region(config.options, task.scene_id)) for task in self.scene_tasks()]
         pool = assemble_pool(scenes, catalog_rejects=catalog.get("rejects", []),
                              source_roots={catalog["source"]: catalog["root"]},
-                             image_sha256=_fetched_checksums(raw_dir(self.source_name, self.raw) / "fetch.json"))
+                             image_sha256=fetched_checksums(raw_dir(self.source_name, self.raw) / "fetch.json"))
         self.set_progress_percentage(100)
         _write_record(self.output().path, pool)
 
@@ -167,19 +167,6 @@ class SourcePool(SourcePoolParams, PipelineTask):
             "labels": {**labels, "labels": relocate(labels["labels"], "label", label_task.out_dir, folder)},
             "segments": _load(task.output().path),
         }
-
-
-def _fetched_checksums(record_path: Path) -> dict[str, str]:
-    """Path -> SHA-256 of every file a source's fetch record lists ({} when it cannot be read)."""
-    try:
-        record = _load(record_path)
-    except (OSError, ValueError):
-        return {}
-    root, files = record.get("root"), record.get("files")
-    if not isinstance(root, str) or not isinstance(files, list):
-        return {}
-    return {os.path.join(root, f["path"]): f["sha256"] for f in files
-            if isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)}
 
 
 class AssembleTiles(PoolParams, PipelineTask):

@@ -74,7 +74,7 @@ class PrepareParams(CatalogParams):
     raw = luigi.Parameter(significant=False, description="the source's raw digest (finds its catalog; "
                           "``scene_inputs`` says what the outputs are made from)")
     catalog = luigi.Parameter(significant=False, description="the source's catalog digest (finds the scene's record)")
-    scene_inputs = luigi.Parameter(description="digest of what the scene is made from (tasks.plan.scene_digest)")
+    scene_inputs = luigi.Parameter(description="digest of what the scene is made from (tasks.scenekey.scene_digest)")
     scene_id = luigi.Parameter(description="the adapter's scene id")
     target_gsds = luigi.ListParameter(description="GSDs (m) that finer sources go to")
     tile_size = luigi.IntParameter(description="tile width and height in pixels")
@@ -108,7 +108,8 @@ class SceneSetParams:
     codes = luigi.DictParameter(description="code versions of the prepare, tile, label, count and dataset stages")
 
     def scene_params(self, source: list | tuple, scene_id: str, scene_inputs: str, annotations: str) -> dict:
-        """The parameters of the per-scene tasks of one scene (``scene_inputs``: :func:`tasks.plan.scene_digest`)."""
+        """The parameters of the per-scene tasks of one scene (``scene_inputs``:
+        :func:`tasks.scenekey.scene_digest`)."""
         name, raw, catalog = source
         c = self.codes
         return {"source_name": name, "raw": raw, "catalog": catalog, "scene_inputs": scene_inputs, "scene_id": scene_id,

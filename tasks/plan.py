@@ -32,9 +32,10 @@ from typing import Any
 
 from pipeline import atomic
 from pipeline.errors import BuildError, SourcesError
-from pipeline.sources.config import TERMS, SourceConfig, load_sources
+from pipeline.sources.config import SourceConfig, load_sources
 from tasks import versions
 from tasks.config import cfg
+from tasks.scenekey import SceneKeys, fetched_checksums
 
 #: Stages whose versions the dataset tasks carry (they name the per-scene outputs they read, and their own).
 POOL_CODES = ("prepare", "tile", "label", "count", "dataset")
@@ -48,7 +49,7 @@ def source_digests(src: SourceConfig, codes: dict[str, str], *, labels: bool = T
     """``(raw, catalog)`` digests of one source (module docstring), the limits on hostile input included (which
     files a fetch skips and a catalog rejects as over a limit: :func:`limits_digest`); without what only labels
     its images (licence, attribution, region and acquisition-range options) nor the limits when ``labels`` is
-    false (what a scene's pixels are made from: :func:`scene_base`)."""
+    false (what a scene's pixels are made from: :func:`scene_keys`)."""
     from pipeline.sources.object_store import source_digest
 
     raw = _h("raw", source_digest(src, labels=labels), codes["fetch"], *_local_files(src),
@@ -96,65 +97,28 @@ def _local_files(src: SourceConfig) -> list[str]:
     return [location_stamp(src.location)] if src.location and src.scheme == "file" else []
 
 
-def scene_base(sources_file: str | Path, name: str, catalog: str) -> tuple[str, tuple[str, str] | None]:
-    """What the scene digests (:func:`scene_digest`) of source ``name`` start from, what only labels its images
-    left out (licence, attribution, ``options.region``/``regions``/``acquired_range``: no per-scene output
-    carries them, the pool and release take them from the catalog and the entry, so correcting them in
-    ``sources.yaml`` redoes no pixel work): ``(catalog, in_place)``.  ``catalog``: the source's catalog digest as
-    it would be without them (:func:`source_digests`; the given ``catalog`` for a folder read in place,
-    whose scenes are keyed by their own files, and when the source is not in the file).  ``in_place``, for a
-    source read in place from a local folder: ``(folder, base)``, its absolute path and the digest of its entry
-    and the fetch and catalog code, without the stamp of the whole folder (each scene adds its own files, so a
-    file added to the folder redoes the new scene's work only); else None."""
+def scene_keys(sources_file: str | Path, name: str, catalog: str, raw: str) -> SceneKeys:
+    """How the scenes of source ``name`` are keyed (:mod:`tasks.scenekey`): a folder read in place by its files'
+    stamps, a downloaded or generated source by the checksums of its fetch record (``raw``: its raw digest), both
+    from the digest of the entry without what only labels its images (licence, attribution,
+    ``options.region``/``regions``/``acquired_range``; a folder's own place left out too), so correcting those in
+    ``sources.yaml``, or a change to the fetch or catalog code that gives the same records and bytes, redoes no
+    pixel work.  The fallback (a scene whose files lie elsewhere or are not listed): the given ``catalog`` for a
+    folder read in place, else the catalog digest without those labels (:func:`source_digests`)."""
     from pipeline.sources.object_store import source_digest
+    from tasks.config import raw_dir
 
     for src in load_sources(sources_file, max_bytes=_sources_max_bytes()):
         if src.name != name:
             continue
-        codes = versions.code_versions()
         folder = _folder_read_in_place(src)
         if folder is not None:  # its scenes: each keyed by its own files
-            return catalog, (folder, _h("scene-base", source_digest(src, labels=False, where=False), codes["fetch"],
-                                        codes["catalog"]))
-        return source_digests(src, codes, labels=False)[1], None
-    return catalog, None
-
-
-def scene_digest(catalog: str, scene: Any, in_place: tuple[str, str] | None) -> str:
-    """12 hex digits over what one scene's per-scene outputs are made from (``catalog`` and ``in_place``:
-    :func:`scene_base`, which leaves what only labels the source's images out).  For a scene read in place from
-    its source's folder: the folder's base digest, the scene's catalog record but its licence, attribution and
-    region hint, and the path, size and modification time of each of its files (image, land cover, building
-    mask, footprints) and of the side-car files GDAL would read beside its rasters
-    (:func:`~pipeline.sources.localfs.sidecars`; nothing read), every path relative to the folder, whose own
-    place is left out (a folder moved or mounted elsewhere, ``location`` changed with it, keeps its scenes'
-    work).  For any other scene: the ``catalog`` digest (which determines the catalog) and the scene id; not the
-    record, whose paths lie in the data folder (a moved data folder keeps its work: :mod:`pipeline.datafolder`)."""
-    from pipeline.sources.localfs import sidecars, size_time
-
-    if in_place is None or not os.path.abspath(scene.image).startswith(in_place[0].rstrip("/") + "/"):
-        return _h("scene", catalog, scene.scene_id)
-    folder = in_place[0]
-    record = {k: v for k, v in scene.to_dict().items() if k not in (*TERMS, "region_hint")}
-    stamps: list[list] = []
-    for key in SCENE_FILES:
-        if record.get(key):
-            path, record[key] = record[key], _below(record[key], folder)
-            stamps.append([key, *size_time(path)])
-            if key != "footprints":
-                stamps += [[_below(name, folder), *size_time(name)] for name in sidecars(path)
-                           if os.path.lexists(name)]
-    return _h("scene", in_place[1], record, stamps)
-
-
-#: The files of a scene (its catalog record's keys).
-SCENE_FILES = ("image", "landcover", "building_mask", "footprints")
-
-
-def _below(path: str, folder: str) -> str:
-    """``path`` relative to ``folder`` when it lies there (a moved folder keeps its scenes' keys), else as given."""
-    absolute = os.path.abspath(path)
-    return os.path.relpath(absolute, folder) if absolute.startswith(folder.rstrip("/") + "/") else path
+            return SceneKeys(catalog, folder, _h("scene-base", source_digest(src, labels=False, where=False)))
+        files = raw_dir(name, raw) / "files"
+        return SceneKeys(source_digests(src, versions.code_versions(), labels=False)[1], str(files),
+                         _h("scene-base-fetched", source_digest(src, labels=False)),
+                         fetched_checksums(files.parent / "fetch.json"))
+    return SceneKeys(catalog)
 
 
 def sources_param(sources_file: str | Path, *, max_bytes: int | None = None) -> list[list[str]]:

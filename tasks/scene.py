@@ -3,7 +3,7 @@
 Their outputs lie in the scene's work folder ``data/work/scenes/<source>/<scene>/``, each named by the digest
 of the task's parameters (which include the scene digest, every upstream parameter and code version; the
 source's ``raw`` and ``catalog`` digests only find the scene's record: a file added to a folder read in place
-makes a new catalog, and only the new scene's work is done, :func:`tasks.plan.scene_digest`):
+makes a new catalog, and only the new scene's work is done, :func:`tasks.scenekey.scene_digest`):
 ``plan-<d>.json``, ``tiles-<d>/`` (``tiles.json`` + ``images/``), ``labels-<d>/`` (``labels.json`` + ``labels/``)
 and ``segments-<d>.json``.  A multi-file output writes its files first (each atomically) and its JSON record
 last, atomically; the record's existence is the task's completion.  Heavy pixel work happens in

@@ -71,9 +71,11 @@ class FetchSource(SourceParams, PipelineTask):
                 self.set_progress_percentage(100)
                 atomic.write_json(self.output().path, stamped(record, src))
                 return
-        self._reuse_earlier(src, dest)
+        from pipeline.sources.rawreuse import reusing
+
         try:
-            record = self._fetch(src, dest)
+            with reusing(self._reuse_earlier(src, dest)):
+                record = self._fetch(src, dest)
         except Exception as exc:  # noqa: BLE001 - filtered: only expected failures cost the source alone
             if not is_source_failure(exc):
                 raise
@@ -88,24 +90,31 @@ class FetchSource(SourceParams, PipelineTask):
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, stamped(record, src))
 
-    def _reuse_earlier(self, src, dest: Path) -> None:
+    def _reuse_earlier(self, src, dest: Path) -> dict:
         """Start a new raw folder of a downloaded source from the files of an earlier one of the same content
         (its licence, attribution or regions corrected: :mod:`pipeline.sources.rawreuse`): nothing is downloaded
-        again."""
-        from pipeline.sources.rawreuse import DOWNLOADED, reusable_raw, seed_raw
+        again.  Without one made by the same fetch code, the downloads of one made by other code are offered
+        to the fetch file by file (returned for :func:`pipeline.sources.rawreuse.reusing`)."""
+        from pipeline.sources.rawreuse import DOWNLOADED, earlier_downloads, reusable_raw, seed_raw
 
         if src.scheme not in DOWNLOADED or dest.exists():
-            return
+            return {}
         here = raw_dir(self.source_name, self.raw)
         earlier = reusable_raw(here.parent, self.source_name, here, made_by(src))
         if earlier is None:
-            return
+            other = reusable_raw(here.parent, self.source_name, here, made_by(src), keys=("content",))
+            offered = earlier_downloads(other) if other is not None else {}
+            if other is not None and offered:
+                self.set_status_message(f"offering the {len(offered)} downloads of {other.parent.name} (other "
+                                        "fetch code) to the fetch: each is checked, not downloaded again")
+            return offered
         try:
             linked = seed_raw(dest, earlier)
         except OSError as exc:  # another file system: fetched from nothing
             self.set_status_message(f"cannot reuse {earlier.parent.name} ({exc}): fetching {src.name} again")
-            return
+            return {}
         self.set_status_message(f"reusing {linked} files of {earlier.parent.name} (the same content)")
+        return {}
 
     def _percent(self, done: int, total: int | None) -> None:
         """Files of a raw-cache restore or upload."""

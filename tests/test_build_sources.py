@@ -45,7 +45,7 @@ def moto_s3():
         os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
-def test_release_from_http_s3_and_local_sources(tmp_path, moto_s3):
+def test_release_from_http_s3_and_local_sources(tmp_path, moto_s3, monkeypatch):
     gen = tmp_path / "upstream"
     generate_demo(gen, seed=11, size="small")
 
@@ -105,9 +105,30 @@ sources:
                                .replace("attribution: ", "attribution: corrected, "))
             cfg.set("PipelineConfig", "release", "corrected")
             assert luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
+            assert http.requests_for("/xbd/train_images_labels_targets.tar.gz") == xbd_requests
+            # the fetch code changed (an edit to the fetch stage or a module it imports): every source gets a new raw
+            # folder, yet what the new code asks for again is offered from the earlier folder file by file,
+            # checked, not downloaded again (archives are extracted again), and the scenes' work is kept
+            from tasks import versions
+
+            real_one, real_all = versions.code_version, versions.code_versions
+            monkeypatch.setattr(versions, "code_version", lambda st: "f" * 12 if st == "fetch" else real_one(st))
+            monkeypatch.setattr(versions, "code_versions", lambda: {**real_all(), "fetch": "f" * 12})
+            cfg.set("PipelineConfig", "release", "new-fetch-code")
+            assert luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
+            monkeypatch.undo()
         finally:
             cfg.remove_option("PipelineConfig", "allow_private_networks")
         assert http.requests_for("/xbd/train_images_labels_targets.tar.gz") == xbd_requests
+    newest = {name: max((tmp_path / "data" / "raw").glob(f"{name}-*/fetch.json"), key=lambda r: r.stat().st_mtime)
+              for name in ("xbd", "spacenet")}
+    assert all(json.loads(r.read_text())["made_by"]["fetch_code"] == "f" * 12 for r in newest.values())
+    archive_copy = newest["xbd"].parent / "files" / "downloads" / "train_images_labels_targets.tar.gz"
+    assert archive_copy.stat().st_nlink == 3  # the first folder's download, linked twice
+    spacenet_files = [p for p in (newest["spacenet"].parent / "files").rglob("*") if p.is_file()]
+    assert spacenet_files and all(p.stat().st_nlink == 3 for p in spacenet_files)
+    assert validate_release(tmp_path / "data" / "releases" / "new-fetch-code") == []
+    # and no scene was prepared, tiled, labelled or counted again: the same records and bytes (tasks.scenekey)
     assert sorted((tmp_path / "data" / "work" / "scenes").rglob("*")) == scene_work
     corrected = tmp_path / "data" / "releases" / "corrected"
     assert validate_release(corrected) == []
@@ -117,10 +138,11 @@ sources:
     for name in ("xbd", "spacenet"):
         provenance = json.loads((corrected / "provenance" / f"{name}.json").read_text())
         assert all(f["attribution"].startswith("corrected, ") for f in provenance["files"]), name
-        old, new = sorted((tmp_path / "data" / "raw").glob(f"{name}-*/fetch.json"), key=lambda r: r.stat().st_mtime)
+        old, new, _ = sorted((tmp_path / "data" / "raw").glob(f"{name}-*/fetch.json"),
+                             key=lambda r: r.stat().st_mtime)  # the first, the corrected, the new fetch code's
         assert {f["sha256"] for f in json.loads(new.read_text())["files"]} == \
             {f["sha256"] for f in json.loads(old.read_text())["files"]}
-        assert all(p.stat().st_nlink == 2 for p in (new.parent / "files").rglob("*") if p.is_file()), name
+        assert all(p.stat().st_nlink >= 2 for p in (new.parent / "files").rglob("*") if p.is_file()), name
 
     assert len(xbd_requests) == 2  # cut once, then resumed (not restarted)
     assert "Range" not in xbd_requests[0]["headers"]

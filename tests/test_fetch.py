@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 import zipfile
 from pathlib import Path
@@ -200,7 +201,6 @@ def test_a_new_raw_folder_starts_from_the_newest_earlier_one_of_the_same_content
     """pipeline.sources.rawreuse: the newest complete raw folder of the same source, entry but its terms and
     fetch code (not another source's whose name extends this one's, not a failed fetch); its files linked, its
     unfinished transfers not."""
-    import json
     import os
 
     from pipeline.sources.rawreuse import reusable_raw, seed_raw
@@ -229,3 +229,46 @@ def test_a_new_raw_folder_starts_from_the_newest_earlier_one_of_the_same_content
     assert seed_raw(here / "files", newest / "files") == 1
     assert (here / "files" / "a.tif").stat().st_ino == (newest / "files" / "a.tif").stat().st_ino
     assert sorted(p.name for p in (here / "files").rglob("*")) == ["a.tif", "downloads"]
+
+
+def test_a_fetch_by_other_code_is_offered_the_earlier_downloads_file_by_file(tmp_path):
+    """pipeline.sources.rawreuse.earlier_downloads / reusing: a fetch made by new fetch code finds what it asks for
+    again in the earlier raw folder of the same content (no request), each file checked against the sha256 its
+    record gave it (a file changed since is downloaded again), never an archive's extract, nor a file of a STAC
+    source (possibly a window cut out of its asset), nor one it does not ask for."""
+    from pipeline.sources.rawreuse import earlier_downloads, reusing
+
+    payload = _inria_zip()
+    with LoopbackServer() as srv:
+        srv.files["/files/NEW2-AerialImageDataset.zip"] = payload
+        srv.files["/img/scene.tif"] = b"tiff-bytes"
+        zip_url, tif_url = srv.url("/files/NEW2-AerialImageDataset.zip"), srv.url("/img/scene.tif")
+        old = tmp_path / "raw" / "inria-000000000001" / "files"
+        record = fetch_source(_src("inria", zip_url), old, limits=LOOPBACK_LIMITS)
+        (old.parent / "fetch.json").write_text(json.dumps({**record, "kind": "inria"}))
+        offered = earlier_downloads(old)
+        assert set(offered) == {zip_url}  # the archive, not its extracts (they name its URL too)
+        assert offered[zip_url] == (old / "downloads" / "NEW2-AerialImageDataset.zip", _sha(payload))
+        n = len(srv.requests)
+        new = tmp_path / "raw" / "inria-000000000002" / "files"
+        with reusing(offered):
+            again = fetch_source(_src("inria", zip_url), new, limits=LOOPBACK_LIMITS)
+            other = fetch_source(_src("local", tif_url), tmp_path / "plain", limits=LOOPBACK_LIMITS)
+        assert len(srv.requests) == n + 1 and srv.requests[-1]["path"] == "/img/scene.tif"  # only what is not offered
+        assert again["files"] == record["files"] and again["archives"] == record["archives"]
+        archive = new / "downloads" / "NEW2-AerialImageDataset.zip"
+        assert archive.stat().st_ino == (old / "downloads" / "NEW2-AerialImageDataset.zip").stat().st_ino
+        assert (new / "AerialImageDataset/train/images/austin1.tif").stat().st_nlink == 1  # extracted again
+        assert other["files"][0]["sha256"] == _sha(b"tiff-bytes")
+        # the earlier file no longer has the bytes its record gave it: downloaded again, the earlier one untouched
+        corrupt = {zip_url: (old / "downloads" / "NEW2-AerialImageDataset.zip", "0" * 64)}
+        with reusing(corrupt):
+            fetch_source(_src("inria", zip_url), tmp_path / "raw" / "inria-000000000003" / "files",
+                         limits=LOOPBACK_LIMITS)
+        assert len(srv.requests) == n + 2
+        assert (old / "downloads" / "NEW2-AerialImageDataset.zip").read_bytes() == payload
+    (old.parent / "fetch.json").write_text(json.dumps({**record, "kind": "stac"}))
+    assert earlier_downloads(old) == {}
+    (old.parent / "fetch.json").write_text(json.dumps({**record, "kind": "inria"}))
+    (old / "downloads" / "NEW2-AerialImageDataset.zip").write_bytes(b"short")  # not the recorded size
+    assert earlier_downloads(old) == {}

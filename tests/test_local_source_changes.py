@@ -116,18 +116,18 @@ def test_a_scene_digest_follows_its_own_files_and_their_side_cars_only(tmp_path)
     them (a world file, an external mask) added or edited; not another file of the folder."""
     from pipeline.scene import Scene
     from pipeline.sources.localfs import sidecars
-    from tasks.plan import scene_digest
+    from tasks.scenekey import SceneKeys, scene_digest
 
     image = tmp_path / "a.tif"
     image.write_bytes(b"II*\x00 one")
     scene = Scene(source="folder", scene_id="a", kind="local", image=str(image), license="x", attribution="y")
-    here = (str(tmp_path), "base")
-    first = scene_digest("cat", scene, here)
-    assert scene_digest("cat", scene, here) == first and scene_digest("cat", scene, (str(tmp_path), "other")) != first
-    assert scene_digest("cat2", scene, here) == first  # a new catalog (another file added): the same scene
+    here = SceneKeys("cat", str(tmp_path), "base")
+    first = scene_digest(here, scene)
+    assert scene_digest(here, scene) == first and scene_digest(SceneKeys("cat", str(tmp_path), "other"), scene) != first
+    assert scene_digest(SceneKeys("cat2", str(tmp_path), "base"), scene) == first  # a new catalog: the same scene
     (tmp_path / "b.tif").write_bytes(b"II*\x00 another scene")
     (tmp_path / "notes.txt").write_text("x")
-    assert scene_digest("cat", scene, here) == first  # other files of the folder: not this scene's
+    assert scene_digest(here, scene) == first  # other files of the folder: not this scene's
     assert str(tmp_path / "a.tfw") in sidecars(str(image)) and str(tmp_path / "a.TFW") in sidecars(str(image))
     seen = {first}
     for step in (lambda: (tmp_path / "a.tfw").write_text("0.3\n0\n0\n-0.3\n600000\n5340000\n"),
@@ -135,12 +135,36 @@ def test_a_scene_digest_follows_its_own_files_and_their_side_cars_only(tmp_path)
                  lambda: (tmp_path / "a.tif.msk").write_bytes(b"II*\x00 mask"),
                  lambda: image.write_bytes(b"II*\x00 two")):
         step()
-        seen.add(scene_digest("cat", scene, here))
+        seen.add(scene_digest(here, scene))
     assert len(seen) == 5  # each step makes the scene new
-    # a downloaded or extracted scene (not under the folder read in place): its catalog digest and scene id (its
-    # files lie in the data folder, which may move)
+    # a scene whose files lie outside the folder: its catalog digest and scene id
     moved = Scene(source="folder", scene_id="a", kind="xbd", image="/elsewhere/a.tif", license="x", attribution="y")
-    assert scene_digest("cat", moved, here) == scene_digest("cat", scene, None) != scene_digest("cat2", moved, here)
+    assert scene_digest(here, moved) == scene_digest(SceneKeys("cat"), scene) \
+        != scene_digest(SceneKeys("cat2", str(tmp_path), "base"), moved)
+
+
+def test_a_downloaded_scene_is_keyed_by_its_files_checksums_not_by_where_or_by_what_code_fetched_it(tmp_path):
+    """A downloaded (or extracted, or generated) scene's work is keyed by its record, paths relative to the raw
+    folder's files/, and the SHA-256 its fetch record gives each file: a new raw folder (the fetch code changed,
+    a new fetch of the same bytes) keeps the scene's work; other bytes, or a file the record does not list (then
+    the catalog digest), do not."""
+    from pipeline.scene import Scene
+    from tasks.scenekey import SceneKeys, scene_digest
+
+    def scene(root):
+        return Scene(source="web", scene_id="a", kind="xbd", image=str(root / "images" / "a.png"),
+                     landcover=str(root / "labels" / "a.png"), license="x", attribution="y")
+
+    def keys(root, catalog, image_sha="1" * 64):
+        sums = {str(root / "images" / "a.png"): image_sha, str(root / "labels" / "a.png"): "2" * 64}
+        return SceneKeys(catalog, str(root), "base", sums)
+
+    old, new = tmp_path / "raw" / "web-aaaaaaaaaaaa" / "files", tmp_path / "raw" / "web-bbbbbbbbbbbb" / "files"
+    first = scene_digest(keys(old, "cat1"), scene(old))
+    assert scene_digest(keys(new, "cat2"), scene(new)) == first  # another raw folder and catalog, the same bytes
+    assert scene_digest(keys(new, "cat2", "3" * 64), scene(new)) != first  # other bytes
+    unlisted = SceneKeys("cat2", str(new), "base", {str(new / "images" / "a.png"): "1" * 64})
+    assert scene_digest(unlisted, scene(new)) == scene_digest(SceneKeys("cat2"), scene(new)) != first
 
 
 def test_a_corrected_licence_attribution_or_region_redoes_no_pixel_work(tmp_path):

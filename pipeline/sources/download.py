@@ -29,6 +29,7 @@ import urllib3
 from pipeline.errors import FetchError, LimitExceeded, NetworkPolicyError
 from pipeline.limits import DEFAULT_LIMITS, Limits, human_sizes
 from pipeline.sources.netpolicy import check_url_limits, guard_of, policy_session
+from pipeline.sources.rawreuse import link_earlier
 
 #: Status codes in the 4xx range that are worth retrying (timeout, rate limit).
 RETRYABLE_4XX = (408, 429)
@@ -306,7 +307,8 @@ def download(
     * ``timeout`` bounds the connection and every single socket read (seconds).
     * ``sha256`` / ``md5`` (hex) are verified before the rename; on a mismatch the part is deleted and
       the download is retried once from scratch, then ``FetchError`` names url, expected and actual.
-    * If ``dest`` already exists (and matches the checksums, when given) no request is made.
+    * If ``dest`` already exists (and matches the checksums, when given) no request is made; so if an earlier
+      fetch downloaded ``url`` whole (:func:`pipeline.sources.rawreuse.link_earlier`) and it has its sha256.
     * ``limits`` (default :data:`pipeline.limits.DEFAULT_LIMITS`): network policy, deadline, minimum rate,
       maximum size (module doc); ``NetworkPolicyError`` / ``LimitExceeded`` fail at once.  A ``session``
       given by the caller is used as is (the URL is still checked; use
@@ -321,9 +323,10 @@ def download(
         sha256 = sha256.strip().lower()
     if md5 is not None:
         md5 = md5.strip().lower()
+    earlier_sha = link_earlier(url, dest)  # the same URL fetched whole before (pipeline.sources.rawreuse)
     if dest.is_file():
         digests = file_digests(dest, md5=want_md5)
-        if _mismatch(digests, sha256, md5) is None:
+        if _mismatch(digests, sha256 or earlier_sha, md5) is None:
             return _record(url, dest, digests, False, 0, want_md5)
         dest.unlink()  # stale or corrupt: fetch again
 

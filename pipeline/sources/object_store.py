@@ -288,7 +288,7 @@ def source_digest(source: SourceConfig, *, labels: bool = True, where: bool = Tr
     :data:`~pipeline.sources.config.TERMS` and :data:`~pipeline.sources.config.LABEL_OPTIONS` when ``labels``
     is false (what a scene's files and pixels are made from); without the location when ``where`` is false (a
     folder read in place, whose scenes are keyed by their files' paths relative to it:
-    ``tasks.plan.scene_digest``)."""
+    ``tasks.scenekey.scene_digest``)."""
     d = dataclasses.asdict(source)
     d.pop("enabled", None)
     if not where:

@@ -21,6 +21,7 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 from pipeline.errors import FetchError
+from pipeline.sources.rawreuse import link_earlier
 
 #: An ETag that is the plain md5 of the object (single-part upload); multipart ETags end in ``-<n>``.
 _PLAIN_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -124,9 +125,10 @@ def download_key(
         return {"url": url, "path": str(dest), "bytes": size, "sha256": sha, "md5": md5, "etag": etag,
                 "skipped": skipped}
 
+    earlier_sha = link_earlier(url, dest)  # the same object fetched before (pipeline.sources.rawreuse)
     if dest.is_file() and dest.stat().st_size == size:
         sha, md5 = _digests(dest)
-        if plain_md5 is None or md5 == plain_md5:
+        if (plain_md5 is None or md5 == plain_md5) and earlier_sha in (None, sha):
             return record(sha, md5, True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")

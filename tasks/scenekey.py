@@ -1,0 +1,110 @@
+"""What one scene's per-scene outputs are keyed by: the ``scene_inputs`` parameter of its four tasks.
+
+A scene's outputs are made from its catalog record (georeference, GSD, the paths of its image, land cover,
+building mask and footprints) and the bytes of those files, and from nothing else of its source: so that is
+what keys them, and code that only decides how a source is fetched or catalogued (every module the fetch and
+catalog stages import, a library they use) reruns those stages without redoing a scene whose record and files
+come out the same.  Two kinds of scene are keyed so (:class:`SceneKeys`, made once per source by
+:func:`scene_keys`):
+
+* read in place from a local folder: the record (paths relative to the folder, whose own place is left out: a
+  folder moved or mounted elsewhere keeps its scenes' work) with the path, size and modification time of each of
+  its files and of the side-car files GDAL would read beside its rasters (nothing read: a file added to the
+  folder redoes the new scene's work only);
+* downloaded (or generated) into the source's raw folder: the record (paths relative to the raw folder's
+  ``files/``) with the SHA-256 that the fetch record gives each of those files.
+
+Both leave out what only labels a source's images (licence, attribution, region hint: the pool and release take
+them from the catalog and the entry) and start from the digest of the source's entry without those labels
+(:func:`pipeline.sources.object_store.source_digest`).  A scene with a file outside that folder, or one the
+fetch record does not list, falls back to the source's catalog digest and its scene id: it is redone whenever
+the source is fetched or catalogued anew.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline import atomic
+from pipeline.sources.config import TERMS
+
+#: The files of a scene (its catalog record's keys).
+SCENE_FILES = ("image", "landcover", "building_mask", "footprints")
+
+
+def _h(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class SceneKeys:
+    """How the scenes of one source are keyed (module docstring): ``catalog``, the fallback; ``folder`` the folder
+    whose scenes are keyed by their own files (None: none), ``base`` the source's part of their keys;
+    ``checksums`` (absolute path -> SHA-256) for a downloaded source, None for one read in place (stamps)."""
+
+    catalog: str
+    folder: str | None = None
+    base: str = ""
+    checksums: Mapping[str, str] | None = field(default=None, compare=False)
+
+
+def fetched_checksums(record_path: Path) -> dict[str, str]:
+    """Absolute path -> SHA-256 of every file a source's fetch record lists ({} when it cannot be read)."""
+    try:
+        record = atomic.read_record(record_path)
+    except (OSError, ValueError):
+        return {}
+    root, files = record.get("root"), record.get("files")
+    if not isinstance(root, str) or not isinstance(files, list):
+        return {}
+    return {os.path.join(root, f["path"]): f["sha256"] for f in files
+            if isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("sha256"), str)}
+
+
+def scene_digest(keys: SceneKeys, scene: Any) -> str:
+    """12 hex digits over what one scene's per-scene outputs are made from (module docstring)."""
+    from pipeline.sources.localfs import sidecars
+
+    fallback = _h("scene", keys.catalog, scene.scene_id)
+    folder = keys.folder
+    if folder is None or not os.path.abspath(scene.image).startswith(folder.rstrip("/") + "/"):
+        return fallback
+    record = {k: v for k, v in scene.to_dict().items() if k not in (*TERMS, "region_hint")}
+    stamps: list[list] = []
+    for key in SCENE_FILES:
+        if record.get(key):
+            path, record[key] = record[key], _below(record[key], folder)
+            stamp = _stamp(path, keys.checksums)
+            if stamp is None:
+                return fallback
+            stamps.append([key, *stamp])
+            if key == "footprints":
+                continue
+            for name in sidecars(path):
+                if os.path.lexists(name):
+                    stamp = _stamp(name, keys.checksums)
+                    if stamp is None:
+                        return fallback
+                    stamps.append([_below(name, folder), *stamp])
+    return _h("scene", keys.base, record, stamps)
+
+
+def _stamp(path: str, checksums: Mapping[str, str] | None) -> list | None:
+    """``[size, mtime_ns]`` of ``path`` (read in place), or ``[sha256]`` from ``checksums`` (None: not listed)."""
+    from pipeline.sources.localfs import size_time
+
+    if checksums is None:
+        return list(size_time(path))
+    sha = checksums.get(os.path.abspath(path))
+    return [sha] if sha else None
+
+
+def _below(path: str, folder: str) -> str:
+    """``path`` relative to ``folder`` when it lies there (a moved folder keeps its scenes' keys), else as given."""
+    absolute = os.path.abspath(path)
+    return os.path.relpath(absolute, folder) if absolute.startswith(folder.rstrip("/") + "/") else path
