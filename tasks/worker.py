@@ -17,6 +17,10 @@ requirements of ``AssembleTiles`` for every source whose catalog exists when the
 2. the whole build (``BuildRelease``): every catalog exists now, so every process schedules every per-scene
    task itself and luigid hands each to whichever worker asks first.
 
+Before pass 1 a process refuses (exit 1) to join luigid where another worker builds the same release from other
+settings, code or library versions (:func:`rival_builds`): they would share no work, and the release would be
+whichever finished first.
+
 Exit rule: after pass 2 the process stops when it has nothing left to run; while the release is not built but
 another worker is running what is left (e.g. ``BuildRelease`` itself), it schedules again after
 ``[worker] wait_interval`` seconds, and exits 0 once the release exists.  It exits 1 when the release cannot be
@@ -52,6 +56,10 @@ def serve(argv: list[str]) -> int:
         except PipelineError as exc:  # a bad sources.yaml, setting or release name: nothing to build
             print(f"ERROR: cannot build: {exc}", file=sys.stderr, flush=True)
             return 1
+        rivals = rival_builds(_scheduled_builds(), root)
+        if rivals:
+            print("ERROR: cannot build: " + "; ".join(rivals), file=sys.stderr, flush=True)
+            return 1
         catalogs = root.clone(tasks.AssembleTiles).catalog_tasks()
         # a catalog that cannot be built fails pass 2 as it would fail a local build (after the other sources)
         if _build_until_done(catalogs) is None:
@@ -64,6 +72,43 @@ def serve(argv: list[str]) -> int:
         print("\n" + text + "\n", flush=True)
     summary.reset()
     return code
+
+
+def _scheduled_builds() -> dict:
+    """luigid's pending and running tasks whose id names ``BuildRelease`` ({} with the local scheduler, or when
+    luigid cannot be asked: the build then finds out as it would have)."""
+    from luigi.interface import core
+    from luigi.rpc import RemoteScheduler
+
+    c = core()
+    if c.local_scheduler:
+        return {}
+    url = c.scheduler_url or f"http://{c.scheduler_host}:{c.scheduler_port}/"
+    try:
+        return RemoteScheduler(url).task_search("BuildRelease") or {}  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - an unreachable scheduler fails the build itself, with Luigi's own message
+        return {}
+
+
+def rival_builds(found: dict, root) -> list[str]:
+    """Why ``root`` must not be built beside the builds luigid already holds (``found``: its ``task_search``
+    answer): a pending or running ``BuildRelease`` of the same release under another task id is a worker started
+    with other settings, code or library versions.  The two would share no work, and the release folder
+    (named by the release alone) would be whichever finished first, the other's build ending as if it had been
+    made.  Each is named with the parameters that differ."""
+    mine = root.to_str_params(only_significant=True)
+    out = []
+    for status in ("PENDING", "RUNNING"):
+        for task_id, info in sorted((found.get(status) or {}).items()):
+            params = info.get("params") or {}
+            if info.get("name") != "BuildRelease" or task_id == root.task_id or params.get("release") != root.release:
+                continue
+            differ = sorted(k for k in set(mine) | set(params) if str(mine.get(k)) != str(params.get(k)))
+            out.append(f"another worker on this scheduler builds release {root.release} ({task_id}, {status.lower()}) "
+                       f"with other {', '.join(differ) or 'parameters'}: start every worker of a build with the same "
+                       "options from the same code and libraries (or build another release name); if that worker "
+                       "is gone, luigid forgets its tasks within a minute")
+    return out
 
 
 def _build_until_done(roots: list) -> bool | None:

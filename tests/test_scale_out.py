@@ -366,3 +366,43 @@ def _kill_test_budget() -> float:
     conf.read(CENTRAL_CFG)
     return float(conf["scheduler"]["worker_disconnect_delay"]) + float(conf["scheduler"]["retry_delay"])
 
+
+
+def test_a_worker_with_other_settings_for_the_same_release_is_refused(tmp_path, tmp_path_factory, luigid):
+    """A worker started with other settings (or other code or library versions) for a release another worker is
+    building on the same luigid would share no work with it, and would end as if it had built the release the
+    other one wrote first; ``python -m tasks.worker`` refuses to join, naming the parameters that differ."""
+    from tasks.worker import rival_builds
+
+    sources = reference_sources(tmp_path_factory)
+    data = tmp_path / "data"
+    cluster = Cluster(tmp_path, luigid)
+    cluster.start("A", worker_cmd(data, sources, "--workers", "1"), OEM_PROBE_STALL="tile")
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    try:
+        while time.monotonic() < deadline and not any(e == "STALL" for e, _, _ in cluster.records()):
+            time.sleep(0.05)  # A is in its second pass: its BuildRelease is pending on luigid
+        assert any(e == "STALL" for e, _, _ in cluster.records()), cluster.log("A")[-3000:]
+        other = cluster.start("B", worker_cmd(data, sources, "--workers", "1", "--PipelineConfig-max-nodata-fraction",
+                                              "0.2"))
+        code = other.wait(timeout=120)
+    finally:
+        cluster.stop()
+    out = cluster.log("B")
+    assert code == 1, out[-3000:]
+    assert "ERROR: cannot build: another worker on this scheduler builds release test (BuildRelease_" in out, out
+    assert "with other max_nodata_fraction:" in out and "Traceback" not in out, out[-3000:]
+    assert not any(tag == "B" for _, tag, _ in cluster.records())  # it ran nothing
+
+    class Root:
+        release, task_id = "test", "BuildRelease_mine"
+
+        @staticmethod
+        def to_str_params(only_significant=True):
+            return {"release": "test", "seed": "42"}
+
+    found = {"PENDING": {"BuildRelease_other": {"name": "BuildRelease", "params": {"release": "test", "seed": "7"}},
+                         "BuildRelease_mine": {"name": "BuildRelease", "params": {"release": "test", "seed": "42"}},
+                         "BuildRelease_v2": {"name": "BuildRelease", "params": {"release": "v2", "seed": "7"}}},
+             "DONE": {"BuildRelease_old": {"name": "BuildRelease", "params": {"release": "test", "seed": "1"}}}}
+    assert [w.split(" with other ")[1].split(":")[0] for w in rival_builds(found, Root)] == ["seed"]
