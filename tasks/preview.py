@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,22 +36,34 @@ SCENE_FAMILIES = ("PrepareScene", "TileScene", "LabelScene", "CountSegments")
 
 def walk(root) -> tuple[list, list]:
     """``(to_run, complete)``: the tasks a build of ``root`` would run, and the complete ones it would meet."""
+    to_run: list = []
+    complete: list = []
+
+    def expand(task) -> bool:
+        done = task.complete()
+        (complete if done else to_run).append(task)
+        return not done
+
+    for _ in graph(root, expand):
+        pass
+    return to_run, complete
+
+
+def graph(root, expand: Callable[[Any], bool]) -> Iterator:
+    """Every task of ``root``'s graph once, depth first; a task's requirements are visited when ``expand(task)``
+    (as Luigi's scheduler visits those of an incomplete task; ``prune`` visits all)."""
     import luigi
 
     seen: set[str] = set()
-    to_run, complete = [], []
     stack = [root]
     while stack:
         task = stack.pop()
         if task.task_id in seen:
             continue
         seen.add(task.task_id)
-        if task.complete():
-            complete.append(task)
-            continue
-        to_run.append(task)
-        stack.extend(luigi.task.flatten(task.requires()))
-    return to_run, complete
+        yield task
+        if expand(task):
+            stack.extend(luigi.task.flatten(task.requires()))
 
 
 def _fetch_entry(root, source: list, src) -> dict[str, Any]:
@@ -180,18 +193,34 @@ _FAMILY_ORDER = ("FetchSource", "CatalogSource", *SCENE_FAMILIES, "SourcePool", 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the plan as JSON")
+    takes_build_options(parser)
+
+
+def takes_build_options(parser: argparse.ArgumentParser) -> None:
+    """Let a sub-command's ``parser`` pass every option it does not know on to the build, as given to ``luigi
+    --module pipeline BuildRelease`` (``plan``, ``prune``)."""
     parser.epilog = ("Every other option is passed to the build as on the luigi command line, e.g. "
                      "--PipelineConfig-release v0.2.0 --PipelineConfig-data-dir data")
     parser.set_defaults(_extra_options=True)
 
 
-def run(args: argparse.Namespace) -> int:
+def answer(name: str, make: Callable[[], tuple[str, int]]) -> int:
+    """Print what ``make`` says and return its exit status; a build that cannot be made (a bad sources file,
+    setting or release name) is ``<name>: <why>``, status 1."""
     from pipeline.errors import PipelineError
 
     try:
-        plan = make_plan(list(args.extra))
+        text, code = make()
     except PipelineError as exc:
-        print(f"plan: {exc}")
+        print(f"{name}: {exc}")
         return 1
-    print(json.dumps(plan, indent=1) if args.json else format_plan(plan))
-    return 0
+    print(text)
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    def make() -> tuple[str, int]:
+        plan = make_plan(list(args.extra))
+        return (json.dumps(plan, indent=1) if args.json else format_plan(plan)), 0
+
+    return answer("plan", make)

@@ -31,17 +31,12 @@ def needed_outputs(root) -> set[Path]:
     from pipeline.sources.config import load_sources
     from tasks.config import cfg, data_dir, scene_dir
     from tasks.dataset import SourcePool
+    from tasks.preview import graph
     from tasks.release import StageRelease
     from tasks.sources import FetchSource
 
-    seen: set[str] = set()
     out: set[Path] = set()
-    stack = [root]
-    while stack:
-        task = stack.pop()
-        if task.task_id in seen:
-            continue
-        seen.add(task.task_id)
+    for task in graph(root, lambda task: True):
         outputs = [Path(t.path) for t in luigi.task.flatten(task.output()) if isinstance(t, luigi.LocalTarget)]
         out.update(outputs)
         out.update(task.partial_markers())
@@ -51,7 +46,6 @@ def needed_outputs(root) -> set[Path]:
             out.add(scene_dir(task.source_name, "x").parent)  # its scenes are unknown: all of them kept
         if isinstance(task, FetchSource) and not task.complete():
             out.update(_named(data_dir() / "raw", task.source_name))
-        stack.extend(luigi.task.flatten(task.requires()))
     for src in load_sources(cfg().sources_file):  # listed but disabled ("not now"): its downloads and work stay
         if not src.enabled:
             out.update([*_named(data_dir() / "raw", src.name), *_named(data_dir() / "catalog", src.name),
@@ -101,19 +95,13 @@ def prune(argv: list[str], delete: bool) -> tuple[str, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from tasks.preview import takes_build_options
+
     parser.add_argument("--delete", action="store_true", help="remove what is listed (without it: list only)")
-    parser.epilog = ("Every other option is passed to the build as on the luigi command line, e.g. "
-                     "--PipelineConfig-release v0.2.0 --PipelineConfig-data-dir data")
-    parser.set_defaults(_extra_options=True)
+    takes_build_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.errors import PipelineError
+    from tasks.preview import answer
 
-    try:
-        text, code = prune(list(args.extra), bool(args.delete))
-    except PipelineError as exc:
-        print(f"prune: {exc}")
-        return 1
-    print(text)
-    return code
+    return answer("prune", lambda: prune(list(args.extra), bool(args.delete)))
