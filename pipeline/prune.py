@@ -14,14 +14,19 @@ given the outputs the build of the chosen settings uses (its whole task graph, c
 * temporaries (``.tmp-*``) an interrupted build left in those folders or in ``releases/``, once older than
   :data:`TEMP_AGE` seconds (a younger one may belong to a build that is running).
 
-Never touched: ``releases/`` (but their old temporaries), the release history, the release tile cache, the
-annotation folders, hash caches and lock files.  Releases hold hard links, not references, so removing a
+* the release tile cache's COGs that no release holds any more (a deleted release's: no other hard link), with
+  their records, and the indexes of releases that are gone; deleting a release frees its tiles' space only once
+  these go, as the cache keeps a link of each.
+
+Never touched: ``releases/`` (but their old temporaries), the release history, the annotation folders, hash
+caches and lock files.  Releases hold hard links, not references, so removing a
 work copy of a released tile removes no byte of a release (and frees no space: :func:`freed_bytes` counts
 files with no other link only).
 """
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import time
@@ -75,7 +80,28 @@ def superseded(data: Path, needed: Iterable[str | Path], now: float | None = Non
             else:
                 out.append(("scene outputs", scene))
     out += [("temporary", e) for e in _entries(data / "releases") if _is_old_temp(e, now)]
+    out += _unreleased_tiles(data / "work" / "release-tiles", data / "releases")
     return sorted(out, key=lambda kp: str(kp[1]))
+
+
+def _unreleased_tiles(cache: Path, releases: Path) -> list[tuple[str, Path]]:
+    """Entries of the release tile cache (:mod:`pipeline.release.tilecache`) that no release holds any more: a
+    COG with no other hard link (its release was deleted; the next release that ships the tile makes it again)
+    with its record, and the index of a release that is gone."""
+    out: list[tuple[str, Path]] = []
+    for kind in ("image", "label"):
+        for cog in _entries(cache / kind):
+            try:
+                alone = cog.suffix == ".tif" and cog.lstat().st_nlink == 1
+            except OSError:
+                continue
+            if alone:
+                out += [("unreleased tile", cog)] + [("unreleased tile", r) for r in [cog.with_suffix(".json")]
+                                                      if r.exists()]
+    names = {hashlib.sha256(p.name.encode()).hexdigest()[:16] for p in _entries(releases)
+             if (p / "manifest.json").is_file()}
+    out += [("tile index", p) for p in _entries(cache / "index") if p.suffix == ".json" and p.stem not in names]
+    return out
 
 
 def _entries(folder: Path) -> list[Path]:

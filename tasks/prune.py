@@ -1,4 +1,4 @@
-"""``python -m pipeline prune [--delete] [luigi options]``: remove what no build with these options uses.
+"""``python -m pipeline prune [--delete] [--json] [luigi options]``: remove what no build with these options uses.
 
 Every output is named by a digest of what made it, so a code change, a library upgrade, a new setting or an
 edited source leaves the outputs it supersedes behind (:mod:`pipeline.prune`). This command makes the root task
@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 
 def needed_outputs(root) -> set[Path]:
@@ -60,11 +62,15 @@ def _named(folder: Path, source: str) -> list[Path]:
     return [p for p in folder.glob(f"{glob.escape(source)}-*") if pattern.fullmatch(p.name)]
 
 
-def prune(argv: list[str], delete: bool) -> tuple[str, int]:
-    """The report of pruning the data folder of a build with Luigi's options ``argv``, and the exit status."""
+#: Entries of one kind listed one per line; the rest are counted.
+SHOWN = 10
+
+
+def prune(argv: list[str], delete: bool, as_json: bool = False) -> tuple[str, int]:
+    """The report of pruning the data folder of a build with Luigi's options ``argv`` (``--json``: every entry),
+    and the exit status."""
     from luigi.cmdline_parser import CmdlineParser
 
-    from pipeline.limits import human_bytes
     from pipeline.prune import freed_bytes, held_locks, remove, superseded
     from tasks.config import data_dir, work_dir
     from tasks.plan import read_only
@@ -78,30 +84,48 @@ def prune(argv: list[str], delete: bool) -> tuple[str, int]:
         needed = needed_outputs(root)
         data = data_dir()
         found = superseded(data, needed)
-    sizes = {path: freed_bytes(path) for _, path in found}
-    kinds = Counter(kind for kind, _ in found)
-    lines = [f"{'Removed' if delete else 'Would remove'} from {data} (what a build of release "
-             f"{root.release} with these options does not use; its {len(needed)} outputs are kept):"]
-    for kind, path in found:
-        lines.append(f"  {kind:<15} {human_bytes(sizes[path]):>10}  {path}")
-        if delete:
+    entries: list[dict[str, Any]] = [{"kind": kind, "path": str(path), "bytes": freed_bytes(path)}
+                                     for kind, path in found]
+    if delete:
+        for _, path in found:
             remove(path)
+    report = {"data_dir": str(data), "release": root.release, "kept_outputs": len(needed), "removed": delete,
+              "entries": entries, "bytes": sum(e["bytes"] for e in entries)}
+    return (json.dumps(report, indent=1) if as_json else _text(report)), 0
+
+
+def _text(report: dict) -> str:
+    """The report for people: at most :data:`SHOWN` entries of each kind, then their count and size."""
+    from pipeline.limits import human_bytes
+
+    entries = report["entries"]
+    lines = [f"{'Removed' if report['removed'] else 'Would remove'} from {report['data_dir']} (what a build of "
+             f"release {report['release']} with these options does not use; its {report['kept_outputs']} outputs "
+             "are kept):"]
+    kinds = Counter(e["kind"] for e in entries)
+    for kind in kinds:
+        of_kind = [e for e in entries if e["kind"] == kind]
+        lines += [f"  {kind:<15} {human_bytes(e['bytes']):>10}  {e['path']}" for e in of_kind[:SHOWN]]
+        if len(of_kind) > SHOWN:
+            rest = of_kind[SHOWN:]
+            lines.append(f"  {kind:<15} {human_bytes(sum(e['bytes'] for e in rest)):>10}  ... and {len(rest)} more")
     summary = ", ".join(f"{n} {kind}{'s' if n > 1 and not kind.endswith('s') else ''}" for kind, n in kinds.items())
-    lines.append(f"{len(found)} entries ({summary or 'nothing'}), freeing {human_bytes(sum(sizes.values()))} "
+    lines.append(f"{len(entries)} entries ({summary or 'nothing'}), freeing {human_bytes(report['bytes'])} "
                  "(files also linked into a release free nothing)")
-    if found and not delete:
+    if entries and not report["removed"]:
         lines.append("Run again with --delete to remove them.")
-    return "\n".join(lines), 0
+    return "\n".join(lines)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from tasks.preview import takes_build_options
 
     parser.add_argument("--delete", action="store_true", help="remove what is listed (without it: list only)")
+    parser.add_argument("--json", action="store_true", help="print every entry as JSON")
     takes_build_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from tasks.preview import answer
 
-    return answer("prune", lambda: prune(list(args.extra), bool(args.delete)))
+    return answer("prune", lambda: prune(list(args.extra), bool(args.delete), bool(args.json)))

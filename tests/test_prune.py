@@ -9,7 +9,9 @@ build holding a task lock.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -76,8 +78,9 @@ def test_prune_lists_then_deletes_what_the_build_does_not_use(folder):
     listed = _prune(data, only_a, "v2")
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert _tree(data) == before  # a listing removes nothing
-    lines = listed.stdout.splitlines()
-    gone = {Path(line.split()[-1]).relative_to(data).as_posix() for line in lines[1:-2]}
+    report = json.loads(_prune(data, only_a, "v2", "--json").stdout)
+    gone = {Path(e["path"]).relative_to(data).as_posix() for e in report["entries"]}
+    assert report["bytes"] == sum(e["bytes"] for e in report["entries"]) > 0 and not report["removed"]
     b_raw = {p.relative_to(data).as_posix() for p in (data / "raw").glob("b-*")}
     b_catalog = {p.relative_to(data).as_posix() for p in (data / "catalog").glob("b-*")}
     assert b_raw and b_catalog and b_raw | b_catalog | {"work/scenes/b"} <= gone, listed.stdout
@@ -104,6 +107,22 @@ def test_prune_lists_then_deletes_what_the_build_does_not_use(folder):
     for family in ("FetchSource", "CatalogSource", "PrepareScene", "TileScene", "LabelScene", "CountSegments"):
         assert family not in ran, ran
     assert validate_release(data / "releases" / "v3") == []
+
+    # a release deleted: the tile cache still holds a link of each of its tiles, so deleting it freed nothing
+    # of the tiles no other release ships; prune lists those (and its tile index) and frees them
+    shutil.rmtree(data / "releases" / "v1")
+    report = json.loads(_prune(data, only_a, "v3", "--json").stdout)
+    tiles = [e for e in report["entries"] if e["kind"] == "unreleased tile"]
+    cogs = [Path(e["path"]) for e in tiles if e["path"].endswith(".tif")]
+    assert cogs and all(e["bytes"] > 0 for e in tiles if e["path"].endswith(".tif"))
+    assert all("/scenes/b/" in json.loads(p.with_suffix(".json").read_text())["path"] for p in cogs)  # b's only
+    assert [e["kind"] for e in report["entries"]].count("tile index") == 1
+    removed = _prune(data, only_a, "v3", "--delete")
+    assert removed.returncode == 0 and not any(p.exists() for p in cogs), removed.stdout
+    for release in ("v2", "v3"):
+        assert validate_release(data / "releases" / release) == []
+    proc = run_luigi(luigi_cmd(data, only_a, release="v4"))  # continues v3 from the cache it left
+    assert proc.returncode == 0 and validate_release(data / "releases" / "v4") == [], proc.stdout[-3000:]
 
 
 def test_prune_refuses_while_a_build_holds_a_lock(folder):
