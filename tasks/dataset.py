@@ -112,13 +112,20 @@ class SourcePool(SourcePoolParams, PipelineTask):
         if "_scene_tasks" not in self.__dict__:
             index = load_index(str(annotation_cache_dir()), self.annotation_index)
             source = (self.source_name, self.raw, self.catalog)
-            keys = scene_keys(cfg().sources_file, self.source_name, self.catalog, self.raw)
+            keys = scene_keys(cfg().sources_file, self.source_name, self.catalog, self.raw, fetched=self.fetched)
             scenes = catalog_scenes(self.source_name, self.catalog)
             self.__dict__["_scene_tasks"] = [
                 CountSegments(**self.scene_params(source, sid, scene_digest(keys, scenes[sid]),
                                                   index.scene(self.source_name, sid)))
                 for sid in sorted(scenes)]
         return self.__dict__["_scene_tasks"]
+
+    def fetched(self) -> dict[str, str]:
+        """Path -> SHA-256 of the files the source's fetch record lists, read once per instance (the scenes'
+        keys of a downloaded source and the pool's copies check use them)."""
+        if "_fetched" not in self.__dict__:
+            self.__dict__["_fetched"] = fetched_checksums(raw_dir(self.source_name, self.raw) / "fetch.json")
+        return self.__dict__["_fetched"]
 
     def static(self) -> bool:
         """Whether the catalog existed when the requirements were first asked for (fixed then, so the
@@ -146,7 +153,7 @@ class SourcePool(SourcePoolParams, PipelineTask):
         scenes = [self._scene_item(task, scene_region(config.options, task.scene_id)) for task in self.scene_tasks()]
         pool = assemble_pool(scenes, catalog_rejects=catalog.get("rejects", []),
                              source_roots={catalog["source"]: catalog["root"]},
-                             image_sha256=fetched_checksums(raw_dir(self.source_name, self.raw) / "fetch.json"))
+                             image_sha256=self.fetched())
         self.set_progress_percentage(100)
         _write_record(self.output().path, pool)
 

@@ -26,7 +26,7 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +97,16 @@ def _local_files(src: SourceConfig) -> list[str]:
     return [location_stamp(src.location)] if src.location and src.scheme == "file" else []
 
 
-def scene_keys(sources_file: str | Path, name: str, catalog: str, raw: str) -> SceneKeys:
+def scene_keys(sources_file: str | Path, name: str, catalog: str, raw: str,
+               fetched: Callable[[], Mapping[str, str]] | None = None) -> SceneKeys:
     """How the scenes of source ``name`` are keyed (:mod:`tasks.scenekey`): a folder read in place by its files'
     stamps, a downloaded or generated source by the checksums of its fetch record (``raw``: its raw digest), both
     from the digest of the entry without what only labels its images (licence, attribution,
     ``options.region``/``regions``/``acquired_range``; a folder's own place left out too), so correcting those in
     ``sources.yaml``, or a change to the fetch or catalog code that gives the same records and bytes, redoes no
     pixel work.  The fallback (a scene whose files lie elsewhere or are not listed): the given ``catalog`` for a
-    folder read in place, else the catalog digest without those labels (:func:`source_digests`)."""
+    folder read in place, else the catalog digest without those labels (:func:`source_digests`).  ``fetched``
+    gives the checksums of the source's fetch record (default: read from it)."""
     from pipeline.sources.object_store import source_digest
     from tasks.config import raw_dir
 
@@ -117,7 +119,7 @@ def scene_keys(sources_file: str | Path, name: str, catalog: str, raw: str) -> S
         files = raw_dir(name, raw) / "files"
         return SceneKeys(source_digests(src, versions.code_versions(), labels=False)[1], str(files),
                          _h("scene-base-fetched", source_digest(src, labels=False)),
-                         fetched_checksums(files.parent / "fetch.json"))
+                         fetched() if fetched is not None else fetched_checksums(files.parent / "fetch.json"))
     return SceneKeys(catalog)
 
 

@@ -74,7 +74,7 @@ LIBRARIES: dict[str, tuple[str, ...]] = {
     "release": (*_RASTER, "rio-cogeo", "geos", "shapely", "pyarrow", "pystac", "matplotlib", "opencv",
                 "jsonschema"),
 }
-#: Names of :data:`LIBRARIES` that are no Python distribution, or whose distribution goes by several names.
+#: The distributions OpenCV may be installed as (``opencv`` in :data:`LIBRARIES`).
 _OPENCV = ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python")
 
 
