@@ -95,14 +95,13 @@ class FetchSource(SourceParams, PipelineTask):
         (its licence, attribution or regions corrected: :mod:`pipeline.sources.rawreuse`): nothing is downloaded
         again.  Without one made by the same fetch code, the downloads of one made by other code are offered
         to the fetch file by file (returned for :func:`pipeline.sources.rawreuse.reusing`)."""
-        from pipeline.sources.rawreuse import DOWNLOADED, earlier_downloads, reusable_raw, seed_raw
+        from pipeline.sources.rawreuse import DOWNLOADED, earlier_downloads, newest_raws, seed_raw
 
         if src.scheme not in DOWNLOADED or dest.exists():
             return {}
         here = raw_dir(self.source_name, self.raw)
-        earlier = reusable_raw(here.parent, self.source_name, here, made_by(src))
+        earlier, other = newest_raws(here.parent, self.source_name, here, made_by(src))
         if earlier is None:
-            other = reusable_raw(here.parent, self.source_name, here, made_by(src), keys=("content",))
             offered = earlier_downloads(other) if other is not None else {}
             if other is not None and offered:
                 self.set_status_message(f"offering the {len(offered)} downloads of {other.parent.name} (other "

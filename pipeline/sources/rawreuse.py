@@ -50,12 +50,18 @@ NOT_VERBATIM = ("stac", "openaerialmap")
 _EARLIER: dict[str, tuple[Path, str]] = {}
 
 
-def reusable_raw(raw_root: Path, source: str, current: Path, made_by: dict[str, str],
-                 keys: tuple[str, ...] = ("content", "fetch_code")) -> Path | None:
+def reusable_raw(raw_root: Path, source: str, current: Path, made_by: dict[str, str]) -> Path | None:
     """The ``files/`` folder of the newest raw folder under ``raw_root`` of ``source`` (not ``current``) whose
-    complete fetch record's ``made_by`` has ``made_by``'s ``keys`` (``content`` and ``fetch_code``); None when
-    there is none."""
-    best: tuple[int, Path] | None = None
+    complete fetch record's ``made_by`` has ``made_by``'s ``content`` and ``fetch_code``; None when there is none."""
+    return newest_raws(raw_root, source, current, made_by)[0]
+
+
+def newest_raws(raw_root: Path, source: str, current: Path, made_by: dict[str, str]) -> tuple[Path | None, Path | None]:
+    """``(same code, same content)``: the ``files/`` folders of the newest complete raw folders of ``source`` under
+    ``raw_root`` (not ``current``) whose record's ``made_by`` has ``made_by``'s ``content`` and ``fetch_code``
+    (:func:`reusable_raw`), and its ``content`` only (:func:`earlier_downloads`), from one reading of the records."""
+    code: tuple[int, Path] | None = None
+    content: tuple[int, Path] | None = None
     for record_path in raw_root.glob("*/fetch.json"):
         folder = record_path.parent
         name = folder.name
@@ -68,11 +74,13 @@ def reusable_raw(raw_root: Path, source: str, current: Path, made_by: dict[str, 
             continue
         made = record.get("made_by") if isinstance(record, dict) else None
         if (not isinstance(made, dict) or failure_of(record) is not None or not (folder / "files").is_dir()
-                or any(made.get(k) != made_by[k] for k in keys)):
+                or made.get("content") != made_by["content"]):
             continue
-        if best is None or when > best[0]:
-            best = when, folder / "files"
-    return best[1] if best else None
+        if content is None or when > content[0]:
+            content = when, folder / "files"
+        if made.get("fetch_code") == made_by["fetch_code"] and (code is None or when > code[0]):
+            code = when, folder / "files"
+    return (code[1] if code else None), (content[1] if content else None)
 
 
 def seed_raw(dest: Path, earlier: Path) -> int:
