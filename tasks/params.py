@@ -22,7 +22,15 @@ from pipeline.dataset.ids import check_release_name
 from pipeline.errors import ConfigError
 from pipeline.params import config_problems
 from tasks import plan, versions
-from tasks.config import PipelineConfig, annotation_cache_dir, annotation_dir, data_dir, done_dir, releases_root
+from tasks.config import (
+    PipelineConfig,
+    annotation_cache_dir,
+    annotation_dir,
+    data_dir,
+    done_dir,
+    release_dir,
+    releases_root,
+)
 
 
 class FromConfig:
@@ -191,7 +199,14 @@ class RootRegister(Register):
             user = dict(task_cls.get_param_values(given, args, user_kwargs))
             derived = derive(str(user["release"]))
             kwargs = {**kwargs, **{n: derived[n] for n in missing}}
-        return super().__call__(*args, **kwargs)
+        task = super().__call__(*args, **kwargs)
+        if missing and getattr(task, "built_once", False):  # made to be built (not cloned): tasks.taken
+            from tasks.taken import taken_problem
+
+            problem = taken_problem(task.release, release_dir(task.release), task.to_str_params(only_significant=True))
+            if problem:
+                raise ConfigError(problem)
+        return task
 
 
 #: The settings :func:`pipeline.params.config_problems` checks.

@@ -74,6 +74,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
     """Build, validate and publish a release (the folder appears only once it is complete and valid)."""
 
     pause_collector = True  # records of every image (tasks.base, pipeline.gcpause)
+    built_once = True  # an existing release built with other parameters refuses to be made (tasks.taken)
 
     def requires(self):
         return {
@@ -111,6 +112,8 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
             },
             "split": {"ratios": split["ratios"], "trials": split["trials"], "seed": split["seed"]},
             "selection": selection["params"],
+            # what the task id is a digest of: a build of this release name with others refuses (tasks.taken)
+            "build_parameters": self.to_str_params(only_significant=True),
         }
 
     def partial_markers(self) -> list[Path]:

@@ -239,26 +239,32 @@ def test_noop_rebuild_runs_nothing(releases):
 
 
 def test_split_output_name_follows_the_previous_manifest(releases):
+    from pipeline.errors import ConfigError
     from tasks import BuildRelease
 
-    def split_path() -> Path:
-        return Path(BuildRelease().requires()["split"].output().path)
+    def split_path(**kwargs) -> Path:
+        return Path(BuildRelease(**kwargs).requires()["split"].output().path)
 
     _build(releases["base"], "v2")  # sets the v2 configuration (a no-op)
     path = split_path()
     assert path.is_file() and BuildRelease().previous == "v1"
     manifest = releases["v1"] / "manifest.json"
     original = manifest.read_bytes()
+    cfg = luigi.configuration.get_config()
     try:
         manifest.write_bytes(original + b"\n")
-        changed = split_path()
+        # v2 was built from v1's manifest as it was: building it now is refused (tasks.taken), another name is not
+        with pytest.raises(ConfigError, match="other settings: the manifest of the previous release v1"):
+            BuildRelease()
+        cfg.set("PipelineConfig", "previous_release", "v1")
+        changed = split_path(release="v2-next")
         assert changed != path and not changed.exists()
-        cfg = luigi.configuration.get_config()
         cfg.set("PipelineConfig", "previous_release", "none")
-        assert BuildRelease().previous == "" and BuildRelease().previous_digest == "none"
-        assert split_path() not in (path, changed)
+        assert BuildRelease(release="v2-next").previous == ""
+        assert BuildRelease(release="v2-next").previous_digest == "none"
+        assert split_path(release="v2-next") not in (path, changed)
     finally:
-        luigi.configuration.get_config().remove_option("PipelineConfig", "previous_release")
+        cfg.remove_option("PipelineConfig", "previous_release")
         manifest.write_bytes(original)
     assert split_path() == path
 

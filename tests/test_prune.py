@@ -21,7 +21,7 @@ import pytest
 
 from pipeline.prune import TEMP_AGE, freed_bytes, held_locks, superseded
 from pipeline.release.validate.report import validate_release
-from tests.helpers_build import ROOT, luigi_cmd, pipeline_env, run_luigi
+from tests.helpers_build import ROOT, SPLIT_TRIALS, luigi_cmd, pipeline_env, run_luigi
 from tests.test_bad_input import _scene
 
 
@@ -40,7 +40,8 @@ def _tree(data: Path) -> set[str]:
 def _prune(data: Path, sources: Path, release: str, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pipeline", "prune", *extra, "--PipelineConfig-data-dir", str(data),
-         "--PipelineConfig-sources-file", str(sources), "--PipelineConfig-release", release],
+         "--PipelineConfig-sources-file", str(sources), "--PipelineConfig-release", release,
+         "--PipelineConfig-split-trials", str(SPLIT_TRIALS)],  # as the builds (tasks.taken refuses others)
         cwd=ROOT, env=pipeline_env(), capture_output=True, text=True, timeout=120)
 
 
@@ -133,7 +134,7 @@ def test_prune_refuses_while_a_build_holds_a_lock(folder):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         assert held_locks(lock.parent) == [lock]
-        proc = _prune(data, only_a, "v2", "--delete")
+        proc = _prune(data, only_a, "v4", "--delete")  # the newest (v1, which v2 continued, is gone)
     finally:
         os.close(fd)
     assert proc.returncode == 1 and "a build is running" in proc.stdout and lock.name in proc.stdout, proc.stdout

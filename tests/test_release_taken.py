@@ -1,0 +1,93 @@
+"""A release name is built once (tasks.taken): building an existing release with other settings is refused.
+
+Before, ``luigi --module pipeline BuildRelease --PipelineConfig-seed 7`` (or with a source added to
+``sources.yaml``, new completed annotations, after a code upgrade) on a data folder holding that release ran
+nothing and reported ``1 already done`` and the release, as if it had been made from what was asked.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tasks.taken import differences, taken_problem
+from tests.helpers_build import (
+    ROOT,
+    luigi_cmd,
+    pipeline_env,
+    reference_build,
+    reference_sources,
+    release_dir,
+    run_luigi,
+)
+
+PARAMS = {
+    "release": "v1", "seed": "42", "tile_size": "1024", "target_gsds": "[0.3, 0.5]", "viewer": "True",
+    "sources": json.dumps([["demo", "aaa", "bbb"], ["xbd", "ccc", "ddd"]]),
+    "codes": json.dumps({"prepare": "p1", "tile": "t1", "label": "l1"}), "code_release": "r1",
+    "annotation_index": "", "previous": "", "previous_digest": "none",
+}
+
+
+def test_differences_name_each_change_in_words():
+    now = {**PARAMS, "seed": "7", "tile_size": "512",
+           "sources": json.dumps([["demo", "aaa", "bbb2"], ["spacenet", "eee", "fff"]]),
+           "codes": json.dumps({"prepare": "p1", "tile": "t2", "label": "l2"}), "code_release": "r2",
+           "annotation_index": "idx", "previous": "v0"}
+    assert differences(PARAMS, now) == [
+        "seed 42 (now 7)", "tile_size 1024 (now 512)", "source 'spacenet' added", "source 'xbd' left out",
+        "source 'demo' changed (its sources.yaml entry, its files, the limits on input or the fetch and catalog code)",
+        "the code or library versions of the label, tile, release stages", "the completed annotations",
+        "the previous release none (now v0)",
+    ]
+    assert differences(PARAMS, {**PARAMS, "previous_digest": "x"}) == ["the manifest of the previous release none"]
+    assert differences(PARAMS, {**PARAMS, "new_setting": "1"}) == ["new_setting"]
+    assert differences({**PARAMS, "viewer": "False"}, PARAMS) == [
+        "viewer False (now True) (python -m pipeline browse <release folder> adds the browser to a release "
+        "without one)"]
+    assert differences(PARAMS, dict(PARAMS)) == []
+
+
+def test_taken_problem_only_for_a_release_recorded_with_other_parameters(tmp_path):
+    folder = tmp_path / "v1"
+    assert taken_problem("v1", folder, PARAMS) is None  # no release
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({"created_with": {"seed": 42}}))
+    assert taken_problem("v1", folder, PARAMS) is None  # written before the parameters were recorded
+    (folder / "manifest.json").write_text(json.dumps({"created_with": {"build_parameters": PARAMS}}))
+    assert taken_problem("v1", folder, dict(PARAMS)) is None
+    problem = taken_problem("v1", folder, {**PARAMS, "seed": "7"})
+    assert problem is not None and problem.startswith(f"release v1 exists ({folder}) and was built with other "
+                                                      "settings: seed 42 (now 7). ")
+    assert "--PipelineConfig-release <new name>" in problem
+
+
+def test_building_an_existing_release_with_other_settings_is_refused_in_one_line(tmp_path_factory, tmp_path):
+    data, sources = reference_build(tmp_path_factory), reference_sources(tmp_path_factory)
+    manifest = release_dir(data) / "manifest.json"
+    before = manifest.read_bytes()
+    recorded = json.loads(before)["created_with"]["build_parameters"]
+    assert recorded["release"] == "test" and recorded["seed"] == "42"
+
+    same = run_luigi(luigi_cmd(data, sources))  # the same settings: nothing to do, as before
+    assert same.returncode == 0 and "0 tasks ran" in same.stdout and "1 already done" in same.stdout, same.stderr
+
+    other = run_luigi(luigi_cmd(data, sources, "--PipelineConfig-seed", "7", "--PipelineConfig-tile-size", "512"))
+    out = other.stdout + other.stderr
+    assert other.returncode != 0 and "Traceback" not in out, out[-2000:]
+    assert (f"ERROR: cannot build: release test exists ({release_dir(data)}) and was built with other settings: "
+            "seed 42 (now 7); tile_size 1024 (now 512). ") in out, out[-2000:]
+    assert "already done" not in out  # no build summary claiming the release
+
+    added = tmp_path / "sources.yaml"
+    added.write_text(sources.read_text() + "  - name: more\n    kind: demo\n    license: CC0-1.0\n"
+                     "    attribution: test\n    options: {seed: 8, size: small}\n")
+    grown = run_luigi(luigi_cmd(data, added))
+    assert grown.returncode != 0 and "other settings: source 'more' added. " in grown.stdout + grown.stderr
+
+    plan = subprocess.run([sys.executable, "-m", "pipeline", "plan", "--PipelineConfig-data-dir", str(data),
+                           "--PipelineConfig-sources-file", str(sources), "--PipelineConfig-release", "test",
+                           "--PipelineConfig-split-trials", "200", "--PipelineConfig-seed", "7"],
+                          cwd=ROOT, env=pipeline_env(), capture_output=True, text=True, timeout=120)
+    assert plan.returncode == 1 and plan.stdout.startswith("plan: release test exists"), plan.stdout + plan.stderr
+    assert manifest.read_bytes() == before
