@@ -1,5 +1,5 @@
 """Publish a built release to S3: ``luigi --module pipeline PublishRelease --PipelineConfig-publish-url
-s3://bucket/prefix`` (the work is :func:`pipeline.sources.object_store.publish_release`)."""
+s3://bucket/prefix`` (the work is :func:`pipeline.release.publish.publish_release`)."""
 from __future__ import annotations
 
 import luigi
@@ -55,7 +55,7 @@ class PublishRelease(RootParams, PipelineTask, metaclass=RootRegister):
         return S3ObjectTarget(f"{self.url()}/manifest.json", endpoint_url=self.s3_endpoint_url or None)
 
     def run(self):
-        from pipeline.sources.object_store import publish_release
+        from pipeline.release.publish import publish_release
 
         url = self.url()
         self.set_status_message(f"publishing release {self.release} to {url}")

@@ -16,16 +16,9 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from pipeline.errors import ObjectStoreError
+from pipeline.release.publish import manifest_checksums, publish_release
 from pipeline.sources.config import SourceConfig
-from pipeline.sources.object_store import (
-    join_url,
-    manifest_checksums,
-    publish_release,
-    put_file,
-    raw_cache_url,
-    restore_raw,
-    upload_raw,
-)
+from pipeline.sources.object_store import join_url, put_file, raw_cache_url, restore_raw, upload_raw
 from tests.helpers_build import DEMO_SOURCES, RELEASE, luigi_cmd, pipeline_env, release_dir, run_luigi
 
 BUCKET = "oem-releases"
@@ -172,6 +165,27 @@ def test_publish_refuses_files_that_differ_from_the_manifest(published, moto_end
         shutil.copytree(release_dir(published["data"]), other)
         (other / "manifest.json").write_text((other / "manifest.json").read_text().replace("\n", "\n ", 1))
         publish_release(other, f"s3://{BUCKET}/oem/{RELEASE}", endpoint_url=moto_endpoint)
+
+
+def test_publish_refuses_links_and_files_the_manifest_does_not_list(published, moto_endpoint, tmp_path):
+    """Before, every file of the folder went up, a link's target included: a link to a file outside the release
+    (here a private key) was published in the bucket."""
+    rel = tmp_path / RELEASE
+    shutil.copytree(release_dir(published["data"]), rel)
+    secret = tmp_path / "id_rsa"
+    secret.write_text("-----BEGIN PRIVATE KEY-----")
+    (rel / "stats" / "notes.csv").symlink_to(secret)
+    url = f"s3://{BUCKET}/links/{RELEASE}"
+    with pytest.raises(ObjectStoreError, match=r"not published: stats/notes.csv: a symbolic link"):
+        publish_release(rel, url, endpoint_url=moto_endpoint)
+    (rel / "stats" / "notes.csv").unlink()
+    (rel / "scratch.txt").write_text("left over")
+    with pytest.raises(ObjectStoreError, match=r"not published: scratch.txt: not in the manifest"):
+        publish_release(rel, url, endpoint_url=moto_endpoint)
+    assert _objects(moto_endpoint, BUCKET, f"links/{RELEASE}/") == {}  # nothing went up
+    (rel / "scratch.txt").unlink()
+    result = publish_release(rel, url, endpoint_url=moto_endpoint)  # the browser is unlisted and goes up
+    assert result["unlisted"] == sum(1 for p in (rel / "viewer").rglob("*") if p.is_file()) > 0
 
 
 def test_put_file_multipart_and_checksum(moto_endpoint, tmp_path):

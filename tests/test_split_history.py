@@ -14,7 +14,7 @@ from pipeline.dataset.splits.leakage import leakage_groups
 from pipeline.dataset.splits.trials import split_dataset, split_region
 from pipeline.release.validate.audit import check_split_audit
 from pipeline.release.validate.report import validate_report
-from tests.test_validate import ROOT, build_release, load_manifest, rewrite_label, save_manifest
+from tests.test_validate import ROOT, build_release, load_manifest, rewrite_label, write_listed
 
 CRS = "EPSG:32614"
 
@@ -116,9 +116,8 @@ def test_validate_cli_prints_warnings_and_exits_0(tmp_path):
         rewrite_label(root, r["id"], label)
     m = load_manifest(root)
     m["previous_release"] = "v0"
-    save_manifest(root, m)
     changes = {"release": m["release"], "previous_release": "v0", "added": [], "split_moves": []}
-    (root / "stats" / "changes.json").write_text(json.dumps(changes))
+    write_listed(root, m, "stats/changes.json", json.dumps(changes))
     report = validate_report(root)
     assert report["valid"] and report["problems"] == []
     assert len(report["warnings"]) == 1 and "class-frozen-out-of-train" in report["warnings"][0]
@@ -130,7 +129,7 @@ def test_validate_cli_prints_warnings_and_exits_0(tmp_path):
     assert lines[-1] == f"valid: {root} (6 images, 1 warnings)"
     # the same split, but the test image is new in this release: an error, exit 1
     changes["added"] = [{"id": test_img["id"], "key": "x"}]
-    (root / "stats" / "changes.json").write_text(json.dumps(changes))
+    write_listed(root, m, "stats/changes.json", json.dumps(changes))
     proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(root)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1

@@ -3,10 +3,11 @@
 Two uses, both with the same rule: **the index object is written last**, so a reader that finds it finds
 every object it lists, each checked against the sha256 it lists.
 
-* :func:`publish_release` copies a built release folder to ``<url>/<release>/``.  Every file's sha256 is
-  checked against ``manifest.json`` before upload; each upload carries ``Content-MD5`` (the store refuses a
-  body that differs), ``x-amz-checksum-sha256`` (stores that implement it verify it) and the sha256 as
-  metadata, and is checked afterwards (size, metadata, ETag = md5 where the ETag is a plain md5).
+* :func:`pipeline.release.publish.publish_release` copies a built release folder to ``<url>/<release>/`` with
+  :func:`sync_files`.  Every file's sha256 is checked against ``manifest.json`` before upload; each upload
+  carries ``Content-MD5`` (the store refuses a body that differs), ``x-amz-checksum-sha256`` (stores that
+  implement it verify it) and the sha256 as metadata, and is checked afterwards (size, metadata, ETag = md5
+  where the ETag is a plain md5).
   ``manifest.json`` goes up last: a killed publish leaves no manifest, and a rerun uploads only what is
   missing or different, removes stray objects left under the prefix, then writes the manifest.
 * :func:`upload_raw` / :func:`restore_raw` keep a source's raw folder (``data/raw/<source>/files``) under
@@ -165,9 +166,9 @@ def _delete(url: str, endpoint_url: str | None) -> None:
         raise ObjectStoreError(url, f"cannot delete: {exc}") from exc
 
 
-def _sync(files: dict[str, tuple[Path, str]], prefix_url: str, *, endpoint_url: str | None,
-          keep: Iterable[str] = (), progress: Progress | None = None,
-          threads: int = UPLOAD_THREADS) -> dict[str, int]:
+def sync_files(files: dict[str, tuple[Path, str]], prefix_url: str, *, endpoint_url: str | None,
+               keep: Iterable[str] = (), progress: Progress | None = None,
+               threads: int = UPLOAD_THREADS) -> dict[str, int]:
     """Make the objects below ``prefix_url`` exactly ``files`` (relative key -> (local path, sha256)):
     upload what is missing or different, delete strays (except keys in ``keep``)."""
     remote = _listing(prefix_url, endpoint_url)
@@ -208,76 +209,6 @@ def _sync(files: dict[str, tuple[Path, str]], prefix_url: str, *, endpoint_url: 
     for rel in stray:
         _delete(join_url(prefix_url, rel), endpoint_url)
     return {"uploaded": len(todo), "skipped": skipped, "deleted": len(stray), "bytes": nbytes}
-
-
-# --------------------------------------------------------------------------------------------- releases
-
-def manifest_checksums(manifest: dict[str, Any]) -> dict[str, str]:
-    """Release-relative path -> sha256 for every file ``manifest.json`` lists (image and label tiles and
-    the ``files`` section)."""
-    out: dict[str, str] = {}
-    for im in manifest.get("images", []):
-        for kind in ("image", "label"):
-            if im.get(kind) and im.get(f"sha256_{kind}"):
-                out[im[kind]] = im[f"sha256_{kind}"]
-    for entry in manifest.get("files", []):
-        out[entry["path"]] = entry["sha256"]
-    return out
-
-
-def _release_files(release_dir: Path) -> list[str]:
-    return sorted(
-        p.relative_to(release_dir).as_posix() for p in release_dir.rglob("*")
-        if p.is_file() and not any(part.startswith(".tmp-") for part in p.relative_to(release_dir).parts)
-    )
-
-
-def publish_release(release_dir: Path, url: str, *, endpoint_url: str | None = None,
-                    progress: Progress | None = None, threads: int = UPLOAD_THREADS) -> dict[str, Any]:
-    """Copy the release folder to the S3 prefix ``url`` (``s3://bucket/prefix/<release>``), manifest last.
-
-    Every file the manifest lists must hash to the manifest's sha256 (else :class:`ObjectStoreError`
-    and nothing more is uploaded); files in the folder that the manifest does not list are uploaded with
-    their own sha256 and counted as ``unlisted``.  When ``manifest.json`` is already there: identical ->
-    nothing is done; different -> :class:`ObjectStoreError` (a published release is never overwritten).
-    Returns ``{"url", "manifest", "uploaded", "skipped", "deleted", "bytes", "unlisted", "files"}``.
-    """
-    release_dir = Path(release_dir)
-    manifest_path = release_dir / MANIFEST
-    if not manifest_path.is_file():
-        raise ObjectStoreError(str(manifest_path), "no manifest.json: not a finished release")
-    manifest_bytes = manifest_path.read_bytes()
-    manifest_sha = hashlib.sha256(manifest_bytes).hexdigest()
-    manifest_url = join_url(url, MANIFEST)
-    remote = head(manifest_url, endpoint_url=endpoint_url)
-    if remote is not None:
-        published = get_bytes(manifest_url, endpoint_url=endpoint_url)
-        if published is not None and hashlib.sha256(published).hexdigest() == manifest_sha:
-            n = len(_release_files(release_dir))
-            return {"url": url, "manifest": manifest_url, "uploaded": 0, "skipped": n, "deleted": 0,
-                    "bytes": 0, "unlisted": 0, "files": n}
-        raise ObjectStoreError(manifest_url, "a different release is already published here; releases are "
-                                             "immutable, publish under a new release name")
-    expected = manifest_checksums(json.loads(manifest_bytes))
-    names = [n for n in _release_files(release_dir) if n != MANIFEST]
-    missing = sorted(set(expected) - set(names))
-    if missing:
-        raise ObjectStoreError(str(release_dir / missing[0]), f"listed in the manifest but missing "
-                                                              f"({len(missing)} file(s))")
-    files: dict[str, tuple[Path, str]] = {}
-    unlisted = 0
-    for name in names:
-        path = release_dir / name
-        if name in expected:
-            files[name] = (path, expected[name])
-        else:
-            files[name] = (path, _digests(path)[0])
-            unlisted += 1
-    # put_file re-hashes every file it sends and refuses one that differs from the manifest
-    result = _sync(files, url, endpoint_url=endpoint_url, keep=(MANIFEST,), progress=progress, threads=threads)
-    result["bytes"] += put_file(manifest_path, manifest_url, sha256=manifest_sha, endpoint_url=endpoint_url)
-    result["uploaded"] += 1
-    return {"url": url, "manifest": manifest_url, **result, "unlisted": unlisted, "files": len(files) + 1}
 
 
 # --------------------------------------------------------------------------------------------- raw cache
@@ -341,7 +272,7 @@ def upload_raw(source: SourceConfig, dest: Path, record: dict[str, Any], cache_u
         raise ObjectStoreError(str(dest / absent[0]), "listed in the fetch record but missing")
     index = {"source": source.name, "digest": source_digest(source),
              "record": {k: v for k, v in record.items() if k != "root"}, "files": entries}
-    result = _sync(files, prefix, endpoint_url=endpoint_url, keep=(RAW_INDEX,), progress=progress)
+    result = sync_files(files, prefix, endpoint_url=endpoint_url, keep=(RAW_INDEX,), progress=progress)
     body = (json.dumps(index, indent=1, sort_keys=True) + "\n").encode()
     fd, name = tempfile.mkstemp(prefix=f".tmp-{RAW_INDEX}-", dir=dest.parent)  # unique: never shared by two uploads
     index_path = Path(name)

@@ -13,7 +13,7 @@ never does, and checks everything.
 starts with the release-relative file it concerns (``manifest.json``, ``austin/images/austin_1.tif``,
 ``train.txt`` or, for a name found in several split files, ``train.txt, test.txt``), then ``": "`` and
 what is wrong.  Lines come in a fixed order: manifest, then images and labels in manifest order, then
-stray rasters, then ``files`` entries, then split files.
+links and stray files, then ``files`` entries, then split files.
 
 Checks
 ------
@@ -30,7 +30,11 @@ Checks
    equals its image's (or the manifest's when the image cannot be read), reported as one
    ``grid differs from its image (<what> <label> vs <image>; ...)`` line; the label's pixel counts per
    class and of 0 equal ``class_pixels`` / ``unlabelled_pixels``.
-5. No ``*/images/*.tif`` or ``*/labels/*.tif`` that the manifest does not reference.
+5. Every file of the folder is in the manifest (an image or label of a record, or a ``files`` entry;
+   ``manifest.json``, the split files and ``uda/`` and ``zones/``, which checks 7, 9 and 12 read line by line,
+   aside, and the browser ``viewer/``, derived and never listed): ``notes.txt: not in the manifest``; and none
+   is a symbolic link (``stats/a.csv: a symbolic link ...``: a link can point outside the release, and what it
+   points at would be published).
 6. ``files`` entries exist with the recorded SHA-256 and byte size.
 7. Split files ``train.txt``, ``val.txt``, ``test.txt`` exist; lines are bare, non-blank file names
    without surrounding whitespace; no name twice in a file; every listed name is a manifest image; a name

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.constants import NUM_CLASSES
-from pipeline.dataset.ids import natural_key
 from pipeline.release.validate.common import check_file_hash, exc_text, safe_rel
 
 TRANSFORM_TOLERANCE = 1e-9
@@ -140,27 +138,3 @@ def check_record_files(root: Path, rec: dict[str, Any], out: list[str]) -> None:
             _grid_vs_image(label_rel, label_info, image_info, out)
         else:
             _grid_vs_manifest(label_rel, label_info, rec, out)
-
-
-def check_stray_rasters(root: Path, records: list[dict[str, Any]], out: list[str]) -> None:
-    referenced = {r.get(k) for r in records for k in ("image", "label")}
-    found = _tile_files(root)
-    for rel in sorted((f for f in found if f not in referenced), key=natural_key):
-        out.append(f"{rel}: not in the manifest")
-
-
-def _names(folder: str | Path, *, dirs: bool = False) -> list[str]:
-    """Names in ``folder`` (only folders with ``dirs``; symlinks followed), [] when it cannot be listed."""
-    try:
-        with os.scandir(folder) as it:
-            return [e.name for e in it if not dirs or e.is_dir()]
-    except OSError:
-        return []
-
-
-def _tile_files(root: Path) -> list[str]:
-    """Release-relative paths matching ``*/images/*.tif`` or ``*/labels/*.tif`` (what ``root.glob`` of those
-    patterns finds), listed with one ``scandir`` per folder instead of a path object per file."""
-    base = os.fspath(root)
-    return [f"{top}/{sub}/{name}" for top in _names(base, dirs=True) for sub in ("images", "labels")
-            for name in _names(f"{base}/{top}/{sub}") if name.endswith(".tif")]

@@ -18,10 +18,10 @@ from pipeline.release.validate.audit import check_split_audit
 from pipeline.release.validate.changes import check_changes, released_before
 from pipeline.release.validate.common import MANIFEST
 from pipeline.release.validate.consistency import check_consistency
-from pipeline.release.validate.files import check_files_entries
+from pipeline.release.validate.files import check_files_entries, check_stray_files
 from pipeline.release.validate.incremental import Trust, file_key
 from pipeline.release.validate.outputs import check_user_outputs
-from pipeline.release.validate.rasters import check_record_files, check_stray_rasters
+from pipeline.release.validate.rasters import check_record_files
 from pipeline.release.validate.split_files import check_split_files
 from pipeline.release.validate.uda import check_uda_files
 from pipeline.release.validate.zones import check_zone_files
@@ -123,7 +123,7 @@ def _release_wide(root: Path, manifest: dict[str, Any], records: list[dict[str, 
     for rec in records:
         if rec.get("id") not in trust.records:
             check_record_files(root, rec, out)
-    check_stray_rasters(root, records, out)
+    check_stray_files(root, manifest, records, out)
     check_files_entries(root, manifest, out, trusted={
         e["path"] for e in files if isinstance(e, dict) and e.get("path") in trust.same_bytes
         and file_key(e) in trust.file_entries} if isinstance(files, list) else ())
