@@ -69,12 +69,15 @@ def _codes(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
             + ("s" if len(stages) > 1 else "")] if stages else []
 
 
-def differences(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
-    """What differs between the parameters a release was built with and those of this build, in words."""
-    out = [f"{k} {recorded[k]} (now {current[k]})" for k in _SCALARS
+#: What a build may do instead when only the browser was left out.
+_VIEWER_HINT = " (python -m pipeline browse <release folder> adds the browser to a release without one)"
+
+
+def differences(recorded: dict[str, str], current: dict[str, str], now: str = "now") -> list[str]:
+    """What differs between the parameters a release was built with (or another worker builds it with:
+    ``tasks.worker.rival_builds``) and those of this build, in words; ``now`` introduces this build's values."""
+    out = [f"{k} {recorded[k]} ({now} {current[k]})" for k in _SCALARS
            if k in recorded and k in current and recorded[k] != current[k]]
-    if "viewer" in recorded and recorded.get("viewer") != current.get("viewer") and current.get("viewer") == "True":
-        out[-1] += " (python -m pipeline browse <release folder> adds the browser to a release without one)"
     if recorded.get("sources") != current.get("sources"):
         out += _sources(recorded.get("sources"), current.get("sources"))
     out += _codes(recorded, current)
@@ -82,7 +85,7 @@ def differences(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
         out.append("the completed annotations")
     if recorded.get("previous") != current.get("previous"):
         out.append(f"the previous release {recorded.get('previous') or 'none'} "
-                   f"(now {current.get('previous') or 'none'})")
+                   f"({now} {current.get('previous') or 'none'})")
     elif recorded.get("previous_digest") != current.get("previous_digest"):
         out.append(f"the manifest of the previous release {current.get('previous') or 'none'}")
     named = {*_SCALARS, "sources", "codes", "code_release", "annotation_index", "previous", "previous_digest"}
@@ -97,6 +100,8 @@ def taken_problem(release: str, folder: Path, current: dict[str, str]) -> str | 
     if recorded is None or recorded == current:
         return None
     changed = differences(recorded, current) or ["its parameters"]
+    if recorded.get("viewer") == "False" and current.get("viewer") == "True":
+        changed = [c + _VIEWER_HINT if c.startswith("viewer ") else c for c in changed]
     return (f"release {release} exists ({folder}) and was built with other settings: {'; '.join(changed)}. "
             f"A release is never rebuilt in place, so this build would change nothing: build it as another "
             f"release (--PipelineConfig-release <new name>), or move {folder} away first")

@@ -96,6 +96,8 @@ def rival_builds(found: dict, root) -> list[str]:
     with other settings, code or library versions.  The two would share no work, and the release folder
     (named by the release alone) would be whichever finished first, the other's build ending as if it had been
     made.  Each is named with the parameters that differ."""
+    from tasks.taken import differences
+
     mine = root.to_str_params(only_significant=True)
     out = []
     for status in ("PENDING", "RUNNING"):
@@ -103,11 +105,11 @@ def rival_builds(found: dict, root) -> list[str]:
             params = info.get("params") or {}
             if info.get("name") != "BuildRelease" or task_id == root.task_id or params.get("release") != root.release:
                 continue
-            differ = sorted(k for k in set(mine) | set(params) if str(mine.get(k)) != str(params.get(k)))
+            differ = differences({k: str(v) for k, v in params.items()}, mine, now="this worker:")
             out.append(f"another worker on this scheduler builds release {root.release} ({task_id}, {status.lower()}) "
-                       f"with other {', '.join(differ) or 'parameters'}: start every worker of a build with the same "
-                       "options from the same code and libraries (or build another release name); if that worker "
-                       "is gone, luigid forgets its tasks within a minute")
+                       f"with other settings: {'; '.join(differ) or 'its parameters'}. Start every worker of a build "
+                       "with the same options from the same code and libraries (or build another release name); if "
+                       "that worker is gone, luigid forgets its tasks within a minute")
     return out
 
 

@@ -42,9 +42,7 @@ def test_differences_name_each_change_in_words():
     ]
     assert differences(PARAMS, {**PARAMS, "previous_digest": "x"}) == ["the manifest of the previous release none"]
     assert differences(PARAMS, {**PARAMS, "new_setting": "1"}) == ["new_setting"]
-    assert differences({**PARAMS, "viewer": "False"}, PARAMS) == [
-        "viewer False (now True) (python -m pipeline browse <release folder> adds the browser to a release "
-        "without one)"]
+    assert differences(PARAMS, {**PARAMS, "seed": "7"}, now="this worker:") == ["seed 42 (this worker: 7)"]
     assert differences(PARAMS, dict(PARAMS)) == []
 
 
@@ -60,6 +58,10 @@ def test_taken_problem_only_for_a_release_recorded_with_other_parameters(tmp_pat
     assert problem is not None and problem.startswith(f"release v1 exists ({folder}) and was built with other "
                                                       "settings: seed 42 (now 7). ")
     assert "--PipelineConfig-release <new name>" in problem
+    (folder / "manifest.json").write_text(json.dumps({"created_with": {"build_parameters": {**PARAMS,
+                                                                                          "viewer": "False"}}}))
+    assert "other settings: viewer False (now True) (python -m pipeline browse <release folder> adds the browser " \
+           "to a release without one). " in taken_problem("v1", folder, PARAMS)
 
 
 def test_building_an_existing_release_with_other_settings_is_refused_in_one_line(tmp_path_factory, tmp_path):

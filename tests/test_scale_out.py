@@ -391,7 +391,8 @@ def test_a_worker_with_other_settings_for_the_same_release_is_refused(tmp_path, 
     out = cluster.log("B")
     assert code == 1, out[-3000:]
     assert "ERROR: cannot build: another worker on this scheduler builds release test (BuildRelease_" in out, out
-    assert "with other max_nodata_fraction:" in out and "Traceback" not in out, out[-3000:]
+    assert "with other settings: max_nodata_fraction 0.05 (this worker: 0.2). " in out and "Traceback" not in out, \
+        out[-3000:]
     assert not any(tag == "B" for _, tag, _ in cluster.records())  # it ran nothing
 
     class Root:
@@ -405,4 +406,5 @@ def test_a_worker_with_other_settings_for_the_same_release_is_refused(tmp_path, 
                          "BuildRelease_mine": {"name": "BuildRelease", "params": {"release": "test", "seed": "42"}},
                          "BuildRelease_v2": {"name": "BuildRelease", "params": {"release": "v2", "seed": "7"}}},
              "DONE": {"BuildRelease_old": {"name": "BuildRelease", "params": {"release": "test", "seed": "1"}}}}
-    assert [w.split(" with other ")[1].split(":")[0] for w in rival_builds(found, Root)] == ["seed"]
+    assert [w.split(" with other settings: ")[1].split(". ")[0] for w in rival_builds(found, Root)] == [
+        "seed 7 (this worker: 42)"]
