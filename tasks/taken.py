@@ -9,8 +9,9 @@ from what was asked: the user's change was silently not built.
 The manifest records the root's significant parameters (``created_with.build_parameters``, as Luigi's strings:
 exactly what the task id is a digest of); a root created to build (:class:`tasks.params.RootRegister`, for
 ``BuildRelease``: the ``luigi`` command, ``python -m tasks.worker``, ``plan``, ``prune``) whose parameters
-differ is refused before anything runs, naming each difference (:func:`differences`).  A release written
-before the parameters were recorded is not checked.  ``PublishRelease`` publishes the folder as it is.
+differ is refused before anything runs, naming each difference (:func:`differences`).  For a release written
+before the parameters were recorded, what its ``created_with`` says of them is compared (settings, sources, code
+versions).  ``PublishRelease`` publishes the folder as it is.
 """
 from __future__ import annotations
 
@@ -26,17 +27,40 @@ _SCALARS = ("seed", "tile_size", "target_gsds", "max_nodata_fraction", "max_grid
 
 
 def recorded_parameters(folder: Path) -> dict[str, str] | None:
-    """The build parameters recorded in ``folder``'s manifest, or None (no manifest, one that cannot be read, or
-    one written before they were recorded)."""
+    """The build parameters recorded in ``folder``'s manifest (those of a manifest written before they were
+    recorded: what its ``created_with`` says of them, :func:`_legacy`), or None (no manifest, or one that cannot
+    be read)."""
     try:
         manifest = orjson.loads((folder / "manifest.json").read_bytes())
     except (OSError, ValueError):
         return None
     made = manifest.get("created_with") if isinstance(manifest, dict) else None
-    params = made.get("build_parameters") if isinstance(made, dict) else None
-    if not isinstance(params, dict):
+    if not isinstance(made, dict):
         return None
-    return {str(k): str(v) for k, v in params.items()}
+    params = made.get("build_parameters")
+    if isinstance(params, dict):
+        return {str(k): str(v) for k, v in params.items()}
+    return _legacy(made) or None
+
+
+def _legacy(made: dict[str, Any]) -> dict[str, str]:
+    """The parameters an older manifest's ``created_with`` records (settings, source digests, code versions;
+    not the annotations or the previous release), serialized as Luigi serializes them."""
+    def section(key: str) -> dict[str, Any]:
+        value = made.get(key)
+        return value if isinstance(value, dict) else {}
+
+    split, sel, codes, digests = (section(k) for k in ("split", "selection", "code_versions", "source_digests"))
+    values = {
+        "seed": made.get("seed"), "tile_size": made.get("tile_size"), "target_gsds": made.get("target_gsds"),
+        "max_nodata_fraction": made.get("max_nodata_fraction"), "max_grid_pixels": made.get("max_grid_pixels"),
+        "split_trials": split.get("trials"), "region_min": sel.get("n_min"), "region_max": sel.get("n_max"),
+        "label_every": sel.get("k"), "selection_epochs": sel.get("epochs"),
+        "random_fraction": sel.get("random_fraction"),
+        "sources": [[n, d.get("raw"), d.get("catalog")] for n, d in digests.items() if isinstance(d, dict)] or None,
+        "codes": {k: v for k, v in codes.items() if k != "release"} or None, "code_release": codes.get("release"),
+    }
+    return {k: json.dumps(v) if isinstance(v, (list, dict)) else str(v) for k, v in values.items() if v is not None}
 
 
 def _json(text: str | None) -> Any:
@@ -46,10 +70,25 @@ def _json(text: str | None) -> Any:
         return None
 
 
+def _by_name(text: str | None) -> dict[str, list]:
+    """``sources`` (``[[name, raw digest, catalog digest], ...]``) by name."""
+    return {str(s[0]): s for s in _json(text) or [] if isinstance(s, list) and s}
+
+
+def _same(key: str, a: str | None, b: str | None) -> bool:
+    """Whether two serialized values of parameter ``key`` mean the same (numbers, lists and mappings compared
+    as values: an older manifest's are re-serialized, and the sources' order does not matter)."""
+    if a == b:
+        return True
+    if key == "sources":
+        return _by_name(a) == _by_name(b)
+    va, vb = _json(a), _json(b)
+    return va is not None and va == vb
+
+
 def _sources(before: str | None, now: str | None) -> list[str]:
-    """``sources`` (``[[name, raw digest, catalog digest], ...]``) compared by name."""
-    old = {str(s[0]): s for s in _json(before) or [] if isinstance(s, list) and s}
-    new = {str(s[0]): s for s in _json(now) or [] if isinstance(s, list) and s}
+    """``sources`` compared by name."""
+    old, new = _by_name(before), _by_name(now)
     out = [f"source '{n}' added" for n in sorted(set(new) - set(old))]
     out += [f"source '{n}' left out" for n in sorted(set(old) - set(new))]
     out += [f"source '{n}' changed (its sources.yaml entry, its files, the limits on input or the fetch and "
@@ -62,8 +101,8 @@ def _codes(recorded: dict[str, str], current: dict[str, str]) -> list[str]:
     new = _json(current.get("codes")) or {}
     if not isinstance(old, dict) or not isinstance(new, dict):
         old, new = {}, {}
-    stages = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if recorded.get("code_release") != current.get("code_release"):
+    stages = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)) if "codes" in recorded else []
+    if "code_release" in recorded and recorded.get("code_release") != current.get("code_release"):
         stages.append("release")
     return [f"the code or library versions of the {', '.join(stages) or 'pipeline'} stage"
             + ("s" if len(stages) > 1 else "")] if stages else []
@@ -75,31 +114,34 @@ _VIEWER_HINT = " (python -m pipeline browse <release folder> adds the browser to
 
 def differences(recorded: dict[str, str], current: dict[str, str], now: str = "now") -> list[str]:
     """What differs between the parameters a release was built with (or another worker builds it with:
-    ``tasks.worker.rival_builds``) and those of this build, in words; ``now`` introduces this build's values."""
-    out = [f"{k} {recorded[k]} ({now} {current[k]})" for k in _SCALARS
-           if k in recorded and k in current and recorded[k] != current[k]]
-    if recorded.get("sources") != current.get("sources"):
+    ``tasks.worker.rival_builds``) and those of this build, in words; ``now`` introduces this build's values.
+    Only parameters ``recorded`` holds are compared (one added to the code since changes the code versions)."""
+    def differ(k: str) -> bool:
+        return k in recorded and not _same(k, recorded[k], current.get(k))
+
+    out = [f"{k} {recorded[k]} ({now} {current.get(k)})" for k in _SCALARS if differ(k)]
+    if differ("sources"):
         out += _sources(recorded.get("sources"), current.get("sources"))
     out += _codes(recorded, current)
-    if recorded.get("annotation_index") != current.get("annotation_index"):
+    if differ("annotation_index"):
         out.append("the completed annotations")
-    if recorded.get("previous") != current.get("previous"):
+    if differ("previous"):
         out.append(f"the previous release {recorded.get('previous') or 'none'} "
                    f"({now} {current.get('previous') or 'none'})")
-    elif recorded.get("previous_digest") != current.get("previous_digest"):
+    elif differ("previous_digest"):
         out.append(f"the manifest of the previous release {current.get('previous') or 'none'}")
     named = {*_SCALARS, "sources", "codes", "code_release", "annotation_index", "previous", "previous_digest"}
-    out += [k for k in sorted((set(recorded) | set(current)) - named) if recorded.get(k) != current.get(k)]
+    out += [k for k in sorted(set(recorded) - named) if differ(k)]
     return out
 
 
 def taken_problem(release: str, folder: Path, current: dict[str, str]) -> str | None:
     """Why release ``release`` (folder ``folder``) cannot be built with the parameters ``current`` (the root's
-    significant parameters as strings), or None: it does not exist, was built with them, or records none."""
+    significant parameters as strings), or None: it does not exist or was built with them."""
     recorded = recorded_parameters(folder)
-    if recorded is None or recorded == current:
+    changed = differences(recorded, current) if recorded is not None else []
+    if recorded is None or not changed:
         return None
-    changed = differences(recorded, current) or ["its parameters"]
     if recorded.get("viewer") == "False" and current.get("viewer") == "True":
         changed = [c + _VIEWER_HINT if c.startswith("viewer ") else c for c in changed]
     return (f"release {release} exists ({folder}) and was built with other settings: {'; '.join(changed)}. "

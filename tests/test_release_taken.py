@@ -41,7 +41,8 @@ def test_differences_name_each_change_in_words():
         "the previous release none (now v0)",
     ]
     assert differences(PARAMS, {**PARAMS, "previous_digest": "x"}) == ["the manifest of the previous release none"]
-    assert differences(PARAMS, {**PARAMS, "new_setting": "1"}) == ["new_setting"]
+    assert differences({**PARAMS, "other": "1"}, {**PARAMS, "other": "2"}) == ["other"]
+    assert differences(PARAMS, {**PARAMS, "added_to_the_code": "1"}) == []  # the code versions tell that
     assert differences(PARAMS, {**PARAMS, "seed": "7"}, now="this worker:") == ["seed 42 (this worker: 7)"]
     assert differences(PARAMS, dict(PARAMS)) == []
 
@@ -50,8 +51,15 @@ def test_taken_problem_only_for_a_release_recorded_with_other_parameters(tmp_pat
     folder = tmp_path / "v1"
     assert taken_problem("v1", folder, PARAMS) is None  # no release
     folder.mkdir()
-    (folder / "manifest.json").write_text(json.dumps({"created_with": {"seed": 42}}))
-    assert taken_problem("v1", folder, PARAMS) is None  # written before the parameters were recorded
+    # written before the parameters were recorded: what created_with says of them is compared
+    legacy = {"seed": 42, "tile_size": 1024, "target_gsds": [0.3, 0.5], "split": {"trials": 1000},
+              "source_digests": {"xbd": {"raw": "ccc", "catalog": "ddd"}, "demo": {"raw": "aaa", "catalog": "bbb"}},
+              "code_versions": {"prepare": "p1", "tile": "t1", "label": "l1", "release": "r1"}}
+    (folder / "manifest.json").write_text(json.dumps({"created_with": legacy}))
+    assert taken_problem("v1", folder, {**PARAMS, "split_trials": "1000"}) is None  # same values, other forms
+    assert "built with other settings: seed 42 (now 7); split_trials 1000 (now 200); the code or library versions " \
+           "of the tile stage. " in taken_problem("v1", folder, {**PARAMS, "seed": "7", "split_trials": "200",
+                                                                "codes": PARAMS["codes"].replace("t1", "t2")})
     (folder / "manifest.json").write_text(json.dumps({"created_with": {"build_parameters": PARAMS}}))
     assert taken_problem("v1", folder, dict(PARAMS)) is None
     problem = taken_problem("v1", folder, {**PARAMS, "seed": "7"})
