@@ -6,6 +6,7 @@ file (or folder) that exists under its final name is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,12 +18,18 @@ from typing import Any
 import orjson
 
 
+class TargetExists(FileExistsError):
+    """:func:`atomic_path` with ``replace=False`` found a folder that is not empty at its target."""
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
+def atomic_path(target: str | Path, *, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success rename it onto ``target``.
 
     Works for files and folders (the caller creates what it wants at the yielded path).  On error the
-    temporary is removed and ``target`` is untouched.
+    temporary is removed and ``target`` is untouched.  A folder already at ``target`` is replaced, unless
+    ``replace`` is false: then a folder that is not empty stays as it is and :class:`TargetExists` is raised
+    (one rename, so of two writers of one folder exactly one wins, whatever their timing).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -32,9 +39,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield inner
         if not inner.exists():
             raise FileNotFoundError(f"{target}: nothing was written at the temporary path {inner}")
-        if target.is_dir() and not target.is_symlink():
+        if replace and target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
-        os.replace(inner, target)
+        try:
+            (os.replace if replace else os.rename)(inner, target)
+        except OSError as exc:
+            if replace or exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise TargetExists(errno.EEXIST, "exists and is not empty", str(target)) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

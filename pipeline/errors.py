@@ -122,6 +122,11 @@ class ConfigError(PipelineError, ValueError):
     """A configuration the pipeline cannot build from (``sources.yaml``, ``[PipelineConfig]``, source options)."""
 
 
+class ReleaseTaken(ConfigError):
+    """A release name that exists, built with other settings: releases are never rebuilt in place
+    (:mod:`tasks.taken`)."""
+
+
 class SourcesError(ConfigError):
     """A problem in a sources file; the message names file, source and key."""
 

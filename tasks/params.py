@@ -19,7 +19,7 @@ from luigi.task_register import Register
 
 from pipeline.datafolder import location_problem, remember_location
 from pipeline.dataset.ids import check_release_name
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, ReleaseTaken
 from pipeline.params import config_problems
 from tasks import plan, versions
 from tasks.config import (
@@ -205,7 +205,7 @@ class RootRegister(Register):
 
             problem = taken_problem(task.release, release_dir(task.release), task.to_str_params(only_significant=True))
             if problem:
-                raise ConfigError(problem)
+                raise ReleaseTaken(problem)
         return task
 
 

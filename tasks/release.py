@@ -17,7 +17,7 @@ from pipeline import atomic, forked
 from pipeline.dataset.history import manifest_digest, remember_release
 from pipeline.dataset.pool import footprint_rejects
 from pipeline.dataset.splits.uda import uda_section
-from pipeline.errors import ReleaseInvalid
+from pipeline.errors import ReleaseInvalid, ReleaseTaken
 from pipeline.params import ProcessingParams
 from pipeline.release.staging import drop_stage, take_stage
 from pipeline.release.writer import write_release
@@ -122,8 +122,6 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         return [folder.parent / f"{folder.name}.partial"]
 
     def run(self):
-        from pipeline.release.validate.report import validate_release
-
         load = lambda target: atomic.read_record(target.path)  # noqa: E731
         split = load(self.input()["split"])  # with the pool's pending tiles and rejects (SplitDataset)
         selection = load(self.input()["selection"])
@@ -149,18 +147,41 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         previous = _previous_manifest(split.get("previous_release"))
         uda = uda_section(images, seed=int(self.seed))
         self.set_status_message(f"writing release {self.release} ({len(images)} images)")
+        stage = Path(self.input()["stage"].path)
+        try:
+            viewer, written = self._write(target, split, selection, stage, rejects=rejects, pending=pending,
+                                          sources=sources, provenance=provenance, previous=previous, uda=uda)
+        except atomic.TargetExists:  # another build made this release while this one ran: that one is kept
+            drop_stage(stage)
+            self._made_meanwhile(target)
+            return
+        drop_stage(stage)
+        if written is not None:  # what the next release continuing this one reads instead of its manifest
+            remember_release(history_dir(), manifest_digest(target), written)
+        self.set_progress_percentage(100)
+        print(f"\nRelease {self.release}: {len(images)} images, {len(pending)} pending annotation, "
+              f"{len(rejects)} rejects -> {target.resolve()}\n{viewer}"
+              f"Validate with: python -m pipeline validate {target}\n", flush=True)
+
+    def _write(self, target: Path, split: dict, selection: dict, stage: Path, **parts) -> tuple[str, dict | None]:
+        """Write, check and rename the release into ``target`` (never over a release another build made
+        meanwhile: :class:`pipeline.atomic.TargetExists`); its viewer's summary line and its parsed manifest.
+        ``parts``: the rejects, pending tiles, sources, provenance, previous manifest and UDA section."""
+        from pipeline.release.validate.report import validate_release
+
         linked: dict[str, str] = {}
         reused: set[str] = set()
-        stage = Path(self.input()["stage"].path)
-        staged = load(self.input()["stage"])
-        with atomic.atomic_path(target) as tmp:
+        staged = atomic.read_record(self.input()["stage"].path)
+        previous = parts["previous"]
+        with atomic.atomic_path(target, replace=False) as tmp:
             thumbs = take_stage(stage, tmp)
             write_release(
-                tmp, release=str(self.release), images=images, rejects=rejects, pending=pending,
-                split_infos=split["regions"], stats_dir=Path(self.input()["stats"].path),
-                created_with=self.created_with(split, selection), sources=sources, provenance=provenance,
-                extra={"selection": {k: v for k, v in selection.items() if k != "selected"}},
-                previous_manifest=previous, uda=uda, tile_cache=work_dir() / "release-tiles",
+                tmp, release=str(self.release), images=split["images"], rejects=parts["rejects"],
+                pending=parts["pending"], split_infos=split["regions"], stats_dir=Path(self.input()["stats"].path),
+                created_with=self.created_with(split, selection), sources=parts["sources"],
+                provenance=parts["provenance"], extra={"selection": {k: v for k, v in selection.items()
+                                                                      if k != "selected"}},
+                previous_manifest=previous, uda=parts["uda"], tile_cache=work_dir() / "release-tiles",
                 previous_dir=Path(split["previous_release"]["folder"]) if previous else None, linked=linked,
                 reused_items=reused, staged=staged, retired=split.get("retired"),
             )
@@ -176,13 +197,22 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                 if problems:
                     raise ReleaseInvalid(str(self.release), problems)
                 viewer = browser.result()
-        drop_stage(stage)
-        if written is not None:  # what the next release continuing this one reads instead of its manifest
-            remember_release(history_dir(), manifest_digest(target), written)
-        self.set_progress_percentage(100)
-        print(f"\nRelease {self.release}: {len(images)} images, {len(pending)} pending annotation, "
-              f"{len(rejects)} rejects -> {target.resolve()}\n{viewer}"
-              f"Validate with: python -m pipeline validate {target}\n", flush=True)
+        return viewer, written
+
+    def _made_meanwhile(self, target: Path) -> None:
+        """The release folder appeared while this build wrote its own (another build of the same release name
+        finished first; both passed the check at the root, :mod:`tasks.taken`): it is kept, and this build's is
+        dropped.  Made with these settings, it is this task's output; with others, this build fails naming them;
+        a folder that is no release (no manifest) is never removed (it was before, to make room)."""
+        from tasks.taken import taken_problem
+
+        problem = taken_problem(str(self.release), target, self.to_str_params(only_significant=True))
+        if (target / "manifest.json").is_file() and problem is None:
+            print(f"\nRelease {self.release}: made by another build with the same settings while this one ran: "
+                  f"{target.resolve()}\n", flush=True)
+            return
+        raise ReleaseTaken(f"another build made {target} while this one ran; this build's release is dropped: "
+                           + (problem or f"{target} is no release (no manifest.json): move it away"))
 
     @staticmethod
     def _trust(tmp: Path, linked: dict[str, str], reused: set[str], record: dict | None, previous: dict | None,

@@ -7,12 +7,19 @@ nothing and reported ``1 already done`` and the release, as if it had been made 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+import luigi
+import luigi.configuration
 
 from tasks.taken import differences, taken_problem
 from tests.helpers_build import (
+    DEMO_SOURCES,
     ROOT,
+    SPLIT_TRIALS,
     luigi_cmd,
     pipeline_env,
     reference_build,
@@ -101,3 +108,58 @@ def test_building_an_existing_release_with_other_settings_is_refused_in_one_line
                           cwd=ROOT, env=pipeline_env(), capture_output=True, text=True, timeout=120)
     assert plan.returncode == 1 and plan.stdout.startswith("plan: release test exists"), plan.stdout + plan.stderr
     assert manifest.read_bytes() == before
+
+
+def test_a_release_another_build_made_meanwhile_is_kept(tmp_path):
+    """Two builds of one release name both pass the check at the root when neither has finished: the one that
+    finishes second used to remove the first one's release folder and put its own in place (and any folder in
+    the way, release or not, was removed). Now the rename never replaces a folder: the second build keeps what is
+    there, succeeds when it was made with its settings, and fails naming the difference otherwise."""
+    from pipeline.errors import ReleaseTaken
+    from tasks import BuildRelease
+
+    cfg = luigi.configuration.get_config()
+    (tmp_path / "sources.yaml").write_text(DEMO_SOURCES)
+    for key, value in (("data_dir", tmp_path / "data"), ("sources_file", tmp_path / "sources.yaml"),
+                       ("release", "meanwhile"), ("split_trials", SPLIT_TRIALS)):
+        cfg.set("PipelineConfig", key, str(value))
+    target = tmp_path / "data" / "releases" / "meanwhile"
+    assert luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
+    same, other = tmp_path / "same", tmp_path / "other"
+    shutil.copytree(target, same)
+    shutil.copytree(target, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["created_with"]["build_parameters"]["seed"] = "7"
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("mine")
+    failures: list[Exception] = []
+    placed: list[Path] = []
+
+    @BuildRelease.event_handler(luigi.Event.START)
+    def _another_build_finishes_first(task):
+        shutil.copytree(placed[-1], target)
+
+    @BuildRelease.event_handler(luigi.Event.FAILURE)
+    def _failed(task, exc):
+        failures.append(exc)
+
+    try:
+        for folder, why in ((other, f"release meanwhile exists ({target}) and was built with other settings: seed 7 "
+                                    "(now 42). "), (same, None),
+                            (tmp_path / "junk", f"{target} is no release (no manifest.json): move it away")):
+            shutil.rmtree(target)
+            placed.append(folder)
+            failures.clear()
+            assert luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING") is (not why)
+            kept = {p.relative_to(target) for p in target.rglob("*")}
+            assert kept == {p.relative_to(folder) for p in folder.rglob("*")}, folder  # untouched
+            if why:
+                assert len(failures) == 1 and isinstance(failures[0], ReleaseTaken), failures
+                assert str(failures[0]).startswith(f"another build made {target} while this one ran; this build's "
+                                                   f"release is dropped: {why}"), failures
+    finally:
+        BuildRelease.remove_event_handler(luigi.Event.START, _another_build_finishes_first)
+        BuildRelease.remove_event_handler(luigi.Event.FAILURE, _failed)
+        for key in ("data_dir", "sources_file", "release", "split_trials"):
+            cfg.remove_option("PipelineConfig", key)
