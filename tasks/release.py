@@ -165,7 +165,8 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
 
     def _write(self, target: Path, split: dict, selection: dict, stage: Path, **parts) -> tuple[str, dict | None]:
         """Write, check and rename the release into ``target`` (never over a release another build made
-        meanwhile: :class:`pipeline.atomic.TargetExists`); its viewer's summary line and its parsed manifest.
+        meanwhile, :class:`pipeline.atomic.TargetExists`, only over a partial one of this release, which is
+        made again); its viewer's summary line and its parsed manifest.
         ``parts``: the rejects, pending tiles, sources, provenance, previous manifest and UDA section."""
         from pipeline.release.validate.report import validate_release
 
@@ -173,7 +174,9 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         reused: set[str] = set()
         staged = atomic.read_record(self.input()["stage"].path)
         previous = parts["previous"]
-        with atomic.atomic_path(target, replace=False) as tmp:
+        # a release made without a source that failed is made again in place (tasks.base); any other is kept
+        remake = any(marker.exists() for marker in self.partial_markers())
+        with atomic.atomic_path(target, replace=remake) as tmp:
             thumbs = take_stage(stage, tmp)
             write_release(
                 tmp, release=str(self.release), images=split["images"], rejects=parts["rejects"],

@@ -10,7 +10,9 @@ say why, and the build exits 0.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import zipfile
 from pathlib import Path
 
 from pipeline.release.validate.report import validate_release
@@ -61,8 +63,24 @@ def test_a_failed_source_costs_only_itself(tmp_path):
         out = proc.stdout + proc.stderr
         assert proc.returncode == 0, out[-4000:]
         assert len(srv.requests_for("/gone/scenes.zip")) > tried  # a new build fetches the failed source again
-    rel = release_dir(data)
-    assert validate_release(rel) == []
+        rel = release_dir(data)
+        _check_partial(rel)
+
+        # the source is back: the next build with the same settings makes the partial release again, whole
+        back = tmp_path / "back"
+        _scene(back, "back_0", 3)
+        srv.files["/gone/scenes.zip"] = _zip(back)
+        proc = run_luigi(luigi_cmd(data, sources, *extra, "--PipelineConfig-allow-partial-release", "true",
+                                   split_trials=50))
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    whole = json.loads((rel / "manifest.json").read_text())
+    assert {im["source"] for im in whole["images"]} == {"folder", "remote"} and validate_release(rel) == []
+    assert not any("failed" in s for s in whole["sources"]) and not (rel.parent / f"{rel.name}.partial").exists()
+
+
+def _check_partial(rel: Path) -> None:
+    """The release made without the failed source: valid, its failure in the manifest and rejects.csv."""
+    assert validate_release(rel) == [] and (rel.parent / f"{rel.name}.partial").is_file()
     manifest = json.loads((rel / "manifest.json").read_text())
     entries = {s["name"]: s for s in manifest["sources"]}
     assert "failed" not in entries["folder"]
@@ -71,3 +89,12 @@ def test_a_failed_source_costs_only_itself(tmp_path):
     with open(rel / "rejects.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["source"] == "remote"]
     assert len(rows) == 1 and "whole source failed" in rows[0]["reason"] and "404" in rows[0]["reason"]
+
+
+def _zip(folder: Path) -> bytes:
+    """``folder`` as the bytes of a zip archive (paths relative to it)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            zf.write(path, path.relative_to(folder).as_posix())
+    return buf.getvalue()
