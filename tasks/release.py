@@ -206,16 +206,18 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
         """The release folder appeared while this build wrote its own (another build of the same release name
         finished first; both passed the check at the root, :mod:`tasks.taken`): it is kept, and this build's is
         dropped.  Made with these settings, it is this task's output; with others, this build fails naming them;
-        a folder that is no release (no manifest) is never removed (it was before, to make room)."""
-        from tasks.taken import taken_problem
+        a folder that is no release (no manifest it can read) is never removed (it was before, to make room)."""
+        from tasks.taken import differences, recorded_parameters, taken_message
 
-        problem = taken_problem(str(self.release), target, self.to_str_params(only_significant=True))
-        if (target / "manifest.json").is_file() and problem is None:
+        recorded = recorded_parameters(target)
+        changed = differences(recorded, self.to_str_params(only_significant=True)) if recorded is not None else []
+        if recorded is not None and not changed:
             print(f"\nRelease {self.release}: made by another build with the same settings while this one ran: "
                   f"{target.resolve()}\n", flush=True)
             return
         raise ReleaseTaken(f"another build made {target} while this one ran; this build's release is dropped: "
-                           + (problem or f"{target} is no release (no manifest.json): move it away"))
+                           + (taken_message(str(self.release), target, recorded, changed) if recorded is not None
+                              else f"{target} is no release (no readable manifest.json): move it away"))
 
     @staticmethod
     def _trust(tmp: Path, linked: dict[str, str], reused: set[str], record: dict | None, previous: dict | None,

@@ -139,11 +139,16 @@ def taken_problem(release: str, folder: Path, current: dict[str, str]) -> str | 
     """Why release ``release`` (folder ``folder``) cannot be built with the parameters ``current`` (the root's
     significant parameters as strings), or None: it does not exist or was built with them."""
     recorded = recorded_parameters(folder)
-    changed = differences(recorded, current) if recorded is not None else []
-    if recorded is None or not changed:
+    if recorded is None:
         return None
-    if recorded.get("viewer") == "False" and current.get("viewer") == "True":
-        changed = [c + _VIEWER_HINT if c.startswith("viewer ") else c for c in changed]
+    changed = differences(recorded, current)
+    return taken_message(release, folder, recorded, changed) if changed else None
+
+
+def taken_message(release: str, folder: Path, recorded: dict[str, str], changed: list[str]) -> str:
+    """The refusal of :func:`taken_problem`: ``changed`` are the :func:`differences` (``recorded``: the release's)."""
+    if recorded.get("viewer") == "False":
+        changed = [c + _VIEWER_HINT if c.startswith("viewer False ") else c for c in changed]
     return (f"release {release} exists ({folder}) and was built with other settings: {'; '.join(changed)}. "
             f"A release is never rebuilt in place, so this build would change nothing: build it as another "
             f"release (--PipelineConfig-release <new name>), or move {folder} away first")

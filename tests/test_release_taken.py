@@ -147,7 +147,7 @@ def test_a_release_another_build_made_meanwhile_is_kept(tmp_path):
     try:
         for folder, why in ((other, f"release meanwhile exists ({target}) and was built with other settings: seed 7 "
                                     "(now 42). "), (same, None),
-                            (tmp_path / "junk", f"{target} is no release (no manifest.json): move it away")):
+                            (tmp_path / "junk", f"{target} is no release (no readable manifest.json): move it away")):
             shutil.rmtree(target)
             placed.append(folder)
             failures.clear()
