@@ -84,8 +84,8 @@ PROBE = textwrap.dedent('''
 
 
     @contextlib.contextmanager
-    def _stalling_atomic_path(target):
-        with _atomic_path(target) as tmp:
+    def _stalling_atomic_path(target, **options):
+        with _atomic_path(target, **options) as tmp:
             yield tmp
         if (os.environ.get("OEM_PROBE_STALL") == "tile" and _current["task"].startswith("TileScene")
                 and "/images/" in str(target)):

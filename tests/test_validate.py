@@ -320,8 +320,9 @@ def test_every_file_is_in_the_manifest_and_none_is_a_link(release, tmp_path):
     line by their own checks."""
     outside = tmp_path / "secret.txt"
     outside.write_text("not for publishing")
-    (release / "viewer").mkdir()
-    (release / "viewer" / "index.html").write_text("<html></html>")
+    for folder in ("viewer", ".tmp-viewer-x1y2/viewer"):  # the browser, and the folder it is written in
+        (release / folder).mkdir(parents=True)
+        (release / folder / "index.html").write_text("<html></html>")
     (release / "notes.txt").write_text("hi")
     (release / "stats" / "extra").mkdir()
     (release / "stats" / "extra" / "a.json").write_text("{}")

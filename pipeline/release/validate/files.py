@@ -11,8 +11,11 @@ from pipeline.dataset.ids import natural_key
 from pipeline.release.manifest import file_size
 from pipeline.release.validate.common import MANIFEST, check_file_hash, safe_rel
 
-#: The release browser: derived from the release's files, rewritten at will, never listed (README "Viewer").
+#: The release browser: derived from the release's files, rewritten at will, never listed (README "Viewer"); and
+#: the temporary folder it is written in (:func:`pipeline.atomic.atomic_path`), beside it while a build checks
+#: the release (the browser is written meanwhile, by a forked process) or after an interrupted ``browse``.
 VIEWER = "viewer"
+_VIEWER_TMP = f".tmp-{VIEWER}-"
 #: What checks 7, 9 and 12 read line by line against the manifest, whatever ``files`` says: the split files and
 #: the folders whose every other file they report (``uda/``, ``zones/``); and the manifest itself.
 _UNLISTED = frozenset({MANIFEST, "train.txt", "val.txt", "test.txt"})
@@ -47,7 +50,7 @@ def _walk(folder: str, prefix: str, listed: set, links: list[str], strays: list[
         if entry.is_symlink():
             links.append(rel)
         elif entry.is_dir(follow_symlinks=False):
-            if rel != VIEWER:
+            if rel != VIEWER and not rel.startswith(_VIEWER_TMP):
                 _walk(entry.path, rel + "/", listed, links, strays)
         elif rel not in listed and rel not in _UNLISTED and not rel.startswith(_CHECKED_ELSEWHERE):
             strays.append(rel)
