@@ -126,7 +126,7 @@ def test_validate_cli_prints_warnings_and_exits_0(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("warning: manifest.json: region austin: class 6 (water)")
-    assert lines[-1] == f"valid: {root} (6 images, 1 warnings)"
+    assert lines[-1] == f"valid: {root} (6 images, 1 warning)"
     # the same split, but the test image is new in this release: an error, exit 1
     changes["added"] = [{"id": test_img["id"], "key": "x"}]
     write_listed(root, m, "stats/changes.json", json.dumps(changes))

@@ -1,4 +1,5 @@
-"""A GeoParquet index of a release (``index.parquet``; geopandas + pyarrow, no Luigi here).
+"""The index of a release: ``index.parquet`` (GeoParquet) and ``index.gpkg`` (GeoPackage), the same rows and
+columns (geopandas + pyarrow / pyogrio, no Luigi here).
 
 One row per image, in natural id order, geometry = the tile footprint in WGS 84 (EPSG:4326): the native
 UTM rectangle with its corners transformed to lon/lat (:func:`pipeline.release.footprints.footprint_lonlat`, the same
@@ -12,8 +13,14 @@ nine shares of a row sum to 1.  ``acquired`` is a timestamp column (Arrow ``time
 acquisition time of the image (a date alone is midnight UTC), null where unknown.  Read it with
 ``geopandas.read_parquet("index.parquet")``.
 
-The file is deterministic for identical inputs and library versions (no timestamps; geopandas records its
-version in the ``geo`` metadata).
+The GeoPackage is there for GIS whose GDAL reads no Parquet: Debian's and Ubuntu's GDAL packages (the GDAL of their
+QGIS) are built without Arrow, so ``ogrinfo index.parquet`` fails there while ``index.gpkg`` opens in every GDAL
+since 2.0, QGIS and ArcGIS as a layer of footprints (table ``index``, EPSG:4326, with a spatial index; written as
+GeoPackage 1.2, which GDAL 3.6 reads without warning; ``acquired`` an ISO 8601 UTC text, as GeoPackage stores
+date-times; no ``bbox`` column: the R-tree is its spatial index).
+
+Both files are deterministic for identical inputs and library versions (geopandas records its version in the
+Parquet ``geo`` metadata; GDAL's GeoPackage timestamps are pinned, :data:`GPKG_DATE`).
 """
 from __future__ import annotations
 
@@ -27,6 +34,10 @@ from pipeline.release.footprints import footprints_lonlat
 from pipeline.release.stac import acquired_time
 
 INDEX = "index.parquet"
+GPKG_INDEX = "index.gpkg"
+#: The ``last_change`` GDAL writes into a GeoPackage's ``gpkg_contents`` (its ``OGR_CURRENT_DATE``; the write time
+#: otherwise, which would make every build's file different).
+GPKG_DATE = "2000-01-01T00:00:00.000Z"
 STRING_COLUMNS = ("id", "split", "region", "country", "country_code", "continent", "source", "source_kind",
                   "license", "crs", "image", "label", "sha256_image", "sha256_label")
 SHARE_COLUMNS = tuple(f"share_{c}" for c in CLASS_IDS) + ("share_unlabelled",)
@@ -65,11 +76,27 @@ def index_frame(records: Sequence[dict[str, Any]]):
     return gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"))
 
 
-def write_index(out: Path, records: Sequence[dict[str, Any]], name: str = INDEX) -> str:
-    """Write the index of manifest image records to ``out / name`` (atomically); returns ``name``."""
+def write_index(out: Path, records: Sequence[dict[str, Any]], name: str = INDEX) -> list[str]:
+    """Write the index of manifest image records to ``out / name`` and ``out / <name's stem>.gpkg`` (each
+    atomically); returns their names."""
     from pipeline import atomic
 
     frame = index_frame(records)
+    gpkg = str(Path(name).with_suffix(".gpkg"))
     with atomic.atomic_path(Path(out) / name) as tmp:
         frame.to_parquet(tmp, index=False, compression="zstd", write_covering_bbox=True)
-    return name
+    with atomic.atomic_path(Path(out) / gpkg) as tmp:
+        _write_gpkg(frame, tmp)
+    return [name, gpkg]
+
+
+def _write_gpkg(frame: Any, path: Path) -> None:
+    """``frame`` as the GeoPackage ``path`` (module docstring), GDAL's timestamps pinned meanwhile."""
+    import pyogrio
+
+    before = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
+    pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": GPKG_DATE})
+    try:
+        pyogrio.write_dataframe(frame, path, layer="index", driver="GPKG", VERSION="1.2")
+    finally:
+        pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": before})

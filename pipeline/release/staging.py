@@ -6,9 +6,9 @@ into a stage folder that the release task then takes over by renaming: no file i
 
 * ``<stage>/release/<region>/images|labels/<id>.tif``: the tiles, placed as :mod:`pipeline.release.writer` would
   (through the tile cache: a hard link of an unchanged cache entry, else converted once);
-* ``<stage>/release/stac/items/<id>.json`` and ``<stage>/release/index.parquet``: the images' STAC items (an
-  unchanged image's is a hard link of the previous release's item) and GeoParquet index; the release task adds
-  the STAC collection, which also describes the sources;
+* ``<stage>/release/stac/items/<id>.json``, ``<stage>/release/index.parquet`` and ``index.gpkg``: the images'
+  STAC items (an unchanged image's is a hard link of the previous release's item) and index; the release task
+  adds the STAC collection, which also describes the sources;
 * ``<stage>/thumbs/``: the viewer's thumbnails of those tiles (when the release has a viewer): kept from an
   earlier viewer of this release or the previous release's, else made.  A thumbnail that cannot be made here
   is left to the viewer, which is written after validation (so an unreadable tile is reported by validation,
@@ -85,7 +85,7 @@ def stage_release(folder: Path, *, release: str, code_release: str, images: list
     release's first (:class:`pipeline.release.tilecache.TileCache`).  ``previous``: (folder, manifest) of the
     release this one continues; its STAC items are reused when it was written by the same code (its
     ``code_versions.release`` is ``code_release``; :func:`pipeline.release.stac.write_items`).  Returns the
-    stage record: ``records``, ``linked``, ``stac_items`` and ``reused_items`` (release-relative), ``index``,
+    stage record: ``records``, ``linked``, ``stac_items`` and ``reused_items`` (release-relative), ``index`` (files),
     ``thumbs`` (counts and the wall and CPU seconds spent on them, or None)."""
     from pipeline.release.geoparquet import write_index
     from pipeline.release.manifest import SCHEMA_VERSION, manifest_images, manifest_sources

@@ -156,9 +156,9 @@ def _catalogs(out: Path, manifest: dict, staged: dict | None, previous_dir: Path
     if staged is not None:
         reused_items.update(staged["reused_items"])
         return [write_collection(out, manifest["images"], release=manifest["release"], sources=manifest["sources"]),
-                *staged["stac_items"], staged["index"]]
+                *staged["stac_items"], *staged["index"]]
     reuse = (previous_dir, previous_manifest) if previous_dir is not None and previous_manifest is not None \
         and valid_images(previous_manifest, manifest) else None  # written by the same code
     files = write_stac(out, manifest["images"], release=manifest["release"], sources=manifest["sources"],
                        previous=reuse, reused=reused_items)
-    return [*files, write_index(out, manifest["images"])]
+    return [*files, *write_index(out, manifest["images"])]

@@ -189,11 +189,15 @@ def run(args: argparse.Namespace) -> int:
         for line in report["warnings"]:
             print(f"warning: {line}")
         if report["valid"]:
-            more = f", {len(report['warnings'])} warnings" if report["warnings"] else ""
+            more = f", {_count(len(report['warnings']), 'warning')}" if report["warnings"] else ""
             print(f"valid: {root} ({report['images']} images{more})")
         else:
-            print(f"invalid: {root} ({len(report['problems'])} problems)", file=sys.stderr)
+            print(f"invalid: {root} ({_count(len(report['problems']), 'problem')})", file=sys.stderr)
     return 0 if report["valid"] else 1
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def main(argv: list[str] | None = None) -> int:
