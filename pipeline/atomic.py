@@ -2,6 +2,10 @@
 
 A crash leaves at most a ``.tmp-*`` entry behind, never a partial file under the final name, so a
 file (or folder) that exists under its final name is complete.
+
+A write that fails because its file system is full is said so (:func:`no_space`): ``atomic_path`` looks at the
+room left while the failed temporary is still there, since GDAL's write errors (``Write failed``, ``TIFFAppendToStrip:
+Seek error``) do not carry the ``ENOSPC`` that libtiff saw.
 """
 from __future__ import annotations
 
@@ -17,6 +21,10 @@ from typing import Any
 
 import orjson
 
+from pipeline.errors import BuildError, NoSpace, PipelineError, ProcessDied, out_of_space, short_reason
+
+#: Less room than this on a file system where a write just failed means the write failed for want of room.
+FULL_BYTES = 64 << 20
 
 class TargetExists(FileExistsError):
     """:func:`atomic_path` with ``replace=False`` found a folder that is not empty at its target."""
@@ -32,8 +40,13 @@ def atomic_path(target: str | Path, *, replace: bool = True) -> Iterator[Path]:
     (one rename, so of two writers of one folder exactly one wins, whatever their timing).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    except OSError as exc:
+        if (full := no_space(exc, target.parent)) is not None:
+            raise full from exc
+        raise
     inner = tmp / target.name
     try:
         yield inner
@@ -47,8 +60,62 @@ def atomic_path(target: str | Path, *, replace: bool = True) -> Iterator[Path]:
             if replace or exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
             raise TargetExists(errno.EEXIST, "exists and is not empty", str(target)) from exc
+    except TargetExists:
+        raise
+    except Exception as exc:
+        if (full := no_space(exc, inner, shown=target)) is not None:  # its part still there: the room it left
+            raise full from exc
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Bytes this process may still write on the file system of ``path`` (or of its nearest existing parent);
+    None when that cannot be told."""
+    got = _room(path)
+    return got[0] if got is not None else None
+
+
+def nearly_full(path: str | Path) -> int | None:
+    """The bytes left on the file system of ``path`` when they are fewer than :data:`FULL_BYTES` or 1 % of its
+    size (a task that would start there does no work in vain: its first write would fail); else None."""
+    got = _room(path)
+    return got[0] if got is not None and got[0] < min(FULL_BYTES, got[1] // 100) else None
+
+
+def _room(path: str | Path) -> tuple[int, int] | None:
+    """(bytes this process may still write, size) of the file system of ``path`` or its nearest existing parent."""
+    p = Path(path)
+    while not p.exists() and p.parent != p:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except (OSError, AttributeError):  # no statvfs (not POSIX)
+        return None
+    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use the reserved blocks
+    return free * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def no_space(exc: BaseException, path: str | Path, *, shown: str | Path | None = None) -> NoSpace | None:
+    """``exc`` as a :class:`~pipeline.errors.NoSpace` when it is the failure of a write to ``path`` for want of
+    room: an ``ENOSPC`` / ``EDQUOT`` error (or one raised from it: a reject, a fetch error), or any failure that is
+    not one the pipeline means (an input's reject, a configuration) while less than :data:`FULL_BYTES` are left
+    there; else None.  ``shown``: the
+    path the error names (default ``path``; e.g. the target of a temporary)."""
+    if isinstance(exc, NoSpace):
+        return None
+    full = out_of_space(exc)  # also a reject or fetch error raised from one: no reject, no failed source
+    if full is not None:
+        return NoSpace(shown or full.filename or path, free_bytes(path),
+                       short_reason(f"{type(full).__name__}: {full}"))
+    if isinstance(exc, ProcessDied) or (isinstance(exc, PipelineError) and not isinstance(exc, BuildError)):
+        return None
+    free = free_bytes(path)
+    cause = short_reason(f"{type(exc).__name__}: {exc}")
+    if free is not None and free < FULL_BYTES:
+        return NoSpace(shown or path, free, cause)
+    return None
 
 
 def write_text(target: str | Path, text: str) -> None:

@@ -23,6 +23,7 @@
     │       └── ThumbnailError             a tile of it that cannot be made into a thumbnail
     └── BuildError                       a build that cannot go on (also a ``RuntimeError``)
         ├── ProcessDied                    a forked child killed by a signal (a native crash, out of memory)
+        ├── NoSpace                        a write that failed because its file system is full: never a reject
         └── SourceFailed                   sources whose fetch failed: no release unless a partial one is allowed
 
 Input errors are *per item*: the tasks turn them into ``rejects.csv`` rows (``stage`` says where) and go on
@@ -201,6 +202,34 @@ class ProcessTimedOut(ProcessDied):
     def __init__(self, pid: int, seconds: float):
         self.pid, self.status, self.seconds = pid, -9, seconds
         BuildError.__init__(self, f"forked process {pid} ran longer than {seconds:g} s and was stopped")
+
+
+class NoSpace(BuildError):
+    """A write that failed because the file system it writes to is full (``ENOSPC``, a spent quota, or a GDAL
+    write error with next to no room left, :func:`pipeline.atomic.no_space`): the machine's problem, not an
+    input's, so it is never a ``rejects.csv`` row nor a source's failure.  What the build wrote before stays
+    (every output is written whole or not at all); the same command, once there is room, goes on from there.
+    ``path``: where the write went; ``free``: bytes left there (None when unknown); ``cause``: the error seen."""
+
+    def __init__(self, path: str | PathLike[str], free: int | None, cause: str):
+        self.path, self.free, self.cause = str(path), free, cause
+        room = "" if free is None else f" ({free / 2**20:,.1f} MiB free)"
+        super().__init__(f"no space left on the device of {self.path}{room}: {cause}; free space there and run "
+                         "the same command again (what the build has written so far is kept)")
+
+
+def out_of_space(exc: BaseException | None) -> OSError | None:
+    """The ``ENOSPC`` / ``EDQUOT`` error that ``exc`` is or was caused by (its ``__cause__`` / ``__context__``
+    chain: a reject or a fetch error raised *from* a full disk), or None."""
+    import errno
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def signal_words(status: int) -> str:

@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from pipeline.errors import BuildError, ProcessDied, ProcessTimedOut, SceneRejected, signal_words
+from pipeline.errors import BuildError, NoSpace, ProcessDied, ProcessTimedOut, SceneRejected, out_of_space, signal_words
 
 T = TypeVar("T")
 
@@ -102,6 +102,8 @@ def _outcome_bytes(fn: Callable[..., Any], args: tuple, kwargs: dict) -> bytes:
     try:
         return _dumps((True, fn(*args, **kwargs)))
     except BaseException as exc:  # noqa: BLE001  (handed to the caller, who raises it)
+        if (full := out_of_space(exc)) is not None and not isinstance(exc, NoSpace):  # its cause is not pickled
+            exc = NoSpace(full.filename or "?", None, f"{type(full).__name__}: {full}")
         exc.add_note("in the forked process:\n" + "".join(traceback.format_exception(exc)).rstrip())
         try:
             data = _dumps((False, exc))

@@ -32,6 +32,9 @@ from typing import TYPE_CHECKING, ClassVar
 
 import luigi
 
+from pipeline.atomic import nearly_full, no_space
+from pipeline.errors import NoSpace
+
 #: The environment variable holding this build's id (forked and spawned workers inherit it).
 BUILD_ENV = "OEM_BUILD_ID"
 PARTIAL_SUFFIX = ".partial"
@@ -64,8 +67,9 @@ def _partial_aware(run):
             partial = self._before_run()
             try:
                 yield from run(self)
-            except BaseException:
+            except BaseException as exc:
                 self._abandon()
+                self._raise_no_space(exc)
                 raise
             self._after_run(partial)
         wrapped = gen
@@ -79,8 +83,9 @@ def _partial_aware(run):
                 try:
                     with self._collector():
                         result = run(self)
-                except BaseException:
+                except BaseException as exc:
                     self._abandon()
+                    self._raise_no_space(exc)
                     raise
                 self._after_run(partial)
                 return result
@@ -233,9 +238,24 @@ class PipelineTask(luigi.Task):
         with _file_lock(work_dir() / "locks" / f"{self.task_family}-{self.digest()}.lock", waiting) as waited:
             yield waited and self.complete()
 
+    def _outputs_folder(self) -> Path | None:
+        targets = [t for t in luigi.task.flatten(self.output()) if isinstance(t, luigi.LocalTarget)]
+        return Path(targets[0].path).parent if targets else None
+
+    def _raise_no_space(self, exc: BaseException) -> None:
+        """Raise ``exc`` as :class:`~pipeline.errors.NoSpace` when it is a write that failed for want of room
+        (:func:`pipeline.atomic.no_space`; most writes go through ``atomic_path``, which says so itself)."""
+        folder = self._outputs_folder()
+        if isinstance(exc, Exception) and folder is not None and (full := no_space(exc, folder)) is not None:
+            raise full from exc
+
     def _before_run(self) -> bool:
         from tasks import progress
 
+        folder = self._outputs_folder()
+        free = nearly_full(folder) if folder is not None else None
+        if folder is not None and free is not None:  # fail now: no work done in vain until a write fails
+            raise NoSpace(folder, free, f"the file system was (nearly) full before {self.task_family} started")
         _freeze_inherited()
         _trace_crashes()
         progress.on_run(self)  # the stage's figures as the task's status (luigid)

@@ -13,6 +13,7 @@ from pathlib import Path
 import luigi
 
 from pipeline import atomic
+from pipeline.atomic import no_space
 from pipeline.errors import PipelineInputError
 from pipeline.sources.outcome import failure_of, failure_record, is_source_failure
 from tasks.base import PipelineTask
@@ -77,6 +78,8 @@ class FetchSource(SourceParams, PipelineTask):
             with reusing(self._reuse_earlier(src, dest)):
                 record = self._fetch(src, dest)
         except Exception as exc:  # noqa: BLE001 - filtered: only expected failures cost the source alone
+            if (full := no_space(exc, dest)) is not None:  # the machine's disk, not the source: the build stops
+                raise full from exc
             if not is_source_failure(exc):
                 raise
             # the source fails alone: recorded for this build only (tasks.base), every other source goes on

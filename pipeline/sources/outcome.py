@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import PipelineError, PipelineInputError, short_reason
+from pipeline.errors import NoSpace, PipelineError, PipelineInputError, short_reason
 from pipeline.sources.config import SourceConfig
 
 #: The ``stage`` of a whole-source failure in its records and its ``rejects.csv`` row.
@@ -38,8 +38,9 @@ def failure_record(source: SourceConfig, dest: Path, exc: BaseException) -> dict
 
 def is_source_failure(exc: BaseException) -> bool:
     """Whether ``exc`` from a source's fetch fails that source only (an expected failure: a pipeline error or
-    an OS error reading its location), rather than being a bug that should stop the build."""
-    return isinstance(exc, (PipelineError, OSError))
+    an OS error reading its location), rather than being a bug that should stop the build.  A full disk
+    (:class:`~pipeline.errors.NoSpace`) is the machine's problem: it stops the build, whatever the source."""
+    return isinstance(exc, (PipelineError, OSError)) and not isinstance(exc, NoSpace)
 
 
 def failure_of(record: dict[str, Any]) -> dict[str, str] | None:

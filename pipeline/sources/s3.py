@@ -20,7 +20,8 @@ import botocore.exceptions
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from pipeline.errors import FetchError
+from pipeline.atomic import free_bytes
+from pipeline.errors import FetchError, NoSpace, out_of_space
 from pipeline.sources.rawreuse import link_earlier
 
 #: An ETag that is the plain md5 of the object (single-part upload); multipart ETags end in ``-<n>``.
@@ -194,6 +195,8 @@ def _transfer(client: Any, bucket: str, key: str, part: Path, size: int, plain_m
             if code == "InvalidRange":
                 part.unlink(missing_ok=True)
         except (botocore.exceptions.BotoCoreError, OSError) as exc:
+            if out_of_space(exc) is not None:  # the disk is full: no retry helps
+                raise NoSpace(part, free_bytes(part), f"{type(exc).__name__}: {exc}") from exc
             reason = f"{type(exc).__name__}: {exc}"
         else:
             got = part.stat().st_size if part.exists() else 0
