@@ -23,7 +23,8 @@ import orjson
 
 from pipeline.errors import BuildError, NoSpace, PipelineError, ProcessDied, out_of_space, short_reason
 
-#: Less room than this on a file system where a write just failed means the write failed for want of room.
+#: Less room than this (or than 5 % of a small file system) is a full disk: a write that failed there failed for
+#: want of room (:func:`nearly_full`).
 FULL_BYTES = 64 << 20
 
 class TargetExists(FileExistsError):
@@ -78,10 +79,11 @@ def free_bytes(path: str | Path) -> int | None:
 
 
 def nearly_full(path: str | Path) -> int | None:
-    """The bytes left on the file system of ``path`` when they are fewer than :data:`FULL_BYTES` or 1 % of its
-    size (a task that would start there does no work in vain: its first write would fail); else None."""
+    """The bytes left on the file system of ``path`` when they are fewer than :data:`FULL_BYTES` or 5 % of its
+    size, whichever is smaller (a write failing there failed for want of room; a task starting there would do
+    its work in vain); else None."""
     got = _room(path)
-    return got[0] if got is not None and got[0] < min(FULL_BYTES, got[1] // 100) else None
+    return got[0] if got is not None and got[0] < min(FULL_BYTES, got[1] // 20) else None
 
 
 def _room(path: str | Path) -> tuple[int, int] | None:
@@ -99,9 +101,9 @@ def _room(path: str | Path) -> tuple[int, int] | None:
 
 def no_space(exc: BaseException, path: str | Path, *, shown: str | Path | None = None) -> NoSpace | None:
     """``exc`` as a :class:`~pipeline.errors.NoSpace` when it is the failure of a write to ``path`` for want of
-    room: an ``ENOSPC`` / ``EDQUOT`` error (or one raised from it: a reject, a fetch error), or any failure that is
-    not one the pipeline means (an input's reject, a configuration) while less than :data:`FULL_BYTES` are left
-    there; else None.  ``shown``: the
+    room: an ``ENOSPC`` / ``EDQUOT`` error (or one raised from it: a reject, a fetch error), or a failure without
+    an errno that is not one the pipeline means (GDAL's write errors; not an input's reject, a configuration)
+    while the file system is :func:`nearly_full`; else None.  ``shown``: the
     path the error names (default ``path``; e.g. the target of a temporary)."""
     if isinstance(exc, NoSpace):
         return None
@@ -109,13 +111,11 @@ def no_space(exc: BaseException, path: str | Path, *, shown: str | Path | None =
     if full is not None:
         return NoSpace(shown or full.filename or path, free_bytes(path),
                        short_reason(f"{type(full).__name__}: {full}"))
-    if isinstance(exc, ProcessDied) or (isinstance(exc, PipelineError) and not isinstance(exc, BuildError)):
+    if isinstance(exc, ProcessDied) or (isinstance(exc, PipelineError) and not isinstance(exc, BuildError)) \
+            or (isinstance(exc, OSError) and exc.errno is not None):  # its errno says what it is (EROFS, EACCES)
         return None
-    free = free_bytes(path)
-    cause = short_reason(f"{type(exc).__name__}: {exc}")
-    if free is not None and free < FULL_BYTES:
-        return NoSpace(shown or path, free, cause)
-    return None
+    free = nearly_full(path)  # a GDAL error (no errno) with next to no room left: the write failed for want of it
+    return NoSpace(shown or path, free, short_reason(f"{type(exc).__name__}: {exc}")) if free is not None else None
 
 
 def write_text(target: str | Path, text: str) -> None:

@@ -73,14 +73,15 @@ def test_a_gdal_write_error_is_no_space_only_when_the_disk_is_full(monkeypatch, 
 def test_failures_the_pipeline_means_stay_what_they_are(monkeypatch, tmp_path):
     _disk(monkeypatch, free=0)
     for exc in (SceneRejected("a.tif", "too coarse"), ConfigError("bad"), ProcessDied(1, -9),
-                NoSpace("x", 0, "seen")):
+                NoSpace("x", 0, "seen"), OSError(errno.EROFS, "Read-only file system"),
+                OSError(errno.EACCES, "Permission denied")):  # an errno says what it is, full disk or not
         assert atomic.no_space(exc, tmp_path) is None, exc
 
 
-def test_nearly_full_is_under_64_mib_or_one_percent(monkeypatch, tmp_path):
+def test_nearly_full_is_under_64_mib_or_five_percent(monkeypatch, tmp_path):
     _disk(monkeypatch, free=50 << 20)
     assert atomic.nearly_full(tmp_path) == 50 << 20
-    _disk(monkeypatch, free=50 << 20, size=1 << 30)  # a 1 GiB file system: 1 % is 10 MiB
+    _disk(monkeypatch, free=50 << 20, size=512 << 20)  # a 512 MiB file system: 5 % is 25.6 MiB
     assert atomic.nearly_full(tmp_path) is None
     _disk(monkeypatch, free=100 << 20)
     assert atomic.nearly_full(tmp_path) is None
@@ -159,3 +160,25 @@ def test_a_build_on_a_full_disk_fails_in_one_line_and_goes_on_once_there_is_room
 
     assert content(built) == content(reference)
     assert (built / "rejects.csv").read_text() == (reference / "rejects.csv").read_text()
+
+
+def test_a_data_folder_that_cannot_be_written_is_refused_in_one_line(tmp_path):
+    """A read-only mount as the data folder (on a 60 MiB file system, i.e. "nearly full" by size): not a full disk
+    (its errno says what it is) and not a traceback: the root refuses before any task, naming the folder."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("user and mount namespaces are not available here")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(DEMO_SOURCES)
+    cmd = " ".join(shlex.quote(a) for a in luigi_cmd(mnt / "data", sources))
+    script = (f"mount -t tmpfs -o size=60m tmpfs {shlex.quote(str(mnt))} || exit 77; mkdir {shlex.quote(str(mnt))}/data"
+              f" && mount -o remount,ro {shlex.quote(str(mnt))} && cd {ROOT} && {cmd}")
+    proc = subprocess.run(["unshare", "-rm", "bash", "-c", script], env=pipeline_env(), capture_output=True,
+                          text=True, timeout=300)
+    if proc.returncode == 77:
+        pytest.skip("cannot mount a tmpfs in a user namespace here")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in out, out
+    assert f"ERROR: cannot build: the data folder {mnt / 'data'} cannot be written (Read-only file system" in out
+    assert "no space left" not in out
