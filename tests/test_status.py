@@ -52,3 +52,6 @@ def test_status_json_matches_the_release_and_work_folders(tmp_path):
                           text=True, timeout=120).stdout
     assert f"{region}: 3 tiles, 2 labelled, 1 pending" in text and f"{rel.name}: 2 images" in text
     assert "1 pending, 1 rejects (annotation 1)" in text, text
+    same = subprocess.run([sys.executable, "-m", "pipeline", "status", "--PipelineConfig-data-dir", str(data)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)  # as the build was given it
+    assert same.returncode == 0 and same.stdout == text, same.stderr

@@ -150,12 +150,14 @@ def format_status(st: dict[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data_dir", nargs="?", default="data", help="the data folder ([PipelineConfig] data_dir)")
+    parser.add_argument("data_dir", nargs="?", default=None, help="the data folder (default: data)")
+    parser.add_argument("--PipelineConfig-data-dir", dest="config_data_dir", default=None, metavar="DATA_DIR",
+                        help="the same, written as on the luigi command line")
     parser.add_argument("--json", action="store_true", help="print JSON (for scripts)")
 
 
 def run(args: argparse.Namespace) -> int:
-    data = Path(args.data_dir)
+    data = Path(args.data_dir or args.config_data_dir or "data")
     if not data.is_dir():
         print(f"{data}: no such data folder")
         return 1
