@@ -27,6 +27,7 @@ from pipeline.errors import BuildError, NoSpace, PipelineError, ProcessDied, out
 #: want of room (:func:`nearly_full`).
 FULL_BYTES = 64 << 20
 
+
 class TargetExists(FileExistsError):
     """:func:`atomic_path` with ``replace=False`` found a folder that is not empty at its target."""
 
@@ -103,8 +104,8 @@ def no_space(exc: BaseException, path: str | Path, *, shown: str | Path | None =
     """``exc`` as a :class:`~pipeline.errors.NoSpace` when it is the failure of a write to ``path`` for want of
     room: an ``ENOSPC`` / ``EDQUOT`` error (or one raised from it: a reject, a fetch error), or a failure without
     an errno that is not one the pipeline means (GDAL's write errors; not an input's reject, a configuration)
-    while the file system is :func:`nearly_full`; else None.  ``shown``: the
-    path the error names (default ``path``; e.g. the target of a temporary)."""
+    while the file system is :func:`nearly_full`; else None.  ``shown``: the path the error names (default
+    ``path``; e.g. the target of a temporary)."""
     if isinstance(exc, NoSpace):
         return None
     full = out_of_space(exc)  # also a reject or fetch error raised from one: no reject, no failed source
