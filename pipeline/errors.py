@@ -209,13 +209,15 @@ class NoSpace(BuildError):
     write error with next to no room left, :func:`pipeline.atomic.no_space`): the machine's problem, not an
     input's, so it is never a ``rejects.csv`` row nor a source's failure.  What the build wrote before stays
     (every output is written whole or not at all); the same command, once there is room, goes on from there.
-    ``path``: where the write went; ``free``: bytes left there (None when unknown); ``cause``: the error seen."""
+    ``path``: where the write went (None when unknown); ``free``: bytes left there (None when unknown);
+    ``cause``: the error seen."""
 
-    def __init__(self, path: str | PathLike[str], free: int | None, cause: str):
-        self.path, self.free, self.cause = str(path), free, cause
+    def __init__(self, path: str | PathLike[str] | None, free: int | None, cause: str):
+        self.path, self.free, self.cause = (str(path) if path else None), free, cause
+        where = f" of {self.path}" if self.path else " written to"
         room = "" if free is None else f" ({free / 2**20:,.1f} MiB free)"
-        super().__init__(f"no space left on the device of {self.path}{room}: {cause}; free space there and run "
-                         "the same command again (what the build has written so far is kept)")
+        super().__init__(f"no space left on the device{where}{room}: {cause}; free space there and run the same "
+                         "command again (what the build has written so far is kept)")
 
 
 def out_of_space(exc: BaseException | None) -> OSError | None:

@@ -103,7 +103,7 @@ def _outcome_bytes(fn: Callable[..., Any], args: tuple, kwargs: dict) -> bytes:
         return _dumps((True, fn(*args, **kwargs)))
     except BaseException as exc:  # noqa: BLE001  (handed to the caller, who raises it)
         if (full := out_of_space(exc)) is not None and not isinstance(exc, NoSpace):  # its cause is not pickled
-            exc = NoSpace(full.filename or "?", None, f"{type(full).__name__}: {full}")
+            exc = NoSpace(full.filename, None, f"{type(full).__name__}: {full}")
         exc.add_note("in the forked process:\n" + "".join(traceback.format_exception(exc)).rstrip())
         try:
             data = _dumps((False, exc))

@@ -58,6 +58,12 @@ def test_a_reject_or_fetch_error_raised_from_a_full_disk_is_no_space(tmp_path):
         forked.start(reject).result()
     assert crossed.value.path == "/data/work/t.tif"
 
+    def write():
+        raise OSError(errno.ENOSPC, "No space left on device")  # a write names no file
+
+    with pytest.raises(NoSpace, match=r"^no space left on the device written to: OSError: \[Errno 28\]"):
+        forked.start(write).result()
+
 
 def test_a_gdal_write_error_is_no_space_only_when_the_disk_is_full(monkeypatch, tmp_path):
     """GDAL's write errors do not carry libtiff's ENOSPC: the room left (the failed part still there) tells."""
