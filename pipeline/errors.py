@@ -216,8 +216,10 @@ class NoSpace(BuildError):
         self.path, self.free, self.cause = (str(path) if path else None), free, cause
         where = f" of {self.path}" if self.path else " written to"
         room = "" if free is None else f" ({free / 2**20:,.1f} MiB free)"
-        super().__init__(f"no space left on the device{where}{room}: {cause}; free space there and run the same "
-                         "command again (what the build has written so far is kept)")
+        super().__init__(f"no space left on the device{where}{room}: {cause}; free space there (`python -m pipeline "
+                         "prune` with the build's options lists what no build with them uses, e.g. the work of "
+                         "older code or settings; `--delete` removes it) and run the same command again (what the "
+                         "build has written so far is kept)")
 
 
 def out_of_space(exc: BaseException | None) -> OSError | None:

@@ -30,6 +30,7 @@ def test_enospc_and_a_spent_quota_are_no_space(tmp_path):
         full = atomic.no_space(exc, tmp_path)
         assert isinstance(full, NoSpace) and full.path == str(tmp_path / "a.tif")
         assert str(full).startswith(f"no space left on the device of {tmp_path / 'a.tif'} (")
+        assert "`python -m pipeline prune` with the build's options lists" in str(full)
         assert "run the same command again" in str(full)
     assert atomic.no_space(OSError(errno.ENOENT, "No such file"), tmp_path) is None
 
