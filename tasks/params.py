@@ -19,7 +19,7 @@ from luigi.task_register import Register
 
 from pipeline.datafolder import location_problem, remember_location
 from pipeline.dataset.ids import check_release_name
-from pipeline.errors import ConfigError, NoSpace, ReleaseTaken
+from pipeline.errors import ConfigError, ReleaseTaken
 from pipeline.params import config_problems
 from tasks import plan, versions
 from tasks.config import (
@@ -242,9 +242,7 @@ def derive(release: str) -> dict:
     }
     if not plan.is_read_only():  # the configuration is good: this build writes into the data folder
         try:
-            remember_location(data_dir())
-        except NoSpace:
-            raise
+            remember_location(data_dir())  # a full disk is NoSpace (pipeline.atomic), not an OSError
         except OSError as exc:  # a read-only mount, a folder of another user: before any task, in one line
             raise ConfigError(f"the data folder {data_dir()} cannot be written ({exc.strerror or exc}: "
                               f"{exc.filename or data_dir()}): set --PipelineConfig-data-dir to a folder this "
