@@ -115,13 +115,32 @@ def test_no_space_crosses_a_fork_and_is_no_source_failure():
     assert is_source_failure(OSError(errno.EACCES, "Permission denied"))  # a location it cannot read: the source's
 
 
-SCRIPT = """
-set -u
-mount -t tmpfs -o size=60m tmpfs {mnt} || exit 77
-{full} > {log1} 2>&1; echo $? > {rc1}
+def _demo_on_tmpfs(tmp_path: Path, script: str, *, timeout: float, **names: Path) -> subprocess.CompletedProcess:
+    """Run the shell ``script`` in a user and mount namespace with a 60 MiB tmpfs mounted at ``tmp_path / "mnt"``
+    (skipped where ``unshare`` cannot make one).  In ``script``, ``{mnt}`` is that folder, ``{build}`` the small
+    demo's build with its data folder there, and each of ``names`` its path (all quoted for the shell)."""
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("user and mount namespaces are not available here (unshare)")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(DEMO_SOURCES)
+    build = f"cd {shlex.quote(str(ROOT))} && " + " ".join(shlex.quote(a) for a in luigi_cmd(mnt / "data", sources))
+    quoted = {k: shlex.quote(str(v)) for k, v in {"mnt": mnt, **names}.items()}
+    body = f"set -u\nmount -t tmpfs -o size=60m tmpfs {quoted['mnt']} || exit 77\n" + script.format(build=build,
+                                                                                                    **quoted)
+    proc = subprocess.run(["unshare", "-rm", "bash", "-c", body], env=pipeline_env(), capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode == 77:
+        pytest.skip("cannot mount a tmpfs in a user namespace here")
+    return proc
+
+
+FILL_THEN_GROW = """
+{build} > {log1} 2>&1; echo $? > {rc1}
 cp -a {mnt}/data/work {mnt}/data/catalog {after}/ 2>/dev/null
 mount -o remount,size=400m {mnt}
-{full} > {log2} 2>&1; echo $? > {rc2}
+{build} > {log2} 2>&1; echo $? > {rc2}
 cp -a {mnt}/data/releases {after}/
 """
 
@@ -131,24 +150,11 @@ def test_a_build_on_a_full_disk_fails_in_one_line_and_goes_on_once_there_is_room
     tiling.  Each failed task is one line naming the device and the room left (no traceback); no scene becomes
     a reject, the source is not recorded as failed; given room (the tmpfs grown), the same command builds the
     release the reference build made, file for file."""
-    if shutil.which("unshare") is None:
-        pytest.skip("no unshare (util-linux)")
-    if subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode != 0:
-        pytest.skip("user and mount namespaces are not available here")
     reference = release_dir(reference_build(tmp_path_factory))
-    mnt, after = tmp_path / "mnt", tmp_path / "after"
-    mnt.mkdir()
+    after = tmp_path / "after"
     after.mkdir()
-    sources = tmp_path / "sources.yaml"
-    sources.write_text(DEMO_SOURCES)
-    cmd = " ".join(shlex.quote(a) for a in luigi_cmd(mnt / "data", sources))
-    names = {k: shlex.quote(str(tmp_path / k)) for k in ("log1", "log2", "rc1", "rc2")}
-    script = SCRIPT.format(mnt=shlex.quote(str(mnt)), after=shlex.quote(str(after)), full=f"cd {ROOT} && {cmd}",
-                           **names)
-    proc = subprocess.run(["unshare", "-rm", "bash", "-c", script], env=pipeline_env(), capture_output=True,
-                          text=True, timeout=600)
-    if proc.returncode == 77:
-        pytest.skip("cannot mount a tmpfs in a user namespace here")
+    _demo_on_tmpfs(tmp_path, FILL_THEN_GROW, timeout=600, after=after,
+                   **{k: tmp_path / k for k in ("log1", "log2", "rc1", "rc2")})
     first = (tmp_path / "log1").read_text()
     assert int((tmp_path / "rc1").read_text()) != 0, first
     failed = [line for line in first.splitlines() if line.startswith("ERROR: ")]
@@ -172,20 +178,9 @@ def test_a_build_on_a_full_disk_fails_in_one_line_and_goes_on_once_there_is_room
 def test_a_data_folder_that_cannot_be_written_is_refused_in_one_line(tmp_path):
     """A read-only mount as the data folder (on a 60 MiB file system, i.e. "nearly full" by size): not a full disk
     (its errno says what it is) and not a traceback: the root refuses before any task, naming the folder."""
-    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
-        pytest.skip("user and mount namespaces are not available here")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    sources = tmp_path / "sources.yaml"
-    sources.write_text(DEMO_SOURCES)
-    cmd = " ".join(shlex.quote(a) for a in luigi_cmd(mnt / "data", sources))
-    script = (f"mount -t tmpfs -o size=60m tmpfs {shlex.quote(str(mnt))} || exit 77; mkdir {shlex.quote(str(mnt))}/data"
-              f" && mount -o remount,ro {shlex.quote(str(mnt))} && cd {ROOT} && {cmd}")
-    proc = subprocess.run(["unshare", "-rm", "bash", "-c", script], env=pipeline_env(), capture_output=True,
-                          text=True, timeout=300)
-    if proc.returncode == 77:
-        pytest.skip("cannot mount a tmpfs in a user namespace here")
+    proc = _demo_on_tmpfs(tmp_path, "mkdir {mnt}/data && mount -o remount,ro {mnt} && {build}", timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in out, out
-    assert f"ERROR: cannot build: the data folder {mnt / 'data'} cannot be written (Read-only file system" in out
+    data = tmp_path / "mnt" / "data"
+    assert f"ERROR: cannot build: the data folder {data} cannot be written (Read-only file system" in out
     assert "no space left" not in out
