@@ -83,7 +83,8 @@ def _fetch_entry(root, source: list, src) -> dict[str, Any]:
     earlier = load_json(newest(others)) if others else None
     entry = {"kind": src.kind, "location": src.location, "license": src.license, "attribution": src.attribution}
     why = fetch_reason(earlier if isinstance(earlier, dict) else None, source_digest(src), entry,
-                       code_version("fetch"), source_digest(src, labels=False), limits_digest(src))
+                       code_version("fetch"), source_digest(src, labels=False, pixels=False), limits_digest(src),
+                       source_digest(src, labels=False))
     return {"action": "fetch" if why == "new" else "refetch", "why": why}
 
 

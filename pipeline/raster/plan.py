@@ -29,9 +29,12 @@ Policies implemented here (see docs/ARCHITECTURE.md, "Prepared plan", "GSD rule"
 * **Resampling.** Images :data:`IMAGE_AREA_METHOD` (``box+bilinear``: an integer box pre-reduction in
   GDAL's read, then bilinear, see :mod:`pipeline.raster.warp`) when downsampling by more than 1.2x
   (native < gsd / 1.2), else ``bilinear``; labels ``mode`` resp. ``nearest`` (labels never interpolate).
-* **Bands.** 1 band -> grey replicated to RGB; 2 bands with band 2 alpha -> grey + alpha; 3 bands ->
-  RGB; 4 bands with band 4 alpha (colour interpretation, or ``scene.extra["alpha_band"] == 4``) -> RGB +
-  alpha used as the nodata mask; 4 other bands -> the first three; anything else is rejected.
+* **Bands.** The source's ``options.bands`` (``scene.extra["bands"]``: the numbers of the red, green and blue
+  bands, e.g. ``[3, 2, 1]`` for blue-green-red-NIR, a band the file lacks is a reject), else the bands whose
+  colour interpretation is red, green and blue (in whatever order the file has them), else by count: 1 band
+  -> grey replicated to RGB; 2 bands with band 2 alpha -> grey + alpha; 3 bands -> RGB; 4 bands -> the first
+  three; anything else is rejected, naming ``options.bands``.  A band marked alpha (colour interpretation,
+  or ``scene.extra["alpha_band"]``) and not used as a colour is the nodata mask.
 * **Radiometry.** ``uint8`` is used as is.  Any other data type is stretched linearly per band from its
   2nd to its 98th percentile of valid pixels to 0..255; the percentiles come from a decimated read of at
   most about 1024x1024 samples and are recorded in the plan (``low`` / ``high``).
@@ -87,10 +90,20 @@ AREA_RESAMPLING_FACTOR = 1.2
 IMAGE_AREA_METHOD = "box+bilinear"
 
 
-def _band_policy(ds: rasterio.io.DatasetReader, file: str) -> tuple[list[int], int | None]:
-    """(bands used as R, G, B; alpha band or None) following the band policy of the module doc."""
+def _band_policy(ds: rasterio.io.DatasetReader, file: str, chosen: Sequence[int] | None = None
+                 ) -> tuple[list[int], int | None]:
+    """(bands used as R, G, B; alpha band or None) following the band policy of the module doc; ``chosen``:
+    the source's ``options.bands`` (``scene.extra["bands"]``)."""
     n = ds.count
-    ci = ds.colorinterp
+    ci = list(ds.colorinterp)
+    if chosen:
+        missing = [b for b in chosen if not 1 <= int(b) <= n]
+        if missing:
+            raise SceneRejected(file, f"options.bands {list(chosen)} names band {missing[0]}, the file has {n}")
+        return [int(b) for b in chosen], _alpha_beside(ci, chosen)
+    named = [ci.index(c) + 1 for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue) if ci.count(c) == 1]
+    if len(named) == 3:  # the file says which bands are red, green and blue (in any order)
+        return named, _alpha_beside(ci, named)
     if n == 1:
         return [1, 1, 1], None
     if n == 2 and ci[1] == ColorInterp.alpha:
@@ -99,7 +112,13 @@ def _band_policy(ds: rasterio.io.DatasetReader, file: str) -> tuple[list[int], i
         return [1, 2, 3], None
     if n == 4:
         return [1, 2, 3], (4 if ci[3] == ColorInterp.alpha else None)
-    raise SceneRejected(file, f"expects 1, 3 or 4 bands, got {n}")
+    raise SceneRejected(file, f"expects 1, 3 or 4 bands, got {n} (no band is marked red, green and blue: set the "
+                              f"source's options.bands to their numbers, e.g. [5, 3, 2])")
+
+
+def _alpha_beside(ci: list[ColorInterp], rgb: Sequence[int]) -> int | None:
+    """The first band marked alpha that is not one of ``rgb``, or None."""
+    return next((i + 1 for i, c in enumerate(ci) if c == ColorInterp.alpha and i + 1 not in rgb), None)
 
 
 def _decimated_shape(width: int, height: int, samples: int = STATS_SAMPLES) -> tuple[int, int]:
@@ -321,7 +340,7 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
     file = scene.image
     with rasterio.Env(**GDAL_ENV), open_scene(scene) as ds:
         dtype = _check_georeference(ds, file)
-        bands, alpha = _band_policy(ds, file)
+        bands, alpha = _band_policy(ds, file, (scene.extra or {}).get("bands"))
         try:
             gsd_native, (lon, lat) = native_gsd_m(ds.crs, ds.transform, ds.width, ds.height)
         except Exception as exc:  # noqa: BLE001 - any projection failure is a bad georeference

@@ -46,11 +46,14 @@ def digest_siblings(folder: Path, name: str, suffix: str = "") -> list[Path]:
 
 
 def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_code: str,
-                 content_digest: str | None = None, limits_digest: str | None = None) -> str:
+                 content_digest: str | None = None, limits_digest: str | None = None,
+                 scenes_digest: str | None = None) -> str:
     """Why a source whose current raw folder is missing is fetched: ``earlier`` is the fetch record of its
     newest other raw folder (None: there is none); ``content_digest``: the entry's digest without what only
-    labels its images (``made_by.content``: then no scene is processed again, nor a file downloaded again);
-    ``limits_digest``: :func:`tasks.plan.limits_digest` (``made_by.limits``)."""
+    labels its images or says how their pixels are read (``made_by.content``: then no file is downloaded again);
+    ``scenes_digest``: without what only labels its images (``made_by.scenes``; a record made before it existed
+    had ``content`` for it: then no scene is processed again either); ``limits_digest``:
+    :func:`tasks.plan.limits_digest` (``made_by.limits``)."""
     if earlier is None:
         return "new"
     made = earlier.get("made_by")
@@ -58,6 +61,9 @@ def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_cod
         if made.get("entry") != entry_digest:
             if content_digest is not None and made.get("content") == content_digest \
                     and made.get("fetch_code") == fetch_code:
+                if scenes_digest is not None and made.get("scenes", made.get("content")) != scenes_digest:
+                    return ("options.bands changed (its files are reused, its scenes are prepared, tiled and "
+                            "labelled again)")
                 return ("only its licence, attribution, regions or acquisition range changed (its files and "
                         "scenes' work are reused)")
             return "entry changed"

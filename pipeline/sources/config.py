@@ -115,14 +115,21 @@ KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
 #: Options every kind accepts.  ``region``: the region of every scene of the source; ``regions``: ``{glob pattern:
 #: region}`` matched against scene ids (case-insensitive, first match in file order; for xBD a key may also be a
 #: disaster name); ``region_override``: the former name of ``region`` (still accepted); ``acquired_range``: the
-#: source's imagery period ``[start, end]`` for scenes without an acquisition time.
+#: source's imagery period ``[start, end]`` for scenes without an acquisition time; ``bands``: the numbers (from 1)
+#: of the bands to use as red, green and blue (default: the bands whose colour interpretation says so, else the
+#: band-count rule of :mod:`pipeline.raster.plan`).
 COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "sha256": (dict, {}),
     "region": (str, None),
     "regions": (dict, {}),
     "region_override": (str, None),
     "acquired_range": (list, None),
+    "bands": (list, None),
 }
+#: Options that say how a scene's pixels are read from its files, not which files: they key its scenes' work, not
+#: the content of its raw folder (:func:`pipeline.sources.object_store.source_digest`'s ``pixels``).  Left out of
+#: a source's options when unset, so that the digests of sources made before they existed do not change.
+PIXEL_OPTIONS = ("bands",)
 #: Region names as OpenEarthMap writes them (and the manifest schema's ``name``).
 REGION_NAME_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 
@@ -229,6 +236,10 @@ def _check_options(path: Path, name: str, options: dict[str, Any]) -> None:
         if not isinstance(pattern, str) or not pattern:
             raise _err(path, name, f"key 'options.regions': pattern {pattern!r} must be a non-empty string")
         _check_region_name(path, name, f"options.regions.{pattern}", region)
+    bands = options.get("bands")
+    if bands is not None and (len(bands) != 3 or not all(type(b) is int and b >= 1 for b in bands)):
+        raise _err(path, name, f"key 'options.bands' must be three band numbers from 1 (red, green, blue), "
+                               f"e.g. [3, 2, 1] for a blue-green-red-NIR file, got {bands!r}")
     rng = options.get("acquired_range")
     if rng is not None:
         days = [_iso_date(v) for v in rng]
@@ -297,6 +308,9 @@ def parse_sources(data: Any, path: Path) -> list[SourceConfig]:
             options[key] = value
         for key, (_, default) in spec.items():
             options.setdefault(key, default)
+        for key in PIXEL_OPTIONS:  # unset: left out (PIXEL_OPTIONS)
+            if options[key] is None:
+                del options[key]
         _check_options(path, name, options)
         if kind in ("stac", "openaerialmap"):
             from pipeline.sources.stac.options import option_problem

@@ -1,12 +1,13 @@
 """Start a downloaded source's new raw folder from an earlier one of the same content (no Luigi here).
 
 A source's raw folder is named by the digest of its whole ``sources.yaml`` entry (``tasks.plan``), what only
-labels its images included (licence and attribution, which its fetch record states for every file; the region
-and acquisition-range options: :data:`pipeline.sources.config.LABEL_OPTIONS`).  Correcting them makes a
-new raw folder, and fetching that from nothing would download the source again (tens of GB for xBD) for the
-same bytes.  So a new raw folder of a source fetched over the network (``http``, ``https``, ``s3`` locations)
+labels its images included (licence and attribution, which its fetch record states for every file; the region and
+acquisition-range options: :data:`pipeline.sources.config.LABEL_OPTIONS`), and so is how its pixels are read
+(``options.bands``: :data:`pipeline.sources.config.PIXEL_OPTIONS`). Changing them makes a new raw folder, and
+fetching that from nothing would download the source again (tens of GB for xBD) for the same bytes. So a new raw
+folder of a source fetched over the network (``http``, ``https``, ``s3`` locations)
 starts as hard links of the files of the newest complete raw folder of the same source whose fetch record was
-made from the same entry but those labels, by the same fetch code (its ``made_by``: ``content`` and
+made from the same entry but those labels and options, by the same fetch code (its ``made_by``: ``content`` and
 ``fetch_code``).  The fetch then finds its files in place, as after an interrupted fetch (a download whose file
 is there makes no request, an archive whose extraction marker matches is not extracted again; every fetch
 writes through new files renamed into place, never into an existing one), and writes its record with the

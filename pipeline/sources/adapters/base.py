@@ -234,9 +234,14 @@ class Adapter(ABC):
 
     @staticmethod
     def _finish(scene: Scene, source: SourceConfig) -> Scene:
+        """The scene with what ``sources.yaml`` sets for it: its region (``options.region``/``regions``) and the
+        bands read as red, green and blue (``options.bands``: ``extra["bands"]``, :mod:`pipeline.raster.plan`)."""
         override = scene_region(source.options, scene.scene_id)
         if override:
-            return replace(scene, region_hint=override)
+            scene = replace(scene, region_hint=override)
+        bands = (source.options or {}).get("bands")
+        if bands:
+            scene = replace(scene, extra={**(scene.extra or {}), "bands": [int(b) for b in bands]})
         return scene
 
 
