@@ -334,9 +334,12 @@ class SplitDataset(SplitParams, PreviousRelease, PipelineTask):
         kept = {**{k: v[1] for k, v in retired.items()}, **prev_splits}
         gone = self.retired_after((folder, name, prev_splits, prev_ids, retired), {image_key(im) for im in images})
         anchors = lineage_anchors(images, groups, kept, gone)  # a new key on a retired image's place
+        # the split of the benchmark an image comes from (pipeline.sources.adapters.openearthmap), below the lineage's
+        upstream = {image_key(im): im["upstream_split"] for im in images if im.get("upstream_split")}
         assignment, infos = split_dataset(images, ratios=self.ratios, trials=int(self.split_trials),
                                           seed=int(self.seed), groups=groups,
-                                          previous={**kept, **{k: split for k, (split, _) in anchors.items()}})
+                                          previous={**{k: split for k, (split, _) in anchors.items()}, **upstream,
+                                                    **kept})
         for im in images:
             im["split"] = assignment[im["id"]]
             im["group"] = groups.get(im["id"], im["id"])

@@ -75,6 +75,8 @@ def scene_digest(keys: SceneKeys, scene: Any) -> str:
     if folder is None or not os.path.abspath(scene.image).startswith(folder.rstrip("/") + "/"):
         return fallback
     record = {k: v for k, v in scene.to_dict().items() if k not in (*TERMS, "region_hint")}
+    if "upstream_split" in (record.get("extra") or {}):  # labels the scene's images, not their pixels
+        record["extra"] = {k: v for k, v in record["extra"].items() if k != "upstream_split"}
     stamps: list[list] = []
     for key in SCENE_FILES:
         if record.get(key):

@@ -136,6 +136,8 @@ def assemble_pool(
                 "bounds_lonlat": [round(v, 7) for v in
                                   transform_bounds(tile["crs"], "EPSG:4326", *tile["bounds"], densify_pts=21)],
                 "acquired": scene.acquired,
+                **({"upstream_split": scene.extra["upstream_split"]} if (scene.extra or {}).get("upstream_split")
+                   else {}),
                 "_image_src": str(folder / tile["image"]),
                 **_label_fields(labels.get(tile["tile_id"]), segments.get(tile["tile_id"]), folder),
             }

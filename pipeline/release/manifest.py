@@ -48,8 +48,9 @@ IMAGE_FIELDS: tuple[str, ...] = (
 #: Optional fields of one image record, kept when the caller's record has them: the stable key across
 #: releases (``<source>~<scene id>~<tile id>``, :mod:`pipeline.labels.keys`), the leakage group (see
 #: :mod:`pipeline.dataset.splits.leakage`) and the retired image whose place and split a new image keeps
-#: (:mod:`pipeline.dataset.splits.lineage`).
-IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group", "same_place_as")
+#: (:mod:`pipeline.dataset.splits.lineage`), and the split the image has in the benchmark it comes from (an
+#: OpenEarthMap-layout source's split files: :mod:`pipeline.sources.adapters.openearthmap`), which it keeps.
+IMAGE_OPTIONAL_FIELDS: tuple[str, ...] = ("key", "group", "same_place_as", "upstream_split")
 #: Optional top-level sections: the release this one follows, the tile selection record, UDA splits.
 OPTIONAL_SECTIONS: tuple[str, ...] = ("previous_release", "selection", "uda", "summary", "zones")
 #: Fields of one source entry.

@@ -24,7 +24,7 @@ from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 from pipeline.errors import SourcesError
 from pipeline.limits import DEFAULT_LIMITS, human_bytes, human_sizes
 
-KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo", "stac")
+KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo", "stac", "openearthmap")
 ALLOWED_SCHEMES = ("http", "https", "s3")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 #: Deepest nesting of mappings and lists accepted in a sources file.
@@ -80,6 +80,7 @@ StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yam
 #: Options each kind accepts, with their types and defaults.  Unknown options are errors.
 KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "demo": {"seed": (int, 0), "size": (str, "full")},
+    "openearthmap": {"keep_splits": (bool, True)},
     "local": {"labels": (str, None), "footprints": (str, None), "pattern": (str, "*.tif")},
     "xbd": {"split": (str, "train"), "geotransforms": (str, None)},
     "inria": {"split": (str, "train"), "cities": (list, None)},

@@ -6,7 +6,12 @@ Problems are errors, except two that a build cannot fix, reported as named warni
   counts are a warning, not an error (:mod:`pipeline.dataset.splits`, *One leakage group*).
 * ``class-frozen-out-of-train``: a class missing from a region's train split whose every image is *held* by
   the previous release: released there in val/test (they never move), or in a leakage group with such an image.
-  Which images were released before is read from ``stats/changes.json`` (every image not *added*).
+  Which images were released before is read from ``stats/changes.json`` (every image not *added*).  An image
+  that keeps its source benchmark's split (``upstream_split``) is held too.
+* ``upstream-split``: a region's split counts off the ratios while its images that keep their source
+  benchmark's split (``upstream_split``) alone already fill a split beyond them, or leave too few other images
+  to fill one; an image whose split is not its ``upstream_split`` is an error, unless the previous release
+  held it in that split (a warning: the upstream split changed after it was released).
 * ``train-quota-full``: a class missing from train although some image with it is not held, when no such image
   (with its leakage group) could have moved to train without a split count leaving the tolerance and no image
   of this release is in train that a swap could move out.
@@ -33,6 +38,8 @@ from pipeline.dataset.splits.trials import DEFAULT_RATIOS, split_counts
 from pipeline.release.validate.common import MANIFEST
 
 __all__ = ["SPLIT_TOLERANCE_SHARE", "check_split_audit", "split_tolerance"]
+#: The warning of a split the source benchmark's split (``upstream_split``) decides (module docstring).
+UPSTREAM_SPLIT = "upstream-split"
 MAX_LABEL_VALUE = NUM_CLASSES
 
 
@@ -75,7 +82,10 @@ def _missing_class_kind(c: int, recs: list[dict[str, Any]], groups: dict[str, st
     free = [r for r in carriers if groups.get(r["id"], r["id"]) not in held_groups]
     ids = ", ".join(sorted((r["id"] for r in carriers), key=natural_key)[:5])
     if not free:
-        return FROZEN_CLASS, f"every image with it ({ids}) is held in val/test by the previous release"
+        upstream = sum(1 for r in carriers if r.get("upstream_split") in SPLITS)
+        by = ("the previous release" if not upstream else "its source benchmark's split" if upstream == len(carriers)
+              else "the previous release or its source benchmark's split")
+        return FROZEN_CLASS, f"every image with it ({ids}) is held in val/test by {by}"
     n = len(recs)
     target = split_counts(n, ratios)
     have = Counter(r["split"] for r in recs)
@@ -90,6 +100,21 @@ def _missing_class_kind(c: int, recs: list[dict[str, Any]], groups: dict[str, st
     return QUOTA_FULL, f"no image with it ({ids}) could move to train within the split tolerance"
 
 
+def _upstream_audit(records: list[dict[str, Any]], held: set[str], out: list[str], warnings: list[str]) -> None:
+    """An image not in the split its source benchmark gives it (``upstream_split``): an error, or a warning when
+    the previous release held it in its split (the upstream split changed after it was released)."""
+    for r in sorted(records, key=lambda r: natural_key(r["id"])):
+        up = r.get("upstream_split")
+        if up is None or up == r["split"]:
+            continue
+        line = f"{MANIFEST}: image {r['id']}: in {r['split']}, but its source benchmark has it in {up} (upstream_split)"
+        if r["id"] in held:
+            warnings.append(f"{line} [{UPSTREAM_SPLIT}: released in {r['split']} before; released images keep "
+                            "their split]")
+        else:
+            out.append(line)
+
+
 def _region_audit(region: str, recs: list[dict[str, Any]], ratios: tuple | None, groups: dict[str, str],
                   held: set[str], out: list[str], warnings: list[str]) -> None:
     n = len(recs)
@@ -98,6 +123,8 @@ def _region_audit(region: str, recs: list[dict[str, Any]], ratios: tuple | None,
         target = split_counts(n, ratios)
         tol = split_tolerance(n)
         have = Counter(r["split"] for r in recs)
+        pinned = Counter(r["upstream_split"] for r in recs if r.get("upstream_split") in SPLITS)
+        free = n - sum(pinned.values())
         shown = ":".join(_fmt_ratio(x) for x in ratios)
         for s, t in zip(SPLITS, target):
             if abs(have.get(s, 0) - t) > tol:
@@ -105,6 +132,9 @@ def _region_audit(region: str, recs: list[dict[str, Any]], ratios: tuple | None,
                         f"{tol:g} (ratios {shown} of {n} images)")
                 if one_group:
                     warnings.append(f"{line} [{SINGLE_GROUP}: all {n} images overlap, one leakage group]")
+                elif pinned[s] > t + tol or pinned[s] + free < t - tol:
+                    warnings.append(f"{line} [{UPSTREAM_SPLIT}: {sum(pinned.values())} of its images keep their "
+                                    f"source benchmark's split, {pinned[s]} of them in {s}]")
                 else:
                     out.append(line)
     region_px, train_px = _class_pixels(recs), _class_pixels(recs, "train")
@@ -145,6 +175,8 @@ def check_split_audit(manifest: dict[str, Any], records: list[dict[str, Any]], o
             pairs = []
     groups = groups_from_pairs((r["id"] for r in usable), pairs)
     ratios = _ratios_of(manifest)
+    _upstream_audit(usable, held, out, warnings)
+    held = held | {r["id"] for r in usable if r.get("upstream_split") in SPLITS}
     for region in sorted(by_region):
         _region_audit(region, by_region[region], ratios, groups, held, out, warnings)
     for a, b, frac in pairs:

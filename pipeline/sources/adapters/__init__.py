@@ -18,6 +18,7 @@ ADAPTERS: dict[str, str] = {
     "inria": "pipeline.sources.adapters.inria:InriaAdapter",
     "spacenet": "pipeline.sources.adapters.spacenet:SpaceNetAdapter",
     "local": "pipeline.sources.adapters.local:LocalAdapter",
+    "openearthmap": "pipeline.sources.adapters.openearthmap:OpenEarthMapAdapter",
     "demo": "pipeline.sources.adapters.demo:DemoAdapter",
     "openaerialmap": "pipeline.sources.adapters.openaerialmap:OpenAerialMapAdapter",
     "stac": "pipeline.sources.adapters.stac:StacAdapter",

@@ -1,0 +1,151 @@
+"""A benchmark in OpenEarthMap's layout as a source (``kind: openearthmap``): its regions, labels and split come
+with it, and a release that extends it keeps every image in the split the benchmark gives it, so nothing the
+benchmark tests on is trained on (``pipeline.sources.adapters.openearthmap``)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.errors import SceneRejected
+from pipeline.sources.adapters import get_adapter
+from pipeline.sources.config import parse_sources
+from tests.conftest import shared_file
+from tests.helpers_build import BUILD_TIMEOUT, ROOT, luigi_cmd, pipeline_env
+from tests.test_bad_input import _label, _rgb, _transform, _write
+
+SIZE = 256  # tiles of 256 px (--PipelineConfig-tile-size): each image is one tile, as an OpenEarthMap image is
+
+
+def _image(folder: Path, name: str, i: int) -> None:
+    lab = _label(SIZE, seed=i)
+    _write(folder / "images" / f"{name}.tif", _rgb(lab), transform=_transform(i))
+    _write(folder / "labels" / f"{name}.tif", lab[np.newaxis], crs=None, transform=None)
+
+
+def _benchmark(root: Path, regions: dict[str, dict[str, list[int]]]) -> Path:
+    """``root/OpenEarthMap/<region>/images|labels/<region>_<n>.tif`` and ``train|val|test.txt``:
+    ``regions`` = region -> split -> image numbers."""
+    top = root / "OpenEarthMap"
+    lists: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    offset = 0
+    for region, splits in regions.items():
+        for split, numbers in splits.items():
+            for n in numbers:
+                _image(top / region, f"{region}_{n}", offset + n)
+                if split in lists:
+                    lists[split].append(f"{region}_{n}.tif")
+        offset += 100
+    for split, names in lists.items():
+        (top / f"{split}.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+def _source(name: str, location: Path, kind: str = "openearthmap") -> str:
+    return f"""
+  - name: {name}
+    kind: {kind}
+    location: {location}
+    license: CC BY-NC-SA 4.0
+    attribution: OpenEarthMap (Xia et al. 2023)
+"""
+
+
+def test_the_layout_regions_labels_and_splits(tmp_path):
+    root = _benchmark(tmp_path / "oem", {"wien": {"train": [1, 2], "test": [3], "none": [4]}})
+    (tmp_path / "oem" / "OpenEarthMap" / "val.txt").write_text("wien_2.tif\n")  # listed twice: contradictory
+    (src,) = parse_sources({"sources": [{"name": "oem", "kind": "openearthmap", "location": str(root),
+                                         "license": "x", "attribution": "y"}]}, tmp_path / "s.yaml")
+    rejected: list = []
+    scenes = {s.scene_id: s for s in get_adapter("openearthmap").scenes(root, src, rejected=rejected)}
+    assert sorted(scenes) == ["wien_1", "wien_3", "wien_4"]
+    assert {k: s.extra.get("upstream_split") for k, s in scenes.items()} == {
+        "wien_1": "train", "wien_3": "test", "wien_4": None}
+    assert all(s.region_hint == "wien" and s.landcover and s.landcover.endswith(f"labels/{k}.tif")
+               for k, s in scenes.items())
+    (err,) = rejected
+    assert isinstance(err, SceneRejected) and err.file.endswith("wien/images/wien_2.tif")
+    assert err.reason == "listed in train.txt and val.txt: the dataset's split is contradictory"
+    (ignore,) = parse_sources({"sources": [{"name": "oem", "kind": "openearthmap", "location": str(root),
+                                            "license": "x", "attribution": "y", "options": {"keep_splits": False}}]},
+                              tmp_path / "s.yaml")
+    assert not any(s.extra.get("upstream_split") for s in get_adapter("openearthmap").scenes(root, ignore))
+
+
+def _build(base: Path, sources: str, release: str) -> None:
+    (base / "sources.yaml").write_text("\nsources:" + sources)
+    proc = subprocess.run(luigi_cmd(base / "data", base / "sources.yaml", "--PipelineConfig-tile-size", str(SIZE),
+                                    release=release, split_trials=20),
+                          cwd=ROOT, env=pipeline_env(), capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def _validate(release: Path) -> str:
+    check = subprocess.run([sys.executable, "-m", "pipeline", "validate", str(release)], cwd=ROOT,
+                           env=pipeline_env(), capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    return check.stdout + check.stderr
+
+
+def test_a_release_extending_a_benchmark_keeps_its_split(tmp_path):
+    # wien is split 6:1:3 upstream, linz 2:1:5 (off the ratios: the release keeps it and says so)
+    root = _benchmark(tmp_path / "oem", {"wien": {"train": list(range(1, 7)), "val": [7], "test": [8, 9, 10]},
+                                         "linz": {"train": [1, 2], "val": [3], "test": [4, 5, 6, 7, 8]}})
+    oem = _source("oem", root)
+    _build(tmp_path, oem, "v1")
+    releases = tmp_path / "data" / "releases"
+    v1 = json.loads((releases / "v1" / "manifest.json").read_text())["images"]
+    assert len(v1) == 18 and {im["region"] for im in v1} == {"wien", "linz"}
+    assert all(im["split"] == im["upstream_split"] for im in v1)
+    for split in ("train", "val", "test"):  # the OpenEarthMap lists of the release are the benchmark's
+        names = set((releases / "v1" / f"{split}.txt").read_text().split())
+        assert len(names) == sum(im["upstream_split"] == split for im in v1)
+    assert "upstream-split" in _validate(releases / "v1")  # linz's counts: a named warning, not an error
+
+    new = tmp_path / "new"  # ten more images of wien from a local folder: split around the benchmark's
+    for n in range(10):
+        lab = _label(SIZE, seed=50 + n)
+        _write(new / "wien" / f"extra_{n}.tif", _rgb(lab), transform=_transform(50 + n))
+        _write(new / "labels" / "wien" / f"extra_{n}.tif", lab[np.newaxis], crs=None, transform=None)
+    _build(tmp_path, oem + _source("extra", tmp_path / "new", kind="local"), "v2")
+    v2 = json.loads((releases / "v2" / "manifest.json").read_text())["images"]
+    before = {im["key"]: (im["id"], im["split"]) for im in v1}
+    assert all(before[im["key"]] == (im["id"], im["split"]) for im in v2 if im["key"] in before)
+    added = [im for im in v2 if im["source"] == "extra"]
+    assert len(added) == 10 and not any("upstream_split" in im for im in added)
+    wien = [im["split"] for im in v2 if im["region"] == "wien"]
+    assert (wien.count("train"), wien.count("val"), wien.count("test")) == (12, 2, 6)
+    _validate(releases / "v2")
+
+    # a release whose image left its upstream split is invalid, naming the image
+    manifest = json.loads((releases / "v2" / "manifest.json").read_text())
+    moved = next(im for im in manifest["images"] if im.get("upstream_split") == "test")
+    from pipeline.release.validate.audit import check_split_audit
+
+    out: list[str] = []
+    check_split_audit(manifest, [{**im, "split": "train"} if im is moved else im for im in manifest["images"]], out)
+    assert f"manifest.json: image {moved['id']}: in train, but its source benchmark has it in test " \
+           "(upstream_split)" in out
+
+
+def test_a_real_openearthmap_tile_in_its_layout(tmp_path):
+    """OpenEarthMap's own tile (Palu, EPSG:4326) in its layout: released in its region and split."""
+    image, label = shared_file("openearthmap/palu_8_image.tif"), shared_file("openearthmap/palu_8_label.tif")
+    top = tmp_path / "OpenEarthMap" / "palu"
+    for folder, src in (("images", image), ("labels", label)):
+        (top / folder).mkdir(parents=True)
+        shutil.copyfile(src, top / folder / "palu_8.tif")
+    (tmp_path / "OpenEarthMap" / "test.txt").write_text("palu_8.tif\n")
+    (tmp_path / "sources.yaml").write_text("\nsources:" + _source("oem", tmp_path / "OpenEarthMap"))
+    proc = subprocess.run(luigi_cmd(tmp_path / "data", tmp_path / "sources.yaml", release="v1", split_trials=20),
+                          cwd=ROOT, env=pipeline_env(), capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (im,) = json.loads((tmp_path / "data" / "releases" / "v1" / "manifest.json").read_text())["images"]
+    assert (im["id"], im["region"], im["split"], im["upstream_split"]) == ("palu_1", "palu", "test", "test")
+    assert im["source_scene_id"] == "palu_8" and im["country_code"] == "ID"
+    assert {k for k, v in im["class_pixels"].items() if v} == {"2", "3", "4", "5", "6", "8"}
+    _validate(tmp_path / "data" / "releases" / "v1")
