@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+import rasterio.warp
 from rasterio.enums import ColorInterp as CI
 from rasterio.transform import from_origin
 
@@ -191,3 +192,48 @@ sources:
     for key, im in v1.items():  # each band resampled alone: the same pixels, red and blue swapped
         with rasterio.open(releases / "v1" / im["image"]) as a, rasterio.open(releases / "v2" / v2[key]["image"]) as b:
             np.testing.assert_array_equal(b.read(), a.read()[::-1])
+
+
+def _static_collection(folder: Path, image: Path, bands: list[dict] | None) -> Path:
+    """A static STAC collection of one item whose ``analytic`` asset is ``image`` (with ``eo:bands``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(image) as ds:
+        west, south, east, north = rasterio.warp.transform_bounds(ds.crs, "EPSG:4326", *ds.bounds)
+    asset = {"href": str(image), "type": "image/tiff; application=geotiff", "roles": ["data"],
+             **({"eo:bands": bands} if bands is not None else {})}
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "wv-1", "collection": "wv",
+            "geometry": {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north],
+                                                             [west, north], [west, south]]]},
+            "bbox": [west, south, east, north], "properties": {"datetime": "2024-05-01T10:00:00Z"},
+            "assets": {"analytic": asset}, "links": []}
+    (folder / "item.json").write_text(json.dumps(item))
+    collection = {"type": "Collection", "stac_version": "1.0.0", "id": "wv", "description": "test",
+                  "license": "CC-BY-4.0", "extent": {"spatial": {"bbox": [[west, south, east, north]]},
+                                                     "temporal": {"interval": [[None, None]]}},
+                  "links": [{"rel": "item", "href": "./item.json"}]}
+    (folder / "collection.json").write_text(json.dumps(collection))
+    return folder / "collection.json"
+
+
+def test_a_stac_asset_whose_band_list_names_the_colours(tmp_path):
+    from pipeline.sources.adapters.stac import StacAdapter
+    from pipeline.sources.fetch import fetch_source
+    from tests.loopback import LOOPBACK_LIMITS
+
+    lab = _label(1100)
+    rgb = _rgb(lab)
+    image = _tif(tmp_path / "bgrn.tif", np.concatenate([rgb[::-1], rgb[:1] // 2]), UNNAMED)
+    named = [{"name": n, "common_name": c} for n, c in (("B", "blue"), ("G", "green"), ("R", "red"), ("N", "nir"))]
+    for folder, bands, options, expected in (("named", named, {}, [3, 2, 1]), ("unnamed", None, {}, None),
+                                             ("overridden", named, {"bands": [1, 2, 3]}, [1, 2, 3])):
+        (src,) = parse_sources({"sources": [{"name": folder, "kind": "stac", "location": str(
+            _static_collection(tmp_path / folder, image, bands)), "license": "x", "attribution": "y",
+            "options": {"assets": ["analytic"], **options}}]}, tmp_path / "sources.yaml")
+        fetch_source(src, tmp_path / f"raw-{folder}", limits=LOOPBACK_LIMITS)
+        (scene,) = StacAdapter().scenes(tmp_path / f"raw-{folder}", src)
+        assert scene.extra.get("bands") == expected, folder
+        if folder == "named":  # its tile is in RGB
+            tiles, _ = write_scene_tiles(scene, plan_scene(scene), tmp_path / "tiles")
+            col, row = tiles[0]["window"][:2]
+            with rasterio.open(tmp_path / "tiles" / tiles[0]["image"]) as ds:
+                np.testing.assert_array_equal(ds.read(), rgb[:, row:row + 1024, col:col + 1024])

@@ -4,7 +4,9 @@ Only local files are read: the index and the images it names (``images/<scene>.t
 attribution and acquisition time are the item's (resolved at fetch time: item ``license`` / license
 links, else the nearest collection's, else the source's; providers, else the collection's, else the
 source's attribution).  ``extra["stac"]`` keeps the item id, collection, self link, asset key and href,
-how it was read (``window`` / ``whole`` ...), the window, the bytes transferred and the CRS/GSD checks.
+how it was read (``window`` / ``whole`` ...), the window, the bytes transferred and the CRS/GSD checks;
+``extra["bands"]`` the asset's red, green and blue bands when its band list names them
+(:func:`pipeline.sources.stac.items.rgb_bands`; the source's ``options.bands`` overrides it).
 Items the fetch rejected come back as :class:`pipeline.errors.ItemRejected` (one ``rejects.csv`` row
 each, with the scene id and the stage).
 
@@ -60,7 +62,8 @@ def _scene(adapter: Adapter, root: Path, entry: dict, source: SourceConfig) -> S
         source, entry["scene_id"], image,
         license=entry["license"], attribution=entry["attribution"], acquired=entry.get("acquired"),
         region_hint=(source.options or {}).get("region"),
-        extra={"stac": {k: entry.get(k) for k in STAC_EXTRA}},
+        extra={"stac": {k: entry.get(k) for k in STAC_EXTRA},
+               **({"bands": list(entry["rgb_bands"])} if entry.get("rgb_bands") else {})},
     )
 
 

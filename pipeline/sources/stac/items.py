@@ -279,6 +279,18 @@ def declared_gsd(item: dict, asset: dict) -> float | None:
     return None
 
 
+def rgb_bands(asset: dict) -> list[int] | None:
+    """The numbers (from 1) of the asset's red, green and blue bands by the common names its band list gives them
+    (``eo:bands``, STAC 1.0's eo extension, or STAC 1.1's ``bands`` with ``eo:common_name``); None unless each of
+    the three is named exactly once (``options.bands`` of the source overrides it: :mod:`pipeline.raster.plan`)."""
+    bands = asset.get("eo:bands") or asset.get("bands")
+    if not isinstance(bands, list):
+        return None
+    names = [b.get("common_name") or b.get("eo:common_name") if isinstance(b, dict) else None for b in bands]
+    out = [names.index(c) + 1 for c in ("red", "green", "blue") if names.count(c) == 1]
+    return out if len(out) == 3 else None
+
+
 def self_link(item: dict) -> str | None:
     for lk in _links(item, "self"):
         if isinstance(lk.get("href"), str):
