@@ -24,10 +24,11 @@ from tasks.plan import limits_digest, verified_source
 
 def made_by(src) -> dict[str, str]:
     """What makes a source's fetch record: the digest of its entry; of its entry but what only labels its images
-    or says how their pixels are read (``content``: a later raw folder of the same content starts from this one's
-    files, :mod:`pipeline.sources.rawreuse`); of its entry but what only labels its images (``scenes``: what its
-    scenes' work is made from besides their files, so ``python -m pipeline plan`` can tell changed
-    ``options.bands``); the fetch code version (so the plan can tell an edited entry from changed code)."""
+    or says how their pixels and labels are read (``content``: a later raw folder of the same content starts from
+    this one's files, :mod:`pipeline.sources.rawreuse`); of its entry but what only labels its images (``scenes``:
+    what its scenes' work is made from besides their files, so ``python -m pipeline plan`` can tell changed
+    ``options.bands`` or ``classes``); the fetch code version (so the plan can tell an edited entry from changed
+    code)."""
     from pipeline.sources.object_store import source_digest
     from tasks.versions import code_version
 

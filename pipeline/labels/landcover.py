@@ -2,7 +2,9 @@
 
 Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Label records"):
 
-* The label raster must have the image's width and height, one band, values 0..8, and a georeference
+* The label raster must have the image's width and height, one band, values 0..8 (or, with the source's
+  ``options.classes``, ``scene.extra["classes"]``, values that mapping names: each decoded window is mapped to
+  class ids before it is warped, so ``mode`` votes among the classes, not the source's values), and a georeference
   that agrees with the image's (or none: it then takes the image's); anything else rejects the whole
   label raster with :class:`~pipeline.errors.AnnotationRejected` (the scene's tiles become *pending*).
 * Labels are warped with ``nearest`` or ``mode`` only (never interpolated) and with no source nodata, so
@@ -80,17 +82,23 @@ def _check_label_georef(file: str, label: rasterio.io.DatasetReader, ref_crs: CR
 
 @dataclass
 class _BadValues:
-    """Values outside 0..NUM_CLASSES met in the decoded label windows (shared by the tile threads)."""
+    """Values outside 0..NUM_CLASSES met in the decoded label windows (shared by the tile threads); with
+    ``classes`` (the source's ``options.classes``: source value -> class id), values it does not map, and each
+    window comes back mapped."""
 
     file: str
+    classes: dict[int, int] | None = None
     bad: set = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def check(self, block: np.ndarray) -> None:
-        """Collect the bad values of one decoded window (uint8: a cheap ``max`` first)."""
+    def check(self, block: np.ndarray) -> np.ndarray | None:
+        """Collect the bad values of one decoded window (uint8: a cheap ``max`` first); the window mapped by
+        ``classes`` (None without)."""
+        if self.classes is not None:
+            return self._mapped(block)
         if block.dtype == np.uint8:
             if block.size == 0 or int(block.max()) <= NUM_CLASSES:
-                return
+                return None
             counts = np.bincount(block.ravel(), minlength=256)
             found = {int(v) for v in np.nonzero(counts[NUM_CLASSES + 1:])[0] + NUM_CLASSES + 1}
         else:
@@ -102,11 +110,25 @@ class _BadValues:
         if found:
             with self.lock:
                 self.bad.update(found)
+        return None
+
+    def _mapped(self, block: np.ndarray) -> np.ndarray:
+        """``block`` through ``classes`` (uint8 class ids; an unmapped value is collected and becomes 0)."""
+        assert self.classes is not None
+        values, inverse = np.unique(block, return_inverse=True)
+        ids = np.array([self.classes.get(v.item(), 0) if v == v else 0 for v in values], dtype=np.uint8)
+        unmapped = {v.item() for v in values if not (v == v and v.item() in self.classes)}
+        if unmapped:
+            with self.lock:
+                self.bad.update(list(unmapped)[:50])
+        return ids[inverse].reshape(block.shape)
 
     def error(self) -> AnnotationRejected | None:
         if not self.bad:
             return None
         shown = sorted(self.bad, key=lambda v: (isinstance(v, float) and math.isnan(v), v))[:10]
+        if self.classes is not None:
+            return AnnotationRejected(self.file, f"label values not in the source's options.classes: {shown}")
         return AnnotationRejected(self.file, f"label values outside 0..{NUM_CLASSES}: {shown}")
 
 
@@ -135,7 +157,8 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
     """Warp ``scene.landcover`` onto every image tile's grid and write ``out_dir/labels/<tile_id>.tif``.
 
     With no landcover every record is ``pending``.  Otherwise the label raster is validated (same
-    width / height as the image, one band, values 0..8 under the tiles, georeference consistent with the
+    width / height as the image, one band, values 0..8 under the tiles (or those ``scene.extra["classes"]``
+    maps, which it maps), georeference consistent with the
     image's; else ``AnnotationRejected``, and no label file is left), warped with the plan's label
     resampling (nearest / mode, no source nodata) using the image's georeference, set to 0 where the image
     tile is nodata (its internal mask), and written with the image tile's CRS / transform / shape.
@@ -148,7 +171,8 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
     method = plan["resampling"]["label"]
     if method not in ("nearest", "mode"):
         raise ValueError(f"labels must not be interpolated (resampling {method})")
-    checker = _BadValues(file)
+    classes = {int(k): int(v) for k, v in (scene.extra or {}).get("classes") or []} or None
+    checker = _BadValues(file, classes)
 
     def one_tile(lbl: Any, t: dict) -> dict:
         tid = t["tile_id"]

@@ -150,7 +150,8 @@ def _strips(src: rasterio.io.DatasetReader, nbands: int, tile: TileGrid, k: int
 
 
 def _warp_strip(src: rasterio.io.DatasetReader, bands: list[int], grid: TileGrid, win: Window, method: str,
-                k: int, alpha: bool, with_mask: bool, check: Callable[[np.ndarray], None] | None) -> np.ndarray:
+                k: int, alpha: bool, with_mask: bool, check: Callable[[np.ndarray], np.ndarray | None] | None
+                ) -> np.ndarray:
     """Read ``win`` of ``bands`` (+ the dataset mask as alpha; or box-reduced by ``k``), warp onto ``grid``."""
     stf = src.window_transform(win)
     if k > 1 and min(win.width, win.height) >= k:
@@ -160,7 +161,8 @@ def _warp_strip(src: rasterio.io.DatasetReader, bands: list[int], grid: TileGrid
         return _reproject(data, stf @ Affine.scale(k), src.crs, grid, Resampling.bilinear, alpha)
     data = src.read(bands, window=win)
     if check is not None:
-        check(data)
+        mapped = check(data)
+        data = data if mapped is None else mapped
     src_alpha = 0
     if with_mask:
         mask = src.dataset_mask(window=win)
@@ -173,13 +175,13 @@ def _warp_strip(src: rasterio.io.DatasetReader, bands: list[int], grid: TileGrid
 
 def warp_window(src: rasterio.io.DatasetReader, bands: list[int], tile: TileGrid, method: str,
                 factor: float, *, alpha: bool = True, with_mask: bool = False,
-                check: Callable[[np.ndarray], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                check: Callable[[np.ndarray], np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read the window of ``bands`` under ``tile`` and warp it.  Returns ``(pixels, valid)``:
     ``pixels`` ``(len(bands), rows, cols)`` in the source dtype, ``valid`` a bool ``(rows, cols)``
     (all True when ``alpha`` is False).  ``with_mask`` honours the source's nodata / alpha / internal
     mask (``src.dataset_mask``); ``check(window_array)`` is called on every decoded window (label
-    values).  Windows larger than :data:`WINDOW_BUDGET` bytes are warped in row strips, so memory
-    does not grow with the downsampling factor.
+    values), and the array it returns, if any, is warped instead (a class mapping).  Windows larger than
+    :data:`WINDOW_BUDGET` bytes are warped in row strips, so memory does not grow with the downsampling factor.
     """
     k = prereduce_factor(method, factor, not with_mask and check is None)
     out = np.zeros((len(bands) + (1 if alpha else 0), tile.height, tile.width), dtype=src.dtypes[bands[0] - 1])

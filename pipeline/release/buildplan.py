@@ -51,7 +51,8 @@ def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_cod
     """Why a source whose current raw folder is missing is fetched: ``earlier`` is the fetch record of its
     newest other raw folder (None: there is none); ``content_digest``: the entry's digest without what only
     labels its images or says how their pixels are read (``made_by.content``: then no file is downloaded again);
-    ``scenes_digest``: without what only labels its images (``made_by.scenes``; a record made before it existed
+    ``scenes_digest``: without what only labels its images (``made_by.scenes``: ``options.bands`` and ``classes``
+    count; a record made before it existed
     had ``content`` for it: then no scene is processed again either); ``limits_digest``:
     :func:`tasks.plan.limits_digest` (``made_by.limits``)."""
     if earlier is None:
@@ -62,8 +63,8 @@ def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_cod
             if content_digest is not None and made.get("content") == content_digest \
                     and made.get("fetch_code") == fetch_code:
                 if scenes_digest is not None and made.get("scenes", made.get("content")) != scenes_digest:
-                    return ("options.bands changed (its files are reused, its scenes are prepared, tiled and "
-                            "labelled again)")
+                    return ("options.bands or classes changed (its files are reused, its scenes are prepared, "
+                            "tiled and labelled again)")
                 return ("only its licence, attribution, regions or acquisition range changed (its files and "
                         "scenes' work are reused)")
             return "entry changed"

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import yaml
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 
+from pipeline.constants import NUM_CLASSES
 from pipeline.errors import SourcesError
 from pipeline.limits import DEFAULT_LIMITS, human_bytes, human_sizes
 
@@ -118,7 +119,8 @@ KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
 #: disaster name); ``region_override``: the former name of ``region`` (still accepted); ``acquired_range``: the
 #: source's imagery period ``[start, end]`` for scenes without an acquisition time; ``bands``: the numbers (from 1)
 #: of the bands to use as red, green and blue (default: the bands whose colour interpretation says so, else the
-#: band-count rule of :mod:`pipeline.raster.plan`).
+#: band-count rule of :mod:`pipeline.raster.plan`); ``classes``: ``{source label value: class id 0..8}`` for labels
+#: in another class scheme (every value met must be mapped: :mod:`pipeline.labels.landcover`).
 COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "sha256": (dict, {}),
     "region": (str, None),
@@ -126,11 +128,12 @@ COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "region_override": (str, None),
     "acquired_range": (list, None),
     "bands": (list, None),
+    "classes": (dict, None),
 }
-#: Options that say how a scene's pixels are read from its files, not which files: they key its scenes' work, not
-#: the content of its raw folder (:func:`pipeline.sources.object_store.source_digest`'s ``pixels``).  Left out of
-#: a source's options when unset, so that the digests of sources made before they existed do not change.
-PIXEL_OPTIONS = ("bands",)
+#: Options that say how a scene's pixels and labels are read from its files, not which files: they key its scenes'
+#: work, not the content of its raw folder (:func:`pipeline.sources.object_store.source_digest`'s ``pixels``).
+#: Left out of a source's options when unset, so that the digests of sources made before they existed do not change.
+PIXEL_OPTIONS = ("bands", "classes")
 #: Region names as OpenEarthMap writes them (and the manifest schema's ``name``).
 REGION_NAME_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 
@@ -241,6 +244,13 @@ def _check_options(path: Path, name: str, options: dict[str, Any]) -> None:
     if bands is not None and (len(bands) != 3 or not all(type(b) is int and b >= 1 for b in bands)):
         raise _err(path, name, f"key 'options.bands' must be three band numbers from 1 (red, green, blue), "
                                f"e.g. [3, 2, 1] for a blue-green-red-NIR file, got {bands!r}")
+    classes = options.get("classes")
+    if classes is not None:
+        bad = next((f"{k!r}: {v!r}" for k, v in classes.items() if type(k) is not int or type(v) is not int
+                    or not 0 <= v <= NUM_CLASSES), None) if classes else "{}"
+        if bad is not None:
+            raise _err(path, name, f"key 'options.classes' maps source label values (integers) to class ids "
+                                   f"0..{NUM_CLASSES} (0 unlabelled), e.g. {{2: 8, 3: 4}}, got {bad}")
     rng = options.get("acquired_range")
     if rng is not None:
         days = [_iso_date(v) for v in rng]

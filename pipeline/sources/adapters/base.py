@@ -234,14 +234,19 @@ class Adapter(ABC):
 
     @staticmethod
     def _finish(scene: Scene, source: SourceConfig) -> Scene:
-        """The scene with what ``sources.yaml`` sets for it: its region (``options.region``/``regions``) and the
-        bands read as red, green and blue (``options.bands``: ``extra["bands"]``, :mod:`pipeline.raster.plan`)."""
+        """The scene with what ``sources.yaml`` sets for it: its region (``options.region``/``regions``), the
+        bands read as red, green and blue (``options.bands``: ``extra["bands"]``, :mod:`pipeline.raster.plan`) and
+        the class of each label value (``options.classes``: ``extra["classes"]``, ``[[value, class id], ...]``,
+        :mod:`pipeline.labels.landcover`)."""
         override = scene_region(source.options, scene.scene_id)
         if override:
             scene = replace(scene, region_hint=override)
-        bands = (source.options or {}).get("bands")
-        if bands:
-            scene = replace(scene, extra={**(scene.extra or {}), "bands": [int(b) for b in bands]})
+        opts = source.options or {}
+        if opts.get("bands"):
+            scene = replace(scene, extra={**(scene.extra or {}), "bands": [int(b) for b in opts["bands"]]})
+        if opts.get("classes"):
+            pairs = sorted([int(k), int(v)] for k, v in opts["classes"].items())
+            scene = replace(scene, extra={**(scene.extra or {}), "classes": pairs})
         return scene
 
 
