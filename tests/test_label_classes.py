@@ -18,7 +18,7 @@ from pipeline.raster.tiling import write_scene_tiles
 from pipeline.sources.config import parse_sources
 from pipeline.sources.object_store import source_digest
 from tests.helpers_build import BUILD_TIMEOUT, ROOT, luigi_cmd, pipeline_env
-from tests.test_bad_input import _label, _rgb, _transform, _write
+from tests.test_bad_input import _rgb, _transform, _write
 from tests.test_raster import make_scene
 
 #: LoveDA's ids -> OpenEarthMap's (background: unlabelled; 0 and 255 are no-data there)
