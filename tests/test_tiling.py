@@ -416,3 +416,17 @@ def test_bounded_memory_big_scene(tmp_path):
     # planning + tiling must not hold the scene (432 MB decoded) in memory: only GDAL's bounded block
     # cache (pipeline.raster.reading.GDAL_ENV, 64 MB), the tiles in flight and the warp buffers
     assert growth_mb < 400, f"peak RSS grew by {growth_mb:.0f} MB"
+
+
+def test_mode_takes_exactly_k_by_k_source_pixels_at_a_northing_of_8000_km(tmp_path):
+    """At 0.1 m to 0.3 m on the same lattice, each label pixel is the mode of exactly its 3x3 source pixels in every
+    row of the tile: coordinates of millions of metres carry ~1e-8 px of float noise, more than GDAL's 1e-10 px,
+    which took a fourth source row into half a tile's footprints (``pipeline.raster.warp._reproject``)."""
+    block = np.array([[1, 1, 1], [1, 2, 2], [2, 2, 2]], np.uint8)  # 2 by 5 to 4; one more row of 1s: 1 by 7 to 5
+    label = np.tile(block, (1100, 1100))
+    scene = utm_block_scene(tmp_path, label, "rows", image=np.stack([label * 20, label * 10, label * 5]))
+    plan = plan_scene(scene)
+    assert plan["resampling"]["label"] == "mode" and plan["grid"]["transform"][5] == 7999999.8
+    tiles, _ = write_scene_tiles(scene, plan, tmp_path / "out")
+    (rec,) = write_label_tiles(scene, plan, tiles, tmp_path / "out")
+    assert rec["class_pixels"]["2"] == T * T and rec["class_pixels"]["1"] == 0

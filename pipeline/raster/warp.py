@@ -117,11 +117,37 @@ def _reproject(data: np.ndarray, src_transform: Affine, src_crs: CRS, tile: Tile
     """GDAL warp of ``data`` onto ``tile``: ``(bands [+ alpha], rows, cols)`` of ``data``'s dtype."""
     bands = data.shape[0] - (1 if src_alpha else 0)
     out = np.zeros((bands + (1 if alpha else 0), tile.height, tile.width), dtype=data.dtype)
-    reproject(data, out, src_transform=src_transform, src_crs=src_crs, dst_transform=tile.transform,
+    dst_transform = tile.transform
+    if CRS.from_user_input(src_crs) == CRS.from_user_input(tile.crs):
+        # one CRS: the warp is affine, so both grids may move by the same vector; moved to the tile's origin,
+        # GDAL's pixel coordinates carry no float noise from coordinates of millions of metres (1e-8 px at a
+        # UTM northing of 8e6 m: more than the 1e-10 px GDAL allows before a ``mode`` or ``average`` footprint
+        # takes one more source row or column)
+        shift = Affine.translation(-dst_transform.c, -dst_transform.f)
+        src_transform, dst_transform = _snapped(shift * src_transform), shift * dst_transform
+    reproject(data, out, src_transform=src_transform, src_crs=src_crs, dst_transform=dst_transform,
               dst_crs=tile.crs, resampling=resampling, src_nodata=None, dst_nodata=None,
               src_alpha=src_alpha, dst_alpha=bands + 1 if alpha else 0, init_dest_nodata=False,
               **WARP_OPTIONS)
     return out
+
+
+#: A source grid whose origin lies this close (in source pixels) to whole pixels from the tile's origin is moved
+#: onto them (:func:`_snapped`).
+SNAP_PX = 1e-6
+
+
+def _snapped(src_transform: Affine) -> Affine:
+    """``src_transform`` (north-up, relative to the tile's origin) with its origin on whole source pixels from the
+    tile's origin when it is within :data:`SNAP_PX` of them (the float noise of the coordinates it was computed
+    from), else as it is."""
+    t = src_transform
+    if t.b or t.d or not t.a or not t.e:
+        return t
+    cx, cy = t.c / t.a, t.f / t.e
+    if abs(cx - round(cx)) >= SNAP_PX or abs(cy - round(cy)) >= SNAP_PX:
+        return t
+    return Affine(t.a, 0.0, round(cx) * t.a, 0.0, t.e, round(cy) * t.e)
 
 
 def prereduce_factor(method: str, factor: float, all_valid: bool) -> int:
