@@ -58,14 +58,18 @@ def _source(name: str, location: Path, kind: str = "openearthmap") -> str:
 
 def test_the_layout_regions_labels_and_splits(tmp_path):
     root = _benchmark(tmp_path / "oem", {"wien": {"train": [1, 2], "test": [3], "none": [4]}})
-    (tmp_path / "oem" / "OpenEarthMap" / "val.txt").write_text("wien_2.tif\n")  # listed twice: contradictory
+    top = tmp_path / "oem" / "OpenEarthMap"
+    (top / "val.txt").write_text("wien_2.tif\n")  # listed twice: contradictory
+    _image(top / "wien", "wien_5", 5)  # listed by a Windows path without its suffix, in a CRLF file
+    with open(top / "test.txt", "a", newline="") as f:
+        f.write("C:\\data\\OpenEarthMap\\wien\\images\\wien_5\r\n")
     (src,) = parse_sources({"sources": [{"name": "oem", "kind": "openearthmap", "location": str(root),
                                          "license": "x", "attribution": "y"}]}, tmp_path / "s.yaml")
     rejected: list = []
     scenes = {s.scene_id: s for s in get_adapter("openearthmap").scenes(root, src, rejected=rejected)}
-    assert sorted(scenes) == ["wien_1", "wien_3", "wien_4"]
+    assert sorted(scenes) == ["wien_1", "wien_3", "wien_4", "wien_5"]
     assert {k: s.extra.get("upstream_split") for k, s in scenes.items()} == {
-        "wien_1": "train", "wien_3": "test", "wien_4": None}
+        "wien_1": "train", "wien_3": "test", "wien_4": None, "wien_5": "test"}
     assert all(s.region_hint == "wien" and s.landcover and s.landcover.endswith(f"labels/{k}.tif")
                for k, s in scenes.items())
     (err,) = rejected

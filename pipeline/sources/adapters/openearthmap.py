@@ -59,10 +59,11 @@ class OpenEarthMapAdapter(Adapter):
             dataset = img.parent.parent.parent
             if keep and dataset not in lists:
                 lists[dataset] = self._split_lists(dataset) if dataset.is_relative_to(root) else {}
-            yield functools.partial(self.scene_for, img, source, lists.get(dataset, {}).get(img.name, []))
+            yield functools.partial(self.scene_for, img, source, lists.get(dataset, {}).get(img.stem, []))
 
     def _split_lists(self, dataset: Path) -> dict[str, list[str]]:
-        """File name -> the split files of ``dataset`` that list it (in split order)."""
+        """Image name without suffix -> the split files of ``dataset`` that list it (in split order); a line may
+        name the file with or without its suffix and folders (``/`` or ``\\``)."""
         named: dict[str, list[str]] = {}
         for file, split in SPLIT_FILES.items():
             path = dataset / file
@@ -70,9 +71,10 @@ class OpenEarthMapAdapter(Adapter):
                 continue
             text = read_bounded(path, self.limits.sidecar_max_bytes, SceneRejected).decode("utf-8", "replace")
             for line in text.splitlines():
-                name = Path(line.strip()).name
-                if name and split not in named.setdefault(name, []):
-                    named[name].append(split)
+                name = line.strip().replace("\\", "/").rsplit("/", 1)[-1]
+                stem = name.rsplit(".", 1)[0] if name.lower().endswith(SUFFIXES) else name
+                if stem and split not in named.setdefault(stem, []):
+                    named[stem].append(split)
         return named
 
     def scene_for(self, image: Path, source: SourceConfig, splits: list[str]) -> Scene:
