@@ -174,3 +174,17 @@ def test_a_release_of_this_pipeline_as_a_source_comes_back_pixel_for_pixel(tmp_p
             with rasterio.open(r1 / im[kind]) as a, rasterio.open(v1 / old[kind]) as b:
                 np.testing.assert_array_equal(a.read(), b.read())
     _validate(r1)
+
+
+def test_the_benchmarks_own_overlap_across_splits_is_kept_and_named(tmp_path):
+    """Two images of one place that the benchmark puts in train and test (its own leakage) keep their splits: the
+    release builds, and ``validate`` names the pair as a warning instead of failing it."""
+    root = _benchmark(tmp_path / "oem", {"graz": {"train": [1, 3], "test": [2]}})
+    same = tmp_path / "oem" / "OpenEarthMap" / "graz" / "images"
+    with rasterio.open(same / "graz_1.tif") as a, rasterio.open(same / "graz_2.tif", "r+") as b:
+        b.transform = a.transform  # graz_2 on graz_1's place
+    _build(tmp_path, _source("oem", root), "v1")
+    images = {im["source_scene_id"]: im["split"] for im in json.loads(
+        (tmp_path / "data" / "releases" / "v1" / "manifest.json").read_text())["images"]}
+    assert images == {"graz_1": "train", "graz_2": "test", "graz_3": "train"}
+    assert "their source benchmark splits them so" in _validate(tmp_path / "data" / "releases" / "v1")

@@ -10,8 +10,10 @@ Problems are errors, except two that a build cannot fix, reported as named warni
   that keeps its source benchmark's split (``upstream_split``) is held too.
 * ``upstream-split``: a region's split counts off the ratios while its images that keep their source
   benchmark's split (``upstream_split``) alone already fill a split beyond them, or leave too few other images
-  to fill one; an image whose split is not its ``upstream_split`` is an error, unless the previous release
-  held it in that split (a warning: the upstream split changed after it was released).
+  to fill one; two overlapping images in different splits that both keep their benchmark's split (its own
+  leakage, which the release does not undo); an image whose split is not its ``upstream_split`` is an error,
+  unless the previous release held it in that split (a warning: the upstream split changed after it was
+  released).
 * ``train-quota-full``: a class missing from train although some image with it is not held, when no such image
   (with its leakage group) could have moved to train without a split count leaving the tolerance and no image
   of this release is in train that a swap could move out.
@@ -182,8 +184,12 @@ def check_split_audit(manifest: dict[str, Any], records: list[dict[str, Any]], o
     for a, b, frac in pairs:
         ra, rb = by_id[a], by_id[b]
         if ra["split"] != rb["split"]:
-            out.append(f"{ra['image']}, {rb['image']}: footprints overlap ({100 * frac:.1f}% of the smaller) "
-                       f"but splits differ ({ra['split']} vs {rb['split']})")
+            line = (f"{ra['image']}, {rb['image']}: footprints overlap ({100 * frac:.1f}% of the smaller) "
+                    f"but splits differ ({ra['split']} vs {rb['split']})")
+            if all(r.get("upstream_split") == r["split"] for r in (ra, rb)):  # the benchmark's own overlap
+                warnings.append(f"{line} [{UPSTREAM_SPLIT}: their source benchmark splits them so]")
+            else:
+                out.append(line)
     uda = manifest.get("uda")
     regional = uda.get("regional") if isinstance(uda, dict) else None
     if isinstance(regional, dict):
