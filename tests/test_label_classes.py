@@ -126,3 +126,67 @@ sources:
         with rasterio.open(tmp_path / "data" / "releases" / "v2" / im["label"]) as ds:
             values = set(np.unique(ds.read(1)).tolist())
         assert values <= {0, 1, 4, 5, 6, 7, 8} and 2 not in values and im["class_pixels"]["8"] > 0
+
+
+#: ISPRS Potsdam/Vaihingen colours -> the 8 classes (impervious: developed space, building, low vegetation:
+#: rangeland, tree, car: developed space, clutter: unlabelled)
+ISPRS = {"#FFFFFF": 3, "#0000FF": 8, "#00FFFF": 2, "#00FF00": 5, "#FFFF00": 3, "#FF0000": 0}
+
+
+def _colour_scene(tmp_path, name: str, ids: np.ndarray, colours: dict[int, tuple[int, int, int]], classes=None,
+                  alpha: np.ndarray | None = None):
+    lut = np.zeros((256, 3), np.uint8)
+    for k, rgb in colours.items():
+        lut[k] = rgb
+    image, label = tmp_path / f"{name}.tif", tmp_path / f"{name}_label.tif"
+    _write(image, _rgb(np.clip(ids, 0, 8)), transform=_transform(0))
+    data = np.moveaxis(lut[ids], -1, 0)
+    _write(label, data if alpha is None else np.concatenate([data, alpha[np.newaxis]]), transform=_transform(0))
+    extra = {"classes": [[k, v] for k, v in classes.items()]} if classes else {}
+    return make_scene(image, landcover=str(label), extra=extra)
+
+
+def _label_of(tmp_path, scene) -> tuple[np.ndarray, tuple[int, int]]:
+    plan = plan_scene(scene)
+    tiles, _ = write_scene_tiles(scene, plan, tmp_path / scene.scene_id)
+    (rec,) = write_label_tiles(scene, plan, tiles, tmp_path / scene.scene_id)
+    with rasterio.open(tmp_path / scene.scene_id / rec["label"]) as ds:
+        return ds.read(1), tuple(tiles[0]["window"][:2])
+
+
+def test_colour_labels_in_the_palette_or_mapped_by_colour(tmp_path):
+    from pipeline.constants import CLASS_COLORS
+
+    ids = _loveda(1100, 1)  # 1..7 as class ids
+    label, (col, row) = _label_of(tmp_path, _colour_scene(tmp_path, "oem", ids, {**CLASS_COLORS, 0: (0, 0, 0)}))
+    np.testing.assert_array_equal(label, ids[row:row + 1024, col:col + 1024])  # the OpenEarthMap palette
+    isprs_ids = ids % 6  # 0..5: the index of an ISPRS colour
+    palette = {i: tuple(int(k[j:j + 2], 16) for j in (1, 3, 5)) for i, k in enumerate(ISPRS)}
+    alpha = np.full(ids.shape, 255, np.uint8)
+    alpha[:, :60] = 0  # transparent: unlabelled
+    scene = _colour_scene(tmp_path, "isprs", isprs_ids, palette, classes=ISPRS, alpha=alpha)
+    label, (col, row) = _label_of(tmp_path, scene)
+    expected = np.array(list(ISPRS.values()), np.uint8)[isprs_ids]
+    expected[:, :60] = 0
+    np.testing.assert_array_equal(label, expected[row:row + 1024, col:col + 1024])
+    # a colour neither the palette nor the mapping names rejects the label, naming it
+    with pytest.raises(AnnotationRejected, match=r"label colours not in the OpenEarthMap palette: \['#0000FF'"):
+        _label_of(tmp_path, _colour_scene(tmp_path, "other", isprs_ids, palette))
+    with pytest.raises(AnnotationRejected, match=r"not in the source's options.classes: \['#00FF00'\]"):
+        _label_of(tmp_path, _colour_scene(tmp_path, "gap", isprs_ids, palette,
+                                          classes={k: v for k, v in ISPRS.items() if k != "#00FF00"}))
+
+
+def test_options_classes_take_colours_quoted(tmp_path):
+    import yaml
+
+    data = yaml.safe_load("""
+sources:
+  - {name: isprs, kind: local, location: /data/potsdam, license: x, attribution: y,
+     options: {classes: {"#ffffff": 3, "#0000ff": 8}}}
+""")
+    (src,) = parse_sources(data, tmp_path / "sources.yaml")
+    assert src.options["classes"] == {"#ffffff": 3, "#0000ff": 8}
+    for bad in ({"#fff": 3}, {"0000ff": 8}, {"#0000gg": 8}):
+        with pytest.raises(SourcesError, match="options.classes"):
+            parse_sources({"sources": [_entry(classes=bad)]}, tmp_path / "sources.yaml")

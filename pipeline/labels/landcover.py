@@ -4,7 +4,9 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Label records"):
 
 * The label raster must have the image's width and height, one band, values 0..8 (or, with the source's
   ``options.classes``, ``scene.extra["classes"]``, values that mapping names: each decoded window is mapped to
-  class ids before it is warped, so ``mode`` votes among the classes, not the source's values), and a georeference
+  class ids before it is warped, so ``mode`` votes among the classes, not the source's values) or three or four
+  uint8 bands, a colour label (RGB(A): each colour through the ``#rrggbb`` keys of ``options.classes``, else
+  the OpenEarthMap palette with black unlabelled; a transparent pixel is unlabelled), and a georeference
   that agrees with the image's (or none: it then takes the image's); anything else rejects the whole
   label raster with :class:`~pipeline.errors.AnnotationRejected` (the scene's tiles become *pending*).
 * Labels are warped with ``nearest`` or ``mode`` only (never interpolated) and with no source nodata, so
@@ -35,7 +37,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
-from pipeline.constants import NUM_CLASSES
+from pipeline.constants import CLASS_COLORS, NUM_CLASSES, UNLABELLED
 from pipeline.errors import AnnotationRejected
 from pipeline.raster.cog import write_tile_cog
 from pipeline.raster.reading import open_raster, open_scene
@@ -43,6 +45,8 @@ from pipeline.raster.tiling import downsampling, map_tiles
 from pipeline.raster.warp import TILE_GDAL_ENV, TileGrid, release_memory, warp_window
 from pipeline.scene import Georef, Scene
 
+#: The OpenEarthMap palette as 24-bit colour code -> class id (black: unlabelled), for colour labels.
+PALETTE_IDS: dict[int, int] = {0: UNLABELLED, **{(r << 16) | (g << 8) | b: k for k, (r, g, b) in CLASS_COLORS.items()}}
 _LABEL_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 #: A label raster's own georeference may differ from the image's by this much (see _check_label_georef).
@@ -93,7 +97,9 @@ class _BadValues:
 
     def check(self, block: np.ndarray) -> np.ndarray | None:
         """Collect the bad values of one decoded window (uint8: a cheap ``max`` first); the window mapped by
-        ``classes`` (None without)."""
+        ``classes`` (None without); a colour window (3 or 4 bands) as one band of class ids."""
+        if block.shape[0] > 1:
+            return self._colours(block)
         if self.classes is not None:
             return self._mapped(block)
         if block.dtype == np.uint8:
@@ -123,29 +129,51 @@ class _BadValues:
                 self.bad.update(list(unmapped)[:50])
         return ids[inverse].reshape(block.shape)
 
+    def _colours(self, block: np.ndarray) -> np.ndarray:
+        """A ``(3 | 4, h, w)`` colour window as ``(1, h, w)`` class ids: each colour through ``classes`` (keys
+        ``#rrggbb``), else the OpenEarthMap palette (black: unlabelled); a transparent pixel is unlabelled; an
+        unknown colour is collected (as ``#RRGGBB``) and becomes 0."""
+        codes = (block[0].astype(np.uint32) << 16) | (block[1].astype(np.uint32) << 8) | block[2].astype(np.uint32)
+        if block.shape[0] > 3:
+            codes = np.where(block[3] == 0, np.uint32(1 << 24), codes)  # transparent: no colour
+        table = {**(self.classes if self.classes is not None else PALETTE_IDS), 1 << 24: UNLABELLED}
+        values, inverse = np.unique(codes, return_inverse=True)
+        ids = np.array([table.get(int(v), 0) for v in values], dtype=np.uint8)
+        unknown = [f"#{int(v):06X}" for v in values if int(v) not in table]
+        if unknown:
+            with self.lock:
+                self.bad.update(unknown[:50])
+        return ids[inverse].reshape((1, *codes.shape))
+
     def error(self) -> AnnotationRejected | None:
         if not self.bad:
             return None
+        if any(isinstance(v, str) for v in self.bad):
+            known = "the source's options.classes" if self.classes is not None else "the OpenEarthMap palette"
+            return AnnotationRejected(self.file, f"label colours not in {known}: {sorted(map(str, self.bad))[:10]}")
         shown = sorted(self.bad, key=lambda v: (isinstance(v, float) and math.isnan(v), v))[:10]
         if self.classes is not None:
             return AnnotationRejected(self.file, f"label values not in the source's options.classes: {shown}")
         return AnnotationRejected(self.file, f"label values outside 0..{NUM_CLASSES}: {shown}")
 
 
-def _check_label_header(scene: Scene, file: str) -> Georef:
+def _check_label_header(scene: Scene, file: str) -> tuple[Georef, list[int]]:
     """Check the label raster ``file``'s header against the image's (AnnotationRejected); the georef to read
-    it with."""
+    it with and its bands to read (``[1]``, or ``[1, 2, 3(, 4)]`` for a uint8 colour label, RGB(A))."""
     with open_scene(scene) as img:
         ref_crs, ref_transform, width, height = img.crs, img.transform, img.width, img.height
     with open_raster(file, error=AnnotationRejected) as raw:
         if (raw.width, raw.height) != (width, height):
             raise AnnotationRejected(file, f"label shape {raw.width}x{raw.height} differs from image {width}x{height}")
-        if raw.count != 1:
-            raise AnnotationRejected(file, f"expects a single-band class-index raster, got {raw.count} bands")
+        colour = raw.count in (3, 4) and set(raw.dtypes) == {"uint8"}
+        if raw.count != 1 and not colour:
+            raise AnnotationRejected(file, f"expects a single-band class-index raster or a uint8 RGB(A) colour "
+                                           f"label, got {raw.count} bands of {raw.dtypes[0]}")
         if raw.dtypes[0] not in _LABEL_DTYPES:
             raise AnnotationRejected(file, f"unsupported label data type {raw.dtypes[0]}")
         _check_label_georef(file, raw, ref_crs, ref_transform)
-    return Georef(crs=ref_crs.to_wkt(), transform=tuple(ref_transform)[:6])
+        bands = list(range(1, raw.count + 1)) if colour else [1]
+    return Georef(crs=ref_crs.to_wkt(), transform=tuple(ref_transform)[:6]), bands
 
 
 def _pending(tiles: list[dict]) -> list[dict]:
@@ -171,7 +199,7 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
     method = plan["resampling"]["label"]
     if method not in ("nearest", "mode"):
         raise ValueError(f"labels must not be interpolated (resampling {method})")
-    classes = {int(k): int(v) for k, v in (scene.extra or {}).get("classes") or []} or None
+    classes: dict | None = {k: int(v) for k, v in (scene.extra or {}).get("classes") or []} or None
     checker = _BadValues(file, classes)
 
     def one_tile(lbl: Any, t: dict) -> dict:
@@ -180,7 +208,8 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
             grid = TileGrid(image_tile.crs, image_tile.transform, image_tile.width, image_tile.height)
             valid = image_tile.dataset_mask() > 0
         try:
-            data, _ = warp_window(lbl, [1], grid, method, downsampling(plan), alpha=False, check=checker.check)
+            data, _ = warp_window(lbl, bands, grid, method, downsampling(plan), alpha=False, check=checker.check,
+                                  out_bands=1)
         except RasterioError as exc:
             raise AnnotationRejected(file, f"cannot read: {exc}") from exc
         finally:
@@ -197,10 +226,15 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
         }
 
     with rasterio.Env(**TILE_GDAL_ENV):
-        georef = _check_label_header(scene, file)
+        georef, bands = _check_label_header(scene, file)
+        if len(bands) > 1 and classes is not None:  # a colour label: the mapping's keys are colours
+            classes = {int(str(k)[1:], 16): v for k, v in classes.items() if str(k).startswith("#")}
+            checker = _BadValues(file, classes)
+        elif classes is not None:
+            checker = _BadValues(file, {k: v for k, v in classes.items() if not str(k).startswith("#")})
 
         def opener():
-            return open_raster(file, georef=georef, bands=[1], keep_nodata=False, error=AnnotationRejected)
+            return open_raster(file, georef=georef, bands=bands, keep_nodata=False, error=AnnotationRejected)
 
         records = map_tiles(opener, one_tile, sorted(tiles, key=lambda t: t["tile_id"]))
     error = checker.error()

@@ -201,16 +201,19 @@ def _warp_strip(src: rasterio.io.DatasetReader, bands: list[int], grid: TileGrid
 
 def warp_window(src: rasterio.io.DatasetReader, bands: list[int], tile: TileGrid, method: str,
                 factor: float, *, alpha: bool = True, with_mask: bool = False,
-                check: Callable[[np.ndarray], np.ndarray | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                check: Callable[[np.ndarray], np.ndarray | None] | None = None, out_bands: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Read the window of ``bands`` under ``tile`` and warp it.  Returns ``(pixels, valid)``:
     ``pixels`` ``(len(bands), rows, cols)`` in the source dtype, ``valid`` a bool ``(rows, cols)``
     (all True when ``alpha`` is False).  ``with_mask`` honours the source's nodata / alpha / internal
     mask (``src.dataset_mask``); ``check(window_array)`` is called on every decoded window (label
-    values), and the array it returns, if any, is warped instead (a class mapping).  Windows larger than
+    values), and the array it returns, if any, is warped instead (a class mapping; ``out_bands``: its band count,
+    when not ``len(bands)``: colour labels mapped to one band of class ids).  Windows larger than
     :data:`WINDOW_BUDGET` bytes are warped in row strips, so memory does not grow with the downsampling factor.
     """
     k = prereduce_factor(method, factor, not with_mask and check is None)
-    out = np.zeros((len(bands) + (1 if alpha else 0), tile.height, tile.width), dtype=src.dtypes[bands[0] - 1])
+    nb = len(bands) if out_bands is None else out_bands
+    out = np.zeros((nb + (1 if alpha else 0), tile.height, tile.width), dtype=src.dtypes[bands[0] - 1])
     for r0, grid, win in _strips(src, len(bands), tile, k):
         if win is not None:
             out[:, r0:r0 + grid.height] = _warp_strip(src, bands, grid, win, method, k, alpha, with_mask, check)

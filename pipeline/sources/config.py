@@ -119,8 +119,8 @@ KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
 #: disaster name); ``region_override``: the former name of ``region`` (still accepted); ``acquired_range``: the
 #: source's imagery period ``[start, end]`` for scenes without an acquisition time; ``bands``: the numbers (from 1)
 #: of the bands to use as red, green and blue (default: the bands whose colour interpretation says so, else the
-#: band-count rule of :mod:`pipeline.raster.plan`); ``classes``: ``{source label value: class id 0..8}`` for labels
-#: in another class scheme (every value met must be mapped: :mod:`pipeline.labels.landcover`).
+#: band-count rule of :mod:`pipeline.raster.plan`); ``classes``: ``{source label value or '#rrggbb' colour: class id
+#: 0..8}`` for labels in another class scheme (every value met must be mapped: :mod:`pipeline.labels.landcover`).
 COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "sha256": (dict, {}),
     "region": (str, None),
@@ -134,6 +134,8 @@ COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
 #: work, not the content of its raw folder (:func:`pipeline.sources.object_store.source_digest`'s ``pixels``).
 #: Left out of a source's options when unset, so that the digests of sources made before they existed do not change.
 PIXEL_OPTIONS = ("bands", "classes")
+#: A colour key of ``options.classes`` (a colour label's pixels).
+COLOUR_RE = re.compile(r"#[0-9a-fA-F]{6}")
 #: Region names as OpenEarthMap writes them (and the manifest schema's ``name``).
 REGION_NAME_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 
@@ -246,11 +248,13 @@ def _check_options(path: Path, name: str, options: dict[str, Any]) -> None:
                                f"e.g. [3, 2, 1] for a blue-green-red-NIR file, got {bands!r}")
     classes = options.get("classes")
     if classes is not None:
-        bad = next((f"{k!r}: {v!r}" for k, v in classes.items() if type(k) is not int or type(v) is not int
-                    or not 0 <= v <= NUM_CLASSES), None) if classes else "{}"
+        bad = next((f"{k!r}: {v!r}" for k, v in classes.items() if not (type(k) is int or (
+            isinstance(k, str) and COLOUR_RE.fullmatch(k))) or type(v) is not int or not 0 <= v <= NUM_CLASSES),
+            None) if classes else "{}"
         if bad is not None:
-            raise _err(path, name, f"key 'options.classes' maps source label values (integers) to class ids "
-                                   f"0..{NUM_CLASSES} (0 unlabelled), e.g. {{2: 8, 3: 4}}, got {bad}")
+            raise _err(path, name, f"key 'options.classes' maps source label values (integers, or '#rrggbb' colours "
+                                   f"of a colour label) to class ids 0..{NUM_CLASSES} (0 unlabelled), e.g. "
+                                   f"{{2: 8, 3: 4}} or {{'#0000ff': 8}}, got {bad}")
     rng = options.get("acquired_range")
     if rng is not None:
         days = [_iso_date(v) for v in rng]

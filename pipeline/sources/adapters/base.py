@@ -245,7 +245,9 @@ class Adapter(ABC):
         if opts.get("bands"):
             scene = replace(scene, extra={**(scene.extra or {}), "bands": [int(b) for b in opts["bands"]]})
         if opts.get("classes"):
-            pairs = sorted([int(k), int(v)] for k, v in opts["classes"].items())
+            pairs = sorted(([k if isinstance(k, str) else int(k), int(v)] for k, v in opts["classes"].items()),
+                           key=lambda kv: (isinstance(kv[0], str), str(kv[0]).lower() if isinstance(kv[0], str)
+                                           else kv[0]))
             scene = replace(scene, extra={**(scene.extra or {}), "classes": pairs})
         return scene
 
