@@ -122,8 +122,9 @@ class _BadValues:
         """``block`` through ``classes`` (uint8 class ids; an unmapped value is collected and becomes 0)."""
         assert self.classes is not None
         values, inverse = np.unique(block, return_inverse=True)
-        ids = np.array([self.classes.get(v.item(), 0) if v == v else 0 for v in values], dtype=np.uint8)
-        unmapped = {v.item() for v in values if not (v == v and v.item() in self.classes)}
+        keys = [v.item() for v in values]  # NaN is no key of any mapping
+        ids = np.array([self.classes.get(k, 0) for k in keys], dtype=np.uint8)
+        unmapped = {k for k in keys if k not in self.classes}
         if unmapped:
             with self.lock:
                 self.bad.update(list(unmapped)[:50])
@@ -176,6 +177,18 @@ def _check_label_header(scene: Scene, file: str) -> tuple[Georef, list[int]]:
     return Georef(crs=ref_crs.to_wkt(), transform=tuple(ref_transform)[:6]), bands
 
 
+def _label_classes(scene: Scene, *, colour: bool) -> dict[int, int] | None:
+    """The source's ``options.classes`` (``scene.extra["classes"]``, ``[[key, class id], ...]``) for a label of
+    this kind: its integer keys for a class-index label, its ``#rrggbb`` keys as 24-bit colour codes for a colour
+    label; None without the option."""
+    pairs = (scene.extra or {}).get("classes")
+    if not pairs:
+        return None
+    if colour:
+        return {int(str(k)[1:], 16): int(v) for k, v in pairs if isinstance(k, str)}
+    return {int(k): int(v) for k, v in pairs if not isinstance(k, str)}
+
+
 def _pending(tiles: list[dict]) -> list[dict]:
     return [{"tile_id": t["tile_id"], "status": "pending", "label": None, "class_pixels": {},
              "unlabelled_pixels": 0} for t in sorted(tiles, key=lambda t: t["tile_id"])]
@@ -199,8 +212,6 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
     method = plan["resampling"]["label"]
     if method not in ("nearest", "mode"):
         raise ValueError(f"labels must not be interpolated (resampling {method})")
-    classes: dict | None = {k: int(v) for k, v in (scene.extra or {}).get("classes") or []} or None
-    checker = _BadValues(file, classes)
 
     def one_tile(lbl: Any, t: dict) -> dict:
         tid = t["tile_id"]
@@ -227,11 +238,7 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
 
     with rasterio.Env(**TILE_GDAL_ENV):
         georef, bands = _check_label_header(scene, file)
-        if len(bands) > 1 and classes is not None:  # a colour label: the mapping's keys are colours
-            classes = {int(str(k)[1:], 16): v for k, v in classes.items() if str(k).startswith("#")}
-            checker = _BadValues(file, classes)
-        elif classes is not None:
-            checker = _BadValues(file, {k: v for k, v in classes.items() if not str(k).startswith("#")})
+        checker = _BadValues(file, _label_classes(scene, colour=len(bands) > 1))
 
         def opener():
             return open_raster(file, georef=georef, bands=bands, keep_nodata=False, error=AnnotationRejected)
