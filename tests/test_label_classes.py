@@ -90,7 +90,9 @@ def test_options_classes_are_checked_and_key_the_scenes_not_the_files(tmp_path):
     where = tmp_path / "sources.yaml"
     (plain,) = parse_sources({"sources": [_entry()]}, where)
     (mapped,) = parse_sources({"sources": [_entry(classes=LOVEDA)]}, where)
-    assert "classes" not in plain.options and mapped.options["classes"] == LOVEDA
+    assert "classes" not in plain.options and mapped.options["classes"] == {str(k): v for k, v in LOVEDA.items()}
+    (both,) = parse_sources({"sources": [_entry(classes={2: 8, "#0000FF": 8})]}, where)  # index and colour keys
+    assert both.options["classes"] == {"2": 8, "#0000ff": 8} and source_digest(both)
     for bad in ({}, {1: 9}, {1: -1}, {"1": 2}, {1: "2"}, {1: True}, {1.5: 2}, [1, 2]):
         with pytest.raises(SourcesError, match="options.classes"):
             parse_sources({"sources": [_entry(classes=bad)]}, where)
@@ -187,6 +189,12 @@ sources:
 """)
     (src,) = parse_sources(data, tmp_path / "sources.yaml")
     assert src.options["classes"] == {"#ffffff": 3, "#0000ff": 8}
+    from pipeline.sources.adapters.base import Adapter
+    from tests.test_raster import make_scene as scene_of
+
+    finished = Adapter._finish(scene_of(tmp_path / "x.tif"), parse_sources(
+        {"sources": [_entry(classes={10: 1, 2: 8, "#FFFFFF": 3})]}, tmp_path / "sources.yaml")[0])
+    assert finished.extra["classes"] == [[2, 8], [10, 1], ["#ffffff", 3]]
     for bad in ({"#fff": 3}, {"0000ff": 8}, {"#0000gg": 8}):
         with pytest.raises(SourcesError, match="options.classes"):
             parse_sources({"sources": [_entry(classes=bad)]}, tmp_path / "sources.yaml")

@@ -255,6 +255,8 @@ def _check_options(path: Path, name: str, options: dict[str, Any]) -> None:
             raise _err(path, name, f"key 'options.classes' maps source label values (integers, or '#rrggbb' colours "
                                    f"of a colour label) to class ids 0..{NUM_CLASSES} (0 unlabelled), e.g. "
                                    f"{{2: 8, 3: 4}} or {{'#0000ff': 8}}, got {bad}")
+        # one key type, sortable (digests dump options with sorted keys): "2", "#0000ff"
+        options["classes"] = {str(k).lower(): v for k, v in classes.items()}
     rng = options.get("acquired_range")
     if rng is not None:
         days = [_iso_date(v) for v in rng]

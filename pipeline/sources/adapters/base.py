@@ -236,8 +236,8 @@ class Adapter(ABC):
     def _finish(scene: Scene, source: SourceConfig) -> Scene:
         """The scene with what ``sources.yaml`` sets for it: its region (``options.region``/``regions``), the
         bands read as red, green and blue (``options.bands``: ``extra["bands"]``, :mod:`pipeline.raster.plan`) and
-        the class of each label value (``options.classes``: ``extra["classes"]``, ``[[value, class id], ...]``,
-        :mod:`pipeline.labels.landcover`)."""
+        the class of each label value (``options.classes``: ``extra["classes"]``, ``[[value or "#rrggbb", class
+        id], ...]``, :mod:`pipeline.labels.landcover`)."""
         override = scene_region(source.options, scene.scene_id)
         if override:
             scene = replace(scene, region_hint=override)
@@ -245,9 +245,9 @@ class Adapter(ABC):
         if opts.get("bands"):
             scene = replace(scene, extra={**(scene.extra or {}), "bands": [int(b) for b in opts["bands"]]})
         if opts.get("classes"):
-            pairs = sorted(([k if isinstance(k, str) else int(k), int(v)] for k, v in opts["classes"].items()),
-                           key=lambda kv: (isinstance(kv[0], str), str(kv[0]).lower() if isinstance(kv[0], str)
-                                           else kv[0]))
+            items = opts["classes"].items()  # keys "2" or "#0000ff" (pipeline.sources.config)
+            pairs = (sorted([int(k), int(v)] for k, v in items if not k.startswith("#"))
+                     + sorted([k, int(v)] for k, v in items if k.startswith("#")))
             scene = replace(scene, extra={**(scene.extra or {}), "classes": pairs})
         return scene
 
