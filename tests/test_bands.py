@@ -103,10 +103,10 @@ def test_options_bands_are_checked_and_key_the_scenes_not_the_files(tmp_path):
     why = fetch_reason({"made_by": made}, source_digest(chosen), {}, "c1", source_digest(chosen, labels=False,
                                                                                          pixels=False),
                        None, source_digest(chosen, labels=False))
-    assert why.startswith("options.bands or classes changed")
+    assert why.startswith("options.bands, classes or crs changed")
     older = {k: v for k, v in made.items() if k != "scenes"}  # a record made before: its content was the scenes'
     assert fetch_reason({"made_by": older}, source_digest(chosen), {}, "c1", made["content"], None,
-                        source_digest(chosen, labels=False)).startswith("options.bands or classes changed")
+                        source_digest(chosen, labels=False)).startswith("options.bands, classes or crs changed")
 
 
 def _sources(path: Path, folder: Path, bands: list[int] | None) -> Path:

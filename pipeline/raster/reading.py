@@ -154,7 +154,9 @@ def native_crs(scene: Scene) -> CRS | None:
         return CRS.from_user_input(scene.georef.crs)
     src = _open_raw(scene.image)
     try:
-        return src.crs
+        default = scene_default_crs(scene)
+        return src.crs if src.crs is not None or not default or src.transform.is_identity \
+            else CRS.from_user_input(default)
     finally:
         src.close()
 
@@ -167,8 +169,9 @@ def _scene_alpha_override(scene: Scene) -> int | None:
 @contextlib.contextmanager
 def open_raster(path: str, *, georef: Georef | None = None, alpha_band: int | None = None,
                 bands: Sequence[int] | None = None, keep_nodata: bool = True,
-                error: type = SceneRejected) -> Iterator[rasterio.io.DatasetReader]:
-    """Open ``path`` for reading, applying ``georef`` / an alpha band override when given.
+                error: type = SceneRejected, default_crs: str | None = None) -> Iterator[rasterio.io.DatasetReader]:
+    """Open ``path`` for reading, applying ``georef`` / an alpha band override when given (``default_crs``: the
+    CRS of a file that has a geotransform but no CRS, with that geotransform, when no ``georef`` is given).
 
     ``bands`` restricts the bands exposed; ``keep_nodata=False`` drops the file's nodata value (used
     for label rasters, where 0 is a class to vote with, not a hole).
@@ -179,6 +182,8 @@ def open_raster(path: str, *, georef: Georef | None = None, alpha_band: int | No
     """
     src = _open_raw(path, error)
     try:
+        if georef is None and default_crs and src.crs is None and not src.transform.is_identity:
+            georef = Georef(crs=default_crs, transform=tuple(src.transform)[:6], origin="options.crs")
         georef = _effective_georef(src, georef)
         if georef is None and alpha_band is None and bands is None and keep_nodata:
             yield src
@@ -206,7 +211,15 @@ def open_scene(scene: Scene) -> Iterator[rasterio.io.DatasetReader]:
     small VRT document pointing at the file, so nothing is loaded.  An unreadable file raises
     ``SceneRejected(scene.image, "cannot read: ...")``.
     """
-    with open_raster(scene.image, georef=scene.georef, alpha_band=_scene_alpha_override(scene)) as ds:
+    with open_raster(scene.image, georef=scene.georef, alpha_band=_scene_alpha_override(scene),
+                     default_crs=scene_default_crs(scene)) as ds:
         yield ds
+
+
+def scene_default_crs(scene: Scene) -> str | None:
+    """The CRS of the scene's image when the file carries none but has a geotransform (a TIFF or JPEG with a world
+    file and no ``.prj``): its source's ``options.crs`` (``scene.extra["crs"]``), else None."""
+    value = (scene.extra or {}).get("crs")
+    return str(value) if value else None
 
 

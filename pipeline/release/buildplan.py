@@ -63,7 +63,7 @@ def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_cod
             if content_digest is not None and made.get("content") == content_digest \
                     and made.get("fetch_code") == fetch_code:
                 if scenes_digest is not None and made.get("scenes", made.get("content")) != scenes_digest:
-                    return ("options.bands or classes changed (its files are reused, its scenes are prepared, "
+                    return ("options.bands, classes or crs changed (its files are reused, its scenes are prepared, "
                             "tiled and labelled again)")
                 return ("only its licence, attribution, regions or acquisition range changed (its files and "
                         "scenes' work are reused)")

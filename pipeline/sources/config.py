@@ -120,7 +120,8 @@ KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
 #: source's imagery period ``[start, end]`` for scenes without an acquisition time; ``bands``: the numbers (from 1)
 #: of the bands to use as red, green and blue (default: the bands whose colour interpretation says so, else the
 #: band-count rule of :mod:`pipeline.raster.plan`); ``classes``: ``{source label value or '#rrggbb' colour: class id
-#: 0..8}`` for labels in another class scheme (every value met must be mapped: :mod:`pipeline.labels.landcover`).
+#: 0..8}`` for labels in another class scheme (every value met must be mapped: :mod:`pipeline.labels.landcover`);
+#: ``crs``: the CRS of images that have a geotransform but no CRS (a world file without ``.prj``).
 COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "sha256": (dict, {}),
     "region": (str, None),
@@ -129,11 +130,12 @@ COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "acquired_range": (list, None),
     "bands": (list, None),
     "classes": (dict, None),
+    "crs": (str, None),
 }
 #: Options that say how a scene's pixels and labels are read from its files, not which files: they key its scenes'
 #: work, not the content of its raw folder (:func:`pipeline.sources.object_store.source_digest`'s ``pixels``).
 #: Left out of a source's options when unset, so that the digests of sources made before they existed do not change.
-PIXEL_OPTIONS = ("bands", "classes")
+PIXEL_OPTIONS = ("bands", "classes", "crs")
 #: A colour key of ``options.classes`` (a colour label's pixels).
 COLOUR_RE = re.compile(r"#[0-9a-fA-F]{6}")
 #: Region names as OpenEarthMap writes them (and the manifest schema's ``name``).
@@ -257,6 +259,14 @@ def _check_options(path: Path, name: str, options: dict[str, Any]) -> None:
                                    f"{{2: 8, 3: 4}} or {{'#0000ff': 8}}, got {bad}")
         # one key type, sortable (digests dump options with sorted keys): "2", "#0000ff"
         options["classes"] = {str(k).lower(): v for k, v in classes.items()}
+    if options.get("crs") is not None:
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            CRS.from_user_input(options["crs"])
+        except CRSError:
+            raise _err(path, name, f"key 'options.crs': {options['crs']!r} is not a CRS (e.g. EPSG:25832)") from None
     rng = options.get("acquired_range")
     if rng is not None:
         days = [_iso_date(v) for v in rng]

@@ -244,6 +244,8 @@ class Adapter(ABC):
         opts = source.options or {}
         if opts.get("bands"):
             scene = replace(scene, extra={**(scene.extra or {}), "bands": [int(b) for b in opts["bands"]]})
+        if opts.get("crs"):  # for an image with a geotransform and no CRS (pipeline.raster.reading)
+            scene = replace(scene, extra={**(scene.extra or {}), "crs": str(opts["crs"])})
         if opts.get("classes"):
             items = opts["classes"].items()  # keys "2" or "#0000ff" (pipeline.sources.config)
             pairs = (sorted([int(k), int(v)] for k, v in items if not k.startswith("#"))
