@@ -1,11 +1,12 @@
 """STAC adapter: one scene per entry of the ``stac-index.json`` that :mod:`pipeline.sources.stac.fetch` wrote.
 
-Only local files are read: the index and the images it names (``images/<scene>.tif``).  Licence,
+Only local files are read: the index, the items and the images it names (``items/<scene>.json``,
+``images/<scene>.tif``).  Licence,
 attribution and acquisition time are the item's (resolved at fetch time: item ``license`` / license
 links, else the nearest collection's, else the source's; providers, else the collection's, else the
 source's attribution).  ``extra["stac"]`` keeps the item id, collection, self link, asset key and href,
 how it was read (``window`` / ``whole`` ...), the window, the bytes transferred and the CRS/GSD checks;
-``extra["bands"]`` the asset's red, green and blue bands when its band list names them
+``extra["bands"]`` the asset's red, green and blue bands when its band list in the stored item names them
 (:func:`pipeline.sources.stac.items.rgb_bands`; the source's ``options.bands`` overrides it).
 Items the fetch rejected come back as :class:`pipeline.errors.ItemRejected` (one ``rejects.csv`` row
 each, with the scene id and the stage).
@@ -63,8 +64,18 @@ def _scene(adapter: Adapter, root: Path, entry: dict, source: SourceConfig) -> S
         license=entry["license"], attribution=entry["attribution"], acquired=entry.get("acquired"),
         region_hint=(source.options or {}).get("region"),
         extra={"stac": {k: entry.get(k) for k in STAC_EXTRA},
-               **({"bands": list(entry["rgb_bands"])} if entry.get("rgb_bands") else {})},
+               **({"bands": bands} if (bands := _asset_rgb(adapter, root, entry)) else {})},
     )
+
+
+def _asset_rgb(adapter: Adapter, root: Path, entry: dict) -> list[int] | None:
+    """The red, green and blue bands the scene's asset names in the item the fetch stored (``items/<scene>.json``,
+    :func:`pipeline.sources.stac.items.rgb_bands`); None when it names none or there is no stored item."""
+    from pipeline.sources.stac.items import rgb_bands
+
+    item = adapter.read_json(root / entry["item"]) if entry.get("item") and (root / entry["item"]).is_file() else None
+    asset = ((item or {}).get("assets") or {}).get(entry.get("asset")) if isinstance(item, dict) else None
+    return rgb_bands(asset) if isinstance(asset, dict) else None
 
 
 class StacAdapter(Adapter):

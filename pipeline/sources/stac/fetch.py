@@ -6,8 +6,7 @@ Layout written into ``dest`` (``data/raw/<source>/files/``)::
     images/<scene>.tif     the asset: the whole file, or (with a bbox) the extract of the window covering it
     downloads/<scene>.*    a whole non-COG asset a window was cut from (``options.non_cog: download``)
     stac-index.json        written last: one entry per scene (licence, attribution, acquisition time,
-                           self link, asset, its red/green/blue bands when its band list names them, how it
-                           was read, bytes transferred, CRS/GSD checks) and one
+                           self link, asset, how it was read, bytes transferred, CRS/GSD checks) and one
                            per rejected item (file, stage, reason); the adapter reads only this and the
                            files it names
 
@@ -85,7 +84,6 @@ from pipeline.sources.stac.items import (
     item_attribution,
     item_license,
     pick_asset,
-    rgb_bands,
 )
 from pipeline.sources.stac.search import Found, StacQuery, find_items, stac_query
 
@@ -246,7 +244,6 @@ def _fetch_item(ctx: _Ctx, one: Found) -> tuple[dict, list[dict]]:
         "item": item_rel, "asset": key, "href": href, "media_type": asset.get("type"),
         "license": lic, "attribution": attr, "acquired": acquired(item), "title": props.get("title"),
         "platform": props.get("oam:platform_type") or props.get("platform"), "gsd": declared_gsd(item, asset),
-        **({"rgb_bands": rgb} if (rgb := rgb_bands(asset)) else {}),
         **image,
     }
     item_digest = file_digests(ctx.dest / item_rel)["sha256"]
