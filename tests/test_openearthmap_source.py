@@ -110,6 +110,12 @@ def test_a_release_extending_a_benchmark_keeps_its_split(tmp_path):
         names = set((releases / "v1" / f"{split}.txt").read_text().split())
         assert len(names) == sum(im["upstream_split"] == split for im in v1)
     assert "upstream-split" in _validate(releases / "v1")  # linz's counts: a named warning, not an error
+    import geopandas as gpd
+
+    for index in ("index.parquet", "index.gpkg"):  # GIS can colour the footprints by the benchmark's split
+        frame = gpd.read_parquet(releases / "v1" / index) if index.endswith("parquet") else \
+            gpd.read_file(releases / "v1" / index)
+        assert dict(zip(frame["id"], frame["upstream_split"])) == {im["id"]: im["upstream_split"] for im in v1}
 
     new = tmp_path / "new"  # ten more images of wien from a local folder: split around the benchmark's
     for n in range(10):

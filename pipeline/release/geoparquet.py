@@ -5,13 +5,14 @@ One row per image, in natural id order, geometry = the tile footprint in WGS 84 
 UTM rectangle with its corners transformed to lon/lat (:func:`pipeline.release.footprints.footprint_lonlat`, the same
 polygon as the STAC item), with a GeoParquet 1.1 ``bbox`` covering column for fast spatial filtering.
 
-Columns: ``id, split, region, country, country_code, continent, source, source_kind, license, gsd, crs,
-width, height, acquired, image, label, sha256_image, sha256_label, share_1 .. share_8, share_unlabelled,
-geometry, bbox``.  ``image``/``label`` are paths relative to the release folder; ``share_<c>`` is the
-fraction of the tile's pixels labelled with class ``c`` (``share_unlabelled`` those labelled 0), so the
-nine shares of a row sum to 1.  ``acquired`` is a timestamp column (Arrow ``timestamp[ns, tz=UTC]``): the
-acquisition time of the image (a date alone is midnight UTC), null where unknown.  Read it with
-``geopandas.read_parquet("index.parquet")``.
+Columns: ``id, split, upstream_split, region, country, country_code, continent, source, source_kind, license, gsd,
+crs, width, height, acquired, image, label, sha256_image, sha256_label, share_1 .. share_8, share_unlabelled,
+geometry, bbox``. ``upstream_split`` is the split of the benchmark the image comes from (a column only in a release
+with such images, null for the others: :mod:`pipeline.sources.adapters.openearthmap`); ``image``/``label`` are paths
+relative to the release folder; ``share_<c>`` is the fraction of the tile's pixels labelled with class ``c``
+(``share_unlabelled`` those labelled 0), so the nine shares of a row sum to 1. ``acquired`` is a timestamp column
+(Arrow ``timestamp[ns, tz=UTC]``): the acquisition time of the image (a date alone is midnight UTC), null where
+unknown. Read it with ``geopandas.read_parquet("index.parquet")``.
 
 The GeoPackage is there for GIS whose GDAL reads no Parquet: Debian's and Ubuntu's GDAL packages (the GDAL of their
 QGIS) are built without Arrow, so ``ogrinfo index.parquet`` fails there while ``index.gpkg`` opens in every GDAL
@@ -38,8 +39,8 @@ GPKG_INDEX = "index.gpkg"
 #: The ``last_change`` GDAL writes into a GeoPackage's ``gpkg_contents`` (its ``OGR_CURRENT_DATE``; the write time
 #: otherwise, which would make every build's file different).
 GPKG_DATE = "2000-01-01T00:00:00.000Z"
-STRING_COLUMNS = ("id", "split", "region", "country", "country_code", "continent", "source", "source_kind",
-                  "license", "crs", "image", "label", "sha256_image", "sha256_label")
+STRING_COLUMNS = ("id", "split", "upstream_split", "region", "country", "country_code", "continent", "source",
+                  "source_kind", "license", "crs", "image", "label", "sha256_image", "sha256_label")
 SHARE_COLUMNS = tuple(f"share_{c}" for c in CLASS_IDS) + ("share_unlabelled",)
 
 
@@ -67,11 +68,13 @@ def index_frame(records: Sequence[dict[str, Any]]):
         geoms = list(shapely.polygons(np.asarray(rings, dtype=float)))
     else:
         geoms = [Polygon(ring) for ring in rings]
-    columns = list(STRING_COLUMNS[:9]) + ["gsd", "crs", "width", "height", "acquired", "image", "label",
-                                          "sha256_image", "sha256_label", *SHARE_COLUMNS]
+    upstream = any(r.get("upstream_split") for r in recs)  # only beside a benchmark's images: else none
+    columns = [c for c in STRING_COLUMNS[:10] if upstream or c != "upstream_split"] + [
+        "gsd", "crs", "width", "height", "acquired", "image", "label", "sha256_image", "sha256_label", *SHARE_COLUMNS]
     df = pd.DataFrame({k: data[k] for k in columns}, columns=columns)
     for col in STRING_COLUMNS:
-        df[col] = df[col].astype("string")
+        if col in df:
+            df[col] = df[col].astype("string")
     df["acquired"] = pd.to_datetime(df["acquired"], utc=True).astype("datetime64[ns, UTC]")
     return gpd.GeoDataFrame(df, geometry=gpd.GeoSeries(geoms, crs="EPSG:4326"))
 
