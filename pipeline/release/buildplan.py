@@ -51,10 +51,9 @@ def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_cod
     """Why a source whose current raw folder is missing is fetched: ``earlier`` is the fetch record of its
     newest other raw folder (None: there is none); ``content_digest``: the entry's digest without what only
     labels its images or says how their pixels are read (``made_by.content``: then no file is downloaded again);
-    ``scenes_digest``: without what only labels its images (``made_by.scenes``: ``options.bands`` and ``classes``
-    count; a record made before it existed
-    had ``content`` for it: then no scene is processed again either); ``limits_digest``:
-    :func:`tasks.plan.limits_digest` (``made_by.limits``)."""
+    ``scenes_digest``: without what only labels its images (``made_by.scenes``: ``options.bands``, ``classes`` and
+    ``crs`` count; a record made before it existed had ``content`` for it: then no scene is processed again
+    either); ``limits_digest``: :func:`tasks.plan.limits_digest` (``made_by.limits``)."""
     if earlier is None:
         return "new"
     made = earlier.get("made_by")

@@ -1,6 +1,6 @@
 """Check 8: the split audit (6:1:3 ratios per region, class coverage of train, leakage, UDA regions).
 
-Problems are errors, except two that a build cannot fix, reported as named warnings (``validate`` exits 0):
+Problems are errors, except those a build cannot fix, reported as named warnings (``validate`` exits 0):
 
 * ``single-leakage-group``: a region whose images all overlap (one leakage group) cannot be split; its split
   counts are a warning, not an error (:mod:`pipeline.dataset.splits`, *One leakage group*).
