@@ -194,3 +194,23 @@ def test_the_benchmarks_own_overlap_across_splits_is_kept_and_named(tmp_path):
         (tmp_path / "data" / "releases" / "v1" / "manifest.json").read_text())["images"]}
     assert images == {"graz_1": "train", "graz_2": "test", "graz_3": "train"}
     assert "their source benchmark splits them so" in _validate(tmp_path / "data" / "releases" / "v1")
+
+
+def test_a_split_list_edited_upstream_redoes_no_scene_and_released_images_keep_their_split(tmp_path):
+    root = _benchmark(tmp_path / "oem", {"wien": {"train": list(range(1, 7)), "val": [7], "test": [8, 9, 10]}})
+    _build(tmp_path, _source("oem", root), "v1")
+    top = root / "OpenEarthMap"  # wien_1 moves from train to test upstream
+    (top / "train.txt").write_text("".join(f"wien_{n}.tif\n" for n in range(2, 7)))
+    (top / "test.txt").write_text("".join(f"wien_{n}.tif\n" for n in (1, 8, 9, 10)))
+    (tmp_path / "sources.yaml").write_text("\nsources:" + _source("oem", root))
+    proc = subprocess.run(luigi_cmd(tmp_path / "data", tmp_path / "sources.yaml", "--PipelineConfig-tile-size",
+                                    str(SIZE), release="v2", split_trials=20),
+                          cwd=ROOT, env=pipeline_env(), capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ran = proc.stdout + proc.stderr
+    assert "CatalogSource 1" in ran and "PrepareScene" not in ran.split("tasks ran")[1].split(")")[0]
+    v2 = {im["source_scene_id"]: im for im in json.loads(
+        (tmp_path / "data" / "releases" / "v2" / "manifest.json").read_text())["images"]}
+    assert (v2["wien_1"]["split"], v2["wien_1"]["upstream_split"]) == ("train", "test")  # released: it stays
+    assert "wien_1: in train, but its source benchmark has it in test (upstream_split) [upstream-split: released " \
+           "in train before" in _validate(tmp_path / "data" / "releases" / "v2")
