@@ -37,16 +37,15 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.errors import RasterioError
 
-from pipeline.constants import CLASS_COLORS, NUM_CLASSES, UNLABELLED
+from pipeline.constants import NUM_CLASSES, UNLABELLED
 from pipeline.errors import AnnotationRejected
+from pipeline.labels.annotations.palette import PALETTE_IDS, colour_codes
 from pipeline.raster.cog import write_tile_cog
 from pipeline.raster.reading import open_raster, open_scene
 from pipeline.raster.tiling import downsampling, map_tiles
 from pipeline.raster.warp import TILE_GDAL_ENV, TileGrid, release_memory, warp_window
 from pipeline.scene import Georef, Scene
 
-#: The OpenEarthMap palette as 24-bit colour code -> class id (black: unlabelled), for colour labels.
-PALETTE_IDS: dict[int, int] = {0: UNLABELLED, **{(r << 16) | (g << 8) | b: k for k, (r, g, b) in CLASS_COLORS.items()}}
 _LABEL_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
 
 #: A label raster's own georeference may differ from the image's by this much (see _check_label_georef).
@@ -121,30 +120,28 @@ class _BadValues:
     def _mapped(self, block: np.ndarray) -> np.ndarray:
         """``block`` through ``classes`` (uint8 class ids; an unmapped value is collected and becomes 0)."""
         assert self.classes is not None
+        return self._through(block, self.classes, lambda v: v)
+
+    def _through(self, block: np.ndarray, table: dict, shown) -> np.ndarray:
+        """``block``'s values through ``table`` as uint8 class ids, ``block``'s shape; a value the table lacks
+        becomes 0 and is collected as ``shown(value)`` (NaN is no key of any table)."""
         values, inverse = np.unique(block, return_inverse=True)
-        keys = [v.item() for v in values]  # NaN is no key of any mapping
-        ids = np.array([self.classes.get(k, 0) for k in keys], dtype=np.uint8)
-        unmapped = {k for k in keys if k not in self.classes}
-        if unmapped:
+        keys = [v.item() for v in values]
+        missing = [shown(k) for k in keys if k not in table]
+        if missing:
             with self.lock:
-                self.bad.update(list(unmapped)[:50])
-        return ids[inverse].reshape(block.shape)
+                self.bad.update(missing[:50])
+        return np.array([table.get(k, 0) for k in keys], dtype=np.uint8)[inverse].reshape(block.shape)
 
     def _colours(self, block: np.ndarray) -> np.ndarray:
         """A ``(3 | 4, h, w)`` colour window as ``(1, h, w)`` class ids: each colour through ``classes`` (keys
         ``#rrggbb``), else the OpenEarthMap palette (black: unlabelled); a transparent pixel is unlabelled; an
         unknown colour is collected (as ``#RRGGBB``) and becomes 0."""
-        codes = (block[0].astype(np.uint32) << 16) | (block[1].astype(np.uint32) << 8) | block[2].astype(np.uint32)
+        codes = colour_codes(block[:3])
         if block.shape[0] > 3:
             codes = np.where(block[3] == 0, np.uint32(1 << 24), codes)  # transparent: no colour
         table = {**(self.classes if self.classes is not None else PALETTE_IDS), 1 << 24: UNLABELLED}
-        values, inverse = np.unique(codes, return_inverse=True)
-        ids = np.array([table.get(int(v), 0) for v in values], dtype=np.uint8)
-        unknown = [f"#{int(v):06X}" for v in values if int(v) not in table]
-        if unknown:
-            with self.lock:
-                self.bad.update(unknown[:50])
-        return ids[inverse].reshape((1, *codes.shape))
+        return self._through(codes[np.newaxis], table, lambda v: f"#{v:06X}")
 
     def error(self) -> AnnotationRejected | None:
         if not self.bad:

@@ -15,15 +15,24 @@ def _hexes(codes: np.ndarray, counts: np.ndarray, limit: int = 10) -> str:
     return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
 
 
+#: The class colours as 24-bit codes (:func:`colour_codes`) -> class id, black unlabelled.
+PALETTE_IDS: dict[int, int] = {0: UNLABELLED, **{(r << 16) | (g << 8) | b: k for k, (r, g, b) in CLASS_COLORS.items()}}
+
+
+def colour_codes(rgb: np.ndarray) -> np.ndarray:
+    """The 24-bit code ``0xRRGGBB`` of each pixel of a ``(3, h, w)`` uint8 array."""
+    return (rgb[0].astype(np.uint32) << 16) | (rgb[1].astype(np.uint32) << 8) | rgb[2].astype(np.uint32)
+
+
 def palette_to_ids(rgb: np.ndarray, alpha: np.ndarray | None, f: str) -> np.ndarray:
     """Exact colour match of a ``(3, h, w)`` uint8 array to the class colours (black = 0)."""
-    codes = (rgb[0].astype(np.uint32) << 16) | (rgb[1].astype(np.uint32) << 8) | rgb[2].astype(np.uint32)
+    codes = colour_codes(rgb)
     if alpha is not None:
         semi = (alpha != 0) & (alpha != 255)
         if semi.any():
             raise AnnotationRejected(f, f"{int(semi.sum())} semi-transparent pixels (alpha not 0 or 255)")
         codes = np.where(alpha == 0, np.uint32(0), codes)
-    known = {0: UNLABELLED, **{(r << 16) | (g << 8) | b: k for k, (r, g, b) in CLASS_COLORS.items()}}
+    known = PALETTE_IDS
     uniq, inverse, counts = np.unique(codes, return_inverse=True, return_counts=True)
     bad = np.array([int(c) not in known for c in uniq], dtype=bool)
     if bad.any():

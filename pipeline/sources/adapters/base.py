@@ -242,16 +242,16 @@ class Adapter(ABC):
         if override:
             scene = replace(scene, region_hint=override)
         opts = source.options or {}
+        extra: dict = {}
         if opts.get("bands"):
-            scene = replace(scene, extra={**(scene.extra or {}), "bands": [int(b) for b in opts["bands"]]})
+            extra["bands"] = [int(b) for b in opts["bands"]]
         if opts.get("crs"):  # for an image with a geotransform and no CRS (pipeline.raster.reading)
-            scene = replace(scene, extra={**(scene.extra or {}), "crs": str(opts["crs"])})
+            extra["crs"] = str(opts["crs"])
         if opts.get("classes"):
             items = opts["classes"].items()  # keys "2" or "#0000ff" (pipeline.sources.config)
-            pairs = (sorted([int(k), int(v)] for k, v in items if not k.startswith("#"))
-                     + sorted([k, int(v)] for k, v in items if k.startswith("#")))
-            scene = replace(scene, extra={**(scene.extra or {}), "classes": pairs})
-        return scene
+            extra["classes"] = (sorted([int(k), int(v)] for k, v in items if not k.startswith("#"))
+                                + sorted([k, int(v)] for k, v in items if k.startswith("#")))
+        return replace(scene, extra={**(scene.extra or {}), **extra}) if extra else scene
 
 
 def unique_ids(scenes: list[Scene], root: Path) -> list[Scene]:

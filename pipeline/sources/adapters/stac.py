@@ -74,7 +74,7 @@ def _asset_rgb(adapter: Adapter, root: Path, entry: dict) -> list[int] | None:
     from pipeline.sources.stac.items import rgb_bands
 
     item = adapter.read_json(root / entry["item"]) if entry.get("item") and (root / entry["item"]).is_file() else None
-    asset = ((item or {}).get("assets") or {}).get(entry.get("asset")) if isinstance(item, dict) else None
+    asset = (item.get("assets") or {}).get(entry.get("asset")) if isinstance(item, dict) else None
     return rgb_bands(asset) if isinstance(asset, dict) else None
 
 
