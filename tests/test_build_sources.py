@@ -6,12 +6,14 @@ import io
 import json
 import os
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import boto3
 import luigi
 import luigi.configuration
 import pytest
+import yaml
 from moto.server import ThreadedMotoServer
 
 import tasks  # noqa: F401  (registers the tasks)
@@ -157,6 +159,18 @@ sources:
     assert by_source["xbd"] == {"CC BY-NC-SA 4.0"} and by_source["spacenet"] == {"CC BY-SA 4.0"}
     kinds = {im["source_kind"] for im in manifest["images"]}
     assert kinds == {"xbd", "spacenet", "inria", "local"}
+    # the release card says which images are under which licence and what each asks (pipeline.release.card)
+    card = (rel / "README.md").read_text()
+    assert yaml.safe_load(card.split("---\n")[1])["license"] == "other"  # no one licence covers the release
+    assert "This release mixes 4 licences" in card
+    for licence, n in Counter(im["license"] for im in manifest["images"]).items():
+        shares = Counter(im["source"] for im in manifest["images"] if im["license"] == licence)
+        assert f"### {licence}\n\n{n} image{'s' if n > 1 else ''}, from " + ", ".join(
+            f"`{s}` ({k})" for s, k in sorted(shares.items())) + ". Terms: " in card
+    assert "non-commercial use only" in card.split("### CC BY-NC-SA 4.0")[1].split("###")[0]
+    assert "does not recognise" in card.split("### Inria Aerial Image Labeling terms")[1].split("###")[0]
+    corrected_card = (corrected / "README.md").read_text()
+    assert "### CC0 BY-SA 4.0" in corrected_card and "### CC BY-SA 4.0" not in corrected_card
     fetch_record = min((tmp_path / "data" / "raw").glob("spacenet-*/fetch.json"), key=lambda r: r.stat().st_mtime)
     fetched = json.loads(fetch_record.read_text())
     assert all(f["url"].startswith("s3://") and len(f["sha256"]) == 64 for f in fetched["files"])

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +58,7 @@ from pipeline import atomic
 from pipeline.constants import CLASS_IDS, CLASS_NAMES, SPLITS
 from pipeline.dataset.ids import natural_key
 from pipeline.release.footprints import epsg_of, footprint_lonlat, footprints_bbox, footprints_lonlat
+from pipeline.release.licences import spdx_license
 from pipeline.release.manifest import class_table
 from pipeline.sources.adapters import UNKNOWN_ACQUISITION
 
@@ -71,33 +71,8 @@ COLLECTION_ID = "oem"
 PROJECTION_SCHEMA = "https://stac-extensions.github.io/projection/v1.2.0/schema.json"
 LABEL_SCHEMA = "https://stac-extensions.github.io/label/v1.0.1/schema.json"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
-_SPDX = re.compile(r"^[\w\-.+]+$")
-#: Common licence spellings in ``sources.yaml`` -> SPDX ids.
-_LICENSE_ALIASES = {
-    "cc0": "CC0-1.0", "cc0 1.0": "CC0-1.0", "cc by 4.0": "CC-BY-4.0", "cc-by 4.0": "CC-BY-4.0",
-    "cc by-sa 4.0": "CC-BY-SA-4.0", "cc by-nc 4.0": "CC-BY-NC-4.0", "cc by-nc-sa 4.0": "CC-BY-NC-SA-4.0",
-    "cc by-nd 4.0": "CC-BY-ND-4.0", "public domain": "other", "odbl": "ODbL-1.0", "mit": "MIT",
-}
 
-
-# --- licences and footprints ----------------------------------------------------------------------
-
-def spdx_license(text: str | None) -> str:
-    """An SPDX-like licence id for STAC's ``license`` field: ``"CC0-1.0 (synthetic)"`` -> ``CC0-1.0``,
-    ``"CC BY-NC-SA 4.0"`` -> ``CC-BY-NC-SA-4.0``; anything else -> ``other``."""
-    if not text:
-        return "other"
-    base = re.sub(r"\s*\(.*?\)\s*", " ", str(text)).strip()
-    alias = _LICENSE_ALIASES.get(base.lower())
-    if alias:
-        return alias
-    if _SPDX.match(base):
-        return base
-    dashed = re.sub(r"\s+", "-", base)
-    if re.match(r"^CC[- ]BY", base, re.I) and _SPDX.match(dashed):
-        return dashed.upper()
-    return "other"
-
+# --- footprints ----------------------------------------------------------------------------------
 
 def _bbox(ring: Sequence[Sequence[float]]) -> list[float]:
     xs, ys = [p[0] for p in ring], [p[1] for p in ring]

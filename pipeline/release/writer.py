@@ -11,6 +11,7 @@ from pipeline import atomic
 from pipeline.dataset.pool import PENDING_REASON, REJECT_COLUMNS
 from pipeline.dataset.stats.area import recorded_groups
 from pipeline.errors import EmptyRelease
+from pipeline.release.card import CARD, release_card
 from pipeline.release.changes import changes_markdown, release_changes
 from pipeline.release.geoparquet import write_index
 from pipeline.release.manifest import (
@@ -63,11 +64,11 @@ def write_release(
     reused_items: set[str] | None = None, staged: dict | None = None, retired: list[dict] | None = None,
 ) -> dict:
     """Fill the (empty or new) folder ``out`` with images, labels, split files, rejects, pending tiles,
-    per-source provenance (every fetched file with URL, size, sha256, licence), statistics and
-    ``manifest.json`` (written last).  ``images`` carry their id and split and ``_image_src`` /
-    ``_label_src`` work files; ``extra`` adds top-level manifest sections (e.g. the selection record).
-    ``pending`` rows (pool tiles) may carry ``pending_reason`` (``pending.csv``'s ``reason``) and the
-    pre-annotation export's ``footprints_repaired`` / ``footprints_dropped``, counted in the manifest's
+    per-source provenance (every fetched file with URL, size, sha256, licence), statistics, the release card
+    ``README.md`` (:mod:`pipeline.release.card`) and ``manifest.json`` (written last).  ``images`` carry their id
+    and split and ``_image_src`` / ``_label_src`` work files; ``extra`` adds top-level manifest sections (e.g. the
+    selection record).  ``pending`` rows (pool tiles) may carry ``pending_reason`` (``pending.csv``'s ``reason``)
+    and the pre-annotation export's ``footprints_repaired`` / ``footprints_dropped``, counted in the manifest's
     ``summary`` (:mod:`pipeline.release.summary`).
     ``previous_manifest`` (the manifest of the release this one continues, or None) is recorded as
     ``previous_release`` and compared in ``stats/changes.json`` / ``stats/changes.md``
@@ -121,8 +122,9 @@ def write_release(
         atomic.write_text(out / rel, "".join(f"{line}\n" for line in lines))
     reused = reused_items if reused_items is not None else set()
     catalog_files = _catalogs(out, manifest, staged, previous_dir, previous_manifest, reused)
-    extra_files = (["train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files + list(zone_files)
-                   + catalog_files)
+    atomic.write_text(out / CARD, release_card(manifest))
+    extra_files = ([CARD, "train.txt", "val.txt", "test.txt", "rejects.csv", "pending.csv"] + uda_files
+                   + list(zone_files) + catalog_files)
     extra_files += sorted(
         str(p.relative_to(out)) for d in ("stats", "provenance") for p in (out / d).rglob("*") if p.is_file()
     )
