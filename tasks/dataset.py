@@ -27,7 +27,7 @@ from pipeline import atomic, forked
 from pipeline.dataset.copies import drop_copies
 from pipeline.dataset.pool import assemble_pool, merge_pools, name_images, selected_pending, unmatched_annotations
 from pipeline.errors import SourceFailed
-from pipeline.sources.config import scene_region
+from pipeline.sources.options import scene_region
 from pipeline.sources.outcome import failure_of
 from tasks.base import PipelineTask
 from tasks.config import (

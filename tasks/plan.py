@@ -47,14 +47,18 @@ def _h(*parts: Any) -> str:
 
 def source_digests(src: SourceConfig, codes: dict[str, str], *, labels: bool = True) -> tuple[str, str]:
     """``(raw, catalog)`` digests of one source (module docstring), the limits on hostile input included (which
-    files a fetch skips and a catalog rejects as over a limit: :func:`limits_digest`); without what only labels
-    its images (licence, attribution, region and acquisition-range options) nor the limits when ``labels`` is
-    false (what a scene's pixels are made from: :func:`scene_keys`)."""
+    files a fetch skips and a catalog rejects as over a limit: :func:`limits_digest`), the catalog's with the
+    options that choose the scenes it keeps (``options.licences``: :data:`pipeline.sources.options.SELECT_OPTIONS`,
+    no part of the raw digest); without what only labels or chooses its images (licence, attribution, region,
+    acquisition-range and licences options) nor the limits when ``labels`` is false (what a scene's pixels are made
+    from: :func:`scene_keys`)."""
     from pipeline.sources.object_store import source_digest
+    from pipeline.sources.options import selection
 
     raw = _h("raw", source_digest(src, labels=labels), codes["fetch"], *_local_files(src),
              *([limits_digest(src)] if labels else []))
-    return raw, _h("catalog", raw, codes["catalog"])
+    chosen = selection(src.options) if labels else {}  # which scenes the catalog keeps (options.licences)
+    return raw, _h("catalog", raw, codes["catalog"], *([chosen] if chosen else []))
 
 
 #: The limits on hostile input that decide what a complete fetch and catalog hold (which files or items are
@@ -157,20 +161,21 @@ def _sources_max_bytes() -> int:
     return int(cfg().sources_max_bytes)
 
 
-def verified_source(sources_file: str | Path, name: str, raw: str) -> SourceConfig:
-    """The entry of source ``name``, checked against the ``raw`` digest the task was scheduled with."""
+def verified_source(sources_file: str | Path, name: str, raw: str, catalog: str | None = None) -> SourceConfig:
+    """The entry of source ``name``, checked against the ``raw`` (and ``catalog``) digests the task was scheduled
+    with."""
     for s in load_sources(sources_file, max_bytes=_sources_max_bytes()):
         if s.name == name:
-            got = source_digests(s, versions.code_versions())[0]
-            if got != raw:
+            got = source_digests(s, versions.code_versions())
+            if got[0] != raw or (catalog is not None and got[1] != catalog):
                 raise BuildError(f"{sources_file}: source '{name}' changed since this build was scheduled "
-                                 f"(digest {got}, scheduled {raw}); run the build again")
+                                 f"(digest {'/'.join(got)}, scheduled {raw}/{catalog or got[1]}); run the build again")
             return s
     raise SourcesError(f"{sources_file}: no source named '{name}'")
 
 
 def verified_sources(sources_file: str | Path, sources: Sequence) -> list[SourceConfig]:
-    return [verified_source(sources_file, name, raw) for name, raw, _ in sources]
+    return [verified_source(sources_file, name, raw, catalog) for name, raw, catalog in sources]
 
 
 # --------------------------------------------------------------------------------------------- annotations

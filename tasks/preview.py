@@ -88,7 +88,8 @@ def _fetch_entry(root, source: list, src) -> dict[str, Any]:
     return {"action": "fetch" if why == "new" else "refetch", "why": why}
 
 
-def _catalog_entry(source: list, fetch: dict) -> dict[str, Any]:
+def _catalog_entry(source: list, fetch: dict, config) -> dict[str, Any]:
+    from pipeline.sources.options import selection
     from tasks.config import data_dir
     from tasks.sources import CatalogSource
 
@@ -99,7 +100,16 @@ def _catalog_entry(source: list, fetch: dict) -> dict[str, Any]:
     if fetch["action"] != "none":
         return {"action": "list", "why": "after the fetch"}
     earlier = digest_siblings(data_dir() / "catalog", name, ".json")
-    return {"action": "list", "why": "code changed (catalog code or a library it uses)" if earlier else "new"}
+    if not earlier:
+        return {"action": "list", "why": "new"}
+    try:  # the newest earlier catalog of the source: what it kept its scenes by (options.licences)
+        chosen = json.loads(max(earlier, key=lambda p: p.stat().st_mtime).read_text()).get("select", {})
+    except (OSError, ValueError, AttributeError):
+        chosen = None
+    if chosen is not None and chosen != selection(config.options):
+        return {"action": "list", "why": "options.licences changed (nothing is fetched again; the scenes it keeps "
+                                         "and were processed before are not processed again)"}
+    return {"action": "list", "why": "code changed (catalog code or a library it uses)"}
 
 
 def _sources(root, to_run: list) -> tuple[list[dict], list[str]]:
@@ -116,7 +126,7 @@ def _sources(root, to_run: list) -> tuple[list[dict], list[str]]:
     for source in root.sources:
         name, _, catalog = source
         fetch = _fetch_entry(root, source, configs[name])
-        cat = _catalog_entry(source, fetch)
+        cat = _catalog_entry(source, fetch, configs[name])
         if not any(t.task_family in ("FetchSource", "CatalogSource") and t.source_name == name for t in to_run):
             # the build does not reach them (e.g. the release exists): it runs neither, whatever changed
             if fetch["action"] != "none":

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import atomic
-from pipeline.sources.config import TERMS
+from pipeline.sources.options import TERMS
 
 #: The files of a scene (its catalog record's keys).
 SCENE_FILES = ("image", "landcover", "building_mask", "footprints")

@@ -172,8 +172,9 @@ class CatalogSource(CatalogParams, PipelineTask):
 
     def run(self):
         from pipeline.sources.adapters import get_adapter
+        from pipeline.sources.options import selection
 
-        src = verified_source(cfg().sources_file, self.source_name, self.raw)
+        src = verified_source(cfg().sources_file, self.source_name, self.raw, self.catalog)
         fetched = json.loads(Path(self.input().path).read_text())
         root = Path(fetched["root"])
         failed = failure_of(fetched)
@@ -199,10 +200,11 @@ class CatalogSource(CatalogParams, PipelineTask):
             for r in self._fetch_rejects(fetched, root)
         ]
         self.set_progress_percentage(100)
+        chosen = selection(src.options)  # what it kept scenes by (options.licences), for `python -m pipeline plan`
         atomic.write_json(self.output().path, {
             "source": src.name, "kind": src.kind, "root": str(root),
             "scenes": sorted((s.to_dict() for s in scenes), key=lambda d: d["scene_id"]),
-            "rejects": rejects,
+            "rejects": rejects, **({"select": chosen} if chosen else {}),
         })
 
     @staticmethod

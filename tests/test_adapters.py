@@ -24,8 +24,9 @@ from pipeline.sources.adapters.inria import InriaAdapter, inria_region
 from pipeline.sources.adapters.local import LocalAdapter
 from pipeline.sources.adapters.spacenet import SpaceNetAdapter, spacenet_scene_from_files
 from pipeline.sources.adapters.xbd import XbdAdapter, disaster_region, fit_affine, vertex_pairs
-from pipeline.sources.config import COMMON_OPTIONS, KIND_OPTIONS, SourceConfig
+from pipeline.sources.config import SourceConfig
 from pipeline.sources.footprints import load_footprints, read_xbd_label, xbd_polygons
+from pipeline.sources.options import COMMON_OPTIONS, KIND_OPTIONS
 from tests.conftest import shared_file
 
 

@@ -156,7 +156,8 @@ def test_plan_after_adding_a_source_and_after_editing_an_entry(tmp_path):
     opts3[opts3.index("p1")] = "p3"
     edited = plan(opts3, data)
     by_name = {s["name"]: s for s in edited["sources"]}
-    why = "only its licence, attribution, regions or acquisition range changed (its files and scenes' work are reused)"
+    why = ("only its licence, attribution, regions, acquisition range or options.licences changed (its files and "
+           "scenes' work are reused)")
     assert by_name["folder"]["fetch"] == {"action": "refetch", "why": why}
     assert by_name["more"]["fetch"]["action"] == "none" and by_name["more"]["scenes_to_process"] == 0
     text = subprocess.run([sys.executable, "-m", "pipeline", "plan", *opts3], cwd=ROOT, capture_output=True,

@@ -9,8 +9,8 @@ from collections import Counter
 import pytest
 import yaml
 
+from pipeline.licences import hub_license, licence_terms
 from pipeline.release.card import CARD, release_card
-from pipeline.release.licences import hub_license, licence_terms
 from pipeline.release.validate.report import validate_release
 from tests.helpers_outputs import demo_release, manifest_of
 

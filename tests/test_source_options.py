@@ -12,7 +12,8 @@ from rasterio.transform import from_origin
 from pipeline.errors import SourcesError
 from pipeline.sources.adapters import UNKNOWN_ACQUISITION, acquired_range
 from pipeline.sources.adapters.local import LocalAdapter
-from pipeline.sources.config import KINDS, parse_sources, scene_region
+from pipeline.sources.config import KINDS, parse_sources
+from pipeline.sources.options import scene_region
 
 LOCATIONS = {"demo": "", "spacenet": "s3://bucket/aoi/", "openaerialmap": "https://api.example.org"}
 
@@ -65,3 +66,38 @@ def test_regions_pattern_overrides_the_folder_hint_of_a_local_source(tmp_path: P
     assert got == {"vegas-img1": "las_vegas", "vegas-img2": "vegas"}
     src = _parse("local", region="las_vegas")
     assert {s.region_hint for s in LocalAdapter().scenes(tmp_path, src)} == {"las_vegas"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_licences_choose_scenes_without_touching_what_is_fetched_or_processed(kind):
+    """``options.licences`` (any kind) is left out when unset (a source's digests are as before it existed), is
+    checked, and keys only the catalog: the raw folder (what is fetched) and the scenes' work keep their digests."""
+    from pipeline.sources.object_store import source_digest
+    from tasks.plan import source_digests
+
+    plain = _parse(kind)
+    assert "licences" not in plain.options
+    chosen = _parse(kind, licences=["CC BY 4.0", "CC-BY-SA-4.0"])
+    assert chosen.options["licences"] == ["CC BY 4.0", "CC-BY-SA-4.0"]
+    for labels in (True, False):
+        assert source_digest(chosen, labels=labels) == source_digest(plain, labels=labels)
+    codes = {"fetch": "f1", "catalog": "c1"}
+    (raw_a, cat_a), (raw_b, cat_b) = source_digests(plain, codes), source_digests(chosen, codes)
+    assert raw_a == raw_b and cat_a != cat_b
+    assert source_digests(chosen, codes, labels=False) == source_digests(plain, codes, labels=False)  # scene keys
+    for bad in ([], [""], ["CC BY 4.0", 3]):
+        with pytest.raises(SourcesError, match=r"source 'src': key 'options.licences' must list the licences"):
+            _parse(kind, licences=bad)
+    with pytest.raises(SourcesError, match=r"key 'options.licences' must be list"):
+        _parse(kind, licences="CC BY 4.0")
+
+
+def test_licence_refused_compares_licences_not_spellings():
+    from pipeline.licences import licence_refused
+
+    assert licence_refused("CC-BY-4.0", ["CC BY 4.0"]) is None and licence_refused("CC-BY 4.0", ["cc-by-4.0"]) is None
+    assert licence_refused("Inria Aerial Image Labeling terms", ["inria aerial  image labeling TERMS"]) is None
+    assert licence_refused("anything", None) is None
+    assert licence_refused("CC-BY-NC-4.0", ["CC BY 4.0", "CC0"]) == (
+        "licence 'CC-BY-NC-4.0' is not one of options.licences (CC BY 4.0, CC0)")
+    assert licence_refused("", ["CC0"]) == "licence '(none stated)' is not one of options.licences (CC0)"

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import luigi
@@ -332,6 +334,39 @@ sources:
                     ("CC-BY-NC-4.0", "Kijiji Mapping", "2020-07-15T08:00:00Z")},
         "noaa": {("public-domain", "NOAA National Geodetic Survey", "2020-03-11T17:00:00Z")},
     }
+    _keep_licences(world, tmp_path, keys)
+
+
+def _keep_licences(world, tmp_path: Path, keys: list[str]) -> None:
+    """``options.licences`` on the OpenAerialMap source keeps its CC BY image (``CC BY 4.0`` names the item's
+    ``CC-BY-4.0``): its catalog is listed again, nothing is fetched or processed again, and its CC BY-NC scene is
+    a catalog reject naming its licence and the option."""
+    scene_work = sorted((tmp_path / "data" / "work" / "scenes").rglob("*"))
+    sources = tmp_path / "sources.yaml"
+    sources.write_text(sources.read_text().replace("region: dar_es_salaam}", "region: dar_es_salaam, "
+                                                   "licences: [CC BY 4.0]}"))
+    plan = subprocess.run([sys.executable, "-m", "pipeline", "plan", "--json", "--PipelineConfig-data-dir",
+                           str(tmp_path / "data"), "--PipelineConfig-sources-file", str(sources),
+                           "--PipelineConfig-release", "r3", "--PipelineConfig-split-trials", "50",
+                           "--PipelineConfig-allow-private-networks", "true"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
+    assert plan.returncode == 0, plan.stdout[-2000:] + plan.stderr[-3000:]
+    oam = next(s for s in json.loads(plan.stdout)["sources"] if s["name"] == "oam-dar")
+    assert oam["fetch"]["action"] == "none" and oam["catalog"]["why"].startswith("options.licences changed")
+    world.srv.reset_counters()
+    assert _build(tmp_path, "r3")
+    assert world.srv.requests == []  # nothing fetched again
+    assert sorted((tmp_path / "data" / "work" / "scenes").rglob("*")) == scene_work  # nor processed again
+    rel = tmp_path / "data" / "releases" / "r3"
+    assert validate_release(rel) == []
+    manifest = json.loads((rel / "manifest.json").read_text())
+    kept = {(im["source"], im["license"]) for im in manifest["images"]}
+    assert ("oam-dar", "CC-BY-4.0") in kept and ("oam-dar", "CC-BY-NC-4.0") not in kept
+    assert {im["key"] for im in manifest["images"]} == {k for k in keys if "oam-5d00bb" not in k}
+    refused = [r for r in csv.DictReader((rel / "rejects.csv").open()) if r["source"] == "oam-dar"]
+    assert sorted((r["scene_id"], r["stage"], r["reason"]) for r in refused) == [  # its annotation is left unused
+        ("oam-5d00bb", "annotation", "not used: source 'oam-dar' has no tile of scene 'oam-5d00bb' in this build"),
+        ("oam-5d00bb", "catalog", "licence 'CC-BY-NC-4.0' is not one of options.licences (CC BY 4.0)")]
 
 
 @pytest.mark.parametrize("max_items", [1, 2])

@@ -64,8 +64,8 @@ def fetch_reason(earlier: dict | None, entry_digest: str, entry: dict, fetch_cod
                 if scenes_digest is not None and made.get("scenes", made.get("content")) != scenes_digest:
                     return ("options.bands, classes or crs changed (its files are reused, its scenes are prepared, "
                             "tiled and labelled again)")
-                return ("only its licence, attribution, regions or acquisition range changed (its files and "
-                        "scenes' work are reused)")
+                return ("only its licence, attribution, regions, acquisition range or options.licences changed (its "
+                        "files and scenes' work are reused)")
             return "entry changed"
         if made.get("fetch_code") == fetch_code and limits_digest is not None and made.get("limits") != limits_digest:
             return "limits on hostile input changed (what they left out is looked at again)"

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from pipeline.constants import SPLITS
-from pipeline.release.licences import hub_license, licence_terms
+from pipeline.licences import hub_license, licence_terms
 
 CARD = "README.md"
 #: The hub's size buckets: (upper bound exclusive, label).

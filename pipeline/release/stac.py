@@ -57,8 +57,8 @@ from typing import Any
 from pipeline import atomic
 from pipeline.constants import CLASS_IDS, CLASS_NAMES, SPLITS
 from pipeline.dataset.ids import natural_key
+from pipeline.licences import spdx_license
 from pipeline.release.footprints import epsg_of, footprint_lonlat, footprints_bbox, footprints_lonlat
-from pipeline.release.licences import spdx_license
 from pipeline.release.manifest import class_table
 from pipeline.sources.adapters import UNKNOWN_ACQUISITION
 

@@ -10,7 +10,6 @@ are refused (an alias bomb expands a few hundred bytes into gigabytes), so are d
 """
 from __future__ import annotations
 
-import fnmatch
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -21,9 +20,9 @@ from urllib.parse import urlparse
 import yaml
 from yaml.events import AliasEvent, CollectionStartEvent, ScalarEvent
 
-from pipeline.constants import NUM_CLASSES
 from pipeline.errors import SourcesError
 from pipeline.limits import DEFAULT_LIMITS, human_bytes, human_sizes
+from pipeline.sources.options import COMMON_OPTIONS, KIND_OPTIONS, LEFT_OUT_UNSET, options_problem
 
 KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo", "stac", "openearthmap")
 ALLOWED_SCHEMES = ("http", "https", "s3")
@@ -78,68 +77,6 @@ class StrictLoader(yaml.SafeLoader):
 
 StrictLoader.add_constructor("tag:yaml.org,2002:map", StrictLoader.construct_yaml_map)
 
-#: Options each kind accepts, with their types and defaults.  Unknown options are errors.
-KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
-    "demo": {"seed": (int, 0), "size": (str, "full")},
-    "openearthmap": {"keep_splits": (bool, True)},
-    "local": {"labels": (str, None), "footprints": (str, None), "pattern": (str, "*.tif")},
-    "xbd": {"split": (str, "train"), "geotransforms": (str, None)},
-    "inria": {"split": (str, "train"), "cities": (list, None)},
-    "spacenet": {"aois": (list, None), "endpoint_url": (str, None), "product": (str, "RGB-PanSharpen")},
-    "openaerialmap": {
-        "bbox": (list, None),
-        "gsd_from": ((int, float), None),
-        "gsd_to": ((int, float), 0.5),
-        "acquisition_from": (str, None),
-        "acquisition_to": (str, None),
-        "limit": (int, 100),
-        "max_items": (int, 50),
-        # OpenAerialMap's STAC API by default; "meta" is the legacy /meta catalog
-        "api": (str, "stac"),
-        "collections": (list, None),
-        "assets": (list, None),
-        "non_cog": (str, "reject"),
-    },
-    # any STAC API or static catalog (pipeline/sources/stac/fetch.py)
-    "stac": {
-        "collections": (list, None),
-        "bbox": (list, None),
-        "datetime": (str, None),
-        "query": (dict, None),
-        "filter": ((dict, str), None),
-        "assets": (list, None),
-        "max_items": (int, 100),
-        "limit": (int, 100),
-        "endpoint_url": (str, None),
-        "non_cog": (str, "reject"),
-    },
-}
-#: Options every kind accepts.  ``region``: the region of every scene of the source; ``regions``: ``{glob pattern:
-#: region}`` matched against scene ids (case-insensitive, first match in file order; for xBD a key may also be a
-#: disaster name); ``region_override``: the former name of ``region`` (still accepted); ``acquired_range``: the
-#: source's imagery period ``[start, end]`` for scenes without an acquisition time; ``bands``: the numbers (from 1)
-#: of the bands to use as red, green and blue (default: the bands whose colour interpretation says so, else the
-#: band-count rule of :mod:`pipeline.raster.plan`); ``classes``: ``{source label value or '#rrggbb' colour: class id
-#: 0..8}`` for labels in another class scheme (every value met must be mapped: :mod:`pipeline.labels.landcover`);
-#: ``crs``: the CRS of images that have a geotransform but no CRS (a world file without ``.prj``).
-COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
-    "sha256": (dict, {}),
-    "region": (str, None),
-    "regions": (dict, {}),
-    "region_override": (str, None),
-    "acquired_range": (list, None),
-    "bands": (list, None),
-    "classes": (dict, None),
-    "crs": (str, None),
-}
-#: Options that say how a scene's pixels and labels are read from its files, not which files: they key its scenes'
-#: work, not the content of its raw folder (:func:`pipeline.sources.object_store.source_digest`'s ``pixels``).
-#: Left out of a source's options when unset, so that the digests of sources made before they existed do not change.
-PIXEL_OPTIONS = ("bands", "classes", "crs")
-#: A colour key of ``options.classes`` (a colour label's pixels).
-COLOUR_RE = re.compile(r"#[0-9a-fA-F]{6}")
-#: Region names as OpenEarthMap writes them (and the manifest schema's ``name``).
-REGION_NAME_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 
 
 @dataclass(frozen=True)
@@ -188,13 +125,6 @@ def _check_location(path: Path, name: str, kind: str, location: str) -> None:
         raise _err(path, name, "key 'location': spacenet needs an s3:// location or a local path")
 
 
-def _iso_date(value: Any) -> date | None:
-    try:
-        return date.fromisoformat(str(value)[:10]) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 def _iso_text(value: Any) -> Any:
     """An unquoted YAML date or timestamp (``datetime: 2024-06-01``, which YAML reads as a ``date``) as ISO
     text (``2024-06-01``; a timestamp as UTC ``2024-06-01T10:00:00Z``), also inside a list; else ``value``."""
@@ -204,76 +134,6 @@ def _iso_text(value: Any) -> Any:
         utc = value.astimezone(UTC) if value.tzinfo else value
         return utc.replace(tzinfo=None).isoformat() + "Z"
     return value.isoformat() if isinstance(value, date) else value
-
-
-#: The fields of a source's entry that only label its images, never what its files or pixels are: the terms its
-#: files are used on (in its fetch record, catalog and manifest records) and, among its options, the regions its
-#: scenes are put in and the acquisition range of images without their own time (in its catalog and release).
-TERMS = ("license", "attribution")
-LABEL_OPTIONS = ("region", "regions", "region_override", "acquired_range")
-
-
-def _check_region_name(path: Path, name: str, key: str, value: Any) -> None:
-    if not isinstance(value, str) or not REGION_NAME_RE.match(value):
-        slug = re.sub(r"[^a-z0-9]+", "_", str(value).lower()).strip("_")
-        raise _err(path, name, f"key '{key}': {value!r} is not a region name (lower-case letters and digits "
-                               f"joined by single '_'" + (f", e.g. '{slug}')" if slug else ")"))
-
-
-def scene_region(options: dict[str, Any] | None, scene_id: str) -> str | None:
-    """The region ``sources.yaml`` sets for one scene: ``options.region`` (or its former name
-    ``region_override``), else the first ``options.regions`` glob pattern matching the scene id
-    (case-insensitive), else None (the adapter's hint or the gazetteer decides)."""
-    opts = options or {}
-    if opts.get("region") or opts.get("region_override"):
-        return str(opts.get("region") or opts.get("region_override"))
-    for pattern, region in (opts.get("regions") or {}).items():
-        if fnmatch.fnmatchcase(scene_id.lower(), str(pattern).lower()):
-            return str(region)
-    return None
-
-
-def _check_options(path: Path, name: str, options: dict[str, Any]) -> None:
-    """Checks of option values beyond their type (named errors)."""
-    if options.get("region") and options.get("region_override"):
-        raise _err(path, name, "keys 'options.region' and 'options.region_override' are the same option: set one")
-    for key in ("region", "region_override"):
-        if options.get(key) is not None:
-            _check_region_name(path, name, f"options.{key}", options[key])
-    for pattern, region in (options.get("regions") or {}).items():
-        if not isinstance(pattern, str) or not pattern:
-            raise _err(path, name, f"key 'options.regions': pattern {pattern!r} must be a non-empty string")
-        _check_region_name(path, name, f"options.regions.{pattern}", region)
-    bands = options.get("bands")
-    if bands is not None and (len(bands) != 3 or not all(type(b) is int and b >= 1 for b in bands)):
-        raise _err(path, name, f"key 'options.bands' must be three band numbers from 1 (red, green, blue), "
-                               f"e.g. [3, 2, 1] for a blue-green-red-NIR file, got {bands!r}")
-    classes = options.get("classes")
-    if classes is not None:
-        bad = next((f"{k!r}: {v!r}" for k, v in classes.items() if not (type(k) is int or (
-            isinstance(k, str) and COLOUR_RE.fullmatch(k))) or type(v) is not int or not 0 <= v <= NUM_CLASSES),
-            None) if classes else "{}"
-        if bad is not None:
-            raise _err(path, name, f"key 'options.classes' maps source label values (integers, or '#rrggbb' colours "
-                                   f"of a colour label) to class ids 0..{NUM_CLASSES} (0 unlabelled), e.g. "
-                                   f"{{2: 8, 3: 4}} or {{'#0000ff': 8}}, got {bad}")
-        # one key type, sortable (digests dump options with sorted keys): "2", "#0000ff"
-        options["classes"] = {str(k).lower(): v for k, v in classes.items()}
-    if options.get("crs") is not None:
-        from pyproj import CRS
-        from pyproj.exceptions import CRSError
-
-        try:
-            CRS.from_user_input(options["crs"])
-        except CRSError:
-            raise _err(path, name, f"key 'options.crs': {options['crs']!r} is not a CRS (e.g. EPSG:25832)") from None
-    rng = options.get("acquired_range")
-    if rng is not None:
-        days = [_iso_date(v) for v in rng]
-        if len(rng) != 2 or None in days:
-            raise _err(path, name, f"key 'options.acquired_range' must be two ISO dates [start, end], got {rng!r}")
-        if days[0] > days[1]:  # type: ignore[operator]
-            raise _err(path, name, f"key 'options.acquired_range': start {rng[0]} is after end {rng[1]}")
 
 
 def parse_sources(data: Any, path: Path) -> list[SourceConfig]:
@@ -335,16 +195,18 @@ def parse_sources(data: Any, path: Path) -> list[SourceConfig]:
             options[key] = value
         for key, (_, default) in spec.items():
             options.setdefault(key, default)
-        for key in PIXEL_OPTIONS:  # unset: left out (PIXEL_OPTIONS)
+        for key in LEFT_OUT_UNSET:
             if options[key] is None:
                 del options[key]
-        _check_options(path, name, options)
+        problem = options_problem(options)
+        if problem:
+            raise _err(path, name, problem)
         if kind in ("stac", "openaerialmap"):
             from pipeline.sources.stac.options import option_problem
 
-            problem = option_problem(kind, options)
-            if problem:
-                raise _err(path, name, f"key 'options.{problem[0]}': {problem[1]}")
+            stac_problem = option_problem(kind, options)
+            if stac_problem:
+                raise _err(path, name, f"key 'options.{stac_problem[0]}': {stac_problem[1]}")
         out.append(
             SourceConfig(
                 name=name, kind=kind, location=location, license=item["license"],

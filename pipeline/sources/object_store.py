@@ -35,7 +35,8 @@ from typing import Any
 import botocore.exceptions
 
 from pipeline.errors import FetchError, ObjectStoreError
-from pipeline.sources.config import LABEL_OPTIONS, PIXEL_OPTIONS, TERMS, SourceConfig
+from pipeline.sources.config import SourceConfig
+from pipeline.sources.options import LABEL_OPTIONS, PIXEL_OPTIONS, SELECT_OPTIONS, TERMS
 from pipeline.sources.s3 import _PLAIN_MD5_RE, _clean_etag, _digests, download_key, list_keys, parse_s3_url, s3_client
 
 log = logging.getLogger(__name__)
@@ -215,22 +216,23 @@ def sync_files(files: dict[str, tuple[Path, str]], prefix_url: str, *, endpoint_
 
 def source_digest(source: SourceConfig, *, labels: bool = True, where: bool = True, pixels: bool = True) -> str:
     """12 hex digits over everything of a source's configuration that shapes its raw folder or fetch
-    record (kind, location, options, licence, attribution; not ``enabled``); without the
-    :data:`~pipeline.sources.config.TERMS` and :data:`~pipeline.sources.config.LABEL_OPTIONS` when ``labels``
+    record (kind, location, options, licence, attribution; not ``enabled``, nor the
+    :data:`~pipeline.sources.options.SELECT_OPTIONS`, which only its catalog follows); without the
+    :data:`~pipeline.sources.options.TERMS` and :data:`~pipeline.sources.options.LABEL_OPTIONS` when ``labels``
     is false (what a scene's files and pixels are made from); without the location when ``where`` is false (a
     folder read in place, whose scenes are keyed by their files' paths relative to it:
-    ``tasks.scenekey.scene_digest``); without the :data:`~pipeline.sources.config.PIXEL_OPTIONS` when ``pixels``
+    ``tasks.scenekey.scene_digest``); without the :data:`~pipeline.sources.options.PIXEL_OPTIONS` when ``pixels``
     is false (which files there are, not how their pixels are read: the content of a raw folder)."""
     d = dataclasses.asdict(source)
     d.pop("enabled", None)
     if not where:
         d.pop("location", None)
-    drop = (LABEL_OPTIONS if not labels else ()) + (PIXEL_OPTIONS if not pixels else ())
+    drop = SELECT_OPTIONS + (LABEL_OPTIONS if not labels else ()) + (PIXEL_OPTIONS if not pixels else ())
     if not labels:
         for key in TERMS:
             d.pop(key, None)
-    if drop:
-        d["options"] = {k: v for k, v in (d.get("options") or {}).items() if k not in drop}
+    if any(k in drop for k in d.get("options") or {}):
+        d["options"] = {k: v for k, v in d["options"].items() if k not in drop}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

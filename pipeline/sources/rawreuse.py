@@ -2,8 +2,8 @@
 
 A source's raw folder is named by the digest of its whole ``sources.yaml`` entry (``tasks.plan``), what only
 labels its images included (licence and attribution, which its fetch record states for every file; the region and
-acquisition-range options: :data:`pipeline.sources.config.LABEL_OPTIONS`), and so is how its pixels are read
-(``options.bands``: :data:`pipeline.sources.config.PIXEL_OPTIONS`). Changing them makes a new raw folder, and
+acquisition-range options: :data:`pipeline.sources.options.LABEL_OPTIONS`), and so is how its pixels are read
+(``options.bands``: :data:`pipeline.sources.options.PIXEL_OPTIONS`). Changing them makes a new raw folder, and
 fetching that from nothing would download the source again (tens of GB for xBD) for the same bytes. So a new raw
 folder of a source fetched over the network (``http``, ``https``, ``s3`` locations)
 starts as hard links of the files of the newest complete raw folder of the same source whose fetch record was

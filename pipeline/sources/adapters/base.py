@@ -23,7 +23,9 @@ Policies shared by every adapter (implemented here, in :meth:`Adapter.scenes`):
 * The list is sorted by ``scene_id`` (file listings are sorted too), so two runs give the same catalog.
 * ``options.region`` (or its former name ``region_override``) and ``options.regions`` (``{glob pattern: region}``
   matched against scene ids), common options of every kind, replace the ``region_hint`` of the scenes they
-  name (:func:`pipeline.sources.config.scene_region`).
+  name (:func:`pipeline.sources.options.scene_region`).
+* ``options.licences``, a common option too, keeps the scenes whose licence it lists (:func:`licensed`); each
+  other is a ``LicenceRefused`` rejection naming its licence and the option, as a bad scene is.
 * A folder that holds no scene of the expected layout raises ``SceneRejected(root, ...)`` saying what
   was looked for.
 * A single bad scene raises ``SceneRejected(file, reason)`` (any input error, or an ``OSError`` reading
@@ -44,10 +46,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pipeline.errors import PipelineInputError, SceneRejected
+from pipeline.licences import licence_refused
 from pipeline.limits import DEFAULT_LIMITS, Limits
 from pipeline.scene import Scene
-from pipeline.sources.config import SourceConfig, scene_region
+from pipeline.sources.config import SourceConfig
 from pipeline.sources.localfs import file_problem, read_bounded
+from pipeline.sources.options import scene_region
 
 _UNSAFE = re.compile(r"[^a-z0-9_.-]+")
 #: Longest scene id (a tile key ``<source>~<scene>~<tile>`` names files: it must stay well under 255 bytes).
@@ -169,7 +173,7 @@ class Adapter(ABC):
                                 f"cannot list: {exc.strerror or exc}") from exc
         if n_candidates == 0:
             raise SceneRejected(str(root), self.empty_reason(root, source))
-        return [self._finish(s, source) for s in unique_ids(found, root)]
+        return licensed([self._finish(s, source) for s in unique_ids(found, root)], source, rejected)
 
     @staticmethod
     def _run(thunk: Callable[[], Scene], root: Path) -> Scene:
@@ -252,6 +256,33 @@ class Adapter(ABC):
             extra["classes"] = (sorted([int(k), int(v)] for k, v in items if not k.startswith("#"))
                                 + sorted([k, int(v)] for k, v in items if k.startswith("#")))
         return replace(scene, extra={**(scene.extra or {}), **extra}) if extra else scene
+
+
+class LicenceRefused(SceneRejected):
+    """A scene whose licence is not one of its source's ``options.licences`` (a ``catalog`` reject naming both)."""
+
+    reject_stage = "catalog"
+
+    def __init__(self, file: str, reason: str, *, scene_id: str):
+        super().__init__(file, reason)
+        self.scene_id = scene_id
+
+
+def licensed(scenes: list[Scene], source: SourceConfig, rejected: list[PipelineInputError] | None) -> list[Scene]:
+    """The ``scenes`` whose licence is one of ``options.licences`` (all without the option); each other is a
+    :class:`LicenceRefused` appended to ``rejected`` (raised when that is None)."""
+    allowed = (source.options or {}).get("licences")
+    kept = []
+    for scene in scenes:
+        why = licence_refused(scene.license, allowed)
+        if why is None:
+            kept.append(scene)
+            continue
+        refused = LicenceRefused(scene.image, why, scene_id=scene.scene_id)
+        if rejected is None:
+            raise refused
+        rejected.append(refused)
+    return kept
 
 
 def unique_ids(scenes: list[Scene], root: Path) -> list[Scene]:

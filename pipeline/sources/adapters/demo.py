@@ -31,8 +31,9 @@ from pipeline.sources.adapters.inria import InriaAdapter
 from pipeline.sources.adapters.local import LocalAdapter
 from pipeline.sources.adapters.spacenet import SpaceNetAdapter
 from pipeline.sources.adapters.xbd import XbdAdapter
-from pipeline.sources.config import COMMON_OPTIONS, KIND_OPTIONS, SourceConfig
+from pipeline.sources.config import SourceConfig
 from pipeline.sources.download import file_digests
+from pipeline.sources.options import COMMON_OPTIONS, KIND_OPTIONS
 
 
 class DemoAdapter(Adapter):

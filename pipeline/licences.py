@@ -1,4 +1,5 @@
-"""The licences of a release's images: SPDX-like ids, the dataset-hub ids, and what each licence asks of users.
+"""The licences of a release's images: SPDX-like ids, the dataset-hub ids, which images a source's
+``options.licences`` keeps, and what each licence asks of users.
 
 Every image keeps the licence of its source (``sources.yaml``'s ``license``, the manifest's ``images[].license``);
 a release that mixes sources is a collection of separately licensed images, not one work under one licence.
@@ -40,6 +41,22 @@ def spdx_license(text: str | None) -> str:
     if re.match(r"^CC[- ]BY", base, re.I) and _SPDX.match(dashed):
         return dashed.upper()
     return "other"
+
+
+def licence_key(text: str | None) -> str:
+    """What two licence texts are compared by: the SPDX id when the text is one this module knows
+    (``CC BY 4.0``, ``CC-BY 4.0`` and ``CC-BY-4.0`` are the same licence), else the text itself, trimmed and
+    lower-cased (``Inria Aerial Image Labeling terms``)."""
+    spdx = spdx_license(text)
+    return spdx.lower() if spdx != "other" else " ".join(str(text or "").split()).lower()
+
+
+def licence_refused(licence: str | None, allowed: list[str] | None) -> str | None:
+    """Why an image under ``licence`` is left out by a source's ``options.licences`` (``allowed``; None or
+    empty: every licence is kept), or None when it is kept."""
+    if not allowed or licence_key(licence) in {licence_key(a) for a in allowed}:
+        return None
+    return f"licence {licence or '(none stated)'!r} is not one of options.licences ({', '.join(allowed)})"
 
 
 def hub_license(texts: set[str]) -> str:
