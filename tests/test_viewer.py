@@ -132,7 +132,9 @@ def test_build_writes_the_viewer_and_the_release_still_validates(release, manife
 
 @needs_chromium
 def test_browser_shows_every_image_with_its_split_and_one_marker_per_region(release, manifest, tmp_path):
-    dom = _parse(dump_dom(_url(release), tmp_path / "profile", window=(1400, 4000)))
+    dom_text = dump_dom(_url(release), tmp_path / "profile", window=(1400, 4000))
+    assert '<a href="../README.md">release card</a>' in dom_text  # the release card, first of the release's files
+    dom = _parse(dom_text)
     want = {im["id"]: im["split"] for im in manifest["images"]}
     assert {i: c["data-split"] for i, c in dom.cards.items()} == want
     assert {i: c["badge"] for i, c in dom.cards.items()} == want

@@ -31,6 +31,7 @@ from typing import Any
 
 from pipeline import atomic
 from pipeline.errors import ViewerError
+from pipeline.release.card import CARD
 from pipeline.release.viewer import thumbs
 
 ASSETS = ("index.html", "viewer.js", "viewer.css", "LICENSE-world-atlas.txt")
@@ -108,7 +109,7 @@ def viewer_data(release: Path, manifest: dict[str, Any], out: Path) -> dict[str,
         "root": root, "classes": manifest.get("classes", []), "sources": manifest.get("sources", []),
         "regions": _regions(manifest["images"]), "images": images,
         "rejects": _csv_rows(release / "rejects.csv"), "pending": _csv_rows(release / "pending.csv"),
-        "thumb_size": thumbs.THUMB_SIZE,
+        "thumb_size": thumbs.THUMB_SIZE, "card": (release / CARD).is_file(),  # none in a release made before it
     }
 
 

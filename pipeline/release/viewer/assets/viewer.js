@@ -80,7 +80,8 @@
   function header() {
     const splits = count(images, "split");
     const conts = count(images, "continent");
-    const files = [["manifest.json", "manifest.json"], ["stac/collection.json", "STAC collection"],
+    const files = [...(D.card ? [["README.md", "release card"]] : []), ["manifest.json", "manifest.json"],
+      ["stac/collection.json", "STAC collection"],
       ["stats/README.md", "statistics"], ["rejects.csv", "rejects.csv"], ["pending.csv", "pending.csv"]];
     $("#top").innerHTML = `<h1>Release <b>${esc(D.release)}</b></h1>
       <p class="facts"><span id="n-images">${images.length} images</span> · ${D.regions.length} regions ·
