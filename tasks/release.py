@@ -21,7 +21,7 @@ from pipeline.errors import ReleaseInvalid, ReleaseTaken
 from pipeline.params import ProcessingParams
 from pipeline.release.staging import drop_stage, take_stage
 from pipeline.release.writer import write_release
-from pipeline.sources.adapters import acquired_range
+from pipeline.sources.adapters import acquired_range, upstream_citation
 from pipeline.sources.outcome import failure_of, failure_reject, manifest_failure
 from tasks.base import PipelineTask
 from tasks.config import cfg, history_dir, release_dir, work_dir
@@ -138,7 +138,7 @@ class BuildRelease(RootParams, PipelineTask, metaclass=RootRegister):
                    + [failure_reject(name, f) for name, f in sorted(failed.items())])
         sources = [
             {"name": s.name, "kind": s.kind, "location": s.location or "builtin:demo", "license": s.license,
-             "attribution": s.attribution, "acquired_range": acquired_range(s),
+             "attribution": s.attribution, "acquired_range": acquired_range(s), "citation": upstream_citation(s),
              **({"failed": manifest_failure(failed[s.name])} if s.name in failed else {})}
             for s in verified_sources(cfg().sources_file, self.sources)
         ]

@@ -169,6 +169,13 @@ sources:
             f"`{s}` ({k})" for s, k in sorted(shares.items())) + ". Terms: " in card
     assert "non-commercial use only" in card.split("### CC BY-NC-SA 4.0")[1].split("###")[0]
     assert "does not recognise" in card.split("### Inria Aerial Image Labeling terms")[1].split("###")[0]
+    from pipeline.sources.adapters import get_adapter
+
+    cited = _section_of(card, "## Citation")
+    for s in manifest["sources"]:  # the kinds' publications, each with its source; a local folder has none
+        citation = get_adapter(s["kind"]).citation
+        assert s.get("citation", "") == citation and (citation == "" or f"- {citation} (source `{s['name']}`)" in cited)
+    assert sum(1 for s in manifest["sources"] if s.get("citation")) == 3  # xbd, spacenet, inria
     corrected_card = (corrected / "README.md").read_text()
     assert "### CC0 BY-SA 4.0" in corrected_card and "### CC BY-SA 4.0" not in corrected_card
     fetch_record = min((tmp_path / "data" / "raw").glob("spacenet-*/fetch.json"), key=lambda r: r.stat().st_mtime)
@@ -176,3 +183,7 @@ sources:
     assert all(f["url"].startswith("s3://") and len(f["sha256"]) == 64 for f in fetched["files"])
     rejects = (rel / "rejects.csv").read_text()
     assert "coarser than 0.5 m" in rejects
+
+
+def _section_of(card: str, title: str) -> str:
+    return card.split(f"\n{title}\n", 1)[1].split("\n## ", 1)[0]

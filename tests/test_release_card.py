@@ -52,6 +52,7 @@ def test_a_built_release_has_its_card_listed_and_checked(release):
     assert sum(float(r.split("|")[4].strip(" %")) for r in rows) == pytest.approx(100.0, abs=0.05)
     assert f"| demo | demo | {len(images)} | CC0-1.0 (synthetic) |" in card
     assert "no conditions (public domain dedication)" in _section(card, "### CC0-1.0 (synthetic)")
+    assert "## Citation" not in card  # the synthetic demo cites no upstream dataset
 
 
 def test_an_edited_card_fails_validation(release, tmp_path):
@@ -70,7 +71,8 @@ def _mixed(manifest: dict) -> dict:
     for i, (name, licence) in enumerate((("xbd", "CC BY-NC-SA 4.0"), ("nd", "CC BY-ND 4.0"), ("nd", "CC BY-ND 4.0"))):
         mixed["images"][i].update(source=name, license=licence)
     mixed["sources"] += [{"name": "nd", "kind": "local", "license": "CC BY-ND 4.0", "attribution": "Someone | Ltd"},
-                         {"name": "xbd", "kind": "xbd", "license": "CC BY-NC-SA 4.0", "attribution": "Gupta et al."}]
+                         {"name": "xbd", "kind": "xbd", "license": "CC BY-NC-SA 4.0", "attribution": "Gupta et al.",
+                          "citation": "Gupta, R. et al. (2019). xBD: A Dataset for Assessing Building Damage."}]
     return mixed
 
 
@@ -90,6 +92,9 @@ def test_a_release_of_several_licences_says_what_each_allows(release):
     nd = _section(card, "### CC BY-ND 4.0")
     assert "2 images, from `nd` (2)" in nd and "no derivatives" in nd and "check with the licensor" in nd
     assert "| nd | local | 2 | CC BY-ND 4.0 | Someone \\| Ltd |" in card  # a table cell cannot end early
+    assert _section(card, "## Citation").strip().splitlines() == [
+        "Cite the datasets this release is made from:", "",
+        "- Gupta, R. et al. (2019). xBD: A Dataset for Assessing Building Damage. (source `xbd`)"]
     assert release_card(manifest) == card  # deterministic
 
 

@@ -5,9 +5,9 @@ matter in the Hugging Face dataset card form (``pretty_name``, ``license``: the 
 licence, else ``other`` with ``license_name``/``license_link``; ``task_categories``, ``tags``, ``size_categories``),
 then what the release holds (images, tile size, GSD, regions, countries, continents, area), its classes with
 their colours and shares, its splits, its sources with their licences, attributions and image counts, what each
-licence asks of users (:func:`pipeline.release.licences.licence_terms`: every image keeps its source's licence,
-and a mixed release says how to take the subset under one set of terms), the files, how to check the release,
-and how it was made.  Deterministic: the same manifest gives the same bytes (no date, no path of the machine).
+licence asks of users (:func:`pipeline.licences.licence_terms`: every image keeps its source's licence, and a
+mixed release says how to take the subset under one set of terms), the publications its upstream datasets ask to
+be cited, the files, how to check the release, and how it was made.  Deterministic: the same manifest gives the same bytes (no date, no path of the machine).
 """
 from __future__ import annotations
 
@@ -124,6 +124,20 @@ def _images(n: int) -> str:
     return f"{n} image" if n == 1 else f"{n} images"
 
 
+def _citations(manifest: Mapping[str, Any]) -> list[str]:
+    """The publications the upstream datasets ask to be cited (each once, with the sources it covers)."""
+    cited: dict[str, list[str]] = {}
+    for s in manifest["sources"]:
+        if s.get("citation"):
+            cited.setdefault(str(s["citation"]), []).append(str(s["name"]))
+    if not cited:
+        return []
+    lines = ["", "## Citation", "", "Cite the datasets this release is made from:", ""]
+    lines += [f"- {text} (source{'s' if len(names) > 1 else ''} {', '.join(f'`{n}`' for n in names)})"
+              for text, names in cited.items()]
+    return lines
+
+
 def _cell(value: Any) -> str:
     return str(value or "").replace("|", "\\|").replace("\n", " ")
 
@@ -155,5 +169,5 @@ def release_card(manifest: Mapping[str, Any]) -> str:
     """The ``README.md`` of the release whose manifest is ``manifest`` (module docstring)."""
     images = [im for im in manifest["images"] if isinstance(im, dict)]
     lines = (_overview(manifest, images) + _classes(manifest, images) + _splits(manifest, images)
-             + _sources(manifest, images) + _licences(images) + _files_and_making(manifest))
+             + _sources(manifest, images) + _licences(images) + _citations(manifest) + _files_and_making(manifest))
     return _front_matter(str(manifest["release"]), images) + "\n" + "\n".join(lines) + "\n"

@@ -196,6 +196,8 @@ def manifest_sources(sources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         entry.update({k: s.get(k, "") for k in ("attribution", "location")})
         if s.get("acquired_range"):
             entry["acquired_range"] = list(s["acquired_range"])
+        if s.get("citation"):  # the publication the upstream dataset asks to be cited
+            entry["citation"] = str(s["citation"])
         if s.get("failed"):  # left out of a partial release: where and why its fetch failed
             entry["failed"] = {k: str(v) for k, v in s["failed"].items() if k in ("stage", "file", "reason")}
         src.append(_plain(entry))
@@ -224,7 +226,8 @@ def build_manifest(
     max_nodata_fraction, resampling, code_version`` and ``split: {"ratios", "trials"[, "seed"]}``; other
     keys, e.g. a parameter fingerprint, are allowed).  Each source is reduced
     to ``name, kind, license, attribution, location`` (the last two default to ``""``) and its
-    ``acquired_range`` when given (:func:`pipeline.sources.adapters.acquired_range`); each image
+    ``acquired_range`` when given (:func:`pipeline.sources.adapters.acquired_range`) and its upstream ``citation``
+    when it has one (:func:`pipeline.sources.adapters.upstream_citation`); each image
     record to :data:`IMAGE_FIELDS` plus the :data:`IMAGE_OPTIONAL_FIELDS` it has (other keys of the
     caller's records are dropped, missing required ones are schema errors).  ``splits`` counts images per
     split; ``splits.regions`` is ``splits_info`` sorted by

@@ -50,11 +50,21 @@ def acquired_range(source: SourceConfig) -> list[str]:
     configured = (source.options or {}).get("acquired_range")
     if configured:
         return [str(configured[0])[:10], str(configured[1])[:10]]
-    target = ADAPTERS.get(source.kind, "")
+    return list(_adapter_attribute(source.kind, "acquired_range") or UNKNOWN_ACQUISITION)
+
+
+def upstream_citation(source: SourceConfig) -> str:
+    """The publication the upstream dataset of ``source``'s kind asks to be cited (its adapter's ``citation``;
+    ``""`` for a kind with none: a local folder, the synthetic demo, a STAC catalog)."""
+    return str(_adapter_attribute(source.kind, "citation") or "")
+
+
+def _adapter_attribute(kind: str, name: str):
+    """A class attribute of the adapter of ``kind`` (None for an unknown kind or attribute), read without making an
+    adapter."""
+    target = ADAPTERS.get(kind, "")
     module_name, _, class_name = target.partition(":")
-    default = getattr(getattr(importlib.import_module(module_name), class_name), "acquired_range", None) \
-        if target else None
-    return list(default or UNKNOWN_ACQUISITION)
+    return getattr(getattr(importlib.import_module(module_name), class_name), name, None) if target else None
 
 
 def scenes_for(source: SourceConfig, root: Path, rejected: list[PipelineInputError] | None = None) -> list[Scene]:
@@ -62,4 +72,5 @@ def scenes_for(source: SourceConfig, root: Path, rejected: list[PipelineInputErr
     return get_adapter(source.kind).scenes(Path(root), source, rejected)
 
 
-__all__ = ["ADAPTERS", "UNKNOWN_ACQUISITION", "Adapter", "acquired_range", "get_adapter", "scenes_for"]
+__all__ = ["ADAPTERS", "UNKNOWN_ACQUISITION", "Adapter", "acquired_range", "get_adapter", "scenes_for",
+           "upstream_citation"]
