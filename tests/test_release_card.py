@@ -70,6 +70,7 @@ def _mixed(manifest: dict) -> dict:
     mixed = copy.deepcopy(manifest)
     for i, (name, licence) in enumerate((("xbd", "CC BY-NC-SA 4.0"), ("nd", "CC BY-ND 4.0"), ("nd", "CC BY-ND 4.0"))):
         mixed["images"][i].update(source=name, license=licence)
+    mixed["images"][0]["upstream_split"] = mixed["images"][0]["split"]  # as a benchmark's image (openearthmap kind)
     mixed["sources"] += [{"name": "nd", "kind": "local", "license": "CC BY-ND 4.0", "attribution": "Someone | Ltd"},
                          {"name": "xbd", "kind": "xbd", "license": "CC BY-NC-SA 4.0", "attribution": "Gupta et al.",
                           "citation": "Gupta, R. et al. (2019). xBD: A Dataset for Assessing Building Damage."}]
@@ -95,6 +96,7 @@ def test_a_release_of_several_licences_says_what_each_allows(release):
     assert _section(card, "## Citation").strip().splitlines() == [
         "Cite the datasets this release is made from:", "",
         "- Gupta, R. et al. (2019). xBD: A Dataset for Assessing Building Damage. (source `xbd`)"]
+    assert "\n1 image of a source benchmark keeps its benchmark split (`upstream_split`" in _section(card, "## Splits")
     assert release_card(manifest) == card  # deterministic
 
 

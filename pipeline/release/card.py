@@ -7,7 +7,8 @@ then what the release holds (images, tile size, GSD, regions, countries, contine
 their colours and shares, its splits, its sources with their licences, attributions and image counts, what each
 licence asks of users (:func:`pipeline.licences.licence_terms`: every image keeps its source's licence, and a
 mixed release says how to take the subset under one set of terms), the publications its upstream datasets ask to
-be cited, the files, how to check the release, and how it was made.  Deterministic: the same manifest gives the same bytes (no date, no path of the machine).
+be cited, the files, how to check the release, and how it was made.  Deterministic: the same manifest gives the
+same bytes (no date, no path of the machine).
 """
 from __future__ import annotations
 
@@ -84,6 +85,11 @@ def _splits(manifest: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) ->
              "split.", "",
              "| split | images | file |", "|---|---:|---|"]
     lines += [f"| {s} | {per[s]} | `{s}.txt` |" for s in SPLITS]
+    pinned = sum(1 for im in images if im.get("upstream_split"))
+    if pinned:
+        lines += ["", f"{_images(pinned)} of a source benchmark {'keeps its' if pinned == 1 else 'keep their'} "
+                  "benchmark split (`upstream_split` in `manifest.json` and the index): no benchmark test image is "
+                  "trained on."]
     if manifest.get("uda"):
         lines += ["", "Domain-adaptation splits (source/target regions balanced over continents and urban/rural): "
                   "`uda/`, described in `manifest.json` (`uda`)."]
