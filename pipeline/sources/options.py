@@ -70,9 +70,6 @@ COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
 #: Options that say how a scene's pixels and labels are read from its files, not which files: they key its scenes'
 #: work, not the content of its raw folder (:func:`pipeline.sources.object_store.source_digest`'s ``pixels``).
 PIXEL_OPTIONS = ("bands", "classes", "crs")
-#: Options left out of a source's options when unset, so that the digests of sources made before they existed do not
-#: change.
-LEFT_OUT_UNSET = (*PIXEL_OPTIONS, "licences")
 #: A colour key of ``options.classes`` (a colour label's pixels).
 COLOUR_RE = re.compile(r"#[0-9a-fA-F]{6}")
 #: Region names as OpenEarthMap writes them (and the manifest schema's ``name``).
@@ -88,6 +85,9 @@ LABEL_OPTIONS = ("region", "regions", "region_override", "acquired_range")
 #: catalog's digest carries them (``tasks.plan.source_digests``), so changing them lists the scenes again and
 #: fetches and processes nothing again.
 SELECT_OPTIONS = ("licences",)
+#: Options left out of a source's options when unset, so that the digests of sources made before they existed do not
+#: change.
+LEFT_OUT_UNSET = (*PIXEL_OPTIONS, *SELECT_OPTIONS)
 
 
 def selection(options: dict[str, Any] | None) -> dict[str, Any]:
