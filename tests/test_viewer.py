@@ -156,6 +156,8 @@ def test_browser_shows_every_image_with_its_split_and_one_marker_per_region(rele
     ("#split=test", lambda im: im["split"] == "test"),
     ("?split=train&class=6", lambda im: im["split"] == "train" and im["class_pixels"]["6"] > 0),
     ("#source=demo&region=lima", lambda im: im["region"] == "lima"),
+    ("#license=CC0-1.0%20(synthetic)&continent=Asia", lambda im: im["continent"] == "Asia"),
+    ("#license=CC-BY-NC-4.0", lambda im: False),  # the demo's images are all CC0
 ])
 def test_filter_from_the_url_is_applied_on_load(release, manifest, tmp_path, suffix, keep):
     dom_text = dump_dom(_url(release, suffix), tmp_path / "profile")
@@ -188,6 +190,8 @@ def test_marker_click_and_filter_controls_in_the_page(release, manifest, tmp_pat
                    "s.dispatchEvent(new Event('change', {bubbles: true}))")
         browser.js("new Promise(r => setTimeout(r, 30))")
         assert browser.js(shown) == sorted(im["id"] for im in manifest["images"] if im["continent"] == "Europe")
+        licences = "[...document.querySelectorAll('select[data-k=license] option')].map(o => o.value)"
+        assert browser.js(licences) == ["", "CC0-1.0 (synthetic)"]  # a filter by licence: "all", then each one
         browser.js("document.getElementById('overlay').click()")
         assert browser.js("getComputedStyle(document.querySelector('img.ov')).display") == "none"
         browser.js(f"location.hash = 'image={target['id']}'")

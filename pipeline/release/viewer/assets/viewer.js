@@ -1,6 +1,6 @@
 /* Release browser: renders window.OEM_VIEWER (data.js) and window.OEM_WORLD (world.js). No network.
  * State lives in the URL fragment (or query string), e.g. index.html#split=test&class=6, so every view
- * can be linked to and is applied on load: tab, split, class, continent, source, region, image,
+ * can be linked to and is applied on load: tab, split, class, continent, source, license, region, image,
  * overlay (1/0), opacity (0..1). */
 (function () {
   "use strict";
@@ -18,9 +18,9 @@
     released: "kept from the previous release",
     all: "the region had no more candidates than its quota",
   };
-  const DEFAULTS = { tab: "images", split: "", class: "", continent: "", source: "", region: "", image: "",
-    overlay: "1", opacity: "0.5" };
-  const FILTERS = ["split", "class", "continent", "source", "region"];
+  const DEFAULTS = { tab: "images", split: "", class: "", continent: "", source: "", license: "", region: "",
+    image: "", overlay: "1", opacity: "0.5" };
+  const FILTERS = ["split", "class", "continent", "source", "license", "region"];
 
   const $ = (sel, el) => (el || document).querySelector(sel);
   const ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
@@ -34,7 +34,7 @@
     const r = x.record, px = r.width * r.height;
     const shares = D.classes.map((c) => ({ c, v: (r.class_pixels[String(c.id)] || 0) / px }));
     return Object.assign({}, x, { id: r.id, region: r.region, split: r.split, source: r.source,
-      continent: r.continent, shares, present: new Set(shares.filter((s) => s.v > 0).map((s) => String(s.c.id))) });
+      license: r.license, continent: r.continent, shares, present: new Set(shares.filter((s) => s.v > 0).map((s) => String(s.c.id))) });
   });
   const byId = new Map(images.map((im) => [im.id, im]));
   let state = Object.assign({}, DEFAULTS);
@@ -154,6 +154,7 @@
       ${options("class", classTotals.map((t) => [String(t.c.id), `${t.c.id} ${t.c.name} (${t.n})`]), "Class present")}
       ${options("continent", sorted("continent").map(([c, n]) => [c, `${c} (${n})`]), "Continent")}
       ${options("source", sorted("source").map(([c, n]) => [c, `${c} (${n})`]), "Source")}
+      ${options("license", sorted("license").map(([c, n]) => [c, `${c} (${n})`]), "Licence")}
       ${options("region", sorted("region").map(([c, n]) => [c, `${c} (${n})`]), "Region")}
       <button type="button" id="reset">Show all</button></div>
       <div class="overlay-ctl"><label><input type="checkbox" id="overlay"> Label overlay</label>
