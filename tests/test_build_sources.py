@@ -176,6 +176,10 @@ sources:
         citation = get_adapter(s["kind"]).citation
         assert s.get("citation", "") == citation and (citation == "" or f"- {citation} (source `{s['name']}`)" in cited)
     assert sum(1 for s in manifest["sources"] if s.get("citation")) == 3  # xbd, spacenet, inria
+    collection = json.loads((rel / "stac" / "collection.json").read_text())  # mixed licences: STAC's "other"
+    assert collection["license"] == "other" and len(collection["summaries"]["license"]) == 4
+    assert [(link["href"], link["type"]) for link in collection["links"] if link["rel"] == "license"] == [
+        ("../README.md", "text/markdown")]  # the terms: the release card, beside stac/
     corrected_card = (corrected / "README.md").read_text()
     assert "### CC0 BY-SA 4.0" in corrected_card and "### CC BY-SA 4.0" not in corrected_card
     fetch_record = min((tmp_path / "data" / "raw").glob("spacenet-*/fetch.json"), key=lambda r: r.stat().st_mtime)

@@ -168,7 +168,8 @@ def test_synthetic_catalog_is_valid_and_deterministic(synthetic, tmp_path_factor
     assert coll["extent"]["temporal"]["interval"] == [["2018-01-01T00:00:00Z", "2021-02-03T00:00:00Z"]]
     assert coll["summaries"]["proj:epsg"] == [32633, 32718] and coll["summaries"]["proj:code"] == [
         "EPSG:32633", "EPSG:32718"]
-    assert coll["license"] == "CC-BY-4.0"
+    assert coll["license"] == "CC-BY-4.0" and coll["summaries"]["license"] == ["CC-BY-4.0"]
+    assert not [link for link in coll["links"] if link["rel"] == "license"]  # one SPDX licence says it all
     assert coll["providers"][0]["url"] == "https://example.org/data"
 
 

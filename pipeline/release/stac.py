@@ -16,13 +16,14 @@ Policies
   items instead of writing them (STAC's versioning model: one collection id, one version per catalog; load one
   release per STAC API collection); extent = union of the items' WGS 84 footprints and the time range
   covering every item (its acquisition time, or its ``start_datetime``..``end_datetime``); ``license`` the
-  single SPDX id shared by every image, else ``other``; one provider per source (licensor + producer, its
-  attribution and licence text as description, its location as URL when that is http(s)) plus
-  ``oem-pipeline`` as processor;
+  single SPDX id shared by every image, else ``other`` with a ``license`` link to the release card
+  (``../README.md``, whose Licences section says which images are under which terms); one provider per source
+  (licensor + producer, its attribution and licence text as description, its location as URL when that is
+  http(s)) plus ``oem-pipeline`` as processor;
   ``item_assets`` describes ``image``/``label``; summaries: ``gsd``, ``proj:code``, ``proj:epsg`` (the
   integer codes, for clients that predate ``proj:code``), ``split``, ``continent``, ``region``, ``country``,
-  ``source``, ``label:type``, ``label:tasks``, ``label:classes`` and ``classes`` (``{"id", "name", "color"}``
-  of the 8 classes, as in the manifest).
+  ``source``, ``license`` (the images' SPDX ids), ``label:type``, ``label:tasks``, ``label:classes`` and
+  ``classes`` (``{"id", "name", "color"}`` of the 8 classes, as in the manifest).
 * **Item** (id = image id): geometry = the tile's UTM rectangle with its four corners transformed to
   WGS 84 (lon/lat, 7 decimals), bbox its bounds; ``datetime`` = acquisition date (midnight UTC) when
   known, else ``null`` with ``start_datetime``/``end_datetime`` = the source's documented imagery period
@@ -58,6 +59,7 @@ from pipeline import atomic
 from pipeline.constants import CLASS_IDS, CLASS_NAMES, SPLITS
 from pipeline.dataset.ids import natural_key
 from pipeline.licences import spdx_license
+from pipeline.release.card import CARD
 from pipeline.release.footprints import epsg_of, footprint_lonlat, footprints_bbox, footprints_lonlat
 from pipeline.release.manifest import class_table
 from pipeline.sources.adapters import UNKNOWN_ACQUISITION
@@ -207,6 +209,7 @@ def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources
     interval: list[list[datetime | None]] = ([[min(s for s, _ in spans), max(e for _, e in spans)]] if spans
                                              else [[None, None]])
     licenses = {spdx_license(r.get("license")) for r in recs}
+    licence = next(iter(licenses)) if len(licenses) == 1 else "other"
     classes = class_table()
     collection = pystac.Collection(
         id=cid, title=title or f"OpenEarthMap-style land-cover release {release}",
@@ -215,7 +218,7 @@ def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources
                      "per region (6:1:3). Classes: " + ", ".join(f"{c['id']} {c['name']}" for c in classes)
                      + "; 0 = unlabelled."),
         extent=pystac.Extent(pystac.SpatialExtent([bbox]), pystac.TemporalExtent(interval)),
-        license=licenses.pop() if len(licenses) == 1 else "other",
+        license=licence,
         providers=_providers(sources),
         keywords=["land cover", "semantic segmentation", "OpenEarthMap", "benchmark"],
         stac_extensions=[PROJECTION_SCHEMA, LABEL_SCHEMA],
@@ -228,6 +231,7 @@ def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources
             "country": _summary(r.get("country") for r in recs),
             "region": _summary(r.get("region") for r in recs),
             "source": _summary(r.get("source") for r in recs),
+            "license": _summary(spdx_license(r.get("license")) for r in recs),
             "label:type": ["raster"],
             "label:tasks": ["segmentation"],
             "label:classes": [{"name": None, "classes": list(CLASS_IDS)}],
@@ -241,6 +245,9 @@ def build_collection(records: Sequence[dict[str, Any]], *, release: str, sources
             title="Land-cover labels (1-band uint8 COG, ids 0..8)", description=None, media_type=COG_MEDIA_TYPE,
             roles=["labels", "labels-raster"]),
     }
+    if licence == "other":  # STAC asks for a link to the terms, the release card's per-licence section
+        collection.add_link(pystac.Link("license", f"../{CARD}", media_type="text/markdown",
+                                        title="Licences of the release's images (each keeps its source's)"))
     if href is not None:
         collection.set_self_href(href)
     return collection
