@@ -100,6 +100,21 @@ def test_a_release_of_several_licences_says_what_each_allows(release):
     assert release_card(manifest) == card  # deterministic
 
 
+def test_text_from_a_catalog_cannot_reshape_the_card(release):
+    """A licence or attribution comes from a source's catalog (a STAC item's ``license``, an OpenAerialMap record's
+    provider): its line breaks and pipes stay inside its heading or table cell."""
+    manifest = copy.deepcopy(manifest_of(release))
+    hostile = "CC BY 4.0\n\n## Injected section\n| a | table |"
+    manifest["images"][0].update(license=hostile)
+    manifest["sources"][0]["attribution"] = "Someone\n# Title | x"
+    card = release_card(manifest)
+    headings = [line for line in card.splitlines() if line.startswith("#")]
+    assert headings == [f"# {manifest['release']}", "## Classes", "## Splits", "## Sources", "## Licences",
+                        "### CC BY 4.0 ## Injected section | a | table |", "### CC0-1.0 (synthetic)", "## Files",
+                        "## How it was made"]
+    assert "| Someone # Title \\| x |" in card
+
+
 @pytest.mark.parametrize("texts, hub", [
     ({"CC BY-NC-SA 4.0"}, "cc-by-nc-sa-4.0"), ({"CC-BY 4.0"}, "cc-by-4.0"), ({"ODbL"}, "odbl"),
     ({"CC0-1.0 (synthetic)"}, "cc0-1.0"), ({"CC BY 4.0", "CC BY-SA 4.0"}, "other"),

@@ -121,7 +121,7 @@ def _licences(images: Sequence[Mapping[str, Any]]) -> list[str]:
     for text in sorted(by_licence):
         sources = by_licence[text]
         shares = ", ".join(f"`{s}` ({n})" for s, n in sorted(sources.items()))
-        lines += ["", f"### {text}", "", f"{_images(sum(sources.values()))}, from {shares}. Terms: "
+        lines += ["", f"### {' '.join(text.split())}", "", f"{_images(sum(sources.values()))}, from {shares}. Terms: "
                   + "; ".join(licence_terms(text)) + "."]
     return lines
 
@@ -145,7 +145,9 @@ def _citations(manifest: Mapping[str, Any]) -> list[str]:
 
 
 def _cell(value: Any) -> str:
-    return str(value or "").replace("|", "\\|").replace("\n", " ")
+    """``value`` as one table cell: on one line (a licence or attribution from a source's catalog may hold line
+    breaks), its ``|`` escaped."""
+    return " ".join(str(value or "").split()).replace("|", "\\|")
 
 
 def _files_and_making(manifest: Mapping[str, Any]) -> list[str]:
