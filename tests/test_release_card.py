@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from collections import Counter
 
 import pytest
 import yaml
 
+from pipeline.dataset.stats.plots import PNG_FILES
 from pipeline.licences import hub_license, licence_terms
-from pipeline.release.card import CARD, release_card
+from pipeline.release.card import CARD, FIGURES, release_card
 from pipeline.release.validate.report import validate_release
 from tests.helpers_outputs import demo_release, manifest_of
 
@@ -53,6 +55,9 @@ def test_a_built_release_has_its_card_listed_and_checked(release):
     assert f"| demo | demo | {len(images)} | CC0-1.0 (synthetic) |" in card
     assert "no conditions (public domain dedication)" in _section(card, "### CC0-1.0 (synthetic)")
     assert "## Citation" not in card  # the synthetic demo cites no upstream dataset
+    figures = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", card)
+    assert figures == [f"stats/{name}" for name, _ in FIGURES] and all((release / f).is_file() for f in figures)
+    assert {name for name, _ in FIGURES} <= set(PNG_FILES)
 
 
 def test_an_edited_card_fails_validation(release, tmp_path):
@@ -109,9 +114,9 @@ def test_text_from_a_catalog_cannot_reshape_the_card(release):
     manifest["sources"][0]["attribution"] = "Someone\n# Title | x"
     card = release_card(manifest)
     headings = [line for line in card.splitlines() if line.startswith("#")]
-    assert headings == [f"# {manifest['release']}", "## Classes", "## Splits", "## Sources", "## Licences",
-                        "### CC BY 4.0 ## Injected section | a | table |", "### CC0-1.0 (synthetic)", "## Files",
-                        "## How it was made"]
+    assert headings == [f"# {manifest['release']}", "## Classes", "## Splits", "## Figures", "## Sources",
+                        "## Licences", "### CC BY 4.0 ## Injected section | a | table |", "### CC0-1.0 (synthetic)",
+                        "## Files", "## How it was made"]
     assert "| Someone # Title \\| x |" in card
 
 

@@ -4,11 +4,11 @@ What someone who downloads or re-publishes the release reads first, and what dat
 matter in the Hugging Face dataset card form (``pretty_name``, ``license``: the hub id of the images' one
 licence, else ``other`` with ``license_name``/``license_link``; ``task_categories``, ``tags``, ``size_categories``),
 then what the release holds (images, tile size, GSD, regions, countries, continents, area), its classes with
-their colours and shares, its splits, its sources with their licences, attributions and image counts, what each
-licence asks of users (:func:`pipeline.licences.licence_terms`: every image keeps its source's licence, and a
-mixed release says how to take the subset under one set of terms), the publications its upstream datasets ask to
-be cited, the files, how to check the release, and how it was made.  Deterministic: the same manifest gives the
-same bytes (no date, no path of the machine).
+their colours and shares, its splits, three of its statistics figures, its sources with their licences,
+attributions and image counts, what each licence asks of users (:func:`pipeline.licences.licence_terms`: every
+image keeps its source's licence, and a mixed release says how to take the subset under one set of terms), the
+publications its upstream datasets ask to be cited, the files, how to check the release, and how it was made.
+Deterministic: the same manifest gives the same bytes (no date, no path of the machine).
 """
 from __future__ import annotations
 
@@ -96,6 +96,18 @@ def _splits(manifest: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) ->
     return lines
 
 
+#: The statistics figures the card shows (``stats/``, :data:`pipeline.dataset.stats.plots.PNG_FILES`), with captions.
+FIGURES = (("world_map.png", "Regions, coloured by source"), ("class_proportions.png", "Class proportions"),
+           ("images_per_continent.png", "Images per continent, by source"))
+
+
+def _figures() -> list[str]:
+    lines = ["", "## Figures", ""]
+    for name, caption in FIGURES:
+        lines += [f"![{caption}](stats/{name})", ""]
+    return lines + ["More figures and the tables behind them: `stats/README.md`."]
+
+
 def _sources(manifest: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) -> list[str]:
     per = Counter(im["source"] for im in images)
     lines = ["", "## Sources", "", "| source | kind | images | licence | attribution |", "|---|---|---:|---|---|"]
@@ -176,6 +188,6 @@ def _files_and_making(manifest: Mapping[str, Any]) -> list[str]:
 def release_card(manifest: Mapping[str, Any]) -> str:
     """The ``README.md`` of the release whose manifest is ``manifest`` (module docstring)."""
     images = [im for im in manifest["images"] if isinstance(im, dict)]
-    lines = (_overview(manifest, images) + _classes(manifest, images) + _splits(manifest, images)
+    lines = (_overview(manifest, images) + _classes(manifest, images) + _splits(manifest, images) + _figures()
              + _sources(manifest, images) + _licences(images) + _citations(manifest) + _files_and_making(manifest))
     return _front_matter(str(manifest["release"]), images) + "\n" + "\n".join(lines) + "\n"
