@@ -55,6 +55,11 @@ def test_a_built_release_has_its_card_listed_and_checked(release):
     assert f"| demo | demo | {len(images)} | CC0-1.0 (synthetic) |" in card
     assert "no conditions (public domain dedication)" in _section(card, "### CC0-1.0 (synthetic)")
     assert "## Citation" not in card  # the synthetic demo cites no upstream dataset
+    one = copy.deepcopy(manifest)
+    one["images"] = one["images"][:1]
+    one["summary"] = {k: v for k, v in one["summary"].items() if k not in ("regions", "countries", "continents")}
+    assert "1 image of 1024x1024 px" in release_card(one)
+    assert "in 1 region of 1 country on 1 continent, " in release_card(one)
     figures = re.findall(r"!\[[^\]]+\]\(([^)]+)\)", card)
     assert figures == [f"stats/{name}" for name, _ in FIGURES] and all((release / f).is_file() for f in figures)
     assert {name for name, _ in FIGURES} <= set(PNG_FILES)

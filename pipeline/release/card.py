@@ -55,8 +55,9 @@ def _overview(manifest: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) 
         f"# {manifest['release']}", "",
         f"{_images(len(images))} of {' / '.join(f'{w}x{h}' for w, h in sizes)} px at "
         f"{' / '.join(f'{g:g}' for g in gsds)} m ground sampling distance (3-band uint8 Cloud-Optimized GeoTIFFs in "
-        f"the local UTM zone), each with an 8-class land-cover label on the same grid, in {counts['regions']} "
-        f"regions of {counts['countries']} countries on {counts['continents']} continents{area}. Laid out as "
+        f"the local UTM zone), each with an 8-class land-cover label on the same grid, in "
+        f"{_count(counts['regions'], 'region')} of {_count(counts['countries'], 'country', 'countries')} on "
+        f"{_count(counts['continents'], 'continent')}{area}. Laid out as "
         "OpenEarthMap: `<region>/images/<id>.tif`, `<region>/labels/<id>.tif`, `train.txt`, `val.txt`, `test.txt`."
         + (f" It continues release `{previous}`: every image released there keeps its id and split." if previous
            else ""),
@@ -138,8 +139,12 @@ def _licences(images: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def _images(n: int) -> str:
-    return f"{n} image" if n == 1 else f"{n} images"
+    return _count(n, "image")
 
 
 def _citations(manifest: Mapping[str, Any]) -> list[str]:
