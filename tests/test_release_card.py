@@ -107,6 +107,10 @@ def test_a_release_of_several_licences_says_what_each_allows(release):
         "Cite the datasets this release is made from:", "",
         "- Gupta, R. et al. (2019). xBD: A Dataset for Assessing Building Damage. (source `xbd`)"]
     assert "\n1 image of a source benchmark keeps its benchmark split (`upstream_split`" in _section(card, "## Splits")
+    assert "continues release" not in card
+    lineage = {**manifest, "previous_release": "v0", "retired": [{"key": "a~b~c", "id": "x_1"}]}
+    assert ("It continues release `v0`: every image of it this release ships keeps its id and split; 1 image of its "
+            "lineage no longer shipped is listed under `retired`") in release_card(lineage)
     assert release_card(manifest) == card  # deterministic
 
 

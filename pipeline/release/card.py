@@ -50,7 +50,7 @@ def _overview(manifest: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) 
     counts = {key: len(summary.get(key) or {im[field] for im in images})
               for key, field in (("regions", "region"), ("countries", "country"), ("continents", "continent"))}
     area = f", {summary['area_km2']:.2f} km² (the union of the tiles' footprints)" if "area_km2" in summary else ""
-    previous = manifest.get("previous_release")
+    previous, retired = manifest.get("previous_release"), manifest.get("retired") or []
     return [
         f"# {manifest['release']}", "",
         f"{_images(len(images))} of {' / '.join(f'{w}x{h}' for w, h in sizes)} px at "
@@ -59,8 +59,9 @@ def _overview(manifest: Mapping[str, Any], images: Sequence[Mapping[str, Any]]) 
         f"{_count(counts['regions'], 'region')} of {_count(counts['countries'], 'country', 'countries')} on "
         f"{_count(counts['continents'], 'continent')}{area}. Laid out as "
         "OpenEarthMap: `<region>/images/<id>.tif`, `<region>/labels/<id>.tif`, `train.txt`, `val.txt`, `test.txt`."
-        + (f" It continues release `{previous}`: every image released there keeps its id and split." if previous
-           else ""),
+        + (f" It continues release `{previous}`: every image of it this release ships keeps its id and split"
+           + (f"; {_images(len(retired))} of its lineage no longer shipped {'is' if len(retired) == 1 else 'are'} "
+              "listed under `retired` in `manifest.json`." if retired else ".") if previous else ""),
     ]
 
 
