@@ -417,7 +417,8 @@ def test_demo_delegates_and_registry(tmp_path):
     assert by["xbd-joplin-tornado_00000001_pre_disaster"].georef is not None
     with pytest.raises(SceneRejected, match="none of the sub-folders"):
         DemoAdapter().scenes(tmp_path / "xbd", src)
-    assert set(ADAPTERS) == {"xbd", "inria", "spacenet", "local", "demo", "openaerialmap", "stac", "openearthmap"}
+    assert set(ADAPTERS) == {"xbd", "inria", "spacenet", "local", "demo", "openaerialmap", "stac", "openearthmap",
+                             "opencities"}
     assert ADAPTERS["openaerialmap"] == "pipeline.sources.adapters.openaerialmap:OpenAerialMapAdapter"
     for kind in ("xbd", "inria", "spacenet", "local"):
         assert get_adapter(kind).kind == kind

@@ -24,7 +24,7 @@ from pipeline.errors import SourcesError
 from pipeline.limits import DEFAULT_LIMITS, human_bytes, human_sizes
 from pipeline.sources.options import COMMON_OPTIONS, KIND_OPTIONS, LEFT_OUT_UNSET, options_problem
 
-KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo", "stac", "openearthmap")
+KINDS = ("xbd", "inria", "spacenet", "openaerialmap", "local", "demo", "stac", "openearthmap", "opencities")
 ALLOWED_SCHEMES = ("http", "https", "s3")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 #: Deepest nesting of mappings and lists accepted in a sources file.

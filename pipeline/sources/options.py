@@ -17,6 +17,7 @@ KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
     "local": {"labels": (str, None), "footprints": (str, None), "pattern": (str, "*.tif")},
     "xbd": {"split": (str, "train"), "geotransforms": (str, None)},
     "inria": {"split": (str, "train"), "cities": (list, None)},
+    "opencities": {"tiers": (list, [1]), "cities": (list, None), "endpoint_url": (str, None)},
     "spacenet": {"aois": (list, None), "endpoint_url": (str, None), "product": (str, "RGB-PanSharpen")},
     "openaerialmap": {
         "bbox": (list, None),
@@ -144,6 +145,9 @@ def options_problem(options: dict[str, Any]) -> str | None:
     if bands is not None and (len(bands) != 3 or not all(type(b) is int and b >= 1 for b in bands)):
         return (f"key 'options.bands' must be three band numbers from 1 (red, green, blue), "
                 f"e.g. [3, 2, 1] for a blue-green-red-NIR file, got {bands!r}")
+    tiers = options.get("tiers")
+    if tiers is not None and (not tiers or not all(t in (1, 2) and type(t) is int for t in tiers)):
+        return f"key 'options.tiers' lists the Open Cities AI training tiers to read, [1], [2] or [1, 2], got {tiers!r}"
     classes = options.get("classes")
     if classes is not None:
         bad = next((f"{k!r}: {v!r}" for k, v in classes.items() if not (type(k) is int or (

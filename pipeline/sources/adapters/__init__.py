@@ -22,6 +22,7 @@ ADAPTERS: dict[str, str] = {
     "demo": "pipeline.sources.adapters.demo:DemoAdapter",
     "openaerialmap": "pipeline.sources.adapters.openaerialmap:OpenAerialMapAdapter",
     "stac": "pipeline.sources.adapters.stac:StacAdapter",
+    "opencities": "pipeline.sources.adapters.opencities:OpenCitiesAdapter",
 }
 
 
