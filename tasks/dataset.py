@@ -171,7 +171,8 @@ class SourcePool(SourcePoolParams, PipelineTask):
             "folder": folder,
             "plan": _load(tile_task.input().path),
             "tiles": {**tiles, "tiles": relocate(tiles["tiles"], "image", tile_task.out_dir, folder)},
-            "labels": {**labels, "labels": relocate(labels["labels"], "label", label_task.out_dir, folder)},
+            "labels": {**labels, "labels": relocate(relocate(labels["labels"], "label", label_task.out_dir, folder),
+                                                    "partial", label_task.out_dir, folder)},
             "segments": _load(task.output().path),
         }
 
@@ -262,8 +263,9 @@ class SelectTiles(SelectParams, PreviousRelease, PipelineTask):
 
 
 class ExportAnnotationTodo(SelectParams, PipelineTask):
-    """For each selected tile that has no 8-class label yet, export its building pre-annotation
-    (GeoTIFF + GeoJSON + image) to ``<annotation>/todo/`` for annotators."""
+    """For each selected tile that has no 8-class label yet, export its pre-annotation (GeoTIFF + GeoJSON +
+    image: the source's buildings, and its classes where its label covers part of the tile) to
+    ``<annotation>/todo/`` for annotators."""
 
     def requires(self):
         return {"pool": self.clone(AssembleTiles), "selection": self.clone(SelectTiles)}
@@ -286,8 +288,10 @@ class ExportAnnotationTodo(SelectParams, PipelineTask):
             scene = load_scene(t["source"], catalogs[t["source"]], t["source_scene_id"])
             tile = {"tile_id": t["tile"], "crs": t["crs"], "transform": t["transform"],
                     "window": [0, 0, t["width"], t["height"]]}
+            partial = Path(t["_partial_src"]) if t.get("_partial_src") else None
             exported.append({"key": t["key"], **export_todo(scene, tile, Path(t["_image_src"]), todo_dir(),
-                                                            crashed=crashed.get((t["source"], t["source_scene_id"])))})
+                                                            crashed=crashed.get((t["source"], t["source_scene_id"])),
+                                                            partial=partial)})
             self.set_progress_percentage(int(100 * (i + 1) / max(1, len(pending))))
         self.set_status_message(f"exported {len(exported)} pre-annotations to {todo_dir()}")
         self.set_progress_percentage(100)

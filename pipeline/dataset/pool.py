@@ -81,7 +81,8 @@ def assemble_pool(
     Returns ``{"tiles": [...], "rejects": [...]}``.  Every tile has its stable ``key``, ``status``
     (``labelled`` or ``pending``), region / country / continent, grid (crs, transform, width, height,
     bounds) and ``_image_src``; labelled tiles also carry the class and segment counts and ``_label_src``,
-    pending ones ``pending_reason`` (the label record's ``reason``, else :data:`PENDING_REASON`), tiles labelled
+    pending ones ``pending_reason`` (the label record's ``reason``, else :data:`PENDING_REASON`) and, when the
+    source's label covers part of the tile, ``_partial_src`` (its classes, the pre-annotation's start), tiles labelled
     or held back by an annotation ``repaired_polygons``.
     Files named in rejects are made relative to ``source_roots[source]`` (the fetched folder).
     ``image_sha256``: the checksum of each scene image file (by its path), given to its tiles with the file's
@@ -155,6 +156,8 @@ def _label_fields(lab: dict | None, seg: dict | None, folder: Path) -> dict[str,
     out: dict[str, Any] = {"status": "labelled" if labelled else "pending"}
     if not labelled:
         out["pending_reason"] = (lab or {}).get("reason") or PENDING_REASON
+        if lab is not None and lab.get("partial"):  # the source's classes, the start of its pre-annotation
+            out["_partial_src"] = str(folder / lab["partial"])
     if lab is not None and lab.get("origin") == "annotation":
         out["repaired_polygons"] = int(lab.get("repaired_polygons", 0))
     if labelled:

@@ -7,9 +7,12 @@ Policy, per tile, first match wins:
    ``<source>-<scene id>-<tile id>`` name of the same tile is accepted too, both matched by the whole file
    stem), any format :func:`pipeline.labels.annotations.importer.import_annotation` reads):
    annotators' work overrides what a source shipped;
-2. the source's own 8-class raster (``Scene.landcover``), warped by :func:`pipeline.labels.landcover.write_label_tiles`;
+2. the source's own 8-class raster (``Scene.landcover``), warped by :func:`pipeline.labels.landcover.write_label_tiles`,
+   unless it leaves more than :data:`MAX_UNLABELLED_SHARE` of the tile unlabelled (a source labelling only some
+   classes): the tile is then pending, and that label starts its pre-annotation;
 3. otherwise the tile is *pending*: it is listed, never released with an empty label, and (when selected)
-   exported to the ``todo`` folder with its building footprints as the starting point.
+   exported to the ``todo`` folder with its building footprints (and the source's partial label) as the
+   starting point.
 
 A bad annotation file is rejected with its reason and the tile falls back to 2 or 3; other tiles are
 unaffected.  Image nodata pixels (the tile's internal mask) are always label 0.
@@ -118,12 +121,16 @@ def unfinished_reason(path: Path, data: np.ndarray, valid: np.ndarray, todo: lis
                 pre = ds.read(1)
             if pre.shape == data.shape and np.array_equal(np.where(valid, pre, 0), np.where(valid, data, 0)):
                 return f"{path.name}: same pixels as its pre-annotation todo/{t.name} (unedited)"
-    n_valid = int(valid.sum())
-    unlabelled = int(((data == 0) & valid).sum())
-    if n_valid and unlabelled / n_valid > MAX_UNLABELLED_SHARE:
-        return (f"{path.name}: {100 * unlabelled / n_valid:.1f} % of the tile unlabelled "
-                f"(more than {100 * MAX_UNLABELLED_SHARE:.0f} %)")
+    share = unlabelled_share(data, valid)
+    if share > MAX_UNLABELLED_SHARE:
+        return f"{path.name}: {100 * share:.1f} % of the tile unlabelled (more than {100 * MAX_UNLABELLED_SHARE:.0f} %)"
     return None
+
+
+def unlabelled_share(data: np.ndarray, valid: np.ndarray) -> float:
+    """The share of a tile's valid pixels (``valid``) that ``data`` leaves unlabelled (0); 0.0 without any."""
+    n_valid = int(valid.sum())
+    return int(((data == 0) & valid).sum()) / n_valid if n_valid else 0.0
 
 
 def _label_record(tile_id: str, data: np.ndarray, rel: str, origin: str, **extra: Any) -> dict[str, Any]:
@@ -258,8 +265,10 @@ def building_footprints(scene: Scene, grid: TileGrid) -> gpd.GeoDataFrame | None
 
 
 def export_todo(scene: Scene, tile: dict, image_path: Path, todo_dir: Path, *,
-                crashed: str | None = None) -> dict[str, Any]:
-    """Write the pre-annotation of one pending tile to ``todo_dir`` (GeoTIFF + GeoJSON + image).
+                crashed: str | None = None, partial: Path | None = None) -> dict[str, Any]:
+    """Write the pre-annotation of one pending tile to ``todo_dir`` (GeoTIFF + GeoJSON + image): the source's
+    classes where its label covers part of the tile (``partial``: that label on the tile's grid, the
+    ``_partial_src`` of its pool record), and its buildings.
 
     Unusable source footprints (unreadable file, mask of another shape, ...) do not stop the export: the
     tile is exported without buildings and the record carries ``footprints_error`` (one line) and
@@ -268,14 +277,17 @@ def export_todo(scene: Scene, tile: dict, image_path: Path, todo_dir: Path, *,
     (:func:`pipeline.forked.contained`): the footprints are not read again (that reject is the row)."""
     grid = TileGrid.from_tile_record(tile)
     key = tile_key(scene.source, scene.scene_id, tile["tile_id"])
+    start = None
+    if partial is not None:
+        with rasterio.open(partial) as ds:
+            start = ds.read(1)
     if crashed is not None:
-        return {**export_preannotation(key, grid, image_path, None, todo_dir), "footprints_error": crashed}
+        return {**export_preannotation(key, grid, image_path, None, todo_dir, start), "footprints_error": crashed}
     try:
         footprints = building_footprints(scene, grid)
     except PipelineInputError as exc:
-        footprints = None
-        result = export_preannotation(key, grid, image_path, footprints, todo_dir)
+        result = export_preannotation(key, grid, image_path, None, todo_dir, start)
         return {**result, "footprints_error": f"{exc.file}: {exc.reason}",
                 "reject": {"source": scene.source, "scene_id": scene.scene_id, "file": exc.file,
                            "stage": "footprints", "reason": exc.reason}}
-    return export_preannotation(key, grid, image_path, footprints, todo_dir)
+    return export_preannotation(key, grid, image_path, footprints, todo_dir, start)

@@ -40,6 +40,7 @@ from rasterio.errors import RasterioError
 from pipeline.constants import NUM_CLASSES, UNLABELLED
 from pipeline.errors import AnnotationRejected
 from pipeline.labels.annotations.palette import PALETTE_IDS, colour_codes
+from pipeline.labels.labelling import MAX_UNLABELLED_SHARE, unlabelled_share
 from pipeline.raster.cog import write_tile_cog
 from pipeline.raster.reading import open_raster, open_scene
 from pipeline.raster.tiling import downsampling, map_tiles
@@ -191,6 +192,12 @@ def _pending(tiles: list[dict]) -> list[dict]:
              "unlabelled_pixels": 0} for t in sorted(tiles, key=lambda t: t["tile_id"])]
 
 
+def partial_reason(file: str, share: float) -> str:
+    """Why a tile whose source label leaves ``share`` of it unlabelled is pending (``pending.csv``'s reason)."""
+    return (f"awaiting annotation: the source's label {Path(file).name} leaves {100 * share:.1f} % of the tile "
+            f"unlabelled (more than {100 * MAX_UNLABELLED_SHARE:.0f} %); its classes are the pre-annotation")
+
+
 def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path) -> list[dict]:
     """Warp ``scene.landcover`` onto every image tile's grid and write ``out_dir/labels/<tile_id>.tif``.
 
@@ -200,7 +207,11 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
     image's; else ``AnnotationRejected``, and no label file is left), warped with the plan's label
     resampling (nearest / mode, no source nodata) using the image's georeference, set to 0 where the image
     tile is nodata (its internal mask), and written with the image tile's CRS / transform / shape.
-    Returns "Label records" sorted by tile id.
+    Returns "Label records" sorted by tile id.  A tile the label leaves more than
+    :data:`~pipeline.labels.labelling.MAX_UNLABELLED_SHARE` unlabelled (of its valid pixels: a source that maps
+    only some classes, e.g. LandCover.ai's buildings, woodland, water and roads) is *pending*: its record has the
+    label file as ``partial`` (the tile's pre-annotation, :func:`pipeline.labels.labelling.export_todo`) and the
+    ``reason`` (:func:`partial_reason`).
     """
     if scene.landcover is None:
         return _pending(tiles)
@@ -226,6 +237,10 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
         label[~valid] = 0
         label_rel = f"labels/{tid}.tif"
         write_tile_cog(out_dir / label_rel, label[np.newaxis], crs=grid.crs, transform=grid.transform, kind="label")
+        share = unlabelled_share(label, valid)
+        if share > MAX_UNLABELLED_SHARE:  # a starting point for annotators, not a label to release
+            return {"tile_id": tid, "status": "pending", "label": None, "class_pixels": {}, "unlabelled_pixels": 0,
+                    "partial": label_rel, "reason": partial_reason(file, share)}
         counts = np.bincount(label.ravel(), minlength=NUM_CLASSES + 1)
         return {
             "tile_id": tid, "status": "labelled", "label": label_rel,
@@ -244,6 +259,6 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
     error = checker.error()
     if error is not None:
         for rec in records:
-            (out_dir / rec["label"]).unlink(missing_ok=True)
+            (out_dir / (rec["label"] or rec["partial"])).unlink(missing_ok=True)
         raise error
     return records

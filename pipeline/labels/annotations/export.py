@@ -129,11 +129,23 @@ def _crs_member(crs: str) -> dict[str, Any]:
     return {"type": "name", "properties": {"name": name}}
 
 
-def _write_geojson(geoms: Iterable[BaseGeometry], crs: str, props: dict[str, Any], path: Path) -> None:
-    """Write polygons as a GeoJSON FeatureCollection with a ``crs`` member, atomically, deterministic."""
+def class_polygons(label: np.ndarray, grid: TileGrid) -> list[tuple[BaseGeometry, dict[str, Any]]]:
+    """The labelled pixels of ``label`` (on ``grid``) as polygons, one per 4-connected run of a class, in row
+    order, each with ``class`` / ``class_name``: their pixel outlines, so that burning them back by the
+    pixel-centre rule gives ``label`` again."""
+    from rasterio.features import shapes
+    from shapely.geometry import shape
+
+    return [(shape(g), {"class": int(v), "class_name": CLASS_NAMES[int(v)]})
+            for g, v in shapes(label, mask=label > 0, transform=grid.affine, connectivity=4)]
+
+
+def _write_geojson(features: Iterable[tuple[BaseGeometry, dict[str, Any]]], crs: str, path: Path) -> None:
+    """Write polygons with their properties as a GeoJSON FeatureCollection with a ``crs`` member, atomically,
+    deterministic."""
     feats = [
         {"type": "Feature", "id": i, "properties": dict(props), "geometry": mapping(g)}
-        for i, g in enumerate(geoms)
+        for i, (g, props) in enumerate(features)
     ]
     doc = {"type": "FeatureCollection", "crs": _crs_member(crs), "features": feats}
     with atomic_path(path) as tmp:
@@ -154,6 +166,7 @@ def export_preannotation(
     image_path: Path,
     footprints: gpd.GeoDataFrame | None,
     out_dir: Path,
+    start: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Write the building pre-annotation of one tile for the annotators, each file atomically:
 
@@ -164,7 +177,10 @@ def export_preannotation(
       importable as is with :func:`import_annotation`;
     * ``out_dir/<tile_name>_image.tif``: a hard link to ``image_path`` (a copy across file systems).
 
-    ``footprints=None`` (or empty) writes an all-0 label and an empty collection.  Returns
+    ``footprints=None`` (or empty) writes an all-0 label and an empty collection.  ``start`` (a class-id array
+    on ``grid``: the classes a source labels, where it does) is the pre-annotation's start: its classes where it
+    has one, the buildings elsewhere, and the GeoJSON holds every class's polygons (:func:`class_polygons`).
+    Returns
     ``{"tile": tile_name, "buildings": <clipped polygons>, "building_pixels": <pixels of class 8>,
     "repaired_polygons": n, "dropped_polygons": n}`` (:func:`clip_footprints_counted`).
     Keep ``out_dir`` apart from the folder of finished annotations: :func:`find_annotation` refuses a
@@ -173,8 +189,12 @@ def export_preannotation(
     out_dir = Path(out_dir)
     geoms, counts = clip_footprints_counted(footprints, grid)
     mask = burn([(g, BUILDING) for g in geoms], grid)
+    features = [(g, BUILDING_PROPS) for g in geoms]
+    if start is not None:
+        mask = np.where(start > 0, start, mask).astype(np.uint8)
+        features = class_polygons(mask, grid)
     write_label(mask, grid, out_dir / f"{tile_name}.tif")
-    _write_geojson(geoms, grid.crs, BUILDING_PROPS, out_dir / f"{tile_name}.geojson")
+    _write_geojson(features, grid.crs, out_dir / f"{tile_name}.geojson")
     _link_or_copy(Path(image_path), out_dir / f"{tile_name}_image.tif")
     return {"tile": tile_name, "buildings": len(geoms), "building_pixels": int((mask == BUILDING).sum()),
             **counts}
