@@ -93,7 +93,31 @@ def scene_digest(keys: SceneKeys, scene: Any) -> str:
                     if stamp is None:
                         return fallback
                     stamps.append([_below(name, folder), *stamp])
-    return _h("scene", keys.base, record, stamps)
+    mosaic = _mosaic_stamps(record, folder, keys.checksums)
+    if mosaic is None:
+        return fallback
+    return _h("scene", keys.base, record, stamps + mosaic)
+
+
+def _mosaic_stamps(record: dict, folder: str, checksums: Mapping[str, str] | None) -> list[list] | None:
+    """The stamps of a mosaic's chips (:mod:`pipeline.sources.mosaic`), their paths in ``record`` made relative to
+    ``folder`` as the scene's own are; [] for another scene, None when a chip cannot be stamped (the fallback)."""
+    mosaic = (record.get("extra") or {}).get("mosaic")
+    if not mosaic:
+        return []
+    chips, stamps = [], []
+    for chip in mosaic["chips"]:
+        chip = dict(chip)
+        for key in ("image", "footprints"):
+            if chip.get(key):
+                stamp = _stamp(chip[key], checksums)
+                if stamp is None:
+                    return None
+                chip[key] = _below(chip[key], folder)
+                stamps.append([chip[key], *stamp])
+        chips.append(chip)
+    record["extra"] = {**record["extra"], "mosaic": {**mosaic, "chips": chips}}
+    return stamps
 
 
 def _stamp(path: str, checksums: Mapping[str, str] | None) -> list | None:

@@ -36,7 +36,8 @@ def test_default_file_enables_only_demo():
     sources = load_sources(ROOT / "sources.yaml")
     enabled = [s.name for s in sources if s.enabled]
     assert enabled == ["demo"]
-    assert {s.kind for s in sources} == {"demo", "xbd", "inria", "spacenet", "openaerialmap", "stac", "local"}
+    assert {s.kind for s in sources} == {"demo", "xbd", "inria", "spacenet", "openaerialmap", "stac", "local",
+                                         "opencities"}
 
 
 def test_parses_typed_objects_with_defaults(tmp_path):

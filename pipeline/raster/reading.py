@@ -208,12 +208,56 @@ def open_scene(scene: Scene) -> Iterator[rasterio.io.DatasetReader]:
     """Yield a rasterio dataset for ``scene.image`` with ``scene.georef`` applied when set.
 
     The georeference (and an alpha override from ``scene.extra["alpha_band"]``) is applied through a
-    small VRT document pointing at the file, so nothing is loaded.  An unreadable file raises
-    ``SceneRejected(scene.image, "cannot read: ...")``.
+    small VRT document pointing at the file, so nothing is loaded.  A mosaic of chips
+    (``scene.extra["mosaic"]``, :mod:`pipeline.sources.mosaic`) is a VRT document of its chips, each checked to
+    be a GeoTIFF first.  An unreadable file raises ``SceneRejected(<file>, "cannot read: ...")``.
     """
+    mosaic = (scene.extra or {}).get("mosaic")
+    if mosaic:
+        for chip in mosaic["chips"]:
+            _driver(chip["image"], SceneRejected)
+        try:
+            # one thread: GDAL's VRT reading threads are made once per process, and a forked child (every
+            # contained read, pipeline.forked) would wait for ever on the pool of a parent that read a mosaic
+            vrt = rasterio.open(_mosaic_xml(mosaic), NUM_THREADS="1")
+        except (RasterioError, ValueError, KeyError) as exc:
+            raise SceneRejected(scene.image, f"cannot read the mosaic of {len(mosaic['chips'])} chips: {exc}") from exc
+        with vrt:
+            yield vrt
+        return
     with open_raster(scene.image, georef=scene.georef, alpha_band=_scene_alpha_override(scene),
                      default_crs=scene_default_crs(scene)) as ds:
         yield ds
+
+
+def _mosaic_xml(mosaic: dict[str, Any]) -> str:
+    """A VRT document of a mosaic's chips: every band from each chip at its offset, and a mask from the chips'
+    masks, so that pixels no chip covers are nodata.  Later chips are drawn over earlier ones."""
+    a, b, c, d, e, f = (float(v) for v in mosaic["transform"])
+    dtype = GDAL_TYPES[mosaic["dtype"]]
+    parts = [f'<VRTDataset rasterXSize="{int(mosaic["width"])}" rasterYSize="{int(mosaic["height"])}">',
+             f"<SRS>{escape(mosaic['crs'])}</SRS>",
+             "<GeoTransform>" + ", ".join(repr(v) for v in (c, a, b, f, d, e)) + "</GeoTransform>"]
+
+    def sources(band: str) -> str:
+        return "".join(
+            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(Path(ch["image"]).resolve()))}'
+            f'</SourceFilename><SourceBand>{band}</SourceBand>'
+            f'<SrcRect xOff="0" yOff="0" xSize="{int(ch["width"])}" ySize="{int(ch["height"])}"/>'
+            f'<DstRect xOff="{int(ch["x"])}" yOff="{int(ch["y"])}" xSize="{int(ch["width"])}" '
+            f'ySize="{int(ch["height"])}"/></SimpleSource>' for ch in mosaic["chips"])
+
+    for i, name in enumerate(mosaic["colorinterp"], start=1):
+        parts.append(f'<VRTRasterBand dataType="{dtype}" band="{i}">')
+        ci = ColorInterp[name] if name in ColorInterp.__members__ else None
+        if ci in _COLORINTERP_NAMES:
+            parts.append(f"<ColorInterp>{_COLORINTERP_NAMES[ci]}</ColorInterp>")
+        if mosaic.get("nodata") is not None:
+            parts.append(f"<NoDataValue>{float(mosaic['nodata'])!r}</NoDataValue>")
+        parts.append(sources(str(i)) + "</VRTRasterBand>")
+    parts.append('<MaskBand><VRTRasterBand dataType="Byte">' + sources("mask,1") + "</VRTRasterBand></MaskBand>")
+    parts.append("</VRTDataset>")
+    return "".join(parts)
 
 
 def scene_default_crs(scene: Scene) -> str | None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,17 @@ def _read_vector(path: Path, crs: str | None, lenient: bool) -> gpd.GeoDataFrame
 
 
 def load_footprints(scene: Scene) -> gpd.GeoDataFrame:
-    """The building polygons of ``scene`` in ``scene.footprints_crs`` (see the module policies)."""
+    """The building polygons of ``scene`` in ``scene.footprints_crs`` (see the module policies); of a mosaic of
+    chips (``scene.extra["mosaic"]``, :mod:`pipeline.sources.mosaic`), those of every chip, in its first chip's."""
+    chips = ((scene.extra or {}).get("mosaic") or {}).get("chips")
+    if chips:
+        alone = {k: v for k, v in scene.extra.items() if k != "mosaic"}
+        parts = [load_footprints(replace(scene, footprints=ch["footprints"], footprints_crs=ch.get("footprints_crs"),
+                                         extra=alone)) for ch in chips if ch.get("footprints")]
+        crs = scene.footprints_crs
+        parts = [p.to_crs(crs) if crs and p.crs is not None and not same_crs(p.crs, crs) else p for p in parts]
+        return gpd.GeoDataFrame(geometry=[g for p in parts for g in p.geometry], crs=crs) if parts \
+            else empty_footprints(crs)
     crs = scene.footprints_crs
     if not scene.footprints:
         return empty_footprints(crs)

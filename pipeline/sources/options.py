@@ -56,7 +56,8 @@ KIND_OPTIONS: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
 #: 0..8}`` for labels in another class scheme (every value met must be mapped: :mod:`pipeline.labels.landcover`);
 #: ``crs``: the CRS of images that have a geotransform but no CRS (a world file without ``.prj``); ``licences``: the
 #: licences whose images are kept (an OpenAerialMap or STAC source's images each have their own; the others are
-#: catalog rejects naming their licence, :func:`pipeline.licences.licence_refused`).
+#: catalog rejects naming their licence, :func:`pipeline.licences.licence_refused`); ``mosaic``: join the chips that
+#: lie side by side into mosaic scenes (default: on for SpaceNet, off for others: :mod:`pipeline.sources.mosaic`).
 COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "sha256": (dict, {}),
     "region": (str, None),
@@ -67,10 +68,11 @@ COMMON_OPTIONS: dict[str, tuple[type | tuple[type, ...], Any]] = {
     "classes": (dict, None),
     "crs": (str, None),
     "licences": (list, None),
+    "mosaic": (bool, None),
 }
 #: Options that say how a scene's pixels and labels are read from its files, not which files: they key its scenes'
 #: work, not the content of its raw folder (:func:`pipeline.sources.object_store.source_digest`'s ``pixels``).
-PIXEL_OPTIONS = ("bands", "classes", "crs")
+PIXEL_OPTIONS = ("bands", "classes", "crs", "mosaic")
 #: A colour key of ``options.classes`` (a colour label's pixels).
 COLOUR_RE = re.compile(r"#[0-9a-fA-F]{6}")
 #: Region names as OpenEarthMap writes them (and the manifest schema's ``name``).

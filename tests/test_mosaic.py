@@ -1,0 +1,158 @@
+"""SpaceNet's chips (650 px at 0.3 m: smaller than one 1024 px tile) joined into mosaic scenes: the grouping rules
+(:mod:`pipeline.sources.mosaic`), the mosaic read as one raster with the chips' pixels where they are and nodata
+elsewhere, and a SpaceNet 2 AOI folder of 4 x 4 chips built into four 1024 px tiles whose pre-annotations hold every
+building, those cut in two by a chip edge whole again, where a chip-by-chip build released nothing."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import geopandas as gpd
+import luigi
+import luigi.configuration
+import numpy as np
+import pytest
+import rasterio
+from rasterio.transform import from_origin
+from shapely.affinity import translate
+from shapely.geometry import box, mapping
+
+import tasks  # noqa: F401  (registers the tasks)
+from pipeline.labels.annotations.grid import TileGrid, burn
+from pipeline.raster.reading import open_scene
+from pipeline.release.validate.report import validate_release
+from pipeline.scene import Scene
+from pipeline.sources import mosaic
+from pipeline.sources.footprints import load_footprints
+from pipeline.sources.mosaic import mosaic_scenes
+
+A, E = 3.3e-6, -2.7e-6  # ~0.3 m at Las Vegas (36.2 N), in degrees
+LON0, LAT0, CHIP = -115.30, 36.20, 650
+
+
+def _chip(path: Path, col: int, row: int, seed: int, *, dx: float = 0.0, count: int = 3) -> Path:
+    rng = np.random.default_rng(seed)
+    small = rng.integers(200, 1800, size=(13, 13, count)).astype(np.float32)
+    data = cv2.resize(small, (CHIP, CHIP), interpolation=cv2.INTER_CUBIC).clip(1, 2047).astype(np.uint16)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=CHIP, height=CHIP, count=count, dtype="uint16",
+                       crs="EPSG:4326", transform=from_origin(LON0 + (col * CHIP + dx) * A, LAT0 + row * CHIP * E,
+                                                              A, -E), tiled=True, compress="deflate") as ds:
+        ds.write(data.reshape(CHIP, CHIP, count).transpose(2, 0, 1))
+    return path
+
+
+def _scene(image: Path, region: str = "las_vegas", **extra) -> Scene:
+    return Scene(source="sn", scene_id=image.stem.lower(), kind="spacenet", image=str(image), license="",
+                 attribution="", region_hint=region, **extra)
+
+
+def test_grouping_rules(tmp_path, monkeypatch):
+    grid = [_scene(_chip(tmp_path / f"g{c}{r}.tif", c, r, 10 * c + r)) for c in range(2) for r in range(2)]
+    far = _scene(_chip(tmp_path / "far.tif", 9, 0, 5))  # not touching the others
+    shifted = _scene(_chip(tmp_path / "shifted.tif", 2, 0, 6, dx=0.5))  # touching, half a pixel off the lattice
+    other = _scene(_chip(tmp_path / "other.tif", 2, 1, 7), region="henderson")  # touching, another region
+    labelled = _scene(_chip(tmp_path / "lab.tif", 0, 2, 8), landcover=str(tmp_path / "lab.tif"))  # has labels
+    out = mosaic_scenes([far, shifted, other, labelled, *grid])
+    assert [s.scene_id for s in out] == ["far", "g00-mosaic4", "lab", "other", "shifted"]
+    joined = out[1].extra["mosaic"]
+    assert (joined["width"], joined["height"]) == (2 * CHIP, 2 * CHIP)
+    assert [(c["scene_id"], c["x"], c["y"]) for c in joined["chips"]] == [
+        ("g00", 0, 0), ("g01", 0, CHIP), ("g10", CHIP, 0), ("g11", CHIP, CHIP)]
+    assert joined["transform"] == pytest.approx([A, 0, LON0, 0, E, LAT0])
+    with open_scene(out[1]) as ds, rasterio.open(grid[3].image) as g11:
+        assert (ds.width, ds.height, ds.count, ds.crs.to_epsg()) == (2 * CHIP, 2 * CHIP, 3, 4326)
+        window = ds.read(window=((CHIP, 2 * CHIP), (CHIP, 2 * CHIP)))
+        assert np.array_equal(window, g11.read())  # the chip's pixels, where it lies
+        assert ds.dataset_mask().all()
+    monkeypatch.setattr(mosaic, "MOSAIC_BLOCK", CHIP)  # a block per chip: four mosaics of one = the chips
+    assert [s.scene_id for s in mosaic_scenes(grid)] == ["g00", "g01", "g10", "g11"]
+
+
+def _houses(col: int, row: int) -> list:
+    """Buildings of 15 x 12 m every 40 m, in lon/lat; some straddle the chips' edges."""
+    x0, y0 = LON0 + col * CHIP * A, LAT0 + row * CHIP * E
+    return [box(x0 + i * 133 * A, y0 + (j * 133 + 50) * E, x0 + (i * 133 + 50) * A, y0 + j * 133 * E)
+            for i in range(5) for j in range(5)]
+
+
+def _spacenet_aoi(root: Path, n: int) -> list:
+    """An SN2 AOI folder of ``n`` x ``n`` chips with per-chip building GeoJSONs (buildings cut at chip edges)."""
+    aoi = root / "AOI_2_Vegas_Train"
+    chip_box = {}
+    for col in range(n):
+        for row in range(n):
+            k = row * n + col + 1
+            _chip(aoi / "RGB-PanSharpen" / f"RGB-PanSharpen_AOI_2_Vegas_img{k}.tif", col, row, k)
+            x0, y0 = LON0 + col * CHIP * A, LAT0 + row * CHIP * E
+            chip_box[k] = box(x0, y0 + CHIP * E, x0 + CHIP * A, y0)
+    houses = [h for col in range(n) for row in range(n) for h in _houses(col, row)]
+    houses = [translate(h, xoff=110 * A) for h in houses]  # shifted so that the last column straddles the edge
+    for k, cb in chip_box.items():
+        parts = [h.intersection(cb) for h in houses if h.intersection(cb).area > 0]
+        doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {"partialDec": 1.0},
+                                                           "geometry": mapping(p)} for p in parts]}
+        path = aoi / "geojson" / "buildings" / f"buildings_AOI_2_Vegas_img{k}.geojson"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc))
+    _chip(aoi / "RGB-PanSharpen" / "RGB-PanSharpen_AOI_2_Vegas_img99.tif", 12, 0, 99)  # alone: too small
+    (aoi / "geojson" / "buildings" / "buildings_AOI_2_Vegas_img99.geojson").write_text("")
+    return houses
+
+
+def _build(base: Path, release: str) -> bool:
+    cfg = luigi.configuration.get_config()
+    cfg.set("PipelineConfig", "data_dir", str(base / "data"))
+    cfg.set("PipelineConfig", "sources_file", str(base / "sources.yaml"))
+    cfg.set("PipelineConfig", "release", release)
+    cfg.set("PipelineConfig", "split_trials", "50")
+    from tasks import BuildRelease
+
+    return luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
+
+
+def test_spacenet_chips_become_tiles(tmp_path):
+    houses = _spacenet_aoi(tmp_path / "sn2", 4)
+    (tmp_path / "sources.yaml").write_text(f"""
+sources:
+  - name: spacenet-vegas
+    kind: spacenet
+    location: {tmp_path / 'sn2'}
+    license: CC BY-SA 4.0
+    attribution: SpaceNet on AWS
+""")
+    assert not _build(tmp_path, "r1")  # every tile awaits annotation, pre-annotated with the buildings
+    catalog = json.loads(next((tmp_path / "data" / "catalog").glob("spacenet-vegas-*.json")).read_text())
+    assert [s["scene_id"] for s in catalog["scenes"]] == ["aoi_2_vegas_img1-mosaic16", "aoi_2_vegas_img99"]
+    todo = tmp_path / "data" / "annotation" / "todo"
+    keys = sorted(p.stem for p in todo.glob("*.geojson"))
+    assert [k.split("~")[1:] for k in keys] == [["aoi_2_vegas_img1-mosaic16", f"r00{r}_c00{c}"]
+                                                for r in range(2) for c in range(2)]
+    scene = Scene.from_dict(catalog["scenes"][0])
+    assert len(load_footprints(scene)) > len(houses)  # the pieces of every chip, those cut at an edge twice
+    done = todo.parent / "done"
+    done.mkdir()
+    whole = gpd.GeoDataFrame(geometry=houses, crs="EPSG:4326").to_crs("EPSG:32611").geometry
+    built = 0
+    for key in keys:
+        with rasterio.open(todo / f"{key}.tif") as ds:
+            pre, profile = ds.read(1), ds.profile
+            assert ds.res == (0.3, 0.3) and ds.crs.to_epsg() == 32611
+            grid = TileGrid("EPSG:32611", tuple(ds.transform)[:6], ds.width, ds.height)
+        # the pieces of the chips' files burn exactly the pixels of the whole buildings: aligned across chip edges
+        assert np.array_equal(pre, burn([(g, 8) for g in whole], grid))
+        with rasterio.open(done / f"{key}.tif", "w", **profile) as dst:
+            dst.write(np.where(pre == 8, 8, 3).astype(np.uint8), 1)
+        built += int((pre == 8).sum())
+    assert _build(tmp_path, "r2")
+    rel = tmp_path / "data" / "releases" / "r2"
+    assert validate_release(rel) == []
+    images = json.loads((rel / "manifest.json").read_text())["images"]
+    assert len(images) == 4 and {im["region"] for im in images} == {"las_vegas"}
+    assert {im["gsd"] for im in images} == {0.3} and all(im["unlabelled_pixels"] == 0 for im in images)
+    assert built == sum(im["class_pixels"]["8"] for im in images) > 0
+    rejects = list(csv.DictReader((rel / "rejects.csv").open()))
+    assert [(r["scene_id"], r["stage"]) for r in rejects] == [("aoi_2_vegas_img99", "tile")]
+    assert "smaller than one 1024x1024 tile" in rejects[0]["reason"]
