@@ -234,3 +234,25 @@ def run_measured(cmd: list[str], *, env: dict | None = None, timeout: float = BU
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.monotonic() - t0
     return proc.returncode, Path(log).read_text(errors="replace"), int(usage.ru_maxrss) * 1024, wall
+
+
+def build_in_process(base: Path, release: str, *, loopback: bool = False, split_trials: int = 50) -> bool:
+    """``BuildRelease`` of ``base/sources.yaml`` into ``base/data`` in this process (local scheduler, one worker);
+    ``loopback``: the sources are servers on this machine (allowed for this build only)."""
+    import luigi
+    import luigi.configuration
+
+    from tasks import BuildRelease
+
+    cfg = luigi.configuration.get_config()
+    cfg.set("PipelineConfig", "data_dir", str(base / "data"))
+    cfg.set("PipelineConfig", "sources_file", str(base / "sources.yaml"))
+    cfg.set("PipelineConfig", "release", release)
+    cfg.set("PipelineConfig", "split_trials", str(split_trials))
+    if loopback:
+        cfg.set("PipelineConfig", "allow_private_networks", "true")
+    try:
+        return luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
+    finally:
+        if loopback:
+            cfg.remove_option("PipelineConfig", "allow_private_networks")

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import cv2
 import geopandas as gpd
-import luigi
-import luigi.configuration
 import numpy as np
 import pytest
 import rasterio
@@ -20,6 +18,7 @@ from shapely.geometry import Polygon, box
 import tasks  # noqa: F401  (registers the tasks)
 from pipeline.constants import CLASS_COLORS
 from pipeline.release.validate.report import validate_release
+from tests.helpers_build import build_in_process
 
 CRS = "EPSG:32633"
 X0, Y0, GSD, SIZE = 500000.0, 5000000.0, 0.5, 3100  # 3x3 tiles of 1024 px at 0.5 m
@@ -37,17 +36,6 @@ def _write_scene(folder: Path) -> None:
               for i in range(20) for j in range(25)]
     gpd.GeoDataFrame({"building": ["yes"] * len(houses)}, geometry=houses, crs=CRS).to_file(
         folder / "footprints" / "town.geojson", driver="GeoJSON")
-
-
-def _build(base: Path, release: str) -> bool:
-    cfg = luigi.configuration.get_config()
-    cfg.set("PipelineConfig", "data_dir", str(base / "data"))
-    cfg.set("PipelineConfig", "sources_file", str(base / "sources.yaml"))
-    cfg.set("PipelineConfig", "release", release)
-    cfg.set("PipelineConfig", "split_trials", "50")
-    from tasks import BuildRelease
-
-    return luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
 
 
 def _palette_png(index: np.ndarray, path: Path, extra_colour=None) -> None:
@@ -71,7 +59,7 @@ sources:
     license: CC BY 4.0
     attribution: test imagery
 """)
-    assert not _build(base, "r1")  # every tile pending: no image to release, the build fails
+    assert not build_in_process(base, "r1")  # every tile pending: no image to release, the build fails
     return base
 
 
@@ -128,7 +116,7 @@ def test_completed_annotations_are_imported_and_bad_ones_rejected(workflow):
     # the pre-annotation copied to done/ unchanged: not a label, stays pending with its reason
     (done / f"{untouched}.tif").write_bytes((todo / f"{untouched}.tif").read_bytes())
 
-    assert _build(workflow, "r2")
+    assert build_in_process(workflow, "r2")
     rel = workflow / "data" / "releases" / "r2"
     assert validate_release(rel) == []
     manifest = json.loads((rel / "manifest.json").read_text())

@@ -4,7 +4,6 @@ plain GeoTIFF folder read in place.  The scenes are the demo generator's, in eac
 import hashlib
 import io
 import json
-import os
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -12,9 +11,7 @@ from pathlib import Path
 import boto3
 import luigi
 import luigi.configuration
-import pytest
 import yaml
-from moto.server import ThreadedMotoServer
 
 import tasks  # noqa: F401  (registers the tasks)
 from oem_demo.generate import generate_demo
@@ -32,19 +29,6 @@ def _tar_gz(folder: Path) -> bytes:
             if p.is_file():
                 tf.add(p, arcname=str(p.relative_to(folder)), recursive=False)
     return buf.getvalue()
-
-
-@pytest.fixture(scope="module")
-def moto_s3():
-    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-    for k, v in old.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
 
 
 def test_release_from_http_s3_and_local_sources(tmp_path, moto_s3, monkeypatch):

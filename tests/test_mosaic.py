@@ -10,8 +10,6 @@ from pathlib import Path
 
 import cv2
 import geopandas as gpd
-import luigi
-import luigi.configuration
 import numpy as np
 import pytest
 import rasterio
@@ -27,6 +25,7 @@ from pipeline.scene import Scene
 from pipeline.sources import mosaic
 from pipeline.sources.footprints import load_footprints
 from pipeline.sources.mosaic import mosaic_scenes
+from tests.helpers_build import build_in_process
 
 A, E = 3.3e-6, -2.7e-6  # ~0.3 m at Las Vegas (36.2 N), in degrees
 LON0, LAT0, CHIP = -115.30, 36.20, 650
@@ -102,17 +101,6 @@ def _spacenet_aoi(root: Path, n: int) -> list:
     return houses
 
 
-def _build(base: Path, release: str) -> bool:
-    cfg = luigi.configuration.get_config()
-    cfg.set("PipelineConfig", "data_dir", str(base / "data"))
-    cfg.set("PipelineConfig", "sources_file", str(base / "sources.yaml"))
-    cfg.set("PipelineConfig", "release", release)
-    cfg.set("PipelineConfig", "split_trials", "50")
-    from tasks import BuildRelease
-
-    return luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
-
-
 def test_spacenet_chips_become_tiles(tmp_path):
     houses = _spacenet_aoi(tmp_path / "sn2", 4)
     (tmp_path / "sources.yaml").write_text(f"""
@@ -123,7 +111,7 @@ sources:
     license: CC BY-SA 4.0
     attribution: SpaceNet on AWS
 """)
-    assert not _build(tmp_path, "r1")  # every tile awaits annotation, pre-annotated with the buildings
+    assert not build_in_process(tmp_path, "r1")  # every tile awaits annotation, pre-annotated with the buildings
     catalog = json.loads(next((tmp_path / "data" / "catalog").glob("spacenet-vegas-*.json")).read_text())
     assert [s["scene_id"] for s in catalog["scenes"]] == ["aoi_2_vegas_img1-mosaic16", "aoi_2_vegas_img99"]
     todo = tmp_path / "data" / "annotation" / "todo"
@@ -146,7 +134,7 @@ sources:
         with rasterio.open(done / f"{key}.tif", "w", **profile) as dst:
             dst.write(np.where(pre == 8, 8, 3).astype(np.uint8), 1)
         built += int((pre == 8).sum())
-    assert _build(tmp_path, "r2")
+    assert build_in_process(tmp_path, "r2")
     rel = tmp_path / "data" / "releases" / "r2"
     assert validate_release(rel) == []
     images = json.loads((rel / "manifest.json").read_text())["images"]

@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from pathlib import Path
 
 import boto3
-import luigi
-import luigi.configuration
 import numpy as np
 import pytest
 import rasterio
 import shapely
 import yaml
-from moto.server import ThreadedMotoServer
 from pyproj import Transformer
 from rasterio.transform import from_origin
 from shapely.geometry import box, mapping
@@ -30,6 +26,7 @@ from pipeline.sources.adapters import get_adapter
 from pipeline.sources.adapters.opencities import OpenCitiesAdapter, city_region
 from pipeline.sources.config import parse_sources
 from pipeline.sources.footprints import load_footprints
+from tests.helpers_build import build_in_process
 
 PREFIX = "open_cities_ai_challenge_"
 UTM = "EPSG:32630"  # Accra
@@ -114,34 +111,6 @@ def _tar_gz(folder: Path) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def moto_s3():
-    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-    for k, v in old.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
-def _build(base: Path, release: str) -> bool:
-    cfg = luigi.configuration.get_config()
-    cfg.set("PipelineConfig", "data_dir", str(base / "data"))
-    cfg.set("PipelineConfig", "sources_file", str(base / "sources.yaml"))
-    cfg.set("PipelineConfig", "release", release)
-    cfg.set("PipelineConfig", "split_trials", "50")
-    cfg.set("PipelineConfig", "allow_private_networks", "true")  # moto's server on loopback
-    from tasks import BuildRelease
-
-    try:
-        return luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
-    finally:
-        cfg.remove_option("PipelineConfig", "allow_private_networks")
-
-
 def test_registry_archives_on_s3_to_an_annotated_release(tmp_path, moto_s3):
     upstream = tmp_path / "upstream"
     houses = {scene: _registry(upstream, "train_tier_1", "acc", scene, seed)
@@ -161,7 +130,8 @@ sources:
     attribution: GFDRR Labs, Open Cities AI Challenge
     options: {{endpoint_url: "{moto_s3}"}}
 """)
-    assert not _build(tmp_path, "r1")  # every tile awaits 8-class annotation: no release, pre-annotations out
+    # every tile awaits 8-class annotation: no release, the pre-annotations written
+    assert not build_in_process(tmp_path, "r1", loopback=True)
     todo = tmp_path / "data" / "annotation" / "todo"
     keys = sorted(p.stem for p in todo.glob("*.geojson"))
     assert [k.split("~")[:2] for k in keys] == [["open-cities", "acc_665946"], ["open-cities", "acc_a42435"]]
@@ -178,7 +148,7 @@ sources:
         with rasterio.open(done / f"{key}.tif", "w", **profile) as dst:  # an annotator's work: rangeland around
             dst.write(np.where(pre == 8, 8, 2).astype(np.uint8), 1)
 
-    assert _build(tmp_path, "r2")
+    assert build_in_process(tmp_path, "r2", loopback=True)
     rel = tmp_path / "data" / "releases" / "r2"
     assert validate_release(rel) == []
     manifest = json.loads((rel / "manifest.json").read_text())

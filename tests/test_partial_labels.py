@@ -9,8 +9,6 @@ import csv
 import json
 from pathlib import Path
 
-import luigi
-import luigi.configuration
 import numpy as np
 import pytest
 import rasterio
@@ -20,6 +18,7 @@ import tasks  # noqa: F401  (registers the tasks)
 from pipeline.labels.annotations.grid import TileGrid
 from pipeline.labels.annotations.importer import import_annotation
 from pipeline.release.validate.report import validate_release
+from tests.helpers_build import build_in_process
 
 CRS = "EPSG:32634"  # Poland
 X0, Y0, GSD, SIZE = 500000.0, 5560000.0, 0.5, 1100  # one 1024 px tile at 0.5 m per scene
@@ -35,17 +34,6 @@ def _scene(folder: Path, name: str, mask: np.ndarray, seed: int) -> None:
         with rasterio.open(path, "w", driver="GTiff", width=SIZE, height=SIZE, count=data.shape[0], dtype="uint8",
                            crs=CRS, transform=transform, tiled=True, compress="deflate") as ds:
             ds.write(data)
-
-
-def _build(base: Path, release: str) -> bool:
-    cfg = luigi.configuration.get_config()
-    cfg.set("PipelineConfig", "data_dir", str(base / "data"))
-    cfg.set("PipelineConfig", "sources_file", str(base / "sources.yaml"))
-    cfg.set("PipelineConfig", "release", release)
-    cfg.set("PipelineConfig", "split_trials", "50")
-    from tasks import BuildRelease
-
-    return luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
 
 
 def test_partial_source_labels_become_the_pre_annotation(tmp_path):
@@ -67,7 +55,7 @@ sources:
       region: warsaw
       classes: {{{", ".join(f"{k}: {v}" for k, v in LANDCOVER_AI.items())}}}
 """)
-    assert _build(tmp_path, "r1")
+    assert build_in_process(tmp_path, "r1")
     rel = tmp_path / "data" / "releases" / "r1"
     assert validate_release(rel) == []
     images = json.loads((rel / "manifest.json").read_text())["images"]
@@ -99,7 +87,7 @@ sources:
     done.mkdir()
     with rasterio.open(done / f"{key}.tif", "w", **profile) as dst:  # the annotator adds the fields
         dst.write(np.where(pre == 0, 7, pre).astype(np.uint8), 1)
-    assert _build(tmp_path, "r2")
+    assert build_in_process(tmp_path, "r2")
     rel2 = tmp_path / "data" / "releases" / "r2"
     assert validate_release(rel2) == []
     released = {im["source_scene_id"]: im for im in json.loads((rel2 / "manifest.json").read_text())["images"]}

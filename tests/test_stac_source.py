@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import luigi
-import luigi.configuration
 import numpy as np
 import pytest
 import rasterio
@@ -29,6 +26,7 @@ from pipeline.sources.fetch import fetch_source
 from pipeline.sources.stac.io import http_session
 from pipeline.sources.stac.items import item_license, matches_query, parse_interval
 from pipeline.sources.stac.search import StacQuery, find_items
+from tests.helpers_build import build_in_process
 from tests.loopback import LOOPBACK_LIMITS
 from tests.stac_server import CONFORMANCE, StacServer, read_window
 from tests.stac_world import EVENT, build_world, json_docs
@@ -214,21 +212,6 @@ def _copy_catalog(world, root: Path) -> None:
             target.write_bytes(data)
 
 
-@pytest.fixture(scope="module")
-def moto_s3():
-    from moto.server import ThreadedMotoServer
-
-    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-    for k, v in old.items():
-        os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-
-
 def test_static_catalog_on_disk_and_on_s3(world, tmp_path, moto_s3):
     import boto3
 
@@ -257,21 +240,6 @@ def test_static_catalog_on_disk_and_on_s3(world, tmp_path, moto_s3):
     assert len(rec["rejects"]) == 5
 
 
-def _build(base: Path, release: str) -> bool:
-    cfg = luigi.configuration.get_config()
-    cfg.set("PipelineConfig", "data_dir", str(base / "data"))
-    cfg.set("PipelineConfig", "sources_file", str(base / "sources.yaml"))
-    cfg.set("PipelineConfig", "release", release)
-    cfg.set("PipelineConfig", "split_trials", "50")
-    cfg.set("PipelineConfig", "allow_private_networks", "true")  # the loopback STAC server
-    from tasks import BuildRelease
-
-    try:
-        return luigi.build([BuildRelease()], local_scheduler=True, workers=1, log_level="WARNING")
-    finally:
-        cfg.remove_option("PipelineConfig", "allow_private_networks")
-
-
 def test_build_from_stac_sources_and_a_rerun_without_network(world, tmp_path):
     srv = world.srv
     (tmp_path / "sources.yaml").write_text(f"""
@@ -297,7 +265,7 @@ sources:
 """)
     srv.reset_counters()
     # every tile is pending (STAC sources bring no labels): the first build refuses an empty release
-    assert not _build(tmp_path, "r1")
+    assert not build_in_process(tmp_path, "r1", loopback=True)
     assert not (tmp_path / "data" / "releases" / "r1").exists()
     big = world.cog_paths[BIG]
     sent_big = srv.sent[big]
@@ -313,7 +281,7 @@ sources:
         with rasterio.open(done / f"{key}.tif", "w", **profile) as out:
             out.write((np.indices(shape).sum(axis=0) // 128 % 8 + 1).astype(np.uint8), 1)
     srv.reset_counters()
-    assert _build(tmp_path, "r2")
+    assert build_in_process(tmp_path, "r2", loopback=True)
     assert srv.requests == []
     rel = tmp_path / "data" / "releases" / "r2"
     assert validate_release(rel) == []
@@ -354,7 +322,7 @@ def _keep_licences(world, tmp_path: Path, keys: list[str]) -> None:
     oam = next(s for s in json.loads(plan.stdout)["sources"] if s["name"] == "oam-dar")
     assert oam["fetch"]["action"] == "none" and oam["catalog"]["why"].startswith("options.licences changed")
     world.srv.reset_counters()
-    assert _build(tmp_path, "r3")
+    assert build_in_process(tmp_path, "r3", loopback=True)
     assert world.srv.requests == []  # nothing fetched again
     assert sorted((tmp_path / "data" / "work" / "scenes").rglob("*")) == scene_work  # nor processed again
     rel = tmp_path / "data" / "releases" / "r3"

@@ -152,8 +152,3 @@ def mosaic_scenes(scenes: Sequence[Scene]) -> list[Scene]:
             kept.append(group[0][0].scene if len(group) == 1 else _mosaic(group))
     return sorted(kept, key=lambda s: s.scene_id)
 
-
-def mosaic_files(scene: Scene) -> list[str]:
-    """The chip images and footprint files of a mosaic scene ([] for any other scene)."""
-    chips = ((scene.extra or {}).get("mosaic") or {}).get("chips") or []
-    return [p for ch in chips for p in (ch["image"], ch.get("footprints")) if p]
