@@ -191,7 +191,7 @@ class CatalogSource(CatalogParams, PipelineTask):
             # the whole source is unusable (e.g. wrong layout): no scenes, one reject row
             scenes = []
             rejected.append(exc)
-        scenes = self._mosaics(src, scenes, root, rejected)
+        scenes = self._mosaics(src, scenes, root)
         rejects = [
             {"source": src.name, "scene_id": getattr(exc, "scene_id", ""), "file": exc.file,
              "stage": getattr(exc, "reject_stage", "catalog"), "reason": exc.reason}
@@ -208,20 +208,15 @@ class CatalogSource(CatalogParams, PipelineTask):
             "rejects": rejects, **({"select": chosen} if chosen else {}),
         })
 
-    def _mosaics(self, src, scenes: list, root: Path, rejected: list) -> list:
-        """The scenes with their chips joined into mosaics when the source wants it (:mod:`pipeline.sources.mosaic`:
-        chip headers are read in a forked child; a chip that kills it leaves the chips as they are, with a reject)."""
-        from pipeline import forked
-        from pipeline.sources.mosaic import mosaic_scenes, mosaic_wanted
+    def _mosaics(self, src, scenes: list, root: Path) -> list:
+        """The scenes with their chips joined into mosaics when the source wants it (:mod:`pipeline.sources.mosaic`,
+        the chips' headers read in forked children)."""
+        from pipeline.sources.mosaic import mosaic_contained, mosaic_wanted
 
         if not scenes or not mosaic_wanted(src.kind, src.options):
             return scenes
         self.set_status_message(f"joining the chips of {src.name} that lie side by side")
-        try:
-            return forked.contained(mosaic_scenes, scenes, file=str(root))
-        except PipelineInputError as exc:
-            rejected.append(exc)
-            return scenes
+        return mosaic_contained(scenes, str(root))
 
     @staticmethod
     def _fetch_rejects(fetched: dict, root: Path) -> list[dict]:

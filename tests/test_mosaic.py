@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
 from pathlib import Path
 
 import cv2
@@ -68,6 +70,19 @@ def test_grouping_rules(tmp_path, monkeypatch):
         assert ds.dataset_mask().all()
     monkeypatch.setattr(mosaic, "MOSAIC_BLOCK", CHIP)  # a block per chip: four mosaics of one = the chips
     assert [s.scene_id for s in mosaic_scenes(grid)] == ["g00", "g01", "g10", "g11"]
+
+
+def test_a_chip_that_kills_its_reader_costs_only_itself(tmp_path, monkeypatch):
+    grid = [_scene(_chip(tmp_path / f"g{c}{r}.tif", c, r, 10 * c + r)) for c in range(2) for r in range(2)]
+    read = mosaic.chip_of
+
+    def crashing(scene: Scene):  # a chip whose header crashes the decoder (GDAL is native code)
+        if scene.scene_id == "g11":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return read(scene)
+
+    monkeypatch.setattr(mosaic, "chip_of", crashing)
+    assert [s.scene_id for s in mosaic.mosaic_contained(grid, str(tmp_path))] == ["g00-mosaic3", "g11"]
 
 
 def _houses(col: int, row: int) -> list:

@@ -56,7 +56,7 @@ class _Chip:
     header: dict[str, Any]
 
 
-def _chip(scene: Scene) -> _Chip | None:
+def chip_of(scene: Scene) -> _Chip | None:
     """The grid and band layout of a candidate chip (module docstring), or None when it is not one."""
     if scene.georef is not None or scene.landcover or scene.building_mask or raster_driver(scene.image) != "GTiff":
         return None
@@ -139,10 +139,14 @@ def mosaic_wanted(kind: str, options: dict[str, Any] | None) -> bool:
 
 def mosaic_scenes(scenes: Sequence[Scene]) -> list[Scene]:
     """``scenes`` with the chips that lie side by side joined into mosaics (module docstring), sorted by id."""
+    return join_chips(scenes, [chip_of(s) for s in scenes])
+
+
+def join_chips(scenes: Sequence[Scene], chips: Sequence[_Chip | None]) -> list[Scene]:
+    """:func:`mosaic_scenes` of ``scenes`` whose headers are read (``chips``: :func:`chip_of` of each)."""
     by_kind: dict[tuple, list[_Chip]] = defaultdict(list)
     kept: list[Scene] = []
-    for scene in scenes:
-        chip = _chip(scene)
+    for scene, chip in zip(scenes, chips):
         if chip is None:
             kept.append(scene)
         else:
@@ -152,3 +156,23 @@ def mosaic_scenes(scenes: Sequence[Scene]) -> list[Scene]:
             kept.append(group[0][0].scene if len(group) == 1 else _mosaic(group))
     return sorted(kept, key=lambda s: s.scene_id)
 
+
+def mosaic_contained(scenes: Sequence[Scene], root: str) -> list[Scene]:
+    """:func:`mosaic_scenes` with the chips' headers read in a forked child (:func:`pipeline.forked.contained`:
+    GDAL decodes files a source controls).  When a chip kills it, the headers are read chip by chip, each in a
+    child of its own, and a chip that kills its child stays a scene of its own (its PrepareScene names it): one
+    bad chip costs only itself."""
+    from pipeline import forked
+    from pipeline.errors import SceneRejected
+
+    try:
+        return forked.contained(mosaic_scenes, scenes, file=root)
+    except SceneRejected:
+        pass
+    chips: list[_Chip | None] = []
+    for scene in scenes:
+        try:
+            chips.append(forked.contained(chip_of, scene, file=scene.image))
+        except SceneRejected:
+            chips.append(None)
+    return join_chips(scenes, chips)
