@@ -68,8 +68,6 @@ def fetched_checksums(record_path: Path) -> dict[str, str]:
 
 def scene_digest(keys: SceneKeys, scene: Any) -> str:
     """12 hex digits over what one scene's per-scene outputs are made from (module docstring)."""
-    from pipeline.sources.localfs import sidecars
-
     fallback = _h("scene", keys.catalog, scene.scene_id)
     folder = keys.folder
     if folder is None or not os.path.abspath(scene.image).startswith(folder.rstrip("/") + "/"):
@@ -81,22 +79,33 @@ def scene_digest(keys: SceneKeys, scene: Any) -> str:
     for key in SCENE_FILES:
         if record.get(key):
             path, record[key] = record[key], _below(record[key], folder)
-            stamp = _stamp(path, keys.checksums)
-            if stamp is None:
+            stamped = _file_stamps(key, path, folder, keys.checksums, rasters=key != "footprints")
+            if stamped is None:
                 return fallback
-            stamps.append([key, *stamp])
-            if key == "footprints":
-                continue
-            for name in sidecars(path):
-                if os.path.lexists(name):
-                    stamp = _stamp(name, keys.checksums)
-                    if stamp is None:
-                        return fallback
-                    stamps.append([_below(name, folder), *stamp])
+            stamps += stamped
     mosaic = _mosaic_stamps(record, folder, keys.checksums)
     if mosaic is None:
         return fallback
     return _h("scene", keys.base, record, stamps + mosaic)
+
+
+def _file_stamps(label: str, path: str, folder: str, checksums: Mapping[str, str] | None, *,
+                 rasters: bool) -> list[list] | None:
+    """``[label, *stamp]`` of one of a scene's files and, for a raster (``rasters``), those of the side-car files
+    GDAL would read beside it; None when one cannot be stamped (the scene's key falls back)."""
+    from pipeline.sources.localfs import sidecars
+
+    stamp = _stamp(path, checksums)
+    if stamp is None:
+        return None
+    out = [[label, *stamp]]
+    for name in sidecars(path) if rasters else []:
+        if os.path.lexists(name):
+            stamp = _stamp(name, checksums)
+            if stamp is None:
+                return None
+            out.append([_below(name, folder), *stamp])
+    return out
 
 
 def _mosaic_stamps(record: dict, folder: str, checksums: Mapping[str, str] | None) -> list[list] | None:
@@ -110,11 +119,12 @@ def _mosaic_stamps(record: dict, folder: str, checksums: Mapping[str, str] | Non
         chip = dict(chip)
         for key in ("image", "footprints"):
             if chip.get(key):
-                stamp = _stamp(chip[key], checksums)
-                if stamp is None:
+                rel = _below(chip[key], folder)
+                stamped = _file_stamps(rel, chip[key], folder, checksums, rasters=key == "image")
+                if stamped is None:
                     return None
-                chip[key] = _below(chip[key], folder)
-                stamps.append([chip[key], *stamp])
+                chip[key] = rel
+                stamps += stamped
         chips.append(chip)
     record["extra"] = {**record["extra"], "mosaic": {**mosaic, "chips": chips}}
     return stamps
