@@ -15,10 +15,11 @@ come out the same.  Two kinds of scene are keyed so (:class:`SceneKeys`, made on
   ``files/``) with the SHA-256 that the fetch record gives each of those files.
 
 Both leave out what only labels a source's images (licence, attribution, region hint: the pool and release take
-them from the catalog and the entry) and start from the digest of the source's entry without those labels
-(:func:`pipeline.sources.object_store.source_digest`).  A scene with a file outside that folder, or one the
-fetch record does not list, falls back to the source's catalog digest and its scene id: it is redone whenever
-the source is fetched or catalogued anew.
+them from the catalog and the entry), and what only tells how one fetch went (a STAC scene's ``transferred``
+bytes: 0 when a fetch reused the file, as one into a raw folder started from an earlier one does), and start
+from the digest of the source's entry without those labels (:func:`pipeline.sources.object_store.source_digest`).
+A scene with a file outside that folder, or one the fetch record does not list, falls back to the source's
+catalog digest and its scene id: it is redone whenever the source is fetched or catalogued anew.
 """
 from __future__ import annotations
 
@@ -73,8 +74,11 @@ def scene_digest(keys: SceneKeys, scene: Any) -> str:
     if folder is None or not os.path.abspath(scene.image).startswith(folder.rstrip("/") + "/"):
         return fallback
     record = {k: v for k, v in scene.to_dict().items() if k not in (*TERMS, "region_hint")}
-    if "upstream_split" in (record.get("extra") or {}):  # labels the scene's images, not their pixels
-        record["extra"] = {k: v for k, v in record["extra"].items() if k != "upstream_split"}
+    extra = record.get("extra") or {}
+    if "upstream_split" in extra:  # labels the scene's images, not their pixels
+        extra = record["extra"] = {k: v for k, v in extra.items() if k != "upstream_split"}
+    if isinstance(extra.get("stac"), dict) and "transferred" in extra["stac"]:  # how the fetch went (module doc)
+        record["extra"] = {**extra, "stac": {k: v for k, v in extra["stac"].items() if k != "transferred"}}
     stamps: list[list] = []
     for key in SCENE_FILES:
         if record.get(key):

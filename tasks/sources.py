@@ -197,7 +197,8 @@ class CatalogSource(CatalogParams, PipelineTask):
              "stage": getattr(exc, "reject_stage", "catalog"), "reason": exc.reason}
             for exc in rejected
         ] + [  # items the fetch left out on their own (e.g. an OpenAerialMap image that failed)
-            {"source": src.name, "scene_id": "", "file": r["path"], "stage": "fetch", "reason": r["reason"]}
+            {"source": src.name, "scene_id": r.get("scene_id", ""), "file": r["path"], "stage": r.get("stage", "fetch"),
+             "reason": r["reason"]}
             for r in self._fetch_rejects(fetched, root)
         ]
         self.set_progress_percentage(100)

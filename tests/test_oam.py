@@ -242,3 +242,25 @@ def test_adapter_rejects_record_without_image(oam, tmp_path):
     from pipeline.errors import SceneRejected
     with pytest.raises(SceneRejected, match="is missing"):
         OpenAerialMapAdapter().scenes(tmp_path, _source(srv.base))
+
+
+def test_licences_refuse_records_before_their_image_is_downloaded(oam, tmp_path):
+    """``options.licences`` on the catalog API: a record whose licence it does not list is never downloaded (its
+    image URL is not requested), it is a ``catalog`` row with its scene id and licence, and the adapter lists
+    only the others."""
+    srv, records = oam
+    src = _source(srv.base, licences=["CC BY 4.0"])
+    dest = tmp_path / "o"
+    rec = fetch_source(src, dest, limits=LOOPBACK_LIMITS)
+    kept = {records[i]["_id"] for i in (0, 2, 3)}  # CC-BY 4.0 (the third by the source's default)
+    for r in records[:5]:
+        assert bool(srv.requests_for(r["uuid"][len(srv.base):])) == (r["_id"] in kept), r["_id"]
+    assert sorted(f["path"] for f in rec["files"]) == sorted(f"{i}.tif" for i in kept)
+    nc, sa = records[1], records[4]
+    assert sorted(rec["rejects"], key=lambda r: r["path"]) == sorted([
+        {"path": f"{nc['_id']}.tif", "url": nc["uuid"], "scene_id": f"oam-{nc['_id']}", "stage": "catalog",
+         "reason": "licence 'CC-BY-NC 4.0' is not one of options.licences (CC BY 4.0)"},
+        {"path": f"{sa['_id']}.tif", "url": sa["uuid"], "scene_id": f"oam-{sa['_id']}", "stage": "catalog",
+         "reason": "licence 'CC-BY-SA 4.0' is not one of options.licences (CC BY 4.0)"}], key=lambda r: r["path"])
+    (dest / "fetch.json").write_text(json.dumps(rec))
+    assert sorted(s.scene_id for s in OpenAerialMapAdapter().scenes(dest, src)) == sorted(f"oam-{i}" for i in kept)

@@ -307,8 +307,9 @@ sources:
 
 def _keep_licences(world, tmp_path: Path, keys: list[str]) -> None:
     """``options.licences`` on the OpenAerialMap source keeps its CC BY image (``CC BY 4.0`` names the item's
-    ``CC-BY-4.0``): its catalog is listed again, nothing is fetched or processed again, and its CC BY-NC scene is
-    a catalog reject naming its licence and the option."""
+    ``CC-BY-4.0``): its STAC search is made again into a new raw folder started from the earlier one, so no asset
+    byte is transferred again and nothing is processed again, and its CC BY-NC scene is a catalog reject naming
+    its licence and the option."""
     scene_work = sorted((tmp_path / "data" / "work" / "scenes").rglob("*"))
     sources = tmp_path / "sources.yaml"
     sources.write_text(sources.read_text().replace("region: dar_es_salaam}", "region: dar_es_salaam, "
@@ -320,10 +321,11 @@ def _keep_licences(world, tmp_path: Path, keys: list[str]) -> None:
                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=120)
     assert plan.returncode == 0, plan.stdout[-2000:] + plan.stderr[-3000:]
     oam = next(s for s in json.loads(plan.stdout)["sources"] if s["name"] == "oam-dar")
-    assert oam["fetch"]["action"] == "none" and oam["catalog"]["why"].startswith("options.licences changed")
+    why = "only its licence, attribution, regions, acquisition range or options.licences changed (its files and "
+    assert oam["fetch"] == {"action": "refetch", "why": why + "scenes' work are reused)"}
     world.srv.reset_counters()
     assert build_in_process(tmp_path, "r3", loopback=True)
-    assert world.srv.requests == []  # nothing fetched again
+    assert world.srv.requests and all(r["path"] not in world.srv.files for r in world.srv.requests)  # no asset
     assert sorted((tmp_path / "data" / "work" / "scenes").rglob("*")) == scene_work  # nor processed again
     rel = tmp_path / "data" / "releases" / "r3"
     assert validate_release(rel) == []
@@ -335,6 +337,39 @@ def _keep_licences(world, tmp_path: Path, keys: list[str]) -> None:
     assert sorted((r["scene_id"], r["stage"], r["reason"]) for r in refused) == [  # its annotation is left unused
         ("oam-5d00bb", "annotation", "not used: source 'oam-dar' has no tile of scene 'oam-5d00bb' in this build"),
         ("oam-5d00bb", "catalog", "licence 'CC-BY-NC-4.0' is not one of options.licences (CC BY 4.0)")]
+    assert next(r["file"] for r in refused if r["stage"] == "catalog").endswith("/items/5d00bb")  # the item named
+
+
+def test_licences_refuse_items_before_their_asset_is_read_and_a_wider_choice_fetches_only_the_rest(world, tmp_path):
+    """``options.licences`` on a STAC source (OpenAerialMap's API: one CC BY item, one CC BY-NC): the refused item's
+    asset is never requested, it is a ``catalog`` reject naming the item and its licence; widening the option
+    in a raw folder started from that one (what ``FetchSource`` does, :mod:`pipeline.sources.rawreuse`) reads only
+    the asset it refused before."""
+    from pipeline.sources.rawreuse import seed_raw
+
+    srv = world.srv
+    narrow = _source("dar", "openaerialmap", srv.url("/api"), bbox=world.dar_bbox, licences=["CC BY 4.0"])
+    srv.reset_counters()
+    first = fetch_source(narrow, tmp_path / "a" / "files", limits=LOOPBACK_LIMITS)
+    assets = {p for p in srv.files if p.startswith("/oin/")}
+    asked = lambda: {r["path"] for r in srv.requests if r["path"] in assets}  # noqa: E731
+    assert asked() == {"/oin/5d00aa/0/5d00aa.tif"}
+    assert [i["scene_id"] for i in first["items"]] == ["oam-5d00aa"]
+    assert [(r["scene_id"], r["stage"], r["reason"]) for r in first["rejects"]] == [
+        ("oam-5d00bb", "catalog", "licence 'CC-BY-NC-4.0' is not one of options.licences (CC BY 4.0)")]
+    assert first["rejects"][0]["file"].endswith("/items/5d00bb")
+    scenes, rejected = _scenes(OpenAerialMapAdapter(), tmp_path / "a" / "files", narrow)
+    assert list(scenes) == ["oam-5d00aa"] and [r.scene_id for r in rejected] == ["oam-5d00bb"]
+
+    wide = _source("dar", "openaerialmap", srv.url("/api"), bbox=world.dar_bbox,
+                   licences=["CC BY 4.0", "CC BY-NC 4.0"])
+    seed_raw(tmp_path / "b" / "files", tmp_path / "a" / "files")
+    srv.reset_counters()
+    second = fetch_source(wide, tmp_path / "b" / "files", limits=LOOPBACK_LIMITS)
+    assert asked() == {"/oin/5d00bb/0/5d00bb.tif"}  # the CC BY window is the earlier folder's file
+    assert sorted(i["scene_id"] for i in second["items"]) == ["oam-5d00aa", "oam-5d00bb"] and not second["rejects"]
+    reused = {i["scene_id"]: i["transferred"] for i in second["items"]}
+    assert reused["oam-5d00aa"] == 0 and reused["oam-5d00bb"] > 0
 
 
 @pytest.mark.parametrize("max_items", [1, 2])

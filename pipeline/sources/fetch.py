@@ -19,7 +19,9 @@ On-disk layout per case (``dest`` = ``data/raw/<source>/``):
 * openaerialmap with ``options.api: meta``: ``dest/<_id>.tif`` (the image at the record's ``uuid`` URL)
   and ``dest/<_id>.json`` (the catalog record, written after the image).  A record whose image cannot be
   fetched (bad id or URL, refused by the network policy, over a limit, HTTP error) costs only itself: it is
-  listed in ``record["rejects"]`` (``{"path", "url", "reason"}``) and the others are fetched.
+  listed in ``record["rejects"]`` (``{"path", "url", "reason"}``) and the others are fetched.  A record whose
+  licence ``options.licences`` does not list is never downloaded: a row with its ``scene_id`` and stage
+  ``catalog`` too.
 * stac, and openaerialmap on its STAC API (the default): ``dest/images/``, ``dest/items/`` and
   ``dest/stac-index.json`` (see :mod:`pipeline.sources.stac.fetch`; its rejected items are in the index).
 
@@ -43,6 +45,7 @@ from urllib.parse import unquote, urlparse
 
 from pipeline import atomic
 from pipeline.errors import ConfigError, FetchError, LimitExceeded
+from pipeline.licences import licence_refused
 from pipeline.limits import DEFAULT_LIMITS, Limits, human_sizes
 from pipeline.sources.archive import extract_archive, is_archive
 from pipeline.sources.config import SourceConfig
@@ -310,6 +313,11 @@ def _fetch_oam(source: SourceConfig, dest: Path, progress: FetchProgress | None,
     rec["catalog"] = {**info, "accessed": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
     dest.mkdir(parents=True, exist_ok=True)
     for item in items:
+        refused = licence_refused(item_license(item, source.license), opts.get("licences"))
+        if refused is not None:  # the record states its licence: the image is never downloaded
+            rec["rejects"].append({"path": f"{item_id(item)[:80]}.tif", "url": item.get("uuid"), "reason": refused,
+                                   "scene_id": f"oam-{item_id(item)[:80]}", "stage": "catalog"})
+            continue
         try:
             entry = _fetch_oam_item(source, dest, item, info["url"], progress, limits)
         except FetchError as exc:  # one record costs only itself

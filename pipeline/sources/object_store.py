@@ -36,7 +36,7 @@ import botocore.exceptions
 
 from pipeline.errors import FetchError, ObjectStoreError
 from pipeline.sources.config import SourceConfig
-from pipeline.sources.options import LABEL_OPTIONS, PIXEL_OPTIONS, SELECT_OPTIONS, TERMS
+from pipeline.sources.options import FETCH_SELECT_KINDS, LABEL_OPTIONS, PIXEL_OPTIONS, SELECT_OPTIONS, TERMS
 from pipeline.sources.s3 import _PLAIN_MD5_RE, _clean_etag, _digests, download_key, list_keys, parse_s3_url, s3_client
 
 log = logging.getLogger(__name__)
@@ -217,9 +217,12 @@ def sync_files(files: dict[str, tuple[Path, str]], prefix_url: str, *, endpoint_
 def source_digest(source: SourceConfig, *, labels: bool = True, where: bool = True, pixels: bool = True) -> str:
     """12 hex digits over everything of a source's configuration that shapes its raw folder or fetch
     record (kind, location, options, licence, attribution; not ``enabled``, nor the
-    :data:`~pipeline.sources.options.SELECT_OPTIONS`, which only its catalog follows); without the
-    :data:`~pipeline.sources.options.TERMS` and :data:`~pipeline.sources.options.LABEL_OPTIONS` when ``labels``
-    is false (what a scene's files and pixels are made from); without the location when ``where`` is false (a
+    :data:`~pipeline.sources.options.SELECT_OPTIONS`, which only its catalog follows, but for the
+    :data:`~pipeline.sources.options.FETCH_SELECT_KINDS`, whose fetch follows them too); without the
+    :data:`~pipeline.sources.options.TERMS`, :data:`~pipeline.sources.options.LABEL_OPTIONS` and
+    :data:`~pipeline.sources.options.SELECT_OPTIONS` when ``labels`` is false (what a scene's files and pixels
+    are made from; the content a raw folder of those kinds made under other licences shares with this one's);
+    without the location when ``where`` is false (a
     folder read in place, whose scenes are keyed by their files' paths relative to it:
     ``tasks.scenekey.scene_digest``); without the :data:`~pipeline.sources.options.PIXEL_OPTIONS` when ``pixels``
     is false (which files there are, not how their pixels are read: the content of a raw folder)."""
@@ -227,7 +230,9 @@ def source_digest(source: SourceConfig, *, labels: bool = True, where: bool = Tr
     d.pop("enabled", None)
     if not where:
         d.pop("location", None)
-    drop = SELECT_OPTIONS + (LABEL_OPTIONS if not labels else ()) + (PIXEL_OPTIONS if not pixels else ())
+    selects = labels and source.kind in FETCH_SELECT_KINDS
+    drop = (() if selects else SELECT_OPTIONS) + (LABEL_OPTIONS if not labels else ()) \
+        + (PIXEL_OPTIONS if not pixels else ())
     if not labels:
         for key in TERMS:
             d.pop(key, None)

@@ -83,11 +83,17 @@ REGION_NAME_RE = re.compile(r"^[a-z0-9]+(_[a-z0-9]+)*$")
 #: scenes are put in and the acquisition range of images without their own time (in its catalog and release).
 TERMS = ("license", "attribution")
 LABEL_OPTIONS = ("region", "regions", "region_override", "acquired_range")
-#: Options that choose which of a source's scenes its catalog keeps (``licences``): no part of what its raw folder
-#: or its scenes' work is made from (:func:`pipeline.sources.object_store.source_digest` leaves them out), the
-#: catalog's digest carries them (``tasks.plan.source_digests``), so changing them lists the scenes again and
-#: fetches and processes nothing again.
+#: Options that choose which of a source's scenes its catalog keeps (``licences``): no part of what its scenes' work
+#: is made from, nor of what the raw folder of a source holds that downloads everything it lists
+#: (:func:`pipeline.sources.object_store.source_digest` leaves them out); the catalog's digest carries them
+#: (``tasks.plan.source_digests``), so changing them lists the scenes again and processes nothing again.
 SELECT_OPTIONS = ("licences",)
+#: The kinds whose fetch knows each image's licence before downloading it (the STAC item's or the OpenAerialMap
+#: record's) and so refuses at fetch the images ``options.licences`` leaves out: not a byte of their pixels is
+#: transferred.  Their raw folder's digest carries the option (what it holds depends on it); a folder made under
+#: other licences starts the new one (:mod:`pipeline.sources.rawreuse`), so only the images the option now keeps
+#: and the earlier one refused are downloaded.
+FETCH_SELECT_KINDS = ("stac", "openaerialmap")
 #: Options left out of a source's options when unset, so that the digests of sources made before they existed do not
 #: change.
 LEFT_OUT_UNSET = (*PIXEL_OPTIONS, *SELECT_OPTIONS)

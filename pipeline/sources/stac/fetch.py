@@ -2,36 +2,34 @@
 
 Layout written into ``dest`` (``data/raw/<source>/files/``)::
 
-    items/<scene>.json     the STAC item as found
-    images/<scene>.tif     the asset: the whole file, or (with a bbox) the extract of the window covering it
+    items/<scene>.json     the STAC item as found; images/<scene>.tif: the asset, whole or its bbox window
     downloads/<scene>.*    a whole non-COG asset a window was cut from (``options.non_cog: download``)
-    stac-index.json        written last: one entry per scene (licence, attribution, acquisition time,
-                           self link, asset, how it was read, bytes transferred, CRS/GSD checks) and one
-                           per rejected item (file, stage, reason); the adapter reads only this and the
-                           files it names
+    stac-index.json        written last: one entry per scene (licence, attribution, acquisition time, self link,
+                           asset, how it was read, bytes transferred, CRS/GSD checks) and one per rejected
+                           item (file, stage, reason); the adapter reads only this and the files it names
 
 Reading policy per item (first asset key of ``options.assets`` the item has):
 
 * no ``bbox``: the whole file (http(s): :func:`pipeline.sources.download.download`, resumed and checked against
   ``options.sha256`` (keyed by the asset's file name) or the asset's ``file:checksum``; s3:
   :func:`pipeline.sources.s3.download_key`; a local file is hard-linked or copied);
-* with a ``bbox``: the pixel window covering it is read with HTTP range requests (GDAL ``/vsicurl/`` or
-  ``/vsis3/``) and written as a local GeoTIFF (same grid, same pixels).  This needs a Cloud-Optimized
-  GeoTIFF: any other asset is rejected (``options.non_cog: download`` downloads it whole and cuts the
-  window locally instead).  A window that is the whole image is downloaded whole.
+* with a ``bbox``: the pixel window covering it is read with HTTP range requests (GDAL ``/vsicurl/`` or ``/vsis3/``)
+  and written as a local GeoTIFF (same grid, same pixels).  This needs a Cloud-Optimized GeoTIFF: any other asset
+  is rejected (``options.non_cog: download`` downloads it whole and cuts the window locally instead).  A window
+  that is the whole image is downloaded whole.
 * an extract or download whose inputs (asset href, bbox, item ``updated``/checksum/size) are those of the
-  previous fetch, and whose file still has the recorded sha256, is reused without any request.
+  previous fetch (or of the raw folder this one started from), and whose file still has the recorded sha256, is
+  reused without any request.
 
-Per-item problems (unreadable or broken item, no such asset, asset missing or unreadable, not a COG,
-CRS differing from the item's, no overlap with the bbox, an asset URL or redirect the network policy
-refuses, a download over a limit) reject that item only: an index row and a ``rejects.csv`` row naming the
-item or asset URL.  Transient failures (5xx, 408, 429, timeouts, refused
-connections, after the retries) raise :class:`TransientFetchError` instead: the source's fetch fails and
-a rerun tries again, rather than recording a reject that a complete fetch would never revisit.
+Per-item problems (an item whose licence ``options.licences`` does not list, refused before its asset is read;
+unreadable or broken item, no such asset, asset missing or unreadable, not a COG, CRS differing from the item's, no
+overlap with the bbox, an asset URL or redirect the network policy refuses, a download over a limit) reject that
+item only: an index row and a ``rejects.csv`` row naming the item or asset URL. Transient failures (5xx, 408, 429,
+timeouts, refused connections, after the retries) raise :class:`TransientFetchError` instead: the source's fetch
+fails and a rerun tries again, rather than recording a reject that a complete fetch would never revisit.
 
-Every request is made under the network policy and the limits of the build (``limits``,
-:mod:`pipeline.sources.stac.io`): the location, every API page, catalog, item and asset URL, every redirect
-and every connection; a location the policy refuses fails the fetch (``NetworkPolicyError``).
+Every request is made under the network policy and the limits of the build (``limits``, :mod:`.io`): the location,
+every API page, catalog, item and asset URL, every redirect and connection; a location the policy refuses fails.
 """
 from __future__ import annotations
 
@@ -56,6 +54,7 @@ from rasterio.windows import Window
 
 from pipeline import atomic
 from pipeline.errors import FetchError, ItemRejected, NetworkPolicyError, TransientFetchError
+from pipeline.licences import licence_refused
 from pipeline.limits import DEFAULT_LIMITS, Limits
 from pipeline.sources.adapters.base import safe_id
 from pipeline.sources.cog_window import cog_problems, extract_window, is_full, verify_georef, window_for_bbox
@@ -234,6 +233,8 @@ def _fetch_item(ctx: _Ctx, one: Found) -> tuple[dict, list[dict]]:
     key, asset = picked
     href = make_absolute_href(asset["href"], one.base)
     lic = item_license(item, one.parents, ctx.source.license)
+    if (refused := licence_refused(lic, (ctx.source.options or {}).get("licences"))) is not None:  # asset unread
+        raise ItemRejected(one.self_href, refused, scene_id=sid, stage="catalog")
     attr = item_attribution(item, one.parents, ctx.source.attribution)
     item_rel = f"{ITEMS}/{sid}.json"
     atomic.write_json(ctx.dest / item_rel, item)
