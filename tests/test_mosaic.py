@@ -31,6 +31,7 @@ from tests.helpers_build import build_in_process
 
 A, E = 3.3e-6, -2.7e-6  # ~0.3 m at Las Vegas (36.2 N), in degrees
 LON0, LAT0, CHIP = -115.30, 36.20, 650
+Y0 = 4009999.8  # a multiple of 0.3 m: the UTM chips lie on the output grid
 
 
 def _chip(path: Path, col: int, row: int, seed: int, *, dx: float = 0.0, count: int = 3) -> Path:
@@ -68,8 +69,56 @@ def test_grouping_rules(tmp_path, monkeypatch):
         window = ds.read(window=((CHIP, 2 * CHIP), (CHIP, 2 * CHIP)))
         assert np.array_equal(window, g11.read())  # the chip's pixels, where it lies
         assert ds.dataset_mask().all()
-    monkeypatch.setattr(mosaic, "MOSAIC_BLOCK", CHIP)  # a block per chip: four mosaics of one = the chips
-    assert [s.scene_id for s in mosaic_scenes(grid)] == ["g00", "g01", "g10", "g11"]
+    monkeypatch.setattr(mosaic, "MOSAIC_BLOCK", CHIP)  # a block per chip: a mosaic per block, each reaching out
+    blocks = mosaic_scenes(grid)
+    assert [s.scene_id for s in blocks] == ["g00-mosaic4", "g01-mosaic4", "g10-mosaic4", "g11-mosaic4"]
+    cores = [s.extra["mosaic"]["core"] for s in blocks]
+    assert {tuple(c["anchor"]) for c in cores} == {(LON0, LAT0)}  # one lattice for all
+    assert [c["bounds"] for c in cores] == [  # each block once: g01 is the chip below g00
+        pytest.approx([LON0 + c * CHIP * A, LAT0 + (r + 1) * CHIP * E, LON0 + (c + 1) * CHIP * A, LAT0 + r * CHIP * E])
+        for c in range(2) for r in range(2)]
+
+
+def _utm_chip(path: Path, col: int, row: int) -> Path:
+    """A uint8 chip of CHIP px at 0.3 m in UTM 11N whose pixels say where they are."""
+    yy, xx = np.mgrid[row * CHIP:(row + 1) * CHIP, col * CHIP:(col + 1) * CHIP]
+    data = np.stack([(xx * 7 + yy * 3) % 251, (xx // 3 + yy // 5) % 253, (xx * yy) % 241]).astype(np.uint8) + 1
+    with rasterio.open(path, "w", driver="GTiff", width=CHIP, height=CHIP, count=3, dtype="uint8",
+                       crs="EPSG:32611", transform=from_origin(660000.0 + col * CHIP * 0.3, Y0 - row * CHIP * 0.3,
+                                                              0.3, 0.3)) as ds:
+        ds.write(data)
+    return path
+
+
+def test_an_area_of_several_blocks_loses_no_tile_between_them(tmp_path, monkeypatch):
+    """6 x 2 chips of 650 px (3900 x 1300 px at 0.3 m) in blocks of 3 x 3 chips, tiled at 256 px: each block's mosaic
+    makes the tiles centred in it, on one lattice anchored at the area's corner, so the area gives all its 15 x 5
+    whole tiles, none twice, each the chips' pixels (before: a lattice centred per block, 7 + 7 columns, the strip
+    between them lost)."""
+    from pipeline.raster.plan import plan_scene
+    from pipeline.raster.tiling import write_scene_tiles
+
+    chips = [_scene(_utm_chip(tmp_path / f"c{c}{r}.tif", c, r)) for c in range(6) for r in range(2)]
+    monkeypatch.setattr(mosaic, "MOSAIC_BLOCK", 3 * CHIP)
+    scenes = mosaic_scenes(chips)
+    assert [s.scene_id for s in scenes] == ["c00-mosaic12", "c30-mosaic12"]  # each reaches over the other
+    tiles = []
+    for scene in scenes:
+        plan = plan_scene(scene, tile_size=256)
+        assert plan["grid"]["gsd"] == 0.3 and plan["tiling"]["anchor"] == [660000.0, Y0]
+        made, dropped = write_scene_tiles(scene, plan, tmp_path / scene.scene_id, tile_size=256)
+        assert dropped == []
+        tiles += [(tmp_path / scene.scene_id / t["image"], t["bounds"]) for t in made]
+    assert len(tiles) == (3900 // 256) * (1300 // 256) == 75
+    corners = sorted((b[0], b[3]) for _, b in tiles)
+    assert len(set(corners)) == 75 and (660000.0, Y0) in corners  # none twice, from the area's corner on
+    assert {round((x - 660000.0) / 76.8, 6) for x, _ in corners} == set(range(15))  # every column, seams included
+    for path, (minx, _, _, maxy) in tiles:
+        col, row = round((minx - 660000.0) / 0.3), round((Y0 - maxy) / 0.3)
+        yy, xx = np.mgrid[row:row + 256, col:col + 256]
+        want = np.stack([(xx * 7 + yy * 3) % 251, (xx // 3 + yy // 5) % 253, (xx * yy) % 241]).astype(np.uint8) + 1
+        with rasterio.open(path) as ds:
+            assert np.array_equal(ds.read(), want), path.name
 
 
 def test_a_chip_that_kills_its_reader_costs_only_itself(tmp_path, monkeypatch):

@@ -335,7 +335,7 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
     does not map to a sane grid (over ``max_grid_pixels`` or :data:`MAX_GRID_PIXELS` per axis; checked
     before any pixel is read).
     ``tile_size`` is accepted for the record's parameters and does not change the grid (the lattice is
-    made by :func:`pipeline.raster.tiling.tile_lattice`).
+    made by :func:`pipeline.raster.tiling.tile_jobs`; a mosaic's ``tiling`` anchors it: :func:`_mosaic_tiling`).
     """
     file = scene.image
     with rasterio.Env(**GDAL_ENV), open_scene(scene) as ds:
@@ -371,4 +371,17 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
                            "label": "mode" if downsampling else "nearest"},
             "radiometry": {"bands": bands, "alpha_band": alpha, "scale": scale, "low": low, "high": high},
             "center_lonlat": [round(lon, 7), round(lat, 7)],
+            **_mosaic_tiling(scene, ds.crs, utm, gsd),
         }
+
+
+def _mosaic_tiling(scene: Scene, crs: CRS, utm: str, gsd: float) -> dict:
+    """``{"tiling": ...}`` of a mosaic with a core (:mod:`pipeline.sources.mosaic`): the lattice anchor (the chips'
+    lattice origin in ``utm``, on the ``gsd`` grid), the core's bounds and their CRS, for
+    :func:`pipeline.raster.tiling.tile_jobs`; ``{}`` for any other scene."""
+    core = ((scene.extra or {}).get("mosaic") or {}).get("core")
+    if not core:
+        return {}
+    (x,), (y,) = warp_transform(crs, utm, [core["anchor"][0]], [core["anchor"][1]])
+    anchor = [round(round(x / gsd) * gsd, 6) + 0.0, round(round(y / gsd) * gsd, 6) + 0.0]
+    return {"tiling": {"anchor": anchor, "core": list(core["bounds"]), "core_crs": crs.to_string()}}

@@ -11,13 +11,17 @@ Rules (:func:`mosaic_scenes`):
   GeoTIFF; the others are kept unchanged;
 * chips join when they share a region hint, CRS, pixel size (10 significant digits), band count, data type,
   nodata value and colour interpretation, lie on one pixel lattice (origins whole pixels apart, within 1 % of a
-  pixel) and touch or overlap; a mosaic spans at most :data:`MOSAIC_BLOCK` pixels of that lattice each way (chips
-  are grouped by the block their origin falls in), so that a large area makes several scenes, tiled in parallel;
-* a group of one chip stays as it was; a group of several becomes one scene, id ``<first chip id>-mosaic<n>``
-  (n chips), whose ``image`` is its first chip (named in its rejects) and whose ``extra["mosaic"]`` records the
-  grid and every chip (path, offset, size, footprints): :func:`pipeline.raster.reading.open_scene` reads it as a
-  VRT of the chips, uncovered pixels nodata (the chips' masks are its mask), and
-  :func:`pipeline.sources.footprints.load_footprints` reads the footprints of every chip.
+  pixel) and touch or overlap.  A lattice spanning more than one :data:`MOSAIC_BLOCK` (8192 px) each way makes a
+  mosaic per block and group, so that a large area makes several scenes, tiled in parallel: its chips within
+  :data:`MOSAIC_HALO` of the block, with the block as its ``core``.  Every such mosaic is tiled on one lattice
+  anchored at the chips' lattice origin, and makes the tiles whose centre is in its core
+  (:func:`pipeline.raster.tiling.tile_jobs`): the tiles of neighbouring blocks meet, with no strip lost between
+  them and none made twice;
+* a group of one chip stays as it was; a group of several becomes one scene, id ``<first chip id>-mosaic<n>`` (n
+  chips; the first whose origin is in the core's block), whose ``image`` is its first chip (named in its rejects)
+  and whose ``extra["mosaic"]`` records the grid and every chip (path, offset, size, footprints):
+  :func:`pipeline.raster.reading.open_scene` reads it as a VRT of the chips, uncovered pixels nodata (the chips'
+  masks are its mask), and :func:`pipeline.sources.footprints.load_footprints` reads the footprints of every chip.
 
 Where chips overlap, the later chip (in scene-id order) wins.  Nothing is written: the catalog record holds it all.
 """
@@ -37,6 +41,9 @@ from pipeline.sources.localfs import raster_driver
 
 #: The most pixels of the chips' lattice a mosaic spans each way (8192 px: 2.5 km at 0.3 m, 7 tiles of 1024 px).
 MOSAIC_BLOCK = 8192
+#: How far beyond its block a mosaic of a lattice spanning several blocks reaches (px; at least a chip's size): the
+#: tiles centred in the block are read whole (a 1024 px tile at 0.5 m from 0.3 m chips spans 1707 chip pixels).
+MOSAIC_HALO = 2048
 #: The kinds whose chips are joined unless ``options.mosaic: false``: SpaceNet ships 200 m chips.
 MOSAIC_KINDS = ("spacenet",)
 #: How far from whole pixels two chips' origins may be to join (a share of a pixel).
@@ -78,26 +85,53 @@ def chip_of(scene: Scene) -> _Chip | None:
     return _Chip(scene, kind, t.a, t.e, t.c, t.f, size[0], size[1], header)
 
 
-def _groups(chips: Sequence[_Chip]) -> list[list[tuple[_Chip, int, int]]]:
-    """Chips of one kind in groups that touch or overlap on one lattice, within one block; with their pixel
-    offsets from the lattice origin."""
+_Placed = tuple[_Chip, int, int]
+
+
+def _groups(chips: Sequence[_Chip]) -> list[tuple[list[_Placed], dict | None, _Chip]]:
+    """Chips of one kind in groups that touch or overlap on one lattice, with their pixel offsets from the lattice
+    origin; each with its tiling core (None when all of them lie in one block: :func:`_blocks`) and the chip that
+    names it (its first, or its first whose origin is in the core's block)."""
     ref = chips[0]
     x0, y0 = min(ch.c for ch in chips), max(ch.f for ch in chips)
-    placed: dict[tuple[int, int], list[tuple[_Chip, int, int]]] = defaultdict(list)
-    alone: list[list[tuple[_Chip, int, int]]] = []
+    placed: list[_Placed] = []
+    alone: list[tuple[list[_Placed], dict | None, _Chip]] = []
     for ch in chips:
         px, py = (ch.c - x0) / ref.a, (ch.f - y0) / ref.e
         if abs(px - round(px)) > LATTICE_TOLERANCE or abs(py - round(py)) > LATTICE_TOLERANCE:
-            alone.append([(ch, 0, 0)])
+            alone.append(([(ch, 0, 0)], None, ch))
             continue
-        placed[(round(px) // MOSAIC_BLOCK, round(py) // MOSAIC_BLOCK)].append((ch, round(px), round(py)))
-    out = []
-    for block in (placed[k] for k in sorted(placed)):
-        out.extend(_touching(block))
-    return out + alone
+        placed.append((ch, round(px), round(py)))
+    blocks = {(x // MOSAIC_BLOCK, y // MOSAIC_BLOCK) for _, x, y in placed}
+    if len(blocks) <= 1:
+        return [(group, None, min((ch for ch, _, _ in group), key=_sid)) for group in _touching(placed)] + alone
+    return _blocks(placed, sorted(blocks), (x0, y0, ref.a, ref.e)) + alone
 
 
-def _touching(block: list[tuple[_Chip, int, int]]) -> list[list[tuple[_Chip, int, int]]]:
+def _blocks(placed: list[_Placed], blocks: list[tuple[int, int]], lattice: tuple[float, float, float, float]
+            ) -> list[tuple[list[_Placed], dict | None, _Chip]]:
+    """The groups of a lattice spanning several blocks: per block, the chips that reach within
+    :data:`MOSAIC_HALO` pixels of it (at least a chip's size), in groups that touch, each holding a chip whose
+    origin is in the block; its ``core`` is the block's rectangle (in the chips' CRS) and its ``anchor`` the
+    lattice origin: the tiles of every block lie on one lattice anchored there, and each is made by the block its
+    centre is in (:mod:`pipeline.raster.tiling`), so no strip between blocks is lost and no tile made twice."""
+    x0, y0, a, e = lattice
+    halo = max([MOSAIC_HALO] + [max(ch.width, ch.height) for ch, _, _ in placed])
+    out: list[tuple[list[_Placed], dict | None, _Chip]] = []
+    for bx, by in blocks:
+        left, top = bx * MOSAIC_BLOCK, by * MOSAIC_BLOCK
+        near = [(ch, x, y) for ch, x, y in placed if x < left + MOSAIC_BLOCK + halo and x + ch.width > left - halo
+                and y < top + MOSAIC_BLOCK + halo and y + ch.height > top - halo]
+        core = {"bounds": [x0 + left * a, y0 + (top + MOSAIC_BLOCK) * e, x0 + (left + MOSAIC_BLOCK) * a,
+                           y0 + top * e], "anchor": [x0, y0]}
+        for group in _touching(near):
+            own = [ch for ch, x, y in group if (x // MOSAIC_BLOCK, y // MOSAIC_BLOCK) == (bx, by)]
+            if own:
+                out.append((group, core if len(group) > 1 else None, min(own, key=_sid)))
+    return out
+
+
+def _touching(block: list[_Placed]) -> list[list[_Placed]]:
     """The chips of one block in groups that touch or overlap (connected components, in block order)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
@@ -107,26 +141,30 @@ def _touching(block: list[tuple[_Chip, int, int]]) -> list[list[tuple[_Chip, int
     rows, cols = [i for i, _ in pairs], [j for _, j in pairs]
     graph = coo_matrix(([1] * len(pairs), (rows, cols)), shape=(len(block), len(block)))
     _, label = connected_components(graph, directed=False)
-    members: dict[int, list[tuple[_Chip, int, int]]] = defaultdict(list)
+    members: dict[int, list[_Placed]] = defaultdict(list)
     for item, component in zip(block, label):
         members[int(component)].append(item)
     return list(members.values())
 
 
-def _mosaic(group: list[tuple[_Chip, int, int]]) -> Scene:
-    """One scene of a group of several chips (module docstring)."""
+def _sid(chip: _Chip) -> str:
+    return chip.scene.scene_id
+
+
+def _mosaic(group: list[_Placed], core: dict | None, first: _Chip) -> Scene:
+    """One scene of a group of several chips (module docstring) named by ``first``, tiled in ``core`` (if any)."""
     group = sorted(group, key=lambda item: item[0].scene.scene_id)
-    first = group[0][0]
     left, top = min(x for _, x, _ in group), min(y for _, _, y in group)
     right = max(x + ch.width for ch, x, _ in group)
     bottom = max(y + ch.height for ch, _, y in group)
     chips = [{"image": ch.scene.image, "scene_id": ch.scene.scene_id, "x": x - left, "y": y - top,
               "width": ch.width, "height": ch.height, "footprints": ch.scene.footprints,
               "footprints_crs": ch.scene.footprints_crs} for ch, x, y in group]
-    _, fx, fy = group[0]
-    origin = (first.c + (left - fx) * first.a, first.f + (top - fy) * first.e)
+    lead, fx, fy = group[0]
+    origin = (lead.c + (left - fx) * lead.a, lead.f + (top - fy) * lead.e)
     mosaic = {**first.header, "width": right - left, "height": bottom - top,
-              "transform": [first.a, 0.0, origin[0], 0.0, first.e, origin[1]], "chips": chips}
+              "transform": [first.a, 0.0, origin[0], 0.0, first.e, origin[1]], "chips": chips,
+              **({"core": core} if core is not None else {})}
     return replace(first.scene, scene_id=f"{first.scene.scene_id}-mosaic{len(group)}",
                    extra={**(first.scene.extra or {}), "mosaic": mosaic})
 
@@ -152,8 +190,8 @@ def join_chips(scenes: Sequence[Scene], chips: Sequence[_Chip | None]) -> list[S
         else:
             by_kind[chip.kind].append(chip)
     for kind in sorted(by_kind, key=repr):
-        for group in _groups(sorted(by_kind[kind], key=lambda ch: ch.scene.scene_id)):
-            kept.append(group[0][0].scene if len(group) == 1 else _mosaic(group))
+        for group, core, first in _groups(sorted(by_kind[kind], key=_sid)):
+            kept.append(first.scene if len(group) == 1 else _mosaic(group, core, first))
     return sorted(kept, key=lambda s: s.scene_id)
 
 
