@@ -73,7 +73,7 @@ def test_grouping_rules(tmp_path, monkeypatch):
     blocks = mosaic_scenes(grid)
     assert [s.scene_id for s in blocks] == ["g00-mosaic4", "g01-mosaic4", "g10-mosaic4", "g11-mosaic4"]
     cores = [s.extra["mosaic"]["core"] for s in blocks]
-    assert {tuple(c["anchor"]) for c in cores} == {(LON0, LAT0)}  # one lattice for all
+    assert [c["area"] for c in cores] == [pytest.approx([LON0, LAT0 + 2 * CHIP * E, LON0 + 2 * CHIP * A, LAT0])] * 4
     assert [c["bounds"] for c in cores] == [  # each block once: g01 is the chip below g00
         pytest.approx([LON0 + c * CHIP * A, LAT0 + (r + 1) * CHIP * E, LON0 + (c + 1) * CHIP * A, LAT0 + r * CHIP * E])
         for c in range(2) for r in range(2)]

@@ -376,12 +376,17 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
 
 
 def _mosaic_tiling(scene: Scene, crs: CRS, utm: str, gsd: float) -> dict:
-    """``{"tiling": ...}`` of a mosaic with a core (:mod:`pipeline.sources.mosaic`): the lattice anchor (the chips'
-    lattice origin in ``utm``, on the ``gsd`` grid), the core's bounds and their CRS, for
+    """``{"tiling": ...}`` of a mosaic with a core (:mod:`pipeline.sources.mosaic`): the lattice anchor (the corner
+    of the chips' area in ``utm`` where its left and top edges are innermost, the area being a little turned there,
+    on the ``gsd`` grid: the first row and column of tiles lie wholly in it), the core's bounds and their CRS, for
     :func:`pipeline.raster.tiling.tile_jobs`; ``{}`` for any other scene."""
     core = ((scene.extra or {}).get("mosaic") or {}).get("core")
     if not core:
         return {}
-    (x,), (y,) = warp_transform(crs, utm, [core["anchor"][0]], [core["anchor"][1]])
-    anchor = [round(round(x / gsd) * gsd, 6) + 0.0, round(round(y / gsd) * gsd, 6) + 0.0]
+    minx, miny, maxx, maxy = core["area"]
+    steps = np.linspace(0.0, 1.0, 33)
+    xs, _ = warp_transform(crs, utm, [minx] * len(steps), list(miny + steps * (maxy - miny)))
+    _, ys = warp_transform(crs, utm, list(minx + steps * (maxx - minx)), [maxy] * len(steps))
+    anchor = [round(math.ceil(max(xs) / gsd - 1e-6) * gsd, 6) + 0.0,
+              round(math.floor(min(ys) / gsd + 1e-6) * gsd, 6) + 0.0]
     return {"tiling": {"anchor": anchor, "core": list(core["bounds"]), "core_crs": crs.to_string()}}

@@ -14,7 +14,7 @@ Rules (:func:`mosaic_scenes`):
   pixel) and touch or overlap.  A lattice spanning more than one :data:`MOSAIC_BLOCK` (8192 px) each way makes a
   mosaic per block and group, so that a large area makes several scenes, tiled in parallel: its chips within
   :data:`MOSAIC_HALO` of the block, with the block as its ``core``.  Every such mosaic is tiled on one lattice
-  anchored at the chips' lattice origin, and makes the tiles whose centre is in its core
+  anchored at the corner of the chips' area, and makes the tiles whose centre is in its core
   (:func:`pipeline.raster.tiling.tile_jobs`): the tiles of neighbouring blocks meet, with no strip lost between
   them and none made twice;
 * a group of one chip stays as it was; a group of several becomes one scene, id ``<first chip id>-mosaic<n>`` (n
@@ -112,18 +112,21 @@ def _blocks(placed: list[_Placed], blocks: list[tuple[int, int]], lattice: tuple
             ) -> list[tuple[list[_Placed], dict | None, _Chip]]:
     """The groups of a lattice spanning several blocks: per block, the chips that reach within
     :data:`MOSAIC_HALO` pixels of it (at least a chip's size), in groups that touch, each holding a chip whose
-    origin is in the block; its ``core`` is the block's rectangle (in the chips' CRS) and its ``anchor`` the
-    lattice origin: the tiles of every block lie on one lattice anchored there, and each is made by the block its
+    origin is in the block; its ``core`` is the block's rectangle (in the chips' CRS) and its ``area`` the
+    bounds of all the chips: the tiles of every block lie on one lattice anchored at its corner, and each is made by
+    the block its
     centre is in (:mod:`pipeline.raster.tiling`), so no strip between blocks is lost and no tile made twice."""
     x0, y0, a, e = lattice
     halo = max([MOSAIC_HALO] + [max(ch.width, ch.height) for ch, _, _ in placed])
+    right, bottom = max(x + ch.width for ch, x, _ in placed), max(y + ch.height for ch, _, y in placed)
+    area = [x0, y0 + bottom * e, x0 + right * a, y0]
     out: list[tuple[list[_Placed], dict | None, _Chip]] = []
     for bx, by in blocks:
         left, top = bx * MOSAIC_BLOCK, by * MOSAIC_BLOCK
         near = [(ch, x, y) for ch, x, y in placed if x < left + MOSAIC_BLOCK + halo and x + ch.width > left - halo
                 and y < top + MOSAIC_BLOCK + halo and y + ch.height > top - halo]
         core = {"bounds": [x0 + left * a, y0 + (top + MOSAIC_BLOCK) * e, x0 + (left + MOSAIC_BLOCK) * a,
-                           y0 + top * e], "anchor": [x0, y0]}
+                           y0 + top * e], "area": area}
         for group in _touching(near):
             own = [ch for ch, x, y in group if (x // MOSAIC_BLOCK, y // MOSAIC_BLOCK) == (bx, by)]
             if own:
