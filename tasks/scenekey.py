@@ -121,10 +121,10 @@ def _mosaic_stamps(record: dict, folder: str, checksums: Mapping[str, str] | Non
     chips, stamps = [], []
     for chip in mosaic["chips"]:
         chip = dict(chip)
-        for key in ("image", "footprints"):
+        for key in ("image", "landcover", "footprints"):
             if chip.get(key):
                 rel = _below(chip[key], folder)
-                stamped = _file_stamps(rel, chip[key], folder, checksums, rasters=key == "image")
+                stamped = _file_stamps(rel, chip[key], folder, checksums, rasters=key != "footprints")
                 if stamped is None:
                     return None
                 chip[key] = rel

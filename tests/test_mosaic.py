@@ -208,3 +208,66 @@ sources:
     rejects = list(csv.DictReader((rel / "rejects.csv").open()))
     assert [(r["scene_id"], r["stage"]) for r in rejects] == [("aoi_2_vegas_img99", "tile")]
     assert "smaller than one 1024x1024 tile" in rejects[0]["reason"]
+
+
+def _patch(root: Path, col: int, row: int, size: int = 700, shift: float = 0.0) -> None:
+    """An ISPRS-Vaihingen-like labelled patch: image and 8-class label of ``size`` px at 0.3 m in UTM 32N, whose
+    pixels say where they are (the label's georeference ``shift`` metres off when asked)."""
+    yy, xx = np.mgrid[row * size:(row + 1) * size, col * size:(col + 1) * size]
+    image = np.stack([(xx * 5 + yy) % 251, (xx + yy * 3) % 241, (xx // 7 * yy // 7) % 239]).astype(np.uint8) + 1
+    label = (((xx // 50) + (yy // 50)) % 8 + 1).astype(np.uint8)
+    for folder, data, dx in (("images", image, 0.0), ("labels", label[np.newaxis], shift)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        with rasterio.open(root / folder / f"top_{col}_{row}.tif", "w", driver="GTiff", width=size, height=size,
+                           count=len(data), dtype="uint8", crs="EPSG:32632",
+                           transform=from_origin(496000.2 + col * size * 0.3 + dx, 5420000.1 - row * size * 0.3,
+                                                 0.3, 0.3)) as ds:
+            ds.write(data)
+
+
+def test_labelled_patches_smaller_than_a_tile_release_as_mosaics(tmp_path):
+    """A local folder of 4 x 3 labelled patches of 700 px at 0.3 m (210 m, smaller than a 1024 px tile: each alone is
+    a ``tile`` reject, so the release was empty) with ``options.mosaic: true`` releases 2 x 2 tiles whose labels are
+    the patches' labels pixel for pixel, across patch edges."""
+    for col in range(4):
+        for row in range(3):
+            _patch(tmp_path / "vaihingen", col, row)
+    (tmp_path / "sources.yaml").write_text(f"""
+sources:
+  - name: patches
+    kind: local
+    location: {tmp_path / 'vaihingen' / 'images'}
+    license: CC BY 4.0
+    attribution: test patches
+    options: {{labels: ../labels, region: stuttgart, mosaic: true}}
+""")
+    assert build_in_process(tmp_path, "r1")
+    rel = tmp_path / "data" / "releases" / "r1"
+    assert validate_release(rel) == []
+    images = json.loads((rel / "manifest.json").read_text())["images"]
+    assert len(images) == 4 and {im["source_scene_id"] for im in images} == {"top_0_0-mosaic12"}
+    for im in images:
+        with rasterio.open(rel / im["label"]) as lbl:
+            left, top = lbl.transform.c, lbl.transform.f
+            col, row = round((left - 496000.2) / 0.3), round((5420000.1 - top) / 0.3)
+            yy, xx = np.mgrid[row:row + 1024, col:col + 1024]
+            assert np.array_equal(lbl.read(1), (((xx // 50) + (yy // 50)) % 8 + 1).astype(np.uint8))
+        assert im["unlabelled_pixels"] == 0
+
+
+def test_a_patch_whose_label_lies_elsewhere_rejects_the_mosaic_naming_it(tmp_path):
+    from pipeline.errors import AnnotationRejected
+    from pipeline.labels.landcover import write_label_tiles
+    from pipeline.raster.plan import plan_scene
+    from pipeline.raster.tiling import write_scene_tiles
+
+    for col in range(2):
+        _patch(tmp_path, col, 0, size=300, shift=0.6 if col == 1 else 0.0)
+    chips = [_scene(tmp_path / "images" / f"top_{c}_0.tif", landcover=str(tmp_path / "labels" / f"top_{c}_0.tif"))
+             for c in range(2)]
+    (scene,) = mosaic_scenes(chips)
+    plan = plan_scene(scene, tile_size=256)
+    tiles, _ = write_scene_tiles(scene, plan, tmp_path / "out", tile_size=256)
+    with pytest.raises(AnnotationRejected) as err:
+        write_label_tiles(scene, plan, tiles, tmp_path / "out")
+    assert err.value.file == str(tmp_path / "labels" / "top_1_0.tif") and "differs from the image's" in err.value.reason

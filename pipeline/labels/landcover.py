@@ -25,8 +25,10 @@ Policies (see docs/ARCHITECTURE.md, "Tiling policy", "Label records"):
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +44,7 @@ from pipeline.errors import AnnotationRejected
 from pipeline.labels.annotations.palette import PALETTE_IDS, colour_codes
 from pipeline.labels.labelling import MAX_UNLABELLED_SHARE, unlabelled_share
 from pipeline.raster.cog import write_tile_cog
-from pipeline.raster.reading import open_raster, open_scene
+from pipeline.raster.reading import mosaic_label_xml, open_raster, open_scene
 from pipeline.raster.tiling import downsampling, map_tiles
 from pipeline.raster.warp import TILE_GDAL_ENV, TileGrid, release_memory, warp_window
 from pipeline.scene import Georef, Scene
@@ -164,15 +166,57 @@ def _check_label_header(scene: Scene, file: str) -> tuple[Georef, list[int]]:
     with open_raster(file, error=AnnotationRejected) as raw:
         if (raw.width, raw.height) != (width, height):
             raise AnnotationRejected(file, f"label shape {raw.width}x{raw.height} differs from image {width}x{height}")
-        colour = raw.count in (3, 4) and set(raw.dtypes) == {"uint8"}
-        if raw.count != 1 and not colour:
-            raise AnnotationRejected(file, f"expects a single-band class-index raster or a uint8 RGB(A) colour "
-                                           f"label, got {raw.count} bands of {raw.dtypes[0]}")
-        if raw.dtypes[0] not in _LABEL_DTYPES:
-            raise AnnotationRejected(file, f"unsupported label data type {raw.dtypes[0]}")
+        bands = _label_bands(file, raw)
         _check_label_georef(file, raw, ref_crs, ref_transform)
-        bands = list(range(1, raw.count + 1)) if colour else [1]
     return Georef(crs=ref_crs.to_wkt(), transform=tuple(ref_transform)[:6]), bands
+
+
+def _label_bands(file: str, raw: Any) -> list[int]:
+    """The bands to read of the label raster ``raw`` (``[1]``, or ``[1, 2, 3(, 4)]`` for a uint8 colour label)."""
+    colour = raw.count in (3, 4) and set(raw.dtypes) == {"uint8"}
+    if raw.count != 1 and not colour:
+        raise AnnotationRejected(file, f"expects a single-band class-index raster or a uint8 RGB(A) colour "
+                                       f"label, got {raw.count} bands of {raw.dtypes[0]}")
+    if raw.dtypes[0] not in _LABEL_DTYPES:
+        raise AnnotationRejected(file, f"unsupported label data type {raw.dtypes[0]}")
+    return list(range(1, raw.count + 1)) if colour else [1]
+
+
+def _label_source(scene: Scene, file: str) -> tuple[list[int], Callable[[], Any]]:
+    """The bands of the scene's land-cover raster and how to open it on the image's grid: the file (its header
+    checked: :func:`_check_label_header`), or for a mosaic of chips (:mod:`pipeline.sources.mosaic`) a VRT of every
+    chip's label at the chip's place, each label checked against its chip as a scene's is against its image."""
+    mosaic = (scene.extra or {}).get("mosaic")
+    if not (mosaic and mosaic.get("label")):
+        georef, bands = _check_label_header(scene, file)
+        return bands, lambda: open_raster(file, georef=georef, bands=bands, keep_nodata=False,
+                                          error=AnnotationRejected)
+    a, _, c, _, e, f = (float(v) for v in mosaic["transform"])
+    crs = CRS.from_user_input(mosaic["crs"])
+    layouts = set()
+    for chip in mosaic["chips"]:
+        with open_raster(chip["landcover"], error=AnnotationRejected) as raw:
+            if (raw.width, raw.height) != (chip["width"], chip["height"]):
+                raise AnnotationRejected(chip["landcover"], f"label shape {raw.width}x{raw.height} differs from "
+                                                            f"image {chip['width']}x{chip['height']}")
+            layouts.add((tuple(_label_bands(chip["landcover"], raw)), raw.dtypes[0]))
+            _check_label_georef(chip["landcover"], raw, crs,
+                                Affine(a, 0.0, c + chip["x"] * a, 0.0, e, f + chip["y"] * e))
+    if len(layouts) != 1:
+        raise AnnotationRejected(file, f"the labels of the mosaic's {len(mosaic['chips'])} chips differ in bands or "
+                                       f"data type: {sorted(layouts)}")
+    bands = list(next(iter(layouts))[0])
+    return bands, lambda: _open_xml(mosaic_label_xml(mosaic, bands), file)
+
+
+@contextlib.contextmanager
+def _open_xml(xml: str, file: str) -> Iterator[Any]:
+    try:  # one thread: see pipeline.raster.reading.open_scene (forked children)
+        ds = rasterio.open(xml, NUM_THREADS="1")
+    except (RasterioError, ValueError) as exc:
+        raise AnnotationRejected(file, f"cannot read the labels of the mosaic: {exc}") from exc
+    with ds:
+        yield ds
 
 
 def _label_classes(scene: Scene, *, colour: bool) -> dict[int, int] | None:
@@ -249,12 +293,8 @@ def write_label_tiles(scene: Scene, plan: dict, tiles: list[dict], out_dir: Path
         }
 
     with rasterio.Env(**TILE_GDAL_ENV):
-        georef, bands = _check_label_header(scene, file)
+        bands, opener = _label_source(scene, file)
         checker = _BadValues(file, _label_classes(scene, colour=len(bands) > 1))
-
-        def opener():
-            return open_raster(file, georef=georef, bands=bands, keep_nodata=False, error=AnnotationRejected)
-
         records = map_tiles(opener, one_tile, sorted(tiles, key=lambda t: t["tile_id"]))
     error = checker.error()
     if error is not None:

@@ -230,22 +230,42 @@ def open_scene(scene: Scene) -> Iterator[rasterio.io.DatasetReader]:
         yield ds
 
 
+def mosaic_label_xml(mosaic: dict[str, Any], bands: Sequence[int]) -> str:
+    """A VRT document of a mosaic's land-cover rasters (each chip's ``landcover``, :mod:`pipeline.sources.mosaic`) at
+    the chips' offsets on the mosaic's grid, bands ``bands`` of them; no nodata and no mask: pixels no chip's label
+    covers are 0 (unlabelled).  Later chips are drawn over earlier ones, as in the image's mosaic."""
+    dtype = GDAL_TYPES[mosaic["label"]["dtype"]]
+    parts = [_mosaic_header(mosaic)]
+    for i, band in enumerate(bands, start=1):
+        parts.append(f'<VRTRasterBand dataType="{dtype}" band="{i}">' + _mosaic_sources(mosaic, str(band), "landcover")
+                     + "</VRTRasterBand>")
+    return "".join(parts) + "</VRTDataset>"
+
+
+def _mosaic_header(mosaic: dict[str, Any]) -> str:
+    a, b, c, d, e, f = (float(v) for v in mosaic["transform"])
+    return (f'<VRTDataset rasterXSize="{int(mosaic["width"])}" rasterYSize="{int(mosaic["height"])}">'
+            f"<SRS>{escape(mosaic['crs'])}</SRS>"
+            "<GeoTransform>" + ", ".join(repr(v) for v in (c, a, b, f, d, e)) + "</GeoTransform>")
+
+
+def _mosaic_sources(mosaic: dict[str, Any], band: str, layer: str = "image") -> str:
+    return "".join(
+        f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(Path(ch[layer]).resolve()))}'
+        f'</SourceFilename><SourceBand>{band}</SourceBand>'
+        f'<SrcRect xOff="0" yOff="0" xSize="{int(ch["width"])}" ySize="{int(ch["height"])}"/>'
+        f'<DstRect xOff="{int(ch["x"])}" yOff="{int(ch["y"])}" xSize="{int(ch["width"])}" '
+        f'ySize="{int(ch["height"])}"/></SimpleSource>' for ch in mosaic["chips"])
+
+
 def _mosaic_xml(mosaic: dict[str, Any]) -> str:
     """A VRT document of a mosaic's chips: every band from each chip at its offset, and a mask from the chips'
     masks, so that pixels no chip covers are nodata.  Later chips are drawn over earlier ones."""
-    a, b, c, d, e, f = (float(v) for v in mosaic["transform"])
     dtype = GDAL_TYPES[mosaic["dtype"]]
-    parts = [f'<VRTDataset rasterXSize="{int(mosaic["width"])}" rasterYSize="{int(mosaic["height"])}">',
-             f"<SRS>{escape(mosaic['crs'])}</SRS>",
-             "<GeoTransform>" + ", ".join(repr(v) for v in (c, a, b, f, d, e)) + "</GeoTransform>"]
+    parts = [_mosaic_header(mosaic)]
 
     def sources(band: str) -> str:
-        return "".join(
-            f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(Path(ch["image"]).resolve()))}'
-            f'</SourceFilename><SourceBand>{band}</SourceBand>'
-            f'<SrcRect xOff="0" yOff="0" xSize="{int(ch["width"])}" ySize="{int(ch["height"])}"/>'
-            f'<DstRect xOff="{int(ch["x"])}" yOff="{int(ch["y"])}" xSize="{int(ch["width"])}" '
-            f'ySize="{int(ch["height"])}"/></SimpleSource>' for ch in mosaic["chips"])
+        return _mosaic_sources(mosaic, band)
 
     for i, name in enumerate(mosaic["colorinterp"], start=1):
         parts.append(f'<VRTRasterBand dataType="{dtype}" band="{i}">')

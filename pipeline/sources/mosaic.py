@@ -6,17 +6,18 @@ at 0.3 m is 307 m; SpaceNet 1's 438 px at 0.5 m) yield no tile chip by chip: eve
 
 Rules (:func:`mosaic_scenes`):
 
-* candidates: scenes with their own georeference (no ``georef``), no land-cover raster and no building mask
-  (their labels would need a mosaic of their own; they stay as they are), north-up (no rotation), readable as a
-  GeoTIFF; the others are kept unchanged;
-* chips join when they share a region hint, CRS, pixel size (10 significant digits), band count, data type,
-  nodata value and colour interpretation, lie on one pixel lattice (origins whole pixels apart, within 1 % of a
-  pixel) and touch or overlap.  A lattice spanning more than one :data:`MOSAIC_BLOCK` (8192 px) each way makes a
-  mosaic per block and group, so that a large area makes several scenes, tiled in parallel: its chips within
-  :data:`MOSAIC_HALO` of the block, with the block as its ``core``.  Every such mosaic is tiled on one lattice
-  anchored at the corner of the chips' area, and makes the tiles whose centre is in its core
-  (:func:`pipeline.raster.tiling.tile_jobs`): the tiles of neighbouring blocks meet, with no strip lost between
-  them and none made twice;
+* candidates: scenes with their own georeference (no ``georef``), no building mask, north-up (no rotation),
+  readable as a GeoTIFF, whose land-cover raster, if any, is a GeoTIFF of the image's size (ISPRS Vaihingen's
+  labelled patches: :func:`pipeline.labels.landcover.write_label_tiles` reads a mosaic's labels as one too, each
+  checked against its chip); the others are kept unchanged;
+* chips join when they share a region hint, CRS, pixel size (10 significant digits), band count, data type, nodata
+  value, colour interpretation and label layout (none, or its bands and data type), lie on one pixel lattice
+  (origins whole pixels apart, within 1 % of a pixel) and touch or overlap. A lattice spanning more than one
+  :data:`MOSAIC_BLOCK` (8192 px) each way makes a mosaic per block and group, so that a large area makes several
+  scenes, tiled in parallel: its chips within :data:`MOSAIC_HALO` of the block, with the block as its ``core``.
+  Every such mosaic is tiled on one lattice anchored at the corner of the chips' area, and makes the tiles whose
+  centre is in its core (:func:`pipeline.raster.tiling.tile_jobs`): the tiles of neighbouring blocks meet, with no
+  strip lost between them and none made twice;
 * a group of one chip stays as it was; a group of several becomes one scene, id ``<first chip id>-mosaic<n>`` (n
   chips; the first whose origin is in the core's block), whose ``image`` is its first chip (named in its rejects)
   and whose ``extra["mosaic"]`` records the grid and every chip (path, offset, size, footprints):
@@ -63,9 +64,20 @@ class _Chip:
     header: dict[str, Any]
 
 
+def _label_layout(scene: Scene, size: tuple[int, int]) -> tuple | None:
+    """``(band count, data type)`` of a chip's land-cover raster, () without one; None when it is no GeoTIFF of the
+    chip's size (the chip stays a scene of its own, whose label stage names the problem)."""
+    if not scene.landcover:
+        return ()
+    if raster_driver(scene.landcover) != "GTiff":
+        return None
+    with rasterio.open(scene.landcover, driver="GTiff") as lbl:
+        return (lbl.count, lbl.dtypes[0]) if (lbl.width, lbl.height) == size and len(set(lbl.dtypes)) == 1 else None
+
+
 def chip_of(scene: Scene) -> _Chip | None:
     """The grid and band layout of a candidate chip (module docstring), or None when it is not one."""
-    if scene.georef is not None or scene.landcover or scene.building_mask or raster_driver(scene.image) != "GTiff":
+    if scene.georef is not None or scene.building_mask or raster_driver(scene.image) != "GTiff":
         return None
     try:
         with rasterio.open(scene.image, driver="GTiff") as ds:
@@ -78,10 +90,13 @@ def chip_of(scene: Scene) -> _Chip | None:
             if len(set(ds.dtypes)) != 1:
                 return None
             size = (ds.width, ds.height)
+        labels = _label_layout(scene, size)
     except (RasterioError, OSError):
         return None  # the raster stage names the problem when it plans the chip
+    if labels is None:
+        return None
     kind = (scene.region_hint, header["crs"], f"{t.a:.10g}", f"{t.e:.10g}", header["count"], header["dtype"],
-            header["nodata"], tuple(header["colorinterp"]))
+            header["nodata"], tuple(header["colorinterp"]), labels)
     return _Chip(scene, kind, t.a, t.e, t.c, t.f, size[0], size[1], header)
 
 
@@ -162,12 +177,14 @@ def _mosaic(group: list[_Placed], core: dict | None, first: _Chip) -> Scene:
     bottom = max(y + ch.height for ch, _, y in group)
     chips = [{"image": ch.scene.image, "scene_id": ch.scene.scene_id, "x": x - left, "y": y - top,
               "width": ch.width, "height": ch.height, "footprints": ch.scene.footprints,
-              "footprints_crs": ch.scene.footprints_crs} for ch, x, y in group]
+              "footprints_crs": ch.scene.footprints_crs,
+              **({"landcover": ch.scene.landcover} if ch.scene.landcover else {})} for ch, x, y in group]
     lead, fx, fy = group[0]
     origin = (lead.c + (left - fx) * lead.a, lead.f + (top - fy) * lead.e)
     mosaic = {**first.header, "width": right - left, "height": bottom - top,
               "transform": [first.a, 0.0, origin[0], 0.0, first.e, origin[1]], "chips": chips,
-              **({"core": core} if core is not None else {})}
+              **({"core": core} if core is not None else {}),
+              **({"label": {"count": first.kind[-1][0], "dtype": first.kind[-1][1]}} if first.kind[-1] else {})}
     return replace(first.scene, scene_id=f"{first.scene.scene_id}-mosaic{len(group)}",
                    extra={**(first.scene.extra or {}), "mosaic": mosaic})
 
