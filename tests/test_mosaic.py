@@ -165,7 +165,11 @@ def _spacenet_aoi(root: Path, n: int) -> list:
     return houses
 
 
-def test_spacenet_chips_become_tiles(tmp_path):
+@pytest.mark.parametrize("block", [mosaic.MOSAIC_BLOCK, 2 * CHIP])
+def test_spacenet_chips_become_tiles(tmp_path, monkeypatch, block):
+    """The AOI in one mosaic, and in four blocks (each a mosaic whose tiles are those centred in it, on one
+    lattice): the same four tiles, whose pre-annotations are the whole buildings across chip and block edges."""
+    monkeypatch.setattr(mosaic, "MOSAIC_BLOCK", block)
     houses = _spacenet_aoi(tmp_path / "sn2", 4)
     (tmp_path / "sources.yaml").write_text(f"""
 sources:
@@ -177,11 +181,22 @@ sources:
 """)
     assert not build_in_process(tmp_path, "r1")  # every tile awaits annotation, pre-annotated with the buildings
     catalog = json.loads(next((tmp_path / "data" / "catalog").glob("spacenet-vegas-*.json")).read_text())
-    assert [s["scene_id"] for s in catalog["scenes"]] == ["aoi_2_vegas_img1-mosaic16", "aoi_2_vegas_img99"]
+    named = ["img1"] if block > 4 * CHIP else ["img1", "img10", "img11", "img3"]  # each block's first own chip
+    assert [s["scene_id"] for s in catalog["scenes"]] == [f"aoi_2_vegas_{n}-mosaic16" for n in named] + [
+        "aoi_2_vegas_img99"]
     todo = tmp_path / "data" / "annotation" / "todo"
     keys = sorted(p.stem for p in todo.glob("*.geojson"))
-    assert [k.split("~")[1:] for k in keys] == [["aoi_2_vegas_img1-mosaic16", f"r00{r}_c00{c}"]
-                                                for r in range(2) for c in range(2)]
+    if block > 4 * CHIP:
+        assert [k.split("~")[1:] for k in keys] == [["aoi_2_vegas_img1-mosaic16", f"r00{r}_c00{c}"]
+                                                    for r in range(2) for c in range(2)]
+    else:  # one tile from each block, on one lattice: they meet at the block seams
+        assert len(keys) == 4 and len({k.split("~")[1] for k in keys}) == 4
+        corners = set()
+        for key in keys:
+            with rasterio.open(todo / f"{key}.tif") as t:
+                corners.add((round(t.transform.c, 3), round(t.transform.f, 3)))
+        xs, ys = sorted({x for x, _ in corners}), sorted({y for _, y in corners})
+        assert len(corners) == 4 and xs[1] - xs[0] == pytest.approx(307.2) and ys[1] - ys[0] == pytest.approx(307.2)
     scene = Scene.from_dict(catalog["scenes"][0])
     assert len(load_footprints(scene)) > len(houses)  # the pieces of every chip, those cut at an edge twice
     done = todo.parent / "done"
