@@ -90,6 +90,22 @@ def _utm_chip(path: Path, col: int, row: int) -> Path:
     return path
 
 
+def test_drone_chips_reach_half_a_coarsest_tile_into_the_next_block(tmp_path, monkeypatch):
+    """Chips of 5 cm: a 1024 px tile at 0.5 m is 10240 of their pixels, so a block's mosaic reaches 5120 px (not
+    the 2048 of 0.3 m chips) beyond it, and the tiles centred at its edge are read whole."""
+    chips = []
+    for col in range(12):
+        path = tmp_path / f"d{col:02d}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=1000, height=1000, count=3, dtype="uint8",
+                           crs="EPSG:32611", transform=from_origin(660000.0 + col * 50.0, Y0, 0.05, 0.05)) as ds:
+            ds.write(np.full((3, 1000, 1000), col + 1, np.uint8))
+        chips.append(_scene(path))
+    monkeypatch.setattr(mosaic, "MOSAIC_BLOCK", 4000)
+    first = mosaic_scenes(chips)[0]
+    assert first.scene_id == "d00-mosaic10"  # chips starting before 4000 + 5120 px
+    assert max(c["x"] + c["width"] for c in first.extra["mosaic"]["chips"]) == 10000
+
+
 def test_an_area_of_several_blocks_loses_no_tile_between_them(tmp_path, monkeypatch):
     """6 x 2 chips of 650 px (3900 x 1300 px at 0.3 m) in blocks of 3 x 3 chips, tiled at 256 px: each block's mosaic
     makes the tiles centred in it, on one lattice anchored at the area's corner, so the area gives all its 15 x 5

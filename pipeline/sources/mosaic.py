@@ -42,8 +42,9 @@ from pipeline.sources.localfs import raster_driver
 
 #: The most pixels of the chips' lattice a mosaic spans each way (8192 px: 2.5 km at 0.3 m, 7 tiles of 1024 px).
 MOSAIC_BLOCK = 8192
-#: How far beyond its block a mosaic of a lattice spanning several blocks reaches (px; at least a chip's size): the
-#: tiles centred in the block are read whole (a 1024 px tile at 0.5 m from 0.3 m chips spans 1707 chip pixels).
+#: How far beyond its block a mosaic of a lattice spanning several blocks reaches (px; at least a chip's size and
+#: half a 1024 px tile at 0.5 m): the tiles centred in the block are read whole (a 1024 px tile at 0.5 m from
+#: 0.3 m chips spans 1707 chip pixels).
 MOSAIC_HALO = 2048
 #: The kinds whose chips are joined unless ``options.mosaic: false``: SpaceNet ships 200 m chips.
 MOSAIC_KINDS = ("spacenet",)
@@ -132,7 +133,7 @@ def _blocks(placed: list[_Placed], blocks: list[tuple[int, int]], lattice: tuple
     the block its
     centre is in (:mod:`pipeline.raster.tiling`), so no strip between blocks is lost and no tile made twice."""
     x0, y0, a, e = lattice
-    halo = max([MOSAIC_HALO] + [max(ch.width, ch.height) for ch, _, _ in placed])
+    halo = max([MOSAIC_HALO, _half_tile_px(placed[0][0])] + [max(ch.width, ch.height) for ch, _, _ in placed])
     right, bottom = max(x + ch.width for ch, x, _ in placed), max(y + ch.height for ch, _, y in placed)
     area = [x0, y0 + bottom * e, x0 + right * a, y0]
     out: list[tuple[list[_Placed], dict | None, _Chip]] = []
@@ -163,6 +164,17 @@ def _touching(block: list[_Placed]) -> list[list[_Placed]]:
     for item, component in zip(block, label):
         members[int(component)].append(item)
     return list(members.values())
+
+
+def _half_tile_px(chip: _Chip) -> int:
+    """Half a 1024 px tile at 0.5 m (the coarsest output) in the chip's pixels: chips finer than 0.125 m (drone
+    imagery) need a halo wider than :data:`MOSAIC_HALO` for the tiles centred at a block's edge to be read whole."""
+    from pyproj import CRS as ProjCRS
+
+    size = abs(chip.a)
+    if ProjCRS.from_user_input(chip.header["crs"]).is_geographic:  # degrees: the ground size at the chip's latitude
+        size *= 111_320 * max(0.1, math.cos(math.radians(chip.f)))
+    return math.ceil(512 * 0.5 / max(size, 1e-3))
 
 
 def _sid(chip: _Chip) -> str:
