@@ -286,19 +286,35 @@ sources:
         assert im["unlabelled_pixels"] == 0
 
 
-def test_a_patch_whose_label_lies_elsewhere_rejects_the_mosaic_naming_it(tmp_path):
+def test_a_patch_whose_label_lies_elsewhere_costs_only_itself(tmp_path):
+    """A patch whose label is georeferenced two pixels off stays out of the mosaic: its own label stage rejects it
+    naming its file, the mosaic of the others is labelled.  A label that moves after the catalog (the check at the
+    label stage) rejects the mosaic's labels naming that file."""
     from pipeline.errors import AnnotationRejected
     from pipeline.labels.landcover import write_label_tiles
     from pipeline.raster.plan import plan_scene
     from pipeline.raster.tiling import write_scene_tiles
 
-    for col in range(2):
-        _patch(tmp_path, col, 0, size=300, shift=0.6 if col == 1 else 0.0)
+    for col in range(3):
+        _patch(tmp_path, col, 0, size=300, shift=0.6 if col == 2 else 0.0)
     chips = [_scene(tmp_path / "images" / f"top_{c}_0.tif", landcover=str(tmp_path / "labels" / f"top_{c}_0.tif"))
-             for c in range(2)]
-    (scene,) = mosaic_scenes(chips)
-    plan = plan_scene(scene, tile_size=256)
-    tiles, _ = write_scene_tiles(scene, plan, tmp_path / "out", tile_size=256)
+             for c in range(3)]
+    joined, alone = mosaic_scenes(chips)
+    assert (joined.scene_id, alone.scene_id) == ("top_0_0-mosaic2", "top_2_0")
+    for scene, bad in ((alone, "top_2_0"), (joined, None)):
+        plan = plan_scene(scene, tile_size=256)
+        tiles, _ = write_scene_tiles(scene, plan, tmp_path / scene.scene_id, tile_size=256)
+        if bad is None:
+            assert [t["status"] for t in write_label_tiles(scene, plan, tiles, tmp_path / scene.scene_id)] == [
+                "labelled"] * 2
+            continue
+        with pytest.raises(AnnotationRejected) as err:
+            write_label_tiles(scene, plan, tiles, tmp_path / scene.scene_id)
+        assert err.value.file == str(tmp_path / "labels" / f"{bad}.tif")
+        assert "differs from the image's" in err.value.reason
+    _patch(tmp_path, 1, 0, size=300, shift=0.6)  # moved after the catalog listed the mosaic
+    plan = plan_scene(joined, tile_size=256)
+    tiles, _ = write_scene_tiles(joined, plan, tmp_path / "again", tile_size=256)
     with pytest.raises(AnnotationRejected) as err:
-        write_label_tiles(scene, plan, tiles, tmp_path / "out")
-    assert err.value.file == str(tmp_path / "labels" / "top_1_0.tif") and "differs from the image's" in err.value.reason
+        write_label_tiles(joined, plan, tiles, tmp_path / "again")
+    assert err.value.file == str(tmp_path / "labels" / "top_1_0.tif")

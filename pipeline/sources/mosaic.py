@@ -65,15 +65,21 @@ class _Chip:
     header: dict[str, Any]
 
 
-def _label_layout(scene: Scene, size: tuple[int, int]) -> tuple | None:
-    """``(band count, data type)`` of a chip's land-cover raster, () without one; None when it is no GeoTIFF of the
-    chip's size (the chip stays a scene of its own, whose label stage names the problem)."""
+def _label_layout(scene: Scene, image: Any) -> tuple | None:
+    """``(band count, data type)`` of a chip's land-cover raster, () without one; None when it is not a GeoTIFF of
+    the chip's ``image``'s size and place (its own georeference, if any, within a thousandth of a pixel), one band
+    or uint8 RGB(A): the chip stays a scene of its own, whose label stage names the problem, and costs only itself."""
     if not scene.landcover:
         return ()
     if raster_driver(scene.landcover) != "GTiff":
         return None
     with rasterio.open(scene.landcover, driver="GTiff") as lbl:
-        return (lbl.count, lbl.dtypes[0]) if (lbl.width, lbl.height) == size and len(set(lbl.dtypes)) == 1 else None
+        t, lt = image.transform, lbl.transform
+        placed = lt.is_identity or ((lbl.crs is None or lbl.crs == image.crs) and all(
+            abs(getattr(lt, k) - getattr(t, k)) <= 1e-3 * abs(t.a) for k in "abcdef"))
+        bands = lbl.count == 1 or (lbl.count in (3, 4) and lbl.dtypes[0] == "uint8")
+        ok = (lbl.width, lbl.height) == (image.width, image.height) and len(set(lbl.dtypes)) == 1
+        return (lbl.count, lbl.dtypes[0]) if placed and bands and ok else None
 
 
 def chip_of(scene: Scene) -> _Chip | None:
@@ -91,7 +97,7 @@ def chip_of(scene: Scene) -> _Chip | None:
             if len(set(ds.dtypes)) != 1:
                 return None
             size = (ds.width, ds.height)
-        labels = _label_layout(scene, size)
+            labels = _label_layout(scene, ds)
     except (RasterioError, OSError):
         return None  # the raster stage names the problem when it plans the chip
     if labels is None:
