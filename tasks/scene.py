@@ -111,7 +111,9 @@ class TileScene(TileParams, SceneTask):
                 g = plan["grid"]
                 reject = {"file": plan["file"], "stage": "tile",
                           "reason": f"grid {g['width']}x{g['height']} px at {g['gsd']} m is smaller than one "
-                                    f"{self.tile_size}x{self.tile_size} tile"}
+                                    f"{self.tile_size}x{self.tile_size} tile" if not plan.get("tiling") else
+                          "no tile of the mosaic's lattice that fits in its grid is centred in this block (the "
+                          "neighbouring blocks' mosaics make the tiles around it)"}
         self.set_progress_percentage(100)
         atomic.write_json(self.output().path, {"tiles": tiles, "dropped": dropped, "reject": reject})
 

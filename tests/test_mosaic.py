@@ -106,6 +106,32 @@ def test_drone_chips_reach_half_a_coarsest_tile_into_the_next_block(tmp_path, mo
     assert max(c["x"] + c["width"] for c in first.extra["mosaic"]["chips"]) == 10000
 
 
+def test_blocks_smaller_than_a_tile_still_make_each_tile_once(tmp_path, monkeypatch):
+    """12 x 8 chips of 200 px at 5 cm in blocks of 400 px, tiled at 128 px at 0.3 m (768 chip px): most blocks have
+    no tile centred in them (their tile stage says so), the others make the area's 3 x 2 tiles, each once."""
+    from pipeline.raster.plan import plan_scene
+    from pipeline.raster.tiling import tile_jobs
+
+    chips = []
+    for col in range(12):
+        for row in range(8):
+            path = tmp_path / f"s{col:02d}{row}.tif"
+            with rasterio.open(path, "w", driver="GTiff", width=200, height=200, count=3, dtype="uint8",
+                               crs="EPSG:32611", transform=from_origin(660000.0 + col * 10.0, Y0 - row * 10.0,
+                                                                      0.05, 0.05)) as ds:
+                ds.write(np.full((3, 200, 200), 7 * col + row + 1, np.uint8))
+            chips.append(_scene(path))
+    monkeypatch.setattr(mosaic, "MOSAIC_BLOCK", 400)
+    scenes = mosaic_scenes(chips)
+    assert len(scenes) == 24 and all(s.extra["mosaic"]["core"] for s in scenes)
+    made = []
+    for scene in scenes:
+        plan = plan_scene(scene, tile_size=128)
+        made += [tuple(round(v, 3) for v in grid.transform[:6]) for _, grid, _ in tile_jobs(plan, 128)]
+    assert len(made) == len(set(made)) == 3 * 2
+    assert sorted({t[2] for t in made}) == [660000.0, 660038.4, 660076.8]
+
+
 def test_an_area_of_several_blocks_loses_no_tile_between_them(tmp_path, monkeypatch):
     """6 x 2 chips of 650 px (3900 x 1300 px at 0.3 m) in blocks of 3 x 3 chips, tiled at 256 px: each block's mosaic
     makes the tiles centred in it, on one lattice anchored at the area's corner, so the area gives all its 15 x 5
