@@ -132,6 +132,29 @@ def test_blocks_smaller_than_a_tile_still_make_each_tile_once(tmp_path, monkeypa
     assert sorted({t[2] for t in made}) == [660000.0, 660038.4, 660076.8]
 
 
+def test_an_area_across_a_utm_zone_boundary_is_tiled_in_one_zone(tmp_path, monkeypatch):
+    """10 chips on both sides of 84 W (UTM 16 | 17; Atlanta's SpaceNet 4 AOI is there) in blocks of one chip: the
+    mosaics of the western blocks are centred in zone 16, yet every block is planned in the zone of the area's
+    centre (17), so their tiles share one lattice, none twice."""
+    from pipeline.raster.plan import plan_scene
+    from pipeline.raster.tiling import tile_jobs
+
+    chips = []
+    for col in range(10):
+        path = tmp_path / f"z{col}.tif"
+        with rasterio.open(path, "w", driver="GTiff", width=CHIP, height=CHIP, count=3, dtype="uint8",
+                           crs="EPSG:4326", transform=from_origin(-84.010 + col * CHIP * 3.7e-6, 33.75, 3.7e-6,
+                                                                  2.7e-6)) as ds:
+            ds.write(np.full((3, CHIP, CHIP), col + 1, np.uint8))
+        chips.append(_scene(path, region="atlanta"))
+    monkeypatch.setattr(mosaic, "MOSAIC_BLOCK", CHIP)
+    plans = [plan_scene(s, tile_size=128) for s in mosaic_scenes(chips)]
+    assert {p["center_lonlat"][0] < -84 for p in plans} == {True, False}  # mosaics on both sides
+    assert {p["grid"]["crs"] for p in plans} == {"EPSG:32617"}  # the area's centre, -83.998, is in zone 17
+    made = [tuple(round(v, 3) for v in grid.transform[:6]) for p in plans for _, grid, _ in tile_jobs(p, 128)]
+    assert len(made) == len(set(made)) > 0
+
+
 def test_an_area_of_several_blocks_loses_no_tile_between_them(tmp_path, monkeypatch):
     """6 x 2 chips of 650 px (3900 x 1300 px at 0.3 m) in blocks of 3 x 3 chips, tiled at 256 px: each block's mosaic
     makes the tiles centred in it, on one lattice anchored at the area's corner, so the area gives all its 15 x 5

@@ -347,7 +347,7 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
             raise SceneRejected(file, f"cannot measure GSD: CRS {crs_short(native_crs(scene) or ds.crs)} does not "
                                       f"transform to WGS 84 ({type(exc).__name__})") from exc
         gsd = choose_target_gsd(gsd_native, targets=targets, file=file)
-        utm = utm_crs_for(lon, lat)
+        utm = _area_utm(scene, ds.crs) or utm_crs_for(lon, lat)
         transform, width, height = _utm_grid(ds, utm, gsd, file, max_grid_pixels)
         scale, low, high = _radiometry(ds, bands, dtype, alpha, file)
         downsampling = gsd_native < gsd / AREA_RESAMPLING_FACTOR
@@ -373,6 +373,18 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
             "center_lonlat": [round(lon, 7), round(lat, 7)],
             **_mosaic_tiling(scene, ds.crs, utm, gsd),
         }
+
+
+def _area_utm(scene: Scene, crs: CRS) -> str | None:
+    """The UTM zone of the centre of a mosaic's whole area of chips (:mod:`pipeline.sources.mosaic`: ``core`` and
+    ``area``), so that every block of an area across a zone boundary is tiled on one lattice; None for any other
+    scene (its own centre's zone)."""
+    core = ((scene.extra or {}).get("mosaic") or {}).get("core")
+    if not core:
+        return None
+    minx, miny, maxx, maxy = core["area"]
+    (lon,), (lat,) = warp_transform(crs, "EPSG:4326", [(minx + maxx) / 2], [(miny + maxy) / 2])
+    return utm_crs_for(lon, lat)
 
 
 def _mosaic_tiling(scene: Scene, crs: CRS, utm: str, gsd: float) -> dict:
