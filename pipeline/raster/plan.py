@@ -63,6 +63,7 @@ from rasterio.windows import Window
 
 from pipeline.errors import SceneRejected
 from pipeline.limits import MAX_GRID_TOTAL
+from pipeline.raster.blocks import area_utm, mosaic_tiling
 from pipeline.raster.gsd import choose_target_gsd, crs_label, crs_short, native_gsd_m, utm_crs_for
 from pipeline.raster.reading import GDAL_ENV, GDAL_TYPES, native_crs, open_scene
 from pipeline.scene import Scene
@@ -335,7 +336,7 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
     does not map to a sane grid (over ``max_grid_pixels`` or :data:`MAX_GRID_PIXELS` per axis; checked
     before any pixel is read).
     ``tile_size`` is accepted for the record's parameters and does not change the grid (the lattice is
-    made by :func:`pipeline.raster.tiling.tile_jobs`; a mosaic's ``tiling`` anchors it: :func:`_mosaic_tiling`).
+    made by :func:`pipeline.raster.tiling.tile_jobs`; a mosaic's ``tiling`` anchors it: :mod:`pipeline.raster.blocks`).
     """
     file = scene.image
     with rasterio.Env(**GDAL_ENV), open_scene(scene) as ds:
@@ -347,7 +348,7 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
             raise SceneRejected(file, f"cannot measure GSD: CRS {crs_short(native_crs(scene) or ds.crs)} does not "
                                       f"transform to WGS 84 ({type(exc).__name__})") from exc
         gsd = choose_target_gsd(gsd_native, targets=targets, file=file)
-        utm = _area_utm(scene, ds.crs) or utm_crs_for(lon, lat)
+        utm = area_utm(scene, ds.crs) or utm_crs_for(lon, lat)
         transform, width, height = _utm_grid(ds, utm, gsd, file, max_grid_pixels)
         scale, low, high = _radiometry(ds, bands, dtype, alpha, file)
         downsampling = gsd_native < gsd / AREA_RESAMPLING_FACTOR
@@ -371,34 +372,5 @@ def plan_scene(scene: Scene, *, targets: Sequence[float] = (0.3, 0.5), tile_size
                            "label": "mode" if downsampling else "nearest"},
             "radiometry": {"bands": bands, "alpha_band": alpha, "scale": scale, "low": low, "high": high},
             "center_lonlat": [round(lon, 7), round(lat, 7)],
-            **_mosaic_tiling(scene, ds.crs, utm, gsd),
+            **mosaic_tiling(scene, ds.crs, utm, gsd),
         }
-
-
-def _area_utm(scene: Scene, crs: CRS) -> str | None:
-    """The UTM zone of the centre of a mosaic's whole area of chips (:mod:`pipeline.sources.mosaic`: ``core`` and
-    ``area``), so that every block of an area across a zone boundary is tiled on one lattice; None for any other
-    scene (its own centre's zone)."""
-    core = ((scene.extra or {}).get("mosaic") or {}).get("core")
-    if not core:
-        return None
-    minx, miny, maxx, maxy = core["area"]
-    (lon,), (lat,) = warp_transform(crs, "EPSG:4326", [(minx + maxx) / 2], [(miny + maxy) / 2])
-    return utm_crs_for(lon, lat)
-
-
-def _mosaic_tiling(scene: Scene, crs: CRS, utm: str, gsd: float) -> dict:
-    """``{"tiling": ...}`` of a mosaic with a core (:mod:`pipeline.sources.mosaic`): the lattice anchor (the corner
-    of the chips' area in ``utm`` where its left and top edges are innermost, the area being a little turned there,
-    on the ``gsd`` grid: the first row and column of tiles lie wholly in it), the core's bounds and their CRS, for
-    :func:`pipeline.raster.tiling.tile_jobs`; ``{}`` for any other scene."""
-    core = ((scene.extra or {}).get("mosaic") or {}).get("core")
-    if not core:
-        return {}
-    minx, miny, maxx, maxy = core["area"]
-    steps = np.linspace(0.0, 1.0, 33)
-    xs, _ = warp_transform(crs, utm, [minx] * len(steps), list(miny + steps * (maxy - miny)))
-    _, ys = warp_transform(crs, utm, list(minx + steps * (maxx - minx)), [maxy] * len(steps))
-    anchor = [round(math.ceil(max(xs) / gsd - 1e-6) * gsd, 6) + 0.0,
-              round(math.floor(min(ys) / gsd + 1e-6) * gsd, 6) + 0.0]
-    return {"tiling": {"anchor": anchor, "core": list(core["bounds"]), "core_crs": crs.to_string()}}

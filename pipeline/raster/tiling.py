@@ -50,6 +50,7 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioError
 
 from pipeline.errors import SceneRejected
+from pipeline.raster.blocks import Lattice, anchored_lattice
 from pipeline.raster.cog import write_tile_cog
 from pipeline.raster.reading import open_scene
 from pipeline.raster.warp import TILE_GDAL_ENV, TileGrid, release_memory, warp_window
@@ -61,8 +62,6 @@ TILE_THREADS = max(1, int(os.environ.get("OEM_TILE_THREADS") or min(2, os.cpu_co
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
-
-Lattice = list[tuple[int, int, int, int, int, int]]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,42 +172,13 @@ def downsampling(plan: dict) -> float:
 
 def tile_jobs(plan: dict, tile_size: int) -> list[tuple[str, TileGrid, tuple]]:
     """``(tile id, tile grid, lattice window)`` of every tile of the plan's lattice (:func:`tile_lattice`, or a
-    mosaic's :func:`anchored_lattice`)."""
+    mosaic's :func:`pipeline.raster.blocks.anchored_lattice`)."""
     grid = plan["grid"]
     crs = CRS.from_user_input(grid["crs"])
     lattice = (anchored_lattice(grid, tile_size, plan["tiling"]) if plan.get("tiling")
                else tile_lattice(grid["width"], grid["height"], tile_size))
     return [(tile_id(w[0], w[1]), TileGrid(crs, Affine(*tile_transform(grid["transform"], w[2], w[3])), w[4], w[5]), w)
             for w in lattice]
-
-
-def anchored_lattice(grid: dict, tile_size: int, tiling: dict, *, max_overhang: float = 0.05) -> Lattice:
-    """The windows of a mosaic block (:mod:`pipeline.sources.mosaic`): the ``tile_size`` lattice anchored at
-    ``tiling["anchor"]`` (every block of the mosaic's lattice shares it) within the grid (but ``max_overhang``,
-    as :func:`tile_lattice`), kept where the tile's
-    centre, in ``tiling["core_crs"]``, is in the core ``[minx, maxx) x (miny, maxy]`` (the block: the cores of
-    neighbouring blocks share no point, so each tile is made once).  Rows and columns count from the first kept."""
-    from pyproj import Transformer
-
-    gsd = float(grid["gsd"])
-    x0, y0 = float(grid["transform"][2]), float(grid["transform"][5])
-    col0 = round((float(tiling["anchor"][0]) - x0) / gsd) % tile_size - tile_size
-    row0 = round((y0 - float(tiling["anchor"][1])) / gsd) % tile_size - tile_size
-    over = max_overhang * tile_size  # as tile_lattice: a tile reaching further out of the grid is mostly nodata
-    width, height = int(grid["width"]), int(grid["height"])
-    cols = [c for c in range(col0, width, tile_size) if c >= -over and c + tile_size <= width + over]
-    rows = [r for r in range(row0, height, tile_size) if r >= -over and r + tile_size <= height + over]
-    half = tile_size / 2
-    to_core = Transformer.from_crs(grid["crs"], tiling["core_crs"], always_xy=True)
-    xs, ys = to_core.transform([x0 + (c + half) * gsd for r in rows for c in cols],
-                               [y0 - (r + half) * gsd for r in rows for c in cols])
-    minx, miny, maxx, maxy = tiling["core"]
-    kept = [(r, c) for (r, c), x, y in zip(((r, c) for r in rows for c in cols), xs, ys)
-            if minx <= x < maxx and miny < y <= maxy]
-    if not kept:
-        return []
-    r_first, c_first = min(r for r, _ in kept), min(c for _, c in kept)
-    return [((r - r_first) // tile_size, (c - c_first) // tile_size, c, r, tile_size, tile_size) for r, c in kept]
 
 
 def image_tile(src: Any, scene: Scene, plan: dict, grid: TileGrid,
