@@ -30,6 +30,32 @@ class Georef:
     origin: str = ""
 
 
+#: A label raster's own georeference may differ from its image's by this much (:func:`grid_mismatch`).
+LABEL_GEOREF_REL_TOL = 1e-6
+
+
+def grid_mismatch(transform: Any, width: int, height: int, ref: Any) -> str | None:
+    """Why a raster of ``width`` x ``height`` pixels on ``transform`` (an ``affine.Affine``) is not on the image grid
+    ``ref``, or None when it is: an identity ``transform`` (no georeference) takes the image's; else the pixel size and
+    rotation terms must agree within :data:`LABEL_GEOREF_REL_TOL` relative, and its four corners, mapped into the
+    image's pixel space, lie within that share of its size in pixels (at least 1e-3 px) of the image's corners
+    (float noise such as 0.29999999999997673 vs 0.3 passes).  The label stage's check of a label against its image
+    (:mod:`pipeline.labels.landcover`) and the mosaic's of a chip's label (:mod:`pipeline.sources.mosaic`)."""
+    if transform.is_identity:
+        return None
+    scale = max(abs(ref.a), abs(ref.b), abs(ref.d), abs(ref.e))
+    shown = f"label geotransform {tuple(transform)[:6]} differs from the image's {tuple(ref)[:6]}"
+    if any(abs(getattr(transform, k) - getattr(ref, k)) > LABEL_GEOREF_REL_TOL * scale for k in "abde"):
+        return shown
+    inv = ~ref
+    tol_px = max(1e-3, LABEL_GEOREF_REL_TOL * max(width, height))
+    for c, r in ((0, 0), (width, 0), (0, height), (width, height)):
+        ic, ir = inv @ (transform @ (c, r))
+        if abs(ic - c) > tol_px or abs(ir - r) > tol_px:
+            return f"{shown} (corner ({c}, {r}) off by ({ic - c:.3g}, {ir - r:.3g}) px)"
+    return None
+
+
 @dataclass(frozen=True)
 class Scene:
     """One input scene as an adapter yields it.

@@ -121,7 +121,7 @@ def _mosaic_stamps(record: dict, folder: str, checksums: Mapping[str, str] | Non
     chips, stamps = [], []
     for chip in mosaic["chips"]:
         chip = dict(chip)
-        for key in ("image", "landcover", "footprints"):
+        for key in SCENE_FILES:  # a chip has no building mask (pipeline.sources.mosaic.chip_of)
             if chip.get(key):
                 rel = _below(chip[key], folder)
                 stamped = _file_stamps(rel, chip[key], folder, checksums, rasters=key != "footprints")

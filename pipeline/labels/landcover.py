@@ -47,43 +47,20 @@ from pipeline.raster.cog import write_tile_cog
 from pipeline.raster.reading import mosaic_label_xml, open_raster, open_scene
 from pipeline.raster.tiling import downsampling, map_tiles
 from pipeline.raster.warp import TILE_GDAL_ENV, TileGrid, release_memory, warp_window
-from pipeline.scene import Georef, Scene
+from pipeline.scene import Georef, Scene, grid_mismatch
 
 _LABEL_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
-
-#: A label raster's own georeference may differ from the image's by this much (see _check_label_georef).
-LABEL_GEOREF_REL_TOL = 1e-6
 
 
 def _check_label_georef(file: str, label: rasterio.io.DatasetReader, ref_crs: CRS,
                         ref_transform: Affine) -> None:
-    """Reject a label whose own georeference disagrees with the image's.
-
-    A label with no CRS and no geotransform is fine (it takes the image's).  Otherwise its CRS (when
-    set) must equal the image's, its pixel size / rotation terms must agree within 1e-6 relative, and
-    its four corners, mapped into the image's pixel space, must lie within 1e-6 x (image size) pixels
-    (at least 1e-3 px) of the image's corners.  Float noise such as 0.29999999999997673 vs 0.3 passes.
-    """
+    """Reject a label whose own georeference disagrees with the image's: its CRS (when set) must equal the image's,
+    its grid the image's (:func:`pipeline.scene.grid_mismatch`; a label with no georeference takes the image's)."""
     if label.crs is not None and ref_crs is not None and label.crs != ref_crs:
         raise AnnotationRejected(file, f"label CRS {label.crs} differs from the image's {ref_crs}")
-    lt = label.transform
-    if lt.is_identity:
-        return
-    scale = max(abs(ref_transform.a), abs(ref_transform.b), abs(ref_transform.d), abs(ref_transform.e))
-    for name in "abde":
-        dv = abs(getattr(lt, name) - getattr(ref_transform, name))
-        if dv > LABEL_GEOREF_REL_TOL * scale:
-            raise AnnotationRejected(
-                file, f"label geotransform {tuple(lt)[:6]} differs from the image's {tuple(ref_transform)[:6]}")
-    w, h = label.width, label.height
-    inv = ~ref_transform
-    tol_px = max(1e-3, LABEL_GEOREF_REL_TOL * max(w, h))
-    for c, r in ((0, 0), (w, 0), (0, h), (w, h)):
-        ic, ir = inv @ (lt @ (c, r))
-        if abs(ic - c) > tol_px or abs(ir - r) > tol_px:
-            raise AnnotationRejected(
-                file, f"label geotransform {tuple(lt)[:6]} differs from the image's {tuple(ref_transform)[:6]}"
-                      f" (corner ({c}, {r}) off by ({ic - c:.3g}, {ir - r:.3g}) px)")
+    problem = grid_mismatch(label.transform, label.width, label.height, ref_transform)
+    if problem is not None:
+        raise AnnotationRejected(file, problem)
 
 
 @dataclass

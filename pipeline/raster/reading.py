@@ -263,10 +263,6 @@ def _mosaic_xml(mosaic: dict[str, Any]) -> str:
     masks, so that pixels no chip covers are nodata.  Later chips are drawn over earlier ones."""
     dtype = GDAL_TYPES[mosaic["dtype"]]
     parts = [_mosaic_header(mosaic)]
-
-    def sources(band: str) -> str:
-        return _mosaic_sources(mosaic, band)
-
     for i, name in enumerate(mosaic["colorinterp"], start=1):
         parts.append(f'<VRTRasterBand dataType="{dtype}" band="{i}">')
         ci = ColorInterp[name] if name in ColorInterp.__members__ else None
@@ -274,8 +270,9 @@ def _mosaic_xml(mosaic: dict[str, Any]) -> str:
             parts.append(f"<ColorInterp>{_COLORINTERP_NAMES[ci]}</ColorInterp>")
         if mosaic.get("nodata") is not None:
             parts.append(f"<NoDataValue>{float(mosaic['nodata'])!r}</NoDataValue>")
-        parts.append(sources(str(i)) + "</VRTRasterBand>")
-    parts.append('<MaskBand><VRTRasterBand dataType="Byte">' + sources("mask,1") + "</VRTRasterBand></MaskBand>")
+        parts.append(_mosaic_sources(mosaic, str(i)) + "</VRTRasterBand>")
+    parts.append('<MaskBand><VRTRasterBand dataType="Byte">' + _mosaic_sources(mosaic, "mask,1")
+                 + "</VRTRasterBand></MaskBand>")
     parts.append("</VRTDataset>")
     return "".join(parts)
 

@@ -37,7 +37,7 @@ from typing import Any
 import rasterio
 from rasterio.errors import RasterioError
 
-from pipeline.scene import Scene
+from pipeline.scene import Scene, grid_mismatch
 from pipeline.sources.localfs import raster_driver
 
 #: The most pixels of the chips' lattice a mosaic spans each way (8192 px: 2.5 km at 0.3 m, 7 tiles of 1024 px).
@@ -67,16 +67,16 @@ class _Chip:
 
 def _label_layout(scene: Scene, image: Any) -> tuple | None:
     """``(band count, data type)`` of a chip's land-cover raster, () without one; None when it is not a GeoTIFF of
-    the chip's ``image``'s size and place (its own georeference, if any, within a thousandth of a pixel), one band
-    or uint8 RGB(A): the chip stays a scene of its own, whose label stage names the problem, and costs only itself."""
+    the chip's ``image``'s size and place (its own georeference, if any, as the label stage checks it:
+    :func:`pipeline.scene.grid_mismatch`), one band or uint8 RGB(A): the chip stays a scene of its own, whose label
+    stage names the problem, and costs only itself."""
     if not scene.landcover:
         return ()
     if raster_driver(scene.landcover) != "GTiff":
         return None
     with rasterio.open(scene.landcover, driver="GTiff") as lbl:
-        t, lt = image.transform, lbl.transform
-        placed = lt.is_identity or ((lbl.crs is None or lbl.crs == image.crs) and all(
-            abs(getattr(lt, k) - getattr(t, k)) <= 1e-3 * abs(t.a) for k in "abcdef"))
+        placed = (lbl.crs is None or lbl.crs == image.crs) and grid_mismatch(
+            lbl.transform, lbl.width, lbl.height, image.transform) is None
         bands = lbl.count == 1 or (lbl.count in (3, 4) and lbl.dtypes[0] == "uint8")
         ok = (lbl.width, lbl.height) == (image.width, image.height) and len(set(lbl.dtypes)) == 1
         return (lbl.count, lbl.dtypes[0]) if placed and bands and ok else None
